@@ -1,0 +1,3 @@
+@echo off
+REM Contoso OEM customization hook, run at every boot
+echo Contoso %DATE% %TIME% >> C:\Data\oemcustomization.log
