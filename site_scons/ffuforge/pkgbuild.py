@@ -63,4 +63,5 @@ def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = Bu
             cab_members.append(cab.CabMember(e.cab_path, source=e.payload.source))
         else:
             cab_members.append(cab.CabMember(e.cab_path, data=e.data))
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=settings.epoch)

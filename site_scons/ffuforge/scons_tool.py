@@ -54,86 +54,52 @@ def _rel(env, node_or_path) -> str:
 
 # ------------------------------------------------------------------------------ packages
 
-def _options(env, spec: dict) -> variant.BuildOptions:
+def _options(spec: dict) -> variant.BuildOptions:
     return variant.BuildOptions(
         cpu=spec["cpu"], version=spec["version"], variables=tuple(sorted(spec["variables"].items())),
         languages=tuple(spec["languages"]), build_type=spec["build_type"])
 
 
-def _spec_of(source) -> dict:
-    for s in source:
-        if isinstance(s, SCons.Node.Python.Value):
-            return json.loads(s.read())
-    raise SCons.Errors.UserError("ffuforge: package build has no options Value source")
+def _plan(env, project_rel: str, spec: dict) -> list[variant.Variant]:
+    top = env.Dir("#").abspath
+    p = project.load(os.path.join(top, project_rel), project_rel)
+    return variant.plan(p, _options(spec), os.path.dirname(project_rel), Path(top))
 
 
-def _plan(env, proj_node, spec: dict) -> list[variant.Variant]:
-    path = proj_node.srcnode().abspath
-    shown = _rel(env, proj_node.srcnode())
-    p = project.load(path, shown)
-    return variant.plan(p, _options(env, spec), os.path.dirname(shown), Path(env.Dir("#").abspath))
-
-
-def _package_emitter(target, source, env):
-    spec = _spec_of(source)
-    proj = source[0]
-    variants = _plan(env, proj, spec)  # FFUError is reported by Package()
-    outdir = env.Dir("#" + spec["outdir"])
-    targets = [outdir.File(v.cab_name) for v in variants]
-    names = {}
-    for t in targets:
-        other = names.setdefault(t.abspath, proj)
-        if other is not proj:
-            raise FFUError(f"package {t.name} is also built from {_rel(env, other.srcnode())}; "
-                           "give one of them a different name", _rel(env, proj.srcnode()))
-    return targets, source
-
-
-def _package_scan(node, env, path, arg=None):
-    spec = env.get("FFU_PKG_SPEC")
-    if not spec:
-        return []
-    try:
-        variants = _plan(env, node, json.loads(spec))
-    except FFUError:
-        return []  # the action reports the problem with its location
-    files = sorted({str(f) for v in variants for f in v.inputs()})
+def _package_scan(node, env, path):
+    """Every file the CAB is made from: payload, INFs and what they pull in, BCD XML, raw image."""
+    content = json.loads(node.sources[0].read())["content"]
     nodes = []
-    for f in files:
-        n = env.File(f)
+    for rel in content["inputs"]:
+        n = env.File(rel if os.path.isabs(rel) else "#" + rel)
         if n.exists() or n.has_builder():
             nodes.append(n)
     return nodes
 
 
 def _package_action(target, source, env):
-    spec = _spec_of(source)
+    job = json.loads(env["FFU_PKG_JOB"])
     try:
-        variants = _plan(env, source[0], spec)
-        by_name = {v.cab_name: v for v in variants}
-        settings = pkgbuild.BuildSettings(compression=spec["compression"], epoch=spec["epoch"])
-        for t in target:
-            v = by_name.get(t.name)
-            if v is None:
-                raise FFUError(f"package {t.name} is no longer produced by this project; re-run scons",
-                               _rel(env, source[0].srcnode()))
-            pkgbuild.build_variant(v, t.abspath, settings)
+        by_name = {v.cab_name: v for v in _plan(env, job["project"], job["spec"])}
+        v = by_name.get(target[0].name)
+        if v is None:
+            raise FFUError(f"package {target[0].name} is no longer produced by this project; run scons again",
+                           job["project"])
+        signed = json.loads(source[0].read())
+        settings = pkgbuild.BuildSettings(compression=signed["compression"], epoch=signed["epoch"])
+        pkgbuild.build_variant(v, target[0].abspath, settings)
     except FFUError as exc:
         return SCons.Errors.BuildError(errstr=str(exc), status=2, exitstatus=2)
     return 0
 
 
 def _package_str(target, source, env):
-    if env.get("FFU_VERBOSE"):
-        return None
-    return f"Package {', '.join(t.name for t in target)}"
+    return None if env.get("FFU_VERBOSE") else f"Package {target[0].name}"
 
 
 _PACKAGE_BUILDER = SCons.Builder.Builder(
     action=_SignedFunctionAction(_package_action, "pkgbuild", strfunction=_package_str),
-    emitter=_package_emitter,
-    source_scanner=SCons.Scanner.Scanner(_package_scan, name="ffuforge-package", recursive=False),
-    single_source=False,
+    target_scanner=SCons.Scanner.Scanner(_package_scan, name="ffuforge-package"),
 )
 
 
@@ -149,7 +115,10 @@ def _epoch(env) -> int:
 
 def Package(env, project_file, CPU=None, VARIABLES=None, VERSION=None, LANGUAGES=None, OUTDIR=None,
             COMPRESSION=None, BUILD_TYPE=None):
-    """Declare the CAB(s) of one package project; returns the CAB nodes."""
+    """Declare the CAB(s) of one package project (base, languages, WOW); returns the CAB nodes.
+
+    Each CAB is its own target, signed by the canonical description of its content, so a
+    project edit rebuilds exactly the CABs whose content it changes."""
     cpu = (CPU or env.subst("$FFU_CPU")).lower()
     variables = dict(env.get("FFU_VARIABLES", {}))
     variables.update(VARIABLES or {})
@@ -161,17 +130,34 @@ def Package(env, project_file, CPU=None, VARIABLES=None, VERSION=None, LANGUAGES
         "build_type": BUILD_TYPE or env.subst("$FFU_BUILD_TYPE"),
         "compression": COMPRESSION or env.subst("$FFU_COMPRESSION"),
         "epoch": _epoch(env),
-        "outdir": _rel(env, env.Dir(OUTDIR or env.subst("$FFU_PKG_DIR").replace("${CPU}", cpu)).abspath),
     }
-    proj = env.File(project_file)
+    proj = env.File(project_file).srcnode()
+    rel = _rel(env, proj)
+    outdir = env.Dir(OUTDIR or env.subst("$FFU_PKG_DIR"))
     try:
         if spec["compression"] not in ("none", "mszip"):
             raise FFUError(f"COMPRESSION={spec['compression']!r}; use none or mszip")
-        _options(env, spec)
-        text = json.dumps(spec, sort_keys=True)
-        return _PACKAGE_BUILDER(env, None, [proj, env.Value(text)], FFU_PKG_SPEC=text)
+        variants = _plan(env, rel, spec)
     except FFUError as exc:
-        _fail(str(exc.at(_rel(env, proj.srcnode()))))
+        _fail(str(exc.at(rel)))
+    top = Path(env.Dir("#").abspath)
+    job = json.dumps({"project": rel, "spec": spec}, sort_keys=True)
+    nodes = []
+    for v in variants:
+        target = outdir.File(v.cab_name)
+        owner = _OWNERS.setdefault(target.abspath, rel)
+        if owner != rel:
+            _fail(f"{rel}: package {v.cab_name} is also built from {owner}; give one of them another name")
+        # Variables reach the signature through the resolved content, not wholesale: a product
+        # variable that a package does not use does not rebuild it.
+        signed = {"content": variant.describe(v, top), "compression": spec["compression"],
+                  "epoch": spec["epoch"]}
+        value = env.Value(json.dumps(signed, sort_keys=True))
+        nodes += _PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
+    return nodes
+
+
+_OWNERS: dict[str, str] = {}
 
 
 def generate(env):

@@ -386,3 +386,37 @@ def plan(p: Project, opts: BuildOptions, display_dir: str | None = None, top: Pa
             raise p.where.error(f"buildWow=\"true\" needs a 64-bit CPU (arm64 or amd64), not {opts.cpu}")
         out.append(planner.build("wow", None))
     return out
+
+
+def describe(v: Variant, top: Path) -> dict:
+    """Canonical, path-relative description of everything a variant's CAB depends on, except the
+    bytes of its input files. SCons signs it, so any change that alters the package (and only
+    such a change) rebuilds it; a comment edit in the project does not."""
+
+    def rel(path: Path) -> str:
+        try:
+            r = os.path.relpath(path, top)
+        except ValueError:
+            return str(path)
+        return str(path) if r.startswith("..") else r.replace(os.sep, "/")
+
+    def pl(p: Payload | None):
+        return None if p is None else [rel(p.source), p.device_path]
+
+    p = v.project
+    return {
+        "name": v.name, "kind": v.kind, "arch": v.arch, "language": v.language,
+        "identity": [v.owner, v.component, v.subcomponent],
+        "partition": p.partition, "release": p.release_type, "ownerType": p.owner_type,
+        "version": v.options.version, "buildType": v.options.build_type,
+        "payload": [pl(x) for x in v.payload],
+        "registry": [[r.key, r.name, r.data.type, r.data.data.hex()] for r in v.registry],
+        "emptyKeys": v.empty_keys,
+        "services": [[s.name, sorted(s.attrs.items()),
+                      None if s.failure is None else [s.failure.reset_period, s.failure.command,
+                                                      s.failure.reboot_message, s.failure.actions]]
+                     for s in v.services],
+        "drivers": [rel(d.inf) for d in v.drivers],
+        "bcd": pl(v.bcd), "binaryImage": pl(v.binary_image),
+        "inputs": [rel(f) for f in v.inputs()],
+    }
