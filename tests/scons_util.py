@@ -1,0 +1,35 @@
+"""Run real scons in a copy of the sample workspace."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKSPACE_PARTS = ("SConstruct", "site_scons", "packages", "bsp", "products")
+
+
+def copy_workspace(dest: Path) -> Path:
+    for part in WORKSPACE_PARTS:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "build"))
+        elif src.exists():
+            shutil.copy2(src, dest / part)
+    return dest
+
+
+def scons(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("SOURCE_DATE_EPOCH", None) if env is None or "SOURCE_DATE_EPOCH" not in env else None
+    proc = subprocess.run([sys.executable, "-m", "SCons", "-Q", *args], cwd=cwd, capture_output=True, text=True,
+                          env=full_env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"scons {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def built(proc: subprocess.CompletedProcess, verb: str = "Package") -> list[str]:
+    return sorted(re.findall(rf"^{verb} (\S+)$", proc.stdout, re.M))
