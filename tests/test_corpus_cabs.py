@@ -4,8 +4,6 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
-
 from ffuforge import pe, project, variant
 from ffuforge.cab import CabReader
 from ffuforge.errors import FFUError

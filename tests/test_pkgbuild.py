@@ -7,13 +7,14 @@ import shutil
 import subprocess
 
 import pytest
-from helpers import plan, wm
 from lxml import etree
 
 from ffuforge import catalog, pe
 from ffuforge.cab import CabReader
 from ffuforge.errors import FFUError
 from ffuforge.pkgbuild import BuildSettings, build_variant
+
+from helpers import plan, wm
 
 ASM = "{urn:schemas-microsoft-com:asm.v3}"
 

@@ -4,10 +4,11 @@ import csv
 from pathlib import Path
 
 import pytest
-from pairs_norm import summary
 
 from ffuforge import project
 from ffuforge.errors import FFUError
+
+from pairs_norm import summary
 
 # Pairs whose content really differs between the two kit versions (not a conversion matter).
 CONTENT_CHANGED = {

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from scons_util import built, copy_workspace, scons
 
 pytestmark = pytest.mark.e2e

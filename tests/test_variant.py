@@ -1,9 +1,10 @@
 """Making a project concrete: names, filters, macros, languages, WOW, drivers, collisions."""
 
 import pytest
-from helpers import plan, wm
 
 from ffuforge.errors import FFUError
+
+from helpers import plan, wm
 
 
 def test_names_follow_pkggen(tmp_path):

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import cab, catalog, cbs, project
-from .errors import FFUError
 from .variant import Payload, Variant
 
 CHUNK = 1 << 20
