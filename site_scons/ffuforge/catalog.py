@@ -13,6 +13,7 @@ the signature covers them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
@@ -344,25 +345,40 @@ def _spc_data(kind: str) -> asn1.Asn1Value:
     return _empty_file_link()
 
 
-def _member_info2(kind: str) -> CatalogAttribute:
+@functools.cache
+def _member_info2(kind: str) -> bytes:
     return CatalogAttribute(
         {"type": OID_CAT_MEMBERINFO2, "values": [MemberInfo2(name=kind, value=asn1.Null())]}
-    )
+    ).dump()
 
 
-def _member_info(kind: str) -> CatalogAttribute:
+@functools.cache
+def _member_info(kind: str) -> bytes:
     value = MemberInfo({"sip_guid": _SIP_GUID[kind], "cert_version": _MEMBERINFO_CERT_VERSION})
-    return CatalogAttribute({"type": OID_CAT_MEMBERINFO, "values": [value]})
+    return CatalogAttribute({"type": OID_CAT_MEMBERINFO, "values": [value]}).dump()
 
 
-def _spc_indirect(kind: str, algo: str, digest: bytes) -> CatalogAttribute:
+@functools.cache
+def _spc_parts(kind: str, algo: str) -> tuple[bytes, bytes, bytes]:
+    """Encoded (attribute OID, SpcAttributeTypeAndOptionalValue, AlgorithmIdentifier) for a kind."""
     value = SpcIndirectDataContent(
         {
             "data": {"type": _SPC_DATA_OID[kind], "value": _spc_data(kind)},
-            "message_digest": {"digest_algorithm": _algorithm(_DIGEST_OIDS[algo]), "digest": digest},
+            "message_digest": {"digest_algorithm": _algorithm(_DIGEST_OIDS[algo]), "digest": b""},
         }
     )
-    return CatalogAttribute({"type": OID_SPC_INDIRECT_DATA, "values": [value]})
+    return (asn1.ObjectIdentifier(OID_SPC_INDIRECT_DATA).dump(), value["data"].dump(),
+            value["message_digest"]["digest_algorithm"].dump())
+
+
+def _spc_indirect(kind: str, algo: str, digest: bytes) -> bytes:
+    """Attribute { SPC_INDIRECT_DATA, { SpcIndirectDataContent } } with `digest`, as DER.
+
+    Encoded by concatenation around cached constant parts: per-member asn1crypto encoding
+    dominated package build time (tests check the result against asn1crypto and osslsigncode)."""
+    oid, data, alg = _spc_parts(kind, algo)
+    content = _der(0x30, data + _der(0x30, alg + _der(0x04, digest)))
+    return _der(0x30, oid + _der(0x31, content))
 
 
 def _name_value(name: str, value: str, flags: int = NAMEVALUE_FLAGS) -> bytes:
@@ -389,18 +405,30 @@ def _default_list_identifier(tag: bytes, identifiers: Iterable[bytes], *extra: s
     return h.digest()[:16]
 
 
-def _subjects(entries: dict[bytes, list[CatalogAttribute]]) -> TrustedSubjects:
-    return TrustedSubjects(
-        [
-            TrustedSubject({"subject_identifier": ident, "attributes": CatalogAttributes(entries[ident])})
-            for ident in sorted(entries)
-        ]
-    )
+OID_CTL_DER = asn1.ObjectIdentifier(OID_CTL).dump()
+OID_SIGNED_DATA_DER = asn1.ObjectIdentifier(OID_SIGNED_DATA).dump()
 
 
-def _add_subject(entries: dict[bytes, list[CatalogAttribute]], ident: bytes, attrs: list[CatalogAttribute]):
+def _der(tag: int, content: bytes) -> bytes:
+    """One DER TLV (low tag number, definite length)."""
+    n = len(content)
+    if n < 0x80:
+        return bytes((tag, n)) + content
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(size))) + size + content
+
+
+def _subjects(entries: dict[bytes, list[bytes]]) -> TrustedSubjects:
+    # Subjects are encoded by concatenation (attribute SETs DER-sorted) and the list loaded back:
+    # asn1crypto re-encodes nested values on every containing dump, which was quadratic.
+    ders = [_der(0x30, _der(0x04, ident) + _der(0x31, b"".join(sorted(entries[ident]))))
+            for ident in sorted(entries)]
+    return TrustedSubjects.load(_der(0x30, b"".join(ders)))
+
+
+def _add_subject(entries: dict[bytes, list[bytes]], ident: bytes, attrs: list[bytes]):
     if ident in entries:
-        if [a.dump() for a in entries[ident]] != [a.dump() for a in attrs]:
+        if sorted(entries[ident]) != sorted(attrs):
             raise FFUError(f"catalog subject {ident.hex()} listed twice with different attributes")
         return
     entries[ident] = attrs
@@ -427,17 +455,12 @@ def _envelope(
         ctl["extensions"] = [
             {"extn_id": OID_CAT_NAMEVALUE, "extn_value": _name_value(n, v)} for n, v in attributes
         ]
-    return CatalogContentInfo(
-        {
-            "content_type": OID_SIGNED_DATA,
-            "content": {
-                "version": 1,
-                "digest_algorithms": [],
-                "encap_content_info": {"content_type": OID_CTL, "content": CertificateTrustList(ctl)},
-                "signer_infos": [],
-            },
-        }
-    ).dump()
+    ctl_der = CertificateTrustList(ctl).dump()
+    # ContentInfo { signedData, [0] SignedData { 1, {}, { szOID_CTL, [0] CTL }, {} } }, assembled
+    # from the encoded CTL so the (large) subject list is not re-encoded by the outer layers.
+    encap = _der(0x30, OID_CTL_DER + _der(0xA0, ctl_der))
+    signed = _der(0x30, b"\x02\x01\x01" + b"\x31\x00" + encap + b"\x31\x00")
+    return _der(0x30, OID_SIGNED_DATA_DER + _der(0xA0, signed))
 
 
 def build_catalog_v2(
@@ -455,7 +478,7 @@ def build_catalog_v2(
     `this_update` is taken as UTC. The default listIdentifier is the first 16 bytes of a SHA-256
     over the package name, release type and the sorted subject identifiers.
     """
-    entries: dict[bytes, list[CatalogAttribute]] = {}
+    entries: dict[bytes, list[bytes]] = {}
     for m in members:
         if _is_empty(m):
             continue
@@ -492,7 +515,7 @@ def build_catalog_v1(
     UTF-16LE + NUL. `kind` ('flat' default, or 'pe') picks SIP GUID and indirect data.
     `attributes` are catalog NameValues (flags 0x00010001); the FFU catalog has none.
     """
-    entries: dict[bytes, list[CatalogAttribute]] = {}
+    entries: dict[bytes, list[bytes]] = {}
     for item in labelled_members:
         label, digest = item[0], item[1]
         kind = item[2] if len(item) > 2 else "flat"
