@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import cab, catalog, cbs, project
+from . import cab, catalog, cbs, pe, project
+from .errors import FFUError
 from .variant import Payload, Variant
 
 CHUNK = 1 << 20
@@ -20,7 +21,8 @@ class BuildSettings:
     epoch: int = 1577836800            # SOURCE_DATE_EPOCH (2020-01-01) for catalog time and CAB dates
 
 
-def _digest(p: Payload) -> cbs.FileDigest:
+def _digest(p: Payload) -> tuple[cbs.FileDigest, catalog.MemberHash]:
+    """One read of a payload file: its manifest digest and its catalog hashes."""
     try:
         st = os.stat(p.source)
     except OSError:
@@ -30,28 +32,42 @@ def _digest(p: Payload) -> cbs.FileDigest:
     if st.st_size == 0:
         raise p.where.error(f"source file {p.display} is empty; zero-length files are not supported "
                             "(put at least one byte in it)")
-    h = hashlib.sha256()
+    h256, h1 = hashlib.sha256(), hashlib.sha1()
     try:
         with open(p.source, "rb") as fh:
+            head = fh.read(2)
+            fh.seek(0)
             while chunk := fh.read(CHUNK):
-                h.update(chunk)
+                h256.update(chunk)
+                h1.update(chunk)
     except OSError as exc:
         raise p.where.error(f"cannot read {p.display}: {exc.strerror}") from None
-    return cbs.FileDigest(st.st_size, h.digest())
+    digest = cbs.FileDigest(st.st_size, h256.digest())
+    if head == b"MZ" and pe.is_pe(p.source):  # PE files are catalogued by their Authenticode hash
+        try:
+            member = catalog.member_hashes(catalog.CatalogMember(p.display, p.source, None))
+        except FFUError as exc:
+            raise exc.at(p.display) from None
+    else:
+        member = catalog.MemberHash("flat", digest.sha256, h1.digest(), st.st_size)
+    return digest, member
 
 
 def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = BuildSettings()) -> None:
     """Write the CAB for one package variant atomically; raise FFUError for user mistakes."""
     layout_payload = [*v.payload, *(p for p in (v.bcd, v.binary_image) if p is not None)]
-    digests = {p.device_path.lower(): _digest(p) for p in layout_payload}
+    hashed = {p.device_path.lower(): _digest(p) for p in layout_payload}
+    digests = {k: d for k, (d, _) in hashed.items()}
     if v.bcd is not None:
         project.check_bcd(v.bcd.source, v.bcd.display, v.bcd.where)
     layout = cbs.PackageLayout(v, digests)
     entries, _ = layout.entries()
     members = []
     for e in entries:
-        m = catalog.CatalogMember(e.cab_path, e.payload.source if e.payload else None, e.data)
-        members.append(catalog.member_hashes(m))
+        if e.payload is not None:
+            members.append(hashed[e.payload.device_path.lower()][1])
+        else:
+            members.append(catalog.member_hashes(catalog.CatalogMember(e.cab_path, None, e.data)))
     cat = catalog.build_catalog_v2(
         members, package_name=v.name, test_package=v.project.release_type == "Test",
         this_update=datetime.fromtimestamp(settings.epoch, UTC))
