@@ -1,0 +1,3 @@
+@echo off
+REM Contoso diagnostics (test images only)
+ipconfig /all
