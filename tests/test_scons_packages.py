@@ -16,7 +16,7 @@ EXPECTED = sorted([
     "Contoso.COM.Sample.cab", "Contoso.Custom.BCD.cab", "Contoso.Custom.Files.cab",
     "Contoso.Custom.Files.Resources_Lang_de-de.cab", "Contoso.Custom.Files.Resources_Lang_en-us.cab",
     "Contoso.Legacy.Tools.cab", "Contoso.Registry.Settings.cab", "Contoso.Services.Heartbeat.cab",
-    "Contoso.Wow.Sample.cab",
+    "Contoso.Test.Diagnostics.cab", "Contoso.Wow.Sample.cab",
     "Contoso.Wow.Sample_Wow_arm64.arm.cab", "Contoso.ContosoBoard.BootLoader.cab",
     "Contoso.ContosoBoard.DeviceLayout.cab", "Contoso.ContosoBoard.GPIO.cab", "Contoso.ContosoBoard.UART.cab",
 ])
