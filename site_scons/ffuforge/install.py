@@ -1,0 +1,320 @@
+"""Installing CBS packages into a partition's staged tree (what ImageApp does offline).
+
+Works from the CABs alone — our own and vendor packages alike — so an image never depends
+on how a package was built. Files go to their device paths, registry values (including those
+that services imply) are collected for the hive writer, and every installed item is recorded
+with its owning package so that two packages claiming the same file or value are reported by
+name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+
+from . import macros, regvalue, xmlsafe
+from .cab import CabReader
+from .errors import FFUError
+
+ASM = "{urn:schemas-microsoft-com:asm.v3}"
+SERVICES_KEY = r"HKEY_LOCAL_MACHINE\SYSTEM\ControlSet001\Services"
+_START = {"boot": 0, "system": 1, "auto": 2, "delayedauto": 2, "demand": 3, "disabled": 4}
+_TYPE = {"kerneldriver": 1, "filesystemdriver": 2, "win32ownprocess": 0x10, "win32shareprocess": 0x20,
+         "win32usershareprocess": 0x60}
+_ERROR = {"ignore": 0, "normal": 1, "severe": 2, "critical": 3}
+_ACTION = {"none": 0, "restartservice": 1, "rebootmachine": 2, "runcommand": 3}
+_SID_TYPE = {"none": 0, "unrestricted": 1, "restricted": 3}
+
+
+@dataclass
+class PackageInfo:
+    name: str
+    cab: Path
+    partition: str
+    release_type: str                  # phoneRelease: Production | Test
+    binary_partition: bool
+    version: str
+    arch: str
+
+
+@dataclass
+class InstalledFile:
+    path: str                          # device path below the partition root, '\\' separated
+    size: int
+    sha256: str
+    package: str
+
+
+@dataclass
+class InstalledValue:
+    key: str
+    name: str
+    type: int
+    data: bytes
+    package: str
+
+
+@dataclass
+class Staging:
+    """Everything installed into one partition."""
+    partition: str
+    root: Path
+    files: dict[str, InstalledFile] = field(default_factory=dict)       # by lower-case device path
+    values: dict[tuple[str, str], InstalledValue] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)                  # empty keys: lower → spelling
+    packages: list[PackageInfo] = field(default_factory=list)
+    bcd_sources: list[tuple[Path, str]] = field(default_factory=list)   # (extracted XML, package)
+    raw_image: tuple[Path, str] | None = None
+
+    def manifest(self) -> dict:
+        return {
+            "partition": self.partition,
+            "packages": [{"name": p.name, "cab": p.cab.name, "version": p.version, "release": p.release_type}
+                         for p in self.packages],
+            "files": [vars(f) for f in sorted(self.files.values(), key=lambda f: f.path.lower())],
+            "registry": [{"key": v.key, "name": v.name, "type": v.type, "data": v.data.hex(), "package": v.package}
+                         for v in sorted(self.values.values(), key=lambda v: (v.key.lower(), v.name.lower()))],
+        }
+
+
+def read_package_info(cab_path: Path) -> PackageInfo:
+    """Identity, partition and release type from a CAB's update.mum (cheap: one member)."""
+    with CabReader(cab_path) as cab:
+        return _package_info(cab, cab_path)
+
+
+def _mum(cab: CabReader, cab_path: Path) -> etree._Element:
+    names = {m.name.lower(): m for m in cab.members}
+    if "update.mum" not in names:
+        raise FFUError("not a CBS package: no update.mum member", str(cab_path))
+    return xmlsafe.parse_bytes(cab.read(names["update.mum"], 16 << 20), f"{cab_path}:update.mum")
+
+
+def _package_info(cab: CabReader, cab_path: Path) -> PackageInfo:
+    mum = _mum(cab, cab_path)
+    ident = mum.find(f"{ASM}assemblyIdentity")
+    pkg = mum.find(f"{ASM}package")
+    if ident is None or pkg is None:
+        raise FFUError("update.mum lacks assemblyIdentity or package", str(cab_path))
+    phone = pkg.find(f"{ASM}customInformation/{ASM}phoneInformation")
+    return PackageInfo(
+        name=ident.get("name", cab_path.stem), cab=cab_path,
+        partition=pkg.get("targetPartition") or "MainOS",
+        release_type=(phone.get("phoneRelease") if phone is not None else None) or "Production",
+        binary_partition=(pkg.get("binaryPartition") or "false").lower() == "true",
+        version=ident.get("version", ""), arch=ident.get("processorArchitecture", ""))
+
+
+def device_to_relative(device_path: str, where: str) -> str:
+    """`$(runtime.system32)\\x.dll` → `Windows\\System32\\x.dll` (relative to the partition root)."""
+    m = re.match(r"^\$\(([^()]+)\)(.*)$", device_path)
+    if m:
+        macro = macros.canonical_runtime(m.group(1))
+        if macro is None:
+            raise FFUError(f"unknown device path macro in {device_path!r}", where)
+        text = macros.RUNTIME[macro] + m.group(2)
+    else:
+        text = device_path
+    return macros.normalize_relative(text, f"device path {device_path!r}", where, None)
+
+
+def _host_path(root: Path, rel: str) -> Path:
+    out = root.joinpath(*rel.split("\\"))
+    # normalize_relative has refused '..' and drive letters; this is a second line of defence.
+    if os.path.commonpath([os.path.abspath(out), os.path.abspath(root)]) != os.path.abspath(root):
+        raise FFUError(f"device path {rel!r} escapes the partition")
+    return out
+
+
+def _device_command(value: str) -> str:
+    """A command line whose path starts with a device macro, in the form the SCM expands."""
+    m = re.match(r"^\$\(([^()]+)\)(.*)$", value, re.S)
+    macro = macros.canonical_runtime(m.group(1)) if m else None
+    if macro is None:
+        return value
+    path = macros.RUNTIME[macro] + m.group(2)
+    if path.lower().startswith("\\windows"):
+        return "%SystemRoot%" + path[len("\\Windows"):]
+    return "%SystemDrive%" + path
+
+
+def _service_values(svc: etree._Element) -> list[tuple[str, str, regvalue.RegData]]:
+    """Registry values the service control manager expects for one <serviceData>."""
+    name = svc.get("name")
+    key = f"{SERVICES_KEY}\\{name}"
+    out: list[tuple[str, str, regvalue.RegData]] = []
+
+    def dword(n: str, v: int):
+        out.append((key, n, regvalue.RegData(4, v.to_bytes(4, "little"))))
+
+    def text(n: str, v: str, t: int = 1):
+        out.append((key, n, regvalue.RegData(t, (v + "\0").encode("utf-16-le"))))
+
+    start = (svc.get("start") or "demand").lower()
+    dword("Start", _START.get(start, 3))
+    if start == "delayedauto":
+        dword("DelayedAutostart", 1)
+    dword("Type", _TYPE.get((svc.get("type") or "win32OwnProcess").lower(), 0x10))
+    dword("ErrorControl", _ERROR.get((svc.get("errorControl") or "normal").lower(), 1))
+    if svc.get("imagePath"):
+        text("ImagePath", _device_command(svc.get("imagePath")), 2)
+    for attr, value_name in (("displayName", "DisplayName"), ("description", "Description"),
+                             ("objectName", "ObjectName"), ("group", "Group")):
+        if svc.get(attr):
+            text(value_name, svc.get(attr))
+    if svc.get("dependOnService"):
+        items = [s for s in svc.get("dependOnService").split(";") if s]
+        out.append((key, "DependOnService", regvalue.RegData(7, b"".join((s + "\0").encode("utf-16-le")
+                                                                         for s in items) + b"\0\0")))
+    if svc.get("requiredPrivileges"):
+        items = [s.strip() for s in svc.get("requiredPrivileges").split(",") if s.strip()]
+        out.append((key, "RequiredPrivileges", regvalue.RegData(7, b"".join(
+            (s + "\0").encode("utf-16-le") for s in items) + b"\0\0")))
+    if svc.get("sidType"):
+        dword("ServiceSidType", _SID_TYPE.get(svc.get("sidType").lower(), 0))
+    fa = svc.find(f"{ASM}failureActions")
+    if fa is not None:
+        actions = [(a.get("type", "none"), int(a.get("delay", "0"))) for a in fa.iter(f"{ASM}action")]
+        reset = fa.get("resetPeriod", "0")
+        reset_value = 0xFFFFFFFF if reset.upper() == "INFINITE" else int(reset)
+        # SERVICE_FAILURE_ACTIONS as the SCM stores it: dwResetPeriod, lpRebootMsg, lpCommand,
+        # cActions, lpsaActions (pointer fields are placeholders), then the SC_ACTION array.
+        blob = reset_value.to_bytes(4, "little") + b"\0" * 4 * 2 + len(actions).to_bytes(4, "little") \
+            + (0x14).to_bytes(4, "little")
+        for kind, delay in actions:
+            blob += _ACTION.get(kind.lower(), 0).to_bytes(4, "little") + delay.to_bytes(4, "little")
+        out.append((key, "FailureActions", regvalue.RegData(3, blob)))
+        if fa.get("command"):
+            text("FailureCommand", fa.get("command"))
+        if fa.get("rebootMessage"):
+            text("RebootMessage", fa.get("rebootMessage"))
+    return out
+
+
+def _parse_manifest_value(v: etree._Element, where: str) -> regvalue.RegData:
+    type_name = v.get("valueType", "REG_SZ").upper()
+    text = v.get("value", "")
+    if type_name == "REG_MULTI_SZ":
+        items = re.findall(r'"((?:[^"]|"")*)"', text) if text.strip() else []
+        joined = ";".join(i.replace('""', '"') for i in items)
+        data = b"".join((s + "\0").encode("utf-16-le") for s in (joined.split(";") if items else [])) + b"\0\0"
+        return regvalue.RegData(7, data)
+    if type_name in regvalue.TYPES:
+        code = regvalue.TYPES[type_name]
+        if code in (1, 2):
+            return regvalue.RegData(code, (text + "\0").encode("utf-16-le"))
+        if code == 4:
+            return regvalue.decode("REG_DWORD", text, legacy=False)
+        if code == 11:
+            return regvalue.decode("REG_QWORD", text, legacy=False)
+        try:
+            return regvalue.RegData(code, bytes.fromhex(text))
+        except ValueError:
+            raise FFUError(f"registry value {v.get('name')!r} of type {type_name} is not hexadecimal", where) from None
+    m = re.match(r"^REG_TYPE_(\d+)$", type_name)
+    if m:
+        return regvalue.RegData(int(m.group(1)), bytes.fromhex(text))
+    raise FFUError(f"unknown registry value type {type_name!r}", where)
+
+
+def install_package(st: Staging, cab_path: Path) -> PackageInfo:
+    """Install one CBS package into `st` (files written below st.root)."""
+    where = str(cab_path)
+    with CabReader(cab_path) as cab:
+        info = _package_info(cab, cab_path)
+        if info.partition.lower() != st.partition.lower():
+            raise FFUError(f"package {info.name} targets partition {info.partition}, not {st.partition}", where)
+        members = {m.name.lower(): m for m in cab.members}
+        mum = _mum(cab, cab_path)
+        custom = mum.find(f"{ASM}package/{ASM}customInformation")
+        special: dict[str, str] = {}
+        if custom is not None:
+            for tag in ("bcdStore", "binaryPartition"):
+                el = custom.find(f"{ASM}{tag}")
+                if el is not None and el.get("cabpath"):
+                    special[el.get("cabpath").lower()] = tag
+        files = [] if custom is None else [f for f in custom.findall(f"{ASM}file")
+                                          if f.get("cabpath") and f.get("cabpath").lower() != "update.cat"
+                                          and not f.get("cabpath").lower().endswith(".manifest")
+                                          and f.get("cabpath").lower() != "update.mum"]
+        for f in files:
+            cabpath = f.get("cabpath").lower()
+            if cabpath not in members:
+                raise FFUError(f"update.mum lists {f.get('cabpath')} but the CAB lacks it", where)
+            kind = special.get(cabpath)
+            if kind == "binaryPartition":
+                if st.raw_image is not None:
+                    raise FFUError(f"partition {st.partition} gets a raw image from both {st.raw_image[1]} and "
+                                   f"{info.name}", where)
+                out = st.root.parent / f".{st.partition}.raw"
+                _extract(cab, members[cabpath], out)
+                st.raw_image = (out, info.name)
+                continue
+            rel = device_to_relative(f.get("name"), where)
+            if kind == "bcdStore":
+                out = st.root.parent / f".{st.partition}.bcd" / f"{len(st.bcd_sources):03d}.xml"
+                _extract(cab, members[cabpath], out)
+                st.bcd_sources.append((out, info.name))
+                continue
+            key = rel.lower()
+            if key in st.files:
+                raise FFUError(f"file \\{rel} is installed by both {st.files[key].package} and {info.name}; "
+                               "remove it from one package", where)
+            digest = _extract(cab, members[cabpath], _host_path(st.root, rel))
+            st.files[key] = InstalledFile(rel, members[cabpath].size, digest, info.name)
+        for name, member in sorted(members.items()):
+            if name.endswith(".manifest") and "\\" not in name:
+                _install_manifest(st, cab.read(member, 64 << 20), info, f"{where}:{member.name}")
+        _record_servicing(st, cab, members, info)
+    st.packages.append(info)
+    return info
+
+
+def _record_servicing(st: Staging, cab: CabReader, members: dict, info: PackageInfo) -> None:
+    """The servicing stack's record of the package: its mum and catalog under \\Windows\\servicing."""
+    if info.binary_partition or st.partition.lower() not in ("mainos",):
+        return
+    for member, suffix in (("update.mum", ".mum"), ("update.cat", ".cat")):
+        if member in members:
+            rel = f"Windows\\servicing\\Packages\\{info.name}~628844477771337a~{info.arch}~~{info.version}{suffix}"
+            key = rel.lower()
+            if key in st.files:
+                raise FFUError(f"package {info.name} is installed twice ({st.files[key].package})", str(info.cab))
+            digest = _extract(cab, members[member], _host_path(st.root, rel))
+            st.files[key] = InstalledFile(rel, members[member].size, digest, info.name)
+
+
+def _install_manifest(st: Staging, data: bytes, info: PackageInfo, where: str) -> None:
+    root = xmlsafe.parse_bytes(data, where)
+    values: list[tuple[str, str, regvalue.RegData]] = []
+    for key in root.iter(f"{ASM}registryKey"):
+        key_name = key.get("keyName", "")
+        vals = key.findall(f"{ASM}registryValue")
+        if not vals:
+            st.keys.setdefault(key_name.lower(), key_name)
+        for v in vals:
+            values.append((key_name, v.get("name", ""), _parse_manifest_value(v, where)))
+    for svc in root.iter(f"{ASM}serviceData"):
+        values.extend(_service_values(svc))
+    for key_name, name, data in values:
+        k = (key_name.lower(), name.lower())
+        prev = st.values.get(k)
+        if prev is not None and (prev.type, prev.data) != (data.type, data.data):
+            raise FFUError(f"registry value {key_name}\\{name or '(default)'} is set by both {prev.package} and "
+                           f"{info.name} with different data", where)
+        st.values[k] = InstalledValue(key_name, name, data.type, data.data, info.name)
+
+
+def _extract(cab: CabReader, member, out: Path) -> str:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    with open(out, "wb") as fh:
+        for chunk in cab.iter_chunks(member):
+            h.update(chunk)
+            fh.write(chunk)
+    return h.hexdigest()
