@@ -122,7 +122,9 @@ def embedded_digest(signed: bytes) -> tuple[str, bytes]:
     length, revision, cert_type = struct.unpack_from("<IHH", signed, offset)
     assert (revision, cert_type) == (0x0200, 0x0002)  # WIN_CERT_REVISION_2_0, PKCS_SIGNED_DATA
     ci = cms.ContentInfo.load(signed[offset + 8 : offset + length])
-    content = ci["content"]["encap_content_info"]["content"].parsed
+    content = ci["content"]["encap_content_info"]["content"]
+    # Once signify is imported (other test modules), asn1crypto already decodes the content type.
+    content = content.parsed if hasattr(content, "parsed") else content
     # SpcIndirectDataContent ::= SEQUENCE { data, messageDigest DigestInfo }
     digest_info = content[1]
     oid = digest_info[0][0].dotted
