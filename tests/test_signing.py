@@ -23,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from ffuforge import cab, catalog, pe, testpki, verify
 from ffuforge.errors import FFUError
 from ffuforge.signing import CommandSigner, KeySigner, load_key_signer
+
 from signing_util import (
     EPOCH,
     issue,

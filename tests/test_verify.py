@@ -12,6 +12,7 @@ import pytest
 
 from ffuforge import cab, catalog, pe, testpki, verify
 from ffuforge.errors import FFUError
+
 from signing_util import (
     EPOCH,
     issue,

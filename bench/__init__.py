@@ -1,0 +1,1 @@
+"""ffuforge benchmarks: `python -m bench --help`."""
