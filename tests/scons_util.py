@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKSPACE_PARTS = ("SConstruct", "site_scons", "packages", "bsp", "products")
+WORKSPACE_PARTS = ("SConstruct", "site_scons", "packages", "bsp", "products", "testcerts")
 
 
 def copy_workspace(dest: Path) -> Path:

@@ -138,3 +138,48 @@ def test_binary_partition_package(tmp_path):
         assert cab.read(image) == (tmp_path / "fw.bin").read_bytes()
     assert 'binaryPartition="true"' in mum and 'targetPartition="BOOTLOADER"' in mum
     assert re.search(r'<binaryPartition cabpath="[^"]+BOOTLOADER\.bin"', mum)
+
+
+# ------------------------------------------------------------------------------- signing
+
+@pytest.fixture(scope="module")
+def test_signer(tmp_path_factory):
+    from ffuforge import testpki
+    d = tmp_path_factory.mktemp("pki")
+    return testpki.ensure_test_pki(d), testpki.root_certificate(d), d
+
+
+def test_signed_package_verifies(tmp_path, test_signer):
+    from ffuforge import verify
+    signer, root, pki_dir = test_signer
+    project_file = _sample(tmp_path)
+    v, out = _build(tmp_path, project_file, signer=signer, sign_pe=True)
+    report = verify.verify_cab(out, trusted_roots=[root])
+    assert report.ok, report.problems
+    with CabReader(out) as cab:
+        exe = next(m for m in cab.members if m.name.endswith("tool.exe"))
+        signed_pe = cab.read(exe)
+        assert catalog.parse_catalog(cab.read("update.cat")).signed
+    assert signed_pe != (tmp_path / "tool.exe").read_bytes()  # the payload itself got signed
+    (tmp_path / "x.exe").write_bytes(signed_pe)
+    assert verify.verify_pe(tmp_path / "x.exe", trusted_roots=[root]).ok
+    if shutil.which("osslsigncode"):
+        for target in (out, tmp_path / "x.exe"):
+            r = subprocess.run(["osslsigncode", "verify", "-in", str(target), "-CAfile", str(pki_dir / "root.crt")],
+                               capture_output=True, text=True)
+            assert r.returncode == 0, r.stdout + r.stderr
+    # Same inputs, key and epoch: byte-identical signed CAB.
+    first = out.read_bytes()
+    out.unlink()
+    _build(tmp_path, project_file, signer=signer, sign_pe=True)
+    assert out.read_bytes() == first
+
+
+def test_failing_signer_leaves_nothing(tmp_path):
+    from ffuforge.signing import CommandSigner
+    p = _sample(tmp_path)
+    v = plan(p)[0]
+    out = tmp_path / "out" / v.cab_name
+    with pytest.raises(FFUError, match="false"):
+        build_variant(v, out, BuildSettings(signer=CommandSigner("false")))
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

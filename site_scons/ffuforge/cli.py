@@ -51,6 +51,12 @@ def cmd_cab(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from . import verify
+
+    return verify.verify_main(args.files, args.root or None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ffuforge", description="Windows IoT Core packages and images on Linux")
     ap.add_argument("--version", action="version", version=f"ffuforge {__version__}")
@@ -73,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("cab")
     c.add_argument("dest", nargs="?")
     c.set_defaults(func=cmd_cab)
+
+    v = sub.add_parser("verify", help="check signatures and catalog membership of CABs, catalogs or PE files")
+    v.add_argument("files", nargs="+")
+    v.add_argument("--root", action="append", help="trusted root certificate (PEM/DER); repeatable")
+    v.set_defaults(func=cmd_verify)
     return ap
 
 

@@ -1,14 +1,18 @@
-"""Package project → CBS CAB: the work of pkggen, as one function the SCons action calls."""
+"""Package project → signed CBS CAB: the work of pkggen and sign.cmd, as one function the SCons
+action calls. Order matters: PE payloads are signed first (their bytes change), then hashed
+into the manifests and the catalog, the catalog is signed, and finally the CAB itself."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import cab, catalog, cbs, pe, project
+from . import cab, catalog, cbs, pe, project, signing
 from .errors import FFUError
 from .variant import Payload, Variant
 
@@ -19,6 +23,8 @@ CHUNK = 1 << 20
 class BuildSettings:
     compression: str = "none"          # pkggen default: uncompressed
     epoch: int = 1577836800            # SOURCE_DATE_EPOCH (2020-01-01) for catalog time and CAB dates
+    signer: signing.Signer | None = None  # None: unsigned catalog and CAB (pkggen without sign.cmd)
+    sign_pe: bool = False              # Authenticode-sign PE payloads before they are catalogued
 
 
 def _digest(p: Payload) -> tuple[cbs.FileDigest, catalog.MemberHash]:
@@ -54,7 +60,34 @@ def _digest(p: Payload) -> tuple[cbs.FileDigest, catalog.MemberHash]:
 
 
 def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = BuildSettings()) -> None:
-    """Write the CAB for one package variant atomically; raise FFUError for user mistakes."""
+    """Write the (signed) CAB for one package variant atomically; raise FFUError for user mistakes."""
+    with tempfile.TemporaryDirectory(prefix=".ffuforge-", dir=Path(out_path).parent if
+                                     Path(out_path).parent.is_dir() else None) as tmp:
+        _build(v, Path(out_path), settings, Path(tmp))
+
+
+def _sign_payload(v: Variant, settings: BuildSettings, tmp: Path) -> None:
+    """Replace PE payload sources by signed copies (already-signed files stay as they are)."""
+    signed_dir = tmp / "signed"
+    for i, p in enumerate([*v.payload, *(x for x in (v.binary_image,) if x is not None)]):
+        if not os.path.isfile(p.source):
+            continue  # reported with its location by _digest
+        if pe.is_pe(p.source):
+            dst = signed_dir / f"{i}" / p.source.name
+            dst.parent.mkdir(parents=True)
+            try:
+                settings.signer.sign_pe(p.source, dst, epoch=settings.epoch)
+            except FFUError as exc:
+                raise exc.at(p.display) from None
+            p.source = dst
+
+
+def _build(v: Variant, out_path: Path, settings: BuildSettings, tmp: Path) -> None:
+    if settings.signer is not None and settings.sign_pe:
+        v = copy.copy(v)  # payload entries get new sources; the planned variant stays untouched
+        v.payload = [copy.copy(p) for p in v.payload]
+        v.binary_image = copy.copy(v.binary_image)
+        _sign_payload(v, settings, tmp)
     layout_payload = [*v.payload, *(p for p in (v.bcd, v.binary_image) if p is not None)]
     hashed = {p.device_path.lower(): _digest(p) for p in layout_payload}
     digests = {k: d for k, (d, _) in hashed.items()}
@@ -71,6 +104,8 @@ def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = Bu
     cat = catalog.build_catalog_v2(
         members, package_name=v.name, test_package=v.project.release_type == "Test",
         this_update=datetime.fromtimestamp(settings.epoch, UTC))
+    if settings.signer is not None:
+        cat = settings.signer.sign_catalog(cat, epoch=settings.epoch)
     cab_members = [cab.CabMember(entries[0].cab_path, data=entries[0].data),
                    cab.CabMember("update.cat", data=cat)]
     for e in entries[1:]:
@@ -78,5 +113,10 @@ def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = Bu
             cab_members.append(cab.CabMember(e.cab_path, source=e.payload.source))
         else:
             cab_members.append(cab.CabMember(e.cab_path, data=e.data))
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=settings.epoch)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if settings.signer is None:
+        cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=settings.epoch)
+        return
+    unsigned = tmp / out_path.name
+    cab.write_cab(unsigned, cab_members, compression=settings.compression, timestamp=settings.epoch)
+    settings.signer.sign_cab(unsigned, out_path, epoch=settings.epoch)

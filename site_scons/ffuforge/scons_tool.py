@@ -20,7 +20,7 @@ import SCons.Node.Python
 import SCons.Scanner
 import SCons.Util
 
-from . import pkgbuild, project, toolsig, variant
+from . import pkgbuild, project, signing, testpki, toolsig, variant
 from .errors import FFUError
 
 DEFAULT_EPOCH = 1577836800  # 2020-01-01T00:00:00Z, used when SOURCE_DATE_EPOCH is unset
@@ -86,7 +86,9 @@ def _package_action(target, source, env):
             raise FFUError(f"package {target[0].name} is no longer produced by this project; run scons again",
                            job["project"])
         signed = json.loads(source[0].read())
-        settings = pkgbuild.BuildSettings(compression=signed["compression"], epoch=signed["epoch"])
+        signer = _SIGNERS[signed["signer"]] if signed["signer"] else None
+        settings = pkgbuild.BuildSettings(compression=signed["compression"], epoch=signed["epoch"],
+                                          signer=signer, sign_pe=signed["signPE"])
         pkgbuild.build_variant(v, target[0].abspath, settings)
     except FFUError as exc:
         return SCons.Errors.BuildError(errstr=str(exc), status=2, exitstatus=2)
@@ -101,6 +103,55 @@ _PACKAGE_BUILDER = SCons.Builder.Builder(
     action=_SignedFunctionAction(_package_action, "pkgbuild", strfunction=_package_str),
     target_scanner=SCons.Scanner.Scanner(_package_scan, name="ffuforge-package"),
 )
+
+
+_SIGNERS: dict[str, signing.Signer] = {}
+
+
+def signer_of(env) -> signing.Signer | None:
+    """The signer configured by FFU_SIGN (test | key | command | none), loaded and checked once.
+
+    Stops the build before any work when the certificate is unusable. The password comes from
+    the FFU_SIGN_PASSWORD environment variable only, never from the command line or the graph."""
+    mode = env.subst("$FFU_SIGN").lower()
+    try:
+        if mode == "none":
+            return None
+        if mode == "test":
+            directory = env.Dir(env.subst("$FFU_TEST_PKI_DIR")).abspath
+            key = ("test", directory)
+            if key not in _CONFIGURED:
+                _CONFIGURED[key] = testpki.ensure_test_pki(directory, env.subst("$FFU_TEST_PKI_OWNER") or "Contoso")
+        elif mode == "key":
+            cert = env.subst("$FFU_SIGN_CERT")
+            if not cert:
+                raise FFUError("FFU_SIGN=key needs FFU_SIGN_CERT (a PEM certificate or a .pfx) and usually "
+                               "FFU_SIGN_KEY; a release build needs your own code-signing certificate")
+            chain = tuple(env.File(c).abspath for c in env.Flatten(env.get("FFU_SIGN_CHAIN", [])))
+            key_file = env.subst("$FFU_SIGN_KEY") or None
+            key = ("key", env.File(cert).abspath, key_file and env.File(key_file).abspath, chain)
+            if key not in _CONFIGURED:
+                _CONFIGURED[key] = signing.load_key_signer(
+                    key[1], key[2], chain, password=os.environ.get("FFU_SIGN_PASSWORD"))
+        elif mode == "command":
+            command = env.subst("$FFU_SIGN_COMMAND")
+            if not command:
+                raise FFUError("FFU_SIGN=command needs FFU_SIGN_COMMAND, a program that signs the file it is given")
+            key = ("command", command)
+            if key not in _CONFIGURED:
+                _CONFIGURED[key] = signing.CommandSigner(command)
+        else:
+            raise FFUError(f"FFU_SIGN={mode!r}; use test, key, command or none")
+        signer = _CONFIGURED[key]
+        if hasattr(signer, "check_validity"):
+            signer.check_validity(_epoch(env))
+    except FFUError as exc:
+        _fail(str(exc))
+    _SIGNERS[signer.identity] = signer
+    return signer
+
+
+_CONFIGURED: dict[tuple, signing.Signer] = {}
 
 
 def _epoch(env) -> int:
@@ -141,6 +192,7 @@ def Package(env, project_file, CPU=None, VARIABLES=None, VERSION=None, LANGUAGES
     except FFUError as exc:
         _fail(str(exc.at(rel)))
     top = Path(env.Dir("#").abspath)
+    signer = signer_of(env)
     job = json.dumps({"project": rel, "spec": spec}, sort_keys=True)
     nodes = []
     for v in variants:
@@ -150,8 +202,10 @@ def Package(env, project_file, CPU=None, VARIABLES=None, VERSION=None, LANGUAGES
             _fail(f"{rel}: package {v.cab_name} is also built from {owner}; give one of them another name")
         # Variables reach the signature through the resolved content, not wholesale: a product
         # variable that a package does not use does not rebuild it.
+        # The signer enters by identity (certificate fingerprints or command), never key material.
         signed = {"content": variant.describe(v, top), "compression": spec["compression"],
-                  "epoch": spec["epoch"]}
+                  "epoch": spec["epoch"], "signer": signer.identity if signer else None,
+                  "signPE": bool(env.get("FFU_SIGN_PE")) and signer is not None}
         value = env.Value(json.dumps(signed, sort_keys=True))
         nodes += _PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
     return nodes
@@ -170,6 +224,14 @@ def generate(env):
         FFU_COMPRESSION="none",
         FFU_PKG_DIR="#build/${CPU}/packages",
         FFU_VERBOSE=False,
+        FFU_SIGN="test",
+        FFU_TEST_PKI_DIR="#testcerts",
+        FFU_TEST_PKI_OWNER="Contoso",
+        FFU_SIGN_CERT="",
+        FFU_SIGN_KEY="",
+        FFU_SIGN_CHAIN=[],
+        FFU_SIGN_COMMAND="",
+        FFU_SIGN_PE=True,
     )
     env.AddMethod(Package, "Package")
     env.AddMethod(StandInPE, "StandInPE")

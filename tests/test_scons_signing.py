@@ -1,0 +1,85 @@
+"""End to end: packages are signed in the graph; signer identity rebuilds; retail needs a real cert."""
+
+import datetime
+import shutil
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ffuforge import verify
+
+from scons_util import built, copy_workspace, scons
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    ws = copy_workspace(tmp_path_factory.mktemp("ws"))
+    scons(ws)
+    return ws
+
+
+def _oem_cert(directory, password: bytes | None = None):
+    """A self-signed production-style code-signing certificate (no TEST ONLY)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Contoso Production Code Signing")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(datetime.datetime(2019, 1, 1))
+            .not_valid_after(datetime.datetime(2049, 1, 1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (directory / "oem.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    enc = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+    (directory / "oem.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8, enc))
+    return cert
+
+
+def test_every_package_is_signed_with_the_test_chain(ws):
+    root = verify.load_certificates([ws / "testcerts/root.crt"])
+    cabs = sorted((ws / "build/arm64/packages").glob("*.cab"))
+    assert len(cabs) == 15
+    for cab in cabs:
+        report = verify.verify_cab(cab, trusted_roots=root)
+        assert report.ok, (cab.name, report.problems)
+    if shutil.which("osslsigncode"):
+        r = subprocess.run(["osslsigncode", "verify", "-in", str(cabs[0]), "-CAfile", str(ws / "testcerts/root.crt")],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout
+
+
+def test_retail_refuses_to_start_without_a_certificate(ws):
+    proc = scons(ws, "CONFIG=Retail", check=False)
+    assert proc.returncode != 0
+    assert "needs your own code-signing certificate" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_retail_with_user_certificate_and_identity_in_signature(ws, tmp_path):
+    _oem_cert(tmp_path, password=b"s3cret-pass")
+    env = {"FFU_SIGN_PASSWORD": "s3cret-pass"}
+    args = ("CONFIG=Retail", f"SIGN_CERT={tmp_path / 'oem.crt'}", f"SIGN_KEY={tmp_path / 'oem.key'}")
+    proc = scons(ws, *args, env=env)
+    assert len(built(proc)) == 15
+    out = ws / "build/arm64/retail-signed/packages"
+    roots = verify.load_certificates([tmp_path / "oem.crt"])
+    assert all(verify.verify_cab(c, trusted_roots=roots).ok for c in out.glob("*.cab"))
+    # Same certificate: nothing to do. A wrong password: one clear line, no traceback.
+    assert built(scons(ws, *args, env=env)) == []
+    bad = scons(ws, *args, env={"FFU_SIGN_PASSWORD": "wrong"}, check=False)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "s3cret-pass" not in bad.stderr and "wrong" not in bad.stderr.replace("wrong password", "")
+    # Key material and the password never reach SCons' database.
+    for sconsign in ws.glob("build/.sconsign*"):
+        data = sconsign.read_bytes()
+        assert b"PRIVATE KEY" not in data and b"s3cret-pass" not in data
+    # A new certificate (new identity) rebuilds every retail package.
+    _oem_cert(tmp_path, password=b"s3cret-pass")
+    assert len(built(scons(ws, *args, env=env))) == 15
