@@ -81,6 +81,24 @@ def bench_cab(args) -> list[tuple[str, str, str]]:
     return rows
 
 
+def bench_sign(args) -> list[tuple[str, str, str]]:
+    with tempfile.TemporaryDirectory(prefix="ffuforge-bench-") as tmp:
+        ws = Path(tmp) / "ws"
+        nbytes = workspace.generate(ws, args.packages, args.mib << 20, pe_per_package=1)
+        times = {}
+        for mode in ("none", "test", "none", "test"):
+            _scons(ws, "-c")
+            dt, _ = _scons(ws, "-j1", f"SIGN={mode}")
+            times[mode] = min(times.get(mode, dt), dt)
+        mib = nbytes / (1 << 20)
+        return [
+            ("payload", f"{args.packages} packages (1 PE driver each, signed too), {mib:.0f} MiB", ""),
+            ("unsigned package build (scons -j1)", f"{times['none']:.2f} s", f"{mib / times['none']:.0f} MiB/s"),
+            ("signed: PE payloads, catalog and CAB", f"{times['test']:.2f} s", f"{mib / times['test']:.0f} MiB/s"),
+            ("ratio signed / unsigned (target ≤ 1.15)", f"{times['test'] / times['none']:.2f}×", ""),
+        ]
+
+
 def _report(title: str, rows, args) -> None:
     width = max(len(r[0]) for r in rows)
     print(f"\n{title}")
@@ -102,9 +120,14 @@ def main(argv=None) -> int:
     c = sub.add_parser("cab", help="package build throughput against gzip -6 of the same bytes")
     c.add_argument("--packages", type=int, default=200)
     c.add_argument("--mib", type=int, default=256, help="total payload in MiB")
+    s = sub.add_parser("sign", help="signed package builds against unsigned ones")
+    s.add_argument("--packages", type=int, default=200)
+    s.add_argument("--mib", type=int, default=128, help="total payload in MiB")
     args = ap.parse_args(argv)
     if args.what == "cab":
         _report(f"CAB build, {args.packages} packages", bench_cab(args), args)
+    elif args.what == "sign":
+        _report(f"Signing cost, {args.packages} packages", bench_sign(args), args)
     return 0
 
 

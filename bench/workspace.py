@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "site_scons"))
 
 SCONSTRUCT = """
 import sys
 from ffuforge import scons_tool
 DefaultEnvironment(tools=[])
 env = Environment(tools=[scons_tool.generate], FFU_CPU="arm64", FFU_LANGUAGES=["en-us", "de-de"],
-                  FFU_COMPRESSION=ARGUMENTS.get("COMPRESSION", "none"),
+                  FFU_COMPRESSION=ARGUMENTS.get("COMPRESSION", "none"), FFU_SIGN=ARGUMENTS.get("SIGN", "none"),
                   FFU_VARIABLES={"OEMNAME": "Bench", "BLDDIR": "#build/arm64/payload"})
 env.Decider("content-timestamp")
 SConsignFile(f"build/.sconsign-py{sys.version_info[0]}{sys.version_info[1]}")
@@ -56,20 +58,31 @@ def _payload(rng: random.Random, size: int, text: bool) -> bytes:
     return "".join(out).encode()[:size]
 
 
-def generate(dest: Path, packages: int, total_bytes: int, files_per_package: int = 4, seed: int = 1) -> int:
+def generate(dest: Path, packages: int, total_bytes: int, files_per_package: int = 4, seed: int = 1,
+             pe_per_package: int = 0) -> int:
     """Write a workspace; half the payload is random (incompressible), half text. Returns payload bytes."""
     rng = random.Random(seed)
     if dest.exists():
         shutil.rmtree(dest)
     (dest / "packages").mkdir(parents=True)
     shutil.copytree(ROOT / "site_scons", dest / "site_scons", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "testcerts", dest / "testcerts")
     (dest / "SConstruct").write_text(SCONSTRUCT)
     per_file = max(1, total_bytes // (packages * files_per_package))
     written = 0
     for i in range(packages):
         pdir = dest / "packages" / f"P{i:04d}"
         pdir.mkdir()
-        files = []
+        files: list[str] = []
+        if pe_per_package:
+            from ffuforge import pe  # noqa: PLC0415 - only needed for PE payloads
+            for k in range(pe_per_package):
+                name = f"driver{k}.sys"
+                image = pe.make_minimal_pe(None, machine="arm64", kind="sys", payload=rng.randbytes(64 * 1024))
+                (pdir / name).write_bytes(image)
+                written += len(image)
+                files.append(f'    <file source=".\\{name}" destinationDir="$(runtime.drivers)" '
+                             f'name="p{i:04d}_{name}" />')
         for k in range(files_per_package):
             name = f"file{k}.{'txt' if k % 2 else 'bin'}"
             size = max(1, int(per_file * rng.uniform(0.5, 1.5)))

@@ -29,3 +29,20 @@ def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
 def write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_output(path) as fh:
         fh.write(data)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside `path` for tools that write by name; renamed over `path` only if
+    the block succeeds, removed otherwise."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

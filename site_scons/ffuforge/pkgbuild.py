@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import cab, catalog, cbs, pe, project, signing
+from . import atomic, cab, catalog, cbs, pe, project, signing
 from .errors import FFUError
 from .variant import Payload, Variant
 
@@ -61,9 +61,13 @@ def _digest(p: Payload) -> tuple[cbs.FileDigest, catalog.MemberHash]:
 
 def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = BuildSettings()) -> None:
     """Write the (signed) CAB for one package variant atomically; raise FFUError for user mistakes."""
-    with tempfile.TemporaryDirectory(prefix=".ffuforge-", dir=Path(out_path).parent if
-                                     Path(out_path).parent.is_dir() else None) as tmp:
-        _build(v, Path(out_path), settings, Path(tmp))
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if settings.signer is not None and settings.sign_pe:
+        with tempfile.TemporaryDirectory(prefix=".ffuforge-", dir=out_path.parent) as tmp:
+            _build(v, out_path, settings, Path(tmp))
+    else:
+        _build(v, out_path, settings, None)
 
 
 def _sign_payload(v: Variant, settings: BuildSettings, tmp: Path) -> None:
@@ -82,7 +86,7 @@ def _sign_payload(v: Variant, settings: BuildSettings, tmp: Path) -> None:
             p.source = dst
 
 
-def _build(v: Variant, out_path: Path, settings: BuildSettings, tmp: Path) -> None:
+def _build(v: Variant, out_path: Path, settings: BuildSettings, tmp: Path | None) -> None:
     if settings.signer is not None and settings.sign_pe:
         v = copy.copy(v)  # payload entries get new sources; the planned variant stays untouched
         v.payload = [copy.copy(p) for p in v.payload]
@@ -113,10 +117,16 @@ def _build(v: Variant, out_path: Path, settings: BuildSettings, tmp: Path) -> No
             cab_members.append(cab.CabMember(e.cab_path, source=e.payload.source))
         else:
             cab_members.append(cab.CabMember(e.cab_path, data=e.data))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     if settings.signer is None:
         cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=settings.epoch)
         return
-    unsigned = tmp / out_path.name
-    cab.write_cab(unsigned, cab_members, compression=settings.compression, timestamp=settings.epoch)
-    settings.signer.sign_cab(unsigned, out_path, epoch=settings.epoch)
+    # In-process signers take the CAB with the signature reserve and sign it where it lies;
+    # external tools (osslsigncode and friends) expect a plain CAB.
+    in_place = isinstance(settings.signer, signing.KeySigner)
+    with atomic.atomic_path(out_path) as tmp_cab:
+        cab.write_cab(tmp_cab, cab_members, compression=settings.compression, timestamp=settings.epoch,
+                      reserve_signature=in_place)
+        if in_place:
+            settings.signer.sign_cab_in_place(tmp_cab, epoch=settings.epoch)
+        else:
+            settings.signer.sign_cab(tmp_cab, tmp_cab, epoch=settings.epoch)

@@ -348,6 +348,15 @@ class KeySigner(Signer):
             blob = self._authenticode(_indirect_data(_CAB_DATA, cab.cab_hash(tmp)), epoch)
             cab.append_signature(tmp, blob, dst)
 
+    def sign_cab_in_place(self, path: str | os.PathLike, *, epoch: int) -> None:
+        """Sign a CAB written with the signature reserve, without copying it (the build's temp
+        file; the caller renames it into place afterwards)."""
+        if not _has_reserve(path):
+            return self.sign_cab(path, path, epoch=epoch)
+        self.check_validity(epoch)
+        blob = self._authenticode(_indirect_data(_CAB_DATA, cab.cab_hash(path)), epoch)
+        cab.append_signature(path, blob)
+
     def sign_pe(self, src: str | os.PathLike, dst: str | os.PathLike, *, epoch: int) -> None:
         self.check_validity(epoch)
         data = _read(src)
