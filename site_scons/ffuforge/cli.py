@@ -84,10 +84,28 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("files", nargs="+")
     v.add_argument("--root", action="append", help="trusted root certificate (PEM/DER); repeatable")
     v.set_defaults(func=cmd_verify)
+    for name, (_, _, help_text) in _DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
     return ap
 
 
+# Subcommands with their own argument parsing, implemented next to the code they drive.
+_DELEGATED = {
+    "features": ("features", "features_main", "resolve an OEMInput into the image's package set"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in _DELEGATED:
+        module, func, _ = _DELEGATED[argv[0]]
+        import importlib
+
+        try:
+            return getattr(importlib.import_module(f"ffuforge.{module}"), func)(argv[1:])
+        except KeyboardInterrupt:
+            print("ffuforge: interrupted", file=sys.stderr)
+            return 130
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
