@@ -178,6 +178,10 @@ class PackageLayout:
             el.set("signInfo", "true")
         etree.SubElement(ci, f"{{{ASM_V3}}}file", name=CATROOT + "\\" + v.name + ".cat", cabpath="update.cat",
                          sourcePackage=v.name)
+        if v.fip_features:  # feature identifier package (form uncertain: no Microsoft sample)
+            fip = etree.SubElement(ci, f"{{{ASM_V3}}}fipInfo")
+            for fid in v.fip_features:
+                etree.SubElement(fip, f"{{{ASM_V3}}}featureIdentifier", id=fid)
         if v.bcd is not None:
             etree.SubElement(ci, f"{{{ASM_V3}}}bcdStore", cabpath=self.cab_path(v.bcd))
         if v.binary_image is not None:

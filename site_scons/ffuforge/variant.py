@@ -105,6 +105,7 @@ class Variant:
     bcd: Payload | None = None
     binary_image: Payload | None = None
     extra_inputs: list[Path] = field(default_factory=list)   # read but not shipped (INF includes)
+    fip_features: tuple[str, ...] = ()  # feature identifier package: the feature IDs it identifies
 
     @property
     def partition(self) -> str:
@@ -388,6 +389,18 @@ def plan(p: Project, opts: BuildOptions, display_dir: str | None = None, top: Pa
     return out
 
 
+def fip_variant(name: str, partition: str, feature_ids: tuple[str, ...], opts: BuildOptions, *,
+                owner: str, owner_type: str = "OEM", release_type: str = "Production") -> Variant:
+    """A feature identifier package (what FeatureMerger generates per feature and partition):
+    no payload, only the identity and the feature IDs it stands for in update.mum."""
+    where = Where(f"<feature identifier package {name}>", None)
+    p = Project(Path(f"{name}.fip"), "wm", where, owner, None, None, name, partition=partition,
+                release_type=release_type, owner_type=owner_type)
+    v = Variant("base", name, name + ".cab", opts.cpu.lower(), "neutral", p, opts, owner, "FIP", name)
+    v.fip_features = tuple(feature_ids)
+    return v
+
+
 def describe(v: Variant, top: Path) -> dict:
     """Canonical, path-relative description of everything a variant's CAB depends on, except the
     bytes of its input files. SCons signs it, so any change that alters the package (and only
@@ -419,4 +432,5 @@ def describe(v: Variant, top: Path) -> dict:
         "drivers": [rel(d.inf) for d in v.drivers],
         "bcd": pl(v.bcd), "binaryImage": pl(v.binary_image),
         "inputs": [rel(f) for f in v.inputs()],
+        "fipFeatures": list(v.fip_features),
     }
