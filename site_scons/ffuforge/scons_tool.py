@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import SCons.Action
@@ -208,10 +209,136 @@ def Package(env, project_file, CPU=None, VARIABLES=None, VERSION=None, LANGUAGES
                   "signPE": bool(env.get("FFU_SIGN_PE")) and signer is not None}
         value = env.Value(json.dumps(signed, sort_keys=True))
         nodes += _PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
+        PACKAGES[target.abspath] = PackageRecord(v.name, v.partition, v.project.release_type, rel)
     return nodes
 
 
 _OWNERS: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class PackageRecord:
+    """What the graph knows about a CAB before it is built (the resolver needs partitions)."""
+    name: str
+    partition: str
+    release_type: str
+    origin: str                       # project file or FMFileList that declares it
+
+
+PACKAGES: dict[str, PackageRecord] = {}   # CAB absolute path -> record, for every CAB this build makes
+
+
+# ------------------------------------------------------------------ features (FeatureMerger)
+
+MERGES: list = []                      # features.MergeResult of every FeatureMerge() in this build
+_MERGED_XML: dict[str, bytes] = {}     # merged FM target path -> bytes computed at SConscript time
+
+
+def _top_file(env, path):
+    """A File node for a path that is absolute or relative to the top of the tree."""
+    text = str(path)
+    return env.File(text if os.path.isabs(text) else "#" + text)
+
+
+def _available(path) -> bool:
+    p = os.path.abspath(str(path))
+    return p in PACKAGES or os.path.isfile(p)
+
+
+def partition_of(path) -> str | None:
+    """Target partition of a CAB: from the graph for CABs this build makes, else its update.mum."""
+    rec = PACKAGES.get(os.path.abspath(str(path)))
+    if rec is not None:
+        return rec.partition
+    if os.path.isfile(str(path)):
+        from . import install
+        return install.read_package_info(Path(path)).partition
+    return None
+
+
+def _merged_fm_action(target, source, env):
+    from .atomic import write_bytes
+    write_bytes(target[0].abspath, _MERGED_XML[target[0].abspath])
+    return 0
+
+
+_MERGED_FM_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
+    _merged_fm_action, "features", strfunction=lambda target, source, env: f"FeatureMerge {target[0].name}"))
+
+
+def _fip_action(target, source, env):
+    spec = json.loads(source[0].read())
+    try:
+        opts = variant.BuildOptions(cpu=spec["cpu"], version=spec["version"], build_type=spec["build_type"])
+        v = variant.fip_variant(spec["name"], spec["partition"], tuple(spec["features"]), opts,
+                                owner=spec["owner"], owner_type=spec["owner_type"],
+                                release_type=spec["release_type"])
+        signer = _SIGNERS[spec["signer"]] if spec["signer"] else None
+        pkgbuild.build_variant(v, target[0].abspath, pkgbuild.BuildSettings(
+            compression=spec["compression"], epoch=spec["epoch"], signer=signer))
+    except FFUError as exc:
+        return SCons.Errors.BuildError(errstr=str(exc), status=2, exitstatus=2)
+    return 0
+
+
+_FIP_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
+    _fip_action, "pkgbuild", strfunction=lambda target, source, env: f"Package {target[0].name} (FIP)"))
+
+
+def feature_variables(env) -> dict[str, str]:
+    """Placeholders of FMs and OEMInputs (%PKGBLD_DIR%, %OEM_NAME%, %BLD_DIR%, …) for this build."""
+    # Relative to the top of the tree: merged FMs and signatures stay free of checkout paths.
+    pkg_dir = _rel(env, env.Dir(env.subst("$FFU_PKG_DIR")))
+    values = {"OEM_NAME": env.get("FFU_VARIABLES", {}).get("OEMNAME", "Contoso"), "PKGBLD_DIR": pkg_dir,
+              "BSPPKG_DIR": pkg_dir, "BLD_DIR": _rel(env, env.Dir(env.subst("$FFU_BLD_DIR"))), "SRC_DIR": ".",
+              "BUILDTYPE": env.subst("$FFU_BUILD_TYPE")}
+    values.update({str(k): str(v) for k, v in env.get("FFU_FEATURE_VARIABLES", {}).items()})
+    return values
+
+
+def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
+    """FeatureMerger for one FMFileList: merged FMs and the feature identifier packages (CABs).
+
+    Returns the merged FM and FIP nodes. The merge itself runs now (it is cheap and the resolver needs
+    it to know every image's packages); the targets only write what it computed, so an FMFileList
+    or FM edit re-merges exactly the FMs whose inputs changed."""
+    from . import features
+
+    cpu = env.subst("$FFU_CPU").lower()
+    fl = env.File(fmfilelist).srcnode()
+    rel = _rel(env, fl)
+    out_dir = env.Dir(OUTDIR or env.subst("$FFU_MERGED_FM_DIR"))
+    pkg_dir = env.Dir(env.subst("$FFU_PKG_DIR"))
+    signer = signer_of(env)
+    version = VERSION or env.subst("$FFU_VERSION")
+    try:
+        settings = features.MergeSettings(
+            cpu=cpu, out_pkg_dir=Path(_rel(env, pkg_dir)), version=version, variables=feature_variables(env),
+            top=Path(env.Dir("#").abspath), build_type=env.subst("$FFU_BUILD_TYPE"))
+        result = features.merge(fl.abspath, settings, out_fm_dir=out_dir.abspath, write=False,
+                                available=_available, partition_of=partition_of)
+    except FFUError as exc:
+        _fail(str(exc.at(rel)))
+    MERGES.append(result)
+    nodes = []
+    for m in result.merged:
+        target = _top_file(env, m.out_path)
+        _MERGED_XML[target.abspath] = m.xml
+        nodes += _MERGED_FM_BUILDER(env, target, [env.Value(m.digest)])
+        env.Depends(target, [fl, _top_file(env, m.source)])
+    for fip in result.fips:
+        target = _top_file(env, fip.cab)
+        if target.abspath in PACKAGES and PACKAGES[target.abspath].origin != rel:
+            _fail(f"{rel}: feature identifier package {fip.name} is also declared by "
+                  f"{PACKAGES[target.abspath].origin}; give the FMs different IDs")
+        spec = {"name": fip.name, "partition": fip.partition, "features": list(fip.feature_ids), "cpu": cpu,
+                "version": version, "build_type": env.subst("$FFU_BUILD_TYPE"), "owner": fip.owner,
+                "owner_type": fip.owner_type, "release_type": fip.release_type,
+                "compression": env.subst("$FFU_COMPRESSION"), "epoch": _epoch(env),
+                "signer": signer.identity if signer else None}
+        nodes += _FIP_BUILDER(env, target, [env.Value(json.dumps(spec, sort_keys=True))])
+        PACKAGES[target.abspath] = PackageRecord(fip.name, fip.partition, fip.release_type, rel)
+    return nodes
 
 
 def generate(env):
@@ -232,8 +359,12 @@ def generate(env):
         FFU_SIGN_CHAIN=[],
         FFU_SIGN_COMMAND="",
         FFU_SIGN_PE=True,
+        FFU_BLD_DIR="#build/${CPU}",
+        FFU_MERGED_FM_DIR="#build/${CPU}/MergedFMs",
+        FFU_FEATURE_VARIABLES={},
     )
     env.AddMethod(Package, "Package")
+    env.AddMethod(FeatureMerge, "FeatureMerge")
     env.AddMethod(StandInPE, "StandInPE")
     env.AddMethod(StandInBinary, "StandInBinary")
     env["BUILDERS"]["FFUPackageCab"] = _PACKAGE_BUILDER
