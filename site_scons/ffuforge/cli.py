@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands with their own argument parsing, implemented next to the code they drive.
 _DELEGATED = {
     "features": ("features", "features_main", "resolve an OEMInput into the image's package set"),
+    "ffu": ("ffu", "ffu_main", "inspect, verify or unpack an FFU: info | verify | to-raw"),
 }
 
 
