@@ -3,6 +3,7 @@ assembly and the FFU writer (one truth, so the FFU, the raw image and the tables
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 
@@ -45,3 +46,14 @@ class DiskLayout:
 
     def size(self, p: PlacedPartition) -> int:
         return p.sector_count * self.sector_size
+
+
+def to_json(layout: DiskLayout) -> dict:
+    d = dataclasses.asdict(layout)
+    d["partitions"] = [dataclasses.asdict(p) for p in layout.partitions]
+    return d
+
+
+def from_json(data: dict) -> DiskLayout:
+    parts = tuple(PlacedPartition(**p) for p in data["partitions"])
+    return DiskLayout(**{**data, "partitions": parts, "platform_ids": tuple(data.get("platform_ids", ()))})
