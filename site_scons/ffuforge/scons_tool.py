@@ -209,7 +209,11 @@ def Package(env, project_file, CPU=None, VARIABLES=None, VERSION=None, LANGUAGES
                   "signPE": bool(env.get("FFU_SIGN_PE")) and signer is not None}
         value = env.Value(json.dumps(signed, sort_keys=True))
         nodes += _PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
-        PACKAGES[target.abspath] = PackageRecord(v.name, v.partition, v.project.release_type, rel)
+        layout_files = tuple(sorted(
+            (pl.name.lower(), str(pl.source)) for pl in v.payload
+            if pl.name.lower() in ("devicelayout.xml", "oemdeviceplatform.xml")
+            and pl.dest_rel.lower().endswith("imageupdate")))
+        PACKAGES[target.abspath] = PackageRecord(v.name, v.partition, v.project.release_type, rel, layout_files)
     return nodes
 
 
@@ -223,6 +227,7 @@ class PackageRecord:
     partition: str
     release_type: str
     origin: str                       # project file or FMFileList that declares it
+    layout_files: tuple[tuple[str, str], ...] = ()  # (devicelayout.xml|oemdeviceplatform.xml, source path)
 
 
 PACKAGES: dict[str, PackageRecord] = {}   # CAB absolute path -> record, for every CAB this build makes
@@ -341,6 +346,161 @@ def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
     return nodes
 
 
+# ------------------------------------------------------------------------------ images
+
+def _layout_source(env, cab: Path, which: str) -> bytes:
+    """DeviceLayout.xml / OEMDevicePlatform.xml at SConscript time: from the project's source
+    file for a CAB this build makes, else from the (vendor) CAB itself."""
+    from . import image
+    rec = PACKAGES.get(os.path.abspath(str(cab)))
+    if rec is not None:
+        for name, src in rec.layout_files:
+            if name == which:
+                return Path(src).read_bytes()
+        raise FFUError(f"package {rec.name} ({rec.origin}) installs no \\Windows\\ImageUpdate\\{which}")
+    files = image.read_layout_files(Path(cab))
+    if which not in files:
+        raise FFUError(f"package {Path(cab).name} carries no \\Windows\\ImageUpdate\\{which}")
+    return files[which]
+
+
+def _layout_action(target, source, env):
+    from . import image
+    spec = json.loads(source[0].read())
+    top = Path(env.Dir("#").abspath)
+    try:
+        parts = {name: [top / c for c in cabs] for name, cabs in spec["partitions"].items()}
+        image.build_layout(top / spec["layout_cab"], top / spec["platform_cab"], parts, Path(target[0].abspath),
+                           release_type=spec["release_type"], where=spec["oeminput"])
+    except FFUError as exc:
+        return SCons.Errors.BuildError(errstr=str(exc), status=2, exitstatus=2)
+    return 0
+
+
+def _partition_action(target, source, env):
+    from . import image
+    spec = json.loads(source[1].read())
+    top = Path(env.Dir("#").abspath)
+    try:
+        image.build_partition(Path(source[0].abspath), spec["partition"], [top / c for c in spec["cabs"]],
+                              Path(target[0].abspath), Path(target[1].abspath), epoch=spec["epoch"])
+    except FFUError as exc:
+        return SCons.Errors.BuildError(errstr=f"{spec['oeminput']}: {exc}", status=2, exitstatus=2)
+    return 0
+
+
+def _progress(label: str):
+    if not sys.stdout.isatty():
+        return None
+    state = {"last": -1}
+
+    def report(done: int, total: int) -> None:
+        pct = int(100 * done / total) if total else 100
+        if pct != state["last"]:
+            state["last"] = pct
+            bar = "#" * (pct // 4)
+            sys.stdout.write(f"\r  {label} [{bar:<25}] {pct:3d}%")
+            if pct >= 100:
+                sys.stdout.write("\n")
+            sys.stdout.flush()
+    return report
+
+
+def _ffu_action(target, source, env):
+    from . import image
+    spec = json.loads(source[1].read())
+    images = {name: Path(s.abspath) for name, s in zip(spec["partitions"], source[2:], strict=True)}
+    signer = _SIGNERS[spec["signer"]] if spec["signer"] else None
+    raw = Path(target[1].abspath) if len(target) > 1 else None
+    try:
+        result = image.build_ffu(Path(source[0].abspath), images, Path(target[0].abspath), epoch=spec["epoch"],
+                                 signer=signer, description=spec["description"], raw_out=raw,
+                                 progress=_progress(target[0].name))
+    except FFUError as exc:
+        return SCons.Errors.BuildError(errstr=f"{spec['oeminput']}: {exc}", status=2, exitstatus=2)
+    size = result.size
+    print(f"{target[0].path}: {size:,} bytes ({size / (1 << 20):.1f} MiB), {result.data_blocks} blocks stored"
+          + (f"; raw disk {target[1].path}" if raw else ""))
+    return 0
+
+
+def _resolution_action(target, source, env):
+    from .atomic import write_bytes
+    write_bytes(target[0].abspath, source[0].read().encode() + b"\n")
+    return 0
+
+
+_LAYOUT_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
+    _layout_action, "image", strfunction=lambda target, source, env: f"Layout {target[0].path}"))
+_PARTITION_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
+    _partition_action, "image", strfunction=lambda target, source, env: f"Partition {target[0].path}"))
+_FFU_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
+    _ffu_action, "image", strfunction=lambda target, source, env: f"FFU {target[0].path}"))
+_RESOLUTION_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
+    _resolution_action, "features", strfunction=lambda target, source, env: f"Resolve {target[0].path}"))
+
+
+def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPACKAGE=None):
+    """Declare an image: the package set from the OEMInput and the merged FMs of this build, the
+    layout, one target per partition (depending on exactly the CABs that land on it) and the FFU.
+    Returns [Flash.ffu (, Flash.img)]."""
+    from . import features, layout
+
+    cpu = env.subst("$FFU_CPU").lower()
+    oi = env.File(oeminput).srcnode()
+    rel = _rel(env, oi)
+    product = PRODUCT or Path(rel).parent.name
+    config = CONFIG or ("Retail" if Path(rel).name.lower().startswith("retail") else "Test")
+    outdir = env.Dir(OUTDIR or f"#build/{cpu}/{product}/{config}")
+    top = Path(env.Dir("#").abspath)
+    fms = {}
+    for m in MERGES:
+        fms.update(m.by_path())
+    try:
+        res = features.resolve(oi.abspath, cpu=cpu, variables=feature_variables(env), ms_root=MSPACKAGE, top=top,
+                               fms=fms, available=_available, partition_of=partition_of)
+        if res.device_layout is None or res.device_platform is None:
+            raise FFUError("the image has no device layout / device platform package (check SOC and Device "
+                           "against the FMs' DeviceLayoutPackages / OEMDevicePlatformPackages)", rel)
+        from .oeminput import load as load_oeminput
+        release_type = load_oeminput(oi.abspath, rel).release_type.value
+        dl = layout.load_device_layout(_layout_source(env, res.device_layout.path, "devicelayout.xml"),
+                                       f"{res.device_layout.name}:DeviceLayout.xml")
+        layout.check_partitions(dl, [(name, rel, None) for name in res.partitions])
+    except FFUError as exc:
+        _fail(str(exc.at(rel)))
+    # Every layout partition gets an image; packages land on theirs (names as the layout spells them).
+    partitions = {p.name: [] for p in dl.partitions}
+    for name, pkgs in res.partitions.items():
+        partitions[dl.find(name).name] = sorted(os.path.relpath(str(top / pk.path), top) for pk in pkgs)
+    layout_cab = os.path.relpath(str(top / res.device_layout.path), top)
+    platform_cab = os.path.relpath(str(top / res.device_platform.path), top)
+    all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
+    epoch = _epoch(env)
+    report = env.Value(json.dumps(res.to_json(), sort_keys=True, indent=1, default=str))
+    _RESOLUTION_BUILDER(env, outdir.File("packages.json"), [report])
+    spec = {"oeminput": rel, "release_type": release_type, "partitions": partitions, "layout_cab": layout_cab,
+            "platform_cab": platform_cab}
+    layout_json = _LAYOUT_BUILDER(env, outdir.File("layout.json"),
+                                  [env.Value(json.dumps(spec, sort_keys=True))] + [env.File("#" + c) for c in all_cabs])
+    images = []
+    for name, cabs in partitions.items():
+        pspec = {"oeminput": rel, "partition": name, "cabs": cabs, "epoch": epoch}
+        nodes = _PARTITION_BUILDER(env, [outdir.File(f"partitions/{name}.img"), outdir.File(f"partitions/{name}.json")],
+                                   layout_json + [env.Value(json.dumps(pspec, sort_keys=True))]
+                                   + [env.File("#" + c) for c in cabs])
+        images.append(nodes[0])
+    signer = signer_of(env)
+    fspec = {"oeminput": rel, "partitions": list(partitions), "epoch": epoch,
+             "signer": signer.identity if signer else None,
+             "description": f"{product} {config} ({cpu}) built by ffuforge"}
+    targets = [outdir.File("Flash.ffu")] + ([outdir.File("Flash.img")] if RAW else [])
+    ffu_nodes = _FFU_BUILDER(env, targets, layout_json + [env.Value(json.dumps(fspec, sort_keys=True))] + images)
+    env.NoCache(ffu_nodes)   # large and cheap to re-assemble from cached partitions
+    env.Alias(f"image-{product}-{config}".lower(), ffu_nodes)
+    return ffu_nodes
+
+
 def generate(env):
     env.SetDefault(
         FFU_CPU="arm",
@@ -365,6 +525,7 @@ def generate(env):
     )
     env.AddMethod(Package, "Package")
     env.AddMethod(FeatureMerge, "FeatureMerge")
+    env.AddMethod(Image, "Image")
     env.AddMethod(StandInPE, "StandInPE")
     env.AddMethod(StandInBinary, "StandInBinary")
     env["BUILDERS"]["FFUPackageCab"] = _PACKAGE_BUILDER
