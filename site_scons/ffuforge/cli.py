@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 _DELEGATED = {
     "features": ("features", "features_main", "resolve an OEMInput into the image's package set"),
     "ffu": ("ffu", "ffu_main", "inspect, verify or unpack an FFU: info | verify | to-raw"),
+    "layout": ("layout", "layout_main", "compute and check a device layout (DeviceLayout.xml)"),
 }
 
 

@@ -478,7 +478,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
     all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
     epoch = _epoch(env)
     report = env.Value(json.dumps(res.to_json(), sort_keys=True, indent=1, default=str))
-    _RESOLUTION_BUILDER(env, outdir.File("packages.json"), [report])
+    resolution_node = _RESOLUTION_BUILDER(env, outdir.File("packages.json"), [report])
     spec = {"oeminput": rel, "release_type": release_type, "partitions": partitions, "layout_cab": layout_cab,
             "platform_cab": platform_cab}
     layout_json = _LAYOUT_BUILDER(env, outdir.File("layout.json"),
@@ -497,6 +497,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
     targets = [outdir.File("Flash.ffu")] + ([outdir.File("Flash.img")] if RAW else [])
     ffu_nodes = _FFU_BUILDER(env, targets, layout_json + [env.Value(json.dumps(fspec, sort_keys=True))] + images)
     env.NoCache(ffu_nodes)   # large and cheap to re-assemble from cached partitions
+    env.Requires(ffu_nodes, resolution_node)  # the package report comes with every image
     env.Alias(f"image-{product}-{config}".lower(), ffu_nodes)
     return ffu_nodes
 
