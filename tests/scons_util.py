@@ -12,6 +12,7 @@ WORKSPACE_PARTS = ("SConstruct", "site_scons", "packages", "bsp", "products", "t
 
 
 def copy_workspace(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
     for part in WORKSPACE_PARTS:
         src = ROOT / part
         if src.is_dir():

@@ -46,3 +46,30 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def sparse_copy(src: str | Path, dst: str | Path) -> None:
+    """Copy a file keeping its holes (partition images are mostly holes; a plain copy would
+    write gigabytes of zeros, and an FFU made from it would store them all)."""
+    import shutil
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        size = os.fstat(fin.fileno()).st_size
+        pos = 0
+        while pos < size:
+            try:
+                start = os.lseek(fin.fileno(), pos, os.SEEK_DATA)
+            except OSError:  # ENXIO: no data after pos
+                break
+            end = os.lseek(fin.fileno(), start, os.SEEK_HOLE)
+            fin.seek(start)
+            fout.seek(start)
+            remaining = end - start
+            while remaining:
+                chunk = fin.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                fout.write(chunk)
+                remaining -= len(chunk)
+            pos = end
+        fout.truncate(size)
+    shutil.copystat(src, dst)

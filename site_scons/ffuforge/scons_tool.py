@@ -16,6 +16,7 @@ from pathlib import Path
 
 import SCons.Action
 import SCons.Builder
+import SCons.CacheDir
 import SCons.Errors
 import SCons.Node.Python
 import SCons.Scanner
@@ -440,6 +441,17 @@ _RESOLUTION_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
     _resolution_action, "features", strfunction=lambda target, source, env: f"Resolve {target[0].path}"))
 
 
+def _relative_paths(data, top: str):
+    """The same JSON with paths below `top` made relative (reports must not name the checkout)."""
+    if isinstance(data, dict):
+        return {k: _relative_paths(v, top) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_relative_paths(v, top) for v in data]
+    if isinstance(data, str) and data.startswith(top + os.sep):
+        return data[len(top) + 1:]
+    return data
+
+
 def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPACKAGE=None):
     """Declare an image: the package set from the OEMInput and the merged FMs of this build, the
     layout, one target per partition (depending on exactly the CABs that land on it) and the FFU.
@@ -477,7 +489,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
     platform_cab = os.path.relpath(str(top / res.device_platform.path), top)
     all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
     epoch = _epoch(env)
-    report = env.Value(json.dumps(res.to_json(), sort_keys=True, indent=1, default=str))
+    report = env.Value(json.dumps(_relative_paths(res.to_json(), str(top)), sort_keys=True, indent=1, default=str))
     resolution_node = _RESOLUTION_BUILDER(env, outdir.File("packages.json"), [report])
     spec = {"oeminput": rel, "release_type": release_type, "partitions": partitions, "layout_cab": layout_cab,
             "platform_cab": platform_cab}
@@ -502,7 +514,27 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
     return ffu_nodes
 
 
+# ------------------------------------------------------------------------------ cache
+
+class SparseCacheDir(SCons.CacheDir.CacheDir):
+    """CacheDir that keeps partition images sparse on the way in and out of the cache."""
+
+    @classmethod
+    def copy_from_cache(cls, env, src, dst) -> str:
+        from .atomic import sparse_copy
+        sparse_copy(src, dst)
+        return dst
+
+    @classmethod
+    def copy_to_cache(cls, env, src, dst) -> str:
+        from .atomic import sparse_copy
+        sparse_copy(src, dst)
+        os.chmod(dst, os.stat(dst).st_mode | 0o200)
+        return dst
+
+
 def generate(env):
+    env["CACHEDIR_CLASS"] = SparseCacheDir
     env.SetDefault(
         FFU_CPU="arm",
         FFU_VERSION="10.0.0.0",
