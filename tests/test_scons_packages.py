@@ -25,7 +25,7 @@ EXPECTED = sorted([
 @pytest.fixture(scope="module")
 def built_ws(tmp_path_factory):
     ws = copy_workspace(tmp_path_factory.mktemp("ws"))
-    proc = scons(ws)
+    proc = scons(ws, "packages")
     return ws, proc
 
 
@@ -82,18 +82,18 @@ def test_payload_bytes_match_sources(built_ws, tmp_path):
 
 def test_noop_is_up_to_date(built_ws):
     ws, _ = built_ws
-    assert scons(ws, "-q", check=False).returncode == 0
-    assert built(scons(ws)) == []
+    assert scons(ws, "packages", "-q", check=False).returncode == 0
+    assert built(scons(ws, "packages")) == []
 
 
 def test_editing_one_payload_rebuilds_that_package(built_ws):
     ws, _ = built_ws
     f = ws / "packages/Custom.Files/settings.json"
     f.write_text(f.read_text() + " ")
-    proc = scons(ws, "--debug=explain")
+    proc = scons(ws, "packages", "--debug=explain")
     assert built(proc) == ["Contoso.Custom.Files.cab"]
     assert "rebuilding `build/arm64/packages/Contoso.Custom.Files.cab'" in proc.stdout
-    assert scons(ws, "-q", check=False).returncode == 0
+    assert scons(ws, "packages", "-q", check=False).returncode == 0
 
 
 def test_editing_an_inf_rebuilds_its_driver_package(built_ws):
@@ -102,26 +102,26 @@ def test_editing_an_inf_rebuilds_its_driver_package(built_ws):
     text = inf.read_bytes().decode("utf-16")
     inf.write_bytes(b"\xff\xfe" + text.replace("Contoso GPIO Controller\"", "Contoso GPIO Controller v2\"")
                     .encode("utf-16-le"))
-    assert built(scons(ws)) == ["Contoso.ContosoBoard.GPIO.cab"]
+    assert built(scons(ws, "packages")) == ["Contoso.ContosoBoard.GPIO.cab"]
 
 
 def test_comment_only_project_edit_rebuilds_nothing(built_ws):
     ws, _ = built_ws
     p = ws / "packages/Registry.Settings/Registry.Settings.wm.xml"
     p.write_text(p.read_text() + "<!-- reviewed -->\n")
-    assert built(scons(ws)) == []
+    assert built(scons(ws, "packages")) == []
 
 
 def test_product_variable_rebuilds_only_packages_using_it(built_ws):
     ws, _ = built_ws
-    assert built(scons(ws, "PRODUCT=SampleB")) == ["Contoso.Registry.Settings.cab"]
-    assert built(scons(ws, "PRODUCT=SampleA")) == ["Contoso.Registry.Settings.cab"]
+    assert built(scons(ws, "packages", "PRODUCT=SampleB")) == ["Contoso.Registry.Settings.cab"]
+    assert built(scons(ws, "packages", "PRODUCT=SampleA")) == ["Contoso.Registry.Settings.cab"]
 
 
 def test_version_change_rebuilds_every_package(built_ws):
     ws, _ = built_ws
-    assert built(scons(ws, "VERSION=10.0.2.0")) == EXPECTED
-    assert built(scons(ws)) == EXPECTED
+    assert built(scons(ws, "packages", "VERSION=10.0.2.0")) == EXPECTED
+    assert built(scons(ws, "packages")) == EXPECTED
 
 
 MINI_SCONSTRUCT = """
