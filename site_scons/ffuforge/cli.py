@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -108,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("ffuforge: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # `ffuforge ffu info x | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ffuforge: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 

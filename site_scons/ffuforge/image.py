@@ -122,14 +122,24 @@ def _empty_sparse(out: Path, size: int) -> None:
 
 
 def build_ffu(layout_json: Path, images: dict[str, Path], out_ffu: Path, *, epoch: int, signer=None,
-              description: str = "", raw_out: Path | None = None, progress=None):
-    """Write Flash.ffu (catalog signed by the package signer) and optionally the raw disk."""
+              description: str = "", raw_out: Path | None = None, progress=None, ffu_version: int = 1,
+              device_path: str | None = None):
+    """Write Flash.ffu (catalog signed by the package signer) and optionally the raw disk.
+
+    `ffu_version` 2 writes the multi-store format with this disk as its (main OS) store."""
     from . import diskimage, ffu
 
     disk = load_layout(layout_json)
     sign = (lambda der: signer.sign_catalog(der, epoch=epoch)) if signer is not None else None
-    result = ffu.write_ffu(out_ffu, disk, images, os_version="10.0.17763.0", description=description,
-                           this_update=datetime.fromtimestamp(epoch, UTC), sign_catalog=sign, progress=progress)
+    common = {"os_version": "10.0.17763.0", "description": description, "sign_catalog": sign,
+              "this_update": datetime.fromtimestamp(epoch, UTC), "progress": progress}
+    if ffu_version == 2:
+        store = ffu.FfuStore(disk, images, device_path=device_path or ffu.DEVICE_PATH_EMMC_USER, is_main_os=True)
+        result = ffu.write_ffu(out_ffu, stores=[store], **common)
+    elif ffu_version == 1:
+        result = ffu.write_ffu(out_ffu, disk, images, **common)
+    else:
+        raise FFUError(f"FFU version {ffu_version}; use 1 or 2")
     if raw_out is not None:
         diskimage.assemble_raw(disk, images, raw_out)
     return result

@@ -416,7 +416,8 @@ def _ffu_action(target, source, env):
     try:
         result = image.build_ffu(Path(source[0].abspath), images, Path(target[0].abspath), epoch=spec["epoch"],
                                  signer=signer, description=spec["description"], raw_out=raw,
-                                 progress=_progress(target[0].name))
+                                 progress=_progress(target[0].name), ffu_version=spec.get("ffu_version", 1),
+                                 device_path=spec.get("device_path") or None)
     except FFUError as exc:
         return SCons.Errors.BuildError(errstr=f"{spec['oeminput']}: {exc}", status=2, exitstatus=2)
     size = result.size
@@ -505,7 +506,9 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
     signer = signer_of(env)
     fspec = {"oeminput": rel, "partitions": list(partitions), "epoch": epoch,
              "signer": signer.identity if signer else None,
-             "description": f"{product} {config} ({cpu}) built by ffuforge"}
+             "description": f"{product} {config} ({cpu}) built by ffuforge",
+             "ffu_version": int(env.subst("$FFU_FORMAT_VERSION") or 1),
+             "device_path": env.subst("$FFU_DEVICE_PATH")}
     targets = [outdir.File("Flash.ffu")] + ([outdir.File("Flash.img")] if RAW else [])
     ffu_nodes = _FFU_BUILDER(env, targets, layout_json + [env.Value(json.dumps(fspec, sort_keys=True))] + images)
     env.NoCache(ffu_nodes)   # large and cheap to re-assemble from cached partitions
@@ -555,6 +558,8 @@ def generate(env):
         FFU_BLD_DIR="#build/${CPU}",
         FFU_MERGED_FM_DIR="#build/${CPU}/MergedFMs",
         FFU_FEATURE_VARIABLES={},
+        FFU_FORMAT_VERSION=1,           # 2: multi-store FFU (one store: this disk)
+        FFU_DEVICE_PATH="",             # v2 store device path (default: eMMC user area)
     )
     env.AddMethod(Package, "Package")
     env.AddMethod(FeatureMerge, "FeatureMerge")
