@@ -139,3 +139,14 @@ def test_retail_refuses_test_signed_packages(ws, tmp_path):
     assert "Contoso.Registry.Settings.cab" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list((ws / "build/arm64/SampleA/Retail/partitions").glob("*.img")) or True
+
+
+def test_product_version_package(ws, tmp_path):
+    import json
+    manifest = json.loads((ws / OUT / "partitions/MainOS.json").read_text())
+    values = {(v["key"], v["name"]): v for v in manifest["registry"]}
+    product = values[("HKEY_LOCAL_MACHINE\\Software\\Contoso\\Version", "Product")]
+    assert bytes.fromhex(product["data"]).decode("utf-16-le") == "SampleA\0"
+    assert product["package"] == "Contoso.SampleA.Registry.Version"
+    build_time = values[("HKEY_LOCAL_MACHINE\\Software\\Contoso\\Version", "BuildTime")]
+    assert bytes.fromhex(build_time["data"]).decode("utf-16-le") == "20200101-0000\0"  # from the epoch, not the clock

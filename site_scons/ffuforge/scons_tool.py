@@ -18,6 +18,7 @@ import SCons.Action
 import SCons.Builder
 import SCons.CacheDir
 import SCons.Errors
+import SCons.Node.FS
 import SCons.Node.Python
 import SCons.Scanner
 import SCons.Util
@@ -432,6 +433,31 @@ def _resolution_action(target, source, env):
     return 0
 
 
+def _product_package_action(target, source, env):
+    import datetime
+
+    from . import regvalue
+    spec = json.loads(source[0].read())
+    try:
+        opts = variant.BuildOptions(cpu=spec["cpu"], version=spec["version"], build_type=spec["build_type"])
+        stamp = datetime.datetime.fromtimestamp(spec["epoch"], datetime.UTC).strftime("%Y%m%d-%H%M")
+        key = f"HKEY_LOCAL_MACHINE\\Software\\{spec['owner']}\\Version"
+        values = [(key, name, regvalue.decode("REG_SZ", text, legacy=False)) for name, text in (
+            ("Product", spec["product"]), ("Config", spec["config"]), ("Version", spec["version"]),
+            ("BuildTime", stamp), ("OEMInput", spec["oeminput"]))]
+        v = variant.generated_variant(spec["name"], "MainOS", opts, owner=spec["owner"], component="Registry",
+                                      registry=values)
+        signer = _SIGNERS[spec["signer"]] if spec["signer"] else None
+        pkgbuild.build_variant(v, target[0].abspath, pkgbuild.BuildSettings(
+            compression=spec["compression"], epoch=spec["epoch"], signer=signer))
+    except FFUError as exc:
+        return SCons.Errors.BuildError(errstr=str(exc), status=2, exitstatus=2)
+    return 0
+
+
+_PRODUCT_PACKAGE_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
+    _product_package_action, "pkgbuild", strfunction=lambda target, source, env: f"Package {target[0].name} (product)"))
+
 _LAYOUT_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
     _layout_action, "image", strfunction=lambda target, source, env: f"Layout {target[0].path}"))
 _PARTITION_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
@@ -486,10 +512,21 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
     partitions = {p.name: [] for p in dl.partitions}
     for name, pkgs in res.partitions.items():
         partitions[dl.find(name).name] = sorted(os.path.relpath(str(top / pk.path), top) for pk in pkgs)
+    signer = signer_of(env)
+    epoch = _epoch(env)
+    if "MainOS" in partitions:  # the product's version package, like the kit's Registry.Version
+        owner = feature_variables(env)["OEM_NAME"]
+        name = f"{owner}.{product}.Registry.Version"
+        pp = outdir.File(f"packages/{name}.cab")
+        pspec = {"name": name, "owner": owner, "product": product, "config": config, "oeminput": rel, "cpu": cpu,
+                 "version": env.subst("$FFU_VERSION"), "build_type": env.subst("$FFU_BUILD_TYPE"), "epoch": epoch,
+                 "compression": env.subst("$FFU_COMPRESSION"), "signer": signer.identity if signer else None}
+        _PRODUCT_PACKAGE_BUILDER(env, pp, [env.Value(json.dumps(pspec, sort_keys=True))])
+        PACKAGES[pp.abspath] = PackageRecord(name, "MainOS", "Production", rel)
+        partitions["MainOS"] = sorted(partitions["MainOS"] + [_rel(env, pp)])
     layout_cab = os.path.relpath(str(top / res.device_layout.path), top)
     platform_cab = os.path.relpath(str(top / res.device_platform.path), top)
     all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
-    epoch = _epoch(env)
     report = env.Value(json.dumps(_relative_paths(res.to_json(), str(top)), sort_keys=True, indent=1, default=str))
     resolution_node = _RESOLUTION_BUILDER(env, outdir.File("packages.json"), [report])
     spec = {"oeminput": rel, "release_type": release_type, "partitions": partitions, "layout_cab": layout_cab,
@@ -503,7 +540,6 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
                                    layout_json + [env.Value(json.dumps(pspec, sort_keys=True))]
                                    + [env.File("#" + c) for c in cabs])
         images.append(nodes[0])
-    signer = signer_of(env)
     fspec = {"oeminput": rel, "partitions": list(partitions), "epoch": epoch,
              "signer": signer.identity if signer else None,
              "description": f"{product} {config} ({cpu}) built by ffuforge",
@@ -512,12 +548,29 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
     targets = [outdir.File("Flash.ffu")] + ([outdir.File("Flash.img")] if RAW else [])
     ffu_nodes = _FFU_BUILDER(env, targets, layout_json + [env.Value(json.dumps(fspec, sort_keys=True))] + images)
     env.NoCache(ffu_nodes)   # large and cheap to re-assemble from cached partitions
+    for n in images + ffu_nodes:
+        n.attributes.ffuforge_blocks = True   # content signature without reading holes: _content_hash
     env.Requires(ffu_nodes, resolution_node)  # the package report comes with every image
     env.Alias(f"image-{product}-{config}".lower(), ffu_nodes)
     return ffu_nodes
 
 
 # ------------------------------------------------------------------------------ cache
+
+def _content_hash(node) -> str:
+    """Partition images and FFUs are signed block by block, holes unread (ffuforge.contentsig):
+    SCons' whole-file MD5 of the sparse 8 GiB Data volume took longer than building the image."""
+    if getattr(node.attributes, "ffuforge_blocks", False) and node.rexists():
+        from .contentsig import file_signature
+        return file_signature(node.rfile().get_abspath())
+    return _FILE_CONTENT_HASH(node)
+
+
+_FILE_CONTENT_HASH = getattr(SCons.Node.FS.File.get_content_hash, "ffuforge_original",
+                             SCons.Node.FS.File.get_content_hash)
+_content_hash.ffuforge_original = _FILE_CONTENT_HASH
+SCons.Node.FS.File.get_content_hash = _content_hash
+
 
 class SparseCacheDir(SCons.CacheDir.CacheDir):
     """CacheDir that keeps partition images sparse on the way in and out of the cache."""

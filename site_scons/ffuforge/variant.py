@@ -389,16 +389,27 @@ def plan(p: Project, opts: BuildOptions, display_dir: str | None = None, top: Pa
     return out
 
 
+def generated_variant(name: str, partition: str, opts: BuildOptions, *, owner: str, component: str,
+                      owner_type: str = "OEM", release_type: str = "Production",
+                      registry: list[tuple[str, str, regvalue.RegData]] = (),
+                      fip_features: tuple[str, ...] = ()) -> Variant:
+    """A package the build itself generates (no project file): feature identifier packages and
+    product packages such as the version registry package."""
+    where = Where(f"<generated package {name}>", None)
+    p = Project(Path(f"{name}.generated"), "wm", where, owner, None, None, name, partition=partition,
+                release_type=release_type, owner_type=owner_type)
+    v = Variant("base", name, name + ".cab", opts.cpu.lower(), "neutral", p, opts, owner, component, name)
+    v.fip_features = tuple(fip_features)
+    v.registry = sorted((RegValue(k, n, d, where) for k, n, d in registry), key=lambda r: (r.key.lower(), r.name.lower()))
+    return v
+
+
 def fip_variant(name: str, partition: str, feature_ids: tuple[str, ...], opts: BuildOptions, *,
                 owner: str, owner_type: str = "OEM", release_type: str = "Production") -> Variant:
     """A feature identifier package (what FeatureMerger generates per feature and partition):
     no payload, only the identity and the feature IDs it stands for in update.mum."""
-    where = Where(f"<feature identifier package {name}>", None)
-    p = Project(Path(f"{name}.fip"), "wm", where, owner, None, None, name, partition=partition,
-                release_type=release_type, owner_type=owner_type)
-    v = Variant("base", name, name + ".cab", opts.cpu.lower(), "neutral", p, opts, owner, "FIP", name)
-    v.fip_features = tuple(feature_ids)
-    return v
+    return generated_variant(name, partition, opts, owner=owner, component="FIP", owner_type=owner_type,
+                             release_type=release_type, fip_features=tuple(feature_ids))
 
 
 def describe(v: Variant, top: Path) -> dict:
