@@ -32,14 +32,16 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
     """Yield a temp path beside `path` for tools that write by name; renamed over `path` only if
-    the block succeeds, removed otherwise."""
+    the block succeeds, removed otherwise. `mode`: permissions of the result (mkstemp gives 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(fd)
     try:
+        if mode is not None:
+            os.chmod(tmp, mode)
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:

@@ -19,7 +19,6 @@ data, so a hole is always a free cluster (or FAT file tail) that no file system 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import stat
@@ -27,10 +26,10 @@ import struct
 import subprocess
 import tempfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import atomic_path
 from .errors import FFUError
 
 _SBIN = ("/usr/sbin", "/sbin")
@@ -75,23 +74,6 @@ def _run(argv: list[str], out: Path, env: dict[str, str] | None = None) -> subpr
         last = errors[-1] if errors else lines[-1] if lines else f"exit status {res.returncode}"
         raise ToolError(f"{os.path.basename(argv[0])} failed: {last}", str(out), text)
     return res
-
-
-@contextlib.contextmanager
-def _atomic_path(out_path: str | Path) -> Iterator[Path]:
-    """A temp file beside `out_path` (tools need a path, not a handle); renamed only on success."""
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o644)
-        yield Path(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass(frozen=True)
@@ -282,7 +264,7 @@ def write_fat(staged_dir: str | Path, out_path: str | Path, *, size_bytes: int, 
     entries = _scan(staged_dir)
     if volume_id is None:
         volume_id = zlib.crc32(f"{label}\0{timestamp}\0{size_bytes}".encode())
-    with _atomic_path(out) as tmp, tempfile.TemporaryDirectory(prefix="ffuforge-mtools-") as home:
+    with atomic_path(out, mode=0o644) as tmp, tempfile.TemporaryDirectory(prefix="ffuforge-mtools-") as home:
         _prepare(tmp, size_bytes, sector_size)
         argv = [mkfs, "--invariant", "-F", str(bits), "-S", str(sector_size), "-s", str(cluster // sector_size),
                 "-i", f"{volume_id & 0xFFFFFFFF:08x}", "-h", str(hidden_sectors), "-f", "2", "-M", "0xf8"]
@@ -377,7 +359,7 @@ def write_ntfs(staged_dir: str | Path, out_path: str | Path, *, size_bytes: int,
         serial = zlib.crc32(f"{label}\0{timestamp}\0{size_bytes}".encode()) << 32 | \
             zlib.crc32(f"{size_bytes}\0{label}\0{timestamp}".encode())
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "TZ": "UTC"}
-    with _atomic_path(out) as tmp, tempfile.TemporaryDirectory(prefix=".ffuforge-wim-", dir=out.parent) as td:
+    with atomic_path(out, mode=0o644) as tmp, tempfile.TemporaryDirectory(prefix=".ffuforge-wim-", dir=out.parent) as td:
         _prepare(tmp, size_bytes, sector_size)
         _run([mkntfs, "-F", "-Q", "-T", "-q", "-s", str(sector_size), "-c", str(cluster_size), "-L", label,
               "-p", str(hidden_sectors), "-H", "0", "-S", "0", str(tmp)], out, env)
@@ -602,7 +584,7 @@ def write_raw(image_file: str | Path, out_path: str | Path, *, size_bytes: int) 
         raise FFUError(f"cannot read raw partition image: {exc.strerror}", str(src)) from None
     if length > size_bytes:
         raise FFUError(f"raw image is {length} bytes, larger than its {size_bytes}-byte partition", str(src))
-    with _atomic_path(out) as tmp, open(src, "rb") as inp, open(tmp, "r+b") as dst:
+    with atomic_path(out, mode=0o644) as tmp, open(src, "rb") as inp, open(tmp, "r+b") as dst:
         dst.truncate(size_bytes)
         copied = 0
         while True:

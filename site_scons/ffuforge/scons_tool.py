@@ -273,23 +273,39 @@ _MERGED_FM_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
     _merged_fm_action, "features", strfunction=lambda target, source, env: f"FeatureMerge {target[0].name}"))
 
 
-def _fip_action(target, source, env):
+def _generated_variant(spec: dict) -> variant.Variant:
+    """The package a generated-package target stands for: a FIP or the product's version package."""
+    opts = variant.BuildOptions(cpu=spec["cpu"], version=spec["version"], build_type=spec["build_type"])
+    if spec["kind"] == "fip":
+        return variant.fip_variant(spec["name"], spec["partition"], tuple(spec["features"]), opts,
+                                   owner=spec["owner"], owner_type=spec["owner_type"],
+                                   release_type=spec["release_type"])
+    import datetime
+
+    from . import regvalue
+    stamp = datetime.datetime.fromtimestamp(spec["epoch"], datetime.UTC).strftime("%Y%m%d-%H%M")
+    key = f"HKEY_LOCAL_MACHINE\\Software\\{spec['owner']}\\Version"
+    values = [(key, name, regvalue.decode("REG_SZ", text, legacy=False)) for name, text in (
+        ("Product", spec["product"]), ("Config", spec["config"]), ("Version", spec["version"]),
+        ("BuildTime", stamp), ("OEMInput", spec["oeminput"]))]
+    return variant.generated_variant(spec["name"], "MainOS", opts, owner=spec["owner"], component="Registry",
+                                     registry=values)
+
+
+def _generated_action(target, source, env):
     spec = json.loads(source[0].read())
     try:
-        opts = variant.BuildOptions(cpu=spec["cpu"], version=spec["version"], build_type=spec["build_type"])
-        v = variant.fip_variant(spec["name"], spec["partition"], tuple(spec["features"]), opts,
-                                owner=spec["owner"], owner_type=spec["owner_type"],
-                                release_type=spec["release_type"])
         signer = _SIGNERS[spec["signer"]] if spec["signer"] else None
-        pkgbuild.build_variant(v, target[0].abspath, pkgbuild.BuildSettings(
+        pkgbuild.build_variant(_generated_variant(spec), target[0].abspath, pkgbuild.BuildSettings(
             compression=spec["compression"], epoch=spec["epoch"], signer=signer))
     except FFUError as exc:
         return SCons.Errors.BuildError(errstr=str(exc), status=2, exitstatus=2)
     return 0
 
 
-_FIP_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
-    _fip_action, "pkgbuild", strfunction=lambda target, source, env: f"Package {target[0].name} (FIP)"))
+_GENERATED_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
+    _generated_action, "pkgbuild",
+    strfunction=lambda target, source, env: f"Package {target[0].name} (generated)"))
 
 
 def feature_variables(env) -> dict[str, str]:
@@ -338,12 +354,12 @@ def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
         if target.abspath in PACKAGES and PACKAGES[target.abspath].origin != rel:
             _fail(f"{rel}: feature identifier package {fip.name} is also declared by "
                   f"{PACKAGES[target.abspath].origin}; give the FMs different IDs")
-        spec = {"name": fip.name, "partition": fip.partition, "features": list(fip.feature_ids), "cpu": cpu,
+        spec = {"kind": "fip", "name": fip.name, "partition": fip.partition, "features": list(fip.feature_ids), "cpu": cpu,
                 "version": version, "build_type": env.subst("$FFU_BUILD_TYPE"), "owner": fip.owner,
                 "owner_type": fip.owner_type, "release_type": fip.release_type,
                 "compression": env.subst("$FFU_COMPRESSION"), "epoch": _epoch(env),
                 "signer": signer.identity if signer else None}
-        nodes += _FIP_BUILDER(env, target, [env.Value(json.dumps(spec, sort_keys=True))])
+        nodes += _GENERATED_BUILDER(env, target, [env.Value(json.dumps(spec, sort_keys=True))])
         PACKAGES[target.abspath] = PackageRecord(fip.name, fip.partition, fip.release_type, rel)
     return nodes
 
@@ -433,31 +449,6 @@ def _resolution_action(target, source, env):
     return 0
 
 
-def _product_package_action(target, source, env):
-    import datetime
-
-    from . import regvalue
-    spec = json.loads(source[0].read())
-    try:
-        opts = variant.BuildOptions(cpu=spec["cpu"], version=spec["version"], build_type=spec["build_type"])
-        stamp = datetime.datetime.fromtimestamp(spec["epoch"], datetime.UTC).strftime("%Y%m%d-%H%M")
-        key = f"HKEY_LOCAL_MACHINE\\Software\\{spec['owner']}\\Version"
-        values = [(key, name, regvalue.decode("REG_SZ", text, legacy=False)) for name, text in (
-            ("Product", spec["product"]), ("Config", spec["config"]), ("Version", spec["version"]),
-            ("BuildTime", stamp), ("OEMInput", spec["oeminput"]))]
-        v = variant.generated_variant(spec["name"], "MainOS", opts, owner=spec["owner"], component="Registry",
-                                      registry=values)
-        signer = _SIGNERS[spec["signer"]] if spec["signer"] else None
-        pkgbuild.build_variant(v, target[0].abspath, pkgbuild.BuildSettings(
-            compression=spec["compression"], epoch=spec["epoch"], signer=signer))
-    except FFUError as exc:
-        return SCons.Errors.BuildError(errstr=str(exc), status=2, exitstatus=2)
-    return 0
-
-
-_PRODUCT_PACKAGE_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
-    _product_package_action, "pkgbuild", strfunction=lambda target, source, env: f"Package {target[0].name} (product)"))
-
 _LAYOUT_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
     _layout_action, "image", strfunction=lambda target, source, env: f"Layout {target[0].path}"))
 _PARTITION_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
@@ -518,10 +509,10 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
         owner = feature_variables(env)["OEM_NAME"]
         name = f"{owner}.{product}.Registry.Version"
         pp = outdir.File(f"packages/{name}.cab")
-        pspec = {"name": name, "owner": owner, "product": product, "config": config, "oeminput": rel, "cpu": cpu,
+        pspec = {"kind": "version", "name": name, "owner": owner, "product": product, "config": config, "oeminput": rel, "cpu": cpu,
                  "version": env.subst("$FFU_VERSION"), "build_type": env.subst("$FFU_BUILD_TYPE"), "epoch": epoch,
                  "compression": env.subst("$FFU_COMPRESSION"), "signer": signer.identity if signer else None}
-        _PRODUCT_PACKAGE_BUILDER(env, pp, [env.Value(json.dumps(pspec, sort_keys=True))])
+        _GENERATED_BUILDER(env, pp, [env.Value(json.dumps(pspec, sort_keys=True))])
         PACKAGES[pp.abspath] = PackageRecord(name, "MainOS", "Production", rel)
         partitions["MainOS"] = sorted(partitions["MainOS"] + [_rel(env, pp)])
     layout_cab = os.path.relpath(str(top / res.device_layout.path), top)

@@ -70,12 +70,7 @@ _PE_SUFFIXES = (".exe", ".sys", ".dll")
 # ----------------------------------------------------------------------------- DER helpers
 
 
-def _der(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        return bytes((tag, n)) + content
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(size))) + size + content
+_der = catalog._der  # one DER TLV encoder for the package
 
 
 def _oid(dotted: str) -> bytes:
