@@ -150,3 +150,23 @@ def test_product_version_package(ws, tmp_path):
     assert product["package"] == "Contoso.SampleA.Registry.Version"
     build_time = values[("HKEY_LOCAL_MACHINE\\Software\\Contoso\\Version", "BuildTime")]
     assert bytes.fromhex(build_time["data"]).decode("utf-16-le") == "20200101-0000\0"  # from the epoch, not the clock
+
+
+def test_fm_edit_remerges_only_that_fm(ws):
+    scons(ws, "RAW=1")
+    fm = ws / "bsp/ContosoBoard/Packages/ContosoBoardFM.xml"
+    fm.write_text(fm.read_text().replace("<BasePackages>", "<BasePackages>\n    <!-- reviewed -->", 1))
+    proc = scons(ws, "RAW=1", "--debug=explain")
+    assert _steps(proc) == ["ContosoBoardFM.xml"]        # OEMFM.xml, packages and images untouched
+    # A real change: the UART driver moves from an optional feature into the base packages.
+    text = fm.read_text()
+    uart = text[text.index('      <PackageFile Path="%BSPPKG_DIR%" Name="%OEM_NAME%.ContosoBoard.UART.cab">'):
+                text.index("</PackageFile>", text.index("ContosoBoard.UART.cab")) + len("</PackageFile>")]
+    fm.write_text(text.replace(uart, "").replace(
+        "<BasePackages>", '<BasePackages>\n    <PackageFile Path="%BSPPKG_DIR%" Name="%OEM_NAME%.ContosoBoard.UART.cab" />', 1))
+    oeminput = ws / "products/SampleA/TestOEMInput.xml"   # … so the OEMInput no longer selects it
+    oeminput.write_text(oeminput.read_text().replace("      <Feature>CONTOSOBOARD_UART</Feature>\n", ""))
+    proc = scons(ws, "RAW=1")
+    steps = _steps(proc)
+    assert "ContosoBoardFM.xml" in steps and "OEMFM.xml" not in steps
+    assert not any(s.endswith(("EFIESP.img", "BOOTLOADER.img", "Data.img")) for s in steps), steps

@@ -238,6 +238,7 @@ PACKAGES: dict[str, PackageRecord] = {}   # CAB absolute path -> record, for eve
 # ------------------------------------------------------------------ features (FeatureMerger)
 
 MERGES: list = []                      # features.MergeResult of every FeatureMerge() in this build
+_MERGED_NODES: dict[str, object] = {}   # merged FM path -> its target node
 _MERGED_XML: dict[str, bytes] = {}     # merged FM target path -> bytes computed at SConscript time
 
 
@@ -348,6 +349,7 @@ def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
         target = _top_file(env, m.out_path)
         _MERGED_XML[target.abspath] = m.xml
         nodes += _MERGED_FM_BUILDER(env, target, [env.Value(m.digest)])
+        _MERGED_NODES[target.abspath] = target
         env.Depends(target, [fl, _top_file(env, m.source)])
     for fip in result.fips:
         target = _top_file(env, fip.cab)
@@ -487,13 +489,14 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
     for m in MERGES:
         fms.update(m.by_path())
     try:
-        res = features.resolve(oi.abspath, cpu=cpu, variables=feature_variables(env), ms_root=MSPACKAGE, top=top,
+        from .oeminput import load as load_oeminput
+        oi_model = load_oeminput(oi.abspath, rel)
+        res = features.resolve(oi_model, cpu=cpu, variables=feature_variables(env), ms_root=MSPACKAGE, top=top,
                                fms=fms, available=_available, partition_of=partition_of)
         if res.device_layout is None or res.device_platform is None:
             raise FFUError("the image has no device layout / device platform package (check SOC and Device "
                            "against the FMs' DeviceLayoutPackages / OEMDevicePlatformPackages)", rel)
-        from .oeminput import load as load_oeminput
-        release_type = load_oeminput(oi.abspath, rel).release_type.value
+        release_type = oi_model.release_type.value
         dl = layout.load_device_layout(_layout_source(env, res.device_layout.path, "devicelayout.xml"),
                                        f"{res.device_layout.name}:DeviceLayout.xml")
         layout.check_partitions(dl, [(name, rel, None) for name in res.partitions])
@@ -520,6 +523,10 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
     all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
     report = env.Value(json.dumps(_relative_paths(res.to_json(), str(top)), sort_keys=True, indent=1, default=str))
     resolution_node = _RESOLUTION_BUILDER(env, outdir.File("packages.json"), [report])
+    # The OEMInput names merged FMs; the image is resolved from them (in memory), so they belong
+    # to its graph: an FM edit re-merges that FM even when only the image is asked for.
+    env.Depends(resolution_node, [_MERGED_NODES[str(Path(p).resolve())] for p in fms
+                                  if str(Path(p).resolve()) in _MERGED_NODES])
     spec = {"oeminput": rel, "release_type": release_type, "partitions": partitions, "layout_cab": layout_cab,
             "platform_cab": platform_cab}
     layout_json = _LAYOUT_BUILDER(env, outdir.File("layout.json"),
