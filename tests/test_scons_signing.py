@@ -3,6 +3,7 @@
 import datetime
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -83,3 +84,30 @@ def test_retail_with_user_certificate_and_identity_in_signature(ws, tmp_path):
     # A new certificate (new identity) rebuilds every retail package.
     _oem_cert(tmp_path, password=b"s3cret-pass")
     assert len(built(scons(ws, *args, env=env))) == 15
+
+
+def test_pe_payload_signing_is_switchable_per_package(tmp_path):
+    from ffuforge.cab import CabReader
+    from ffuforge.pe import pe_layout
+
+    from test_scons_packages import _mini
+
+    ws = _mini(tmp_path)
+    from ffuforge import pe
+    pe.make_minimal_pe(ws / "pkg/tool.exe", machine="arm64", kind="exe", payload=b"x")
+    (ws / "pkg/P.wm.xml").write_text((ws / "pkg/P.wm.xml").read_text().replace(
+        "<files>", '<files><file source=".\\tool.exe"/>', 1))
+    shutil.copytree(Path(__file__).resolve().parents[1] / "testcerts", ws / "testcerts")
+
+    def signed_pe(sconstruct_extra: str) -> bool:
+        (ws / "SConstruct").write_text(
+            "from ffuforge import scons_tool\n"
+            "env = Environment(tools=[scons_tool.generate], FFU_CPU='arm64', FFU_LANGUAGES=['en-us'])\n"
+            f"Default(env.Package('pkg/P.wm.xml'{sconstruct_extra}))\n")
+        scons(ws)
+        with CabReader(ws / "build/arm64/packages/Contoso-T-P.cab") as cab:
+            data = cab.read(next(m for m in cab.members if m.name.endswith("tool.exe")))
+        return pe_layout(data).signed
+
+    assert signed_pe("") is True                 # FFU_SIGN_PE defaults to on
+    assert signed_pe(", SIGN_PE=False") is False  # this package opts out

@@ -168,11 +168,12 @@ def _epoch(env) -> int:
 
 
 def Package(env, project_file, CPU=None, VARIABLES=None, VERSION=None, LANGUAGES=None, OUTDIR=None,
-            COMPRESSION=None, BUILD_TYPE=None):
+            COMPRESSION=None, BUILD_TYPE=None, SIGN_PE=None):
     """Declare the CAB(s) of one package project (base, languages, WOW); returns the CAB nodes.
 
     Each CAB is its own target, signed by the canonical description of its content, so a
-    project edit rebuilds exactly the CABs whose content it changes."""
+    project edit rebuilds exactly the CABs whose content it changes. SIGN_PE overrides
+    FFU_SIGN_PE for this package (Authenticode-sign its PE payloads before cataloguing)."""
     cpu = (CPU or env.subst("$FFU_CPU")).lower()
     variables = dict(env.get("FFU_VARIABLES", {}))
     variables.update(VARIABLES or {})
@@ -208,7 +209,7 @@ def Package(env, project_file, CPU=None, VARIABLES=None, VERSION=None, LANGUAGES
         # The signer enters by identity (certificate fingerprints or command), never key material.
         signed = {"content": variant.describe(v, top), "compression": spec["compression"],
                   "epoch": spec["epoch"], "signer": signer.identity if signer else None,
-                  "signPE": bool(env.get("FFU_SIGN_PE")) and signer is not None}
+                  "signPE": bool(env.get("FFU_SIGN_PE") if SIGN_PE is None else SIGN_PE) and signer is not None}
         value = env.Value(json.dumps(signed, sort_keys=True))
         nodes += _PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
         layout_files = tuple(sorted(
@@ -596,7 +597,7 @@ def generate(env):
         FFU_LANGUAGES=[],
         FFU_BUILD_TYPE="fre",
         FFU_COMPRESSION="none",
-        FFU_PKG_DIR="#build/${CPU}/packages",
+        FFU_PKG_DIR="#build/${FFU_CPU}/packages",
         FFU_VERBOSE=False,
         FFU_SIGN="test",
         FFU_TEST_PKI_DIR="#testcerts",
@@ -606,8 +607,8 @@ def generate(env):
         FFU_SIGN_CHAIN=[],
         FFU_SIGN_COMMAND="",
         FFU_SIGN_PE=True,
-        FFU_BLD_DIR="#build/${CPU}",
-        FFU_MERGED_FM_DIR="#build/${CPU}/MergedFMs",
+        FFU_BLD_DIR="#build/${FFU_CPU}",
+        FFU_MERGED_FM_DIR="#build/${FFU_CPU}/MergedFMs",
         FFU_FEATURE_VARIABLES={},
         FFU_FORMAT_VERSION=1,           # 2: multi-store FFU (one store: this disk)
         FFU_DEVICE_PATH="",             # v2 store device path (default: eMMC user area)
