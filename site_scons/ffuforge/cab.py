@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import stat
+import struct
 import time
 import zlib
 from array import array
@@ -40,6 +41,7 @@ from construct import (
 )
 
 from .errors import FFUError
+from .paths import open_regular
 
 # --- format constants -------------------------------------------------------------------------
 
@@ -146,6 +148,7 @@ CFDATA = Struct(
 )
 CFDATA_SIZE = CFDATA.sizeof()
 _CFDATA_C = CFDATA.compile()  # per-block hot path: compiled is ~3x faster than interpreted
+_CFDATA_S = struct.Struct("<IHH")  # the reader's per-block header parse (same layout, ~30x faster)
 
 
 # --- checksum ---------------------------------------------------------------------------------
@@ -381,7 +384,7 @@ def _plan_folders(planned: list[_Planned], max_blocks: int) -> list[tuple[int, i
 
 
 def _temp_name(out: Path) -> Path:
-    return out.with_name(f"{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    return out.with_name(f".{out.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
 
 
 def _unlink_quietly(path: Path) -> None:
@@ -667,7 +670,7 @@ class CabReader:
     def __init__(self, path: str | os.PathLike, *, max_members: int = MAX_FILES):
         self.path = str(path)
         try:
-            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            self._fd = open_regular(self.path)
         except OSError as exc:
             raise FFUError(f"cannot open cabinet: {exc.strerror}", self.path) from None
         try:
@@ -803,19 +806,28 @@ class CabReader:
             self._by_name[m.name] = None if m.name in self._by_name else m
 
     # data blocks
-    def _block_header(self, fi: int, j: int, pos: int, comp: int) -> tuple[int, int, int, int]:
+    def _block_header(self, fi: int, j: int, pos: int, comp: int, head: bytes | None = None
+                      ) -> tuple[int, int, int, int]:
+        """Checked CFDATA header of block j at pos (`head`: its 8 bytes when already read)."""
         hl = CFDATA_SIZE + self.cb_cf_data
-        d = _CFDATA_C.parse(self._pread(CFDATA_SIZE, pos))
-        where = f"folder {fi} block {j}"
-        if d.cbUncomp == 0 or d.cbUncomp > BLOCK_SIZE:
-            raise self._err(f"{where}: cbUncomp {d.cbUncomp} is not in 1..{BLOCK_SIZE}")
-        if comp == COMP_NONE and d.cbData != d.cbUncomp:
-            raise self._err(f"{where}: stored block has cbData {d.cbData} != cbUncomp {d.cbUncomp}")
-        if comp == COMP_MSZIP and not 2 < d.cbData <= MAX_MSZIP_CBDATA:
-            raise self._err(f"{where}: MSZIP cbData {d.cbData} is out of range")
-        if pos + hl + d.cbData > self.cb_cabinet:
-            raise self._err(f"{where}: data extends past the end of the cabinet")
-        return d.csum, d.cbData, d.cbUncomp, hl
+        csum, cb_data, cb_uncomp = _CFDATA_S.unpack(head if head is not None else self._pread(CFDATA_SIZE, pos))
+        if cb_uncomp == 0 or cb_uncomp > BLOCK_SIZE:
+            raise self._err(f"folder {fi} block {j}: cbUncomp {cb_uncomp} is not in 1..{BLOCK_SIZE}")
+        if comp == COMP_NONE and cb_data != cb_uncomp:
+            raise self._err(f"folder {fi} block {j}: stored block has cbData {cb_data} != cbUncomp {cb_uncomp}")
+        if comp == COMP_MSZIP and not 2 < cb_data <= MAX_MSZIP_CBDATA:
+            raise self._err(f"folder {fi} block {j}: MSZIP cbData {cb_data} is out of range")
+        if pos + hl + cb_data > self.cb_cabinet:
+            raise self._err(f"folder {fi} block {j}: data extends past the end of the cabinet")
+        return csum, cb_data, cb_uncomp, hl
+
+    def _read_ahead(self, pos: int) -> bytes | None:
+        """The bytes of a stored block's header and data in one read (None: read them apart)."""
+        hl = CFDATA_SIZE + self.cb_cf_data
+        if pos < 0 or pos + hl > self.cb_cabinet:
+            return None
+        buf = os.pread(self._fd, min(hl + BLOCK_SIZE, self.cb_cabinet - pos), pos)
+        return buf if len(buf) >= hl else None
 
     def _check_folder(self, fi: int) -> _Folder:
         folder = self._folders[fi]
@@ -861,12 +873,13 @@ class CabReader:
         pos, uoff = (idx.offsets[k], idx.uoffs[k]) if idx.offsets else (folder.coff, 0)
         hist = b""
         for j in range(k * _INDEX_STRIDE, folder.blocks):
-            csum, cb, cu, hl = self._block_header(fi, j, pos, comp)
+            ahead = self._read_ahead(pos) if comp == COMP_NONE and uoff + BLOCK_SIZE > want else None
+            csum, cb, cu, hl = self._block_header(fi, j, pos, comp, ahead and ahead[:CFDATA_SIZE])
             if comp == COMP_NONE and uoff + cu <= want:
                 pos += hl + cb
                 uoff += cu
                 continue
-            ab = self._pread(cb, pos + hl)
+            ab = memoryview(ahead)[hl:hl + cb] if ahead and len(ahead) >= hl + cb else self._pread(cb, pos + hl)
             if csum and cfdata_checksum(ab, cb, cu) != csum:
                 raise self._err(f"folder {fi} block {j}: checksum mismatch (corrupt data)")
             if comp == COMP_NONE:

@@ -17,11 +17,9 @@ binaries" that signing tools accept, without shipping binaries.
 
 from __future__ import annotations
 
-import array
 import hashlib
 import io
 import os
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,7 +232,7 @@ def _pe_offset(f: BinaryIO, size: int) -> int | None:
     head = _read_at(f, 0, DOS_HEADER.sizeof())
     if len(head) < DOS_HEADER.sizeof() or head[:2] != b"MZ":
         return None
-    pe = DOS_HEADER.parse(head).e_lfanew
+    pe = int.from_bytes(head[60:64], "little")  # DOS_HEADER.e_lfanew (Int32ul at 0x3C), without construct
     if pe + 4 > size or _read_at(f, pe, 4) != b"PE\0\0":
         return None
     return pe
@@ -369,14 +367,12 @@ def pe_checksum(image: bytes | bytearray, checksum_offset: int) -> int:
     """Standard PE checksum (CheckSumMappedFile): 16-bit end-around-carry sum + file length."""
     data = bytearray(image)
     data[checksum_offset : checksum_offset + 4] = b"\0\0\0\0"
-    if len(data) % 2:
-        data.append(0)
-    words = array.array("H", bytes(data))
-    if sys.byteorder != "little":
-        words.byteswap()
-    total = sum(words)
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
+    # The folded sum of the little-endian 16-bit words is their sum modulo 0xFFFF, except that a
+    # nonzero multiple folds to 0xFFFF. As 2**16 ≡ 1 (mod 0xFFFF), the whole image read as one
+    # little-endian integer has that residue too (a trailing odd byte is a word with a zero high
+    # byte): one C-speed conversion instead of summing the words one Python int at a time.
+    x = int.from_bytes(data, "little")
+    total = x % 0xFFFF or (0xFFFF if x else 0)
     return (total + len(image)) & 0xFFFFFFFF
 
 

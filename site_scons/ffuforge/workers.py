@@ -1,0 +1,92 @@
+"""Heavy action work in worker processes, so that `scons -jN` builds packages on N cores.
+
+SCons runs parallel jobs as threads of one Python process. Building a package is mostly Python
+(CAB checksums, manifests, catalogs, signing) and holds the GIL, so two threads built packages
+no faster than one (measured: slower, from GIL hand-offs). An action therefore hands its work to
+a pool of N worker processes (N = -j) and waits for it; waiting releases the GIL.
+
+The work is a module-level function of plain, picklable arguments; what it returns or raises
+(an FFUError keeps its message, file and line) comes back exactly as from a direct call, and its
+output is written by the same code, so files are byte for byte those of an in-process build.
+Workers are started with the 'spawn' method, never forked from the threaded SCons process, on
+first use only. With -j1 (or no pool) the function simply runs in the calling thread.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import threading
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_LOCK = threading.Lock()
+_POOL: concurrent.futures.ProcessPoolExecutor | None = None
+
+
+def _pool(jobs: int) -> concurrent.futures.ProcessPoolExecutor:
+    global _POOL
+    with _LOCK:
+        if _POOL is None:
+            _POOL = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                                           initializer=_worker_init)
+        return _POOL
+
+
+def _worker_init() -> None:
+    """Ctrl-C reaches the whole process group: SCons stops the build and says so once, workers
+    finish their job instead of dying with a KeyboardInterrupt traceback. A worker whose build was
+    killed exits at once, so none outlives it to rename an output into place under the next build.
+    (Not PR_SET_PDEATHSIG: that fires when the SCons thread that started the worker ends.)"""
+    import os
+    import signal
+    import time
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ffuforge-parent-watch", daemon=True).start()
+
+
+def _discard(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    global _POOL
+    with _LOCK:
+        if _POOL is pool:
+            _POOL = None
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def call(fn: Callable[..., T], *args, jobs: int) -> T:
+    """`fn(*args)`: in a worker process when `jobs` > 1, else here.
+
+    A pool that cannot take work (interpreter shutting down, a worker killed by the OOM killer)
+    is not an error of the job: it then runs here, where it fails, if it does, as with -j1."""
+    if jobs <= 1:
+        return fn(*args)
+    pool = _pool(jobs)
+    try:
+        future = pool.submit(fn, *args)
+    except (RuntimeError, BrokenProcessPool):
+        _discard(pool)
+        return fn(*args)
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        _discard(pool)
+        return fn(*args)
+
+
+def shutdown() -> None:
+    """Stop the workers (tests; the interpreter also does it at exit)."""
+    global _POOL
+    with _LOCK:
+        pool, _POOL = _POOL, None
+    if pool is not None:
+        pool.shutdown(wait=True)
