@@ -45,6 +45,9 @@ def _truthy(value: str) -> bool:
     return value.lower() in ("true", "1", "yes")
 
 
+MAX_DEPTH = 100
+
+
 class _Parser:
     def __init__(self, text: str):
         self.text = text
@@ -61,6 +64,7 @@ class _Parser:
             self.tokens.append((kind, m.group(m.lastindex), col))
             pos = m.end()
         self.i = 0
+        self.depth = 0
 
     def fail(self, what: str, col: int | None = None):
         col = col if col is not None else (self.tokens[self.i][2] if self.i < len(self.tokens) else len(self.text) + 1)
@@ -96,9 +100,17 @@ class _Parser:
             args.append(self.unary())
         return args[0] if len(args) == 1 else Expr("and", tuple(args))
 
+    def nest(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:   # parsing and evaluation recurse: stay far from Python's limit
+            self.fail(f"nests 'not' and parentheses more than {MAX_DEPTH} deep")
+
     def unary(self) -> Expr:
         if self.keyword("not"):
-            return Expr("not", (self.unary(),))
+            self.nest()
+            inner = self.unary()
+            self.depth -= 1
+            return Expr("not", (inner,))
         return self.primary()
 
     def primary(self) -> Expr:
@@ -107,10 +119,12 @@ class _Parser:
             self.fail("expression ends too early")
         if tok[0] == "(":
             self.i += 1
+            self.nest()
             inner = self.or_expr()
             if not self.peek() or self.peek()[0] != ")":
                 self.fail("missing ')'")
             self.i += 1
+            self.depth -= 1
             return inner
         if tok[0] != "word" or tok[1].lower() in _KEYWORDS:
             self.fail(f"expected a build variable, found {tok[1]!r}")

@@ -11,9 +11,10 @@ class FFUError(Exception):
     """A user-facing error: bad input, missing file, failed external step."""
 
     def __init__(self, message: str, file: str | None = None, line: int | None = None):
+        message = _one_line(message)
         super().__init__(message)
         self.message = message
-        self.file = str(file) if file is not None else None
+        self.file = _one_line(str(file)) if file is not None else None
         self.line = line
 
     def __str__(self) -> str:
@@ -26,6 +27,14 @@ class FFUError(Exception):
     def at(self, file: str | None, line: int | None = None) -> FFUError:
         """Return this error located at file/line unless it already has a location."""
         if self.file is None:
-            self.file = str(file) if file is not None else None
+            self.file = _one_line(str(file)) if file is not None else None
             self.line = line
         return self
+
+
+def _one_line(text: str) -> str:
+    """Input echoed in a message (element text, names) may hold line breaks or control characters;
+    the error stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)

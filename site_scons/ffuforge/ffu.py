@@ -42,6 +42,7 @@ from .atomic import atomic_output
 from .diskimage import DiskSource
 from .disklayout import DiskLayout, PlacedPartition
 from .errors import FFUError
+from .paths import open_regular
 
 __all__ = [
     "BLOCK_SIZE",
@@ -703,7 +704,7 @@ class FfuReader:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         try:
-            self._f = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+            self._f = os.fdopen(open_regular(self.path), "rb")  # closed by close()
         except OSError as e:
             raise FFUError(f"cannot open FFU: {e.strerror}", file=str(path)) from e
         try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 import struct
 import subprocess
@@ -67,6 +68,13 @@ def _run(argv: list[str], out: Path, env: dict[str, str] | None = None) -> subpr
         res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, check=False)
     except OSError as exc:
         raise FFUError(f"cannot run {argv[0]}: {exc.strerror}", str(out)) from None
+    if res.returncode < 0:   # Ctrl-C reaches the whole process group: not the tool's fault, say so
+        sig = -res.returncode
+        why = {signal.SIGINT: "was interrupted (Ctrl-C)", signal.SIGTERM: "was terminated (SIGTERM)",
+               signal.SIGXFSZ: "exceeded the file size limit (SIGXFSZ, ulimit -f)"}.get(sig)
+        if why is None:
+            why = f"was killed by {signal.Signals(sig).name if sig in signal.valid_signals() else f'signal {sig}'}"
+        raise ToolError(f"{os.path.basename(argv[0])} {why}", str(out), "")
     if res.returncode != 0:
         text = (res.stderr or b"").decode("utf-8", "replace").replace("\r", "\n")
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
@@ -359,7 +367,7 @@ def write_ntfs(staged_dir: str | Path, out_path: str | Path, *, size_bytes: int,
         serial = zlib.crc32(f"{label}\0{timestamp}\0{size_bytes}".encode()) << 32 | \
             zlib.crc32(f"{size_bytes}\0{label}\0{timestamp}".encode())
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "TZ": "UTC"}
-    with atomic_path(out, mode=0o644) as tmp, tempfile.TemporaryDirectory(prefix=".ffuforge-wim-", dir=out.parent) as td:
+    with atomic_path(out, mode=0o644) as tmp, tempfile.TemporaryDirectory(prefix=f".{out.name}.wim-", dir=out.parent) as td:
         _prepare(tmp, size_bytes, sector_size)
         _run([mkntfs, "-F", "-Q", "-T", "-q", "-s", str(sector_size), "-c", str(cluster_size), "-L", label,
               "-p", str(hidden_sectors), "-H", "0", "-S", "0", str(tmp)], out, env)

@@ -55,6 +55,7 @@ from construct import Bytes as CBytes
 
 from .atomic import atomic_output
 from .errors import FFUError
+from .paths import open_regular
 from .regvalue import TYPE_NAMES
 
 # --- constants --------------------------------------------------------------------------------
@@ -925,7 +926,7 @@ def read_hive(path: str | os.PathLike, *, max_size: int = DEFAULT_READ_MAX) -> H
     """Read a whole hive; any inconsistency is an FFUError naming the file, never a crash or hang."""
     name = str(path)
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(open_regular(path), "rb") as fh:
             data = fh.read(max_size + 1)
     except OSError as exc:
         raise FFUError(f"cannot read registry hive: {exc.strerror}", name) from None

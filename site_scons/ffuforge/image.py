@@ -45,7 +45,11 @@ def content_sizes(cabs: list[Path]) -> tuple[int, int]:
             mum = install._mum(cab, cab_path)
             for f in mum.iter(f"{install.ASM}file"):
                 if f.get("sourcePackage") and f.get("size") and f.get("cabpath") != "update.cat":
-                    total += int(f.get("size"))
+                    size = f.get("size")
+                    if not size.isdigit() or len(size) > 15:
+                        raise FFUError(f"update.mum gives {f.get('name')} the size {size!r}, which is not a "
+                                       "byte count", str(cab_path))
+                    total += int(size)
                     files += 1
     return total, files
 
@@ -90,7 +94,7 @@ def build_partition(layout_json: Path, name: str, cabs: list[Path], out_image: P
     disk = load_layout(layout_json)
     p = disk.partition(name)
     size = disk.size(p)
-    with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=workdir or out_image.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".{out_image.name}.stage-", dir=workdir or out_image.parent) as tmp:
         ids = {q.name: q.id for q in disk.partitions if q.id}
         st = partition.stage(p.name, cabs, Path(tmp) / "stage", epoch=epoch, disk_style=disk.style,
                              disk_id=disk.disk_id, partition_ids=ids or None)

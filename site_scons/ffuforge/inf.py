@@ -11,11 +11,13 @@ would put the wrong bytes in an image.
 from __future__ import annotations
 
 import codecs
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import FFUError
+from .paths import open_regular
 
 __all__ = [
     "ARCHES",
@@ -165,7 +167,7 @@ def parse_inf(path: str | Path, display_name: str | None = None, *, lcid: int = 
         size = p.stat().st_size
         if size > MAX_INF_BYTES:
             raise _too_big(size, name)
-        with p.open("rb") as fh:
+        with os.fdopen(open_regular(p), "rb") as fh:
             data = fh.read(MAX_INF_BYTES + 1)
     except OSError as exc:
         raise FFUError(f"cannot read INF ({exc.strerror or exc}); check the inf source path", name) from exc

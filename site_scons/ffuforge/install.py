@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,7 @@ class Staging:
     packages: list[PackageInfo] = field(default_factory=list)
     bcd_sources: list[tuple[Path, str]] = field(default_factory=list)   # (extracted XML, package)
     raw_image: tuple[Path, str] | None = None
+    dirs: dict[str, str] = field(default_factory=dict)                  # lower-case directory → first package
 
     def manifest(self) -> dict:
         return {
@@ -102,12 +104,21 @@ def _package_info(cab: CabReader, cab_path: Path) -> PackageInfo:
     if ident is None or pkg is None:
         raise FFUError("update.mum lacks assemblyIdentity or package", str(cab_path))
     phone = pkg.find(f"{ASM}customInformation/{ASM}phoneInformation")
-    return PackageInfo(
+    info = PackageInfo(
         name=ident.get("name", cab_path.stem), cab=cab_path,
         partition=pkg.get("targetPartition") or "MainOS",
         release_type=(phone.get("phoneRelease") if phone is not None else None) or "Production",
         binary_partition=(pkg.get("binaryPartition") or "false").lower() == "true",
         version=ident.get("version", ""), arch=ident.get("processorArchitecture", ""))
+    for what, value in (("name", info.name), ("version", info.version), ("processorArchitecture", info.arch),
+                        ("targetPartition", info.partition.replace(" ", "_"))):
+        if not _IDENTITY.match(value) or value in (".", ".."):   # they name files of the image and the build
+            raise FFUError(f"update.mum {what}={value!r} is not a valid package identity (letters, digits, "
+                           "'.', '_', '-')", str(cab_path))
+    return info
+
+
+_IDENTITY = re.compile(r"^[A-Za-z0-9_.\-]{0,200}$")
 
 
 def device_to_relative(device_path: str, where: str) -> str:
@@ -179,9 +190,10 @@ def _service_values(svc: etree._Element) -> list[tuple[str, str, regvalue.RegDat
         dword("ServiceSidType", _SID_TYPE.get(svc.get("sidType").lower(), 0))
     fa = svc.find(f"{ASM}failureActions")
     if fa is not None:
-        actions = [(a.get("type", "none"), int(a.get("delay", "0"))) for a in fa.iter(f"{ASM}action")]
+        actions = [(a.get("type", "none"), _dword(a.get("delay", "0"), "failure action delay", name))
+                   for a in fa.iter(f"{ASM}action")]
         reset = fa.get("resetPeriod", "0")
-        reset_value = 0xFFFFFFFF if reset.upper() == "INFINITE" else int(reset)
+        reset_value = 0xFFFFFFFF if reset.upper() == "INFINITE" else _dword(reset, "resetPeriod", name)
         # SERVICE_FAILURE_ACTIONS as the SCM stores it: dwResetPeriod, lpRebootMsg, lpCommand,
         # cActions, lpsaActions (pointer fields are placeholders), then the SC_ACTION array.
         blob = reset_value.to_bytes(4, "little") + b"\0" * 4 * 2 + len(actions).to_bytes(4, "little") \
@@ -194,6 +206,16 @@ def _service_values(svc: etree._Element) -> list[tuple[str, str, regvalue.RegDat
         if fa.get("rebootMessage"):
             text("RebootMessage", fa.get("rebootMessage"))
     return out
+
+
+def _dword(text: str, what: str, service: str | None) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise FFUError(f"service {service}: {what} {text!r} is not a decimal number below 2^32")
+    return value
 
 
 def _parse_manifest_value(v: etree._Element, where: str) -> regvalue.RegData:
@@ -216,9 +238,12 @@ def _parse_manifest_value(v: etree._Element, where: str) -> regvalue.RegData:
             return regvalue.RegData(code, bytes.fromhex(text))
         except ValueError:
             raise FFUError(f"registry value {v.get('name')!r} of type {type_name} is not hexadecimal", where) from None
-    m = re.match(r"^REG_TYPE_(\d+)$", type_name)
-    if m:
-        return regvalue.RegData(int(m.group(1)), bytes.fromhex(text))
+    m = re.match(r"^REG_TYPE_(\d{1,10})$", type_name)
+    if m and int(m.group(1)) <= 0xFFFFFFFF:
+        try:
+            return regvalue.RegData(int(m.group(1)), bytes.fromhex(text))
+        except ValueError:
+            raise FFUError(f"registry value {v.get('name')!r} of type {type_name} is not hexadecimal", where) from None
     raise FFUError(f"unknown registry value type {type_name!r}", where)
 
 
@@ -230,6 +255,9 @@ def install_package(st: Staging, cab_path: Path) -> PackageInfo:
         if info.partition.lower() != st.partition.lower():
             raise FFUError(f"package {info.name} targets partition {info.partition}, not {st.partition}", where)
         members = {m.name.lower(): m for m in cab.members}
+        if len(members) != len(cab.members):
+            dup = sorted({m.name for m in cab.members if sum(n.name.lower() == m.name.lower() for n in cab.members) > 1})
+            raise FFUError(f"the CAB holds members that differ only in case or are repeated: {dup[:3]}", where)
         mum = _mum(cab, cab_path)
         custom = mum.find(f"{ASM}package/{ASM}customInformation")
         special: dict[str, str] = {}
@@ -252,20 +280,21 @@ def install_package(st: Staging, cab_path: Path) -> PackageInfo:
                     raise FFUError(f"partition {st.partition} gets a raw image from both {st.raw_image[1]} and "
                                    f"{info.name}", where)
                 out = st.root.parent / f".{st.partition}.raw"
-                _extract(cab, members[cabpath], out)
+                _extract(cab, members[cabpath], out, f, where)
                 st.raw_image = (out, info.name)
                 continue
             rel = device_to_relative(f.get("name"), where)
             if kind == "bcdStore":
                 out = st.root.parent / f".{st.partition}.bcd" / f"{len(st.bcd_sources):03d}.xml"
-                _extract(cab, members[cabpath], out)
+                _extract(cab, members[cabpath], out, f, where)
                 st.bcd_sources.append((out, info.name))
                 continue
             key = rel.lower()
             if key in st.files:
                 raise FFUError(f"file \\{rel} is installed by both {st.files[key].package} and {info.name}; "
                                "remove it from one package", where)
-            digest = _extract(cab, members[cabpath], _host_path(st.root, rel))
+            _claim_path(st, rel, info.name, where)
+            digest = _extract(cab, members[cabpath], _host_path(st.root, rel), f, where, st.root)
             st.files[key] = InstalledFile(rel, members[cabpath].size, digest, info.name)
         for name, member in sorted(members.items()):
             if name.endswith(".manifest") and "\\" not in name:
@@ -285,7 +314,8 @@ def _record_servicing(st: Staging, cab: CabReader, members: dict, info: PackageI
             key = rel.lower()
             if key in st.files:
                 raise FFUError(f"package {info.name} is installed twice ({st.files[key].package})", str(info.cab))
-            digest = _extract(cab, members[member], _host_path(st.root, rel))
+            _claim_path(st, rel, info.name, str(info.cab))
+            digest = _extract(cab, members[member], _host_path(st.root, rel), None, str(info.cab), st.root)
             st.files[key] = InstalledFile(rel, members[member].size, digest, info.name)
 
 
@@ -310,11 +340,60 @@ def _install_manifest(st: Staging, data: bytes, info: PackageInfo, where: str) -
         st.values[k] = InstalledValue(key_name, name, data.type, data.data, info.name)
 
 
-def _extract(cab: CabReader, member, out: Path) -> str:
-    out.parent.mkdir(parents=True, exist_ok=True)
+def _claim_path(st: Staging, rel: str, package: str, where: str) -> None:
+    """A file's path must not be another package's file used as a directory, or the reverse."""
+    parts = rel.lower().split("\\")
+    for i in range(1, len(parts)):
+        parent = "\\".join(parts[:i])
+        if parent in st.files:
+            raise FFUError(f"file \\{rel} of {package} needs \\{st.files[parent].path} to be a directory, but "
+                           f"{st.files[parent].package} installs a file there", where)
+        st.dirs.setdefault(parent, package)
+    if rel.lower() in st.dirs:
+        raise FFUError(f"file \\{rel} of {package} is a directory of {st.dirs[rel.lower()]}'s files", where)
+
+
+def _extract(cab: CabReader, member, out: Path, entry: etree._Element | None, where: str,
+             root: Path | None = None) -> str:
+    """Write one member to `out`, never through a symlink or over an existing file, never more bytes
+    than update.mum declares (a decompression bomb stops there), checked against its declared hash."""
+    size, digest = (entry.get("size"), entry.get("hash")) if entry is not None else (None, None)
+    label = entry.get("name") if entry is not None else member.name
+    try:
+        declared = int(size) if size is not None else None
+    except ValueError:
+        raise FFUError(f"update.mum gives {label} the size {size!r}, which is not a number", where) from None
+    if declared is not None and declared != member.size:
+        raise FFUError(f"{label}: update.mum declares {declared} bytes, the CAB member holds {member.size}", where)
+    if root is None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    else:  # directory by directory: never through a symlink, never out of the partition
+        root.mkdir(parents=True, exist_ok=True)
+        current = root
+        for part in out.parent.relative_to(root).parts:
+            current = current / part
+            try:
+                mode = os.lstat(current).st_mode
+            except FileNotFoundError:
+                os.mkdir(current)
+                continue
+            if not stat.S_ISDIR(mode):
+                raise FFUError(f"{label}: {current.relative_to(root)} in the staged partition is not a directory "
+                               "(a file or symbolic link); refusing to write through it", where)
     h = hashlib.sha256()
-    with open(out, "wb") as fh:
+    written = 0
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise FFUError(f"{label}: cannot create {out}: {exc.strerror}", where) from None
+    with os.fdopen(fd, "wb") as fh:
         for chunk in cab.iter_chunks(member):
+            written += len(chunk)
+            if written > member.size:
+                raise FFUError(f"{label}: the CAB member yields more than its {member.size} bytes", where)
             h.update(chunk)
             fh.write(chunk)
+    if digest is not None and h.hexdigest().lower() != digest.lower():
+        raise FFUError(f"{label}: the content does not match its SHA-256 in update.mum (corrupt or altered "
+                       "package)", where)
     return h.hexdigest()

@@ -190,12 +190,18 @@ def _guid(text: str) -> str | None:
     return "{" + m.group(1).lower() + "}" if m else None
 
 
+_PART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_. -]*$")
+
+
 def _partition(el, display: str, sector_size: int) -> Partition:
     ch = _children(el, display, _PART_TEXT + _PART_NUMBERS + _PART_BOOLS, "Partition")
     lines = {k: v.sourceline for k, v in ch.items()}
     if "Name" not in ch:
         raise FFUError("<Partition> has no <Name>", display, el.sourceline)
     name = _text(ch["Name"], display)
+    if not _PART_NAME.match(name):  # it names the partition's image and manifest under build/
+        raise FFUError(f"partition name {name!r} may only contain letters, digits, '_', '-', '.' and spaces, "
+                       "and must start with a letter or digit", display, ch["Name"].sourceline)
     if "Type" not in ch:
         raise FFUError(f"partition {name} has no <Type>", display, el.sourceline)
     raw_type = _text(ch["Type"], display)

@@ -34,8 +34,14 @@ def stage(name: str, cabs: list[Path], workdir: Path, *, epoch: int, disk_style:
     if st.bcd_sources:
         out = st.root.joinpath(*BCD_PATH)
         out.parent.mkdir(parents=True, exist_ok=True)
-        bcd.compile_bcd([p for p, _ in st.bcd_sources], out, timestamp=epoch, disk_style=disk_style,
-                        disk_id=disk_id, partition_ids=partition_ids)
+        try:
+            bcd.compile_bcd([p for p, _ in st.bcd_sources], out, timestamp=epoch, disk_style=disk_style,
+                            disk_id=disk_id, partition_ids=partition_ids)
+        except FFUError as exc:  # name the package, not the scratch copy of its XML
+            owner = {str(p): pkg for p, pkg in st.bcd_sources}.get(exc.file or "")
+            if owner is not None:
+                exc.file = f"{owner} (bcdStore XML)"
+            raise
         _record(st, "\\".join(BCD_PATH), out, ",".join(sorted({pkg for _, pkg in st.bcd_sources})))
     return st
 

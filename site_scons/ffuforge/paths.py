@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 
@@ -33,3 +35,21 @@ def _case_insensitive(path: Path) -> Path:
                 return current.joinpath(*parts[i:])
         current = candidate
     return current
+
+
+def open_regular(path: str | os.PathLike) -> int:
+    """`os.open` an input file for reading, refusing anything but a regular file without ever
+    blocking: a FIFO in place of a source would hang the build (not even Ctrl-C stops a blocked
+    open), a device would be read forever. Raises OSError, like open()."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise OSError(errno.EISDIR, "is a directory, not a file", str(path))
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device)", str(path))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -64,7 +64,7 @@ def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = Bu
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if settings.signer is not None and settings.sign_pe:
-        with tempfile.TemporaryDirectory(prefix=".ffuforge-", dir=out_path.parent) as tmp:
+        with tempfile.TemporaryDirectory(prefix=f".{out_path.name}.sign-", dir=out_path.parent) as tmp:
             _build(v, out_path, settings, Path(tmp))
     else:
         _build(v, out_path, settings, None)
@@ -76,7 +76,11 @@ def _sign_payload(v: Variant, settings: BuildSettings, tmp: Path) -> None:
     for i, p in enumerate([*v.payload, *(x for x in (v.binary_image,) if x is not None)]):
         if not os.path.isfile(p.source):
             continue  # reported with its location by _digest
-        if pe.is_pe(p.source):
+        try:
+            is_pe = pe.is_pe(p.source)
+        except FFUError as exc:  # unreadable: name the project line that lists it
+            raise p.where.error(f"cannot read {p.display}: {exc.message.removeprefix('cannot read file: ')}") from None
+        if is_pe:
             dst = signed_dir / f"{i}" / p.source.name
             dst.parent.mkdir(parents=True)
             try:

@@ -670,6 +670,8 @@ def check_bcd(path: Path, display: str, where: Where) -> None:
     root = xmlsafe.parse_file(path, display)
     if xmlsafe.localname(root) != "BootConfigurationDatabase" or xmlsafe.namespace(root) != BCD_NS:
         raise where.error(f"bcdStore source {display} is not a <BootConfigurationDatabase xmlns=\"{BCD_NS}\">")
+    from . import bcd
+    bcd.parse_document(path, display)  # unknown elements and bad values: now, located, not at image time
 
 
 __all__ = ["load", "Project", "FileItem", "RegKeyItem", "RegValueItem", "DriverItem", "ServiceItem",

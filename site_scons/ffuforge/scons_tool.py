@@ -8,6 +8,7 @@ come from one place.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -23,7 +24,7 @@ import SCons.Node.Python
 import SCons.Scanner
 import SCons.Util
 
-from . import pkgbuild, project, signing, testpki, toolsig, variant
+from . import pkgbuild, project, signing, testpki, toolsig, variant, workers
 from .errors import FFUError
 
 DEFAULT_EPOCH = 1577836800  # 2020-01-01T00:00:00Z, used when SOURCE_DATE_EPOCH is unset
@@ -39,11 +40,99 @@ class _SignedFunctionAction(SCons.Action.FunctionAction):
     def get_presig(self, target, source, env, executor=None):
         return f"ffuforge:{self._module}:{toolsig.fingerprint(self._module)}".encode()
 
+    def execute(self, target, source, env, executor=None):
+        for t in target:
+            _remove_leftovers(t.get_abspath())
+        result = super().execute(target, source, env, executor)
+        exc = (getattr(result, "exc_info", None) or (None, None))[1]
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            result.errstr = f"{exc.strerror}: {_DISK_FULL[exc.errno]}"
+        if result and isinstance(getattr(result, "errstr", None), str):
+            result.errstr = _relative(result.errstr)
+        return result
+
+
+_DISK_FULL = {errno.ENOSPC: "free space on the disk that holds the build directory and build again",
+              errno.EDQUOT: "the disk quota is exhausted; free space and build again",
+              errno.EFBIG: "the output is larger than the file size limit (ulimit -f) or the file system allows"}
+
+
+# ------------------------------------------------------------------ interrupted builds
+
+def _remove_leftovers(path: str) -> None:
+    """Temp files and scratch directories a killed build left beside `path` (`.<name>.….partial`,
+    `.<name>.stage-…`): every writer names its scratch after its target, and only this action
+    writes that target, so they are removed before it runs again."""
+    import re
+    import shutil
+    directory, name = os.path.split(path)
+    pattern = re.compile(rf"\.+{re.escape(name)}\.")
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        if pattern.match(entry):
+            full = os.path.join(directory, entry)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(full)
+                except OSError:
+                    pass
+
+
+def _is_up_to_date(node) -> bool:
+    """SCons trusts a target whose sources are unchanged, whatever bytes lie under its name. A build
+    killed after writing a target but before SCons saved its signatures (SIGKILL, OOM, power loss)
+    leaves bytes SCons never recorded, e.g. from an edit since reverted. An ffuforge target whose
+    size or modification time differs from what SCons recorded when it built it is rebuilt."""
+    if not _FILE_IS_UP_TO_DATE(node):
+        return False
+    if not isinstance(getattr(node.get_builder(), "action", None), _SignedFunctionAction):
+        return True
+    ninfo = getattr(node.get_stored_info(), "ninfo", None)
+    stamp, size = getattr(ninfo, "timestamp", None), getattr(ninfo, "size", None)
+    try:
+        st = os.stat(node.get_abspath())
+    except OSError:
+        return True  # not here (Repository, CacheDir): SCons decided
+    if stamp is None or size is None:
+        return True
+    return st.st_size == size and (st.st_mtime == stamp or (isinstance(stamp, int) and stamp == int(st.st_mtime)))
+
+
+_FILE_IS_UP_TO_DATE = getattr(SCons.Node.FS.File.is_up_to_date, "ffuforge_original",
+                              SCons.Node.FS.File.is_up_to_date)
+_is_up_to_date.ffuforge_original = _FILE_IS_UP_TO_DATE
+SCons.Node.FS.File.is_up_to_date = _is_up_to_date
+
+
+def _getmtime(node):
+    """Modification times with their sub-second part. SCons keeps whole seconds (its own TODO in
+    Node.FS.Base.getmtime), so with the content-timestamp decider a file edited again within the
+    second in which the last build saw it kept its recorded second and was taken as unchanged: the
+    build used the old content and said nothing."""
+    st = node.stat()
+    return st.st_mtime if st else None
+
+
+_BASE_GETMTIME = getattr(SCons.Node.FS.Base.getmtime, "ffuforge_original", SCons.Node.FS.Base.getmtime)
+_getmtime.ffuforge_original = _BASE_GETMTIME
+SCons.Node.FS.Base.getmtime = _getmtime
+
 
 def _fail(message: str) -> None:
     """Stop at SConscript time with one line (SCons' UserError adds a Python frame line)."""
-    sys.stderr.write(f"scons: *** {message}\n")
+    sys.stderr.write(f"scons: *** {_relative(message)}\n")
     raise SystemExit(2)
+
+
+def _relative(message: str) -> str:
+    """Paths in messages relative to the top of the tree, as the user typed them."""
+    top = SCons.Node.FS.get_default_fs().Top.get_abspath()
+    return message.replace(top + os.sep, "") if top != os.sep else message
 
 
 def _rel(env, node_or_path) -> str:
@@ -64,7 +153,10 @@ def _options(spec: dict) -> variant.BuildOptions:
 
 
 def _plan(env, project_rel: str, spec: dict) -> list[variant.Variant]:
-    top = env.Dir("#").abspath
+    return _plan_at(env.Dir("#").abspath, project_rel, spec)
+
+
+def _plan_at(top: str, project_rel: str, spec: dict) -> list[variant.Variant]:
     p = project.load(os.path.join(top, project_rel), project_rel)
     return variant.plan(p, _options(spec), os.path.dirname(project_rel), Path(top))
 
@@ -73,7 +165,11 @@ def _package_scan(node, env, path):
     """Every file the CAB is made from: payload, INFs and what they pull in, BCD XML, raw image."""
     content = json.loads(node.sources[0].read())["content"]
     nodes = []
+    top = env.Dir("#").abspath
     for rel in content["inputs"]:
+        path = os.path.join(top, rel)
+        if os.path.exists(path) and not os.path.isfile(path):
+            continue  # a directory or FIFO: SCons would fail or hang on it, the action names it
         n = env.File(rel if os.path.isabs(rel) else "#" + rel)
         if n.exists() or n.has_builder():
             nodes.append(n)
@@ -81,21 +177,46 @@ def _package_scan(node, env, path):
 
 
 def _package_action(target, source, env):
+    from SCons.Script import GetOption
     job = json.loads(env["FFU_PKG_JOB"])
-    try:
-        by_name = {v.cab_name: v for v in _plan(env, job["project"], job["spec"])}
-        v = by_name.get(target[0].name)
-        if v is None:
-            raise FFUError(f"package {target[0].name} is no longer produced by this project; run scons again",
-                           job["project"])
-        signed = json.loads(source[0].read())
-        signer = _SIGNERS[signed["signer"]] if signed["signer"] else None
-        settings = pkgbuild.BuildSettings(compression=signed["compression"], epoch=signed["epoch"],
-                                          signer=signer, sign_pe=signed["signPE"])
-        pkgbuild.build_variant(v, target[0].abspath, settings)
+    signed = source[0].read()
+    try:  # in a worker process with -jN (N > 1): package builds are Python and would share the GIL
+        workers.call(_package_work, env.Dir("#").abspath, job["project"], job["spec"], target[0].name,
+                     target[0].abspath, signed, _SIGNER_KEYS.get(json.loads(signed)["signer"]),
+                     jobs=GetOption("num_jobs") or 1)
     except FFUError as exc:
         return SCons.Errors.BuildError(errstr=str(exc), status=2, exitstatus=2)
     return 0
+
+
+def _package_work(top: str, project_rel: str, spec: dict, cab_name: str, out_path: str, signed_json: str,
+                  signer_key: tuple | None) -> None:
+    """The package action's work, from plain arguments (it may run in a worker process)."""
+    by_name = {v.cab_name: v for v in _plan_at(top, project_rel, spec)}
+    v = by_name.get(cab_name)
+    if v is None:
+        raise FFUError(f"package {cab_name} is no longer produced by this project; run scons again", project_rel)
+    signed = json.loads(signed_json)
+    signer = _signer_in_process(signed["signer"], signer_key) if signed["signer"] else None
+    settings = pkgbuild.BuildSettings(compression=signed["compression"], epoch=signed["epoch"],
+                                      signer=signer, sign_pe=signed["signPE"])
+    pkgbuild.build_variant(v, out_path, settings)
+
+
+def _signer_in_process(identity: str, key: tuple | None) -> signing.Signer:
+    """The signer with this identity; a worker process loads it once from signer_of's key."""
+    signer = _SIGNERS.get(identity)
+    if signer is None and key is not None:
+        if key[0] == "test":
+            signer = testpki.ensure_test_pki(key[1])
+        elif key[0] == "key":
+            signer = signing.load_key_signer(key[1], key[2], key[3], password=os.environ.get("FFU_SIGN_PASSWORD"))
+        else:
+            signer = signing.CommandSigner(key[1])
+        if signer.identity != identity:
+            raise FFUError(f"the signing certificate changed during the build ({key[1]}); run scons again")
+        _SIGNERS[identity] = signer
+    return _SIGNERS[identity]
 
 
 def _package_str(target, source, env):
@@ -151,10 +272,12 @@ def signer_of(env) -> signing.Signer | None:
     except FFUError as exc:
         _fail(str(exc))
     _SIGNERS[signer.identity] = signer
+    _SIGNER_KEYS[signer.identity] = key
     return signer
 
 
 _CONFIGURED: dict[tuple, signing.Signer] = {}
+_SIGNER_KEYS: dict[str, tuple] = {}   # identity -> key of _CONFIGURED (how a worker process loads it)
 
 
 def _epoch(env) -> int:
@@ -186,12 +309,19 @@ def Package(env, project_file, CPU=None, VARIABLES=None, VERSION=None, LANGUAGES
         "compression": COMPRESSION or env.subst("$FFU_COMPRESSION"),
         "epoch": _epoch(env),
     }
-    proj = env.File(project_file).srcnode()
+    try:
+        proj = env.File(project_file).srcnode()
+    except TypeError:  # SCons: "Tried to lookup Dir … as a File"
+        _fail(f"{_rel(env, str(project_file))}: is a directory, not a package project (.wm.xml or .pkg.xml)")
     rel = _rel(env, proj)
     outdir = env.Dir(OUTDIR or env.subst("$FFU_PKG_DIR"))
-    try:
+    try:  # build options are the command line's, not the project's: no project location
         if spec["compression"] not in ("none", "mszip"):
             raise FFUError(f"COMPRESSION={spec['compression']!r}; use none or mszip")
+        _options(spec)
+    except FFUError as exc:
+        _fail(str(exc))
+    try:
         variants = _plan(env, rel, spec)
     except FFUError as exc:
         _fail(str(exc.at(rel)))
@@ -330,7 +460,10 @@ def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
     from . import features
 
     cpu = env.subst("$FFU_CPU").lower()
-    fl = env.File(fmfilelist).srcnode()
+    try:
+        fl = env.File(fmfilelist).srcnode()
+    except TypeError:  # SCons: "Tried to lookup Dir … as a File"
+        _fail(f"{_rel(env, str(fmfilelist))}: is a directory, not an FMFileList")
     rel = _rel(env, fl)
     out_dir = env.Dir(OUTDIR or env.subst("$FFU_MERGED_FM_DIR"))
     pkg_dir = env.Dir(env.subst("$FFU_PKG_DIR"))
@@ -480,7 +613,10 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
     from . import features, layout
 
     cpu = env.subst("$FFU_CPU").lower()
-    oi = env.File(oeminput).srcnode()
+    try:
+        oi = env.File(oeminput).srcnode()
+    except TypeError:  # SCons: "Tried to lookup Dir … as a File"
+        _fail(f"{_rel(env, str(oeminput))}: is a directory, not an OEMInput file")
     rel = _rel(env, oi)
     product = PRODUCT or Path(rel).parent.name
     config = CONFIG or ("Retail" if Path(rel).name.lower().startswith("retail") else "Test")

@@ -46,6 +46,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from . import cab, catalog, pe, verify
 from .atomic import atomic_output, write_bytes
 from .errors import FFUError
+from .paths import open_regular
 
 __all__ = ["CommandSigner", "KeySigner", "Signer", "load_key_signer"]
 
@@ -161,7 +162,8 @@ def _order_chain(leaf: x509.Certificate, pool: Sequence[x509.Certificate]) -> li
 
 def _read(path: str | os.PathLike) -> bytes:
     try:
-        return Path(path).read_bytes()
+        with os.fdopen(open_regular(path), "rb") as fh:
+            return fh.read()
     except OSError as e:
         raise FFUError(f"cannot read file: {e.strerror or e}", file=str(path)) from None
 

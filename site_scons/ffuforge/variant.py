@@ -278,7 +278,8 @@ class _Planner:
         w = drv.where
         inf_path, inf_shown = self.source_path(drv.inf, w, m)
         if not inf_path.is_file():
-            raise w.error(f"driver INF {inf_shown} does not exist")
+            what = "is not a regular file" if inf_path.exists() else "does not exist"
+            raise w.error(f"driver INF {inf_shown} {what}")
         parsed = inf.parse_inf(inf_path, inf_shown)
         imported = inf.import_driver(parsed, self.opts.cpu.lower())
         import_dir = inf_path.parent

@@ -7,11 +7,13 @@ only be an entity bomb or an external-entity probe.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from lxml import etree
 
 from .errors import FFUError
+from .paths import open_regular
 
 MAX_XML_BYTES = 64 * 1024 * 1024
 
@@ -39,6 +41,7 @@ def parse_bytes(data: bytes, name: str) -> etree._Element:
         msg = exc.msg or str(exc)
         # lxml appends "(<name>, line N)"; the location is already in our prefix.
         msg = msg.split(" (line ")[0].split(", line ")[0]
+        msg = " ".join(msg.split())  # libxml2 may end a message with a newline: keep the error one line
         raise FFUError(f"malformed XML: {msg}; fix the markup", name, line) from None
     tree = root.getroottree()
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
@@ -50,7 +53,7 @@ def parse_file(path: str | Path, display: str | None = None) -> etree._Element:
     """Read and parse an XML file; `display` is the name used in error messages."""
     name = display or str(path)
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(open_regular(path), "rb") as fh:
             data = fh.read(MAX_XML_BYTES + 1)
     except OSError as exc:
         raise FFUError(f"cannot read file: {exc.strerror}", name) from None
@@ -58,11 +61,13 @@ def parse_file(path: str | Path, display: str | None = None) -> etree._Element:
 
 
 def localname(el: etree._Element) -> str:
-    return etree.QName(el).localname
+    tag = el.tag   # not etree.QName: it rejects a namespace URI containing '}' with a ValueError
+    return tag.rpartition("}")[2] if tag.startswith("{") else tag
 
 
 def namespace(el: etree._Element) -> str | None:
-    return etree.QName(el).namespace
+    tag = el.tag
+    return tag[1:].rpartition("}")[0] if tag.startswith("{") else None
 
 
 def elements(parent: etree._Element):

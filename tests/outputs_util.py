@@ -1,0 +1,108 @@
+"""What a build left under build/: output digests (sparse-aware), hidden temp entries, sparse copies.
+
+Shared by the interrupted-build and fault tests, which compare a workspace after a kill or a fault
+with one clean build of the same sources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+BLOCK = 1 << 20
+
+
+def digest(path: Path) -> str:
+    """SHA-256 over the size and the non-zero 1 MiB blocks; holes are never read, so the 7 GiB
+    sparse Data image costs nothing. (A written zero block and a hole hash the same.)"""
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as fh:
+        fd = fh.fileno()
+        size = os.fstat(fd).st_size
+        h.update(size.to_bytes(8, "little"))
+        pos = 0
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break                               # only a hole is left
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            block = start // BLOCK
+            while block * BLOCK < end:
+                chunk = os.pread(fd, BLOCK, block * BLOCK)
+                if chunk.count(0) != len(chunk):
+                    h.update(block.to_bytes(8, "little") + hashlib.sha256(chunk).digest())
+                block += 1
+            pos = block * BLOCK
+    return h.hexdigest()
+
+
+def snapshot(ws: Path) -> tuple[dict[str, str], list[str]]:
+    """(output path -> digest, hidden temp entries) under build/; the SCons database is left out."""
+    outputs, temps = {}, []
+    build = ws / "build"
+    for dirpath, dirnames, filenames in os.walk(build):
+        d = Path(dirpath)
+        for name in sorted(dirnames):
+            if name.startswith("."):
+                temps.append(f"{(d / name).relative_to(ws)}/")
+                dirnames.remove(name)
+        for name in filenames:
+            rel = str((d / name).relative_to(ws))
+            if d == build and name.startswith(".sconsign"):
+                continue
+            if name.startswith(".") or name.endswith(".partial"):
+                temps.append(rel)
+            else:
+                outputs[rel] = digest(d / name)
+    return outputs, sorted(temps)
+
+
+def assert_no_lies(ws: Path, reference: dict[str, str], context: str) -> list[str]:
+    """Every file under an output's name is the clean build's; returns the hidden temp entries."""
+    outputs, temps = snapshot(ws)
+    strangers = sorted(set(outputs) - set(reference))
+    assert not strangers, f"{context}: unexpected files under build/: {strangers}"
+    wrong = sorted(k for k, v in outputs.items() if reference[k] != v)
+    assert not wrong, f"{context}: files differ from the clean build under their final name: {wrong}"
+    return temps
+
+
+def assert_complete(ws: Path, reference: dict[str, str], context: str, temps_allowed: bool = False) -> None:
+    outputs, temps = snapshot(ws)
+    missing = sorted(set(reference) - set(outputs))
+    assert not missing, f"{context}: missing: {missing}"
+    assert_no_lies(ws, reference, context)
+    if not temps_allowed:
+        assert not temps, f"{context}: temp files left after a complete build: {temps}"
+
+
+def sparse_copy(src: str, dst: str) -> None:
+    """copy2 keeping the holes where they are: an FFU stores exactly the data extents of the
+    partition images, so a dense copy of the Data image would make another (valid) FFU."""
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        size = os.fstat(fin.fileno()).st_size
+        pos = 0
+        while pos < size:
+            try:
+                start = os.lseek(fin.fileno(), pos, os.SEEK_DATA)
+            except OSError:
+                break
+            end = os.lseek(fin.fileno(), start, os.SEEK_HOLE)
+            fin.seek(start)
+            fout.seek(start)
+            left = end - start
+            while left:
+                chunk = fin.read(min(left, BLOCK))
+                fout.write(chunk)
+                left -= len(chunk)
+            pos = end
+        fout.truncate(size)
+    shutil.copystat(src, dst)
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True, copy_function=sparse_copy)
+    return dst
