@@ -34,6 +34,8 @@ from ffuforge.catalog import (
 from ffuforge.errors import FFUError
 from ffuforge.pe import MACHINES, authenticode_digest, make_minimal_pe
 
+from test_pe import make_pki  # one throwaway code-signing PKI for the PE and catalog tests
+
 UTC = datetime.UTC
 WHEN = datetime.datetime(2024, 5, 1, 12, 30, 45, tzinfo=UTC)
 PE_DATA = bytes.fromhex("300a030205a0a004a2028000")
@@ -43,62 +45,6 @@ needs_osslsigncode = pytest.mark.skipif(shutil.which("osslsigncode") is None, re
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def make_pki(directory: Path):
-    """Throwaway root (CA:TRUE) -> code-signing leaf; returns paths plus the leaf key/cert objects."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def usage(**on):
-        names = (
-            "digital_signature content_commitment key_encipherment data_encipherment key_agreement "
-            "key_cert_sign crl_sign encipher_only decipher_only"
-        ).split()
-        return x509.KeyUsage(**{**dict.fromkeys(names, False), **on})
-
-    start = datetime.datetime(2020, 1, 1, tzinfo=UTC)
-    root_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    root = (
-        x509.CertificateBuilder()
-        .subject_name(name("ffuforge Catalog Root (TEST ONLY)"))
-        .issuer_name(name("ffuforge Catalog Root (TEST ONLY)"))
-        .public_key(root_key.public_key())
-        .serial_number(1)
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=365 * 30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(usage(key_cert_sign=True, crl_sign=True), critical=True)
-        .sign(root_key, hashes.SHA256())
-    )
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(name("ffuforge Catalog Leaf (TEST ONLY)"))
-        .issuer_name(root.subject)
-        .public_key(leaf_key.public_key())
-        .serial_number(0x1234)
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=365 * 29))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(usage(digital_signature=True), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-        .sign(root_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    out = {"root": directory / "root.pem", "leaf": directory / "leaf.pem", "key": directory / "leaf.key"}
-    out["root"].write_bytes(root.public_bytes(pem))
-    out["leaf"].write_bytes(leaf.public_bytes(pem))
-    out["key"].write_bytes(
-        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    out["leaf_obj"], out["leaf_key_obj"] = leaf, leaf_key
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -94,6 +94,7 @@ def make_pki(directory: Path) -> dict[str, Path]:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
+    out["leaf_obj"], out["leaf_key_obj"] = leaf, leaf_key
     return out
 
 
