@@ -8,9 +8,11 @@ start mutating from (built in memory, nothing committed).
 
 from __future__ import annotations
 
+import atexit
 import functools
 import itertools
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -37,6 +39,7 @@ from ffuforge import (  # noqa: E402
 from ffuforge.errors import FFUError  # noqa: E402
 
 _TMP = Path(tempfile.mkdtemp(prefix="ffuforge-fuzz-"))
+atexit.register(shutil.rmtree, _TMP, True)
 _COUNTER = itertools.count()
 MAX_LEN = 4 << 20
 
@@ -129,7 +132,6 @@ def fuzz_hive(data: bytes) -> None:
 
 def fuzz_install(data: bytes) -> None:
     """A vendor CAB installed into a staged MainOS (update.mum, manifests, services, registry)."""
-    import shutil
     stage = _TMP / "stage"
     shutil.rmtree(stage, ignore_errors=True)
     st = install.Staging("MainOS", stage / "root")
