@@ -11,6 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ffuforge.atomic import sparse_copy  # copy2 keeping holes: a dense Data image makes another FFU
+
 BLOCK = 1 << 20
 
 
@@ -77,30 +79,6 @@ def assert_complete(ws: Path, reference: dict[str, str], context: str, temps_all
     assert_no_lies(ws, reference, context)
     if not temps_allowed:
         assert not temps, f"{context}: temp files left after a complete build: {temps}"
-
-
-def sparse_copy(src: str, dst: str) -> None:
-    """copy2 keeping the holes where they are: an FFU stores exactly the data extents of the
-    partition images, so a dense copy of the Data image would make another (valid) FFU."""
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        size = os.fstat(fin.fileno()).st_size
-        pos = 0
-        while pos < size:
-            try:
-                start = os.lseek(fin.fileno(), pos, os.SEEK_DATA)
-            except OSError:
-                break
-            end = os.lseek(fin.fileno(), start, os.SEEK_HOLE)
-            fin.seek(start)
-            fout.seek(start)
-            left = end - start
-            while left:
-                chunk = fin.read(min(left, BLOCK))
-                fout.write(chunk)
-                left -= len(chunk)
-            pos = end
-        fout.truncate(size)
-    shutil.copystat(src, dst)
 
 
 def copy_tree(src: Path, dst: Path) -> Path:

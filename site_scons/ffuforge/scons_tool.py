@@ -123,6 +123,14 @@ _getmtime.ffuforge_original = _BASE_GETMTIME
 SCons.Node.FS.Base.getmtime = _getmtime
 
 
+def _source_file(env, path, what: str):
+    """The source File node for `path`, or a one-line stop when a directory stands there."""
+    try:
+        return env.File(path).srcnode()
+    except TypeError:  # SCons: "Tried to lookup Dir … as a File"
+        _fail(f"{_rel(env, str(path))}: is a directory, not {what}")
+
+
 def _fail(message: str) -> None:
     """Stop at SConscript time with one line (SCons' UserError adds a Python frame line)."""
     sys.stderr.write(f"scons: *** {_relative(message)}\n")
@@ -309,10 +317,7 @@ def Package(env, project_file, CPU=None, VARIABLES=None, VERSION=None, LANGUAGES
         "compression": COMPRESSION or env.subst("$FFU_COMPRESSION"),
         "epoch": _epoch(env),
     }
-    try:
-        proj = env.File(project_file).srcnode()
-    except TypeError:  # SCons: "Tried to lookup Dir … as a File"
-        _fail(f"{_rel(env, str(project_file))}: is a directory, not a package project (.wm.xml or .pkg.xml)")
+    proj = _source_file(env, project_file, "a package project (.wm.xml or .pkg.xml)")
     rel = _rel(env, proj)
     outdir = env.Dir(OUTDIR or env.subst("$FFU_PKG_DIR"))
     try:  # build options are the command line's, not the project's: no project location
@@ -460,10 +465,7 @@ def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
     from . import features
 
     cpu = env.subst("$FFU_CPU").lower()
-    try:
-        fl = env.File(fmfilelist).srcnode()
-    except TypeError:  # SCons: "Tried to lookup Dir … as a File"
-        _fail(f"{_rel(env, str(fmfilelist))}: is a directory, not an FMFileList")
+    fl = _source_file(env, fmfilelist, "an FMFileList")
     rel = _rel(env, fl)
     out_dir = env.Dir(OUTDIR or env.subst("$FFU_MERGED_FM_DIR"))
     pkg_dir = env.Dir(env.subst("$FFU_PKG_DIR"))
@@ -613,10 +615,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
     from . import features, layout
 
     cpu = env.subst("$FFU_CPU").lower()
-    try:
-        oi = env.File(oeminput).srcnode()
-    except TypeError:  # SCons: "Tried to lookup Dir … as a File"
-        _fail(f"{_rel(env, str(oeminput))}: is a directory, not an OEMInput file")
+    oi = _source_file(env, oeminput, "an OEMInput file")
     rel = _rel(env, oi)
     product = PRODUCT or Path(rel).parent.name
     config = CONFIG or ("Retail" if Path(rel).name.lower().startswith("retail") else "Test")
