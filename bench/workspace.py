@@ -17,6 +17,7 @@ from ffuforge import scons_tool
 DefaultEnvironment(tools=[])
 env = Environment(tools=[scons_tool.generate], FFU_CPU="arm64", FFU_LANGUAGES=["en-us", "de-de"],
                   FFU_COMPRESSION=ARGUMENTS.get("COMPRESSION", "none"), FFU_SIGN=ARGUMENTS.get("SIGN", "none"),
+                  FFU_SIGN_PE=ARGUMENTS.get("SIGN_PE", "1") == "1",
                   FFU_VARIABLES={"OEMNAME": "Bench", "BLDDIR": "#build/arm64/payload"})
 env.Decider("content-timestamp")
 SConsignFile(f"build/.sconsign-py{sys.version_info[0]}{sys.version_info[1]}")

@@ -612,3 +612,34 @@ def test_signed_package_verifies(signer, root, tmp_path):
     report = verify.verify_cab(path, trusted_roots=[root])
     assert report.ok, report.problems
     assert os.path.getsize(path) % 8 == 0
+
+
+# ----------------------------------------------------------------------------- signing while writing
+
+
+@pytest.mark.parametrize("compression", ["none", "mszip"])
+def test_cab_signed_while_written_equals_signed_after(signer, tmp_path, compression):
+    """write_cab(authenticode=…) hashes an uncompressed CAB as it writes it (and re-reads a
+    compressed one): the result equals writing the CAB and signing it afterwards, byte for byte."""
+    members = [cab.CabMember("update.mum", data=b"<assembly/>" * 50),
+               cab.CabMember("a.bin", data=os.urandom(200_000)),
+               cab.CabMember("b\\c.txt", data=b"text " * 30_000)]
+    after = tmp_path / "after.cab"
+    cab.write_cab(after, members, compression=compression, reserve_signature=True, max_blocks_per_folder=8)
+    signer.sign_cab_in_place(after, epoch=EPOCH)
+    during = tmp_path / "during.cab"
+    cab.write_cab(during, members, compression=compression, reserve_signature=True, max_blocks_per_folder=8,
+                  authenticode=lambda digest: signer.cab_signature(digest, epoch=EPOCH))
+    assert during.read_bytes() == after.read_bytes()
+    assert verify.cab_signature_problems(during) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["after.cab", "during.cab"]
+
+
+def test_cab_signer_failure_leaves_nothing(tmp_path):
+    def fail(digest: bytes) -> bytes:
+        raise FFUError("the signer refused", "key.pem")
+
+    with pytest.raises(FFUError, match="refused"):
+        cab.write_cab(tmp_path / "x.cab", [cab.CabMember("a", data=b"a")], reserve_signature=True,
+                      authenticode=fail)
+    assert list(tmp_path.iterdir()) == []

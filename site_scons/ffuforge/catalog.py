@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from asn1crypto import algos, cms, x509
+from asn1crypto import cms, x509
 from asn1crypto import core as asn1
 
 from . import pe
@@ -34,6 +34,7 @@ __all__ = [
     "ParsedCatalog",
     "SubjectInfo",
     "attach_signature",
+    "attach_signature_der",
     "build_catalog_v1",
     "build_catalog_v2",
     "ctl_der",
@@ -407,6 +408,7 @@ def _default_list_identifier(tag: bytes, identifiers: Iterable[bytes], *extra: s
 
 OID_CTL_DER = asn1.ObjectIdentifier(OID_CTL).dump()
 OID_SIGNED_DATA_DER = asn1.ObjectIdentifier(OID_SIGNED_DATA).dump()
+_DIGEST_ALG_DER = {name: asn1.ObjectIdentifier(oid).dump() + b"\x05\x00" for name, oid in _DIGEST_OIDS.items()}
 
 
 def _der(tag: int, content: bytes) -> bytes:
@@ -579,7 +581,7 @@ def _load(der: bytes) -> CatalogParts:
             raise FFUError(f"catalog content is {encap['content_type'].dotted}, not a CTL")
         ctl = encap["content"]
         if isinstance(ctl, asn1.Void):
-            raise FFUError("catalog has no CTL content")
+            raise FFUError("not a valid catalog: it has no CTL content")
         raw = _tlv_value(ctl.dump())  # drop the [0] EXPLICIT wrapper
         return CatalogParts(ci, sd, ctl, raw)
     except FFUError:
@@ -602,7 +604,11 @@ def signed_content(content_info_der: bytes) -> bytes:
     """The bytes a catalog signer hashes for messageDigest: the CTL SEQUENCE *without* its tag
     and length. signing.md §6 says the complete DER; osslsigncode 2.9 and signify both use the
     contents octets (RFC 2315 §9.3), and osslsigncode rejects a signature over the full TLV."""
-    return _load(content_info_der).signed_content
+    encap = _signed_data_fields(content_info_der)[2]
+    children = _children(encap)
+    if len(children) != 2 or children[1][:1] != b"\xa0":
+        raise FFUError("not a valid catalog: it has no CTL content")
+    return _tlv_value(_tlv_value(children[1]))
 
 
 def attach_signature(
@@ -616,20 +622,78 @@ def attach_signature(
 
     digestAlgorithms becomes {digest_algorithm with NULL parameters}, as osslsigncode writes it.
     """
-    parts = _load(der)
-    sd = parts.signed_data
-    sd["digest_algorithms"] = (
-        [algos.DigestAlgorithm({"algorithm": digest_algorithm, "parameters": asn1.Null()})]
-        if signer_infos
-        else []
-    )
-    if certificates:
-        sd["certificates"] = [cms.CertificateChoices(name="certificate", value=c) for c in certificates]
-    sd["signer_infos"] = list(signer_infos)
-    out = parts.content_info.dump()
-    if _load(out).ctl_der != parts.ctl_der:  # would invalidate every messageDigest
-        raise AssertionError("attaching a signature changed the CTL encoding")
+    return attach_signature_der(der, signer_infos=[si.dump() for si in signer_infos],
+                                certificates=[c.dump() for c in certificates], digest_algorithm=digest_algorithm)
+
+
+def attach_signature_der(
+    der: bytes,
+    *,
+    signer_infos: Sequence[bytes],
+    certificates: Sequence[bytes] = (),
+    digest_algorithm: str = "sha256",
+) -> bytes:
+    """attach_signature over DER: the SignedData is re-assembled around the stored encapsulated
+    content, whose bytes are copied, never re-encoded (a signer per package parsed the whole
+    catalog twice through asn1crypto before: a third of the signing cost of a small package)."""
+    version, _algs, encap, certs, crls, _infos = _signed_data_fields(der)
+    algs = _der(0x30, _DIGEST_ALG_DER[digest_algorithm]) if signer_infos else b""
+    if certificates:  # SET OF: DER order, as asn1crypto writes it
+        certs = _der(0xA0, b"".join(sorted(certificates)))
+    signed = _der(0x30, version + _der(0x31, algs) + encap + certs + crls + _der(0x31, b"".join(sorted(signer_infos))))
+    return _der(0x30, OID_SIGNED_DATA_DER + _der(0xA0, signed))
+
+
+def _tlv_bounds(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """(start of value, end) of the DER TLV at `pos` (low tag number, definite length) in buf[:end]."""
+    if pos + 2 > end or buf[pos] & 0x1F == 0x1F:
+        raise FFUError("not a valid catalog: truncated or high-tag-number DER")
+    n, start = buf[pos + 1], pos + 2
+    if n & 0x80:
+        k = n & 0x7F
+        if k == 0 or k > 4 or start + k > end:
+            raise FFUError("not a valid catalog: indefinite or oversized DER length")
+        n, start = int.from_bytes(buf[start:start + k], "big"), start + k
+    if start + n > end:
+        raise FFUError("not a valid catalog: DER value runs past its container")
+    return start, start + n
+
+
+def _children(tlv: bytes) -> list[bytes]:
+    """The TLVs inside one constructed TLV."""
+    pos, end = _tlv_bounds(tlv, 0, len(tlv))
+    out = []
+    while pos < end:
+        nxt = _tlv_bounds(tlv, pos, end)[1]
+        out.append(tlv[pos:nxt])
+        pos = nxt
     return out
+
+
+def _signed_data_fields(der: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes, bytes]:
+    """(version, digestAlgorithms, encapContentInfo, [0] certificates or b"", [1] crls or b"",
+    signerInfos) of a catalog's SignedData, each as its stored TLV."""
+    der = bytes(der)
+    if not der or der[0] != 0x30 or _tlv_bounds(der, 0, len(der))[1] != len(der):
+        raise FFUError("not a valid catalog: not one DER SEQUENCE")
+    ci = _children(der)
+    if len(ci) != 2 or ci[0] != OID_SIGNED_DATA_DER or ci[1][0] != 0xA0:
+        raise FFUError("not a valid catalog: the ContentInfo is not signedData")
+    sd = _children(ci[1])
+    if len(sd) != 1 or sd[0][0] != 0x30:
+        raise FFUError("not a valid catalog: malformed SignedData")
+    fields = _children(sd[0])
+    if len(fields) < 4 or [f[0] for f in fields[:3]] != [0x02, 0x31, 0x30]:
+        raise FFUError("not a valid catalog: malformed SignedData")
+    version, algs, encap, *rest = fields
+    certs = rest.pop(0) if rest and rest[0][0] == 0xA0 else b""
+    crls = rest.pop(0) if rest and rest[0][0] == 0xA1 else b""
+    if len(rest) != 1 or rest[0][0] != 0x31:
+        raise FFUError("not a valid catalog: malformed SignedData")
+    enc = _children(encap)
+    if not enc or enc[0] != OID_CTL_DER:
+        raise FFUError("not a valid catalog: its content is not a CTL")
+    return version, algs, encap, certs, crls, rest[0]
 
 
 @dataclass(frozen=True)

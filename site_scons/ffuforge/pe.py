@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,11 @@ def _optional_header(plus: bool) -> Struct:
 
 OPTIONAL_HEADER32 = _optional_header(False)
 OPTIONAL_HEADER64 = _optional_header(True)
+# The layout reader runs several times per PE payload of every package: it reads its few fields
+# with struct at these offsets (checked against the declarations above) instead of construct.
+_DOS_SIZE, _NT_SIZE = DOS_HEADER.sizeof(), NT_HEADERS.sizeof()
+_OPT_FIXED = {False: OPTIONAL_HEADER32.sizeof(), True: OPTIONAL_HEADER64.sizeof()}
+assert (_OPT_FIXED[False], _OPT_FIXED[True]) == (96, 112)
 assert OPTIONAL_HEADER32.sizeof() == 96 and OPTIONAL_HEADER64.sizeof() == 112
 
 SECTION_HEADER = Struct(
@@ -229,8 +235,8 @@ class PeLayout:
 
 def _pe_offset(f: BinaryIO, size: int) -> int | None:
     """e_lfanew if the file has `MZ`, an in-range e_lfanew and `PE\\0\\0` there (signing.md §4)."""
-    head = _read_at(f, 0, DOS_HEADER.sizeof())
-    if len(head) < DOS_HEADER.sizeof() or head[:2] != b"MZ":
+    head = _read_at(f, 0, _DOS_SIZE)
+    if len(head) < _DOS_SIZE or head[:2] != b"MZ":
         return None
     pe = int.from_bytes(head[60:64], "little")  # DOS_HEADER.e_lfanew (Int32ul at 0x3C), without construct
     if pe + 4 > size or _read_at(f, pe, 4) != b"PE\0\0":
@@ -248,31 +254,29 @@ def _layout(f: BinaryIO, name: str | None) -> PeLayout | None:
     def bad(why: str) -> FFUError:
         return FFUError(f"malformed PE image: {why}", file=name)
 
-    nt_raw = _read_at(f, pe, NT_HEADERS.sizeof())
-    if len(nt_raw) < NT_HEADERS.sizeof():
+    nt_raw = _read_at(f, pe, _NT_SIZE)
+    if len(nt_raw) < _NT_SIZE:
         raise bad("file header truncated")
-    nt = NT_HEADERS.parse(nt_raw)
-    opt = pe + NT_HEADERS.sizeof()
+    (machine,), (size_of_optional,) = struct.unpack_from("<H", nt_raw, 4), struct.unpack_from("<H", nt_raw, 20)
+    opt = pe + _NT_SIZE
     magic_raw = _read_at(f, opt, 2)
     if len(magic_raw) < 2:
         raise bad("optional header truncated")
-    magic = Int16ul.parse(magic_raw)
+    magic = int.from_bytes(magic_raw, "little")
     if magic not in (MAGIC_PE32, MAGIC_PE32PLUS):
         raise bad(f"unknown optional header magic 0x{magic:x}")
     plus = magic == MAGIC_PE32PLUS
-    struct_ = OPTIONAL_HEADER64 if plus else OPTIONAL_HEADER32
-    fixed = struct_.sizeof()
+    fixed = _OPT_FIXED[plus]
     dirs = opt + fixed
     certdir = dirs + 8 * _SECURITY_DIR
-    if nt.SizeOfOptionalHeader < fixed + 8 * (_SECURITY_DIR + 1):
-        raise bad(f"SizeOfOptionalHeader {nt.SizeOfOptionalHeader} too small for a certificate table entry")
+    if size_of_optional < fixed + 8 * (_SECURITY_DIR + 1):
+        raise bad(f"SizeOfOptionalHeader {size_of_optional} too small for a certificate table entry")
     if certdir + 8 > size:
         raise bad("optional header extends past end of file")
-    oh = struct_.parse(_read_at(f, opt, fixed))
-    if oh.NumberOfRvaAndSizes <= _SECURITY_DIR:
-        raise bad(f"NumberOfRvaAndSizes {oh.NumberOfRvaAndSizes} has no certificate table entry")
-    sec = DATA_DIRECTORY.parse(_read_at(f, certdir, 8))
-    cert_offset, cert_size = sec.VirtualAddress, sec.Size  # a file offset despite the field name
+    number_of_rva = struct.unpack("<I", _read_at(f, dirs - 4, 4))[0]  # last field of the fixed part
+    if number_of_rva <= _SECURITY_DIR:
+        raise bad(f"NumberOfRvaAndSizes {number_of_rva} has no certificate table entry")
+    cert_offset, cert_size = struct.unpack("<II", _read_at(f, certdir, 8))  # a file offset despite the name
     if (cert_offset == 0) != (cert_size == 0):
         raise bad(f"inconsistent certificate table entry (offset {cert_offset}, size {cert_size})")
     if cert_size:
@@ -285,7 +289,7 @@ def _layout(f: BinaryIO, name: str | None) -> PeLayout | None:
         size=size,
         pe_offset=pe,
         plus=plus,
-        machine=nt.Machine,
+        machine=machine,
         checksum_offset=opt + _CHECKSUM_REL,
         certdir_offset=certdir,
         cert_offset=cert_offset,

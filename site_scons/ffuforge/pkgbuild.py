@@ -4,15 +4,13 @@ into the manifests and the catalog, the catalog is signed, and finally the CAB i
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import atomic, cab, catalog, cbs, pe, project, signing
+from . import cab, catalog, cbs, pe, project, signing
 from .errors import FFUError
 from .variant import Payload, Variant
 
@@ -27,8 +25,11 @@ class BuildSettings:
     sign_pe: bool = False              # Authenticode-sign PE payloads before they are catalogued
 
 
-def _digest(p: Payload) -> tuple[cbs.FileDigest, catalog.MemberHash]:
-    """One read of a payload file: its manifest digest and its catalog hashes."""
+def _digest(p: Payload, signer: signing.Signer | None = None, epoch: int = 0,
+            ) -> tuple[cbs.FileDigest, catalog.MemberHash, bytes | None]:
+    """One read of a payload file: its manifest digest and catalog hashes, after Authenticode-
+    signing it in memory when `signer` is given and the file is a PE (its signed bytes are then
+    returned, to be stored in the CAB instead of the file)."""
     try:
         st = os.stat(p.source)
     except OSError:
@@ -42,63 +43,46 @@ def _digest(p: Payload) -> tuple[cbs.FileDigest, catalog.MemberHash]:
     try:
         with open(p.source, "rb") as fh:
             head = fh.read(2)
+            if head == b"MZ" and pe.is_pe(p.source):  # PE files are catalogued by their Authenticode hash
+                return _pe_digest(p, head + fh.read(), signer, epoch)
             fh.seek(0)
             while chunk := fh.read(CHUNK):
                 h256.update(chunk)
                 h1.update(chunk)
     except OSError as exc:
         raise p.where.error(f"cannot read {p.display}: {exc.strerror}") from None
-    digest = cbs.FileDigest(st.st_size, h256.digest())
-    if head == b"MZ" and pe.is_pe(p.source):  # PE files are catalogued by their Authenticode hash
-        try:
-            member = catalog.member_hashes(catalog.CatalogMember(p.display, p.source, None))
-        except FFUError as exc:
-            raise exc.at(p.display) from None
-    else:
-        member = catalog.MemberHash("flat", digest.sha256, h1.digest(), st.st_size)
-    return digest, member
+    except FFUError as exc:
+        raise exc.at(p.display) from None
+    return cbs.FileDigest(st.st_size, h256.digest()), catalog.MemberHash("flat", h256.digest(), h1.digest(),
+                                                                         st.st_size), None
+
+
+def _pe_digest(p: Payload, data: bytes, signer: signing.Signer | None, epoch: int,
+               ) -> tuple[cbs.FileDigest, catalog.MemberHash, bytes | None]:
+    signed = None
+    if signer is not None:
+        signed = signer.sign_pe_data(data, p.display, epoch=epoch)
+        if signed is data:
+            signed = None  # already signed: stored from the file as it is
+        else:
+            data = signed
+    member = catalog.member_hashes(catalog.CatalogMember(p.display, None, data))
+    return cbs.FileDigest(len(data), hashlib.sha256(data).digest()), member, signed
 
 
 def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = BuildSettings()) -> None:
     """Write the (signed) CAB for one package variant atomically; raise FFUError for user mistakes."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    if settings.signer is not None and settings.sign_pe:
-        with tempfile.TemporaryDirectory(prefix=f".{out_path.name}.sign-", dir=out_path.parent) as tmp:
-            _build(v, out_path, settings, Path(tmp))
-    else:
-        _build(v, out_path, settings, None)
+    _build(v, out_path, settings)
 
 
-def _sign_payload(v: Variant, settings: BuildSettings, tmp: Path) -> None:
-    """Replace PE payload sources by signed copies (already-signed files stay as they are)."""
-    signed_dir = tmp / "signed"
-    for i, p in enumerate([*v.payload, *(x for x in (v.binary_image,) if x is not None)]):
-        if not os.path.isfile(p.source):
-            continue  # reported with its location by _digest
-        try:
-            is_pe = pe.is_pe(p.source)
-        except FFUError as exc:  # unreadable: name the project line that lists it
-            raise p.where.error(f"cannot read {p.display}: {exc.message.removeprefix('cannot read file: ')}") from None
-        if is_pe:
-            dst = signed_dir / f"{i}" / p.source.name
-            dst.parent.mkdir(parents=True)
-            try:
-                settings.signer.sign_pe(p.source, dst, epoch=settings.epoch)
-            except FFUError as exc:
-                raise exc.at(p.display) from None
-            p.source = dst
-
-
-def _build(v: Variant, out_path: Path, settings: BuildSettings, tmp: Path | None) -> None:
-    if settings.signer is not None and settings.sign_pe:
-        v = copy.copy(v)  # payload entries get new sources; the planned variant stays untouched
-        v.payload = [copy.copy(p) for p in v.payload]
-        v.binary_image = copy.copy(v.binary_image)
-        _sign_payload(v, settings, tmp)
+def _build(v: Variant, out_path: Path, settings: BuildSettings) -> None:
+    pe_signer = settings.signer if settings.sign_pe else None
     layout_payload = [*v.payload, *(p for p in (v.bcd, v.binary_image) if p is not None)]
-    hashed = {p.device_path.lower(): _digest(p) for p in layout_payload}
-    digests = {k: d for k, (d, _) in hashed.items()}
+    hashed = {p.device_path.lower(): _digest(p, None if p is v.bcd else pe_signer, settings.epoch)
+              for p in layout_payload}
+    digests = {k: d for k, (d, _, _) in hashed.items()}
     if v.bcd is not None:
         project.check_bcd(v.bcd.source, v.bcd.display, v.bcd.where)
     layout = cbs.PackageLayout(v, digests)
@@ -118,19 +102,20 @@ def _build(v: Variant, out_path: Path, settings: BuildSettings, tmp: Path | None
                    cab.CabMember("update.cat", data=cat)]
     for e in entries[1:]:
         if e.payload is not None:
-            cab_members.append(cab.CabMember(e.cab_path, source=e.payload.source))
+            signed_pe = hashed[e.payload.device_path.lower()][2]
+            cab_members.append(cab.CabMember(e.cab_path, source=None if signed_pe else e.payload.source,
+                                             data=signed_pe))
         else:
             cab_members.append(cab.CabMember(e.cab_path, data=e.data))
     if settings.signer is None:
         cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=settings.epoch)
         return
-    # In-process signers take the CAB with the signature reserve and sign it where it lies;
-    # external tools (osslsigncode and friends) expect a plain CAB.
-    in_place = isinstance(settings.signer, signing.KeySigner)
-    with atomic.atomic_path(out_path) as tmp_cab:
-        cab.write_cab(tmp_cab, cab_members, compression=settings.compression, timestamp=settings.epoch,
-                      reserve_signature=in_place)
-        if in_place:
-            settings.signer.sign_cab_in_place(tmp_cab, epoch=settings.epoch)
-        else:
-            settings.signer.sign_cab(tmp_cab, tmp_cab, epoch=settings.epoch)
+    # In-process signers sign the CAB as it is written (with the signature reserve), before it is
+    # renamed into place; external tools (osslsigncode and friends) get the plain CAB to sign.
+    signer, epoch = settings.signer, settings.epoch
+    if isinstance(signer, signing.KeySigner):
+        cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=epoch,
+                      reserve_signature=True, authenticode=lambda digest: signer.cab_signature(digest, epoch=epoch))
+    else:
+        cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=epoch,
+                      finish=lambda path: signer.sign_cab(path, path, epoch=epoch))

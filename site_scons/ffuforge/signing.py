@@ -22,6 +22,7 @@ message or in `identity` (which is for build signatures).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shlex
@@ -33,7 +34,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from asn1crypto import cms
 from asn1crypto import core as asn1
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -74,6 +74,7 @@ _PE_SUFFIXES = (".exe", ".sys", ".dll")
 _der = catalog._der  # one DER TLV encoder for the package
 
 
+@functools.lru_cache(maxsize=64)
 def _oid(dotted: str) -> bytes:
     return asn1.ObjectIdentifier(dotted).dump()
 
@@ -102,6 +103,7 @@ def _epoch_datetime(epoch: int) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
+@functools.lru_cache(maxsize=16)
 def _time_der(when: datetime) -> bytes:
     """UTCTime for 1950-2049, GeneralizedTime otherwise (RFC 5652 §11.3)."""
     if 1950 <= when.year <= 2049:
@@ -109,13 +111,19 @@ def _time_der(when: datetime) -> bytes:
     return asn1.GeneralizedTime(when).dump()
 
 
+_ATTR_CONTENT_TYPE, _ATTR_SIGNING_TIME, _ATTR_MESSAGE_DIGEST = (
+    _oid(OID_CONTENT_TYPE), _oid(OID_SIGNING_TIME), _oid(OID_MESSAGE_DIGEST))
+_ATTR_STATEMENT_TYPE = _der(0x30, _oid(OID_SPC_STATEMENT_TYPE) + _der(0x31, _der(0x30, _oid(
+    OID_SPC_INDIVIDUAL_SP_KEY_PURPOSE))))
+
+
 def _signed_attributes(content_type: str, digest: bytes, when: datetime) -> bytes:
     """The contents of the signed-attributes SET, DER-sorted."""
     attrs = [
-        _der(0x30, _oid(OID_CONTENT_TYPE) + _der(0x31, _oid(content_type))),
-        _der(0x30, _oid(OID_SIGNING_TIME) + _der(0x31, _time_der(when))),
-        _der(0x30, _oid(OID_SPC_STATEMENT_TYPE) + _der(0x31, _der(0x30, _oid(OID_SPC_INDIVIDUAL_SP_KEY_PURPOSE)))),
-        _der(0x30, _oid(OID_MESSAGE_DIGEST) + _der(0x31, _der(0x04, digest))),
+        _der(0x30, _ATTR_CONTENT_TYPE + _der(0x31, _oid(content_type))),
+        _der(0x30, _ATTR_SIGNING_TIME + _der(0x31, _time_der(when))),
+        _ATTR_STATEMENT_TYPE,
+        _der(0x30, _ATTR_MESSAGE_DIGEST + _der(0x31, _der(0x04, digest))),
     ]
     return b"".join(sorted(attrs))
 
@@ -264,6 +272,12 @@ class Signer:
     def sign_pe(self, src: str | os.PathLike, dst: str | os.PathLike, *, epoch: int) -> None:
         """Write `src` with an embedded Authenticode signature to `dst`; an already signed PE
         is copied unchanged."""
+        _write(dst, self.sign_pe_data(_read(src), str(src), epoch=epoch))
+
+    def sign_pe_data(self, data: bytes, label: str, *, epoch: int) -> bytes:
+        """`data` (a PE image named `label` in messages) with an embedded Authenticode signature;
+        an already signed image is returned unchanged. In memory: package builds sign PE payloads
+        without temporary files."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -284,8 +298,8 @@ class KeySigner(Signer):
         asn1_leaf = asn1_x509.Certificate.load(_der_of(leaf))
         tbs = asn1_leaf["tbs_certificate"]
         self._sid = _der(0x30, tbs["issuer"].dump() + tbs["serial_number"].dump())
-        self._asn1_certs = [asn1_x509.Certificate.load(_der_of(c)) for c in self.certificates]
-        self._certs_der = b"".join(sorted(_der_of(c) for c in self.certificates))  # DER SET OF order
+        self._cert_ders = [_der_of(c) for c in self.certificates]
+        self._certs_der = b"".join(sorted(self._cert_ders))  # DER SET OF order
 
     # -- validity
 
@@ -295,17 +309,18 @@ class KeySigner(Signer):
         now = datetime.now(UTC)
         for c in self.certificates:
             start, end = c.not_valid_before_utc, c.not_valid_after_utc
+            if start <= now <= end and start <= when <= end:
+                continue
             span = f"valid {start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC"
             if not start <= now <= end:
                 state = "has expired" if now > end else "is not yet valid"
                 raise FFUError(f"certificate '{_cn(c)}' {state} ({span}, now {now:%Y-%m-%d %H:%M:%S} UTC)",
                                file=self.origin)
-            if not start <= when <= end:
-                raise FFUError(
-                    f"certificate '{_cn(c)}' is not valid at the signing time {when:%Y-%m-%d %H:%M:%S} UTC "
-                    f"(SOURCE_DATE_EPOCH={epoch}; {span}); choose a signing time inside that period",
-                    file=self.origin,
-                )
+            raise FFUError(
+                f"certificate '{_cn(c)}' is not valid at the signing time {when:%Y-%m-%d %H:%M:%S} UTC "
+                f"(SOURCE_DATE_EPOCH={epoch}; {span}); choose a signing time inside that period",
+                file=self.origin,
+            )
 
     # -- CMS
 
@@ -332,9 +347,9 @@ class KeySigner(Signer):
     def sign_catalog(self, unsigned_der: bytes, *, epoch: int) -> bytes:
         self.check_validity(epoch)
         content = catalog.signed_content(unsigned_der)
-        si = cms.SignerInfo.load(self._signer_info(catalog.OID_CTL, content, _epoch_datetime(epoch)))
-        return catalog.attach_signature(
-            unsigned_der, signer_infos=[si], certificates=self._asn1_certs, digest_algorithm="sha256"
+        si = self._signer_info(catalog.OID_CTL, content, _epoch_datetime(epoch))
+        return catalog.attach_signature_der(
+            unsigned_der, signer_infos=[si], certificates=self._cert_ders, digest_algorithm="sha256"
         )
 
     def sign_cab(self, src: str | os.PathLike, dst: str | os.PathLike, *, epoch: int) -> None:
@@ -350,17 +365,18 @@ class KeySigner(Signer):
         file; the caller renames it into place afterwards)."""
         if not _has_reserve(path):
             return self.sign_cab(path, path, epoch=epoch)
-        self.check_validity(epoch)
-        blob = self._authenticode(_indirect_data(_CAB_DATA, cab.cab_hash(path)), epoch)
-        cab.append_signature(path, blob)
+        cab.append_signature(path, self.cab_signature(cab.cab_hash(path), epoch=epoch))
 
-    def sign_pe(self, src: str | os.PathLike, dst: str | os.PathLike, *, epoch: int) -> None:
+    def cab_signature(self, digest: bytes, *, epoch: int) -> bytes:
+        """The Authenticode blob for a CAB with this signed-layout digest (for cab.write_cab)."""
         self.check_validity(epoch)
-        data = _read(src)
-        layout = _pe_layout(data, str(src))
+        return self._authenticode(_indirect_data(_CAB_DATA, digest), epoch)
+
+    def sign_pe_data(self, data: bytes, label: str, *, epoch: int) -> bytes:
+        self.check_validity(epoch)
+        layout = _pe_layout(data, label)
         if layout.signed:
-            _write(dst, data)
-            return
+            return data
         image = bytearray(data) + bytes(-len(data) % 8)  # the certificate table is 8-aligned
         blob = self._authenticode(_indirect_data(_PE_DATA, pe.authenticode_digest(data)), epoch)
         entry = bytearray(struct.pack("<IHH", 0, WIN_CERT_REVISION_2_0, WIN_CERT_TYPE_PKCS_SIGNED_DATA) + blob)
@@ -369,7 +385,7 @@ class KeySigner(Signer):
         struct.pack_into("<II", image, layout.certdir_offset, len(image), len(entry))
         image += entry
         struct.pack_into("<I", image, layout.checksum_offset, pe.pe_checksum(image, layout.checksum_offset))
-        _write(dst, bytes(image))
+        return bytes(image)
 
 
 # ----------------------------------------------------------------------------- loading keys
@@ -608,14 +624,11 @@ class CommandSigner(Signer):
                 raise self._fail(f"produced a bad signature: {problems[0]}", label)
             _copy_atomic(tmp, dst)
 
-    def sign_pe(self, src: str | os.PathLike, dst: str | os.PathLike, *, epoch: int) -> None:
-        label = str(src)
-        data = _read(src)
+    def sign_pe_data(self, data: bytes, label: str, *, epoch: int) -> bytes:
         if _pe_layout(data, label).signed:
-            _write(dst, data)
-            return
+            return data
         expected = pe.authenticode_digest(data)
-        base = Path(src).name
+        base = Path(label).name
         name = base if Path(base).suffix.lower() in _PE_SUFFIXES else base + ".exe"
         with self._work(name) as tmp:
             tmp.write_bytes(data)
@@ -631,4 +644,4 @@ class CommandSigner(Signer):
             problems = verify.verify_pe(tmp).problems
             if problems:
                 raise self._fail(f"produced a bad signature: {problems[0]}", label)
-            _copy_atomic(tmp, dst)
+            return _read(tmp)
