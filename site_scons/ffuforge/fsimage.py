@@ -25,11 +25,13 @@ import signal
 import stat
 import struct
 import subprocess
+import sys
 import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import wimapply
 from .atomic import atomic_path
 from .errors import FFUError
 
@@ -56,14 +58,17 @@ def _tool(name: str, package: str) -> str:
 
 
 class ToolError(FFUError):
-    """An external tool failed; `stderr` keeps its whole error output."""
+    """An external tool failed; `stderr` keeps its whole error output, `status` its exit status."""
 
-    def __init__(self, message: str, file: str | None, stderr: str):
+    def __init__(self, message: str, file: str | None, stderr: str, status: int | None = None):
         super().__init__(message, file)
         self.stderr = stderr
+        self.status = status
 
 
-def _run(argv: list[str], out: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _run(argv: list[str], out: Path, env: dict[str, str] | None = None,
+         name: str | None = None) -> subprocess.CompletedProcess:
+    name = name or os.path.basename(argv[0])
     try:
         res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, check=False)
     except OSError as exc:
@@ -74,13 +79,13 @@ def _run(argv: list[str], out: Path, env: dict[str, str] | None = None) -> subpr
                signal.SIGXFSZ: "exceeded the file size limit (SIGXFSZ, ulimit -f)"}.get(sig)
         if why is None:
             why = f"was killed by {signal.Signals(sig).name if sig in signal.valid_signals() else f'signal {sig}'}"
-        raise ToolError(f"{os.path.basename(argv[0])} {why}", str(out), "")
+        raise ToolError(f"{name} {why}", str(out), "", res.returncode)
     if res.returncode != 0:
         text = (res.stderr or b"").decode("utf-8", "replace").replace("\r", "\n")
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         errors = [ln for ln in lines if ln.startswith("[ERROR]")]     # wimlib: the cause precedes a summary
         last = errors[-1] if errors else lines[-1] if lines else f"exit status {res.returncode}"
-        raise ToolError(f"{os.path.basename(argv[0])} failed: {last}", str(out), text)
+        raise ToolError(f"{name} failed: {last}", str(out), text, res.returncode)
     return res
 
 
@@ -367,15 +372,13 @@ def write_ntfs(staged_dir: str | Path, out_path: str | Path, *, size_bytes: int,
         serial = zlib.crc32(f"{label}\0{timestamp}\0{size_bytes}".encode()) << 32 | \
             zlib.crc32(f"{size_bytes}\0{label}\0{timestamp}".encode())
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "TZ": "UTC"}
-    with atomic_path(out, mode=0o644) as tmp, tempfile.TemporaryDirectory(prefix=f".{out.name}.wim-", dir=out.parent) as td:
+    with atomic_path(out, mode=0o644) as tmp:
         _prepare(tmp, size_bytes, sector_size)
         _run([mkntfs, "-F", "-Q", "-T", "-q", "-s", str(sector_size), "-c", str(cluster_size), "-L", label,
               "-p", str(hidden_sectors), "-H", "0", "-S", "0", str(tmp)], out, env)
         if entries:
-            wim = os.path.join(td, "tree.wim")
-            _run([wimlib, "capture", str(staged_dir), wim, "--compress=none", "--no-acls", "--norpfix"], out, env)
             try:
-                _run([wimlib, "apply", wim, "1", str(tmp), "--no-acls"], out, env)
+                _apply_tree(Path(staged_dir), tmp, out, env, wimlib)
             except ToolError as exc:
                 if "no space left" in exc.stderr.lower():
                     raise FFUError(f"content does not fit in the {size_bytes}-byte NTFS partition ({exc.message})",
@@ -383,6 +386,26 @@ def write_ntfs(staged_dir: str | Path, out_path: str | Path, *, size_bytes: int,
                 raise
         normalize_ntfs(tmp, timestamp, serial=serial)
     return out
+
+
+_LIBWIM = {"usable": True}     # until the helper finds no libwim in this process's environment
+
+
+def _apply_tree(staged_dir: Path, volume: Path, out: Path, env: dict[str, str], wimlib: str) -> None:
+    """Write the staged tree into the NTFS volume file: libwim straight from the tree (see
+    :mod:`ffuforge.wimapply`), else `wimlib-imagex` capture into a WIM file, then apply. Same bytes."""
+    if _LIBWIM["usable"]:
+        try:
+            _run([sys.executable, "-I", "-S", wimapply.__file__, str(staged_dir), str(volume)], out, env, "wimlib")
+            return
+        except ToolError as exc:
+            if exc.status != wimapply.UNAVAILABLE:
+                raise
+            _LIBWIM["usable"] = False
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.wim-", dir=out.parent) as td:
+        wim = os.path.join(td, "tree.wim")
+        _run([wimlib, "capture", str(staged_dir), wim, "--compress=none", "--no-acls", "--norpfix"], out, env)
+        _run([wimlib, "apply", wim, "1", str(volume), "--no-acls"], out, env)
 
 
 # NTFS on-disk constants

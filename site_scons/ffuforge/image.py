@@ -89,15 +89,16 @@ def load_layout(path: Path) -> disklayout.DiskLayout:
 
 
 def build_partition(layout_json: Path, name: str, cabs: list[Path], out_image: Path, out_manifest: Path, *,
-                    epoch: int, workdir: Path | None = None) -> None:
-    """Install `cabs` into partition `name` and write its image (FAT, NTFS or raw) and manifest."""
+                    epoch: int, workdir: Path | None = None, cache_dir: Path | None = None, jobs: int = 1) -> None:
+    """Install `cabs` into partition `name` and write its image (FAT, NTFS or raw) and manifest.
+    `cache_dir`, `jobs`: see :func:`partition.stage`."""
     disk = load_layout(layout_json)
     p = disk.partition(name)
     size = disk.size(p)
     with tempfile.TemporaryDirectory(prefix=f".{out_image.name}.stage-", dir=workdir or out_image.parent) as tmp:
         ids = {q.name: q.id for q in disk.partitions if q.id}
         st = partition.stage(p.name, cabs, Path(tmp) / "stage", epoch=epoch, disk_style=disk.style,
-                             disk_id=disk.disk_id, partition_ids=ids or None)
+                             disk_id=disk.disk_id, partition_ids=ids or None, cache_dir=cache_dir, jobs=jobs)
         if p.filesystem is None:
             if st.files:
                 raise FFUError(f"partition {p.name} is raw (no FileSystem in the layout) but packages install "

@@ -5,6 +5,12 @@ on how a package was built. Files go to their device paths, registry values (inc
 that services imply) are collected for the hive writer, and every installed item is recorded
 with its owning package so that two packages claiming the same file or value are reported by
 name.
+
+Installing is two steps: :func:`parse_package` reads one CAB on its own (members extracted and
+verified, a bad package's error recorded where it arose), :func:`replay` applies that result to
+the staged partition in package order (collision checks, files hard-linked into the tree). So the
+first step can run in worker processes or be kept between builds (:mod:`ffuforge.extractcache`)
+while errors stay those of a sequential install.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import stat
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +38,7 @@ _TYPE = {"kerneldriver": 1, "filesystemdriver": 2, "win32ownprocess": 0x10, "win
 _ERROR = {"ignore": 0, "normal": 1, "severe": 2, "critical": 3}
 _ACTION = {"none": 0, "restartservice": 1, "rebootmachine": 2, "runcommand": 3}
 _SID_TYPE = {"none": 0, "unrestricted": 1, "restricted": 3}
+READ_ONLY = 0o444
 
 
 @dataclass
@@ -72,6 +81,7 @@ class Staging:
     bcd_sources: list[tuple[Path, str]] = field(default_factory=list)   # (extracted XML, package)
     raw_image: tuple[Path, str] | None = None
     dirs: dict[str, str] = field(default_factory=dict)                  # lower-case directory → first package
+    made: set[Path] = field(default_factory=set, repr=False)            # host directories checked or created
 
     def manifest(self) -> dict:
         return {
@@ -247,13 +257,44 @@ def _parse_manifest_value(v: etree._Element, where: str) -> regvalue.RegData:
     raise FFUError(f"unknown registry value type {type_name!r}", where)
 
 
+@dataclass
+class Parsed:
+    """What one CAB installs, in install order, independent of any staged tree: the input of
+    :func:`replay`. Extracted members are files ``<store>/<n>``. A bad package's error is kept in
+    `error` at the point it arose (ops before it are complete), so that replaying the records of
+    several packages in order reports exactly what installing them one by one would."""
+    cab: Path
+    info: PackageInfo | None = None
+    # ("file"|"svc", rel, n, size, sha256, label) | ("raw"|"bcd", n, label) | ("reg", member, keys, values)
+    ops: list = field(default_factory=list)
+    error: Exception | None = None
+
+
 def install_package(st: Staging, cab_path: Path) -> PackageInfo:
-    """Install one CBS package into `st` (files written below st.root)."""
+    """Install one CBS package into `st` (files placed below st.root)."""
+    scratch = st.root.parent / f".{st.partition}.extract"
+    scratch.mkdir(parents=True, exist_ok=True)
+    store = Path(tempfile.mkdtemp(dir=scratch))
+    return replay(st, parse_package(Path(cab_path), st.partition, store), store)
+
+
+def parse_package(cab_path: Path, partition: str, store: Path) -> Parsed:
+    """Read a CAB for `partition`: its identity, registry values and files, members extracted to
+    `store` (an existing, empty directory). A bad package is recorded, not raised."""
+    parsed = Parsed(cab_path)
+    try:
+        _parse(parsed, cab_path, partition, store)
+    except (FFUError, OSError) as exc:
+        parsed.error = exc
+    return parsed
+
+
+def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
     where = str(cab_path)
     with CabReader(cab_path) as cab:
-        info = _package_info(cab, cab_path)
-        if info.partition.lower() != st.partition.lower():
-            raise FFUError(f"package {info.name} targets partition {info.partition}, not {st.partition}", where)
+        info = p.info = _package_info(cab, cab_path)
+        if info.partition.lower() != partition.lower():
+            raise FFUError(f"package {info.name} targets partition {info.partition}, not {partition}", where)
         members = {m.name.lower(): m for m in cab.members}
         if len(members) != len(cab.members):
             dup = sorted({m.name for m in cab.members if sum(n.name.lower() == m.name.lower() for n in cab.members) > 1})
@@ -275,69 +316,107 @@ def install_package(st: Staging, cab_path: Path) -> PackageInfo:
             if cabpath not in members:
                 raise FFUError(f"update.mum lists {f.get('cabpath')} but the CAB lacks it", where)
             kind = special.get(cabpath)
+            n = len(p.ops)
             if kind == "binaryPartition":
-                if st.raw_image is not None:
-                    raise FFUError(f"partition {st.partition} gets a raw image from both {st.raw_image[1]} and "
-                                   f"{info.name}", where)
-                out = st.root.parent / f".{st.partition}.raw"
-                _extract(cab, members[cabpath], out, f, where)
-                st.raw_image = (out, info.name)
+                p.ops.append(("raw", n, f.get("name")))
+                _extract(cab, members[cabpath], store / str(n), f, where)
                 continue
             rel = device_to_relative(f.get("name"), where)
             if kind == "bcdStore":
-                out = st.root.parent / f".{st.partition}.bcd" / f"{len(st.bcd_sources):03d}.xml"
-                _extract(cab, members[cabpath], out, f, where)
-                st.bcd_sources.append((out, info.name))
+                p.ops.append(("bcd", n, f.get("name")))
+                _extract(cab, members[cabpath], store / str(n), f, where)
                 continue
+            op = ["file", rel, n, members[cabpath].size, "", f.get("name")]
+            p.ops.append(op)
+            _host_path(store, rel)
+            op[4] = _extract(cab, members[cabpath], store / str(n), f, where)
+        for name, member in sorted(members.items()):
+            if name.endswith(".manifest") and "\\" not in name:
+                keys, values = _manifest_registry(cab.read(member, 64 << 20), f"{where}:{member.name}")
+                p.ops.append(("reg", member.name, keys, values))
+        if not info.binary_partition and info.partition.lower() in ("mainos",):
+            # The servicing stack's record of the package: its mum and catalog under \Windows\servicing.
+            for member, suffix in (("update.mum", ".mum"), ("update.cat", ".cat")):
+                if member in members:
+                    rel = (f"Windows\\servicing\\Packages\\{info.name}~628844477771337a~{info.arch}~~{info.version}"
+                           f"{suffix}")
+                    n = len(p.ops)
+                    op = ["svc", rel, n, members[member].size, "", members[member].name]
+                    p.ops.append(op)
+                    op[4] = _extract(cab, members[member], store / str(n), None, where)
+
+
+def replay(st: Staging, parsed: Parsed, store: Path) -> PackageInfo:
+    """Install a parsed package into `st`: the collision checks of a sequential install, in its
+    order, then its files hard-linked (or copied) from `store` below st.root. Raises the
+    package's recorded error where installing it would have."""
+    info, where = parsed.info, str(parsed.cab)
+    place = parsed.error is None          # a failing package only reports, in order
+    if info is not None and info.partition.lower() != st.partition.lower():
+        raise FFUError(f"package {info.name} targets partition {info.partition}, not {st.partition}", where)
+    for op in parsed.ops:
+        kind = op[0]
+        if kind == "raw":
+            if st.raw_image is not None:
+                raise FFUError(f"partition {st.partition} gets a raw image from both {st.raw_image[1]} and "
+                               f"{info.name}", where)
+            out = st.root.parent / f".{st.partition}.raw"
+            if place:
+                _place(store / str(op[1]), out, op[2], where)
+            st.raw_image = (out, info.name)
+        elif kind == "bcd":
+            out = st.root.parent / f".{st.partition}.bcd" / f"{len(st.bcd_sources):03d}.xml"
+            if place:
+                _place(store / str(op[1]), out, op[2], where)
+            st.bcd_sources.append((out, info.name))
+        elif kind == "reg":
+            _apply_registry(st, op[2], op[3], info, f"{where}:{op[1]}")
+        else:
+            _, rel, n, size, digest, label = op
             key = rel.lower()
             if key in st.files:
+                if kind == "svc":
+                    raise FFUError(f"package {info.name} is installed twice ({st.files[key].package})", where)
                 raise FFUError(f"file \\{rel} is installed by both {st.files[key].package} and {info.name}; "
                                "remove it from one package", where)
             _claim_path(st, rel, info.name, where)
-            digest = _extract(cab, members[cabpath], _host_path(st.root, rel), f, where, st.root)
-            st.files[key] = InstalledFile(rel, members[cabpath].size, digest, info.name)
-        for name, member in sorted(members.items()):
-            if name.endswith(".manifest") and "\\" not in name:
-                _install_manifest(st, cab.read(member, 64 << 20), info, f"{where}:{member.name}")
-        _record_servicing(st, cab, members, info)
+            if place:
+                _place(store / str(n), _host_path(st.root, rel), label, where, st.root, st.made)
+            st.files[key] = InstalledFile(rel, size, digest, info.name)
+    if parsed.error is not None:
+        raise parsed.error
     st.packages.append(info)
     return info
 
 
-def _record_servicing(st: Staging, cab: CabReader, members: dict, info: PackageInfo) -> None:
-    """The servicing stack's record of the package: its mum and catalog under \\Windows\\servicing."""
-    if info.binary_partition or st.partition.lower() not in ("mainos",):
-        return
-    for member, suffix in (("update.mum", ".mum"), ("update.cat", ".cat")):
-        if member in members:
-            rel = f"Windows\\servicing\\Packages\\{info.name}~628844477771337a~{info.arch}~~{info.version}{suffix}"
-            key = rel.lower()
-            if key in st.files:
-                raise FFUError(f"package {info.name} is installed twice ({st.files[key].package})", str(info.cab))
-            _claim_path(st, rel, info.name, str(info.cab))
-            digest = _extract(cab, members[member], _host_path(st.root, rel), None, str(info.cab), st.root)
-            st.files[key] = InstalledFile(rel, members[member].size, digest, info.name)
-
-
-def _install_manifest(st: Staging, data: bytes, info: PackageInfo, where: str) -> None:
+def _manifest_registry(data: bytes, where: str) -> tuple[list[str], list[tuple[str, str, int, bytes]]]:
+    """Empty keys and (key, name, type, data) values a component manifest sets, services included."""
     root = xmlsafe.parse_bytes(data, where)
-    values: list[tuple[str, str, regvalue.RegData]] = []
+    keys: list[str] = []
+    values: list[tuple[str, str, int, bytes]] = []
     for key in root.iter(f"{ASM}registryKey"):
         key_name = key.get("keyName", "")
         vals = key.findall(f"{ASM}registryValue")
         if not vals:
-            st.keys.setdefault(key_name.lower(), key_name)
+            keys.append(key_name)
         for v in vals:
-            values.append((key_name, v.get("name", ""), _parse_manifest_value(v, where)))
+            reg = _parse_manifest_value(v, where)
+            values.append((key_name, v.get("name", ""), reg.type, reg.data))
     for svc in root.iter(f"{ASM}serviceData"):
-        values.extend(_service_values(svc))
-    for key_name, name, data in values:
+        values.extend((k, n, reg.type, reg.data) for k, n, reg in _service_values(svc))
+    return keys, values
+
+
+def _apply_registry(st: Staging, keys: list[str], values: list, info: PackageInfo, where: str) -> None:
+    for key_name in keys:
+        st.keys.setdefault(key_name.lower(), key_name)
+    for key_name, name, type_, data in values:
         k = (key_name.lower(), name.lower())
         prev = st.values.get(k)
-        if prev is not None and (prev.type, prev.data) != (data.type, data.data):
+        if prev is not None and (prev.type, prev.data) != (type_, data):
             raise FFUError(f"registry value {key_name}\\{name or '(default)'} is set by both {prev.package} and "
                            f"{info.name} with different data", where)
-        st.values[k] = InstalledValue(key_name, name, data.type, data.data, info.name)
+        st.values[k] = InstalledValue(key_name, name, type_, data, info.name)
 
 
 def _claim_path(st: Staging, rel: str, package: str, where: str) -> None:
@@ -365,21 +444,7 @@ def _extract(cab: CabReader, member, out: Path, entry: etree._Element | None, wh
         raise FFUError(f"update.mum gives {label} the size {size!r}, which is not a number", where) from None
     if declared is not None and declared != member.size:
         raise FFUError(f"{label}: update.mum declares {declared} bytes, the CAB member holds {member.size}", where)
-    if root is None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    else:  # directory by directory: never through a symlink, never out of the partition
-        root.mkdir(parents=True, exist_ok=True)
-        current = root
-        for part in out.parent.relative_to(root).parts:
-            current = current / part
-            try:
-                mode = os.lstat(current).st_mode
-            except FileNotFoundError:
-                os.mkdir(current)
-                continue
-            if not stat.S_ISDIR(mode):
-                raise FFUError(f"{label}: {current.relative_to(root)} in the staged partition is not a directory "
-                               "(a file or symbolic link); refusing to write through it", where)
+    _make_parents(out, label, where, root)
     h = hashlib.sha256()
     written = 0
     try:
@@ -393,7 +458,52 @@ def _extract(cab: CabReader, member, out: Path, entry: etree._Element | None, wh
                 raise FFUError(f"{label}: the CAB member yields more than its {member.size} bytes", where)
             h.update(chunk)
             fh.write(chunk)
+        os.fchmod(fh.fileno(), READ_ONLY)   # staged files are links to it: nothing may write through them
     if digest is not None and h.hexdigest().lower() != digest.lower():
         raise FFUError(f"{label}: the content does not match its SHA-256 in update.mum (corrupt or altered "
                        "package)", where)
     return h.hexdigest()
+
+
+def _make_parents(out: Path, label: str, where: str, root: Path | None, made: set[Path] | None = None) -> None:
+    """`out`'s directories, made below `root` directory by directory: never through a symlink, never
+    out of root. `made`: directories this staging has already checked (it is their only writer)."""
+    if root is None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return
+    if made is not None and out.parent in made:
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    current = root
+    for part in out.parent.relative_to(root).parts:
+        current = current / part
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            os.mkdir(current)
+            continue
+        if not stat.S_ISDIR(mode):
+            raise FFUError(f"{label}: {current.relative_to(root)} in the staged partition is not a directory "
+                           "(a file or symbolic link); refusing to write through it", where)
+    if made is not None:
+        made.add(out.parent)
+
+
+def _place(src: Path, out: Path, label: str, where: str, root: Path | None = None,
+           made: set[Path] | None = None) -> None:
+    """Put an extracted member at `out`, checked as :func:`_extract` writes: a hard link to the
+    extracted (read-only) file, or a copy where linking fails (another file system)."""
+    _make_parents(out, label, where, root, made)
+    try:
+        os.link(src, out, follow_symlinks=False)
+        return
+    except FileExistsError as exc:
+        raise FFUError(f"{label}: cannot create {out}: {exc.strerror}", where) from None
+    except OSError:
+        pass
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, READ_ONLY)
+    except OSError as exc:
+        raise FFUError(f"{label}: cannot create {out}: {exc.strerror}", where) from None
+    with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)

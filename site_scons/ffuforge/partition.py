@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from . import bcd, hive, install
+from . import bcd, extractcache, hive, install
 from .atomic import write_bytes
 from .errors import FFUError
 
@@ -22,14 +22,21 @@ REGISTRY_OWNER = "<registry>"
 
 
 def stage(name: str, cabs: list[Path], workdir: Path, *, epoch: int, disk_style: str = "gpt",
-          disk_id: str | int | None = None, partition_ids: dict | None = None) -> install.Staging:
-    """Install `cabs` into `workdir/root` and write hives and BCD. `workdir` is emptied first."""
+          disk_id: str | int | None = None, partition_ids: dict | None = None, cache_dir: Path | None = None,
+          jobs: int = 1) -> install.Staging:
+    """Install `cabs` into `workdir/root` and write hives and BCD. `workdir` is emptied first.
+
+    `cache_dir`: where the partition's extracted packages are kept between builds (one directory
+    per partition, on the file system of `workdir`); None extracts into `workdir`. `jobs`: worker
+    processes for the packages that are not there yet."""
     if workdir.exists():
         shutil.rmtree(workdir)
     st = install.Staging(name, workdir / "root")
     st.root.mkdir(parents=True)
-    for cab in cabs:
-        install.install_package(st, Path(cab))
+    cache = extractcache.ExtractCache(Path(cache_dir) if cache_dir is not None else workdir / "extract", name)
+    for parsed, store in cache.parsed([Path(c) for c in cabs], jobs):
+        install.replay(st, parsed, store)
+    cache.evict()
     _write_hives(st, epoch)
     if st.bcd_sources:
         out = st.root.joinpath(*BCD_PATH)

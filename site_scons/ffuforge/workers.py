@@ -17,7 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
@@ -81,6 +81,40 @@ def call(fn: Callable[..., T], *args, jobs: int) -> T:
     except BrokenProcessPool:
         _discard(pool)
         return fn(*args)
+
+
+def imap(fn: Callable[..., T], calls: list[tuple], *, jobs: int) -> Iterator[T]:
+    """`fn(*args)` for each args of `calls`, results (or exceptions) in that order: all submitted at
+    once to the workers when `jobs` > 1, else each computed here when it is asked for. Closing the
+    iterator early cancels what has not started."""
+    if jobs <= 1 or len(calls) <= 1:
+        for args in calls:
+            yield fn(*args)
+        return
+    pool = _pool(jobs)
+    futures: list[concurrent.futures.Future] = []
+    try:
+        for args in calls:
+            futures.append(pool.submit(fn, *args))
+    except (RuntimeError, BrokenProcessPool):
+        _discard(pool)
+        for future in futures:
+            future.cancel()
+        concurrent.futures.wait(futures)
+        for args in calls:
+            yield fn(*args)
+        return
+    try:
+        for future, args in zip(futures, calls, strict=True):
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                _discard(pool)
+                result = fn(*args)
+            yield result
+    finally:
+        for future in futures:
+            future.cancel()
 
 
 def shutdown() -> None:
