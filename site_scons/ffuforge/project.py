@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from . import buildfilter, xmlsafe
+from . import buildfilter, paths, xmlsafe
 from .errors import FFUError
 
 WM_NS = "urn:Microsoft.CompPlat/ManifestSchema.v1.00"
@@ -646,6 +646,7 @@ def load(path: str | Path, display: str | None = None) -> Project:
         st = os.stat(path)
     except OSError as exc:
         raise FFUError(f"cannot read package project: {exc.strerror}", name) from None
+    paths.note_read(path, st)  # also when the model below comes from _CACHE (ffuforge.plancache)
     key = (str(path), name, st.st_mtime_ns, st.st_size)
     cached = _CACHE.get(key)
     if cached is not None:

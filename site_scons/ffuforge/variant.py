@@ -277,8 +277,9 @@ class _Planner:
     def driver(self, v: Variant, drv: project.DriverItem, m: macros.Macros) -> None:
         w = drv.where
         inf_path, inf_shown = self.source_path(drv.inf, w, m)
-        if not inf_path.is_file():
-            what = "is not a regular file" if inf_path.exists() else "does not exist"
+        found = paths.kind(inf_path)
+        if found != "f":
+            what = "is not a regular file" if found is not None else "does not exist"
             raise w.error(f"driver INF {inf_shown} {what}")
         parsed = inf.parse_inf(inf_path, inf_shown)
         imported = inf.import_driver(parsed, self.opts.cpu.lower())
