@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 
 from ffuforge.atomic import sparse_copy  # copy2 keeping holes: a dense Data image makes another FFU
+from ffuforge.extractcache import DIRNAME as EXTRACT_CACHE
+from ffuforge.extractcache import TEMP_PREFIX
 
 BLOCK = 1 << 20
 
@@ -47,13 +49,21 @@ def snapshot(ws: Path) -> tuple[dict[str, str], list[str]]:
     build = ws / "build"
     for dirpath, dirnames, filenames in os.walk(build):
         d = Path(dirpath)
+        if d.parent.name == EXTRACT_CACHE:   # kept extracted packages: not outputs; only unfinished entries count
+            temps += [f"{(d / n).relative_to(ws)}/" for n in sorted(dirnames) if n.startswith(TEMP_PREFIX)]
+            dirnames.clear()
+            continue
         for name in sorted(dirnames):
+            if name == EXTRACT_CACHE and d.name == "partitions":
+                continue
+            if d == build and name == ".ffuforge":   # ffuforge.plancache, kept between builds
+                continue
             if name.startswith("."):
                 temps.append(f"{(d / name).relative_to(ws)}/")
                 dirnames.remove(name)
         for name in filenames:
             rel = str((d / name).relative_to(ws))
-            if d == build and name.startswith(".sconsign"):
+            if d == build and name.startswith(".sconsign") or d.name == ".ffuforge" and name == "plans":
                 continue
             if name.startswith(".") or name.endswith(".partial"):
                 temps.append(rel)

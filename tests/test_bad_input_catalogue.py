@@ -436,6 +436,10 @@ def _leftovers(ws: Path) -> list[str]:
             rel = Path(dirpath, name).relative_to(ws)
             if name.startswith(".sconsign") and Path(dirpath) == build:
                 continue
+            if str(rel) in ("build/.ffuforge", "build/.ffuforge/plans"):   # ffuforge.plancache
+                continue
+            if name == ".ffuforge-extract" and Path(dirpath).name == "partitions":   # ffuforge.extractcache;
+                continue                                                             # its .tmp-* entries count
             if name.startswith(".") or name.endswith(".partial") or ".partial" in name:
                 found.append(str(rel))
     return found

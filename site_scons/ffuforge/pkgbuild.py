@@ -25,11 +25,16 @@ class BuildSettings:
     sign_pe: bool = False              # Authenticode-sign PE payloads before they are catalogued
 
 
-def _digest(p: Payload, signer: signing.Signer | None = None, epoch: int = 0,
+# source path -> (size, mtime_ns, SHA-256 hex) of the file as this build read it
+SourceDigests = dict[str, tuple[int, int, str]]
+
+
+def _digest(p: Payload, signer: signing.Signer | None = None, epoch: int = 0, sources: SourceDigests | None = None,
             ) -> tuple[cbs.FileDigest, catalog.MemberHash, bytes | None]:
     """One read of a payload file: its manifest digest and catalog hashes, after Authenticode-
     signing it in memory when `signer` is given and the file is a PE (its signed bytes are then
-    returned, to be stored in the CAB instead of the file)."""
+    returned, to be stored in the CAB instead of the file). The file's own digest goes to
+    `sources` when it did not change while it was read."""
     try:
         st = os.stat(p.source)
     except OSError:
@@ -44,17 +49,26 @@ def _digest(p: Payload, signer: signing.Signer | None = None, epoch: int = 0,
         with open(p.source, "rb") as fh:
             head = fh.read(2)
             if head == b"MZ" and pe.is_pe(p.source):  # PE files are catalogued by their Authenticode hash
-                return _pe_digest(p, head + fh.read(), signer, epoch)
+                data = head + fh.read()
+                _record_source(sources, p, st, os.fstat(fh.fileno()), hashlib.sha256(data))
+                return _pe_digest(p, data, signer, epoch)
             fh.seek(0)
             while chunk := fh.read(CHUNK):
                 h256.update(chunk)
                 h1.update(chunk)
+            _record_source(sources, p, st, os.fstat(fh.fileno()), h256)
     except OSError as exc:
         raise p.where.error(f"cannot read {p.display}: {exc.strerror}") from None
     except FFUError as exc:
         raise exc.at(p.display) from None
     return cbs.FileDigest(st.st_size, h256.digest()), catalog.MemberHash("flat", h256.digest(), h1.digest(),
                                                                          st.st_size), None
+
+
+def _record_source(sources: SourceDigests | None, p: Payload, before: os.stat_result, after: os.stat_result,
+                   h) -> None:
+    if sources is not None and (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns):
+        sources[str(p.source)] = (after.st_size, after.st_mtime_ns, h.hexdigest())
 
 
 def _pe_digest(p: Payload, data: bytes, signer: signing.Signer | None, epoch: int,
@@ -70,17 +84,21 @@ def _pe_digest(p: Payload, data: bytes, signer: signing.Signer | None, epoch: in
     return cbs.FileDigest(len(data), hashlib.sha256(data).digest()), member, signed
 
 
-def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = BuildSettings()) -> None:
-    """Write the (signed) CAB for one package variant atomically; raise FFUError for user mistakes."""
+def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = BuildSettings()) -> SourceDigests:
+    """Write the (signed) CAB for one package variant atomically; raise FFUError for user mistakes.
+    Returns the SHA-256 of every payload file as read (the build tool's content signatures of
+    those sources, computed here in passing instead of by a second read)."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    _build(v, out_path, settings)
+    sources: SourceDigests = {}
+    _build(v, out_path, settings, sources)
+    return sources
 
 
-def _build(v: Variant, out_path: Path, settings: BuildSettings) -> None:
+def _build(v: Variant, out_path: Path, settings: BuildSettings, sources: SourceDigests) -> None:
     pe_signer = settings.signer if settings.sign_pe else None
     layout_payload = [*v.payload, *(p for p in (v.bcd, v.binary_image) if p is not None)]
-    hashed = {p.device_path.lower(): _digest(p, None if p is v.bcd else pe_signer, settings.epoch)
+    hashed = {p.device_path.lower(): _digest(p, None if p is v.bcd else pe_signer, settings.epoch, sources)
               for p in layout_payload}
     digests = {k: d for k, (d, _, _) in hashed.items()}
     if v.bcd is not None:

@@ -24,7 +24,7 @@ import SCons.Node.Python
 import SCons.Scanner
 import SCons.Util
 
-from . import pkgbuild, project, signing, testpki, toolsig, variant, workers
+from . import pkgbuild, plancache, project, signing, testpki, toolsig, variant, workers
 from .errors import FFUError
 
 DEFAULT_EPOCH = 1577836800  # 2020-01-01T00:00:00Z, used when SOURCE_DATE_EPOCH is unset
@@ -160,13 +160,19 @@ def _options(spec: dict) -> variant.BuildOptions:
         languages=tuple(spec["languages"]), build_type=spec["build_type"])
 
 
-def _plan(env, project_rel: str, spec: dict) -> list[variant.Variant]:
-    return _plan_at(env.Dir("#").abspath, project_rel, spec)
-
-
 def _plan_at(top: str, project_rel: str, spec: dict) -> list[variant.Variant]:
     p = project.load(os.path.join(top, project_rel), project_rel)
     return variant.plan(p, _options(spec), os.path.dirname(project_rel), Path(top))
+
+
+def _planned(env, project_rel: str, spec: dict) -> list[plancache.Planned]:
+    """What Package() declares for the project, reused from the last run while its inputs are unchanged."""
+    top = env.Dir("#").abspath
+    file = env.get("FFU_PLAN_CACHE", plancache.DEFAULT_FILE)
+    file = env.subst(file) if "$" in file else file
+    if file:  # not a node: the cache is no part of the graph
+        file = os.path.join(top, file[1:].lstrip("/")) if file.startswith("#") else os.path.join(top, file)
+    return plancache.plans(file, top, project_rel, spec, lambda: _plan_at(top, project_rel, spec))
 
 
 def _package_scan(node, env, path):
@@ -189,17 +195,21 @@ def _package_action(target, source, env):
     job = json.loads(env["FFU_PKG_JOB"])
     signed = source[0].read()
     try:  # in a worker process with -jN (N > 1): package builds are Python and would share the GIL
-        workers.call(_package_work, env.Dir("#").abspath, job["project"], job["spec"], target[0].name,
-                     target[0].abspath, signed, _SIGNER_KEYS.get(json.loads(signed)["signer"]),
-                     jobs=GetOption("num_jobs") or 1)
+        presigned, sources = workers.call(_package_work, env.Dir("#").abspath, job["project"], job["spec"], target[0].name,
+                                 target[0].abspath, signed, _SIGNER_KEYS.get(json.loads(signed)["signer"]),
+                                 jobs=GetOption("num_jobs") or 1)
     except FFUError as exc:
         return SCons.Errors.BuildError(errstr=str(exc), status=2, exitstatus=2)
+    _PRESIGNED[target[0].abspath] = presigned
+    _SOURCE_SIGS.update(sources)
     return 0
 
 
 def _package_work(top: str, project_rel: str, spec: dict, cab_name: str, out_path: str, signed_json: str,
-                  signer_key: tuple | None) -> None:
-    """The package action's work, from plain arguments (it may run in a worker process)."""
+                  signer_key: tuple | None) -> tuple[tuple[int, int, str], pkgbuild.SourceDigests]:
+    """The package action's work, from plain arguments (it may run in a worker process); returns the
+    CAB's content signature, computed there while its bytes are in the page cache, and the SHA-256
+    of every payload file the build read."""
     by_name = {v.cab_name: v for v in _plan_at(top, project_rel, spec)}
     v = by_name.get(cab_name)
     if v is None:
@@ -208,7 +218,8 @@ def _package_work(top: str, project_rel: str, spec: dict, cab_name: str, out_pat
     signer = _signer_in_process(signed["signer"], signer_key) if signed["signer"] else None
     settings = pkgbuild.BuildSettings(compression=signed["compression"], epoch=signed["epoch"],
                                       signer=signer, sign_pe=signed["signPE"])
-    pkgbuild.build_variant(v, out_path, settings)
+    sources = pkgbuild.build_variant(v, out_path, settings)
+    return content_signature(out_path), sources
 
 
 def _signer_in_process(identity: str, key: tuple | None) -> signing.Signer:
@@ -327,10 +338,9 @@ def Package(env, project_file, CPU=None, VARIABLES=None, VERSION=None, LANGUAGES
     except FFUError as exc:
         _fail(str(exc))
     try:
-        variants = _plan(env, rel, spec)
+        variants = _planned(env, rel, spec)
     except FFUError as exc:
         _fail(str(exc.at(rel)))
-    top = Path(env.Dir("#").abspath)
     signer = signer_of(env)
     job = json.dumps({"project": rel, "spec": spec}, sort_keys=True)
     nodes = []
@@ -342,16 +352,12 @@ def Package(env, project_file, CPU=None, VARIABLES=None, VERSION=None, LANGUAGES
         # Variables reach the signature through the resolved content, not wholesale: a product
         # variable that a package does not use does not rebuild it.
         # The signer enters by identity (certificate fingerprints or command), never key material.
-        signed = {"content": variant.describe(v, top), "compression": spec["compression"],
+        signed = {"content": v.content, "compression": spec["compression"],
                   "epoch": spec["epoch"], "signer": signer.identity if signer else None,
                   "signPE": bool(env.get("FFU_SIGN_PE") if SIGN_PE is None else SIGN_PE) and signer is not None}
         value = env.Value(json.dumps(signed, sort_keys=True))
         nodes += _PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
-        layout_files = tuple(sorted(
-            (pl.name.lower(), str(pl.source)) for pl in v.payload
-            if pl.name.lower() in ("devicelayout.xml", "oemdeviceplatform.xml")
-            and pl.dest_rel.lower().endswith("imageupdate")))
-        PACKAGES[target.abspath] = PackageRecord(v.name, v.partition, v.project.release_type, rel, layout_files)
+        PACKAGES[target.abspath] = PackageRecord(v.name, v.partition, v.release_type, rel, v.layout_files)
     return nodes
 
 
@@ -507,13 +513,13 @@ def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
 def _layout_source(env, cab: Path, which: str) -> bytes:
     """DeviceLayout.xml / OEMDevicePlatform.xml at SConscript time: from the project's source
     file for a CAB this build makes, else from the (vendor) CAB itself."""
-    from . import image
     rec = PACKAGES.get(os.path.abspath(str(cab)))
     if rec is not None:
         for name, src in rec.layout_files:
             if name == which:
                 return Path(src).read_bytes()
         raise FFUError(f"package {rec.name} ({rec.origin}) installs no \\Windows\\ImageUpdate\\{which}")
+    from . import image  # not before: its imports cost a no-op build tens of milliseconds
     files = image.read_layout_files(Path(cab))
     if which not in files:
         raise FFUError(f"package {Path(cab).name} carries no \\Windows\\ImageUpdate\\{which}")
@@ -534,12 +540,17 @@ def _layout_action(target, source, env):
 
 
 def _partition_action(target, source, env):
-    from . import image
+    from SCons.Script import GetOption
+
+    from . import extractcache, image
     spec = json.loads(source[1].read())
     top = Path(env.Dir("#").abspath)
-    try:
+    out = Path(target[0].abspath)
+    try:  # packages extracted by earlier builds are reused: only changed CABs are extracted again
         image.build_partition(Path(source[0].abspath), spec["partition"], [top / c for c in spec["cabs"]],
-                              Path(target[0].abspath), Path(target[1].abspath), epoch=spec["epoch"])
+                              out, Path(target[1].abspath), epoch=spec["epoch"],
+                              cache_dir=out.parent / extractcache.DIRNAME / spec["partition"],
+                              jobs=GetOption("num_jobs") or 1)
     except FFUError as exc:
         return SCons.Errors.BuildError(errstr=f"{spec['oeminput']}: {exc}", status=2, exitstatus=2)
     return 0
@@ -612,7 +623,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
     """Declare an image: the package set from the OEMInput and the merged FMs of this build, the
     layout, one target per partition (depending on exactly the CABs that land on it) and the FFU.
     Returns [Flash.ffu (, Flash.img)]."""
-    from . import features, layout
+    from . import extractcache, features, layout
 
     cpu = env.subst("$FFU_CPU").lower()
     oi = _source_file(env, oeminput, "an OEMInput file")
@@ -674,6 +685,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
                                    layout_json + [env.Value(json.dumps(pspec, sort_keys=True))]
                                    + [env.File("#" + c) for c in cabs])
         images.append(nodes[0])
+        env.Clean(nodes, outdir.Dir(f"partitions/{extractcache.DIRNAME}/{name}"))
     fspec = {"oeminput": rel, "partitions": list(partitions), "epoch": epoch,
              "signer": signer.identity if signer else None,
              "description": f"{product} {config} ({cpu}) built by ffuforge",
@@ -683,7 +695,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
     ffu_nodes = _FFU_BUILDER(env, targets, layout_json + [env.Value(json.dumps(fspec, sort_keys=True))] + images)
     env.NoCache(ffu_nodes)   # large and cheap to re-assemble from cached partitions
     for n in images + ffu_nodes:
-        n.attributes.ffuforge_blocks = True   # content signature without reading holes: _content_hash
+        n.attributes.ffuforge_blocks = True   # content signature without reading holes: _get_csig
     env.Requires(ffu_nodes, resolution_node)  # the package report comes with every image
     env.Alias(f"image-{product}-{config}".lower(), ffu_nodes)
     return ffu_nodes
@@ -691,19 +703,79 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
 
 # ------------------------------------------------------------------------------ cache
 
-def _content_hash(node) -> str:
-    """Partition images and FFUs are signed block by block, holes unread (ffuforge.contentsig):
-    SCons' whole-file MD5 of the sparse 8 GiB Data volume took longer than building the image."""
-    if getattr(node.attributes, "ffuforge_blocks", False) and node.rexists():
-        from .contentsig import file_signature
-        return file_signature(node.rfile().get_abspath())
-    return _FILE_CONTENT_HASH(node)
+def _get_csig(node) -> str:
+    """CABs, partition images and FFUs are signed block by block, holes unread (ffuforge.contentsig),
+    whatever their size: SCons' whole-file hash of the sparse 8 GiB Data volume took longer than
+    building the image. The action that wrote the file has usually computed the signature already
+    (a CAB's in its worker process, in parallel, while its bytes were in the page cache), and
+    SCons' one taskmaster thread takes it instead of reading the file again."""
+    if not _block_signed(node):
+        return _source_csig(node) or _FILE_GET_CSIG(node)
+    ninfo = node.get_ninfo()
+    try:
+        return ninfo.csig
+    except AttributeError:
+        pass
+    csig = node.get_max_drift_csig()
+    if not csig:
+        if not node.rexists():
+            return _FILE_GET_CSIG(node)
+        path = node.rfile().get_abspath()
+        known = _PRESIGNED.get(path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return _FILE_GET_CSIG(node)
+        if known is not None and (st.st_size, st.st_mtime_ns) == known[:2]:
+            csig = known[2]
+        else:
+            csig = content_signature(path)[2]
+    ninfo.csig = csig
+    return csig
 
 
-_FILE_CONTENT_HASH = getattr(SCons.Node.FS.File.get_content_hash, "ffuforge_original",
-                             SCons.Node.FS.File.get_content_hash)
-_content_hash.ffuforge_original = _FILE_CONTENT_HASH
-SCons.Node.FS.File.get_content_hash = _content_hash
+def _source_csig(node) -> str | None:
+    """A payload file's content signature from the package build that read it (SCons' own, the
+    SHA-256 of the file, when SCons uses SHA-256): one read per payload instead of two, and the
+    hashing done in the worker processes rather than on the taskmaster thread."""
+    if not _SOURCE_SIGS or node.has_builder() or SCons.Util.get_current_hash_algorithm_used() != "sha256":
+        return None
+    known = _SOURCE_SIGS.get(node.get_abspath())
+    if known is None:
+        return None
+    ninfo = node.get_ninfo()
+    try:
+        return ninfo.csig
+    except AttributeError:
+        pass
+    try:
+        st = os.stat(node.get_abspath())
+    except OSError:
+        return None
+    if (st.st_size, st.st_mtime_ns) != known[:2]:
+        return None
+    ninfo.csig = known[2]
+    return known[2]
+
+
+def _block_signed(node) -> bool:
+    return getattr(node.attributes, "ffuforge_blocks", False) or (
+        node.has_builder() and node.get_builder() is _PACKAGE_BUILDER)
+
+
+def content_signature(path: str) -> tuple[int, int, str]:
+    """(size, mtime_ns, block signature) of a file an action has just written."""
+    from .contentsig import file_signature
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, file_signature(path)
+
+
+_PRESIGNED: dict[str, tuple[int, int, str]] = {}  # target path -> content_signature() from its action
+_SOURCE_SIGS: pkgbuild.SourceDigests = {}         # payload path -> SHA-256 from the package build
+
+_FILE_GET_CSIG = getattr(SCons.Node.FS.File.get_csig, "ffuforge_original", SCons.Node.FS.File.get_csig)
+_get_csig.ffuforge_original = _FILE_GET_CSIG
+SCons.Node.FS.File.get_csig = _get_csig
 
 
 class SparseCacheDir(SCons.CacheDir.CacheDir):
@@ -724,6 +796,11 @@ class SparseCacheDir(SCons.CacheDir.CacheDir):
 
 
 def generate(env):
+    # SCons hashes every source and CAB it sees (gigabytes per product) on its one taskmaster
+    # thread; SHA-256 runs 2.3× faster than its default MD5 on CPUs with SHA extensions. A
+    # --hash-format given on the command line still wins.
+    from SCons.Script import SetOption
+    SetOption("hash_format", "sha256")
     env["CACHEDIR_CLASS"] = SparseCacheDir
     env.SetDefault(
         FFU_CPU="arm",
