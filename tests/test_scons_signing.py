@@ -1,8 +1,10 @@
 """End to end: packages are signed in the graph; signer identity rebuilds; retail needs a real cert."""
 
 import datetime
+import hashlib
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ffuforge import verify
+from ffuforge.cab import content_signature
 
 from scons_util import built, copy_workspace, scons
 
@@ -54,6 +57,42 @@ def test_every_package_is_signed_with_the_test_chain(ws):
         r = subprocess.run(["osslsigncode", "verify", "-in", str(cabs[0]), "-CAfile", str(ws / "testcerts/root.crt")],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stdout
+
+
+def _stored_csigs(ws) -> dict[str, str]:
+    """path (relative to ws) -> content signature, as SCons stored it."""
+    db = next((ws / "build").glob(".sconsign-py*.dblite"))
+    out = subprocess.run([str(Path(sys.executable).with_name("sconsign")), "-c", str(db)], cwd=ws,
+                         capture_output=True, text=True, check=True).stdout
+    csigs, directory = {}, ""
+    for line in out.splitlines():
+        if line.startswith("=== "):
+            directory = line[4:].rstrip(":")
+        elif ": " in line:
+            name, csig = line.split(": ", 1)
+            csigs[f"{directory}/{name}"] = csig.strip()
+    return csigs
+
+
+def test_signatures_scons_stores_are_those_of_the_bytes(ws):
+    """CAB signatures come from the writer and payload ones from the package build (no second read):
+    both must be what reading the file gives."""
+    csigs = _stored_csigs(ws)
+    cabs = sorted((ws / "build/arm64/packages").glob("*.cab"))
+    from_writer = 0
+    for path in cabs:
+        stored = csigs[str(path.relative_to(ws))]
+        if stored == content_signature(path):
+            from_writer += 1
+        else:   # feature identifier packages are signed by SCons itself
+            assert stored == hashlib.sha256(path.read_bytes()).hexdigest(), path.name
+    assert from_writer >= 15
+    infs = [k for k in csigs if k.endswith(".inf")]
+    assert infs
+    for rel in infs:
+        assert csigs[rel] == hashlib.sha256((ws / rel).read_bytes()).hexdigest(), rel
+    proc = scons(ws, "-q", "packages", "features", check=False)   # a new process: signatures read back
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_retail_refuses_to_start_without_a_certificate(ws):

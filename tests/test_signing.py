@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ffuforge import cab, catalog, pe, testpki, verify
+from ffuforge import cab, catalog, contentsig, pe, testpki, verify
 from ffuforge.errors import FFUError
 from ffuforge.signing import CommandSigner, KeySigner, load_key_signer
 
@@ -254,6 +254,44 @@ def test_resigning_a_cab_replaces_its_signature(signer, unsigned, tmp_path):
     signer.sign_cab(tmp_path / "a.cab", tmp_path / "a.cab", epoch=EPOCH + 60)  # in place
     assert (tmp_path / "a.cab").read_bytes() == fresh
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("compression", ["none", "mszip"])
+def test_cab_content_signature_of_the_writer_is_the_readers(signer, tmp_path, compression):
+    """The build tool's signature of a signed CAB comes from the writer (no second hashing pass);
+    read back from the file it is the same, and any byte of the file, the parts the Authenticode
+    digest skips included, changes it."""
+    members = [cab.CabMember(f"f{i}.bin", data=os.urandom(40_000 * i + 7)) for i in range(1, 4)]
+    out = tmp_path / "s.cab"
+    info = cab.write_cab(out, members, compression=compression, timestamp=EPOCH, reserve_signature=True,
+                         authenticode=lambda d: signer.cab_signature(d, epoch=EPOCH))
+    assert info.content_signature is not None
+    assert cab.content_signature(out) == info.content_signature
+    data = out.read_bytes()
+    sig_offset, sig_len = struct.unpack_from("<II", data, cab.SIG_OFFSET_POS)
+    assert sig_offset + sig_len == len(data)
+    seen = {info.content_signature}
+    for pos in (5, 35, 41, cab.SIG_OFFSET_POS + 1, 100, len(data) // 2, sig_offset + 10, len(data) - 1):
+        bad = tmp_path / f"bad{pos}.cab"
+        flipped = bytearray(data)
+        flipped[pos] ^= 0x01
+        bad.write_bytes(bytes(flipped))
+        sig = cab.content_signature(bad) or contentsig.file_signature(bad)   # as scons_tool does
+        assert sig not in seen, pos
+        seen.add(sig)
+    (tmp_path / "longer.cab").write_bytes(data + bytes(8))
+    assert cab.content_signature(tmp_path / "longer.cab") not in seen
+    plain = tmp_path / "plain.cab"   # unsigned: the whole file's SHA-256, from the writer when uncompressed
+    written = cab.write_cab(plain, members, compression=compression).content_signature
+    assert cab.content_signature(plain) == (written or cab.content_signature(plain)) not in seen
+    assert (written is None) == (compression == "mszip")
+    plain.write_bytes(plain.read_bytes() + b"\0")
+    assert cab.content_signature(plain) != written
+    assert cab.content_signature(tmp_path / "none.cab") is None
+    ran = []
+    info = cab.write_cab(tmp_path / "f.cab", members, compression=compression, reserve_signature=True,
+                         authenticode=lambda d: signer.cab_signature(d, epoch=EPOCH), finish=ran.append)
+    assert ran and info.content_signature is None   # the file may have changed after the writer
 
 
 # ----------------------------------------------------------------------------- determinism

@@ -298,6 +298,9 @@ class CabInfo:
     num_files: int
     cb_cabinet: int
     members: tuple[CabEntry, ...]
+    # content_signature() of the file as written, when it was computed in passing (uncompressed, or
+    # signed here; nothing run on the file afterwards); else None
+    content_signature: str | None = None
 
 
 # --- writer -----------------------------------------------------------------------------------
@@ -530,9 +533,13 @@ def write_cab(
         if authenticode is not None:
             hasher = hashlib.sha256(_signed_layout_header(head))
             hasher.update(head[header_size:])
+        elif not reserve_signature:  # the file's own SHA-256, for content_signature()
+            hasher = hashlib.sha256(head)
+        if hasher is not None:
             hasher.update(file_table)
     else:
         head = bytes(coff_files)
+    content_sig = None
     tmp = _temp_name(out)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
@@ -592,9 +599,19 @@ def write_cab(
                 blob = authenticode(digest)
                 f.seek(SIG_OFFSET_POS)
                 padded = bytes(blob) + bytes(-len(blob) % 8)
-                f.write(pos.to_bytes(4, "little") + len(padded).to_bytes(4, "little"))
+                offsets = pos.to_bytes(4, "little") + len(padded).to_bytes(4, "little")
+                f.write(offsets)
                 f.seek(pos)
                 f.write(padded)
+                if finish is None:  # the header as it now is on disk; its first 60 bytes are ours
+                    final = header_of(pos, folder_entries)
+                    final = final[:SIG_OFFSET_POS] + offsets + final[SIG_OFFSET_POS + 8:]
+                    h = _signed_content_hash(digest, final)
+                    h.update(padded)
+                    h.update((pos + len(padded)).to_bytes(8, "little"))
+                    content_sig = h.hexdigest()
+            elif hasher is not None and finish is None:
+                content_sig = _plain_content_signature(hasher.digest(), pos)
         if finish is not None:
             finish(tmp)
         os.replace(tmp, out)
@@ -608,6 +625,7 @@ def write_cab(
         num_files=len(planned),
         cb_cabinet=pos,
         members=tuple(CabEntry(p.name, p.size, p.folder, p.offset, date, tm, p.attribs) for p in planned),
+        content_signature=content_sig,
     )
 
 
@@ -1101,6 +1119,53 @@ def _signed_layout_header(head: bytes) -> bytes:
     """The header bytes the signed-layout digest covers (signing.md §5.2): all but reserved1 and
     the 24-byte reserve fields; prev/next cabinet strings are not used by our writer."""
     return head[0:4] + head[8:34] + head[56:60]
+
+
+_SIGNED_TAG = b"ffuforge-signed-cab-sha256-v1\0"
+_PLAIN_TAG = b"ffuforge-cab-sha256-v1\0"
+
+
+def _plain_content_signature(sha256: bytes, size: int) -> str:
+    h = hashlib.sha256(_PLAIN_TAG)
+    h.update(sha256)
+    h.update(size.to_bytes(8, "little"))
+    return h.hexdigest()
+
+
+def _signed_content_hash(digest: bytes, head: bytes):
+    """Start of :func:`content_signature`: the tag, the signed-layout SHA-256 and the
+    header bytes that digest leaves out (reserved1, iCabinet, the reserve's sizes and offsets)."""
+    h = hashlib.sha256(_SIGNED_TAG)
+    h.update(digest)
+    h.update(head[4:8])
+    h.update(head[34:56])
+    return h
+
+
+def content_signature(path: str | os.PathLike) -> str | None:
+    """A content signature of a CAB that its writer gets for free (:attr:`CabInfo.content_signature`),
+    so the build tool does not read and hash the file again. With the signature reserve: the
+    signed-layout SHA-256 (the Authenticode digest a signer computes anyway) plus every byte that
+    digest leaves out — the header fields above, the appended signature and padding — and the
+    size; as strong as a hash of the whole file. Without: the SHA-256 of the whole file. None for
+    a file that does not parse as a CAB (the caller signs it some other way)."""
+    path = str(path)
+    try:
+        with open(path, "rb") as f:
+            head, hdr, size = _read_header(f, path)
+            if not hdr.flags & FLAG_RESERVE_PRESENT:
+                plain = hashlib.sha256()
+                _hash_range(plain, f, 0, size)
+                return _plain_content_signature(plain.digest(), size)
+        digest = cab_hash(path)
+        with open(path, "rb") as f:
+            head, hdr, size = _read_header(f, path)
+            h = _signed_content_hash(digest, head)
+            _hash_range(h, f, hdr.cbCabinet, size)
+    except (FFUError, OSError, EOFError, ConstructError):
+        return None
+    h.update(size.to_bytes(8, "little"))
+    return h.hexdigest()
 
 
 def cab_hash(path: str | os.PathLike, algo: str = "sha256") -> bytes:

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from . import cab, catalog, cbs, pe, project, signing
 from .errors import FFUError
@@ -84,18 +85,22 @@ def _pe_digest(p: Payload, data: bytes, signer: signing.Signer | None, epoch: in
     return cbs.FileDigest(len(data), hashlib.sha256(data).digest()), member, signed
 
 
-def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = BuildSettings()) -> SourceDigests:
-    """Write the (signed) CAB for one package variant atomically; raise FFUError for user mistakes.
-    Returns the SHA-256 of every payload file as read (the build tool's content signatures of
-    those sources, computed here in passing instead of by a second read)."""
+class Built(NamedTuple):
+    """What the build tool can take from a package build instead of reading files again."""
+    sources: SourceDigests            # SHA-256 of every payload file as read
+    cab_signature: str | None         # cab.content_signature() of the CAB, when its writer computed it
+
+
+def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = BuildSettings()) -> Built:
+    """Write the (signed) CAB for one package variant atomically; raise FFUError for user mistakes."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     sources: SourceDigests = {}
-    _build(v, out_path, settings, sources)
-    return sources
+    info = _build(v, out_path, settings, sources)
+    return Built(sources, info.content_signature)
 
 
-def _build(v: Variant, out_path: Path, settings: BuildSettings, sources: SourceDigests) -> None:
+def _build(v: Variant, out_path: Path, settings: BuildSettings, sources: SourceDigests) -> cab.CabInfo:
     pe_signer = settings.signer if settings.sign_pe else None
     layout_payload = [*v.payload, *(p for p in (v.bcd, v.binary_image) if p is not None)]
     hashed = {p.device_path.lower(): _digest(p, None if p is v.bcd else pe_signer, settings.epoch, sources)
@@ -126,14 +131,13 @@ def _build(v: Variant, out_path: Path, settings: BuildSettings, sources: SourceD
         else:
             cab_members.append(cab.CabMember(e.cab_path, data=e.data))
     if settings.signer is None:
-        cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=settings.epoch)
-        return
+        return cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=settings.epoch)
     # In-process signers sign the CAB as it is written (with the signature reserve), before it is
     # renamed into place; external tools (osslsigncode and friends) get the plain CAB to sign.
     signer, epoch = settings.signer, settings.epoch
     if isinstance(signer, signing.KeySigner):
-        cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=epoch,
-                      reserve_signature=True, authenticode=lambda digest: signer.cab_signature(digest, epoch=epoch))
-    else:
-        cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=epoch,
-                      finish=lambda path: signer.sign_cab(path, path, epoch=epoch))
+        return cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=epoch,
+                             reserve_signature=True,
+                             authenticode=lambda digest: signer.cab_signature(digest, epoch=epoch))
+    return cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=epoch,
+                         finish=lambda path: signer.sign_cab(path, path, epoch=epoch))

@@ -218,8 +218,8 @@ def _package_work(top: str, project_rel: str, spec: dict, cab_name: str, out_pat
     signer = _signer_in_process(signed["signer"], signer_key) if signed["signer"] else None
     settings = pkgbuild.BuildSettings(compression=signed["compression"], epoch=signed["epoch"],
                                       signer=signer, sign_pe=signed["signPE"])
-    sources = pkgbuild.build_variant(v, out_path, settings)
-    return content_signature(out_path), sources
+    built = pkgbuild.build_variant(v, out_path, settings)
+    return content_signature(out_path, cab_file=True, known=built.cab_signature), built.sources
 
 
 def _signer_in_process(identity: str, key: tuple | None) -> signing.Signer:
@@ -704,11 +704,11 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
 # ------------------------------------------------------------------------------ cache
 
 def _get_csig(node) -> str:
-    """CABs, partition images and FFUs are signed block by block, holes unread (ffuforge.contentsig),
+    """Partition images and FFUs are signed block by block, holes unread (ffuforge.contentsig),
     whatever their size: SCons' whole-file hash of the sparse 8 GiB Data volume took longer than
-    building the image. The action that wrote the file has usually computed the signature already
-    (a CAB's in its worker process, in parallel, while its bytes were in the page cache), and
-    SCons' one taskmaster thread takes it instead of reading the file again."""
+    building the image. CABs by cab.content_signature. The action that wrote the file has usually
+    computed the signature already (a CAB's writer in passing, in its worker process), and SCons'
+    one taskmaster thread takes it instead of reading the file again."""
     if not _block_signed(node):
         return _source_csig(node) or _FILE_GET_CSIG(node)
     ninfo = node.get_ninfo()
@@ -729,7 +729,7 @@ def _get_csig(node) -> str:
         if known is not None and (st.st_size, st.st_mtime_ns) == known[:2]:
             csig = known[2]
         else:
-            csig = content_signature(path)[2]
+            csig = content_signature(path, cab_file=not getattr(node.attributes, "ffuforge_blocks", False))[2]
     ninfo.csig = csig
     return csig
 
@@ -763,11 +763,19 @@ def _block_signed(node) -> bool:
         node.has_builder() and node.get_builder() is _PACKAGE_BUILDER)
 
 
-def content_signature(path: str) -> tuple[int, int, str]:
-    """(size, mtime_ns, block signature) of a file an action has just written."""
-    from .contentsig import file_signature
+def content_signature(path: str, *, cab_file: bool = False, known: str | None = None) -> tuple[int, int, str]:
+    """(size, mtime_ns, content signature) of a file an action has just written. A CAB is signed
+    by cab.content_signature (`known` when its writer computed it in passing: a signed CAB's comes
+    from the Authenticode digest, so signing adds no hashing pass); other files, and what does not
+    parse as a CAB, block by block (ffuforge.contentsig). Either depends on the bytes alone."""
     st = os.stat(path)
-    return st.st_size, st.st_mtime_ns, file_signature(path)
+    if cab_file and known is None:
+        from .cab import content_signature as cab_signature
+        known = cab_signature(path)
+    if known is None:
+        from .contentsig import file_signature
+        known = file_signature(path)
+    return st.st_size, st.st_mtime_ns, known
 
 
 _PRESIGNED: dict[str, tuple[int, int, str]] = {}  # target path -> content_signature() from its action
