@@ -346,6 +346,21 @@ def test_libwim_and_wimlib_commands_write_the_same_volume(tmp_path, monkeypatch)
     assert fsimage._LIBWIM["usable"] is False
 
 
+def test_skipping_fsync_changes_no_byte(tmp_path, monkeypatch):
+    if not shutil.which("eatmydata") or not os.access("/usr/sbin/mkntfs", os.X_OK):
+        pytest.skip("eatmydata and ntfs-3g are installed by ./bootstrap")
+    tree = tmp_path / "tree"
+    for i in range(30):
+        p = tree / f"d{i % 4}" / f"f{i}.bin"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(os.urandom(i * 1499))
+    assert fsimage._no_fsync()
+    synced = fsimage.write_ntfs(tree, tmp_path / "a.img", size_bytes=16 << 20, label="MainOS", timestamp=EPOCH)
+    monkeypatch.setattr(fsimage, "_no_fsync", lambda: [])
+    plain = fsimage.write_ntfs(tree, tmp_path / "b.img", size_bytes=16 << 20, label="MainOS", timestamp=EPOCH)
+    assert synced.read_bytes() == plain.read_bytes()
+
+
 # ------------------------------------------------------------------------------------------- e2e
 
 OUT = Path("build/arm64/SampleA/Test")
