@@ -10,13 +10,24 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_CREATE_MODE = 0o666 & ~_umask()   # what open() would give: mkstemp's 0600 kept FFUs from the lab
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
-    """Yield a temp file beside `path`; rename it over `path` only if the block succeeds."""
+    """Yield a temp file beside `path`; rename it over `path` only if the block succeeds. The
+    result has the permissions of a file created with open() (0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
+        os.fchmod(fd, _CREATE_MODE)
         with os.fdopen(fd, "wb") as fh:
             yield fh
         os.replace(tmp, path)
