@@ -803,12 +803,32 @@ class SparseCacheDir(SCons.CacheDir.CacheDir):
         return dst
 
 
+def _ignore_ctrl_c_at_exit() -> None:
+    """Ctrl-C that reaches scons while it exits — the build over, the interpreter joining the
+    worker pool's threads and running atexit handlers — printed a KeyboardInterrupt traceback or
+    killed scons silently by SIGINT. Once the build is over there is nothing left to interrupt."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _hook_exit() -> None:
+    import threading
+    register = getattr(threading, "_register_atexit", None)   # run first when the interpreter exits:
+    if register is not None and not _EXIT_HOOKED:              # concurrent.futures' hooks, registered
+        _EXIT_HOOKED.append(True)                              # at import, run after (in reverse order)
+        register(_ignore_ctrl_c_at_exit)
+
+
+_EXIT_HOOKED: list[bool] = []
+
+
 def generate(env):
     # SCons hashes every source and CAB it sees (gigabytes per product) on its one taskmaster
     # thread; SHA-256 runs 2.3× faster than its default MD5 on CPUs with SHA extensions. A
     # --hash-format given on the command line still wins.
     from SCons.Script import SetOption
     SetOption("hash_format", "sha256")
+    _hook_exit()
     env["CACHEDIR_CLASS"] = SparseCacheDir
     env.SetDefault(
         FFU_CPU="arm",

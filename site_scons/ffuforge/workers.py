@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
@@ -42,9 +43,9 @@ def _worker_init() -> None:
     killed exits at once, so none outlives it to rename an output into place under the next build.
     (Not PR_SET_PDEATHSIG: that fires when the SCons thread that started the worker ends.)"""
     import os
-    import signal
     import time
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # blocked since birth: see _submit
     parent = os.getppid()
 
     def watch() -> None:
@@ -63,6 +64,18 @@ def _discard(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _submit(pool: concurrent.futures.ProcessPoolExecutor, fn: Callable[..., T], *args) -> concurrent.futures.Future:
+    """pool.submit, with Ctrl-C blocked in this thread meanwhile: the workers it may start inherit
+    the mask, so a Ctrl-C while they start up (importing, before _worker_init ignores it) stays
+    pending instead of printing a KeyboardInterrupt traceback from each. SCons' main thread still
+    takes the signal."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def call(fn: Callable[..., T], *args, jobs: int) -> T:
     """`fn(*args)`: in a worker process when `jobs` > 1, else here.
 
@@ -72,7 +85,7 @@ def call(fn: Callable[..., T], *args, jobs: int) -> T:
         return fn(*args)
     pool = _pool(jobs)
     try:
-        future = pool.submit(fn, *args)
+        future = _submit(pool, fn, *args)
     except (RuntimeError, BrokenProcessPool):
         _discard(pool)
         return fn(*args)
@@ -95,7 +108,7 @@ def imap(fn: Callable[..., T], calls: list[tuple], *, jobs: int) -> Iterator[T]:
     futures: list[concurrent.futures.Future] = []
     try:
         for args in calls:
-            futures.append(pool.submit(fn, *args))
+            futures.append(_submit(pool, fn, *args))
     except (RuntimeError, BrokenProcessPool):
         _discard(pool)
         for future in futures:
