@@ -51,8 +51,9 @@ def _digest(p: Payload, signer: signing.Signer | None = None, epoch: int = 0, so
             head = fh.read(2)
             if head == b"MZ" and pe.is_pe(p.source):  # PE files are catalogued by their Authenticode hash
                 data = head + fh.read()
-                _record_source(sources, p, st, os.fstat(fh.fileno()), hashlib.sha256(data))
-                return _pe_digest(p, data, signer, epoch)
+                h256.update(data)
+                _record_source(sources, p, st, os.fstat(fh.fileno()), h256)
+                return _pe_digest(p, data, h256.digest(), signer, epoch)
             fh.seek(0)
             while chunk := fh.read(CHUNK):
                 h256.update(chunk)
@@ -72,17 +73,18 @@ def _record_source(sources: SourceDigests | None, p: Payload, before: os.stat_re
         sources[str(p.source)] = (after.st_size, after.st_mtime_ns, h.hexdigest())
 
 
-def _pe_digest(p: Payload, data: bytes, signer: signing.Signer | None, epoch: int,
+def _pe_digest(p: Payload, data: bytes, sha256: bytes, signer: signing.Signer | None, epoch: int,
                ) -> tuple[cbs.FileDigest, catalog.MemberHash, bytes | None]:
+    """`sha256`: of `data`, the file as read."""
     signed = None
     if signer is not None:
         signed = signer.sign_pe_data(data, p.display, epoch=epoch)
         if signed is data:
             signed = None  # already signed: stored from the file as it is
         else:
-            data = signed
+            data, sha256 = signed, hashlib.sha256(signed).digest()
     member = catalog.member_hashes(catalog.CatalogMember(p.display, None, data))
-    return cbs.FileDigest(len(data), hashlib.sha256(data).digest()), member, signed
+    return cbs.FileDigest(len(data), sha256), member, signed
 
 
 class Built(NamedTuple):

@@ -721,15 +721,12 @@ def _get_csig(node) -> str:
         if not node.rexists():
             return _FILE_GET_CSIG(node)
         path = node.rfile().get_abspath()
-        known = _PRESIGNED.get(path)
         try:
             st = os.stat(path)
         except OSError:
             return _FILE_GET_CSIG(node)
-        if known is not None and (st.st_size, st.st_mtime_ns) == known[:2]:
-            csig = known[2]
-        else:
-            csig = content_signature(path, cab_file=not getattr(node.attributes, "ffuforge_blocks", False))[2]
+        csig = _unchanged(st, _PRESIGNED.get(path)) or content_signature(
+            path, cab_file=not getattr(node.attributes, "ffuforge_blocks", False))[2]
     ninfo.csig = csig
     return csig
 
@@ -752,10 +749,17 @@ def _source_csig(node) -> str | None:
         st = os.stat(node.get_abspath())
     except OSError:
         return None
-    if (st.st_size, st.st_mtime_ns) != known[:2]:
-        return None
-    ninfo.csig = known[2]
-    return known[2]
+    csig = _unchanged(st, known)
+    if csig is not None:
+        ninfo.csig = csig
+    return csig
+
+
+def _unchanged(st: os.stat_result, known: tuple[int, int, str] | None) -> str | None:
+    """The signature in `known` (size, mtime_ns, signature) if the file still has that size and mtime."""
+    if known is not None and (st.st_size, st.st_mtime_ns) == known[:2]:
+        return known[2]
+    return None
 
 
 def _block_signed(node) -> bool:
