@@ -38,7 +38,7 @@ def make_disk(root: Path, disk_gib: int, data_mib: int, seed: int = 7) -> tuple[
     (90 % of the data from its start, the rest in 1 MiB extents spread over it, like a written NTFS
     volume) and a large, mostly empty Data partition (metadata at its start, middle and end)."""
     sys.path.insert(0, str(workspace.ROOT / "site_scons"))
-    from ffuforge import disklayout  # noqa: PLC0415
+    from ffuforge.formats import disklayout  # noqa: PLC0415
 
     rng = random.Random(seed)
     total = disk_gib << 30
@@ -76,7 +76,8 @@ def worker(spec_path: str) -> int:
     """Runs in its own process (so its peak RSS is the writer's): build_ffu as the FFU action calls it."""
     spec = json.loads(Path(spec_path).read_text())
     sys.path.insert(0, str(workspace.ROOT / "site_scons"))
-    from ffuforge import image, testpki  # noqa: PLC0415
+    from ffuforge.image import stages as image
+    from ffuforge.signing import testpki  # noqa: PLC0415
 
     signer = testpki.ensure_test_pki(spec["pki"], "Bench") if spec["sign"] else None
     t0 = time.perf_counter()

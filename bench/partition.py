@@ -23,7 +23,10 @@ def worker(spec_path: str) -> int:
     then stage once more into spec["stage"] for the reference copy."""
     spec = json.loads(Path(spec_path).read_text())
     sys.path.insert(0, spec["site_scons"])
-    from ffuforge import fsimage, image, partition, workers  # noqa: PLC0415
+    from ffuforge.formats import fsimage
+    from ffuforge.image import partition
+    from ffuforge.image import stages as image
+    from ffuforge.util import workers  # noqa: PLC0415
 
     phases: dict[str, float] = {}
 

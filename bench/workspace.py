@@ -76,7 +76,7 @@ def generate(dest: Path, packages: int, total_bytes: int, files_per_package: int
         pdir.mkdir()
         files: list[str] = []
         if pe_per_package:
-            from ffuforge import pe  # noqa: PLC0415 - only needed for PE payloads
+            from ffuforge.formats import pe  # noqa: PLC0415 - only needed for PE payloads
             for k in range(pe_per_package):
                 name = f"driver{k}.sys"
                 image = pe.make_minimal_pe(None, machine="arm64", kind="sys", payload=rng.randbytes(64 * 1024))
@@ -374,7 +374,7 @@ class _Text:
 
 
 def _driver_pe(seed: int, size: int) -> bytes:
-    from ffuforge import pe  # noqa: PLC0415 - needs site_scons on sys.path (set above)
+    from ffuforge.formats import pe  # noqa: PLC0415 - needs site_scons on sys.path (set above)
     return pe.make_minimal_pe(None, machine="arm64", kind="sys", payload=random.Random(seed).randbytes(size))
 
 

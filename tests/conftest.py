@@ -5,6 +5,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "site_scons"))
+sys.path.insert(0, str(ROOT / "tests"))  # shared helpers (helpers, scons_util, …) for every test folder
 CORPUS = (ROOT.parent / "shared" / "corpus").resolve()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ffuforge import features
+from ffuforge.features import merge as features
 
 XMLNS = 'xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"'
 

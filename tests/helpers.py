@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from ffuforge import project, variant
+from ffuforge.package import project, variant
 
 WM_HEAD = '<identity xmlns="urn:Microsoft.CompPlat/ManifestSchema.v1.00" owner="Contoso" namespace="Test" name="{name}"{extra}>'
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from ffuforge import features, fm
+from ffuforge.features import fm
+from ffuforge.features import merge as features
 
 ARCHES = {"arm": "arm", "arm64": "arm64", "x64": "amd64", "x86": "x86"}
 

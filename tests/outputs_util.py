@@ -11,9 +11,9 @@ import os
 import shutil
 from pathlib import Path
 
-from ffuforge.atomic import sparse_copy  # copy2 keeping holes: a dense Data image makes another FFU
-from ffuforge.extractcache import DIRNAME as EXTRACT_CACHE
-from ffuforge.extractcache import TEMP_PREFIX
+from ffuforge.image.extractcache import DIRNAME as EXTRACT_CACHE
+from ffuforge.image.extractcache import TEMP_PREFIX
+from ffuforge.util.atomic import sparse_copy  # copy2 keeping holes: a dense Data image makes another FFU
 
 BLOCK = 1 << 20
 
@@ -56,7 +56,7 @@ def snapshot(ws: Path) -> tuple[dict[str, str], list[str]]:
         for name in sorted(dirnames):
             if name == EXTRACT_CACHE and d.name == "partitions":
                 continue
-            if d == build and name == ".ffuforge":   # ffuforge.plancache, kept between builds
+            if d == build and name == ".ffuforge":   # ffuforge.scons_tool.plancache, kept between builds
                 continue
             if name.startswith("."):
                 temps.append(f"{(d / name).relative_to(ws)}/")

@@ -2,7 +2,8 @@
 
 import re
 
-from ffuforge import macros, project, regvalue
+from ffuforge.formats import regvalue
+from ffuforge.package import macros, project
 
 
 def _dir(raw):

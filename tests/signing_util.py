@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ffuforge import cab, catalog, pe
-from ffuforge.pkgbuild import BuildSettings, build_variant
+from ffuforge.formats import cab, catalog, pe
+from ffuforge.package.build import BuildSettings, build_variant
 
 from helpers import plan, wm
 
@@ -153,7 +153,7 @@ def repack(src: Path, dst: Path, signer, *, replace: dict[str, bytes] | None = N
 
 
 def pkgbuild_package(tmp: Path, signer, *, epoch: int = EPOCH) -> tuple[Path, dict[str, bytes]]:
-    """Build a CAB with ffuforge.pkgbuild from a tiny project, then sign its catalog and the CAB
+    """Build a CAB with ffuforge.package.build from a tiny project, then sign its catalog and the CAB
     (the order pkgbuild will use once signing is wired in)."""
     src = tmp / "project"
     src.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parents[1] / "site_scons"))
+sys.path.insert(0, str(HERE.parents[2] / "site_scons"))
 
 
 def main(name: str) -> None:

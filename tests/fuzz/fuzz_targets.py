@@ -21,22 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "site_scons") not in sys.path:
     sys.path.insert(0, str(ROOT / "site_scons"))
 
-from ffuforge import (  # noqa: E402
-    bcd,
-    buildfilter,
-    cab,
-    ffu,
-    fm,
-    hive,
-    inf,
-    install,
-    layout,
-    oeminput,
-    project,
-    variant,
-    xmlsafe,
-)
 from ffuforge.errors import FFUError  # noqa: E402
+from ffuforge.features import fm, oeminput
+from ffuforge.formats import bcd, cab, ffu, hive
+from ffuforge.image import install, layout
+from ffuforge.package import buildfilter, inf, project, variant
+from ffuforge.util import xmlsafe
 
 _TMP = Path(tempfile.mkdtemp(prefix="ffuforge-fuzz-"))
 atexit.register(shutil.rmtree, _TMP, True)
@@ -167,7 +157,7 @@ def _read(rel: str) -> bytes:
 @functools.cache
 def _package_cab() -> bytes:
     """A CBS package with files, registry values of several types and a service."""
-    from ffuforge.pkgbuild import build_variant
+    from ffuforge.package.build import build_variant
     d = Path(tempfile.mkdtemp(prefix="seed-", dir=_TMP))
     (d / "a.txt").write_text("a\n")
     (d / "P.wm.xml").write_text(
@@ -194,7 +184,7 @@ def _mszip_cab() -> bytes:
 
 @functools.cache
 def _small_ffu() -> bytes:
-    from ffuforge.disklayout import DiskLayout, PlacedPartition
+    from ffuforge.formats.disklayout import DiskLayout, PlacedPartition
     img = _TMP / "seed-data.img"
     with open(img, "wb") as fh:
         fh.truncate(4096 * 512)

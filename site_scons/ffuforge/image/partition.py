@@ -1,0 +1,103 @@
+"""One partition's content, from its packages: what ImageApp installs before it writes a volume.
+
+Packages are installed from their CABs (see :mod:`ffuforge.install`); the registry values they
+carry are merged into the offline hives under `\\Windows\\System32\\config`, `bcdStore` XML is
+compiled into `\\EFI\\Microsoft\\Boot\\BCD`. The result is a staged tree plus a manifest of every
+installed file and value with its owning package.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ..errors import FFUError
+from ..formats import bcd, hive
+from ..util.atomic import write_bytes
+from . import extractcache, install
+
+HIVE_DIR = ("Windows", "System32", "config")
+BCD_PATH = ("EFI", "Microsoft", "Boot", "BCD")
+REGISTRY_OWNER = "<registry>"
+
+
+def stage(name: str, cabs: list[Path], workdir: Path, *, epoch: int, disk_style: str = "gpt",
+          disk_id: str | int | None = None, partition_ids: dict | None = None, cache_dir: Path | None = None,
+          jobs: int = 1) -> install.Staging:
+    """Install `cabs` into `workdir/root` and write hives and BCD. `workdir` is emptied first.
+
+    `cache_dir`: where the partition's extracted packages are kept between builds (one directory
+    per partition, on the file system of `workdir`); None extracts into `workdir`. `jobs`: worker
+    processes for the packages that are not there yet."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    st = install.Staging(name, workdir / "root")
+    st.root.mkdir(parents=True)
+    cache = extractcache.ExtractCache(Path(cache_dir) if cache_dir is not None else workdir / "extract", name)
+    for parsed, store in cache.parsed([Path(c) for c in cabs], jobs):
+        install.replay(st, parsed, store)
+    cache.evict()
+    _write_hives(st, epoch)
+    if st.bcd_sources:
+        out = st.root.joinpath(*BCD_PATH)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            bcd.compile_bcd([p for p, _ in st.bcd_sources], out, timestamp=epoch, disk_style=disk_style,
+                            disk_id=disk_id, partition_ids=partition_ids)
+        except FFUError as exc:  # name the package, not the scratch copy of its XML
+            owner = {str(p): pkg for p, pkg in st.bcd_sources}.get(exc.file or "")
+            if owner is not None:
+                exc.file = f"{owner} (bcdStore XML)"
+            raise
+        _record(st, "\\".join(BCD_PATH), out, ",".join(sorted({pkg for _, pkg in st.bcd_sources})))
+    return st
+
+
+def _write_hives(st: install.Staging, epoch: int) -> None:
+    if not st.values and not st.keys:
+        return
+    builders: dict[str, hive.HiveBuilder] = {}
+
+    def builder(full_key: str, package: str | None) -> tuple[hive.HiveBuilder, str]:
+        try:
+            name, inner = hive.hive_for_key(full_key)
+        except FFUError as exc:
+            raise FFUError(f"{exc.message} (value from {package})" if package else exc.message) from None
+        if name not in builders:
+            builders[name] = hive.HiveBuilder(name, timestamp=epoch, file_name=name)
+        return builders[name], inner
+
+    for key in sorted(st.keys.values(), key=str.lower):
+        b, inner = builder(key, None)
+        b.ensure_key(inner)
+    for v in sorted(st.values.values(), key=lambda v: (v.key.lower(), v.name.lower())):
+        b, inner = builder(v.key, v.package)
+        b.set_value(inner, v.name, v.type, v.data, owner=v.package)
+    if st.partition.lower() != "mainos":
+        owners = sorted({v.package for v in st.values.values()})
+        raise FFUError(f"registry values in partition {st.partition} (from {', '.join(owners)}): only MainOS "
+                       "carries the registry hives; move them to a MainOS package")
+    for name, b in sorted(builders.items()):
+        rel = "\\".join((*HIVE_DIR, name))
+        out = st.root.joinpath(*HIVE_DIR, name)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        b.write(out)
+        if rel.lower() in st.files:
+            raise FFUError(f"package {st.files[rel.lower()].package} installs \\{rel}, which ffuforge writes from "
+                           "the packages' registry values; remove that file from the package")
+        _record(st, rel, out, REGISTRY_OWNER)
+
+
+def _record(st: install.Staging, rel: str, path: Path, owner: str) -> None:
+    import hashlib
+    data = path.read_bytes()
+    st.files[rel.lower()] = install.InstalledFile(rel, len(data), hashlib.sha256(data).hexdigest(), owner)
+
+
+def content_bytes(st: install.Staging) -> int:
+    return sum(f.size for f in st.files.values())
+
+
+def write_manifest(st: install.Staging, out: Path) -> None:
+    write_bytes(out, json.dumps(st.manifest(), indent=1, sort_keys=True).encode() + b"\n")

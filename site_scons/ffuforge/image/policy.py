@@ -1,0 +1,55 @@
+"""Release policy, checked before any image work: what may enter a Production (retail) image.
+
+A retail image must not carry test packages, packages signed by a TEST ONLY chain or unsigned
+packages; the add-on kit checks this late and one package at a time, we check all packages
+up front and name every offender in one message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import FFUError
+from ..formats import catalog
+from ..formats.cab import CabReader
+from ..signing import verify
+from . import install
+
+
+def package_problems(cab_path: Path, release_type: str) -> list[str]:
+    """Why `cab_path` may not enter an image of `release_type` (empty: it may)."""
+    if release_type.lower() != "production":
+        return []
+    info = install.read_package_info(cab_path)
+    problems = []
+    if info.release_type.lower() == "test":
+        problems.append("release type Test")
+    signers: list[str] = []
+    cab_sig = verify.cab_signature_problems(cab_path, None, signers)
+    if any("not signed" in p for p in cab_sig):
+        problems.append("CAB not signed")
+    with CabReader(cab_path) as cab:
+        names = {m.name.lower(): m for m in cab.members}
+        if "update.cat" not in names:
+            problems.append("no update.cat")
+        else:
+            der = cab.read(names["update.cat"], 64 << 20)
+            if not catalog.parse_catalog(der).signed:
+                problems.append("catalog not signed")
+            else:
+                verify.catalog_signature_problems(der, None, signers=signers)
+    if any("TEST ONLY" in s.upper() for s in signers):
+        problems.append("signed by a TEST ONLY certificate")
+    return problems
+
+
+def check_release(cabs: list[Path], release_type: str, where: str) -> None:
+    """Raise one FFUError naming every package that violates the policy for `release_type`."""
+    bad = []
+    for path in cabs:
+        problems = package_problems(Path(path), release_type)
+        if problems:
+            bad.append(f"{Path(path).name} ({', '.join(problems)})")
+    if bad:
+        raise FFUError(f"a {release_type} image refuses {len(bad)} package(s): {'; '.join(bad)}; "
+                       "sign them with your production certificate or drop them from the image", where)

