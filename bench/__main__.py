@@ -28,8 +28,13 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 def _scons(ws: Path, *args: str) -> tuple[float, subprocess.CompletedProcess]:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "SCons", "-Q", *args], cwd=ws, capture_output=True, text=True,
-                          env=workspace.environ())
+    proc = subprocess.run(
+        [sys.executable, "-m", "SCons", "-Q", *args],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        env=workspace.environ(),
+    )
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"scons failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -60,20 +65,36 @@ def bench_cab(args) -> list[tuple[str, str, str]]:
         t_noop, _ = _scons(ws, "-j1", "COMPRESSION=none")
         mib = nbytes / (1 << 20)
         rows = [
-            ("payload", f"{args.packages} projects → {ncabs} CABs, {mib:.0f} MiB (half random, half text)", ""),
+            (
+                "payload",
+                f"{args.packages} projects → {ncabs} CABs, {mib:.0f} MiB (half random, half text)",
+                "",
+            ),
             ("gzip -6 (1 core), same bytes", f"{gz:.2f} s", f"{mib / gz:.0f} MiB/s"),
             ("scons -j1, MSZIP CABs", f"{t_zip:.2f} s", f"{mib / t_zip:.0f} MiB/s"),
-            ("ratio MSZIP build / gzip -6 (target ≥ 0.8)", f"{gz / t_zip:.2f}×", "met" if gz / t_zip >= 0.8 else "MISSED"),
+            (
+                "ratio MSZIP build / gzip -6 (target ≥ 0.8)",
+                f"{gz / t_zip:.2f}×",
+                "met" if gz / t_zip >= 0.8 else "MISSED",
+            ),
             ("scons -j1, uncompressed CABs (pkggen default)", f"{t_none:.2f} s", f"{mib / t_none:.0f} MiB/s"),
             ("ratio uncompressed build / gzip -6", f"{gz / t_none:.2f}×", ""),
             ("no-op scons", f"{t_noop:.2f} s", ""),
-            ("peak RSS of scons (children)", f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB", ""),
+            (
+                "peak RSS of scons (children)",
+                f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB",
+                "",
+            ),
         ]
     return rows
 
 
 def bench_sign(args) -> list[tuple[str, str, str]]:
-    modes = {"none": ("SIGN=none",), "cat+cab": ("SIGN=test", "SIGN_PE=0"), "pe+cat+cab": ("SIGN=test", "SIGN_PE=1")}
+    modes = {
+        "none": ("SIGN=none",),
+        "cat+cab": ("SIGN=test", "SIGN_PE=0"),
+        "pe+cat+cab": ("SIGN=test", "SIGN_PE=1"),
+    }
     with tempfile.TemporaryDirectory(prefix="ffuforge-bench-", dir=args.workdir) as tmp:
         ws = Path(tmp) / "ws"
         nbytes = workspace.generate(ws, args.packages, args.mib << 20, pe_per_package=1)
@@ -91,13 +112,23 @@ def bench_sign(args) -> list[tuple[str, str, str]]:
             return f"{r:.2f}×", "met" if r <= 1.15 else "MISSED"
 
         return [
-            ("payload", f"{args.packages} packages (1 PE driver each), {mib:.0f} MiB", f"best of {args.repeat}"),
+            (
+                "payload",
+                f"{args.packages} packages (1 PE driver each), {mib:.0f} MiB",
+                f"best of {args.repeat}",
+            ),
             ("unsigned package build (scons -j1)", f"{base:.2f} s", f"{mib / base:.0f} MiB/s"),
-            ("signed: catalog and CAB (sign.cmd default)", f"{times['cat+cab']:.2f} s",
-             f"{mib / times['cat+cab']:.0f} MiB/s; 2 RSA signatures per CAB"),
+            (
+                "signed: catalog and CAB (sign.cmd default)",
+                f"{times['cat+cab']:.2f} s",
+                f"{mib / times['cat+cab']:.0f} MiB/s; 2 RSA signatures per CAB",
+            ),
             ("ratio catalog+CAB / unsigned (target ≤ 1.15)", *ratio("cat+cab")),
-            ("signed: PE payloads, catalog and CAB (FFU_SIGN_PE)", f"{times['pe+cat+cab']:.2f} s",
-             f"{mib / times['pe+cat+cab']:.0f} MiB/s; 3 RSA signatures per CAB"),
+            (
+                "signed: PE payloads, catalog and CAB (FFU_SIGN_PE)",
+                f"{times['pe+cat+cab']:.2f} s",
+                f"{mib / times['pe+cat+cab']:.0f} MiB/s; 3 RSA signatures per CAB",
+            ),
             ("ratio PE+catalog+CAB / unsigned (target ≤ 1.15)", *ratio("pe+cat+cab")),
         ]
 
@@ -109,33 +140,46 @@ def _report(title: str, rows, args, argv: list[str], start_load: str) -> None:
         print(f"  {a:<{width}}  {b:>14}  {c}")
     if args.no_record:
         return
-    lines = [f"\n### {title} — {measure.now()}\n", f"Machine: {measure.machine()}; load average (1/5 min) at "
-             f"start {start_load}, at end {measure.load()}\n\n",
-             f"Command: `python -m bench {shlex.join(argv)}`" + (f" — {args.note}" if args.note else "") + "\n\n", "| measure | value | notes |\n",
-             "|---|---|---|\n"] + [f"| {a} | {b} | {c} |\n" for a, b, c in rows]
+    lines = [
+        f"\n### {title} — {measure.now()}\n",
+        f"Machine: {measure.machine()}; load average (1/5 min) at "
+        f"start {start_load}, at end {measure.load()}\n\n",
+        f"Command: `python -m bench {shlex.join(argv)}`" + (f" — {args.note}" if args.note else "") + "\n\n",
+        "| measure | value | notes |\n",
+        "|---|---|---|\n",
+    ] + [f"| {a} | {b} | {c} |\n" for a, b, c in rows]
     with open(RESULTS, "a") as fh:
         fh.writelines(lines)
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     ap.add_argument("--note", default="", help="a remark recorded with the results (e.g. 'before the fix')")
     ap.add_argument("--workdir", default=None, help="where to put the temporary workspace (default: $TMPDIR)")
     sub = ap.add_subparsers(dest="what", required=True)
-    sc = sub.add_parser("scale", help="the whole pipeline up to Flash.ffu: -j1/-j2, no-op, one edit, FFU, memory")
+    sc = sub.add_parser(
+        "scale", help="the whole pipeline up to Flash.ffu: -j1/-j2, no-op, one edit, FFU, memory"
+    )
     sc.add_argument("--packages", type=int, default=300)
     sc.add_argument("--mib", type=int, default=1024, help="total payload in MiB")
-    sc.add_argument("--dist", choices=workspace.DISTRIBUTIONS, default="lognormal",
-                    help="payload file size distribution")
+    sc.add_argument(
+        "--dist", choices=workspace.DISTRIBUTIONS, default="lognormal", help="payload file size distribution"
+    )
     sc.add_argument("--sign", choices=("test", "none"), default="test", help="FFU_SIGN of the build")
     sc.add_argument("--j2-first", action="store_true", help="build -j2 before -j1")
     sc.add_argument("--repeat", type=int, default=2, help="full builds per -j (alternating; best is kept)")
-    sc.add_argument("--scons-arg", action="append", help="extra scons argument for every build (repeatable), "
-                    "e.g. --scons-arg=--hash-format=sha256")
-    pa = sub.add_parser("partition", help="install packages into MainOS and write NTFS, against cp -r + mkntfs")
+    sc.add_argument(
+        "--scons-arg",
+        action="append",
+        help="extra scons argument for every build (repeatable), e.g. --scons-arg=--hash-format=sha256",
+    )
+    pa = sub.add_parser(
+        "partition", help="install packages into MainOS and write NTFS, against cp -r + mkntfs"
+    )
     pa.add_argument("--packages", type=int, default=300)
     pa.add_argument("--mib", type=int, default=1024, help="total payload in MiB")
     pa.add_argument("--dist", choices=workspace.DISTRIBUTIONS, default="lognormal")
@@ -158,21 +202,41 @@ def main(argv=None) -> int:
     start = measure.load()
     if args.what == "scale":
         from bench.scale import bench_scale
-        _report(f"Scale: full pipeline, {args.packages} packages, {args.mib} MiB", bench_scale(args), args, argv,
-                start)
+
+        _report(
+            f"Scale: full pipeline, {args.packages} packages, {args.mib} MiB",
+            bench_scale(args),
+            args,
+            argv,
+            start,
+        )
     elif args.what == "partition":
         from bench.partition import bench_partition
-        _report(f"MainOS partition, {args.packages} packages, {args.mib} MiB", bench_partition(args), args, argv,
-                start)
+
+        _report(
+            f"MainOS partition, {args.packages} packages, {args.mib} MiB",
+            bench_partition(args),
+            args,
+            argv,
+            start,
+        )
     elif args.what == "ffu":
         from bench.ffu import bench_ffu
-        _report(f"FFU writer, {args.disk_gib} GiB disk, {args.data_mib} MiB data", bench_ffu(args), args, argv,
-                start)
+
+        _report(
+            f"FFU writer, {args.disk_gib} GiB disk, {args.data_mib} MiB data",
+            bench_ffu(args),
+            args,
+            argv,
+            start,
+        )
     elif args.what == "ffu-worker":
         from bench.ffu import worker
+
         return worker(args.spec)
     elif args.what == "partition-worker":
         from bench.partition import worker
+
         return worker(args.spec)
     elif args.what == "cab":
         _report(f"CAB build, {args.packages} packages", bench_cab(args), args, argv, start)

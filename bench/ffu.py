@@ -50,14 +50,30 @@ def make_disk(root: Path, disk_gib: int, data_mib: int, seed: int = 7) -> tuple[
     if data_size < 64 * MIB:
         raise SystemExit(f"a {disk_gib} GiB disk is too small for {data_mib} MiB of data")
     parts = (
-        disklayout.PlacedPartition("EFIESP", ESP, esp_first // SECTOR, esp_size // SECTOR, "FAT", 512,
-                                   bootable=True, required_to_flash=True),
+        disklayout.PlacedPartition(
+            "EFIESP",
+            ESP,
+            esp_first // SECTOR,
+            esp_size // SECTOR,
+            "FAT",
+            512,
+            bootable=True,
+            required_to_flash=True,
+        ),
         disklayout.PlacedPartition("MainOS", BASIC, main_first // SECTOR, main_size // SECTOR, "NTFS", 4096),
-        disklayout.PlacedPartition("Data", BASIC, data_first // SECTOR, data_size // SECTOR, "NTFS", 16384,
-                                   attributes={"useallspace": True}),
+        disklayout.PlacedPartition(
+            "Data",
+            BASIC,
+            data_first // SECTOR,
+            data_size // SECTOR,
+            "NTFS",
+            16384,
+            attributes={"useallspace": True},
+        ),
     )
-    layout = disklayout.DiskLayout("gpt", SECTOR, 128 * 1024, total // SECTOR, parts,
-                                   platform_ids=("Bench.BenchBoard",))
+    layout = disklayout.DiskLayout(
+        "gpt", SECTOR, 128 * 1024, total // SECTOR, parts, platform_ids=("Bench.BenchBoard",)
+    )
     lj = root / "layout.json"
     lj.write_text(json.dumps({"layout": disklayout.to_json(layout)}, indent=1, sort_keys=True))
     main_bytes = data_mib * MIB
@@ -67,8 +83,12 @@ def make_disk(root: Path, disk_gib: int, data_mib: int, seed: int = 7) -> tuple[
     images = {"EFIESP": root / "EFIESP.img", "MainOS": root / "MainOS.img", "Data": root / "Data.img"}
     data = _write_extents(images["EFIESP"], esp_size, [(0, 4 * MIB)], rng)
     data += _write_extents(images["MainOS"], main_size, [(0, dense)] + [(s * MIB, MIB) for s in slots], rng)
-    data += _write_extents(images["Data"], data_size, [(0, 4 * MIB), (data_size // 2 // MIB * MIB, MIB),
-                                                       (data_size - MIB, MIB)], rng)
+    data += _write_extents(
+        images["Data"],
+        data_size,
+        [(0, 4 * MIB), (data_size // 2 // MIB * MIB, MIB), (data_size - MIB, MIB)],
+        rng,
+    )
     return lj, images, data
 
 
@@ -81,25 +101,46 @@ def worker(spec_path: str) -> int:
 
     signer = testpki.ensure_test_pki(spec["pki"], "Bench") if spec["sign"] else None
     t0 = time.perf_counter()
-    result = image.build_ffu(Path(spec["layout"]), {k: Path(v) for k, v in spec["images"].items()},
-                             Path(spec["out"]), epoch=1577836800, signer=signer, description="bench")
-    print(json.dumps({"seconds": time.perf_counter() - t0, "size": result.size, "blocks": result.data_blocks}))
+    result = image.build_ffu(
+        Path(spec["layout"]),
+        {k: Path(v) for k, v in spec["images"].items()},
+        Path(spec["out"]),
+        epoch=1577836800,
+        signer=signer,
+        description="bench",
+    )
+    print(
+        json.dumps({"seconds": time.perf_counter() - t0, "size": result.size, "blocks": result.data_blocks})
+    )
     return 0
 
 
 def bench_ffu(args) -> list[tuple[str, str, str]]:
     with tempfile.TemporaryDirectory(prefix="ffuforge-bench-", dir=args.workdir) as tmp:
         root = Path(tmp)
-        print(f"[ffu] writing sparse images: {args.disk_gib} GiB disk, {args.data_mib} MiB data", file=sys.stderr)
+        print(
+            f"[ffu] writing sparse images: {args.disk_gib} GiB disk, {args.data_mib} MiB data",
+            file=sys.stderr,
+        )
         lj, images, data = make_disk(root, args.disk_gib, args.data_mib)
         out = root / "Flash.ffu"
         spec = root / "spec.json"
-        spec.write_text(json.dumps({"layout": str(lj), "images": {k: str(v) for k, v in images.items()},
-                                    "out": str(out), "sign": args.sign == "test", "pki": str(root / "pki")}))
-        if args.sign == "test":   # generate the test chain outside the timed runs
+        spec.write_text(
+            json.dumps(
+                {
+                    "layout": str(lj),
+                    "images": {k: str(v) for k, v in images.items()},
+                    "out": str(out),
+                    "sign": args.sign == "test",
+                    "pki": str(root / "pki"),
+                }
+            )
+        )
+        if args.sign == "test":  # generate the test chain outside the timed runs
             import shutil  # noqa: PLC0415
+
             shutil.copytree(workspace.ROOT / "testcerts", root / "pki")
-        measure.timed(["cat", *map(str, images.values())])   # warm: both sides read from the page cache
+        measure.timed(["cat", *map(str, images.values())])  # warm: both sides read from the page cache
         runs = []
         for _ in range(2):
             print(f"[ffu] write_ffu (load {measure.load()})", file=sys.stderr)
@@ -112,12 +153,22 @@ def bench_ffu(args) -> list[tuple[str, str, str]]:
     ok = lambda cond: "met" if cond else "MISSED"  # noqa: E731
     rss = peak_run[1].maxrss
     return [
-        ("disk", f"{args.disk_gib} GiB GPT", f"{data / MIB:.0f} MiB of data in sparse EFIESP/MainOS/Data images; "
-                                             f"catalog {'test-signed' if args.sign == 'test' else 'unsigned'}"),
-        ("write_ffu (best of 2)", f"{t:.2f} s", f"{size / MIB / t:.0f} MiB/s, {size / MIB:.0f} MiB FFU, "
-                                                f"{best['blocks']} blocks"),
+        (
+            "disk",
+            f"{args.disk_gib} GiB GPT",
+            f"{data / MIB:.0f} MiB of data in sparse EFIESP/MainOS/Data images; "
+            f"catalog {'test-signed' if args.sign == 'test' else 'unsigned'}",
+        ),
+        (
+            "write_ffu (best of 2)",
+            f"{t:.2f} s",
+            f"{size / MIB / t:.0f} MiB/s, {size / MIB:.0f} MiB FFU, {best['blocks']} blocks",
+        ),
         ("sha256sum of the FFU, same run", f"{sha:.2f} s", f"{size / MIB / sha:.0f} MiB/s"),
         ("ratio FFU / sha256sum throughput (target ≥ 0.7×)", f"{sha / t:.2f}×", ok(sha / t >= 0.7)),
-        ("peak RSS of the writer process", measure.mib(rss),
-         f"whole process incl. Python and imports; {ok(rss <= 256 * MIB)} (target ≤ 256 MiB)"),
+        (
+            "peak RSS of the writer process",
+            measure.mib(rss),
+            f"whole process incl. Python and imports; {ok(rss <= 256 * MIB)} (target ≤ 256 MiB)",
+        ),
     ]

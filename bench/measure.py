@@ -33,8 +33,10 @@ def machine() -> str:
             mem = f", {total / 1024:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}{mem}, "
-            f"Python {platform.python_version()}")
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}{mem}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def load() -> str:
@@ -56,7 +58,7 @@ def _children() -> dict[int, list[int]]:
                 stat = fh.read()
         except OSError:
             continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
         kids.setdefault(ppid, []).append(int(name))
     return kids
 
@@ -94,15 +96,21 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
-    peak_tree: int            # bytes: largest sampled sum of PSS over the process and its descendants
-    maxrss: int               # bytes: largest RSS of any single process of the tree (getrusage)
+    peak_tree: int  # bytes: largest sampled sum of PSS over the process and its descendants
+    maxrss: int  # bytes: largest RSS of any single process of the tree (getrusage)
     load_before: str = ""
     load_after: str = ""
     extra: dict = field(default_factory=dict)
 
 
-def run(argv: list[str], *, cwd: Path | None = None, env: dict | None = None, poll: float = 0.05,
-        check: bool = True) -> Run:
+def run(
+    argv: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    poll: float = 0.05,
+    check: bool = True,
+) -> Run:
     """Run `argv`, sampling the memory of its process tree every `poll` seconds."""
     before = load()
     t0 = time.perf_counter()
@@ -120,8 +128,10 @@ def run(argv: list[str], *, cwd: Path | None = None, env: dict | None = None, po
     sampler.start()
     out: list[bytes] = []
     err: list[bytes] = []
-    readers = [threading.Thread(target=lambda s=s, b=b: b.append(s.read()), daemon=True)
-               for s, b in ((proc.stdout, out), (proc.stderr, err))]
+    readers = [
+        threading.Thread(target=lambda s=s, b=b: b.append(s.read()), daemon=True)
+        for s, b in ((proc.stdout, out), (proc.stderr, err))
+    ]
     for r in readers:
         r.start()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -131,11 +141,22 @@ def run(argv: list[str], *, cwd: Path | None = None, env: dict | None = None, po
     for r in readers:
         r.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    result = Run(argv, seconds, proc.returncode, b"".join(out).decode("utf-8", "replace"),
-                 b"".join(err).decode("utf-8", "replace"), peak, usage.ru_maxrss * 1024, before, load())
+    result = Run(
+        argv,
+        seconds,
+        proc.returncode,
+        b"".join(out).decode("utf-8", "replace"),
+        b"".join(err).decode("utf-8", "replace"),
+        peak,
+        usage.ru_maxrss * 1024,
+        before,
+        load(),
+    )
     if check and result.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
-                         f"{result.stderr[-3000:]}")
+        raise SystemExit(
+            f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
+            f"{result.stderr[-3000:]}"
+        )
     return result
 
 
@@ -176,19 +197,23 @@ def python() -> str:
     return sys.executable
 
 
-_BURN = "import time\nt=time.perf_counter()\nx=0\nfor i in range(20_000_000): x+=i\nprint(time.perf_counter()-t)"
+_BURN = (
+    "import time\nt=time.perf_counter()\nx=0\nfor i in range(20_000_000): x+=i\nprint(time.perf_counter()-t)"
+)
 
 
 def cpu_parallelism(n: int = 2) -> float:
     """How much faster `n` CPU-bound processes get through `n` units of work than one process, now
     (n on an idle machine with n real cores; less with SMT siblings or other load): the ceiling
     for a -jN speed-up measured in the same run."""
+
     def burn(k: int) -> float:
         t0 = time.perf_counter()
         procs = [subprocess.Popen([sys.executable, "-c", _BURN], stdout=subprocess.DEVNULL) for _ in range(k)]
         for p in procs:
             p.wait()
         return time.perf_counter() - t0
+
     one = min(burn(1) for _ in range(2))
     many = min(burn(n) for _ in range(2))
     return n * one / many

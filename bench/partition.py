@@ -38,10 +38,11 @@ def worker(spec_path: str) -> int:
             finally:
                 key = label(*a) if callable(label) else label
                 phases[key] = phases.get(key, 0.0) + time.perf_counter() - t0
+
         return wrapper
 
     def tool(argv, *a, **kw):
-        if os.path.basename(argv[0]) == "eatmydata":   # fsimage._no_fsync
+        if os.path.basename(argv[0]) == "eatmydata":  # fsimage._no_fsync
             argv = argv[1:]
         name = os.path.basename(argv[0])
         if any(str(x).endswith("wimapply.py") for x in argv):
@@ -64,19 +65,43 @@ def worker(spec_path: str) -> int:
             shutil.copy2(edited, f"{edited}.tmp")
             os.replace(f"{edited}.tmp", edited)
         if jobs > 1:
-            list(workers.imap(abs, [(-1,), (-2,)], jobs=jobs))   # the pool SCons has running by then
+            list(workers.imap(abs, [(-1,), (-2,)], jobs=jobs))  # the pool SCons has running by then
         phases.clear()
         t0 = time.perf_counter()
-        image.build_partition(layout_json, "MainOS", cabs, Path(spec["out"]), Path(spec["manifest"]),
-                              epoch=spec["epoch"], cache_dir=cache, jobs=jobs)
+        image.build_partition(
+            layout_json,
+            "MainOS",
+            cabs,
+            Path(spec["out"]),
+            Path(spec["manifest"]),
+            epoch=spec["epoch"],
+            cache_dir=cache,
+            jobs=jobs,
+        )
         runs.append({"label": label, "seconds": time.perf_counter() - t0, "phases": dict(phases)})
     workers.shutdown()
     disk = image.load_layout(layout_json)
     p = disk.partition("MainOS")
-    stage("MainOS", cabs, Path(spec["stage"]), epoch=spec["epoch"], disk_style=disk.style, disk_id=disk.disk_id,
-          partition_ids={q.name: q.id for q in disk.partitions if q.id} or None)
-    print(json.dumps({"runs": runs, "size": disk.size(p), "cluster": p.cluster_size or 4096,
-                      "sector": disk.sector_size, "hidden": p.first_sector}))
+    stage(
+        "MainOS",
+        cabs,
+        Path(spec["stage"]),
+        epoch=spec["epoch"],
+        disk_style=disk.style,
+        disk_id=disk.disk_id,
+        partition_ids={q.name: q.id for q in disk.partitions if q.id} or None,
+    )
+    print(
+        json.dumps(
+            {
+                "runs": runs,
+                "size": disk.size(p),
+                "cluster": p.cluster_size or 4096,
+                "sector": disk.sector_size,
+                "hidden": p.first_sector,
+            }
+        )
+    )
     return 0
 
 
@@ -93,11 +118,21 @@ def bench_partition(args) -> list[tuple[str, str, str]]:
         work = Path(tmp) / "part"
         work.mkdir()
         spec = work / "spec.json"
-        spec.write_text(json.dumps({
-            "site_scons": str(ws / "site_scons"), "layout": str(ws / OUT / "layout.json"), "cabs": cabs,
-            "out": str(work / "MainOS.img"), "manifest": str(work / "MainOS.json"), "stage": str(work / "stage"),
-            "cache": str(work / "cache"), "epoch": 1577836800}))
-        measure.timed(["cat", *cabs])   # warm
+        spec.write_text(
+            json.dumps(
+                {
+                    "site_scons": str(ws / "site_scons"),
+                    "layout": str(ws / OUT / "layout.json"),
+                    "cabs": cabs,
+                    "out": str(work / "MainOS.img"),
+                    "manifest": str(work / "MainOS.json"),
+                    "stage": str(work / "stage"),
+                    "cache": str(work / "cache"),
+                    "epoch": 1577836800,
+                }
+            )
+        )
+        measure.timed(["cat", *cabs])  # warm
         print(f"[partition] install + NTFS (load {measure.load()})", file=sys.stderr)
         r = measure.run([sys.executable, "-m", "bench", "partition-worker", str(spec)], cwd=workspace.ROOT)
         ours = json.loads(r.stdout.strip().splitlines()[-1])
@@ -116,21 +151,49 @@ def bench_partition(args) -> list[tuple[str, str, str]]:
         def mkntfs() -> float:
             with open(blank, "wb") as fh:
                 fh.truncate(ours["size"])
-            return measure.timed(["/usr/sbin/mkntfs", "-F", "-Q", "-T", "-q", "-s", str(ours["sector"]), "-c",
-                                  str(ours["cluster"]), "-L", "MainOS", "-p", str(ours["hidden"]), "-H", "0", "-S",
-                                  "0", str(blank)])
+            return measure.timed(
+                [
+                    "/usr/sbin/mkntfs",
+                    "-F",
+                    "-Q",
+                    "-T",
+                    "-q",
+                    "-s",
+                    str(ours["sector"]),
+                    "-c",
+                    str(ours["cluster"]),
+                    "-L",
+                    "MainOS",
+                    "-p",
+                    str(ours["hidden"]),
+                    "-H",
+                    "0",
+                    "-S",
+                    "0",
+                    str(blank),
+                ]
+            )
 
         t_mk = measure.best_of(2, mkntfs)
     ref = t_cp + t_mk
     rows = [
-        ("packages into MainOS", f"{len(cabs)} CABs, {cab_bytes / (1 << 20):.0f} MiB",
-         f"{info['packages']} projects, {args.dist} sizes → {nfiles} files, {staged_bytes / (1 << 20):.0f} MiB staged;"
-         f" NTFS volume {ours['size'] / (1 << 30):.2f} GiB")]
+        (
+            "packages into MainOS",
+            f"{len(cabs)} CABs, {cab_bytes / (1 << 20):.0f} MiB",
+            f"{info['packages']} projects, {args.dist} sizes → {nfiles} files, {staged_bytes / (1 << 20):.0f} MiB staged;"
+            f" NTFS volume {ours['size'] / (1 << 30):.2f} GiB",
+        )
+    ]
     for run in ours["runs"]:
         t = run["seconds"]
         phases = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(run["phases"].items(), key=lambda x: -x[1]))
-        rows.append((f"image.build_partition, {run['label']}", f"{t:.1f} s",
-                     f"{phases}, other {t - sum(run['phases'].values()):.1f} s; {t / ref:.2f}× (cp -r + mkntfs)"))
+        rows.append(
+            (
+                f"image.build_partition, {run['label']}",
+                f"{t:.1f} s",
+                f"{phases}, other {t - sum(run['phases'].values()):.1f} s; {t / ref:.2f}× (cp -r + mkntfs)",
+            )
+        )
     rows += [
         ("peak RSS, load", measure.mib(r.maxrss), f"load {r.load_before}→{r.load_after}"),
         ("cp -r of the staged tree, same run", f"{t_cp:.1f} s", ""),

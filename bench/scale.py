@@ -17,15 +17,17 @@ FFU_REL = "build/arm64/Bench/Test/Flash.ffu"
 LAYOUT_REL = "build/arm64/Bench/Test/layout.json"
 _TIME = re.compile(r"^Command execution time: (.+?): ([0-9.]+) seconds$", re.M)
 _TOTAL = re.compile(r"^Total (.+?): ([0-9.]+) seconds$", re.M)
-_STEP = re.compile(r"^(Package|Layout|Partition|FFU|FeatureMerge|Resolve|StandInPE|StandInBinary) (.+)$", re.M)
+_STEP = re.compile(
+    r"^(Package|Layout|Partition|FFU|FeatureMerge|Resolve|StandInPE|StandInBinary) (.+)$", re.M
+)
 
 
 @dataclass
 class Build:
     run: measure.Run
-    commands: dict[str, float]     # target → action seconds (--debug=time)
+    commands: dict[str, float]  # target → action seconds (--debug=time)
     totals: dict[str, float]
-    steps: list[str]               # "Verb target" lines in build order
+    steps: list[str]  # "Verb target" lines in build order
 
     @property
     def seconds(self) -> float:
@@ -50,10 +52,15 @@ def _kind(target: str) -> str:
 
 
 def scons(ws: Path, *args: str) -> Build:
-    r = measure.run([sys.executable, "-m", "SCons", "-Q", "--debug=time", *args], cwd=ws, env=workspace.environ())
-    return Build(r, {m[0]: float(m[1]) for m in _TIME.findall(r.stdout)},
-                 {m[0]: float(m[1]) for m in _TOTAL.findall(r.stdout)},
-                 [f"{a} {b}" for a, b in _STEP.findall(r.stdout)])
+    r = measure.run(
+        [sys.executable, "-m", "SCons", "-Q", "--debug=time", *args], cwd=ws, env=workspace.environ()
+    )
+    return Build(
+        r,
+        {m[0]: float(m[1]) for m in _TIME.findall(r.stdout)},
+        {m[0]: float(m[1]) for m in _TOTAL.findall(r.stdout)},
+        [f"{a} {b}" for a, b in _STEP.findall(r.stdout)],
+    )
 
 
 def _clean(ws: Path) -> None:
@@ -94,7 +101,7 @@ def bench_scale(args) -> list[tuple[str, str, str]]:
         builds: dict[str, Build] = {}
         runs: dict[str, list[Build]] = {"-j1": [], "-j2": []}
         order = ["-j1", "-j2"] if not args.j2_first else ["-j2", "-j1"]
-        for _ in range(args.repeat):   # alternating, best of each: load from elsewhere hits both alike
+        for _ in range(args.repeat):  # alternating, best of each: load from elsewhere hits both alike
             for j in order:
                 _clean(ws)
                 _log(f"full build {j} (load {measure.load()})")
@@ -139,37 +146,70 @@ def bench_scale(args) -> list[tuple[str, str, str]]:
     ok = lambda cond: "met" if cond else "MISSED"  # noqa: E731
     edited = "; ".join(s.replace(" build/arm64/", " ").replace("Bench/Test/", "") for s in edit.steps)
     rows = [
-        ("workspace", f"{args.packages} projects ({info['drivers']} drivers, {info['languages']} with languages), "
-                      f"{info['files']} files", f"{mib_payload:.0f} MiB payload, {args.dist} sizes, "
-                      f"{info['disk_bytes'] >> 30} GiB disk, SIGN={args.sign}"),
-        ("full build -j1", f"{j1.seconds:.1f} s",
-         f"best of {times['-j1']} s; packages {j1.stage('packages'):.1f} s, partitions {j1.stage('partitions'):.1f} s, FFU {t_ffu:.1f} s, "
-         f"layout/FMs {j1.stage('layout') + j1.stage('features'):.1f} s, SConscript "
-         f"{j1.totals.get('SConscript file execution time', 0):.1f} s, rest (SCons: signatures, hashing of "
-         f"outputs) {j1.seconds - sum(j1.commands.values()) - j1.totals.get('SConscript file execution time', 0):.1f} s"
-         f"; load {j1.run.load_before}→{j1.run.load_after}"),
-        ("full build -j2", f"{j2.seconds:.1f} s",
-         f"best of {times['-j2']} s; packages {j2.stage('packages'):.1f} s of action time in 2 jobs; load {j2.run.load_before}→"
-         f"{j2.run.load_after}"),
-        ("speed-up -j2 over -j1 (target ≥ 1.7×)", f"{j1.seconds / j2.seconds:.2f}×",
-         ok(j1.seconds / j2.seconds >= 1.7)),
-        ("  CPU parallelism available, same run", f"{min(cpu):.2f}×–{max(cpu):.2f}×",
-         "2 CPU-bound processes against 1, before and after the full builds: the ceiling of any -j2 "
-         "speed-up on this machine at that time"),
+        (
+            "workspace",
+            f"{args.packages} projects ({info['drivers']} drivers, {info['languages']} with languages), "
+            f"{info['files']} files",
+            f"{mib_payload:.0f} MiB payload, {args.dist} sizes, "
+            f"{info['disk_bytes'] >> 30} GiB disk, SIGN={args.sign}",
+        ),
+        (
+            "full build -j1",
+            f"{j1.seconds:.1f} s",
+            f"best of {times['-j1']} s; packages {j1.stage('packages'):.1f} s, partitions {j1.stage('partitions'):.1f} s, FFU {t_ffu:.1f} s, "
+            f"layout/FMs {j1.stage('layout') + j1.stage('features'):.1f} s, SConscript "
+            f"{j1.totals.get('SConscript file execution time', 0):.1f} s, rest (SCons: signatures, hashing of "
+            f"outputs) {j1.seconds - sum(j1.commands.values()) - j1.totals.get('SConscript file execution time', 0):.1f} s"
+            f"; load {j1.run.load_before}→{j1.run.load_after}",
+        ),
+        (
+            "full build -j2",
+            f"{j2.seconds:.1f} s",
+            f"best of {times['-j2']} s; packages {j2.stage('packages'):.1f} s of action time in 2 jobs; load {j2.run.load_before}→"
+            f"{j2.run.load_after}",
+        ),
+        (
+            "speed-up -j2 over -j1 (target ≥ 1.7×)",
+            f"{j1.seconds / j2.seconds:.2f}×",
+            ok(j1.seconds / j2.seconds >= 1.7),
+        ),
+        (
+            "  CPU parallelism available, same run",
+            f"{min(cpu):.2f}×–{max(cpu):.2f}×",
+            "2 CPU-bound processes against 1, before and after the full builds: the ceiling of any -j2 "
+            "speed-up on this machine at that time",
+        ),
         ("no-op rebuild", f"{noop:.2f} s", f"{real_nodes} nodes; SConscript {sconscript:.2f} s"),
         ("bare SCons graph no-op, same run", f"{bare:.2f} s", f"{bare_nodes} nodes"),
-        ("ratio no-op / bare (target ≤ 1.2×, < 3 s)", f"{noop / bare:.2f}×", ok(noop / bare <= 1.2 and noop < 3)),
+        (
+            "ratio no-op / bare (target ≤ 1.2×, < 3 s)",
+            f"{noop / bare:.2f}×",
+            ok(noop / bare <= 1.2 and noop < 3),
+        ),
         (f"one driver payload edited (P{k:04d})", f"{edit.seconds:.1f} s", edited),
-        ("  layout.json re-evaluated", "identical" if layout_same else "CHANGED",
-         f"FFU {'changed' if ffu_changed else 'UNCHANGED'}"),
-        ("ratio edit / full -j1 (target ≤ 0.15)", f"{edit.seconds / j1.seconds:.2f}",
-         ok(edit.seconds / j1.seconds <= 0.15)),
-        ("FFU stage (action, -j1 build)", f"{t_ffu:.2f} s", f"{ffu_size / (1 << 20) / t_ffu:.0f} MiB/s of "
-                                                                    f"{ffu_size / (1 << 20):.0f} MiB"),
+        (
+            "  layout.json re-evaluated",
+            "identical" if layout_same else "CHANGED",
+            f"FFU {'changed' if ffu_changed else 'UNCHANGED'}",
+        ),
+        (
+            "ratio edit / full -j1 (target ≤ 0.15)",
+            f"{edit.seconds / j1.seconds:.2f}",
+            ok(edit.seconds / j1.seconds <= 0.15),
+        ),
+        (
+            "FFU stage (action, -j1 build)",
+            f"{t_ffu:.2f} s",
+            f"{ffu_size / (1 << 20) / t_ffu:.0f} MiB/s of {ffu_size / (1 << 20):.0f} MiB",
+        ),
         ("sha256sum of Flash.ffu, same run", f"{sha:.2f} s", f"{ffu_size / (1 << 20) / sha:.0f} MiB/s"),
         ("ratio FFU / sha256sum throughput (target ≥ 0.7×)", f"{sha / t_ffu:.2f}×", ok(sha / t_ffu >= 0.7)),
-        ("peak memory of the build (PSS, process tree)", measure.mib(peak),
-         f"largest single process {measure.mib(max(b.run.maxrss for b in every))}; "
-         + ok(peak <= 512 << 20) + " (target ≤ 512 MiB)"),
+        (
+            "peak memory of the build (PSS, process tree)",
+            measure.mib(peak),
+            f"largest single process {measure.mib(max(b.run.maxrss for b in every))}; "
+            + ok(peak <= 512 << 20)
+            + " (target ≤ 512 MiB)",
+        ),
     ]
     return rows

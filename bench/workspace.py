@@ -43,8 +43,10 @@ WM = """<?xml version="1.0" encoding="utf-8"?>
 {language}</identity>
 """
 
-WORDS = ("device driver image partition package manifest catalog registry service firmware board "
-         "contoso windows iot core onecore feature layout sector cluster volume boot loader").split()
+WORDS = (
+    "device driver image partition package manifest catalog registry service firmware board "
+    "contoso windows iot core onecore feature layout sector cluster volume boot loader"
+).split()
 
 
 def _payload(rng: random.Random, size: int, text: bool) -> bytes:
@@ -59,8 +61,14 @@ def _payload(rng: random.Random, size: int, text: bool) -> bytes:
     return "".join(out).encode()[:size]
 
 
-def generate(dest: Path, packages: int, total_bytes: int, files_per_package: int = 4, seed: int = 1,
-             pe_per_package: int = 0) -> int:
+def generate(
+    dest: Path,
+    packages: int,
+    total_bytes: int,
+    files_per_package: int = 4,
+    seed: int = 1,
+    pe_per_package: int = 0,
+) -> int:
     """Write a workspace; half the payload is random (incompressible), half text. Returns payload bytes."""
     rng = random.Random(seed)
     if dest.exists():
@@ -77,28 +85,37 @@ def generate(dest: Path, packages: int, total_bytes: int, files_per_package: int
         files: list[str] = []
         if pe_per_package:
             from ffuforge.formats import pe  # noqa: PLC0415 - only needed for PE payloads
+
             for k in range(pe_per_package):
                 name = f"driver{k}.sys"
-                image = pe.make_minimal_pe(None, machine="arm64", kind="sys", payload=rng.randbytes(64 * 1024))
+                image = pe.make_minimal_pe(
+                    None, machine="arm64", kind="sys", payload=rng.randbytes(64 * 1024)
+                )
                 (pdir / name).write_bytes(image)
                 written += len(image)
-                files.append(f'    <file source=".\\{name}" destinationDir="$(runtime.drivers)" '
-                             f'name="p{i:04d}_{name}" />')
+                files.append(
+                    f'    <file source=".\\{name}" destinationDir="$(runtime.drivers)" '
+                    f'name="p{i:04d}_{name}" />'
+                )
         for k in range(files_per_package):
             name = f"file{k}.{'txt' if k % 2 else 'bin'}"
             size = max(1, int(per_file * rng.uniform(0.5, 1.5)))
             (pdir / name).write_bytes(_payload(rng, size, text=bool(k % 2)))
             written += size
-            files.append(f'    <file source=".\\{name}" destinationDir="$(runtime.system32)\\Bench\\P{i:04d}" />')
+            files.append(
+                f'    <file source=".\\{name}" destinationDir="$(runtime.system32)\\Bench\\P{i:04d}" />'
+            )
         language = ""
         if i % 10 == 0:
             for lang in ("en-us", "de-de"):
                 (pdir / lang).mkdir()
                 (pdir / lang / "strings.txt").write_text(f"{lang} strings of package {i}\n")
                 written += len(f"{lang} strings of package {i}\n")
-            language = ('  <language><files><file source=".\\$(LANGID)\\strings.txt" '
-                        f'destinationDir="$(runtime.system32)\\Bench\\$(LANGID)" name="P{i:04d}.txt"/>'
-                        '</files></language>\n')
+            language = (
+                '  <language><files><file source=".\\$(LANGID)\\strings.txt" '
+                f'destinationDir="$(runtime.system32)\\Bench\\$(LANGID)" name="P{i:04d}.txt"/>'
+                "</files></language>\n"
+            )
         (pdir / f"P{i:04d}.wm.xml").write_text(WM.format(i=i, files="\n".join(files), language=language))
     return written
 
@@ -369,12 +386,13 @@ class _Text:
         out = bytearray()
         while len(out) < size:
             start = self.rng.randrange(len(self.block) // 2)
-            out += self.block[start:start + min(size - len(out), len(self.block) - start)]
+            out += self.block[start : start + min(size - len(out), len(self.block) - start)]
         return bytes(out)
 
 
 def _driver_pe(seed: int, size: int) -> bytes:
     from ffuforge.formats import pe  # noqa: PLC0415 - needs site_scons on sys.path (set above)
+
     return pe.make_minimal_pe(None, machine="arm64", kind="sys", payload=random.Random(seed).randbytes(size))
 
 
@@ -387,7 +405,7 @@ def edit_driver(ws: Path, i: int, generation: int = 1) -> Path:
     path = driver_path(ws, i)
     size = len(path.read_bytes())
     image = _driver_pe(i * 1000 + generation, size)
-    while len(image) > size:   # same-size payload: trim until the PE matches the original length
+    while len(image) > size:  # same-size payload: trim until the PE matches the original length
         image = _driver_pe(i * 1000 + generation, size - (len(image) - size) - 512)
     path.write_bytes(image)
     return path
@@ -397,8 +415,15 @@ def driver_packages(packages: int) -> list[int]:
     return [i for i in range(packages) if i % 3 == 0]
 
 
-def generate_image(dest: Path, packages: int = 300, total_bytes: int = 1 << 30, *, dist: str = "lognormal",
-                   seed: int = 1, disk_bytes: int | None = None) -> dict:
+def generate_image(
+    dest: Path,
+    packages: int = 300,
+    total_bytes: int = 1 << 30,
+    *,
+    dist: str = "lognormal",
+    seed: int = 1,
+    disk_bytes: int | None = None,
+) -> dict:
     """A workspace whose `scons` builds Flash.ffu: `packages` MainOS package projects (every third
     with a driver: stand-in PE and a UTF-16 INF; registry values in all; language resources in
     every tenth), a board (DeviceLayout/OEMDevicePlatform package with a GPT layout, an EFIESP
@@ -430,14 +455,17 @@ def generate_image(dest: Path, packages: int = 300, total_bytes: int = 1 << 30, 
             size = next(sizes)
             (pdir / name).write_bytes(text.take(size) if is_text else rng.randbytes(size))
             written += size
-            files.append(f'    <file source=".\\{name}" destinationDir="$(runtime.system32)\\Bench\\P{i:04d}" />')
+            files.append(
+                f'    <file source=".\\{name}" destinationDir="$(runtime.system32)\\Bench\\P{i:04d}" />'
+            )
         files_total += len(files)
         drv = ""
         if i in drivers:
             image = _driver_pe(i * 1000, max(512, next(sizes) - 1024))
             driver_path(dest, i).write_bytes(image)
-            (pdir / f"bench{i:04d}.inf").write_bytes(b"\xff\xfe" + INF.format(i=i).replace("\n", "\r\n")
-                                                     .encode("utf-16-le"))
+            (pdir / f"bench{i:04d}.inf").write_bytes(
+                b"\xff\xfe" + INF.format(i=i).replace("\n", "\r\n").encode("utf-16-le")
+            )
             written += len(image)
             files_total += 2
             drv = f'  <drivers>\n    <driver>\n      <inf source=".\\bench{i:04d}.inf" />\n    </driver>\n  </drivers>\n'
@@ -448,18 +476,26 @@ def generate_image(dest: Path, packages: int = 300, total_bytes: int = 1 << 30, 
                 data = f"{lang} strings of package {i}\n".encode() * 64
                 (pdir / lang / "strings.txt").write_bytes(data)
                 written += len(data)
-            language = ('  <language><files><file source=".\\$(LANGID)\\strings.txt" '
-                        f'destinationDir="$(runtime.system32)\\Bench\\$(LANGID)" name="P{i:04d}.txt"/>'
-                        '</files></language>\n')
+            language = (
+                '  <language><files><file source=".\\$(LANGID)\\strings.txt" '
+                f'destinationDir="$(runtime.system32)\\Bench\\$(LANGID)" name="P{i:04d}.txt"/>'
+                "</files></language>\n"
+            )
             for lang in ("en-us", "de-de"):
-                fm_entries.append(f'    <PackageFile Path="%PKGBLD_DIR%" Name="%OEM_NAME%.Bench.P{i:04d}'
-                                  f'.Resources_Lang_{lang}.cab" Language="({lang})" />')
+                fm_entries.append(
+                    f'    <PackageFile Path="%PKGBLD_DIR%" Name="%OEM_NAME%.Bench.P{i:04d}'
+                    f'.Resources_Lang_{lang}.cab" Language="({lang})" />'
+                )
         files_xml = "  <files>\n" + "\n".join(files) + "\n  </files>\n"
-        (pdir / f"P{i:04d}.wm.xml").write_text(IMAGE_WM.format(
-            i=i, files=files_xml, drivers=drv, language=language, blob=rng.randbytes(16).hex()))
+        (pdir / f"P{i:04d}.wm.xml").write_text(
+            IMAGE_WM.format(
+                i=i, files=files_xml, drivers=drv, language=language, blob=rng.randbytes(16).hex()
+            )
+        )
         fm_entries.append(f'    <PackageFile Path="%PKGBLD_DIR%" Name="%OEM_NAME%.Bench.P{i:04d}.cab" />')
-    (dest / "packages" / "BenchFM.xml").write_text(FM.format(
-        body="  <BasePackages>\n" + "\n".join(fm_entries) + "\n  </BasePackages>"))
+    (dest / "packages" / "BenchFM.xml").write_text(
+        FM.format(body="  <BasePackages>\n" + "\n".join(fm_entries) + "\n  </BasePackages>")
+    )
     (dest / "packages" / "BenchFMFileList.xml").write_text(FM_FILELIST.format(id="BENCHFM", fm="BenchFM.xml"))
 
     # Board: GPT layout sized for the payload, an EFIESP package, the FM and its FMFileList.
@@ -468,8 +504,12 @@ def generate_image(dest: Path, packages: int = 300, total_bytes: int = 1 << 30, 
         disk_bytes = max(8 << 30, -(-(2 * total_bytes + (2 << 30)) // (1 << 30)) * (1 << 30))
     board = dest / "bsp" / "BenchBoard"
     (board / "DeviceLayout").mkdir()
-    (board / "DeviceLayout" / "DeviceLayout.xml").write_text(DEVICE_LAYOUT.format(min_free=(256 * mib) // 512))
-    (board / "DeviceLayout" / "OEMDevicePlatform.xml").write_text(DEVICE_PLATFORM.format(sectors=disk_bytes // 512))
+    (board / "DeviceLayout" / "DeviceLayout.xml").write_text(
+        DEVICE_LAYOUT.format(min_free=(256 * mib) // 512)
+    )
+    (board / "DeviceLayout" / "OEMDevicePlatform.xml").write_text(
+        DEVICE_PLATFORM.format(sectors=disk_bytes // 512)
+    )
     (board / "DeviceLayout" / "BenchBoard.DeviceLayout.wm.xml").write_text(LAYOUT_WM)
     (board / "EspFiles").mkdir()
     (board / "EspFiles" / "boot.cfg").write_text("timeout=0\n")
@@ -481,9 +521,17 @@ def generate_image(dest: Path, packages: int = 300, total_bytes: int = 1 << 30, 
         'Name="%OEM_NAME%.BenchBoard.DeviceLayout.cab" />\n  </OEMDevicePlatformPackages>\n'
         '  <Features><OEM>\n    <PackageFile Path="%BSPPKG_DIR%" Name="%OEM_NAME%.BenchBoard.EspFiles.cab" '
         'Partition="EFIESP"><FeatureIDs><FeatureID>BENCH_ESP</FeatureID></FeatureIDs></PackageFile>\n'
-        '  </OEM></Features>')
+        "  </OEM></Features>"
+    )
     (dest / "bsp" / "BoardFM.xml").write_text(FM.format(body=fm))
     (dest / "bsp" / "BoardFMFileList.xml").write_text(FM_FILELIST.format(id="BOARDFM", fm="BoardFM.xml"))
     (dest / "products" / "Bench" / "TestOEMInput.xml").write_text(OEMINPUT)
-    return {"packages": packages, "payload_bytes": written, "files": files_total, "drivers": len(drivers),
-            "languages": sum(1 for i in range(packages) if i % 10 == 0), "disk_bytes": disk_bytes, "dist": dist}
+    return {
+        "packages": packages,
+        "payload_bytes": written,
+        "files": files_total,
+        "drivers": len(drivers),
+        "languages": sum(1 for i in range(packages) if i % 10 == 0),
+        "disk_bytes": disk_bytes,
+        "dist": dist,
+    }

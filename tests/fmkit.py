@@ -30,11 +30,21 @@ def board_fm(extra: str = "", soc: str = "Board", device: str = "Board") -> str:
   {extra}""")
 
 
-def oeminput_xml(fms: tuple[str, ...] = ("fms/BoardFM.xml",), oem: tuple[str, ...] = (), ms: tuple[str, ...] = (),
-                 soc: str = "Board", device: str = "Board", release: str = "Test", sv: str | None = "Vendor",
-                 langs: tuple[str, ...] = ("en-us",), res: tuple[str, ...] = ("1024x768",),
-                 keyboard: tuple[str, ...] = (), speech: tuple[str, ...] = (), extra: str = "",
-                 build: str = "fre") -> str:
+def oeminput_xml(
+    fms: tuple[str, ...] = ("fms/BoardFM.xml",),
+    oem: tuple[str, ...] = (),
+    ms: tuple[str, ...] = (),
+    soc: str = "Board",
+    device: str = "Board",
+    release: str = "Test",
+    sv: str | None = "Vendor",
+    langs: tuple[str, ...] = ("en-us",),
+    res: tuple[str, ...] = ("1024x768",),
+    keyboard: tuple[str, ...] = (),
+    speech: tuple[str, ...] = (),
+    extra: str = "",
+    build: str = "fre",
+) -> str:
     def items(tag, values):
         return "".join(f"<{tag}>{v}</{tag}>" for v in values)
 
@@ -81,15 +91,24 @@ class Workspace:
 
     @property
     def variables(self) -> dict[str, str]:
-        return {"PKGBLD_DIR": str(self.pkgs), "OEM_NAME": "Contoso", "BLD_DIR": str(self.root / "build" / self.cpu)}
+        return {
+            "PKGBLD_DIR": str(self.pkgs),
+            "OEM_NAME": "Contoso",
+            "BLD_DIR": str(self.root / "build" / self.cpu),
+        }
 
     def resolve(self, oeminput_text: str, fm_text: str | None = None, **kw) -> features.Resolution:
         if fm_text is not None:
             self.write("fms/BoardFM.xml", fm_text)
         oi = self.write("Products/P/TestOEMInput.xml", oeminput_text)
         kw.setdefault("available", features.assume_available)
-        return features.resolve(oi, cpu=kw.pop("cpu", self.cpu), variables=kw.pop("variables", self.variables),
-                                top=self.root, **kw)
+        return features.resolve(
+            oi,
+            cpu=kw.pop("cpu", self.cpu),
+            variables=kw.pop("variables", self.variables),
+            top=self.root,
+            **kw,
+        )
 
 
 def names(res: features.Resolution, partition: str = "MainOS") -> list[str]:

@@ -28,9 +28,15 @@ def layout(oeminput: Path) -> tuple[Path, str, str] | None:
 
 def variables(root: Path, arch: str, bld: Path) -> dict[str, str]:
     src = root / f"Source-{arch}"
-    return {"SRC_DIR": str(src), "COMMON_DIR": str(root / "Common"), "BSPSRC_DIR": str(src / "BSP"),
-            "BLD_DIR": str(bld), "PKGBLD_DIR": str(bld / "pkgs"), "BSPPKG_DIR": str(bld / "pkgs"),
-            "OEM_NAME": "Contoso"}
+    return {
+        "SRC_DIR": str(src),
+        "COMMON_DIR": str(root / "Common"),
+        "BSPSRC_DIR": str(src / "BSP"),
+        "BLD_DIR": str(bld),
+        "PKGBLD_DIR": str(bld / "pkgs"),
+        "BSPPKG_DIR": str(bld / "pkgs"),
+        "OEM_NAME": "Contoso",
+    }
 
 
 @cache
@@ -41,10 +47,15 @@ def merged_fms(root: Path, arch: str, cpu: str, bld: Path) -> dict[Path, fm.Feat
     out: dict[Path, fm.FeatureManifest] = {}
     for lst in lists:
         settings = features.MergeSettings(
-            cpu=cpu, out_pkg_dir=bld / "pkgs", variables=variables(root, arch, bld), owner_name="Contoso",
-            fm_dirs=(lst.parent, root / "Common" / "Packages", src / "Packages"))
-        res = features.merge(lst, settings, out_fm_dir=bld / "MergedFMs", write=False,
-                             available=features.assume_available)
+            cpu=cpu,
+            out_pkg_dir=bld / "pkgs",
+            variables=variables(root, arch, bld),
+            owner_name="Contoso",
+            fm_dirs=(lst.parent, root / "Common" / "Packages", src / "Packages"),
+        )
+        res = features.merge(
+            lst, settings, out_fm_dir=bld / "MergedFMs", write=False, available=features.assume_available
+        )
         out.update(res.by_path())
     return out
 
@@ -53,5 +64,10 @@ def resolve(oeminput: Path, bld: Path) -> features.Resolution:
     where = layout(oeminput)
     assert where is not None
     root, arch, cpu = where
-    return features.resolve(oeminput, cpu=cpu, variables=variables(root, arch, bld),
-                            fms=merged_fms(root, arch, cpu, bld), available=features.assume_available)
+    return features.resolve(
+        oeminput,
+        cpu=cpu,
+        variables=variables(root, arch, bld),
+        fms=merged_fms(root, arch, cpu, bld),
+        available=features.assume_available,
+    )

@@ -31,7 +31,7 @@ def digest(path: Path) -> str:
             try:
                 start = os.lseek(fd, pos, os.SEEK_DATA)
             except OSError:
-                break                               # only a hole is left
+                break  # only a hole is left
             end = os.lseek(fd, start, os.SEEK_HOLE)
             block = start // BLOCK
             while block * BLOCK < end:
@@ -49,14 +49,16 @@ def snapshot(ws: Path) -> tuple[dict[str, str], list[str]]:
     build = ws / "build"
     for dirpath, dirnames, filenames in os.walk(build):
         d = Path(dirpath)
-        if d.parent.name == EXTRACT_CACHE:   # kept extracted packages: not outputs; only unfinished entries count
+        if (
+            d.parent.name == EXTRACT_CACHE
+        ):  # kept extracted packages: not outputs; only unfinished entries count
             temps += [f"{(d / n).relative_to(ws)}/" for n in sorted(dirnames) if n.startswith(TEMP_PREFIX)]
             dirnames.clear()
             continue
         for name in sorted(dirnames):
             if name == EXTRACT_CACHE and d.name == "partitions":
                 continue
-            if d == build and name == ".ffuforge":   # ffuforge.scons_tool.plancache, kept between builds
+            if d == build and name == ".ffuforge":  # ffuforge.scons_tool.plancache, kept between builds
                 continue
             if name.startswith("."):
                 temps.append(f"{(d / name).relative_to(ws)}/")

@@ -77,8 +77,9 @@ def issue(
     if ca:
         b = b.add_extension(_usage(key_cert_sign=True, crl_sign=True), critical=True)
     else:
-        b = b.add_extension(_usage(digital_signature=digital_signature, key_encipherment=not digital_signature),
-                            critical=True)
+        b = b.add_extension(
+            _usage(digital_signature=digital_signature, key_encipherment=not digital_signature), critical=True
+        )
         b = b.add_extension(x509.ExtendedKeyUsage(eku or [ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
     return b.sign(issuer_key, hashes.SHA256())
 
@@ -89,7 +90,9 @@ def write_cert(path: Path, *certs: x509.Certificate) -> Path:
 
 
 def write_key(path: Path, key, password: str | None = None) -> Path:
-    enc = serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
+    enc = (
+        serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
+    )
     path.write_bytes(key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, enc))
     return path
 
@@ -110,17 +113,30 @@ def package_files(directory: Path) -> dict[str, bytes]:
     return files
 
 
-def write_package(out: Path, files: dict[str, bytes], signer=None, *, epoch: int = EPOCH,
-                  catalog_der: bytes | None = None, sign_cab: bool = True) -> Path:
+def write_package(
+    out: Path,
+    files: dict[str, bytes],
+    signer=None,
+    *,
+    epoch: int = EPOCH,
+    catalog_der: bytes | None = None,
+    sign_cab: bool = True,
+) -> Path:
     """A package CAB: update.mum, update.cat (signed when `signer`), then the other members."""
     if catalog_der is None:
         hashes_ = [catalog.member_hashes(catalog.CatalogMember(n, data=d)) for n, d in files.items()]
         catalog_der = catalog.build_catalog_v2(
-            hashes_, package_name="Contoso.Pkg", test_package=False,
-            this_update=datetime.datetime.fromtimestamp(epoch, UTC))
+            hashes_,
+            package_name="Contoso.Pkg",
+            test_package=False,
+            this_update=datetime.datetime.fromtimestamp(epoch, UTC),
+        )
         if signer is not None:
             catalog_der = signer.sign_catalog(catalog_der, epoch=epoch)
-    members = [cab.CabMember("update.mum", data=files["update.mum"]), cab.CabMember("update.cat", data=catalog_der)]
+    members = [
+        cab.CabMember("update.mum", data=files["update.mum"]),
+        cab.CabMember("update.cat", data=catalog_der),
+    ]
     members += [cab.CabMember(n, data=d) for n, d in files.items() if n != "update.mum"]
     out.parent.mkdir(parents=True, exist_ok=True)
     unsigned = out.with_suffix(".unsigned.cab")
@@ -138,8 +154,15 @@ def read_members(path: Path) -> dict[str, bytes]:
         return {m.name: r.read(m) for m in r.members}
 
 
-def repack(src: Path, dst: Path, signer, *, replace: dict[str, bytes] | None = None,
-           add: dict[str, bytes] | None = None, epoch: int = EPOCH) -> Path:
+def repack(
+    src: Path,
+    dst: Path,
+    signer,
+    *,
+    replace: dict[str, bytes] | None = None,
+    add: dict[str, bytes] | None = None,
+    epoch: int = EPOCH,
+) -> Path:
     """Rebuild a package CAB with some members replaced/added (catalog kept) and sign the CAB."""
     members = {**read_members(src), **(replace or {}), **(add or {})}
     unsigned = dst.with_suffix(".unsigned.cab")
@@ -160,8 +183,10 @@ def pkgbuild_package(tmp: Path, signer, *, epoch: int = EPOCH) -> tuple[Path, di
     (src / "readme.txt").write_text("hello\n")
     pe.make_minimal_pe(src / "drv.sys", machine="arm64", kind="sys", payload=b"drv")
     pe.make_minimal_pe(src / "tool.exe", machine="amd64", kind="exe", payload=b"tool")
-    body = ('<files><file source=".\\readme.txt"/><file source=".\\drv.sys" destinationDir="$(runtime.drivers)"/>'
-            '<file source=".\\tool.exe"/></files>')
+    body = (
+        '<files><file source=".\\readme.txt"/><file source=".\\drv.sys" destinationDir="$(runtime.drivers)"/>'
+        '<file source=".\\tool.exe"/></files>'
+    )
     v = plan(wm(src, body))[0]
     built = tmp / "built" / v.cab_name
     build_variant(v, built, BuildSettings(epoch=epoch))
@@ -185,7 +210,9 @@ def signify_ctl(der: bytes):
 
 def signify_store(*certs: x509.Certificate):
     sx509 = pytest.importorskip("signify.x509")
-    return sx509.CertificateStore([sx509.Certificate.from_pem(c.public_bytes(PEM)) for c in certs], trusted=True)
+    return sx509.CertificateStore(
+        [sx509.Certificate.from_pem(c.public_bytes(PEM)) for c in certs], trusted=True
+    )
 
 
 def sha256(data: bytes) -> bytes:

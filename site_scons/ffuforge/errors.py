@@ -1,7 +1,15 @@
-"""One error type for every user mistake, rendered as a single `file:line: message` line.
+"""One error family for every user mistake, rendered as a single `file:line: message` line.
 
 SCons glue, the CLI and tests all catch :class:`FFUError`; anything else escaping is a bug
-in ffuforge, not in the user's input.
+in ffuforge, not in the user's input. The subclasses say what kind of mistake it is, so that
+callers and tests can tell a damaged file from a bad setting without reading message text:
+
+- :class:`FormatError`: bytes in a file we read do not follow its format (CAB, FFU, hive, GPT, PE,
+  catalog, INF encoding, …);
+- :class:`ConfigError`: a setting, an XML document or a combination of them is wrong (projects,
+  FMs, OEMInputs, layouts, build variables);
+- :class:`SigningError`: a key, certificate or signature is missing, unusable or does not verify;
+- :class:`ToolError`: an external program (mkntfs, mtools, a signing command) is missing or failed.
 """
 
 from __future__ import annotations
@@ -30,6 +38,22 @@ class FFUError(Exception):
             self.file = _one_line(str(file)) if file is not None else None
             self.line = line
         return self
+
+
+class FormatError(FFUError):
+    """Bad bytes in a file we read: truncated, out of bounds, wrong magic or checksum."""
+
+
+class ConfigError(FFUError):
+    """A bad setting, XML document or combination of them: the user's input, not a file's bytes."""
+
+
+class SigningError(FFUError):
+    """Signing or verification failed: keys, certificates, passwords, signatures."""
+
+
+class ToolError(FFUError):
+    """An external program ffuforge drives is missing or failed."""
 
 
 def _one_line(text: str) -> str:

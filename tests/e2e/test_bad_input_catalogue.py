@@ -95,7 +95,7 @@ CopyFiles = {copyfiles}
 d.sys
 """
 
-DRIVER = ('<drivers><driver defaultImportPath="."><inf source=".\\d.inf" /></driver></drivers>')
+DRIVER = '<drivers><driver defaultImportPath="."><inf source=".\\d.inf" /></driver></drivers>'
 
 
 def _mini(dest: Path, extra: str = "") -> Path:
@@ -119,17 +119,18 @@ FMLIST = "packages/OEMFMFileList.xml"
 
 # ---------------------------------------------------------------------------------- cases
 
+
 @dataclass
 class Case:
     id: str
-    where: str                               # mini | sample | cli
-    expect: str                              # regex the single error line must match
-    files: dict[str, object] = field(default_factory=dict)   # path -> text | bytes | callable(old) -> new
-    extra: str = ""                          # mini: XML added to pkg/P.wm.xml at line 7
-    case: dict | None = None                 # mini: case.json (env / package keywords)
+    where: str  # mini | sample | cli
+    expect: str  # regex the single error line must match
+    files: dict[str, object] = field(default_factory=dict)  # path -> text | bytes | callable(old) -> new
+    extra: str = ""  # mini: XML added to pkg/P.wm.xml at line 7
+    case: dict | None = None  # mini: case.json (env / package keywords)
     args: tuple[str, ...] = ()
-    env: dict | None = None                  # process environment additions
-    absent: tuple[str, ...] = ()             # globs (relative to the workspace) that must match nothing
+    env: dict | None = None  # process environment additions
+    absent: tuple[str, ...] = ()  # globs (relative to the workspace) that must match nothing
     setup: Callable[[Path, dict], None] | None = None
     cli: tuple[str, ...] = ()
 
@@ -138,6 +139,7 @@ def _sub(old: str, new: str, count: int = 1) -> Callable[[str], str]:
     def edit(text: str) -> str:
         assert old in text, (old, text[:200])
         return text.replace(old, new, count)
+
     return edit
 
 
@@ -156,198 +158,518 @@ def _empty_payload(ws: Path, _) -> None:
     (ws / "pkg/empty.txt").write_bytes(b"")
 
 
-def _driver(models: str = "Standard,NT$ARCH$", models_section: str = "Standard.NT$ARCH$",
-            copyfiles: str = "Dev_Inst.CopyFiles"):
+def _driver(
+    models: str = "Standard,NT$ARCH$",
+    models_section: str = "Standard.NT$ARCH$",
+    copyfiles: str = "Dev_Inst.CopyFiles",
+):
     def setup(ws: Path, _) -> None:
         (ws / "pkg/d.sys").write_bytes(b"not a real driver, just bytes")
-        (ws / "pkg/d.inf").write_text(INF.format(models=models, models_section=models_section,
-                                                 copyfiles=copyfiles))
+        (ws / "pkg/d.inf").write_text(
+            INF.format(models=models, models_section=models_section, copyfiles=copyfiles)
+        )
+
     return setup
 
 
 def _second_project(ws: Path, _) -> None:
-    (ws / "pkg/Q.wm.xml").write_text(MINI_WM.format(extra="").replace('name="P"', 'name="P" legacyName="Contoso-T-P"'))
+    (ws / "pkg/Q.wm.xml").write_text(
+        MINI_WM.format(extra="").replace('name="P"', 'name="P" legacyName="Contoso-T-P"')
+    )
 
 
 def _sign_key(kind: str):
     def setup(ws: Path, pki: dict) -> None:
         ws.joinpath("case.json").write_text(json.dumps({"env": pki[kind]}))
+
     return setup
 
 
 CASES: list[Case] = [
     # --------------------------------------------------------------- package projects (mini workspace)
     Case("malformed-xml", "mini", r"pkg/P\.wm\.xml:8: malformed XML", extra="<files>"),
-    Case("element-outside-schema", "mini", r"pkg/P\.wm\.xml:7: <bogus> is not allowed inside <identity>",
-         extra="<bogus/>"),
-    Case("unimplemented-element", "mini", r"pkg/P\.wm\.xml:7: <directories> is valid wm\.xml but ffuforge does "
-         r"not implement it", extra="<directories/>"),
-    Case("undefined-macro", "mini", r"pkg/P\.wm\.xml:7: undefined macro \$\(UNDEFINED\)",
-         extra='<files><file source="$(UNDEFINED)\\x.txt" /></files>'),
-    Case("dotdot-destination", "mini", r"pkg/P\.wm\.xml:7: .*escapes its root directory with '\.\.'",
-         extra='<files><file source=".\\a.txt" destinationDir="$(runtime.system32)\\..\\..\\..\\x" '
-               'name="b.txt" /></files>'),
-    Case("absolute-destination", "mini", r"pkg/P\.wm\.xml:7: destinationDir 'C:\\\\Windows' must start with a "
-         r"device path macro", extra='<files><file source=".\\a.txt" destinationDir="C:\\Windows" /></files>'),
-    Case("dotdot-source-name", "mini", r"pkg/P\.wm\.xml:7: .*(escapes|invalid|not a valid)",
-         extra='<files><file source=".\\a.txt" destinationDir="$(runtime.system32)" name="..\\..\\evil.dll" />'
-               '</files>'),
-    Case("missing-source", "mini", r"pkg/P\.wm\.xml:7: source file pkg/missing\.bin does not exist",
-         extra='<files><file source=".\\missing.bin" /></files>'),
-    Case("source-is-a-directory", "mini", r"pkg/P\.wm\.xml:5: source pkg/a\.txt is not a regular file",
-         setup=_dir_payload),
-    Case("source-is-a-fifo", "mini", r"pkg/P\.wm\.xml:5: source pkg/a\.txt is not a regular file", setup=_fifo),
-    Case("duplicate-destination", "mini", r"pkg/P\.wm\.xml:7: destination .*a\.txt is already used by",
-         extra='<files><file source=".\\b.txt" destinationDir="$(runtime.system32)" name="a.txt" /></files>',
-         setup=lambda ws, _: (ws / "pkg/b.txt").write_text("b\n")),
-    Case("zero-size-file", "mini", r"pkg/P\.wm\.xml:7: source file pkg/empty\.txt is empty",
-         extra='<files><file source=".\\empty.txt" /></files>', setup=_empty_payload),
-    Case("invalid-file-name", "mini", r"pkg/P\.wm\.xml:7: file name 'a:b\.txt' is not a valid device file name",
-         extra='<files><file source=".\\a.txt" name="a:b.txt" /></files>'),
-    Case("regvalue-dword", "mini", r"pkg/P\.wm\.xml:7: .*REG_DWORD.*",
-         extra='<regKeys><regKey keyName="$(hklm.software)\\C"><regValue name="x" type="REG_DWORD" value="zz" />'
-               '</regKey></regKeys>'),
-    Case("regvalue-qword", "mini", r"pkg/P\.wm\.xml:7: .*REG_QWORD.*",
-         extra='<regKeys><regKey keyName="$(hklm.software)\\C"><regValue name="x" type="REG_QWORD" '
-               'value="0x1FFFFFFFFFFFFFFFFF" /></regKey></regKeys>'),
-    Case("regvalue-binary", "mini", r"pkg/P\.wm\.xml:7: .*REG_BINARY.*",
-         extra='<regKeys><regKey keyName="$(hklm.software)\\C"><regValue name="x" type="REG_BINARY" value="01G2" />'
-               '</regKey></regKeys>'),
-    Case("regvalue-type", "mini", r"pkg/P\.wm\.xml:7: .*REG_STRING.*",
-         extra='<regKeys><regKey keyName="$(hklm.software)\\C"><regValue name="x" type="REG_STRING" value="1" />'
-               '</regKey></regKeys>'),
-    Case("regkey-outside-registry-macros", "mini", r"pkg/P\.wm\.xml:7: keyName .* must start with a registry macro",
-         extra='<regKeys><regKey keyName="HKEY_CURRENT_USER\\C"><regValue name="x" type="REG_SZ" value="1" />'
-               '</regKey></regKeys>'),
-    Case("registry-value-twice", "mini", r"pkg/P\.wm\.xml:7: registry value .*x is set twice",
-         extra='<regKeys><regKey keyName="$(hklm.software)\\C"><regValue name="x" type="REG_SZ" value="1" />'
-               '<regValue name="x" type="REG_SZ" value="2" /></regKey></regKeys>'),
-    Case("bad-buildfilter", "mini", r"pkg/P\.wm\.xml:7: .*invalid buildFilter",
-         extra='<files buildFilter="build.arch = "><file source=".\\a.txt" name="b.txt" /></files>'),
-    Case("bad-release-type", "mini", r"pkg/P\.wm\.xml:3: .*releaseType='Beta' is not valid",
-         files={"pkg/P.wm.xml": _sub('releaseType="Production"', 'releaseType="Beta"')}),
-    Case("bad-service-start", "mini", r"pkg/P\.wm\.xml:7: .*service start='sometimes'",
-         extra='<service name="s" start="sometimes" type="win32OwnProcess" />'),
-    Case("unfilled-template", "mini", r"pkg/P\.wm\.xml:2: .*unfilled template",
-         files={"pkg/P.wm.xml": _sub('owner="Contoso" namespace="T" name="P"', 'owner="" namespace="" name=""')}),
-    Case("not-a-package-project", "mini", r"pkg/P\.wm\.xml(:\d+)?: .*is not a package project",
-         files={"pkg/P.wm.xml": '<?xml version="1.0"?>\n<FeatureManifest '
-                                'xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate" />\n'}),
-    Case("entity-bomb", "mini", r"pkg/P\.wm\.xml:1: DOCTYPE/DTD declarations are not allowed",
-         files={"pkg/P.wm.xml": '<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b '
-                                '"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>\n'
-                                + MINI_WM.split("\n", 1)[1].replace('owner="Contoso"', 'owner="&c;"')}),
-    Case("external-entity", "mini", r"pkg/P\.wm\.xml:\d+: (DOCTYPE/DTD declarations are not allowed|malformed XML: "
-         r"Attribute references external entity 's')",
-         files={"pkg/P.wm.xml": '<?xml version="1.0"?><!DOCTYPE l [<!ENTITY s SYSTEM "file:///etc/passwd">]>\n'
-                                + MINI_WM.split("\n", 1)[1].replace('name="P"', 'name="&s;"')}),
-    Case("missing-inf", "mini", r"pkg/P\.wm\.xml:7: driver INF .*nope\.inf does not exist",
-         extra='<drivers><driver defaultImportPath="."><inf source=".\\nope.inf" /></driver></drivers>'),
-    Case("inf-without-arch-decoration", "mini", r"pkg/d\.inf:\d+: .*(arm64|decorat)",
-         extra=DRIVER, setup=_driver(models="Standard", models_section="Standard")),
-    Case("inf-copyfiles-to-missing-section", "mini", r"pkg/d\.inf:\d+: CopyFiles in \[Dev_Inst\.NT\] references "
-         r"\[Nowhere\], which does not exist", extra=DRIVER, setup=_driver(copyfiles="Nowhere")),
-    Case("two-projects-one-cab", "mini", r"pkg/Q\.wm\.xml: package Contoso-T-P\.cab is also built from pkg/P\.wm\.xml",
-         setup=_second_project),
+    Case(
+        "element-outside-schema",
+        "mini",
+        r"pkg/P\.wm\.xml:7: <bogus> is not allowed inside <identity>",
+        extra="<bogus/>",
+    ),
+    Case(
+        "unimplemented-element",
+        "mini",
+        r"pkg/P\.wm\.xml:7: <directories> is valid wm\.xml but ffuforge does "
+        r"not implement it",
+        extra="<directories/>",
+    ),
+    Case(
+        "undefined-macro",
+        "mini",
+        r"pkg/P\.wm\.xml:7: undefined macro \$\(UNDEFINED\)",
+        extra='<files><file source="$(UNDEFINED)\\x.txt" /></files>',
+    ),
+    Case(
+        "dotdot-destination",
+        "mini",
+        r"pkg/P\.wm\.xml:7: .*escapes its root directory with '\.\.'",
+        extra='<files><file source=".\\a.txt" destinationDir="$(runtime.system32)\\..\\..\\..\\x" '
+        'name="b.txt" /></files>',
+    ),
+    Case(
+        "absolute-destination",
+        "mini",
+        r"pkg/P\.wm\.xml:7: destinationDir 'C:\\\\Windows' must start with a "
+        r"device path macro",
+        extra='<files><file source=".\\a.txt" destinationDir="C:\\Windows" /></files>',
+    ),
+    Case(
+        "dotdot-source-name",
+        "mini",
+        r"pkg/P\.wm\.xml:7: .*(escapes|invalid|not a valid)",
+        extra='<files><file source=".\\a.txt" destinationDir="$(runtime.system32)" name="..\\..\\evil.dll" />'
+        "</files>",
+    ),
+    Case(
+        "missing-source",
+        "mini",
+        r"pkg/P\.wm\.xml:7: source file pkg/missing\.bin does not exist",
+        extra='<files><file source=".\\missing.bin" /></files>',
+    ),
+    Case(
+        "source-is-a-directory",
+        "mini",
+        r"pkg/P\.wm\.xml:5: source pkg/a\.txt is not a regular file",
+        setup=_dir_payload,
+    ),
+    Case(
+        "source-is-a-fifo", "mini", r"pkg/P\.wm\.xml:5: source pkg/a\.txt is not a regular file", setup=_fifo
+    ),
+    Case(
+        "duplicate-destination",
+        "mini",
+        r"pkg/P\.wm\.xml:7: destination .*a\.txt is already used by",
+        extra='<files><file source=".\\b.txt" destinationDir="$(runtime.system32)" name="a.txt" /></files>',
+        setup=lambda ws, _: (ws / "pkg/b.txt").write_text("b\n"),
+    ),
+    Case(
+        "zero-size-file",
+        "mini",
+        r"pkg/P\.wm\.xml:7: source file pkg/empty\.txt is empty",
+        extra='<files><file source=".\\empty.txt" /></files>',
+        setup=_empty_payload,
+    ),
+    Case(
+        "invalid-file-name",
+        "mini",
+        r"pkg/P\.wm\.xml:7: file name 'a:b\.txt' is not a valid device file name",
+        extra='<files><file source=".\\a.txt" name="a:b.txt" /></files>',
+    ),
+    Case(
+        "regvalue-dword",
+        "mini",
+        r"pkg/P\.wm\.xml:7: .*REG_DWORD.*",
+        extra='<regKeys><regKey keyName="$(hklm.software)\\C"><regValue name="x" type="REG_DWORD" value="zz" />'
+        "</regKey></regKeys>",
+    ),
+    Case(
+        "regvalue-qword",
+        "mini",
+        r"pkg/P\.wm\.xml:7: .*REG_QWORD.*",
+        extra='<regKeys><regKey keyName="$(hklm.software)\\C"><regValue name="x" type="REG_QWORD" '
+        'value="0x1FFFFFFFFFFFFFFFFF" /></regKey></regKeys>',
+    ),
+    Case(
+        "regvalue-binary",
+        "mini",
+        r"pkg/P\.wm\.xml:7: .*REG_BINARY.*",
+        extra='<regKeys><regKey keyName="$(hklm.software)\\C"><regValue name="x" type="REG_BINARY" value="01G2" />'
+        "</regKey></regKeys>",
+    ),
+    Case(
+        "regvalue-type",
+        "mini",
+        r"pkg/P\.wm\.xml:7: .*REG_STRING.*",
+        extra='<regKeys><regKey keyName="$(hklm.software)\\C"><regValue name="x" type="REG_STRING" value="1" />'
+        "</regKey></regKeys>",
+    ),
+    Case(
+        "regkey-outside-registry-macros",
+        "mini",
+        r"pkg/P\.wm\.xml:7: keyName .* must start with a registry macro",
+        extra='<regKeys><regKey keyName="HKEY_CURRENT_USER\\C"><regValue name="x" type="REG_SZ" value="1" />'
+        "</regKey></regKeys>",
+    ),
+    Case(
+        "registry-value-twice",
+        "mini",
+        r"pkg/P\.wm\.xml:7: registry value .*x is set twice",
+        extra='<regKeys><regKey keyName="$(hklm.software)\\C"><regValue name="x" type="REG_SZ" value="1" />'
+        '<regValue name="x" type="REG_SZ" value="2" /></regKey></regKeys>',
+    ),
+    Case(
+        "bad-buildfilter",
+        "mini",
+        r"pkg/P\.wm\.xml:7: .*invalid buildFilter",
+        extra='<files buildFilter="build.arch = "><file source=".\\a.txt" name="b.txt" /></files>',
+    ),
+    Case(
+        "bad-release-type",
+        "mini",
+        r"pkg/P\.wm\.xml:3: .*releaseType='Beta' is not valid",
+        files={"pkg/P.wm.xml": _sub('releaseType="Production"', 'releaseType="Beta"')},
+    ),
+    Case(
+        "bad-service-start",
+        "mini",
+        r"pkg/P\.wm\.xml:7: .*service start='sometimes'",
+        extra='<service name="s" start="sometimes" type="win32OwnProcess" />',
+    ),
+    Case(
+        "unfilled-template",
+        "mini",
+        r"pkg/P\.wm\.xml:2: .*unfilled template",
+        files={
+            "pkg/P.wm.xml": _sub('owner="Contoso" namespace="T" name="P"', 'owner="" namespace="" name=""')
+        },
+    ),
+    Case(
+        "not-a-package-project",
+        "mini",
+        r"pkg/P\.wm\.xml(:\d+)?: .*is not a package project",
+        files={
+            "pkg/P.wm.xml": '<?xml version="1.0"?>\n<FeatureManifest '
+            'xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate" />\n'
+        },
+    ),
+    Case(
+        "entity-bomb",
+        "mini",
+        r"pkg/P\.wm\.xml:1: DOCTYPE/DTD declarations are not allowed",
+        files={
+            "pkg/P.wm.xml": '<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b '
+            '"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>\n'
+            + MINI_WM.split("\n", 1)[1].replace('owner="Contoso"', 'owner="&c;"')
+        },
+    ),
+    Case(
+        "external-entity",
+        "mini",
+        r"pkg/P\.wm\.xml:\d+: (DOCTYPE/DTD declarations are not allowed|malformed XML: "
+        r"Attribute references external entity 's')",
+        files={
+            "pkg/P.wm.xml": '<?xml version="1.0"?><!DOCTYPE l [<!ENTITY s SYSTEM "file:///etc/passwd">]>\n'
+            + MINI_WM.split("\n", 1)[1].replace('name="P"', 'name="&s;"')
+        },
+    ),
+    Case(
+        "missing-inf",
+        "mini",
+        r"pkg/P\.wm\.xml:7: driver INF .*nope\.inf does not exist",
+        extra='<drivers><driver defaultImportPath="."><inf source=".\\nope.inf" /></driver></drivers>',
+    ),
+    Case(
+        "inf-without-arch-decoration",
+        "mini",
+        r"pkg/d\.inf:\d+: .*(arm64|decorat)",
+        extra=DRIVER,
+        setup=_driver(models="Standard", models_section="Standard"),
+    ),
+    Case(
+        "inf-copyfiles-to-missing-section",
+        "mini",
+        r"pkg/d\.inf:\d+: CopyFiles in \[Dev_Inst\.NT\] references "
+        r"\[Nowhere\], which does not exist",
+        extra=DRIVER,
+        setup=_driver(copyfiles="Nowhere"),
+    ),
+    Case(
+        "two-projects-one-cab",
+        "mini",
+        r"pkg/Q\.wm\.xml: package Contoso-T-P\.cab is also built from pkg/P\.wm\.xml",
+        setup=_second_project,
+    ),
     Case("unknown-cpu", "mini", r"CPU='mips' is not supported", case={"env": {"FFU_CPU": "mips"}}),
-    Case("bad-version", "mini", r"VERSION='1\.2\.3' must be four numbers", case={"env": {"FFU_VERSION": "1.2.3"}}),
-    Case("bad-language", "mini", r"language 'english' is not a culture name",
-         case={"env": {"FFU_LANGUAGES": ["english"]}}),
-    Case("bad-compression", "mini", r"COMPRESSION='lzx'; use none or mszip", case={"package": {"COMPRESSION": "lzx"}}),
-    Case("bad-source-date-epoch", "mini", r"SOURCE_DATE_EPOCH='yesterday' is not an integer",
-         env={"SOURCE_DATE_EPOCH": "yesterday"}),
-    Case("buildwow-on-32-bit", "mini", r"pkg/P\.wm\.xml:\d+: buildWow=\"true\" needs a 64-bit CPU",
-         files={"pkg/P.wm.xml": _sub('<identity ', '<identity buildWow="true" ')}, case={"env": {"FFU_CPU": "arm"}}),
+    Case(
+        "bad-version",
+        "mini",
+        r"VERSION='1\.2\.3' must be four numbers",
+        case={"env": {"FFU_VERSION": "1.2.3"}},
+    ),
+    Case(
+        "bad-language",
+        "mini",
+        r"language 'english' is not a culture name",
+        case={"env": {"FFU_LANGUAGES": ["english"]}},
+    ),
+    Case(
+        "bad-compression",
+        "mini",
+        r"COMPRESSION='lzx'; use none or mszip",
+        case={"package": {"COMPRESSION": "lzx"}},
+    ),
+    Case(
+        "bad-source-date-epoch",
+        "mini",
+        r"SOURCE_DATE_EPOCH='yesterday' is not an integer",
+        env={"SOURCE_DATE_EPOCH": "yesterday"},
+    ),
+    Case(
+        "buildwow-on-32-bit",
+        "mini",
+        r"pkg/P\.wm\.xml:\d+: buildWow=\"true\" needs a 64-bit CPU",
+        files={"pkg/P.wm.xml": _sub("<identity ", '<identity buildWow="true" ')},
+        case={"env": {"FFU_CPU": "arm"}},
+    ),
     # ------------------------------------------------------------------------------ signing (mini)
-    Case("sign-wrong-password", "mini", r"oem\.pfx: .*wrong password", setup=_sign_key("pfx"),
-         env={"FFU_SIGN_PASSWORD": "not-the-password"}),
+    Case(
+        "sign-wrong-password",
+        "mini",
+        r"oem\.pfx: .*wrong password",
+        setup=_sign_key("pfx"),
+        env={"FFU_SIGN_PASSWORD": "not-the-password"},
+    ),
     Case("sign-expired-certificate", "mini", r"expired\.crt: .*has expired", setup=_sign_key("expired")),
     Case("sign-no-code-signing-eku", "mini", r"noeku\.crt: .*Code Signing", setup=_sign_key("noeku")),
     Case("sign-missing-chain", "mini", r"leaf\.crt: .*is missing", setup=_sign_key("nochain")),
     Case("sign-missing-certificate-file", "mini", r"nope\.crt: cannot read", setup=_sign_key("nofile")),
     Case("sign-command-fails", "mini", r"signing command 'false' failed", setup=_sign_key("command")),
     # --------------------------------------------------------------------- images (the sample workspace)
-    Case("retail-without-certificate", "sample", r"CONFIG=Retail needs your own code-signing certificate",
-         args=("CONFIG=Retail",)),
-    Case("unknown-product", "sample", r"products/Nope/TestOEMInput\.xml does not exist", args=("PRODUCT=Nope",)),
-    Case("unknown-config", "sample", r"Invalid value for enum variable 'CONFIG': 'Beta'", args=("CONFIG=Beta",)),
-    Case("unknown-cpu-option", "sample", r"Invalid value for enum variable 'CPU': 'mips'", args=("CPU=mips",)),
+    Case(
+        "retail-without-certificate",
+        "sample",
+        r"CONFIG=Retail needs your own code-signing certificate",
+        args=("CONFIG=Retail",),
+    ),
+    Case(
+        "unknown-product", "sample", r"products/Nope/TestOEMInput\.xml does not exist", args=("PRODUCT=Nope",)
+    ),
+    Case(
+        "unknown-config", "sample", r"Invalid value for enum variable 'CONFIG': 'Beta'", args=("CONFIG=Beta",)
+    ),
+    Case(
+        "unknown-cpu-option", "sample", r"Invalid value for enum variable 'CPU': 'mips'", args=("CPU=mips",)
+    ),
     Case("unknown-variable", "sample", r"unknown variable\(s\): PRODCUT", args=("PRODCUT=SampleA",)),
     Case("bad-bool-option", "sample", r"Invalid value for boolean variable: 'maybe'", args=("RAW=maybe",)),
-    Case("bad-source-date-epoch-option", "sample", r"SOURCE_DATE_EPOCH='1\.5e9' is not an integer",
-         args=("SOURCE_DATE_EPOCH=1.5e9",)),
-    Case("unknown-feature", "sample", rf"{OEMINPUT}:\d+: .*HEARTBEET",
-         files={OEMINPUT: _sub("<Feature>Heartbeat</Feature>", "<Feature>HEARTBEET</Feature>")}),
-    Case("feature-in-two-exclusive-groups", "sample", rf"{OEMINPUT}(:\d+)?: .*(OEM_HEARTBEAT_LITE|OEM_Heartbeat)",
-         files={OEMINPUT: _sub("<Feature>Heartbeat</Feature>",
-                               "<Feature>Heartbeat</Feature>\n      <Feature>HEARTBEAT_LITE</Feature>"),
-                OEMFM: _sub("</OEM>", '<PackageFile Path="%PKGBLD_DIR%" Name="%OEM_NAME%.COM.Sample.cab">'
-                                      "<FeatureIDs><FeatureID>OEM_HEARTBEAT_LITE</FeatureID></FeatureIDs>"
-                                      "</PackageFile></OEM>")}),
-    Case("oeminput-missing-soc", "sample", rf"{OEMINPUT}(:\d+)?: .*SOC",
-         files={OEMINPUT: _sub("<SOC>ContosoBoard</SOC>", "")}),
-    Case("oeminput-malformed", "sample", rf"{OEMINPUT}:\d+: malformed XML",
-         files={OEMINPUT: _sub("<SOC>ContosoBoard</SOC>", "<SOC>ContosoBoard</Soc>")}),
-    Case("oeminput-entity-bomb", "sample", rf"{OEMINPUT}:1: DOCTYPE/DTD declarations are not allowed",
-         files={OEMINPUT: _sub('<?xml version="1.0" encoding="utf-8"?>',
-                               '<?xml version="1.0" encoding="utf-8"?><!DOCTYPE x [<!ENTITY a "aaaa">]>')}),
-    Case("fm-missing-cab", "sample", rf"{OEMFM}:\d+: .*Contoso\.Nope\.cab",
-         files={OEMFM: _sub("<BasePackages>",
-                            '<BasePackages>\n    <PackageFile Path="%PKGBLD_DIR%" Name="%OEM_NAME%.Nope.cab" />')}),
-    Case("fm-malformed", "sample", rf"{OEMFM}:\d+: malformed XML", files={OEMFM: _sub("</BasePackages>", "")}),
-    Case("fm-that-is-not-an-fm", "sample", rf"{OEMFM}(:\d+)?: .*(FeatureManifest|not a feature manifest)",
-         files={OEMFM: (ROOT / "packages/Custom.Files/Custom.Files.wm.xml").read_text()}),
-    Case("fmfilelist-names-missing-fm", "sample", rf"{FMLIST}:\d+: .*Nope\.xml",
-         files={FMLIST: _sub('<FM ', '<FM ID="NOPE" Path="$(FMDirectory)\\Nope.xml" ReleaseType="Production" '
-                                     'OwnerName="OEM_NAME" OwnerType="OEM" CPUType="CPU_TYPE" />\n    <FM ')}),
-    Case("layout-below-min-sector-count", "sample", r"OEMDevicePlatform\.xml:3: the layout does not fit the disk.*"
-         r"MinSectorCount 65536 is too small",
-         files={PLATFORM: _sub("<MinSectorCount>15269888</MinSectorCount>", "<MinSectorCount>65536</MinSectorCount>")}),
-    Case("content-larger-than-fixed-partition", "sample", r"BOOTLOADER.*(larger|does not fit|too small|sectors)",
-         files={LAYOUT: _sub("<TotalSectors>8126</TotalSectors>", "<TotalSectors>2048</TotalSectors>")},
-         absent=(f"{OUT}/layout.json",)),
-    Case("unknown-filesystem", "sample", r"DeviceLayout\.xml:\d+: .*EXT4",
-         files={LAYOUT: _sub("<FileSystem>FAT</FileSystem>", "<FileSystem>EXT4</FileSystem>")}),
-    Case("overlapping-offsets", "sample", r"DeviceLayout\.xml:\d+: .*(overlap|OffsetInSectors)",
-         files={LAYOUT: _sub("<FileSystem>FAT</FileSystem>",
-                             "<FileSystem>FAT</FileSystem>\n      <OffsetInSectors>1024</OffsetInSectors>")}),
-    Case("partition-name-outside-build", "sample", r"DeviceLayout\.xml:\d+: partition name '\.\./\.\./\.\./escape' may "
-         r"only contain", files={LAYOUT: _sub("<Name>Data</Name>", "<Name>../../../escape</Name>")}),
-    Case("layout-entity-bomb", "sample", r"DeviceLayout\.xml:1: DOCTYPE/DTD declarations are not allowed",
-         files={LAYOUT: _sub('<?xml version="1.0" encoding="utf-8"?>',
-                             '<?xml version="1.0" encoding="utf-8"?><!DOCTYPE x [<!ENTITY a "aaaa">]>')}),
-    Case("partition-the-layout-lacks", "sample", r"(CrashDump).*",
-         files={"packages/Test.Diagnostics/Test.Diagnostics.wm.xml":
-                _sub('targetPartition="MainOS"', 'targetPartition="CrashDump"')}),
-    Case("file-collision-between-packages", "sample", r"README\.txt.* is installed by both .*Contoso\.",
-         files={"packages/Test.Diagnostics/Test.Diagnostics.wm.xml":
-                _sub("<files>", '<files>\n    <file source="..\\Custom.Files\\readme.txt" '
-                                'destinationDir="$(runtime.bootDrive)\\Contoso" name="README.txt" />')},
-         absent=(f"{OUT}/partitions/MainOS.img",)),
-    Case("registry-collision-between-packages", "sample", r"Product is set by both .*Contoso\.",
-         files={"packages/Test.Diagnostics/Test.Diagnostics.wm.xml":
-                _sub("</identity>", '  <regKeys><regKey keyName="$(hklm.software)\\Contoso\\SampleA">'
-                                    '<regValue name="Product" type="REG_SZ" value="Other" /></regKey></regKeys>\n'
-                                    "</identity>")},
-         absent=(f"{OUT}/partitions/MainOS.img",)),
-    Case("unknown-bcd-element", "sample", rf"{BCD}:13: unknown BCD element 'Timeout Please'; did you mean",
-         files={BCD: _sub("<WellKnownType>Timeout</WellKnownType>", "<WellKnownType>Timeout Please</WellKnownType>")},
-         absent=("build/arm64/packages/Contoso.Custom.BCD.cab",)),
-    Case("bcd-entity-bomb", "sample", rf"{BCD}:1: DOCTYPE/DTD declarations are not allowed",
-         files={BCD: _sub('<?xml version="1.0" encoding="utf-8" standalone="yes"?>',
-                          '<?xml version="1.0" encoding="utf-8"?><!DOCTYPE x [<!ENTITY a "aaaa">]>')},
-         absent=("build/arm64/packages/Contoso.Custom.BCD.cab",)),
+    Case(
+        "bad-source-date-epoch-option",
+        "sample",
+        r"SOURCE_DATE_EPOCH='1\.5e9' is not an integer",
+        args=("SOURCE_DATE_EPOCH=1.5e9",),
+    ),
+    Case(
+        "unknown-feature",
+        "sample",
+        rf"{OEMINPUT}:\d+: .*HEARTBEET",
+        files={OEMINPUT: _sub("<Feature>Heartbeat</Feature>", "<Feature>HEARTBEET</Feature>")},
+    ),
+    Case(
+        "feature-in-two-exclusive-groups",
+        "sample",
+        rf"{OEMINPUT}(:\d+)?: .*(OEM_HEARTBEAT_LITE|OEM_Heartbeat)",
+        files={
+            OEMINPUT: _sub(
+                "<Feature>Heartbeat</Feature>",
+                "<Feature>Heartbeat</Feature>\n      <Feature>HEARTBEAT_LITE</Feature>",
+            ),
+            OEMFM: _sub(
+                "</OEM>",
+                '<PackageFile Path="%PKGBLD_DIR%" Name="%OEM_NAME%.COM.Sample.cab">'
+                "<FeatureIDs><FeatureID>OEM_HEARTBEAT_LITE</FeatureID></FeatureIDs>"
+                "</PackageFile></OEM>",
+            ),
+        },
+    ),
+    Case(
+        "oeminput-missing-soc",
+        "sample",
+        rf"{OEMINPUT}(:\d+)?: .*SOC",
+        files={OEMINPUT: _sub("<SOC>ContosoBoard</SOC>", "")},
+    ),
+    Case(
+        "oeminput-malformed",
+        "sample",
+        rf"{OEMINPUT}:\d+: malformed XML",
+        files={OEMINPUT: _sub("<SOC>ContosoBoard</SOC>", "<SOC>ContosoBoard</Soc>")},
+    ),
+    Case(
+        "oeminput-entity-bomb",
+        "sample",
+        rf"{OEMINPUT}:1: DOCTYPE/DTD declarations are not allowed",
+        files={
+            OEMINPUT: _sub(
+                '<?xml version="1.0" encoding="utf-8"?>',
+                '<?xml version="1.0" encoding="utf-8"?><!DOCTYPE x [<!ENTITY a "aaaa">]>',
+            )
+        },
+    ),
+    Case(
+        "fm-missing-cab",
+        "sample",
+        rf"{OEMFM}:\d+: .*Contoso\.Nope\.cab",
+        files={
+            OEMFM: _sub(
+                "<BasePackages>",
+                '<BasePackages>\n    <PackageFile Path="%PKGBLD_DIR%" Name="%OEM_NAME%.Nope.cab" />',
+            )
+        },
+    ),
+    Case(
+        "fm-malformed", "sample", rf"{OEMFM}:\d+: malformed XML", files={OEMFM: _sub("</BasePackages>", "")}
+    ),
+    Case(
+        "fm-that-is-not-an-fm",
+        "sample",
+        rf"{OEMFM}(:\d+)?: .*(FeatureManifest|not a feature manifest)",
+        files={OEMFM: (ROOT / "packages/Custom.Files/Custom.Files.wm.xml").read_text()},
+    ),
+    Case(
+        "fmfilelist-names-missing-fm",
+        "sample",
+        rf"{FMLIST}:\d+: .*Nope\.xml",
+        files={
+            FMLIST: _sub(
+                "<FM ",
+                '<FM ID="NOPE" Path="$(FMDirectory)\\Nope.xml" ReleaseType="Production" '
+                'OwnerName="OEM_NAME" OwnerType="OEM" CPUType="CPU_TYPE" />\n    <FM ',
+            )
+        },
+    ),
+    Case(
+        "layout-below-min-sector-count",
+        "sample",
+        r"OEMDevicePlatform\.xml:3: the layout does not fit the disk.*"
+        r"MinSectorCount 65536 is too small",
+        files={
+            PLATFORM: _sub(
+                "<MinSectorCount>15269888</MinSectorCount>", "<MinSectorCount>65536</MinSectorCount>"
+            )
+        },
+    ),
+    Case(
+        "content-larger-than-fixed-partition",
+        "sample",
+        r"BOOTLOADER.*(larger|does not fit|too small|sectors)",
+        files={LAYOUT: _sub("<TotalSectors>8126</TotalSectors>", "<TotalSectors>2048</TotalSectors>")},
+        absent=(f"{OUT}/layout.json",),
+    ),
+    Case(
+        "unknown-filesystem",
+        "sample",
+        r"DeviceLayout\.xml:\d+: .*EXT4",
+        files={LAYOUT: _sub("<FileSystem>FAT</FileSystem>", "<FileSystem>EXT4</FileSystem>")},
+    ),
+    Case(
+        "overlapping-offsets",
+        "sample",
+        r"DeviceLayout\.xml:\d+: .*(overlap|OffsetInSectors)",
+        files={
+            LAYOUT: _sub(
+                "<FileSystem>FAT</FileSystem>",
+                "<FileSystem>FAT</FileSystem>\n      <OffsetInSectors>1024</OffsetInSectors>",
+            )
+        },
+    ),
+    Case(
+        "partition-name-outside-build",
+        "sample",
+        r"DeviceLayout\.xml:\d+: partition name '\.\./\.\./\.\./escape' may "
+        r"only contain",
+        files={LAYOUT: _sub("<Name>Data</Name>", "<Name>../../../escape</Name>")},
+    ),
+    Case(
+        "layout-entity-bomb",
+        "sample",
+        r"DeviceLayout\.xml:1: DOCTYPE/DTD declarations are not allowed",
+        files={
+            LAYOUT: _sub(
+                '<?xml version="1.0" encoding="utf-8"?>',
+                '<?xml version="1.0" encoding="utf-8"?><!DOCTYPE x [<!ENTITY a "aaaa">]>',
+            )
+        },
+    ),
+    Case(
+        "partition-the-layout-lacks",
+        "sample",
+        r"(CrashDump).*",
+        files={
+            "packages/Test.Diagnostics/Test.Diagnostics.wm.xml": _sub(
+                'targetPartition="MainOS"', 'targetPartition="CrashDump"'
+            )
+        },
+    ),
+    Case(
+        "file-collision-between-packages",
+        "sample",
+        r"README\.txt.* is installed by both .*Contoso\.",
+        files={
+            "packages/Test.Diagnostics/Test.Diagnostics.wm.xml": _sub(
+                "<files>",
+                '<files>\n    <file source="..\\Custom.Files\\readme.txt" '
+                'destinationDir="$(runtime.bootDrive)\\Contoso" name="README.txt" />',
+            )
+        },
+        absent=(f"{OUT}/partitions/MainOS.img",),
+    ),
+    Case(
+        "registry-collision-between-packages",
+        "sample",
+        r"Product is set by both .*Contoso\.",
+        files={
+            "packages/Test.Diagnostics/Test.Diagnostics.wm.xml": _sub(
+                "</identity>",
+                '  <regKeys><regKey keyName="$(hklm.software)\\Contoso\\SampleA">'
+                '<regValue name="Product" type="REG_SZ" value="Other" /></regKey></regKeys>\n'
+                "</identity>",
+            )
+        },
+        absent=(f"{OUT}/partitions/MainOS.img",),
+    ),
+    Case(
+        "unknown-bcd-element",
+        "sample",
+        rf"{BCD}:13: unknown BCD element 'Timeout Please'; did you mean",
+        files={
+            BCD: _sub(
+                "<WellKnownType>Timeout</WellKnownType>", "<WellKnownType>Timeout Please</WellKnownType>"
+            )
+        },
+        absent=("build/arm64/packages/Contoso.Custom.BCD.cab",),
+    ),
+    Case(
+        "bcd-entity-bomb",
+        "sample",
+        rf"{BCD}:1: DOCTYPE/DTD declarations are not allowed",
+        files={
+            BCD: _sub(
+                '<?xml version="1.0" encoding="utf-8" standalone="yes"?>',
+                '<?xml version="1.0" encoding="utf-8"?><!DOCTYPE x [<!ENTITY a "aaaa">]>',
+            )
+        },
+        absent=("build/arm64/packages/Contoso.Custom.BCD.cab",),
+    ),
     # ------------------------------------------------------------------------------------ the CLI
-    Case("cli-package-malformed", "cli", r"ffuforge: error: pkg/P\.wm\.xml:8: malformed XML", extra="<files>",
-         cli=("package", "pkg/P.wm.xml", "--cpu", "arm64", "-o", "out")),
-    Case("cli-package-bad-version", "cli", r"ffuforge: error: VERSION='1' must be four numbers",
-         cli=("package", "pkg/P.wm.xml", "--cpu", "arm64", "--version", "1", "-o", "out")),
-    Case("cli-cab-list-not-a-cab", "cli", r"ffuforge: error: pkg/a\.txt: .*", cli=("cab", "list", "pkg/a.txt")),
+    Case(
+        "cli-package-malformed",
+        "cli",
+        r"ffuforge: error: pkg/P\.wm\.xml:8: malformed XML",
+        extra="<files>",
+        cli=("package", "pkg/P.wm.xml", "--cpu", "arm64", "-o", "out"),
+    ),
+    Case(
+        "cli-package-bad-version",
+        "cli",
+        r"ffuforge: error: VERSION='1' must be four numbers",
+        cli=("package", "pkg/P.wm.xml", "--cpu", "arm64", "--version", "1", "-o", "out"),
+    ),
+    Case(
+        "cli-cab-list-not-a-cab", "cli", r"ffuforge: error: pkg/a\.txt: .*", cli=("cab", "list", "pkg/a.txt")
+    ),
     Case("cli-ffu-verify-not-an-ffu", "cli", r"pkg/a\.txt: .*", cli=("ffu", "verify", "pkg/a.txt")),
 ]
 
 
 # ------------------------------------------------------------------------------- fixtures
+
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> dict[str, dict]:
@@ -359,18 +681,35 @@ def pki(tmp_path_factory) -> dict[str, dict]:
     root = write_cert(d / "ca.crt", ca)
     good = issue("Catalogue Leaf (TEST ONLY)", leaf_key, (ca, ca_key))
     key = write_key(d / "leaf.key", leaf_key)
-    (d / "oem.pfx").write_bytes(pkcs12.serialize_key_and_certificates(
-        b"x", leaf_key, good, [ca], serialization.BestAvailableEncryption(b"the-password")))
-    expired = write_cert(d / "expired.crt", issue("Expired (TEST ONLY)", leaf_key, (ca, ca_key),
-                                                  start=datetime.datetime(2015, 1, 1, tzinfo=UTC),
-                                                  end=datetime.datetime(2019, 1, 1, tzinfo=UTC)))
-    noeku = write_cert(d / "noeku.crt", issue("No EKU (TEST ONLY)", leaf_key, (ca, ca_key),
-                                              eku=[ExtendedKeyUsageOID.SERVER_AUTH]))
+    (d / "oem.pfx").write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"x", leaf_key, good, [ca], serialization.BestAvailableEncryption(b"the-password")
+        )
+    )
+    expired = write_cert(
+        d / "expired.crt",
+        issue(
+            "Expired (TEST ONLY)",
+            leaf_key,
+            (ca, ca_key),
+            start=datetime.datetime(2015, 1, 1, tzinfo=UTC),
+            end=datetime.datetime(2019, 1, 1, tzinfo=UTC),
+        ),
+    )
+    noeku = write_cert(
+        d / "noeku.crt",
+        issue("No EKU (TEST ONLY)", leaf_key, (ca, ca_key), eku=[ExtendedKeyUsageOID.SERVER_AUTH]),
+    )
     leaf = write_cert(d / "leaf.crt", good)
 
     def key_env(cert, chain=(root,)):
-        return {"FFU_SIGN": "key", "FFU_SIGN_CERT": str(cert), "FFU_SIGN_KEY": str(key),
-                "FFU_SIGN_CHAIN": [str(c) for c in chain]}
+        return {
+            "FFU_SIGN": "key",
+            "FFU_SIGN_CERT": str(cert),
+            "FFU_SIGN_KEY": str(key),
+            "FFU_SIGN_CHAIN": [str(c) for c in chain],
+        }
+
     return {
         "pfx": {"FFU_SIGN": "key", "FFU_SIGN_CERT": str(d / "oem.pfx")},
         "expired": key_env(expired),
@@ -397,14 +736,26 @@ def _environ(extra: dict | None) -> dict:
 
 
 def _run(ws: Path, args: tuple[str, ...], env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "SCons", "-Q", *args], cwd=ws, capture_output=True, text=True,
-                          env=_environ(env), timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "SCons", "-Q", *args],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        env=_environ(env),
+        timeout=600,
+    )
 
 
 def _cli(ws: Path, args: tuple[str, ...]) -> subprocess.CompletedProcess:
     env = _environ({"PYTHONPATH": str(SITE)})
-    return subprocess.run([sys.executable, "-m", "ffuforge", *args], cwd=ws, capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ffuforge", *args],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def _apply(ws: Path, files: dict[str, object]) -> dict[str, tuple[bytes | None, os.stat_result | None]]:
@@ -436,10 +787,12 @@ def _leftovers(ws: Path) -> list[str]:
             rel = Path(dirpath, name).relative_to(ws)
             if name.startswith(".sconsign") and Path(dirpath) == build:
                 continue
-            if str(rel) in ("build/.ffuforge", "build/.ffuforge/plans"):   # ffuforge.scons_tool.plancache
+            if str(rel) in ("build/.ffuforge", "build/.ffuforge/plans"):  # ffuforge.scons_tool.plancache
                 continue
-            if name == ".ffuforge-extract" and Path(dirpath).name == "partitions":   # ffuforge.image.extractcache;
-                continue                                                             # its .tmp-* entries count
+            if (
+                name == ".ffuforge-extract" and Path(dirpath).name == "partitions"
+            ):  # ffuforge.image.extractcache;
+                continue  # its .tmp-* entries count
             if name.startswith(".") or name.endswith(".partial") or ".partial" in name:
                 found.append(str(rel))
     return found
@@ -449,14 +802,19 @@ def _check(proc: subprocess.CompletedProcess, case: Case, ws: Path) -> None:
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, f"{case.id}: exit status 0\n{out}"
     assert "Traceback" not in out and not re.search(r'^\s*File "', out, re.M), f"{case.id}: traceback\n{out}"
-    prefix = "ffuforge: error: " if case.where == "cli" and case.cli[0] in ("package", "cab") else (
-        "" if case.where == "cli" else "scons: *** ")
+    prefix = (
+        "ffuforge: error: "
+        if case.where == "cli" and case.cli[0] in ("package", "cab")
+        else ("" if case.where == "cli" else "scons: *** ")
+    )
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith(prefix)] if prefix else lines
     assert len(errors) == 1, f"{case.id}: expected one error line, got:\n{proc.stderr}"
     assert re.search(case.expect, errors[0]), f"{case.id}: {errors[0]!r} does not match {case.expect!r}"
     if case.where == "mini":
-        assert not list(ws.glob("build/**/*.cab")), f"{case.id}: a CAB was left: {list(ws.glob('build/**/*.cab'))}"
+        assert not list(ws.glob("build/**/*.cab")), (
+            f"{case.id}: a CAB was left: {list(ws.glob('build/**/*.cab'))}"
+        )
     if case.where == "cli":
         assert not (ws / "out").exists() or not list((ws / "out").iterdir()), f"{case.id}: output left"
     if case.where == "sample":
@@ -467,6 +825,7 @@ def _check(proc: subprocess.CompletedProcess, case: Case, ws: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- tests
+
 
 def test_catalogue_is_big_enough():
     assert len(CASES) >= 40

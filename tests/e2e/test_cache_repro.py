@@ -14,12 +14,17 @@ OUT = Path("build/arm64/SampleA/Test")
 
 
 def _actions(proc) -> list[str]:
-    return re.findall(r"^(Package|Partition|Layout|FeatureMerge|StandInPE|StandInBinary|FFU|Resolve) (\S+)",
-                      proc.stdout, re.M)
+    return re.findall(
+        r"^(Package|Partition|Layout|FeatureMerge|StandInPE|StandInBinary|FFU|Resolve) (\S+)",
+        proc.stdout,
+        re.M,
+    )
 
 
 def _outputs(ws: Path) -> dict[str, bytes]:
-    files = sorted((ws / "build/arm64/packages").glob("*.cab")) + sorted((ws / OUT / "partitions").glob("*.img"))
+    files = sorted((ws / "build/arm64/packages").glob("*.cab")) + sorted(
+        (ws / OUT / "partitions").glob("*.img")
+    )
     files.append(ws / OUT / "Flash.ffu")
     return {str(f.relative_to(ws)): f for f in files}
 
@@ -35,7 +40,7 @@ def test_second_checkout_retrieves_everything_from_the_cache(tmp_path):
     scons(first, f"CACHE={cache}")
     proc = scons(second, f"CACHE={cache}")
     executed = [a for a in _actions(proc) if a[0] != "FFU"]
-    assert executed == [], executed                       # no package, FM or partition action ran
+    assert executed == [], executed  # no package, FM or partition action ran
     assert len(re.findall(r"^Retrieved `", proc.stdout, re.M)) >= 40
     assert ("FFU", str(OUT / "Flash.ffu")) in _actions(proc)  # FFUs are not cached, only re-assembled
     a, b = _outputs(first), _outputs(second)

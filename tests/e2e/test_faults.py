@@ -39,9 +39,16 @@ def _environ() -> dict[str, str]:
 
 def _scons(ws: Path, *args: str, preexec=None, prefix: tuple[str, ...] = (), timeout: float = 300):
     try:
-        return subprocess.run([*prefix, sys.executable, "-m", "SCons", "-Q", *args], cwd=ws, capture_output=True,
-                              text=True, env=_environ(), timeout=timeout, preexec_fn=preexec,
-                              start_new_session=True)
+        return subprocess.run(
+            [*prefix, sys.executable, "-m", "SCons", "-Q", *args],
+            cwd=ws,
+            capture_output=True,
+            text=True,
+            env=_environ(),
+            timeout=timeout,
+            preexec_fn=preexec,
+            start_new_session=True,
+        )
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"scons hung for {timeout} s (killed): {exc.stdout!r} {exc.stderr!r}") from None
 
@@ -89,13 +96,20 @@ def _finish(ws: Path, reference: dict) -> None:
 
 # ------------------------------------------------------------------------------ disk full
 
-@pytest.mark.parametrize("size", ["1m", "24m", "56m"], ids=["while-writing-payload", "while-writing-partitions",
-                                                          "while-writing-the-ffu"])
+
+@pytest.mark.parametrize(
+    "size",
+    ["1m", "24m", "56m"],
+    ids=["while-writing-payload", "while-writing-partitions", "while-writing-the-ffu"],
+)
 def test_disk_full_on_a_small_tmpfs(reference, clean_ws, size):
     ws = clean_ws
     (ws / "build").mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(ws / "build")],
-                           capture_output=True, text=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(ws / "build")],
+        capture_output=True,
+        text=True,
+    )
     if mount.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {mount.stderr.strip()}")
     try:
@@ -112,11 +126,14 @@ def test_disk_full_on_a_small_tmpfs(reference, clean_ws, size):
 
 # ----------------------------------------------------------------------- file size limit
 
+
 @pytest.mark.parametrize("limit", [1 << 20, 40 << 20], ids=["1MiB", "40MiB"])
 def test_file_size_limit_simulates_a_full_disk(reference, clean_ws, limit):
     """RLIMIT_FSIZE (ulimit -f): Python writes fail with EFBIG, the tools scons runs get SIGXFSZ."""
+
     def limited():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     proc = _scons(clean_ws, preexec=limited)
     _one_error(proc, r"File too large|file size limit")
     temps = assert_no_lies(clean_ws, reference["outputs"], f"RLIMIT_FSIZE={limit}")
@@ -125,6 +142,7 @@ def test_file_size_limit_simulates_a_full_disk(reference, clean_ws, limit):
 
 
 # ---------------------------------------------------------------------- unreadable inputs
+
 
 def _no_dac_override() -> tuple[str, ...]:
     if os.geteuid() != 0:
@@ -135,21 +153,32 @@ def _no_dac_override() -> tuple[str, ...]:
     return (setpriv, "--bounding-set=-dac_override,-dac_read_search")
 
 
-@pytest.mark.parametrize("rel,pattern", [
-    ("packages/Custom.Files/readme.txt",
-     r"packages/Custom\.Files/Custom\.Files\.wm\.xml:8: cannot read packages/Custom\.Files/readme\.txt: "
-     r"Permission denied"),
-    ("packages/Custom.Files/Custom.Files.wm.xml", r"packages/Custom\.Files/Custom\.Files\.wm\.xml: .*Permission denied"),
-    ("products/SampleA/TestOEMInput.xml", r"products/SampleA/TestOEMInput\.xml: .*Permission denied"),
-    ("bsp/ContosoBoard/Packages/ContosoBoard.GPIO/contosogpio.inf",
-     r"contosogpio\.inf: .*Permission denied"),
-    ("packages/OEMFM.xml", r"packages/OEMFM\.xml: .*Permission denied"),
-], ids=["payload", "project", "oeminput", "inf", "fm"])
+@pytest.mark.parametrize(
+    "rel,pattern",
+    [
+        (
+            "packages/Custom.Files/readme.txt",
+            r"packages/Custom\.Files/Custom\.Files\.wm\.xml:8: cannot read packages/Custom\.Files/readme\.txt: "
+            r"Permission denied",
+        ),
+        (
+            "packages/Custom.Files/Custom.Files.wm.xml",
+            r"packages/Custom\.Files/Custom\.Files\.wm\.xml: .*Permission denied",
+        ),
+        ("products/SampleA/TestOEMInput.xml", r"products/SampleA/TestOEMInput\.xml: .*Permission denied"),
+        (
+            "bsp/ContosoBoard/Packages/ContosoBoard.GPIO/contosogpio.inf",
+            r"contosogpio\.inf: .*Permission denied",
+        ),
+        ("packages/OEMFM.xml", r"packages/OEMFM\.xml: .*Permission denied"),
+    ],
+    ids=["payload", "project", "oeminput", "inf", "fm"],
+)
 def test_unreadable_input_mode_000(reference, built_ws, rel, pattern):
     prefix = _no_dac_override()
     p = built_ws / rel
     data = p.read_bytes()
-    p.write_bytes(data)          # a new mtime: SCons must look at it again
+    p.write_bytes(data)  # a new mtime: SCons must look at it again
     os.chmod(p, 0)
     try:
         proc = _scons(built_ws, prefix=prefix)
@@ -161,15 +190,28 @@ def test_unreadable_input_mode_000(reference, built_ws, rel, pattern):
     _finish(built_ws, reference)
 
 
-@pytest.mark.parametrize("rel,pattern", [
-    ("packages/Custom.Files/readme.txt", r"Custom\.Files\.wm\.xml:8: source packages/Custom\.Files/readme\.txt "
-                                         r"is not a regular file"),
-    ("packages/Custom.Files/Custom.Files.wm.xml", r"Custom\.Files\.wm\.xml: .*(not a regular file|is a directory)"),
-    ("products/SampleA/TestOEMInput.xml", r"TestOEMInput\.xml: .*(not a regular file|is a directory)"),
-    ("bsp/ContosoBoard/Packages/ContosoBoard.GPIO/contosogpio.inf", r"ContosoBoard\.GPIO\.wm\.xml:7: driver INF "
-     r"\S+contosogpio\.inf is not a regular file"),
-    ("packages/OEMFMFileList.xml", r"OEMFMFileList\.xml: .*(not a regular file|is a directory)"),
-], ids=["payload", "project", "oeminput", "inf", "fmfilelist"])
+@pytest.mark.parametrize(
+    "rel,pattern",
+    [
+        (
+            "packages/Custom.Files/readme.txt",
+            r"Custom\.Files\.wm\.xml:8: source packages/Custom\.Files/readme\.txt "
+            r"is not a regular file",
+        ),
+        (
+            "packages/Custom.Files/Custom.Files.wm.xml",
+            r"Custom\.Files\.wm\.xml: .*(not a regular file|is a directory)",
+        ),
+        ("products/SampleA/TestOEMInput.xml", r"TestOEMInput\.xml: .*(not a regular file|is a directory)"),
+        (
+            "bsp/ContosoBoard/Packages/ContosoBoard.GPIO/contosogpio.inf",
+            r"ContosoBoard\.GPIO\.wm\.xml:7: driver INF "
+            r"\S+contosogpio\.inf is not a regular file",
+        ),
+        ("packages/OEMFMFileList.xml", r"OEMFMFileList\.xml: .*(not a regular file|is a directory)"),
+    ],
+    ids=["payload", "project", "oeminput", "inf", "fmfilelist"],
+)
 @pytest.mark.parametrize("kind", ["fifo", "directory"])
 def test_input_that_is_not_a_file(reference, built_ws, rel, pattern, kind):
     """A FIFO must not hang the build (a blocked open() ignores even Ctrl-C), a directory must not
@@ -194,8 +236,11 @@ def test_input_that_is_not_a_file(reference, built_ws, rel, pattern, kind):
 
 # ------------------------------------------------------------- outputs damaged behind SCons
 
-@pytest.mark.parametrize("rel", ["build/arm64/packages/Contoso.Custom.Files.cab",
-                                 f"{OUT}/partitions/EFIESP.img", f"{OUT}/Flash.ffu"])
+
+@pytest.mark.parametrize(
+    "rel",
+    ["build/arm64/packages/Contoso.Custom.Files.cab", f"{OUT}/partitions/EFIESP.img", f"{OUT}/Flash.ffu"],
+)
 def test_truncated_output_is_rebuilt_not_trusted(reference, built_ws, rel):
     """An output cut short by a crash of another tool, a full disk during a copy, a killed build:
     its size or time no longer match what SCons recorded, so it is rebuilt."""
@@ -210,8 +255,13 @@ def test_stale_temp_files_are_removed_when_their_target_is_rebuilt(reference, bu
     that target removes them."""
     cab = built_ws / "build/arm64/packages"
     parts = built_ws / OUT / "partitions"
-    junk = [cab / ".Contoso.Custom.Files.cab.123-abcd.partial", parts / ".MainOS.img.x1y2.partial",
-            parts / ".MainOS.img.stage-abc123", parts / ".MainOS.img.wim-def456", built_ws / OUT / ".Flash.ffu.zz.partial"]
+    junk = [
+        cab / ".Contoso.Custom.Files.cab.123-abcd.partial",
+        parts / ".MainOS.img.x1y2.partial",
+        parts / ".MainOS.img.stage-abc123",
+        parts / ".MainOS.img.wim-def456",
+        built_ws / OUT / ".Flash.ffu.zz.partial",
+    ]
     for j in junk:
         if j.suffix == ".partial":
             j.write_bytes(b"half a file")
@@ -229,9 +279,15 @@ def test_stale_temp_files_are_removed_when_their_target_is_rebuilt(reference, bu
 
 def test_sigterm_is_like_ctrl_c(reference, clean_ws):
     """`kill` (SIGTERM) of a running build: SCons stops, no traceback, nothing half-written."""
-    proc = subprocess.Popen([sys.executable, "-m", "SCons", "-j2"], cwd=clean_ws, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**_environ(), "PYTHONUNBUFFERED": "1"},
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "SCons", "-j2"],
+        cwd=clean_ws,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**_environ(), "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
     for line in proc.stdout:
         if line.startswith("Partition "):
             break

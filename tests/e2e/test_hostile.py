@@ -31,8 +31,10 @@ from ffuforge.util import xmlsafe
 
 from helpers import plan, wm
 
-BOMB_DTD = ('<!DOCTYPE x [<!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
-            '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>')
+BOMB_DTD = (
+    '<!DOCTYPE x [<!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+    '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>'
+)
 
 
 def _xxe_dtd(secret: Path) -> str:
@@ -41,12 +43,18 @@ def _xxe_dtd(secret: Path) -> str:
 
 # ------------------------------------------------------------------------ vendor CABs
 
+
 def _good_cab(tmp_path: Path, body: str = "", name: str = "Pkg") -> Path:
     d = tmp_path / f"src-{name}"
     d.mkdir(exist_ok=True)
     (d / "a.txt").write_text(f"a from {name}\n")
-    v = plan(wm(d, body or '<files><file source=".\\a.txt" destinationDir="$(runtime.system32)"/></files>',
-                name=name))[0]
+    v = plan(
+        wm(
+            d,
+            body or '<files><file source=".\\a.txt" destinationDir="$(runtime.system32)"/></files>',
+            name=name,
+        )
+    )[0]
     out = tmp_path / "cabs" / v.cab_name
     build_variant(v, out)
     return out
@@ -57,7 +65,9 @@ def _members(path: Path) -> dict[str, bytes]:
         return {m.name: r.read(m, 1 << 24) for m in r.members}
 
 
-def _rewrite(path: Path, members: dict[str, bytes] | list[tuple[str, bytes]], out: Path | None = None) -> Path:
+def _rewrite(
+    path: Path, members: dict[str, bytes] | list[tuple[str, bytes]], out: Path | None = None
+) -> Path:
     out = out or path.with_name("hostile-" + path.name)
     items = members.items() if isinstance(members, dict) else members
     cab.write_cab(out, [cab.CabMember(n, data=d) for n, d in items])
@@ -67,8 +77,17 @@ def _rewrite(path: Path, members: dict[str, bytes] | list[tuple[str, bytes]], ou
 def _edit(path: Path, what: str, old: str, new: str, count: int = 1) -> Path:
     """A copy of the CAB with one text edit in update.mum ('mum') or the component manifest."""
     members = _members(path)
-    key = "update.mum" if what == "mum" else next(n for n in members if n.endswith("component_" + n.split(
-        "component_")[-1]) and n.endswith(".manifest") and "-component_" in n)
+    key = (
+        "update.mum"
+        if what == "mum"
+        else next(
+            n
+            for n in members
+            if n.endswith("component_" + n.split("component_")[-1])
+            and n.endswith(".manifest")
+            and "-component_" in n
+        )
+    )
     text = members[key].decode()
     assert old in text, (old, text)
     members[key] = text.replace(old, new, count).encode()
@@ -84,24 +103,32 @@ def _install(tmp_path: Path, *cabs: Path, partition: str = "MainOS") -> install.
 
 def _outside(tmp_path: Path) -> set[str]:
     """Everything under tmp_path except the staging tree and the CABs: must not grow."""
-    return {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")
-            if not str(p.relative_to(tmp_path)).startswith(("stage", "cabs", "src-"))}
+    return {
+        str(p.relative_to(tmp_path))
+        for p in tmp_path.rglob("*")
+        if not str(p.relative_to(tmp_path)).startswith(("stage", "cabs", "src-"))
+    }
 
 
-@pytest.mark.parametrize("device_path,refused", [
-    ("$(runtime.system32)\\..\\..\\..\\..\\..\\escaped.txt", True),
-    ("..\\..\\escaped.txt", True),
-    ("C:\\Windows\\escaped.txt", True),
-    ("\\\\?\\C:\\escaped.txt", True),
-    ("$(runtime.nosuchmacro)\\escaped.txt", True),
-    ("$(runtime.system32)\\a\0b.txt", True),
-    ("\\\\.\\PhysicalDrive0", False),     # a plain name below the partition root
-    ("/etc/escaped.txt", False),              # \etc\escaped.txt below the partition root
-])
+@pytest.mark.parametrize(
+    "device_path,refused",
+    [
+        ("$(runtime.system32)\\..\\..\\..\\..\\..\\escaped.txt", True),
+        ("..\\..\\escaped.txt", True),
+        ("C:\\Windows\\escaped.txt", True),
+        ("\\\\?\\C:\\escaped.txt", True),
+        ("$(runtime.nosuchmacro)\\escaped.txt", True),
+        ("$(runtime.system32)\\a\0b.txt", True),
+        ("\\\\.\\PhysicalDrive0", False),  # a plain name below the partition root
+        ("/etc/escaped.txt", False),  # \etc\escaped.txt below the partition root
+    ],
+)
 def test_vendor_cab_file_paths_stay_in_the_partition(tmp_path, device_path, refused):
     good = _good_cab(tmp_path)
     before = _outside(tmp_path)
-    bad = _edit(good, "mum", 'name="$(runtime.system32)\\a.txt"', f'name="{device_path.replace(chr(0), "&#1;")}"')
+    bad = _edit(
+        good, "mum", 'name="$(runtime.system32)\\a.txt"', f'name="{device_path.replace(chr(0), "&#1;")}"'
+    )
     if refused:
         with pytest.raises(FFUError) as exc:
             _install(tmp_path, bad)
@@ -115,12 +142,15 @@ def test_vendor_cab_file_paths_stay_in_the_partition(tmp_path, device_path, refu
     assert not list(tmp_path.parent.glob("escaped.txt")) and not Path("/etc/escaped.txt").exists()
 
 
-@pytest.mark.parametrize("attr,value", [
-    ('name="Contoso-Test-Pkg" language', 'name="..\\..\\..\\escaped" language'),
-    ('version="1.0.0.0" buildType', 'version="1/../../../escaped" buildType'),
-    ('processorArchitecture="arm64" publicKeyToken', 'processorArchitecture="a/b" publicKeyToken'),
-    ('targetPartition="MainOS"', 'targetPartition="../../MainOS"'),
-])
+@pytest.mark.parametrize(
+    "attr,value",
+    [
+        ('name="Contoso-Test-Pkg" language', 'name="..\\..\\..\\escaped" language'),
+        ('version="1.0.0.0" buildType', 'version="1/../../../escaped" buildType'),
+        ('processorArchitecture="arm64" publicKeyToken', 'processorArchitecture="a/b" publicKeyToken'),
+        ('targetPartition="MainOS"', 'targetPartition="../../MainOS"'),
+    ],
+)
 def test_vendor_cab_identity_cannot_name_paths(tmp_path, attr, value):
     """Package name, version, architecture and partition name files (\\Windows\\servicing\\Packages\\…,
     the partition image): path characters in them are refused."""
@@ -140,7 +170,7 @@ def test_vendor_cab_sizes_and_hashes_that_lie(tmp_path):
     # the payload altered after the mum was written: same size, other bytes
     altered = dict(members)
     altered[payload] = b"b\n" if members[payload] != b"b\n" else b"c\n"
-    altered[payload] = altered[payload][:len(members[payload])].ljust(len(members[payload]), b"x")
+    altered[payload] = altered[payload][: len(members[payload])].ljust(len(members[payload]), b"x")
     with pytest.raises(FFUError, match="does not match its SHA-256 in update.mum"):
         _install(tmp_path / "1", _rewrite(good, altered, tmp_path / "altered.cab"))
     # a member much larger than update.mum says (a decompression bomb announced as 2 bytes)
@@ -181,11 +211,19 @@ def test_vendor_cab_lists_a_member_it_lacks(tmp_path):
 
 def test_file_of_one_package_is_a_directory_of_another(tmp_path):
     (tmp_path / "x").mkdir()
-    a = _good_cab(tmp_path, '<files><file source=".\\a.txt" destinationDir="$(runtime.system32)" name="drivers"/>'
-                            "</files>", name="A")
-    b = _good_cab(tmp_path, '<files><file source=".\\a.txt" destinationDir="$(runtime.system32)\\drivers"/></files>',
-                  name="B")
-    with pytest.raises(FFUError, match=r"needs \\Windows\\System32\\drivers to be a directory, but Contoso-Test-A"):
+    a = _good_cab(
+        tmp_path,
+        '<files><file source=".\\a.txt" destinationDir="$(runtime.system32)" name="drivers"/></files>',
+        name="A",
+    )
+    b = _good_cab(
+        tmp_path,
+        '<files><file source=".\\a.txt" destinationDir="$(runtime.system32)\\drivers"/></files>',
+        name="B",
+    )
+    with pytest.raises(
+        FFUError, match=r"needs \\Windows\\System32\\drivers to be a directory, but Contoso-Test-A"
+    ):
         _install(tmp_path / "1", a, b)
     with pytest.raises(FFUError, match="is a directory of Contoso-Test-B's files"):
         _install(tmp_path / "2", b, a)
@@ -212,27 +250,37 @@ def test_symlink_in_the_staged_partition_is_not_followed(tmp_path):
     assert not (target / "a.txt").exists()
 
 
-SERVICE = ('<service name="Svc" start="auto" type="win32OwnProcess" imagePath="$(runtime.system32)\\s.exe">'
-           '<failureActions resetPeriod="60"><actions><action type="restartService" delay="1000"/></actions>'
-           "</failureActions></service>")
+SERVICE = (
+    '<service name="Svc" start="auto" type="win32OwnProcess" imagePath="$(runtime.system32)\\s.exe">'
+    '<failureActions resetPeriod="60"><actions><action type="restartService" delay="1000"/></actions>'
+    "</failureActions></service>"
+)
 
 
-@pytest.mark.parametrize("old,new,message", [
-    ('delay="1000"', 'delay="soon"', "failure action delay 'soon'"),
-    ('delay="1000"', 'delay="-5"', "failure action delay '-5'"),
-    ('resetPeriod="60"', 'resetPeriod="99999999999"', "resetPeriod '99999999999'"),
-])
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        ('delay="1000"', 'delay="soon"', "failure action delay 'soon'"),
+        ('delay="1000"', 'delay="-5"', "failure action delay '-5'"),
+        ('resetPeriod="60"', 'resetPeriod="99999999999"', "resetPeriod '99999999999'"),
+    ],
+)
 def test_vendor_manifest_service_numbers(tmp_path, old, new, message):
     good = _good_cab(tmp_path, SERVICE)
     with pytest.raises(FFUError, match=re.escape(message)):
         _install(tmp_path, _edit(good, "manifest", old, new))
 
 
-@pytest.mark.parametrize("value_type,value", [("REG_TYPE_77", "zz"), ("REG_TYPE_99999999999", "00"),
-                                              ("REG_BINARY", "0G"), ("REG_DWORD", "nope")])
+@pytest.mark.parametrize(
+    "value_type,value",
+    [("REG_TYPE_77", "zz"), ("REG_TYPE_99999999999", "00"), ("REG_BINARY", "0G"), ("REG_DWORD", "nope")],
+)
 def test_vendor_manifest_registry_values(tmp_path, value_type, value):
-    good = _good_cab(tmp_path, '<regKeys><regKey keyName="$(hklm.software)\\K"><regValue name="v" type="REG_SZ" '
-                               'value="1"/></regKey></regKeys>')
+    good = _good_cab(
+        tmp_path,
+        '<regKeys><regKey keyName="$(hklm.software)\\K"><regValue name="v" type="REG_SZ" '
+        'value="1"/></regKey></regKeys>',
+    )
     bad = _edit(good, "manifest", 'valueType="REG_SZ" value="1"', f'valueType="{value_type}" value="{value}"')
     with pytest.raises(FFUError):
         _install(tmp_path, bad)
@@ -245,9 +293,13 @@ def test_entity_bomb_and_external_entity_inside_a_cab(tmp_path, what):
     good = _good_cab(tmp_path)
     decl = "<?xml version='1.0' encoding='utf-8' standalone='yes'?>"
     for dtd in (BOMB_DTD, _xxe_dtd(secret)):
-        bad = _edit(good, what, decl, decl + dtd) if what == "mum" else _edit_component(good, decl, decl + dtd)
+        bad = (
+            _edit(good, what, decl, decl + dtd) if what == "mum" else _edit_component(good, decl, decl + dtd)
+        )
         with pytest.raises(FFUError, match="DOCTYPE") as exc:
-            _install(tmp_path / dtd[:12].replace(" ", "").replace("!", "").replace("[", "").replace("<", ""), bad)
+            _install(
+                tmp_path / dtd[:12].replace(" ", "").replace("!", "").replace("[", "").replace("<", ""), bad
+            )
         assert "TOPSECRET" not in str(exc.value)
 
 
@@ -262,7 +314,7 @@ def test_vendor_cab_that_is_not_a_regular_file(tmp_path):
     fifo = tmp_path / "pkg.cab"
     os.mkfifo(fifo)
     with pytest.raises(FFUError, match="not a regular file"):
-        install.read_package_info(fifo)      # returns at once: never blocks on the FIFO
+        install.read_package_info(fifo)  # returns at once: never blocks on the FIFO
     dev = tmp_path / "zero.cab"
     os.symlink("/dev/zero", dev)
     with pytest.raises(FFUError, match="not a regular file"):
@@ -274,16 +326,26 @@ def test_vendor_cab_that_is_not_a_regular_file(tmp_path):
 # --------------------------------------------------------------- XML bombs in every reader
 
 FM = '<FeatureManifest xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"><BasePackages/></FeatureManifest>'
-FMLIST = ('<FMCollectionManifest xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate" Product="IoTUAP">'
-          "<FMs/></FMCollectionManifest>")
-OEMINPUT = ('<OEMInput xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"><SOC>S</SOC><Device>D</Device>'
-            "<ReleaseType>Test</ReleaseType><BuildType>fre</BuildType></OEMInput>")
-LAYOUT = ('<DeviceLayout xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"><Partitions/>'
-          "<SectorSize>512</SectorSize></DeviceLayout>")
-PLATFORM = ('<OEMDevicePlatform xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate">'
-            "<MinSectorCount>1</MinSectorCount></OEMDevicePlatform>")
-BCD = ('<BootConfigurationDatabase xmlns="http://schemas.microsoft.com/phone/2011/10/BootConfiguration">'
-       "<Objects/></BootConfigurationDatabase>")
+FMLIST = (
+    '<FMCollectionManifest xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate" Product="IoTUAP">'
+    "<FMs/></FMCollectionManifest>"
+)
+OEMINPUT = (
+    '<OEMInput xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"><SOC>S</SOC><Device>D</Device>'
+    "<ReleaseType>Test</ReleaseType><BuildType>fre</BuildType></OEMInput>"
+)
+LAYOUT = (
+    '<DeviceLayout xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"><Partitions/>'
+    "<SectorSize>512</SectorSize></DeviceLayout>"
+)
+PLATFORM = (
+    '<OEMDevicePlatform xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate">'
+    "<MinSectorCount>1</MinSectorCount></OEMDevicePlatform>"
+)
+BCD = (
+    '<BootConfigurationDatabase xmlns="http://schemas.microsoft.com/phone/2011/10/BootConfiguration">'
+    "<Objects/></BootConfigurationDatabase>"
+)
 WM = '<identity xmlns="urn:Microsoft.CompPlat/ManifestSchema.v1.00" owner="C" namespace="N" name="P"/>'
 
 READERS = {
@@ -305,10 +367,12 @@ def test_xml_attacks_in_every_reader(tmp_path, reader, attack):
     secret.write_text("TOPSECRET")
     doc, load = READERS[reader]
     root_tag = doc.split()[0][1:]
-    dtd = {"entity-bomb": BOMB_DTD.replace("DOCTYPE x", f"DOCTYPE {root_tag}"),
-           "external-entity": _xxe_dtd(secret).replace("DOCTYPE x", f"DOCTYPE {root_tag}"),
-           "parameter-entity": f'<!DOCTYPE {root_tag} [<!ENTITY % p SYSTEM "file://{secret}"> %p;]>',
-           "external-dtd": f'<!DOCTYPE {root_tag} SYSTEM "file://{secret}">'}[attack]
+    dtd = {
+        "entity-bomb": BOMB_DTD.replace("DOCTYPE x", f"DOCTYPE {root_tag}"),
+        "external-entity": _xxe_dtd(secret).replace("DOCTYPE x", f"DOCTYPE {root_tag}"),
+        "parameter-entity": f'<!DOCTYPE {root_tag} [<!ENTITY % p SYSTEM "file://{secret}"> %p;]>',
+        "external-dtd": f'<!DOCTYPE {root_tag} SYSTEM "file://{secret}">',
+    }[attack]
     f = tmp_path / "doc.xml"
     f.write_text('<?xml version="1.0" encoding="utf-8"?>\n' + dtd + "\n" + doc)
     with pytest.raises(FFUError) as exc:
@@ -335,11 +399,14 @@ def test_deeply_nested_xml_is_an_ffuerror(tmp_path):
 
 # ------------------------------------------------------------------ names that become paths
 
+
 @pytest.mark.parametrize("name", ["../../escaped", "..", "/etc/escaped", "a\\b", ".hidden", "a/b", ""])
 def test_partition_names_cannot_name_paths(name):
-    doc = ('<DeviceLayout xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"><Partitions><Partition>'
-           f"<Name>{name}</Name><Type>{{ebd0a0a2-b9e5-4433-87c0-68b6b72699c7}}</Type><TotalSectors>64</TotalSectors>"
-           "</Partition></Partitions><SectorSize>512</SectorSize></DeviceLayout>")
+    doc = (
+        '<DeviceLayout xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"><Partitions><Partition>'
+        f"<Name>{name}</Name><Type>{{ebd0a0a2-b9e5-4433-87c0-68b6b72699c7}}</Type><TotalSectors>64</TotalSectors>"
+        "</Partition></Partitions><SectorSize>512</SectorSize></DeviceLayout>"
+    )
     with pytest.raises(FFUError, match=r"partition name|<Name>|Name"):
         layout.load_device_layout(doc.encode(), "DeviceLayout.xml")
 
@@ -349,6 +416,7 @@ def test_partition_names_cannot_name_paths(name):
 def test_readers_refuse_non_regular_files_without_blocking(tmp_path, kind, reader):
     from ffuforge.formats import ffu, hive
     from ffuforge.package import inf
+
     p = tmp_path / "input"
     if kind == "fifo":
         os.mkfifo(p)
@@ -356,6 +424,8 @@ def test_readers_refuse_non_regular_files_without_blocking(tmp_path, kind, reade
         p.mkdir()
     else:
         os.symlink("/dev/zero", p)
-    load = {"xml": xmlsafe.parse_file, "inf": inf.parse_inf, "hive": hive.read_hive, "ffu": ffu.FfuReader}[reader]
+    load = {"xml": xmlsafe.parse_file, "inf": inf.parse_inf, "hive": hive.read_hive, "ffu": ffu.FfuReader}[
+        reader
+    ]
     with pytest.raises(FFUError, match="not a regular file|is a directory"):
         load(p)

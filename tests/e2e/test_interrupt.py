@@ -42,6 +42,7 @@ STEP = re.compile(r"^(Package|Partition|FFU|Layout|StandInPE|StandInBinary|Featu
 
 # ------------------------------------------------------------------------------------ helpers
 
+
 def _environ() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("SOURCE_DATE_EPOCH", "FFU_SIGN_PASSWORD")}
     env["PYTHONUNBUFFERED"] = "1"
@@ -54,8 +55,15 @@ class Build:
     def __init__(self, ws: Path, *args: str, quiet: bool = True):
         argv = [sys.executable, "-m", "SCons", *(["-Q"] if quiet else []), "-j2", *args]
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(argv, cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=_environ(), start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=ws,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_environ(),
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         self.stderr = ""
         self._cond = threading.Condition()
@@ -114,17 +122,29 @@ class Build:
 
 
 def _scons(ws: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "SCons", "-Q", *args], cwd=ws, capture_output=True, text=True,
-                          env=_environ(), timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "SCons", "-Q", *args],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        env=_environ(),
+        timeout=600,
+    )
 
 
 def _ffu_verify(flash: Path) -> subprocess.CompletedProcess:
     env = {**_environ(), "PYTHONPATH": str(ROOT / "site_scons")}
-    return subprocess.run([sys.executable, "-m", "ffuforge", "ffu", "verify", str(flash)], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ffuforge", "ffu", "verify", str(flash)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 # ------------------------------------------------------------------------------- reference
+
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
@@ -201,6 +221,7 @@ def _kill_at(ws: Path, kind: str, trigger: str, delay: float, sig: int = signal.
 
 # ---------------------------------------------------------------------------------- SIGKILL
 
+
 def test_sigkill_during_clean_builds(reference, ws):
     """Chains of kills during builds from scratch (a killed run records nothing, so each run starts
     over); after every third kill `scons` runs to the end and must give the clean build's bytes."""
@@ -222,7 +243,7 @@ def test_sigkill_during_clean_builds(reference, ws):
             assert "Traceback" not in b.stderr, b.stderr
             temps = _assert_no_lies(ws, reference, f"after {log[-1]}")
             log[-1] += f" temps={len(temps)}"
-            fresh = not hit                         # the build finished first: start over
+            fresh = not hit  # the build finished first: start over
             killed += hit
             if hit and (killed % 3 == 0 or killed == n):
                 done = _scons(ws, "-j2")
@@ -233,8 +254,9 @@ def test_sigkill_during_clean_builds(reference, ws):
         v = _ffu_verify(ws / OUT / "Flash.ffu")
         assert v.returncode == 0, v.stdout + v.stderr
     except AssertionError as exc:
-        raise AssertionError(f"seed {SEED} (FFUFORGE_INTERRUPT_SEED); kills so far:\n" + "\n".join(log)
-                             + f"\n{exc}") from None
+        raise AssertionError(
+            f"seed {SEED} (FFUFORGE_INTERRUPT_SEED); kills so far:\n" + "\n".join(log) + f"\n{exc}"
+        ) from None
 
 
 def test_sigkill_during_edit_then_revert(reference, ws):
@@ -243,9 +265,13 @@ def test_sigkill_during_edit_then_revert(reference, ws):
     rng = random.Random(SEED + 1)
     original = (ws / README).read_bytes()
     n = KILLS // 3
-    triggers = ["Package Contoso.Custom.Files.cab", "Layout build/arm64/SampleA/Test/layout.json",
-                "Partition build/arm64/SampleA/Test/partitions/MainOS.img", "FFU build/arm64/SampleA/Test/Flash.ffu",
-                ""]
+    triggers = [
+        "Package Contoso.Custom.Files.cab",
+        "Layout build/arm64/SampleA/Test/layout.json",
+        "Partition build/arm64/SampleA/Test/partitions/MainOS.img",
+        "FFU build/arm64/SampleA/Test/Flash.ffu",
+        "",
+    ]
     log = []
     killed = 0
     try:
@@ -264,19 +290,25 @@ def test_sigkill_during_edit_then_revert(reference, ws):
             _assert_clean_result(ws, reference, f"reverted rebuild after kill {i}", temps_allowed=True)
         assert killed == n, f"only {killed} of {n} kills hit a running build"
     except AssertionError as exc:
-        raise AssertionError(f"seed {SEED} (FFUFORGE_INTERRUPT_SEED); kills:\n" + "\n".join(log)
-                             + f"\n{exc}") from None
+        raise AssertionError(
+            f"seed {SEED} (FFUFORGE_INTERRUPT_SEED); kills:\n" + "\n".join(log) + f"\n{exc}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------- Ctrl-C
 
-@pytest.mark.parametrize("trigger,delay", [
-    ("scons: Reading SConscript files ...", 0.3),            # while the SConscripts are read
-    ("Package Contoso.Services.Heartbeat.cab", 0.01),        # CAB writing and signing
-    ("Partition build/arm64/SampleA/Test/partitions/MainOS.img", 0.02),  # mkntfs / libwim running
-    ("FFU build/arm64/SampleA/Test/Flash.ffu", 0.05),        # FFU writing
-    ("scons: done building targets.", 0.0),                   # scons exiting: joining its workers
-], ids=["sconscript", "cab", "partition", "ffu", "exit"])
+
+@pytest.mark.parametrize(
+    "trigger,delay",
+    [
+        ("scons: Reading SConscript files ...", 0.3),  # while the SConscripts are read
+        ("Package Contoso.Services.Heartbeat.cab", 0.01),  # CAB writing and signing
+        ("Partition build/arm64/SampleA/Test/partitions/MainOS.img", 0.02),  # mkntfs / libwim running
+        ("FFU build/arm64/SampleA/Test/Flash.ffu", 0.05),  # FFU writing
+        ("scons: done building targets.", 0.0),  # scons exiting: joining its workers
+    ],
+    ids=["sconscript", "cab", "partition", "ffu", "exit"],
+)
 def test_ctrl_c(reference, ws, trigger, delay):
     """Ctrl-C (SIGINT to the foreground process group) as a user types it at `scons`: a short message,
     no traceback, no partial or half-written outputs, and the next `scons` finishes the job."""
@@ -289,13 +321,13 @@ def test_ctrl_c(reference, ws, trigger, delay):
     rc = b.finish()
     err = b.stderr.strip().splitlines()
     assert "Traceback" not in b.stderr, b.stderr
-    if rc == -signal.SIGINT:   # seen only after SCons has reported the interrupt itself (while reading the
+    if rc == -signal.SIGINT:  # seen only after SCons has reported the interrupt itself (while reading the
         # SConscripts), with this tree and with earlier ones: the interpreter then ends by the signal
         assert "scons: Build interrupted." in err + b.lines, (rc, b.lines[-3:], b.stderr)
         rc = 2
     if sent and rc != 0:
         assert rc == 2, (rc, b.stderr)
-        assert len(err) <= 3, b.stderr   # SCons says it on stderr, or on stdout while reading SConscripts
+        assert len(err) <= 3, b.stderr  # SCons says it on stderr, or on stdout while reading SConscripts
         assert all("interrupted" in line for line in err), b.stderr
         assert "scons: Build interrupted." in err + b.lines, (b.lines[-3:], b.stderr)
         assert "Traceback" not in b.stderr and 'File "' not in b.stderr, b.stderr

@@ -69,16 +69,22 @@ def _sgdisk_parts(raw: Path) -> dict[str, tuple[int, int]]:
     return parts
 
 
-@pytest.mark.skipif(not (shutil.which("sgdisk") and shutil.which("fsck.fat") and shutil.which("ntfsls")),
-                    reason="gdisk, dosfstools and ntfs-3g are installed by .ci/run")
+@pytest.mark.skipif(
+    not (shutil.which("sgdisk") and shutil.which("fsck.fat") and shutil.which("ntfsls")),
+    reason="gdisk, dosfstools and ntfs-3g are installed by .ci/run",
+)
 def test_filesystems_cut_from_the_disk(ws, tmp_path):
     raw = ws / OUT / "Flash.img"
     parts = _sgdisk_parts(raw)
     efi = _cut(raw, *parts["EFIESP"], tmp_path / "efi.img")
     fsck = subprocess.run(["fsck.fat", "-n", str(efi)], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout
-    bcd = subprocess.run(["mcopy", "-n", "-i", str(efi), "::/EFI/Microsoft/Boot/BCD", str(tmp_path / "BCD")],
-                         capture_output=True, text=True, env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})
+    bcd = subprocess.run(
+        ["mcopy", "-n", "-i", str(efi), "::/EFI/Microsoft/Boot/BCD", str(tmp_path / "BCD")],
+        capture_output=True,
+        text=True,
+        env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert bcd.returncode == 0, bcd.stderr
     store = hive.read_hive(tmp_path / "BCD").as_dict()
     assert any(k.startswith("Objects\\{9dea862c-5cdd-4e70-acc1-f32b344d4795}") for k in store)  # Boot Manager
@@ -89,17 +95,25 @@ def test_filesystems_cut_from_the_disk(ws, tmp_path):
     cat = subprocess.run(["ntfscat", str(main), "/Contoso/README.txt"], capture_output=True)
     assert cat.stdout == (ws / "packages/Custom.Files/readme.txt").read_bytes()
     software = tmp_path / "SOFTWARE"
-    software.write_bytes(subprocess.run(["ntfscat", str(main), "/Windows/System32/config/SOFTWARE"],
-                                        capture_output=True, check=True).stdout)
+    software.write_bytes(
+        subprocess.run(
+            ["ntfscat", str(main), "/Windows/System32/config/SOFTWARE"], capture_output=True, check=True
+        ).stdout
+    )
     values = hive.read_hive(software).as_dict()
     assert values["Contoso\\SampleA"]["Product"] == (1, "SampleA\0".encode("utf-16-le"))
     if shutil.which("hivexregedit"):
-        export = subprocess.run(["hivexregedit", "--export", str(software), "\\"], capture_output=True, text=True)
+        export = subprocess.run(
+            ["hivexregedit", "--export", str(software), "\\"], capture_output=True, text=True
+        )
         expected = ",".join(f"{b:02x}" for b in "SampleA\0".encode("utf-16-le"))
         assert f'"Product"=hex(1):{expected}' in export.stdout
     system = tmp_path / "SYSTEM"
-    system.write_bytes(subprocess.run(["ntfscat", str(main), "/Windows/System32/config/SYSTEM"],
-                                      capture_output=True, check=True).stdout)
+    system.write_bytes(
+        subprocess.run(
+            ["ntfscat", str(main), "/Windows/System32/config/SYSTEM"], capture_output=True, check=True
+        ).stdout
+    )
     svc = hive.read_hive(system).as_dict()["ControlSet001\\Services\\ContosoHeartbeat"]
     assert svc["Start"] == (4, (2).to_bytes(4, "little"))
 
@@ -113,27 +127,37 @@ def test_noop_and_one_payload_edit(ws):
     readme.write_text(readme.read_text() + "edited\n")
     proc = scons(ws, "RAW=1", "--debug=explain")
     rebuilt = set(re.findall(r"^scons: rebuilding `([^']+)'", proc.stdout, re.M))
-    assert rebuilt == {"build/arm64/packages/Contoso.Custom.Files.cab", str(OUT / "layout.json"),
-                      str(OUT / "partitions/MainOS.img"), str(OUT / "Flash.ffu")}
+    assert rebuilt == {
+        "build/arm64/packages/Contoso.Custom.Files.cab",
+        str(OUT / "layout.json"),
+        str(OUT / "partitions/MainOS.img"),
+        str(OUT / "Flash.ffu"),
+    }
     # layout.json is re-evaluated from the new CAB but comes out identical: EFIESP, Data, … untouched.
     assert scons(ws, "RAW=1", "-q", check=False).returncode == 0
 
 
 def test_retail_image_with_oem_certificate(ws, tmp_path):
     from test_scons_signing import _oem_cert
+
     _oem_cert(tmp_path)
     proc = scons(ws, "CONFIG=Retail", f"SIGN_CERT={tmp_path / 'oem.crt'}", f"SIGN_KEY={tmp_path / 'oem.key'}")
     flash = ws / "build/arm64/SampleA/Retail/Flash.ffu"
     assert flash.exists() and "blocks stored" in proc.stdout
     packages = (ws / "build/arm64/SampleA/Retail/packages.json").read_text()
-    assert "Test.Diagnostics" not in packages   # the Test-only ReleasePackages entry stays out
+    assert "Test.Diagnostics" not in packages  # the Test-only ReleasePackages entry stays out
 
 
 def test_retail_refuses_test_signed_packages(ws, tmp_path):
     # A Retail image built with the TEST ONLY chain: the release policy names every package.
-    proc = scons(ws, "CONFIG=Retail", f"SIGN_CERT={ws / 'testcerts/leaf.crt'}",
-                 f"SIGN_KEY={ws / 'testcerts/leaf.key'}", f"SIGN_CHAIN={ws / 'testcerts/intermediate.crt'}",
-                 check=False)
+    proc = scons(
+        ws,
+        "CONFIG=Retail",
+        f"SIGN_CERT={ws / 'testcerts/leaf.crt'}",
+        f"SIGN_KEY={ws / 'testcerts/leaf.key'}",
+        f"SIGN_CHAIN={ws / 'testcerts/intermediate.crt'}",
+        check=False,
+    )
     assert proc.returncode != 0
     assert "a Production image refuses" in proc.stderr and "TEST ONLY" in proc.stderr
     assert "Contoso.Registry.Settings.cab" in proc.stderr
@@ -143,13 +167,16 @@ def test_retail_refuses_test_signed_packages(ws, tmp_path):
 
 def test_product_version_package(ws, tmp_path):
     import json
+
     manifest = json.loads((ws / OUT / "partitions/MainOS.json").read_text())
     values = {(v["key"], v["name"]): v for v in manifest["registry"]}
     product = values[("HKEY_LOCAL_MACHINE\\Software\\Contoso\\Version", "Product")]
     assert bytes.fromhex(product["data"]).decode("utf-16-le") == "SampleA\0"
     assert product["package"] == "Contoso.SampleA.Registry.Version"
     build_time = values[("HKEY_LOCAL_MACHINE\\Software\\Contoso\\Version", "BuildTime")]
-    assert bytes.fromhex(build_time["data"]).decode("utf-16-le") == "20200101-0000\0"  # from the epoch, not the clock
+    assert (
+        bytes.fromhex(build_time["data"]).decode("utf-16-le") == "20200101-0000\0"
+    )  # from the epoch, not the clock
 
 
 def test_fm_edit_remerges_only_that_fm(ws):
@@ -157,14 +184,22 @@ def test_fm_edit_remerges_only_that_fm(ws):
     fm = ws / "bsp/ContosoBoard/Packages/ContosoBoardFM.xml"
     fm.write_text(fm.read_text().replace("<BasePackages>", "<BasePackages>\n    <!-- reviewed -->", 1))
     proc = scons(ws, "RAW=1", "--debug=explain")
-    assert _steps(proc) == ["ContosoBoardFM.xml"]        # OEMFM.xml, packages and images untouched
+    assert _steps(proc) == ["ContosoBoardFM.xml"]  # OEMFM.xml, packages and images untouched
     # A real change: the UART driver moves from an optional feature into the base packages.
     text = fm.read_text()
-    uart = text[text.index('      <PackageFile Path="%BSPPKG_DIR%" Name="%OEM_NAME%.ContosoBoard.UART.cab">'):
-                text.index("</PackageFile>", text.index("ContosoBoard.UART.cab")) + len("</PackageFile>")]
-    fm.write_text(text.replace(uart, "").replace(
-        "<BasePackages>", '<BasePackages>\n    <PackageFile Path="%BSPPKG_DIR%" Name="%OEM_NAME%.ContosoBoard.UART.cab" />', 1))
-    oeminput = ws / "products/SampleA/TestOEMInput.xml"   # … so the OEMInput no longer selects it
+    uart = text[
+        text.index(
+            '      <PackageFile Path="%BSPPKG_DIR%" Name="%OEM_NAME%.ContosoBoard.UART.cab">'
+        ) : text.index("</PackageFile>", text.index("ContosoBoard.UART.cab")) + len("</PackageFile>")
+    ]
+    fm.write_text(
+        text.replace(uart, "").replace(
+            "<BasePackages>",
+            '<BasePackages>\n    <PackageFile Path="%BSPPKG_DIR%" Name="%OEM_NAME%.ContosoBoard.UART.cab" />',
+            1,
+        )
+    )
+    oeminput = ws / "products/SampleA/TestOEMInput.xml"  # … so the OEMInput no longer selects it
     oeminput.write_text(oeminput.read_text().replace("      <Feature>CONTOSOBOARD_UART</Feature>\n", ""))
     proc = scons(ws, "RAW=1")
     steps = _steps(proc)

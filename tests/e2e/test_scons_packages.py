@@ -12,14 +12,25 @@ from scons_util import built, copy_workspace, scons
 
 pytestmark = pytest.mark.e2e
 
-EXPECTED = sorted([
-    "Contoso.COM.Sample.cab", "Contoso.Custom.BCD.cab", "Contoso.Custom.Files.cab",
-    "Contoso.Custom.Files.Resources_Lang_de-de.cab", "Contoso.Custom.Files.Resources_Lang_en-us.cab",
-    "Contoso.Legacy.Tools.cab", "Contoso.Registry.Settings.cab", "Contoso.Services.Heartbeat.cab",
-    "Contoso.Test.Diagnostics.cab", "Contoso.Wow.Sample.cab",
-    "Contoso.Wow.Sample_Wow_arm64.arm.cab", "Contoso.ContosoBoard.BootLoader.cab",
-    "Contoso.ContosoBoard.DeviceLayout.cab", "Contoso.ContosoBoard.GPIO.cab", "Contoso.ContosoBoard.UART.cab",
-])
+EXPECTED = sorted(
+    [
+        "Contoso.COM.Sample.cab",
+        "Contoso.Custom.BCD.cab",
+        "Contoso.Custom.Files.cab",
+        "Contoso.Custom.Files.Resources_Lang_de-de.cab",
+        "Contoso.Custom.Files.Resources_Lang_en-us.cab",
+        "Contoso.Legacy.Tools.cab",
+        "Contoso.Registry.Settings.cab",
+        "Contoso.Services.Heartbeat.cab",
+        "Contoso.Test.Diagnostics.cab",
+        "Contoso.Wow.Sample.cab",
+        "Contoso.Wow.Sample_Wow_arm64.arm.cab",
+        "Contoso.ContosoBoard.BootLoader.cab",
+        "Contoso.ContosoBoard.DeviceLayout.cab",
+        "Contoso.ContosoBoard.GPIO.cab",
+        "Contoso.ContosoBoard.UART.cab",
+    ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +53,10 @@ def test_full_build_produces_every_cab(built_ws):
 
 def _mum_hashes(mum: bytes) -> dict[str, str]:
     """cabpath -> SHA-256 of every payload file listed in update.mum."""
-    return {a.decode().replace("\\", "/").lower(): h.decode().lower()
-            for a, h in re.findall(rb'cabpath="([^"]+)"[^>]*?hash="([0-9A-Fa-f]+)"', mum)}
+    return {
+        a.decode().replace("\\", "/").lower(): h.decode().lower()
+        for a, h in re.findall(rb'cabpath="([^"]+)"[^>]*?hash="([0-9A-Fa-f]+)"', mum)
+    }
 
 
 @pytest.mark.parametrize("tool", ["cabextract", "7z", "gcab"])
@@ -52,17 +65,24 @@ def test_independent_readers_list_and_extract(built_ws, tmp_path, tool):
         pytest.skip(f"{tool} is not installed (.ci/run installs it)")
     ws, _ = built_ws
     for cab in sorted(_cabs(ws).glob("*.cab")):
-        listing = {"cabextract": ["cabextract", "-l", str(cab)], "7z": ["7z", "l", str(cab)],
-                   "gcab": ["gcab", "-l", str(cab)]}[tool]
+        listing = {
+            "cabextract": ["cabextract", "-l", str(cab)],
+            "7z": ["7z", "l", str(cab)],
+            "gcab": ["gcab", "-l", str(cab)],
+        }[tool]
         out = subprocess.run(listing, capture_output=True, text=True, check=True).stdout
         assert "update.mum" in out and "update.cat" in out and ".manifest" in out, cab.name
         dest = tmp_path / tool / cab.stem
         dest.mkdir(parents=True)
-        extract = {"cabextract": ["cabextract", "-q", "-d", str(dest), str(cab)],
-                   "7z": ["7z", "x", "-y", f"-o{dest}", str(cab)],
-                   "gcab": ["gcab", "-x", "-C", str(dest), str(cab)]}[tool]
+        extract = {
+            "cabextract": ["cabextract", "-q", "-d", str(dest), str(cab)],
+            "7z": ["7z", "x", "-y", f"-o{dest}", str(cab)],
+            "gcab": ["gcab", "-x", "-C", str(dest), str(cab)],
+        }[tool]
         subprocess.run(extract, capture_output=True, check=True)
-        files = {str(p.relative_to(dest)).replace("\\", "/").lower(): p for p in dest.rglob("*") if p.is_file()}
+        files = {
+            str(p.relative_to(dest)).replace("\\", "/").lower(): p for p in dest.rglob("*") if p.is_file()
+        }
         mum = files["update.mum"].read_bytes()
         hashes = _mum_hashes(mum)
         payload = {k for k in files if k not in ("update.mum", "update.cat") and not k.endswith(".manifest")}
@@ -74,7 +94,9 @@ def test_independent_readers_list_and_extract(built_ws, tmp_path, tool):
 def test_payload_bytes_match_sources(built_ws, tmp_path):
     ws, _ = built_ws
     dest = tmp_path / "x"
-    subprocess.run(["cabextract", "-q", "-d", str(dest), str(_cabs(ws) / "Contoso.Custom.Files.cab")], check=True)
+    subprocess.run(
+        ["cabextract", "-q", "-d", str(dest), str(_cabs(ws) / "Contoso.Custom.Files.cab")], check=True
+    )
     got = {p.name: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
     assert got["README.txt"] == (ws / "packages/Custom.Files/readme.txt").read_bytes()
     assert got["oemcustomization.cmd"] == (ws / "packages/Custom.Files/oemcustomization.cmd").read_bytes()
@@ -100,8 +122,10 @@ def test_editing_an_inf_rebuilds_its_driver_package(built_ws):
     ws, _ = built_ws
     inf = ws / "bsp/ContosoBoard/Packages/ContosoBoard.GPIO/contosogpio.inf"
     text = inf.read_bytes().decode("utf-16")
-    inf.write_bytes(b"\xff\xfe" + text.replace("Contoso GPIO Controller\"", "Contoso GPIO Controller v2\"")
-                    .encode("utf-16-le"))
+    inf.write_bytes(
+        b"\xff\xfe"
+        + text.replace('Contoso GPIO Controller"', 'Contoso GPIO Controller v2"').encode("utf-16-le")
+    )
     assert built(scons(ws, "packages")) == ["Contoso.ContosoBoard.GPIO.cab"]
 
 
@@ -140,8 +164,11 @@ MINI_WM = """<identity xmlns="urn:Microsoft.CompPlat/ManifestSchema.v1.00" owner
 def _mini(tmp_path: Path) -> Path:
     ws = tmp_path / "mini"
     (ws / "pkg").mkdir(parents=True)
-    shutil.copytree(Path(__file__).resolve().parents[2] / "site_scons", ws / "site_scons",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "site_scons",
+        ws / "site_scons",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     (ws / "SConstruct").write_text(MINI_SCONSTRUCT)
     for name in ("a.txt", "en-us.txt", "fr-fr.txt"):
         (ws / "pkg" / name).write_text(name)
@@ -166,18 +193,24 @@ def test_tool_code_change_rebuilds_packages(tmp_path):
     assert len(built(scons(ws))) == 2
 
 
-@pytest.mark.parametrize("extra,fragment", [
-    ("<bogus/>", "pkg/P.wm.xml:4: <bogus> is not allowed inside <identity>"),
-    ('<files><file source="$(UNDEFINED)\\x"/></files>', "pkg/P.wm.xml:4: undefined macro $(UNDEFINED)"),
-    ('<files><file source=".\\\\missing.bin"/></files>', "pkg/P.wm.xml:4: source file pkg/missing.bin does not exist"),
-])
+@pytest.mark.parametrize(
+    "extra,fragment",
+    [
+        ("<bogus/>", "pkg/P.wm.xml:4: <bogus> is not allowed inside <identity>"),
+        ('<files><file source="$(UNDEFINED)\\x"/></files>', "pkg/P.wm.xml:4: undefined macro $(UNDEFINED)"),
+        (
+            '<files><file source=".\\\\missing.bin"/></files>',
+            "pkg/P.wm.xml:4: source file pkg/missing.bin does not exist",
+        ),
+    ],
+)
 def test_bad_input_is_one_clear_line(tmp_path, extra, fragment):
     ws = _mini(tmp_path)
     (ws / "pkg/P.wm.xml").write_text(MINI_WM.format(culture="", extra=extra))
     proc = scons(ws, check=False)
     assert proc.returncode != 0
     assert fragment in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr and "File \"" not in proc.stderr
+    assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("scons: ***")]
     assert len(errors) == 1
     assert not list((ws / "build").rglob("*.cab")) if (ws / "build").exists() else True

@@ -32,17 +32,26 @@ def _oem_cert(directory, password: bytes | None = None):
     """A self-signed production-style code-signing certificate (no TEST ONLY)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Contoso Production Code Signing")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(7).not_valid_before(datetime.datetime(2019, 1, 1))
-            .not_valid_after(datetime.datetime(2049, 1, 1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(datetime.datetime(2019, 1, 1))
+        .not_valid_after(datetime.datetime(2049, 1, 1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     (directory / "oem.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     enc = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
-    (directory / "oem.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                          serialization.PrivateFormat.PKCS8, enc))
+    (directory / "oem.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+    )
     return cert
 
 
@@ -54,16 +63,24 @@ def test_every_package_is_signed_with_the_test_chain(ws):
         report = verify.verify_cab(cab, trusted_roots=root)
         assert report.ok, (cab.name, report.problems)
     if shutil.which("osslsigncode"):
-        r = subprocess.run(["osslsigncode", "verify", "-in", str(cabs[0]), "-CAfile", str(ws / "testcerts/root.crt")],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["osslsigncode", "verify", "-in", str(cabs[0]), "-CAfile", str(ws / "testcerts/root.crt")],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stdout
 
 
 def _stored_csigs(ws) -> dict[str, str]:
     """path (relative to ws) -> content signature, as SCons stored it."""
     db = next((ws / "build").glob(".sconsign-py*.dblite"))
-    out = subprocess.run([str(Path(sys.executable).with_name("sconsign")), "-c", str(db)], cwd=ws,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("sconsign")), "-c", str(db)],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     csigs, directory = {}, ""
     for line in out.splitlines():
         if line.startswith("=== "):
@@ -84,14 +101,14 @@ def test_signatures_scons_stores_are_those_of_the_bytes(ws):
         stored = csigs[str(path.relative_to(ws))]
         if stored == content_signature(path):
             from_writer += 1
-        else:   # feature identifier packages are signed by SCons itself
+        else:  # feature identifier packages are signed by SCons itself
             assert stored == hashlib.sha256(path.read_bytes()).hexdigest(), path.name
     assert from_writer >= 15
     infs = [k for k in csigs if k.endswith(".inf")]
     assert infs
     for rel in infs:
         assert csigs[rel] == hashlib.sha256((ws / rel).read_bytes()).hexdigest(), rel
-    proc = scons(ws, "-q", "packages", "features", check=False)   # a new process: signatures read back
+    proc = scons(ws, "-q", "packages", "features", check=False)  # a new process: signatures read back
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -105,7 +122,12 @@ def test_retail_refuses_to_start_without_a_certificate(ws):
 def test_retail_with_user_certificate_and_identity_in_signature(ws, tmp_path):
     _oem_cert(tmp_path, password=b"s3cret-pass")
     env = {"FFU_SIGN_PASSWORD": "s3cret-pass"}
-    args = ("packages", "CONFIG=Retail", f"SIGN_CERT={tmp_path / 'oem.crt'}", f"SIGN_KEY={tmp_path / 'oem.key'}")
+    args = (
+        "packages",
+        "CONFIG=Retail",
+        f"SIGN_CERT={tmp_path / 'oem.crt'}",
+        f"SIGN_KEY={tmp_path / 'oem.key'}",
+    )
     proc = scons(ws, *args, env=env)
     assert len(built(proc)) == 15
     out = ws / "build/arm64/retail-signed/packages"
@@ -133,20 +155,23 @@ def test_pe_payload_signing_is_switchable_per_package(tmp_path):
 
     ws = _mini(tmp_path)
     from ffuforge.formats import pe
+
     pe.make_minimal_pe(ws / "pkg/tool.exe", machine="arm64", kind="exe", payload=b"x")
-    (ws / "pkg/P.wm.xml").write_text((ws / "pkg/P.wm.xml").read_text().replace(
-        "<files>", '<files><file source=".\\tool.exe"/>', 1))
+    (ws / "pkg/P.wm.xml").write_text(
+        (ws / "pkg/P.wm.xml").read_text().replace("<files>", '<files><file source=".\\tool.exe"/>', 1)
+    )
     shutil.copytree(Path(__file__).resolve().parents[2] / "testcerts", ws / "testcerts")
 
     def signed_pe(sconstruct_extra: str) -> bool:
         (ws / "SConstruct").write_text(
             "from ffuforge import scons_tool\n"
             "env = Environment(tools=[scons_tool.generate], FFU_CPU='arm64', FFU_LANGUAGES=['en-us'])\n"
-            f"Default(env.Package('pkg/P.wm.xml'{sconstruct_extra}))\n")
+            f"Default(env.Package('pkg/P.wm.xml'{sconstruct_extra}))\n"
+        )
         scons(ws)
         with CabReader(ws / "build/arm64/packages/Contoso-T-P.cab") as cab:
             data = cab.read(next(m for m in cab.members if m.name.endswith("tool.exe")))
         return pe_layout(data).signed
 
-    assert signed_pe("") is True                 # FFU_SIGN_PE defaults to on
+    assert signed_pe("") is True  # FFU_SIGN_PE defaults to on
     assert signed_pe(", SIGN_PE=False") is False  # this package opts out

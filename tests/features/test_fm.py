@@ -16,13 +16,16 @@ from fmkit import XMLNS, fm_xml, pkg
 # ------------------------------------------------------------------------------- filters
 
 
-@pytest.mark.parametrize("text,kind,items", [
-    ("*", "all", ()),
-    ("(en-US;zh-CN)", "only", ("en-US", "zh-CN")),
-    ("!(en-US;zh-CN)", "except", ("en-US", "zh-CN")),
-    (" ( en-US ; fr-FR ) ", "only", ("en-US", "fr-FR")),
-    ("! (de-DE)", "except", ("de-DE",)),
-])
+@pytest.mark.parametrize(
+    "text,kind,items",
+    [
+        ("*", "all", ()),
+        ("(en-US;zh-CN)", "only", ("en-US", "zh-CN")),
+        ("!(en-US;zh-CN)", "except", ("en-US", "zh-CN")),
+        (" ( en-US ; fr-FR ) ", "only", ("en-US", "fr-FR")),
+        ("! (de-DE)", "except", ("de-DE",)),
+    ],
+)
 def test_filter_parse(text, kind, items):
     f = fm.parse_filter(text, "language")
     assert (f.kind, f.items) == (kind, items)
@@ -33,17 +36,20 @@ def test_filter_resolution_parse():
     assert f.items == ("720x1280", "768X1280")
 
 
-@pytest.mark.parametrize("text,what,fragment", [
-    ("en-US", "language", "parentheses"),
-    ("()", "language", "empty item"),
-    ("(en-US;)", "language", "empty item"),
-    ("(en-US,zh-CN)", "language", "separated by ';'"),
-    ("((en-US))", "language", "nested"),
-    ("!*", "language", "parentheses"),
-    ("(1024*768)", "resolution", "not a resolution"),
-    ("(en-US)", "resolution", "not a resolution"),
-    ("", "language", "parentheses"),
-])
+@pytest.mark.parametrize(
+    "text,what,fragment",
+    [
+        ("en-US", "language", "parentheses"),
+        ("()", "language", "empty item"),
+        ("(en-US;)", "language", "empty item"),
+        ("(en-US,zh-CN)", "language", "separated by ';'"),
+        ("((en-US))", "language", "nested"),
+        ("!*", "language", "parentheses"),
+        ("(1024*768)", "resolution", "not a resolution"),
+        ("(en-US)", "resolution", "not a resolution"),
+        ("", "language", "parentheses"),
+    ],
+)
 def test_filter_errors(text, what, fragment):
     with pytest.raises(FFUError) as exc:
         fm.parse_filter(text, what, "x/FM.xml", 7)
@@ -62,12 +68,15 @@ def test_filter_select():
     assert only.select([]) == (False, ())
 
 
-LANGS = st.sampled_from(["en-US", "en-us", "EN-GB", "fr-FR", "fr-ca", "es-ES", "es-MX", "zh-CN", "de-DE", "ja-JP"])
-RESES = st.builds(lambda w, h, x: f"{w}{x}{h}", st.integers(1, 9999), st.integers(1, 9999), st.sampled_from("xX"))
+LANGS = st.sampled_from(
+    ["en-US", "en-us", "EN-GB", "fr-FR", "fr-ca", "es-ES", "es-MX", "zh-CN", "de-DE", "ja-JP"]
+)
+RESES = st.builds(
+    lambda w, h, x: f"{w}{x}{h}", st.integers(1, 9999), st.integers(1, 9999), st.sampled_from("xX")
+)
 
 
-@given(items=st.lists(LANGS, min_size=1, max_size=5), image=st.lists(LANGS, max_size=5),
-       negate=st.booleans())
+@given(items=st.lists(LANGS, min_size=1, max_size=5), image=st.lists(LANGS, max_size=5), negate=st.booleans())
 def test_filter_semantics_property(items, image, negate):
     text = ("!" if negate else "") + "(" + ";".join(items) + ")"
     f = fm.parse_filter(text, "language")
@@ -110,7 +119,9 @@ def test_expand_forms_and_case():
     v = fm.Variables({"PKGBLD_DIR": "/b/pkgs", "mspackageroot": "/ms", "cputype": "arm"})
     assert fm.expand(r"%pkgbld_dir%\x", v) == (r"/b/pkgs\x", [])
     assert fm.expand(r"$(MSPackageRoot)\Retail\$(cputype)\$(buildtype)", v) == (
-        r"/ms\Retail\arm\$(buildtype)", ["$(buildtype)"])
+        r"/ms\Retail\arm\$(buildtype)",
+        ["$(buildtype)"],
+    )
 
 
 def test_expand_single_pass_and_literal_percent():
@@ -140,7 +151,8 @@ def test_implicit_ids_oem_rule():
 
 # --------------------------------------------------------------------------------- FM model
 
-FULL = fm_xml(f"""
+FULL = fm_xml(
+    f"""
   <BasePackages>{pkg("Base.cab", Partition="EFIESP", ID="Contoso.Base", NoBasePackage="false")}</BasePackages>
   <Features>
     <Microsoft>{pkg("Ms.cab", "$(mspackageroot)", ("IOT_X",), CPUType="ARM")}</Microsoft>
@@ -174,7 +186,9 @@ FULL = fm_xml(f"""
   <SpeechPackages>{pkg("Sp.cab", Language="*")}</SpeechPackages>
   <BootUILanguagePackageFile Path="$(mspackageroot)" Name="BootUI.cab"/>
   <BootLocalePackageFile Path="$(mspackageroot)" Name="BootLocale.cab" Partition="EFIESP"/>
-""", ' Revision="1" SchemaVersion="1.2"')
+""",
+    ' Revision="1" SchemaVersion="1.2"',
+)
 
 
 def load_text(tmp_path: Path, text: str, name: str = "X_FM.xml") -> fm.FeatureManifest:
@@ -194,7 +208,7 @@ def test_every_section_and_attribute(tmp_path):
     assert by["Cmd.cab"].implicit_ids() == ("OEM_CustomCmd", "OEM_CUSTOM_CMD")
     assert str(by["Cmd.cab"].language) == "(en-US;fr-FR)" and by["Cmd.cab"].resolution.kind == "except"
     assert by["Fip.cab"].fip
-    assert by["Rel.cab"].selector == "Production"          # canonical spelling
+    assert by["Rel.cab"].selector == "Production"  # canonical spelling
     assert by["Pre.cab"].selector == "protected" and by["Rep.cab"].selector == "replacement"
     assert by["Soc.cab"].selector == "QC8016" and by["Sv.cab"].selector == "RASPBERRY PI"
     assert by["Dev.cab"].section == "DeviceSpecificPackages" and by["Plat.cab"].selector == "RPi2"
@@ -209,7 +223,7 @@ def test_every_section_and_attribute(tmp_path):
     assert groups["OneOrMore"].feature_ids == ("OEM_Q",)
     assert f.conditional_features[0].feature_id == "OEM_CUS_DEVICE_INFO"
     assert f.conditional_features[0].update_action == "NoUpdate"
-    assert any("differs in case" in w for w in f.warnings)     # Type="Protected", ReleaseType="production"
+    assert any("differs in case" in w for w in f.warnings)  # Type="Protected", ReleaseType="production"
     assert set(f.features("OEM")) == {"oem_customcmd", "oem_custom_cmd"}
 
 
@@ -218,19 +232,40 @@ def test_write_fm_round_trip(tmp_path):
     again = fm.parse_fm_bytes(fm.write_fm(f, comment="x -- y"), "again.xml")
 
     def strip(pkgs):
-        return [(p.section, p.path, p.name, p.feature_ids, p.selector, p.language, p.resolution, p.partition, p.id,
-                 p.cpu_type, p.fip, p.no_base_package) for p in pkgs]
+        return [
+            (
+                p.section,
+                p.path,
+                p.name,
+                p.feature_ids,
+                p.selector,
+                p.language,
+                p.resolution,
+                p.partition,
+                p.id,
+                p.cpu_type,
+                p.fip,
+                p.no_base_package,
+            )
+            for p in pkgs
+        ]
 
     assert strip(again.packages) == strip(f.packages)
-    assert [(g.owner, g.constraint, g.feature_ids, g.name, len(g.subgroups)) for g in again.groups] == \
-        [(g.owner, g.constraint, g.feature_ids, g.name, len(g.subgroups)) for g in f.groups]
-    assert [(c.feature_id, c.update_action) for c in again.conditional_features] == \
-        [(c.feature_id, c.update_action) for c in f.conditional_features]
+    assert [(g.owner, g.constraint, g.feature_ids, g.name, len(g.subgroups)) for g in again.groups] == [
+        (g.owner, g.constraint, g.feature_ids, g.name, len(g.subgroups)) for g in f.groups
+    ]
+    assert [(c.feature_id, c.update_action) for c in again.conditional_features] == [
+        (c.feature_id, c.update_action) for c in f.conditional_features
+    ]
 
 
 def test_empty_containers(tmp_path):
-    f = load_text(tmp_path, fm_xml("<BasePackages /><Features><Microsoft /><MSFeatureGroups /><OEM />"
-                                   "<OEMFeatureGroups /></Features>"))
+    f = load_text(
+        tmp_path,
+        fm_xml(
+            "<BasePackages /><Features><Microsoft /><MSFeatureGroups /><OEM /><OEMFeatureGroups /></Features>"
+        ),
+    )
     assert f.packages == [] and f.groups == []
 
 
@@ -238,33 +273,60 @@ BAD_FMS = [
     (fm_xml("<Basepackages/>"), "write <BasePackages>"),
     (fm_xml("<Foo/>"), "<Foo> is not allowed inside <FeatureManifest>"),
     (fm_xml(f"<Features><OEM>{pkg('A.cab')}</OEM></Features>"), "needs exactly one <FeatureIDs>"),
-    (fm_xml("<Features><OEM><PackageFile Path='x' Name='A.cab'><FeatureIDs/></PackageFile></OEM></Features>"),
-     "empty <FeatureIDs>"),
+    (
+        fm_xml(
+            "<Features><OEM><PackageFile Path='x' Name='A.cab'><FeatureIDs/></PackageFile></OEM></Features>"
+        ),
+        "empty <FeatureIDs>",
+    ),
     (fm_xml(f"<BasePackages>{pkg('A.cab', ids=('X',))}</BasePackages>"), "only allowed on feature packages"),
     (fm_xml("<BasePackages><PackageFile Name='A.cab'/></BasePackages>"), "needs Path="),
     (fm_xml("<BasePackages><PackageFile Path='x'/></BasePackages>"), "needs Name="),
     (fm_xml(f"<DeviceLayoutPackages>{pkg('L.cab')}</DeviceLayoutPackages>"), "needs SOC="),
     (fm_xml(f"<DeviceLayoutPackages>{pkg('L.cab', Device='B')}</DeviceLayoutPackages>"), "it has Device="),
     (fm_xml(f"<ReleasePackages>{pkg('R.cab', ReleaseType='Retail')}</ReleasePackages>"), "Production, Test"),
-    (fm_xml(f"<PrereleasePackages>{pkg('R.cab', Type='other')}</PrereleasePackages>"), "protected, replacement"),
+    (
+        fm_xml(f"<PrereleasePackages>{pkg('R.cab', Type='other')}</PrereleasePackages>"),
+        "protected, replacement",
+    ),
     (fm_xml(f"<CPUPackages>{pkg('C.cab')}</CPUPackages>"), "needs CPUType="),
     (fm_xml(f"<BasePackages>{pkg('C.cab', CPUType='mips')}</BasePackages>"), "not one of ARM"),
     (fm_xml(f"<BasePackages>{pkg('C.cab', path='x', Language='en-US')}</BasePackages>"), "Language='en-US'"),
     (fm_xml(f"<BasePackages>{pkg('C.cab', Partiton='EFIESP')}</BasePackages>"), "Partiton= is not allowed"),
     (fm_xml(f"<BasePackages>{pkg('C.cab', partition='EFIESP')}</BasePackages>"), "write Partition"),
     (fm_xml(f"<BasePackages>{pkg('C.cab', FeatureIdentifierPackage='yes')}</BasePackages>"), "true or false"),
-    (fm_xml("<Features><OEMFeatureGroups><FeatureGroup Constraint='ExactlyOne'><FeatureIDs><FeatureID>A"
-            "</FeatureID></FeatureIDs></FeatureGroup></OEMFeatureGroups></Features>"), "not one of OneOrMore"),
-    (fm_xml("<Features><OEMFeatureGroups><FeatureGroup Constraint='ZeroOrOne'><FeatureIDs><FeatureID>OEM_A"
+    (
+        fm_xml(
+            "<Features><OEMFeatureGroups><FeatureGroup Constraint='ExactlyOne'><FeatureIDs><FeatureID>A"
+            "</FeatureID></FeatureIDs></FeatureGroup></OEMFeatureGroups></Features>"
+        ),
+        "not one of OneOrMore",
+    ),
+    (
+        fm_xml(
+            "<Features><OEMFeatureGroups><FeatureGroup Constraint='ZeroOrOne'><FeatureIDs><FeatureID>OEM_A"
             "</FeatureID><FeatureID>OEM_B</FeatureID></FeatureIDs></FeatureGroup><FeatureGroup "
             "Constraint='OneAndOnlyOne'><FeatureIDs><FeatureID>oem_a</FeatureID></FeatureIDs></FeatureGroup>"
-            "</OEMFeatureGroups></Features>"), "two mutually exclusive feature groups"),
-    (fm_xml("<Features><MSFeatureGroups><FeatureGroup Name='G'/></MSFeatureGroups><OEMFeatureGroups>"
-            "<FeatureGroup Name='g'/></OEMFeatureGroups></Features>"), "cannot override Microsoft groups"),
-    (fm_xml("<Features><OEMConditionalFeatures><ConditionalFeature/></OEMConditionalFeatures></Features>"),
-     "needs FeatureID="),
+            "</OEMFeatureGroups></Features>"
+        ),
+        "two mutually exclusive feature groups",
+    ),
+    (
+        fm_xml(
+            "<Features><MSFeatureGroups><FeatureGroup Name='G'/></MSFeatureGroups><OEMFeatureGroups>"
+            "<FeatureGroup Name='g'/></OEMFeatureGroups></Features>"
+        ),
+        "cannot override Microsoft groups",
+    ),
+    (
+        fm_xml("<Features><OEMConditionalFeatures><ConditionalFeature/></OEMConditionalFeatures></Features>"),
+        "needs FeatureID=",
+    ),
     (f"<OEMInput {XMLNS}/>", "this is an OEMInput, not a feature manifest"),
-    (f"<FMCollectionManifest {XMLNS}/>", "this is an FMFileList (FMCollectionManifest), not a feature manifest"),
+    (
+        f"<FMCollectionManifest {XMLNS}/>",
+        "this is an FMFileList (FMCollectionManifest), not a feature manifest",
+    ),
     ("<FeatureManifest/>", "add xmlns="),
     ('<FeatureManifest xmlns="https://schemas.microsoft.com/embedded/2004/10/ImageUpdate"/>', "use http://"),
     ('<FeatureManifest xmlns="urn:other"/>', "expected 'http://schemas.microsoft.com"),
@@ -283,7 +345,9 @@ def test_bad_fm(tmp_path, text, fragment):
 
 
 def test_bad_fm_names_line_and_package(tmp_path):
-    text = fm_xml(f"<BasePackages>\n{pkg('Ok.cab')}\n{pkg('Broken.cab', Language='(en-US,fr-FR)')}\n</BasePackages>")
+    text = fm_xml(
+        f"<BasePackages>\n{pkg('Ok.cab')}\n{pkg('Broken.cab', Language='(en-US,fr-FR)')}\n</BasePackages>"
+    )
     with pytest.raises(FFUError) as exc:
         load_text(tmp_path, text)
     assert exc.value.line == 5 and exc.value.file == "X_FM.xml"
@@ -321,19 +385,25 @@ def test_fmfilelist(tmp_path):
     assert fl.fms[0].file_name == "OEMCommonFM.xml" and fl.fms[0].critical is True
     assert fl.fms[1].release_type == "Test" and fl.fms[1].cpu_type == "CPU_TYPE"
     assert fl.resolutions == ("1024x768",) and fl.languages == ("en-US",) and fl.locales == ("en-US",)
-    assert any("longer than the documented 8" in w for w in fl.warnings)      # OEMCOMMON is 9
+    assert any("longer than the documented 8" in w for w in fl.warnings)  # OEMCOMMON is 9
     assert any("differs in case" in w for w in fl.warnings)
 
 
-@pytest.mark.parametrize("edit,fragment", [
-    (lambda t: t.replace('ID="OEMFM"', 'ID="oemcommon"'), "is used twice"),
-    (lambda t: t.replace('ReleaseType="test"', 'ReleaseType="Retail"'), "not Production or Test"),
-    (lambda t: t.replace('OwnerType="OEM" CPUType="ARM"', 'OwnerType="SV" CPUType="ARM"'), "not OEM or Microsoft"),
-    (lambda t: t.replace(' ID="OEMFM"', ""), "needs ID="),
-    (lambda t: t.replace("<Resolution>1024x768", "<Resolution>big"), "not WxH"),
-    (lambda t: t.replace("<FMs>", "<FMS>").replace("</FMs>", "</FMS>"), "write <FMs>"),
-    (lambda t: t.replace("FMCollectionManifest", "FeatureManifest"), "this is a feature manifest (FM)"),
-])
+@pytest.mark.parametrize(
+    "edit,fragment",
+    [
+        (lambda t: t.replace('ID="OEMFM"', 'ID="oemcommon"'), "is used twice"),
+        (lambda t: t.replace('ReleaseType="test"', 'ReleaseType="Retail"'), "not Production or Test"),
+        (
+            lambda t: t.replace('OwnerType="OEM" CPUType="ARM"', 'OwnerType="SV" CPUType="ARM"'),
+            "not OEM or Microsoft",
+        ),
+        (lambda t: t.replace(' ID="OEMFM"', ""), "needs ID="),
+        (lambda t: t.replace("<Resolution>1024x768", "<Resolution>big"), "not WxH"),
+        (lambda t: t.replace("<FMs>", "<FMS>").replace("</FMs>", "</FMS>"), "write <FMs>"),
+        (lambda t: t.replace("FMCollectionManifest", "FeatureManifest"), "this is a feature manifest (FM)"),
+    ],
+)
 def test_bad_fmfilelist(tmp_path, edit, fragment):
     p = tmp_path / "L.xml"
     p.write_text(edit(FL))
@@ -368,8 +438,9 @@ def test_corpus_fms_load(corpus):
             continue
         ok += 1
         again = fm.parse_fm_bytes(fm.write_fm(f), rel)
-        assert [(x.section, x.name, x.feature_ids, x.selector) for x in again.packages] == \
-            [(x.section, x.name, x.feature_ids, x.selector) for x in f.packages]
+        assert [(x.section, x.name, x.feature_ids, x.selector) for x in again.packages] == [
+            (x.section, x.name, x.feature_ids, x.selector) for x in f.packages
+        ]
     assert set(failed) == BROKEN_FMS, failed
     for rel, msg in failed.items():
         assert msg.startswith(rel + ":22: ") and "needs SOC=" in msg and "it has Device=" in msg
@@ -399,8 +470,9 @@ def test_corpus_quirks(corpus):
     assert f.groups[0].publishing and f.groups[0].constraint == "ZeroOrMore"
     # the same CAB in DeviceLayoutPackages and OEMDevicePlatformPackages
     f = fm.load_fm(corpus / "addonkit/17763-v7/Workspace/Source-arm/BSP/CustomRpi2/Packages/CustomRPi2FM.xml")
-    assert {p.name for p in f.section("DeviceLayoutPackages")} == {p.name for p in f.section(
-        "OEMDevicePlatformPackages")}
+    assert {p.name for p in f.section("DeviceLayoutPackages")} == {
+        p.name for p in f.section("OEMDevicePlatformPackages")
+    }
     # RECOVERY_BCD on three packages
     f = fm.load_fm(corpus / "addonkit/17763-v7/Workspace/Common/Packages/OEMCommonFM.xml")
     assert len(f.features("OEM")["oem_recovery_bcd"]) == 3
@@ -414,7 +486,9 @@ def test_mutated_fm_only_ffuerror(tmp_path_factory, data):
     for _ in range(data.draw(st.integers(1, 3))):
         i = data.draw(st.integers(0, len(text) - 1))
         j = data.draw(st.integers(i, min(len(text), i + 12)))
-        text = text[:i] + data.draw(st.sampled_from(["", "<", ">", '"', "x", "Name", "/>", "OEM_"])) + text[j:]
+        text = (
+            text[:i] + data.draw(st.sampled_from(["", "<", ">", '"', "x", "Name", "/>", "OEM_"])) + text[j:]
+        )
     p = tmp_path_factory.mktemp("m") / "M_FM.xml"
     p.write_text(text, encoding="utf-8")
     try:

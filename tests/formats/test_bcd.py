@@ -25,23 +25,23 @@ MMOS_OFFSET = 0x2A00000
 
 # Independent expectations, from the public BCD element/object documentation (not from bcd.py).
 ELEMENT_IDS = {
-    "Boot UX Progress Animation Disable": 0x16000069,   # bcdedit custom:16000069
-    "Allow Pre-release Signatures": 0x16000049,          # BcdLibraryBoolean_AllowPrereleaseSignatures
-    "Allow Flight Signatures": 0x1600007E,               # BcdLibraryBoolean_AllowFlightSignatures
-    "Description": 0x12000004,                           # BcdLibraryString_Description
-    "Inherit": 0x14000006,                               # BcdLibraryObjectList_InheritedObjects
-    "Application Path": 0x12000002,                      # BcdLibraryString_ApplicationPath
-    "Boot Device": 0x11000001,                           # BcdLibraryDevice_ApplicationDevice
+    "Boot UX Progress Animation Disable": 0x16000069,  # bcdedit custom:16000069
+    "Allow Pre-release Signatures": 0x16000049,  # BcdLibraryBoolean_AllowPrereleaseSignatures
+    "Allow Flight Signatures": 0x1600007E,  # BcdLibraryBoolean_AllowFlightSignatures
+    "Description": 0x12000004,  # BcdLibraryString_Description
+    "Inherit": 0x14000006,  # BcdLibraryObjectList_InheritedObjects
+    "Application Path": 0x12000002,  # BcdLibraryString_ApplicationPath
+    "Boot Device": 0x11000001,  # BcdLibraryDevice_ApplicationDevice
     "Application Device": 0x11000001,
-    "System Root": 0x22000002,                           # BcdOSLoaderString_SystemRoot
-    "OS Loader Type": 0x21000001,                        # BcdOSLoaderDevice_OSDevice
-    "Detect Kernel and HAL": 0x26000010,                 # BcdOSLoaderBoolean_DetectKernelAndHal
-    "WinPE Image": 0x26000022,                           # BcdOSLoaderBoolean_WinPEMode
-    "PAE Policy": 0x25000021,                            # BcdOSLoaderInteger_PAEPolicy
-    "Boot Menu Policy": 0x250000C2,                      # BcdOSLoaderInteger_BootMenuPolicy
-    "Default Object": 0x23000003,                        # BcdBootMgrObject_DefaultObject
-    "Display Order": 0x24000001,                         # BcdBootMgrObjectList_DisplayOrder
-    "Timeout Value": 0x25000004,                         # BcdBootMgrInteger_Timeout
+    "System Root": 0x22000002,  # BcdOSLoaderString_SystemRoot
+    "OS Loader Type": 0x21000001,  # BcdOSLoaderDevice_OSDevice
+    "Detect Kernel and HAL": 0x26000010,  # BcdOSLoaderBoolean_DetectKernelAndHal
+    "WinPE Image": 0x26000022,  # BcdOSLoaderBoolean_WinPEMode
+    "PAE Policy": 0x25000021,  # BcdOSLoaderInteger_PAEPolicy
+    "Boot Menu Policy": 0x250000C2,  # BcdOSLoaderInteger_BootMenuPolicy
+    "Default Object": 0x23000003,  # BcdBootMgrObject_DefaultObject
+    "Display Order": 0x24000001,  # BcdBootMgrObjectList_DisplayOrder
+    "Timeout Value": 0x25000004,  # BcdBootMgrInteger_Timeout
     "Timeout": 0x25000004,
 }
 OBJECTS = {
@@ -51,8 +51,11 @@ OBJECTS = {
     "Boot Loader Settings Group": ("{6efb52bf-1766-41db-a6b3-0ee5eff72bd7}", 0x20200003),
     "MMOS": ("{a5935ff2-32ba-4617-bf36-5ac314b3f9bf}", 0x10200003),
 }
-PARTITIONS = {"EFIESP": "{8183040a-8b44-4592-92f7-c6d9ee0560f7}", "MainOS": "{a76b8ce2-0187-4c13-8fca-8651c9b0620a}",
-              "MMOS": "{27a47557-8243-4c8e-9d30-846844c29c52}"}
+PARTITIONS = {
+    "EFIESP": "{8183040a-8b44-4592-92f7-c6d9ee0560f7}",
+    "MainOS": "{a76b8ce2-0187-4c13-8fca-8651c9b0620a}",
+    "MMOS": "{27a47557-8243-4c8e-9d30-846844c29c52}",
+}
 RAMDISK_OPTIONS = uuid.UUID("ae5534e0-a924-466c-b836-758539a3ee3a")
 
 
@@ -67,42 +70,56 @@ def device_xml(style: str, partition: str) -> str:
 
 
 def element(name: str, value: str) -> str:
-    return (f"<Element><DataType><WellKnownType>{name}</WellKnownType></DataType>"
-            f"<ValueType>{value}</ValueType></Element>")
+    return (
+        f"<Element><DataType><WellKnownType>{name}</WellKnownType></DataType>"
+        f"<ValueType>{value}</ValueType></Element>"
+    )
 
 
 def objlist(*names: str) -> str:
-    return "<ObjectListValue><StringValues>" + "".join(f"<StringValue>{n}</StringValue>" for n in names) + \
-        "</StringValues></ObjectListValue>"
+    return (
+        "<ObjectListValue><StringValues>"
+        + "".join(f"<StringValue>{n}</StringValue>" for n in names)
+        + "</StringValues></ObjectListValue>"
+    )
 
 
 def obj(name: str, *elements: str, extra: str = "") -> str:
-    return f"<Object><FriendlyName>{name}</FriendlyName>{extra}<Elements>{''.join(elements)}</Elements></Object>"
+    return (
+        f"<Object><FriendlyName>{name}</FriendlyName>{extra}<Elements>{''.join(elements)}</Elements></Object>"
+    )
 
 
 def doc(*objects: str) -> str:
-    return f'<?xml version="1.0" encoding="utf-8"?>\n<BootConfigurationDatabase xmlns="{NS}" ' \
-        f'IncludeDescriptions="true" IncludeRegistryHeader="true">\n<Objects>\n' + "\n".join(objects) + \
-        "\n</Objects>\n</BootConfigurationDatabase>\n"
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?>\n<BootConfigurationDatabase xmlns="{NS}" '
+        f'IncludeDescriptions="true" IncludeRegistryHeader="true">\n<Objects>\n'
+        + "\n".join(objects)
+        + "\n</Objects>\n</BootConfigurationDatabase>\n"
+    )
 
 
 def base_xml(style: str) -> str:
     """A minimal boot manager + OS loader store, standing in for the kit's own BCD package."""
     return doc(
-        obj("Windows Boot Manager",
+        obj(
+            "Windows Boot Manager",
             element("Application Device", f"<DeviceValue>{device_xml(style, 'EFIESP')}</DeviceValue>"),
             element("Application Path", r"<StringValue>\EFI\Microsoft\Boot\bootmgfw.efi</StringValue>"),
             element("Description", "<StringValue>Windows Boot Manager</StringValue>"),
             element("Default Object", "<ObjectValue>Windows Loader</ObjectValue>"),
             element("Display Order", objlist("Windows Loader")),
             element("Timeout Value", "<IntegerValue>0x0</IntegerValue>"),
-            element("Inherit", objlist("Global Settings Group"))),
-        obj("Windows Loader",
+            element("Inherit", objlist("Global Settings Group")),
+        ),
+        obj(
+            "Windows Loader",
             element("Boot Device", f"<DeviceValue>{device_xml(style, 'MainOS')}</DeviceValue>"),
             element("OS Loader Type", f"<DeviceValue>{device_xml(style, 'MainOS')}</DeviceValue>"),
             element("Application Path", r"<StringValue>\windows\system32\boot\winload.efi</StringValue>"),
             element("System Root", r"<StringValue>\windows</StringValue>"),
-            element("Inherit", objlist("Boot Loader Settings Group"))),
+            element("Inherit", objlist("Boot Loader Settings Group")),
+        ),
         obj("Global Settings Group"),
         obj("Boot Loader Settings Group", element("Inherit", objlist("Global Settings Group"))),
     )
@@ -139,6 +156,7 @@ def dump(path: Path) -> dict[str, dict[str, tuple[int, bytes]]]:
     tool = shutil.which("hivexregedit")
     if tool:
         from test_hive import parse_reg_export
+
         env = dict(os.environ, PERL_UNICODE="SAO")
         res = subprocess.run([tool, "--export", str(path), "\\"], capture_output=True, env=env, check=True)
         tree = parse_reg_export(res.stdout.decode("utf-8"))
@@ -163,7 +181,10 @@ def _hivexml_dump(path: Path) -> dict[str, dict[str, tuple[int, bytes]]]:
             elif t in (1, 2):
                 data = sz(v.get("value"))
             elif t == 7:
-                data = "".join((s.text or "") + "\0" for s in v.findall("string") if s.text).encode("utf-16-le") + b"\0\0"
+                data = (
+                    "".join((s.text or "") + "\0" for s in v.findall("string") if s.text).encode("utf-16-le")
+                    + b"\0\0"
+                )
             else:
                 data = int(v.get("value")).to_bytes(4 if t == 4 else 8, "little", signed=True)
             vals[v.get("key", "")] = (t, data)
@@ -183,11 +204,11 @@ def decode_device(blob: bytes):
     def partition(at: int):
         ptype, _f, psize, _r = struct.unpack_from("<4I", blob, at)
         assert (ptype, psize) == (6, 72), "partition devices are 72-byte PartitionEx devices"
-        raw = blob[at + 16:at + 32]
+        raw = blob[at + 16 : at + 32]
         block_io, style = struct.unpack_from("<2I", blob, at + 32)
-        assert block_io == 0                             # hard disk
-        ident = blob[at + 40:at + 56]
-        assert blob[at + 56:at + 72] == bytes(16)        # padding of the 40-byte identifier slot
+        assert block_io == 0  # hard disk
+        ident = blob[at + 40 : at + 56]
+        assert blob[at + 56 : at + 72] == bytes(16)  # padding of the 40-byte identifier slot
         if style == 0:
             return ("gpt", f"{{{uuid.UUID(bytes_le=ident)}}}", f"{{{uuid.UUID(bytes_le=raw)}}}")
         assert style == 1 and raw[8:] == bytes(8) and ident[4:] == bytes(12)
@@ -196,12 +217,12 @@ def decode_device(blob: bytes):
     if dtype == 6:
         assert options == uuid.UUID(int=0) and size == 72 and len(blob) == 88
         return partition(16)
-    assert dtype == 0 and _flags == 1                    # block I/O: ramdisk
+    assert dtype == 0 and _flags == 1  # block I/O: ramdisk
     assert struct.unpack_from("<I", blob, 32)[0] == 3 and blob[36:56] == bytes(20)
     version, length, ftype = struct.unpack_from("<3I", blob, 56)
     assert (version, ftype) == (1, 5)
     parent = partition(68)
-    path = blob[140:56 + length - 2].decode("utf-16-le")
+    path = blob[140 : 56 + length - 2].decode("utf-16-le")
     assert size == 16 + 24 + length and len(blob) == 16 + size + 2
     return ("ramdisk", options, path, parent)
 
@@ -254,8 +275,11 @@ def _expected_device(d):
 
 def check_store(store: Path, paths: list[Path]) -> None:
     tree = dump(store)
-    assert tree["description"] == {"KeyName": (1, sz("BCD00000000")), "System": (4, b"\1\0\0\0"),
-                                   "TreatAsSystem": (4, b"\1\0\0\0")}
+    assert tree["description"] == {
+        "KeyName": (1, sz("BCD00000000")),
+        "System": (4, b"\1\0\0\0"),
+        "TreatAsSystem": (4, b"\1\0\0\0"),
+    }
     want = expected_elements(paths)
     types = {g: t for g, t in OBJECTS.values()}
     for guid, elements in want.items():
@@ -277,7 +301,9 @@ def test_corpus_has_bcd_documents(corpus):
     assert len(CORPUS) >= 10
 
 
-@pytest.mark.parametrize("xml", CORPUS, ids=[str(p.relative_to(ROOT.parent / "shared" / "corpus")) for p in CORPUS])
+@pytest.mark.parametrize(
+    "xml", CORPUS, ids=[str(p.relative_to(ROOT.parent / "shared" / "corpus")) for p in CORPUS]
+)
 def test_corpus_bcd_compiles_and_reads_back(xml, tmp_path):
     style = style_of(xml)
     base = tmp_path / "base.xml"
@@ -292,12 +318,22 @@ def test_recovery_ramdisk_devices(corpus, tmp_path):
     for variant, style in (("Recovery.GPT-BCD", "gpt"), ("Recovery.MBR-BCD", "mbr")):
         xml = corpus / "addonkit/17763-v7/Workspace/Common/Packages" / variant / "Recovery.BCD.xml"
         out = tmp_path / variant
-        bcd.compile_bcd([xml], out, timestamp=TS, disk_style=style, partition_ids=partition_ids(style),
-                        disk_id=DISK_GUID if style == "gpt" else DISK_SIG)
+        bcd.compile_bcd(
+            [xml],
+            out,
+            timestamp=TS,
+            disk_style=style,
+            partition_ids=partition_ids(style),
+            disk_id=DISK_GUID if style == "gpt" else DISK_SIG,
+        )
         elements = hive.read_hive(out).root.subkey(f"Objects\\{OBJECTS['MMOS'][0]}\\Elements")
         for eid in ("11000001", "21000001"):
             dev = decode_device(elements.subkey(eid).value("Element").data)
-            parent = ("gpt", DISK_GUID.lower(), PARTITIONS["MMOS"]) if style == "gpt" else ("mbr", DISK_SIG, MMOS_OFFSET)
+            parent = (
+                ("gpt", DISK_GUID.lower(), PARTITIONS["MMOS"])
+                if style == "gpt"
+                else ("mbr", DISK_SIG, MMOS_OFFSET)
+            )
             assert dev == ("ramdisk", RAMDISK_OPTIONS, r"\winpe.wim", parent)
 
 
@@ -319,9 +355,15 @@ def test_hivexsh_navigates_the_store(tmp_path):
 def test_later_documents_override_and_extend(tmp_path):
     a, b = tmp_path / "a.xml", tmp_path / "b.xml"
     a.write_text(base_xml("gpt"))
-    b.write_text(doc(obj("Windows Boot Manager",
-                         element("Timeout", "<IntegerValue>5</IntegerValue>"),
-                         element("Boot UX Progress Animation Disable", "<BooleanValue>true</BooleanValue>"))))
+    b.write_text(
+        doc(
+            obj(
+                "Windows Boot Manager",
+                element("Timeout", "<IntegerValue>5</IntegerValue>"),
+                element("Boot UX Progress Animation Disable", "<BooleanValue>true</BooleanValue>"),
+            )
+        )
+    )
     out = tmp_path / "BCD"
     bcd.compile_bcd([a, b], out, timestamp=TS, disk_style="gpt")
     mgr = hive.read_hive(out).root.subkey(f"Objects\\{OBJECTS['Windows Boot Manager'][0]}\\Elements")
@@ -333,7 +375,9 @@ def test_later_documents_override_and_extend(tmp_path):
 
 def test_integers_are_hexadecimal_like_pkggen(tmp_path):
     x = tmp_path / "x.xml"
-    x.write_text(doc(obj("Windows Boot Manager", element("Timeout Value", "<IntegerValue>10</IntegerValue>"))))
+    x.write_text(
+        doc(obj("Windows Boot Manager", element("Timeout Value", "<IntegerValue>10</IntegerValue>")))
+    )
     store = bcd.build_bcd([x], timestamp=TS)
     h = hive.parse_hive(store.to_bytes())
     got = h.root.subkey(f"Objects\\{OBJECTS['Windows Boot Manager'][0]}\\Elements\\25000004").value("Element")
@@ -342,8 +386,14 @@ def test_integers_are_hexadecimal_like_pkggen(tmp_path):
 
 def test_unknown_element_names_file_and_line(tmp_path):
     x = tmp_path / "Custom.BCD.xml"
-    x.write_text(doc(obj("Windows Boot Manager", element("Boot UX Progres Animation Disable",
-                                                         "<BooleanValue>true</BooleanValue>"))))
+    x.write_text(
+        doc(
+            obj(
+                "Windows Boot Manager",
+                element("Boot UX Progres Animation Disable", "<BooleanValue>true</BooleanValue>"),
+            )
+        )
+    )
     with pytest.raises(FFUError) as err:
         bcd.compile_bcd([x], tmp_path / "BCD", timestamp=TS, disk_style="gpt")
     e = err.value
@@ -354,22 +404,55 @@ def test_unknown_element_names_file_and_line(tmp_path):
     assert not (tmp_path / "BCD").exists()
 
 
-@pytest.mark.parametrize(("body", "words"), [
-    (obj("Windows Boot Manager", element("Timeout Value", "<BooleanValue>true</BooleanValue>")),
-     "(integer) takes <IntegerValue>, not <BooleanValue>"),
-    (obj("Windows Boot Manager", element("Timeout Value", "<IntegerValue>0xZZ</IntegerValue>")), "hexadecimal"),
-    (obj("Windows Boot Manager", element("Description", "<StringValue>x</StringValue><StringValue>y</StringValue>")),
-     "exactly one value"),
-    (obj("Windows Boot Manager", element("Display Order", objlist("No Such Object"))), "unknown BCD object"),
-    (obj("Contoso Tool", element("Description", "<StringValue>x</StringValue>")), "not a well-known BCD object"),
-    (obj("Windows Boot Manager", element("Description", "<BooleanValue>maybe</BooleanValue>")), "takes <StringValue>"),
-    (obj("Global Settings Group", element("Allow Flight Signatures", "<BooleanValue>yes</BooleanValue>")),
-     "must be true or false"),
-    (obj("Windows Boot Manager", "<Element><DataType><RawType><Class>Library</Class><SubClass>0x49</SubClass>"
-         "</RawType></DataType><ValueType><BooleanValue>true</BooleanValue></ValueType></Element>"), "RawType"),
-    (obj("Windows Boot Manager", extra="<Idd>x</Idd>"), "unexpected <Idd>"),
-    (obj("Windows Boot Manager", extra="<Id>{00000000-0000-0000-0000-000000000001}</Id>"), "contradicts"),
-])
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (
+            obj("Windows Boot Manager", element("Timeout Value", "<BooleanValue>true</BooleanValue>")),
+            "(integer) takes <IntegerValue>, not <BooleanValue>",
+        ),
+        (
+            obj("Windows Boot Manager", element("Timeout Value", "<IntegerValue>0xZZ</IntegerValue>")),
+            "hexadecimal",
+        ),
+        (
+            obj(
+                "Windows Boot Manager",
+                element("Description", "<StringValue>x</StringValue><StringValue>y</StringValue>"),
+            ),
+            "exactly one value",
+        ),
+        (
+            obj("Windows Boot Manager", element("Display Order", objlist("No Such Object"))),
+            "unknown BCD object",
+        ),
+        (
+            obj("Contoso Tool", element("Description", "<StringValue>x</StringValue>")),
+            "not a well-known BCD object",
+        ),
+        (
+            obj("Windows Boot Manager", element("Description", "<BooleanValue>maybe</BooleanValue>")),
+            "takes <StringValue>",
+        ),
+        (
+            obj(
+                "Global Settings Group",
+                element("Allow Flight Signatures", "<BooleanValue>yes</BooleanValue>"),
+            ),
+            "must be true or false",
+        ),
+        (
+            obj(
+                "Windows Boot Manager",
+                "<Element><DataType><RawType><Class>Library</Class><SubClass>0x49</SubClass>"
+                "</RawType></DataType><ValueType><BooleanValue>true</BooleanValue></ValueType></Element>",
+            ),
+            "RawType",
+        ),
+        (obj("Windows Boot Manager", extra="<Idd>x</Idd>"), "unexpected <Idd>"),
+        (obj("Windows Boot Manager", extra="<Id>{00000000-0000-0000-0000-000000000001}</Id>"), "contradicts"),
+    ],
+)
 def test_xml_errors_are_located(tmp_path, body, words):
     x = tmp_path / "bad.xml"
     x.write_text(doc(body))
@@ -392,23 +475,40 @@ def test_device_style_and_partition_errors(tmp_path):
     with pytest.raises(FFUError, match="not the disk being built"):
         bcd.build_bcd([gpt], timestamp=TS, disk_style="gpt", disk_id="{00000000-0000-0000-0000-000000000001}")
     with pytest.raises(FFUError, match="not the disk being built"):
-        bcd.build_bcd([mbr], timestamp=TS, disk_style="mbr", disk_id=0x12345678, partition_ids=partition_ids("mbr"))
+        bcd.build_bcd(
+            [mbr], timestamp=TS, disk_style="mbr", disk_id=0x12345678, partition_ids=partition_ids("mbr")
+        )
     with pytest.raises(FFUError, match="'gpt' or 'mbr'"):
         bcd.build_bcd([gpt], timestamp=TS, disk_style="apm")
     # a layout that fixes its own partition GUIDs
     custom = "{11111111-2222-3333-4444-555555555555}"
     store = bcd.build_bcd([gpt], timestamp=TS, disk_style="gpt", partition_ids={"mainos": custom})
-    loader = hive.parse_hive(store.to_bytes()).root.subkey(f"Objects\\{OBJECTS['Windows Loader'][0]}\\Elements")
-    assert decode_device(loader.subkey("11000001").value("Element").data) == ("gpt", DISK_GUID.lower(), custom)
+    loader = hive.parse_hive(store.to_bytes()).root.subkey(
+        f"Objects\\{OBJECTS['Windows Loader'][0]}\\Elements"
+    )
+    assert decode_device(loader.subkey("11000001").value("Element").data) == (
+        "gpt",
+        DISK_GUID.lower(),
+        custom,
+    )
 
 
 def test_custom_object_with_id_and_raw_type(tmp_path):
     tool_id = "{0d1b5e40-0000-41e7-a690-8dd3ce23cc11}"
     x = tmp_path / "x.xml"
-    x.write_text(doc(
-        obj("Contoso Tool", element("Description", "<StringValue>Tool</StringValue>"),
-            extra=f"<Id>{tool_id.upper()}</Id><RawType>0x10200003</RawType>"),
-        obj("Windows Boot Manager", element("Display Order", objlist("Contoso Tool", "{7619DCC9-FAFE-11D9-B411-000476EBA25F}")))))
+    x.write_text(
+        doc(
+            obj(
+                "Contoso Tool",
+                element("Description", "<StringValue>Tool</StringValue>"),
+                extra=f"<Id>{tool_id.upper()}</Id><RawType>0x10200003</RawType>",
+            ),
+            obj(
+                "Windows Boot Manager",
+                element("Display Order", objlist("Contoso Tool", "{7619DCC9-FAFE-11D9-B411-000476EBA25F}")),
+            ),
+        )
+    )
     h = hive.parse_hive(bcd.build_bcd([x], timestamp=TS).to_bytes()).as_dict()
     assert h[f"Objects\\{tool_id}\\Description"] == {"Type": (4, (0x10200003).to_bytes(4, "little"))}
     order = h[f"Objects\\{OBJECTS['Windows Boot Manager'][0]}\\Elements\\24000001"]["Element"]

@@ -279,8 +279,18 @@ def test_signature_hooks_reject_garbage():
     """signed_content/attach_signature_der walk the DER themselves: every malformed input is a
     one-line "not a valid catalog" error, never an IndexError or a silently wrong result."""
     good = v2([member(b"a")])
-    bad_inputs = [b"", b"\x30", b"\x30\x00", b"not asn1", good[:-1], good + b"\x00", b"\x31" + good[1:],
-                  b"\x30\x84\xff\xff\xff\xff" + good[2:], b"\x30\x80" + good[2:], b"\x1f\x00"]
+    bad_inputs = [
+        b"",
+        b"\x30",
+        b"\x30\x00",
+        b"not asn1",
+        good[:-1],
+        good + b"\x00",
+        b"\x31" + good[1:],
+        b"\x30\x84\xff\xff\xff\xff" + good[2:],
+        b"\x30\x80" + good[2:],
+        b"\x1f\x00",
+    ]
     for i in range(2, len(good), 97):  # truncated lengths inside every layer
         bad_inputs.append(good[:i])
     for bad in bad_inputs:
@@ -291,8 +301,9 @@ def test_signature_hooks_reject_garbage():
 
 def test_attach_signature_der_keeps_the_ctl_and_sorts_sets():
     cat = v2([member(b"a"), member(b"b")])
-    signed = attach_signature_der(cat, signer_infos=[b"\x30\x01\x02", b"\x30\x01\x01"],
-                                  certificates=[b"\x30\x01\x09", b"\x30\x01\x03"])
+    signed = attach_signature_der(
+        cat, signer_infos=[b"\x30\x01\x02", b"\x30\x01\x01"], certificates=[b"\x30\x01\x09", b"\x30\x01\x03"]
+    )
     assert ctl_der(signed) == ctl_der(cat) and signed_content(signed) == signed_content(cat)
     assert signed.index(b"\x30\x01\x03") < signed.index(b"\x30\x01\x09")
     assert signed.index(b"\x30\x01\x01") < signed.index(b"\x30\x01\x02")

@@ -10,9 +10,11 @@ from ffuforge.formats.cab import CabReader
 from ffuforge.package import project, variant
 from ffuforge.package.build import build_variant
 
-BCD_STANDIN = ('<?xml version="1.0"?><BootConfigurationDatabase '
-               'xmlns="http://schemas.microsoft.com/phone/2011/10/BootConfiguration"><Objects/>'
-               '</BootConfigurationDatabase>')
+BCD_STANDIN = (
+    '<?xml version="1.0"?><BootConfigurationDatabase '
+    'xmlns="http://schemas.microsoft.com/phone/2011/10/BootConfiguration"><Objects/>'
+    "</BootConfigurationDatabase>"
+)
 # Real files that are expected to be refused, with the reason.
 EXPECTED_REFUSALS = {
     "FactoryOrchestratorServiceTemplate.wm.xml": "unfilled template",
@@ -27,8 +29,12 @@ EXPECTED_REFUSALS = {
 
 def _cpu(path: Path) -> str:
     text = str(path).lower()
-    for marker, cpu in (("source-arm64", "arm64"), ("source-x64", "amd64"), ("source-x86", "x86"),
-                        ("source-arm", "arm")):
+    for marker, cpu in (
+        ("source-arm64", "arm64"),
+        ("source-x64", "amd64"),
+        ("source-x86", "x86"),
+        ("source-arm", "arm"),
+    ):
         if marker in text:
             return cpu
     return "arm"
@@ -38,8 +44,12 @@ def _standin(path: Path, cpu: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     ext = path.suffix.lower()
     if ext in (".sys", ".dll", ".exe", ".efi"):
-        pe.make_minimal_pe(path, machine={"amd64": "amd64", "x86": "x86", "arm64": "arm64"}.get(cpu, "arm"),
-                           kind=ext[1:] if ext != ".efi" else "exe", payload=path.name.encode())
+        pe.make_minimal_pe(
+            path,
+            machine={"amd64": "amd64", "x86": "x86", "arm64": "arm64"}.get(cpu, "arm"),
+            kind=ext[1:] if ext != ".efi" else "exe",
+            payload=path.name.encode(),
+        )
     elif ext == ".xml" and "bcd" in path.name.lower():
         path.write_text(BCD_STANDIN)
     else:
@@ -58,11 +68,20 @@ def test_every_corpus_wm_xml_builds_a_cab(corpus, tmp_path):
         proj_dir = work / "prj" / rel.parent
         shutil.copytree(src.parent, proj_dir, dirs_exist_ok=True)
         cpu = _cpu(rel)
-        variables = {"OEMNAME": "Contoso", "PROD": "SampleA", "BSPVER": "10.0.0.0", "BUILDTIME": "20200101-0000",
-                     "PRJDIR": str(work / "prj"), "COMDIR": str(work / "com"), "BLDDIR": str(work / "bld"),
-                     "SRC_DIR": str(work / "src"), "TOOLSDIR": str(work / "tools")}
-        opts = variant.BuildOptions(cpu=cpu, version="10.0.0.0", variables=tuple(variables.items()),
-                                    languages=("en-us",))
+        variables = {
+            "OEMNAME": "Contoso",
+            "PROD": "SampleA",
+            "BSPVER": "10.0.0.0",
+            "BUILDTIME": "20200101-0000",
+            "PRJDIR": str(work / "prj"),
+            "COMDIR": str(work / "com"),
+            "BLDDIR": str(work / "bld"),
+            "SRC_DIR": str(work / "src"),
+            "TOOLSDIR": str(work / "tools"),
+        }
+        opts = variant.BuildOptions(
+            cpu=cpu, version="10.0.0.0", variables=tuple(variables.items()), languages=("en-us",)
+        )
         try:
             variants = variant.plan(project.load(proj_dir / src.name, str(rel)), opts)
             for v in variants:

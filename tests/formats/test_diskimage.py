@@ -97,14 +97,19 @@ def test_big_sparse_disk_fast_small_memory(tmp_path):
     base = gpt_layout()
     n = (2 << 30) // 512
     first, last, _ = ptable.gpt_geometry(n, 512)
-    parts = base.partitions[:3] + (base.partitions[3].__class__("Data", base.partitions[3].type, 80 * MIB,
-                                                                 last - 80 * MIB + 1, filesystem="NTFS"),)
+    parts = base.partitions[:3] + (
+        base.partitions[3].__class__(
+            "Data", base.partitions[3].type, 80 * MIB, last - 80 * MIB + 1, filesystem="NTFS"
+        ),
+    )
     layout = DiskLayout("gpt", 512, BS, n, parts, platform_ids=base.platform_ids)
     images = images_for(layout, tmp_path)
     progress = []
     tracemalloc.start()
     t = time.perf_counter()
-    raw = diskimage.assemble_raw(layout, images, tmp_path / "big.raw", progress=lambda d, t: progress.append((d, t)))
+    raw = diskimage.assemble_raw(
+        layout, images, tmp_path / "big.raw", progress=lambda d, t: progress.append((d, t))
+    )
     elapsed = time.perf_counter() - t
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()

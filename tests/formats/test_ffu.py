@@ -65,8 +65,14 @@ WORKED_MANIFEST = (
 
 
 def worked_layout() -> DiskLayout:
-    return DiskLayout("gpt", 512, BS, 8192, (PlacedPartition("Data", BASIC, 2048, 4096, required_to_flash=True),),
-                      platform_ids=("Synthetic.Test.Board",))
+    return DiskLayout(
+        "gpt",
+        512,
+        BS,
+        8192,
+        (PlacedPartition("Data", BASIC, 2048, 4096, required_to_flash=True),),
+        platform_ids=("Synthetic.Test.Board",),
+    )
 
 
 @pytest.fixture
@@ -86,8 +92,12 @@ def _cmp(a, b) -> bool:
 def _roundtrip(tmp_path, layout, images, **kw):
     out = tmp_path / "image.ffu"
     ffu.write_ffu(out, layout, images, **kw)
-    expected = diskimage.assemble_raw(layout, images, tmp_path / "expected.raw",
-                                      gpt_entries=32 if kw.get("only_defined_gpt_entries") else 128)
+    expected = diskimage.assemble_raw(
+        layout,
+        images,
+        tmp_path / "expected.raw",
+        gpt_entries=32 if kw.get("only_defined_gpt_entries") else 128,
+    )
     with ffu.FfuReader(out) as r:
         res = r.verify()
         assert res.ok, res.problems
@@ -115,7 +125,13 @@ def test_worked_example_layout(worked):
     assert len(data) == 0x180000
     sh = ffu.SECURITY_HEADER.parse(data[:32])
     assert (sh.cbSize, sh.signature, sh.chunk_kb, sh.alg_id, sh.catalog_size, sh.hash_table_size) == (
-        32, b"SignedImage ", 128, 0x800C, 328, 352)
+        32,
+        b"SignedImage ",
+        128,
+        0x800C,
+        328,
+        352,
+    )
     assert data[32 + 328 + 352 : 0x20000] == bytes(0x20000 - 712)  # zero padding
     ih = ffu.IMAGE_HEADER.parse(data[0x20000:0x20018])
     assert (ih.cbSize, ih.signature, ih.manifest_length, ih.chunk_kb) == (24, b"ImageFlash  ", 596, 128)
@@ -124,14 +140,26 @@ def test_worked_example_layout(worked):
     h = ffu.STORE_HEADER.parse(data[0x40000 : 0x40000 + 248])
     assert (h.update_type, h.major, h.minor, h.ff_major, h.ff_minor, h.block_size) == (0, 1, 0, 2, 0, BS)
     assert h.platform_id == b"Synthetic.Test.Board\0".ljust(192, b"\0")
-    assert (h.write_descriptor_count, h.write_descriptor_length, h.validate_descriptor_count,
-            h.validate_descriptor_length) == (9, 152, 0, 0)
-    assert (h.initial_index, h.initial_count, h.flash_only_index, h.flash_only_count, h.final_index,
-            h.final_count) == (0, 1, 6, 1, 7, 2)
+    assert (
+        h.write_descriptor_count,
+        h.write_descriptor_length,
+        h.validate_descriptor_count,
+        h.validate_descriptor_length,
+    ) == (9, 152, 0, 0)
+    assert (
+        h.initial_index,
+        h.initial_count,
+        h.flash_only_index,
+        h.flash_only_count,
+        h.final_index,
+        h.final_count,
+    ) == (0, 1, 6, 1, 7, 2)
     descs = data[0x40000 + 248 : 0x40000 + 400]
-    assert descs == (struct.pack("<6I", 2, 1, 0, 0, 2, 0)
-                     + b"".join(struct.pack("<4I", 1, 1, 0, b) for b in (8, 9, 10, 11, 20, 0, 0))
-                     + struct.pack("<4I", 1, 1, 2, 0))
+    assert descs == (
+        struct.pack("<6I", 2, 1, 0, 0, 2, 0)
+        + b"".join(struct.pack("<4I", 1, 1, 0, b) for b in (8, 9, 10, 11, 20, 0, 0))
+        + struct.pack("<4I", 1, 1, 2, 0)
+    )
     assert data[0x40000 + 400 : 0x60000] == bytes(0x60000 - 0x40000 - 400)
     # hash table: one SHA-256 per chunk from the image header to EOF
     table = data[32 + 328 : 32 + 328 + 352]
@@ -156,7 +184,7 @@ def test_worked_example_payload_and_roundtrip(worked, tmp_path):
         flash = ptable.parse_gpt(bytes_reader(_payload(r, st_, 6)), 8192, 512)
         assert [e.name for e in flash.entries] == ["Data"]
         backup = _payload(r, st_, 8)
-        assert backup[-512:-512 + 8] == b"EFI PART"  # backup header in the last sector of the last block
+        assert backup[-512 : -512 + 8] == b"EFI PART"  # backup header in the last sector of the last block
         got = r.to_raw(tmp_path / "got.raw")
     expected = diskimage.assemble_raw(layout, images, tmp_path / "exp.raw")
     assert _cmp(got, expected)
@@ -199,7 +227,9 @@ def test_gpt_phases_and_roundtrip(tmp_path):
 
         assert st_.locations(0) == [(0, 0), (2, 0)]
         phase2 = _desc_blocks(st_, 1, h["flash_only_index"])
-        assert phase2 and all(len(x) == 1 and x[0][0] == 0 and owner(x[0][1]).required_to_flash for x in phase2)
+        assert phase2 and all(
+            len(x) == 1 and x[0][0] == 0 and owner(x[0][1]).required_to_flash for x in phase2
+        )
         phase3 = _desc_blocks(st_, h["flash_only_index"] + h["flash_only_count"], h["final_index"])
         assert phase3 and all(not owner(x[0][1]).required_to_flash for x in phase3)
         assert _desc_blocks(st_, h["flash_only_index"], h["final_index"] - len(phase3)) == [[(0, 0)]]
@@ -208,13 +238,22 @@ def test_gpt_phases_and_roundtrip(tmp_path):
         # every stored data block once; nothing but data and table blocks
         data_blocks = [x[0][1] for x in phase2 + phase3]
         assert len(data_blocks) == len(set(data_blocks))
-        flash = ptable.parse_gpt(bytes_reader(_payload(r, st_, h["flash_only_index"])), layout.total_sectors, 512)
+        flash = ptable.parse_gpt(
+            bytes_reader(_payload(r, st_, h["flash_only_index"])), layout.total_sectors, 512
+        )
         assert [e.name for e in flash.entries] == ["BOOTFW", "EFIESP"]
         assert flash.disk_guid == ptable.NORMALISED_DISK_GUID
         assert nblocks - 1 not in data_blocks
         info = r.info()
-    for word in ("GPT", "BOOTFW", "EFIESP", "MainOS", "Data", f"flash-only {h['flash_only_index']}+1",
-                 "Contoso.Test.Board"):
+    for word in (
+        "GPT",
+        "BOOTFW",
+        "EFIESP",
+        "MainOS",
+        "Data",
+        f"flash-only {h['flash_only_index']}+1",
+        "Contoso.Test.Board",
+    ):
         assert word in info, word
 
 
@@ -251,9 +290,13 @@ def test_4k_sector_roundtrip(tmp_path):
         assert "SectorSize                    = 4096" in r.manifest_text
         assert r.stores[0].disk_bytes == 64 << 20
         assert _desc_blocks(r.stores[0], r.stores[0].header["final_index"], r.stores[0].descriptor_count) == [
-            [(0, 0)], [(2, 0)]]
+            [(0, 0)],
+            [(2, 0)],
+        ]
     if shutil.which("fdisk"):
-        o = subprocess.run(["fdisk", "-b", "4096", "-l", str(got)], capture_output=True, text=True, check=True)
+        o = subprocess.run(
+            ["fdisk", "-b", "4096", "-l", str(got)], capture_output=True, text=True, check=True
+        )
         assert "corrupt" not in (o.stdout + o.stderr).lower()
         assert all(p.name in o.stdout or str(p.first_sector) in o.stdout for p in layout.partitions)
 
@@ -315,8 +358,9 @@ def test_descriptor_area_never_ends_on_block_boundary(tmp_path):
     """Spec §5.4: 248 + 24 + 16 × (8172 + 3) = 131072 exactly; the writer adds a LocationCount-0
     descriptor so Microsoft's reader does not skip a block."""
     n = (2 << 30) // 512
-    layout = DiskLayout("gpt", 512, BS, n, (PlacedPartition("Data", BASIC, 2048, 8200 * 256),),
-                        platform_ids=("Edge.Board",))
+    layout = DiskLayout(
+        "gpt", 512, BS, n, (PlacedPartition("Data", BASIC, 2048, 8200 * 256),), platform_ids=("Edge.Board",)
+    )
     img = tmp_path / "data.img"
     with open(img, "wb") as f:
         f.truncate(8200 * BS)
@@ -353,7 +397,9 @@ def test_v2_two_stores(tmp_path):
     (tmp_path / "b").mkdir()
     ia, ib = images_for(a, tmp_path / "a"), images_for(b, tmp_path / "b", seed=7)
     out = tmp_path / "multi.ffu"
-    ffu.write_ffu(out, stores=[ffu.FfuStore(a, ia), ffu.FfuStore(b, ib, device_path=ffu.DEVICE_PATH_UFS_LUN0)])
+    ffu.write_ffu(
+        out, stores=[ffu.FfuStore(a, ia), ffu.FfuStore(b, ib, device_path=ffu.DEVICE_PATH_UFS_LUN0)]
+    )
     with ffu.FfuReader(out) as r:
         assert r.verify().ok
         s1, s2 = r.stores
@@ -405,32 +451,56 @@ def test_tampered_hash_table_and_catalog(worked):
 def _test_signer():
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "FFU Test Signer (TEST ONLY)")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(4242).not_valid_before(datetime(2019, 1, 1, tzinfo=UTC))
-            .not_valid_after(datetime(2049, 1, 1, tzinfo=UTC))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(4242)
+        .not_valid_before(datetime(2019, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2049, 1, 1, tzinfo=UTC))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     acert = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
     def sign(cat: bytes, extra_certs: int = 0) -> bytes:
-        attrs = cms.CMSAttributes([
-            cms.CMSAttribute({"type": "content_type", "values": [catalog.OID_CTL]}),
-            cms.CMSAttribute({"type": "signing_time",
-                              "values": [cms.Time({"utc_time": datetime(2020, 1, 1, tzinfo=UTC)})]}),
-            cms.CMSAttribute({"type": "message_digest",
-                              "values": [hashlib.sha256(catalog.signed_content(cat)).digest()]}),
-        ])
+        attrs = cms.CMSAttributes(
+            [
+                cms.CMSAttribute({"type": "content_type", "values": [catalog.OID_CTL]}),
+                cms.CMSAttribute(
+                    {
+                        "type": "signing_time",
+                        "values": [cms.Time({"utc_time": datetime(2020, 1, 1, tzinfo=UTC)})],
+                    }
+                ),
+                cms.CMSAttribute(
+                    {
+                        "type": "message_digest",
+                        "values": [hashlib.sha256(catalog.signed_content(cat)).digest()],
+                    }
+                ),
+            ]
+        )
         signature = key.sign(attrs.dump(), padding.PKCS1v15(), hashes.SHA256())
-        si = cms.SignerInfo({
-            "version": "v1",
-            "sid": cms.SignerIdentifier({"issuer_and_serial_number": {"issuer": acert.issuer,
-                                                                       "serial_number": acert.serial_number}}),
-            "digest_algorithm": {"algorithm": "sha256"},
-            "signed_attrs": attrs,
-            "signature_algorithm": {"algorithm": "rsassa_pkcs1v15"},
-            "signature": signature,
-        })
+        si = cms.SignerInfo(
+            {
+                "version": "v1",
+                "sid": cms.SignerIdentifier(
+                    {
+                        "issuer_and_serial_number": {
+                            "issuer": acert.issuer,
+                            "serial_number": acert.serial_number,
+                        }
+                    }
+                ),
+                "digest_algorithm": {"algorithm": "sha256"},
+                "signed_attrs": attrs,
+                "signature_algorithm": {"algorithm": "rsassa_pkcs1v15"},
+                "signature": signature,
+            }
+        )
         return catalog.attach_signature(cat, signer_infos=[si], certificates=[acert] * (1 + extra_certs))
 
     return sign, cert
@@ -484,8 +554,25 @@ def test_signed_catalog_growing_across_a_chunk_moves_the_body(tmp_path, signer):
 # ----------------------------------------------------------------------------- hostile input
 
 
-@pytest.mark.parametrize("cut", [0, 10, 31, 32, 200, 712, 0x20000, 0x20010, 0x20100, 0x40000 + 100,
-                                 0x40000 + 300, 0x60000, 0x60000 + 5, 0x180000 - 1])
+@pytest.mark.parametrize(
+    "cut",
+    [
+        0,
+        10,
+        31,
+        32,
+        200,
+        712,
+        0x20000,
+        0x20010,
+        0x20100,
+        0x40000 + 100,
+        0x40000 + 300,
+        0x60000,
+        0x60000 + 5,
+        0x180000 - 1,
+    ],
+)
 def test_truncated_ffu_is_ffuerror(worked, cut):
     path, _, _ = worked
     data = path.read_bytes()
@@ -506,30 +593,33 @@ STORE = 0x40000
 DESC = STORE + 248
 
 
-@pytest.mark.parametrize("offset, fmt, value, message", [
-    (24, "<I", 0xFFFFFFFF, "catalog size"),
-    (28, "<I", 0xFFFFFFE0, "beyond the end"),
-    (28, "<I", 33, "multiple of 32"),
-    (16, "<I", 0, "chunk size"),
-    (20, "<I", 1, "algorithm"),
-    (0, "<I", 31, "not an FFU"),
-    (0x20000, "<I", 28, "unsupported"),
-    (0x20010, "<I", 0xFFFFFFFF, "manifest length"),
-    (0x20010, "<I", 0x170000, "beyond the end"),
-    (0x20014, "<I", 64, "chunk size"),
-    (STORE + 4, "<H", 7, "unsupported"),
-    (STORE + 204, "<I", 0, "block size"),
-    (STORE + 204, "<I", 1 << 31, "block size"),
-    (STORE + 208, "<I", 0xFFFFFFFF, "cannot fit"),
-    (STORE + 212, "<I", 0xFFFFFFFF, "beyond the end"),
-    (STORE + 220, "<I", 0x7FFFFFFF, "beyond the end"),
-    (STORE + 212, "<I", 160, "take 152 bytes, header says 160"),
-    (DESC, "<I", 0xFFFFFFFF, "claims"),
-    (DESC + 4, "<I", 0, "BlockCount 0"),
-    (DESC + 4, "<I", 0xFFFFFFFF, "more payload"),
-    (DESC + 8, "<I", 5, "method 5"),
-    (DESC + 24 + 12, "<I", 0xFFFFFFF0, "outside"),
-])
+@pytest.mark.parametrize(
+    "offset, fmt, value, message",
+    [
+        (24, "<I", 0xFFFFFFFF, "catalog size"),
+        (28, "<I", 0xFFFFFFE0, "beyond the end"),
+        (28, "<I", 33, "multiple of 32"),
+        (16, "<I", 0, "chunk size"),
+        (20, "<I", 1, "algorithm"),
+        (0, "<I", 31, "not an FFU"),
+        (0x20000, "<I", 28, "unsupported"),
+        (0x20010, "<I", 0xFFFFFFFF, "manifest length"),
+        (0x20010, "<I", 0x170000, "beyond the end"),
+        (0x20014, "<I", 64, "chunk size"),
+        (STORE + 4, "<H", 7, "unsupported"),
+        (STORE + 204, "<I", 0, "block size"),
+        (STORE + 204, "<I", 1 << 31, "block size"),
+        (STORE + 208, "<I", 0xFFFFFFFF, "cannot fit"),
+        (STORE + 212, "<I", 0xFFFFFFFF, "beyond the end"),
+        (STORE + 220, "<I", 0x7FFFFFFF, "beyond the end"),
+        (STORE + 212, "<I", 160, "take 152 bytes, header says 160"),
+        (DESC, "<I", 0xFFFFFFFF, "claims"),
+        (DESC + 4, "<I", 0, "BlockCount 0"),
+        (DESC + 4, "<I", 0xFFFFFFFF, "more payload"),
+        (DESC + 8, "<I", 5, "method 5"),
+        (DESC + 24 + 12, "<I", 0xFFFFFFF0, "outside"),
+    ],
+)
 def test_hostile_fields_are_ffuerror(worked, offset, fmt, value, message):
     path, _, _ = worked
     data = bytearray(path.read_bytes())
@@ -542,12 +632,15 @@ def test_hostile_fields_are_ffuerror(worked, offset, fmt, value, message):
 def test_hostile_manifest_disk_size(worked, tmp_path):
     path, _, _ = worked
     data = path.read_bytes()
-    for old, new, message in [(b"MinSectorCount                = 8192", b"MinSectorCount                = 8193",
-                               "not a multiple"),
-                              (b"MinSectorCount                = 8192", b"MinSectorCount                = abcd",
-                               "disk size unknown"),
-                              (b"SectorSize                    = 512", b"SectorSize                    = 0x0",
-                               "disk size unknown")]:
+    for old, new, message in [
+        (b"MinSectorCount                = 8192", b"MinSectorCount                = 8193", "not a multiple"),
+        (
+            b"MinSectorCount                = 8192",
+            b"MinSectorCount                = abcd",
+            "disk size unknown",
+        ),
+        (b"SectorSize                    = 512", b"SectorSize                    = 0x0", "disk size unknown"),
+    ]:
         path.write_bytes(data.replace(old, new))
         with ffu.FfuReader(path) as r:
             assert not r.verify().ok
@@ -574,7 +667,9 @@ def _worked_bytes(tmp_path_factory) -> bytes:
     if "b" not in _WORKED_BYTES:
         d = tmp_path_factory.mktemp("fuzzsrc")
         img = sparse_image(d / "data.img", 4096 * 512, [(b * BS, 1000) for b in (0, 1, 2, 3, 12)], seed=8)
-        ffu.write_ffu(d / "w.ffu", worked_layout(), {"Data": img}, os_version="10.0.17763.1", description="synthetic")
+        ffu.write_ffu(
+            d / "w.ffu", worked_layout(), {"Data": img}, os_version="10.0.17763.1", description="synthetic"
+        )
         _WORKED_BYTES["b"] = (d / "w.ffu").read_bytes()
     return _WORKED_BYTES["b"]
 
@@ -582,8 +677,11 @@ def _worked_bytes(tmp_path_factory) -> bytes:
 _HOT = st.one_of(st.integers(0, 719), st.integers(0x20000, 0x20000 + 620), st.integers(STORE, STORE + 400))
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(edits=st.lists(st.tuples(_HOT, st.integers(0, 255)), min_size=1, max_size=4))
 def test_fuzzed_headers_only_raise_ffuerror(tmp_path_factory, edits):
     data = bytearray(_worked_bytes(tmp_path_factory))
@@ -628,8 +726,14 @@ def test_writer_rejects_bad_inputs(tmp_path):
     out = tmp_path / "x.ffu"
 
     def lay(**kw):
-        fields = dict(style=base.style, sector_size=512, chunk_size=BS, total_sectors=8192,
-                      partitions=base.partitions, platform_ids=base.platform_ids)
+        fields = dict(
+            style=base.style,
+            sector_size=512,
+            chunk_size=BS,
+            total_sectors=8192,
+            partitions=base.partitions,
+            platform_ids=base.platform_ids,
+        )
         fields.update(kw)
         return DiskLayout(**fields)
 
@@ -660,7 +764,14 @@ def test_manifest_forms():
     assert "Description       = line one\r\nline two\r\n" in text
     parsed = ffu.parse_manifest(text)
     assert parsed[0][1]["Description"] == "line one\nline two"
-    assert [n for n, _ in parsed] == ["FullFlash", "Store", "Partition", "Partition", "Partition", "Partition"]
+    assert [n for n, _ in parsed] == [
+        "FullFlash",
+        "Store",
+        "Partition",
+        "Partition",
+        "Partition",
+        "Partition",
+    ]
     data = parsed[-1][1]
     assert data["UseAllSpace"] == "true" and "TotalSectors" not in data and data["ClusterSize"] == "16384"
     assert parsed[3][1]["Bootable"] == "True" and parsed[3][1]["RequiredToFlash"] == "True"
@@ -693,7 +804,9 @@ def test_big_sparse_disk_memory_and_speed(tmp_path):
     n = (2 << 30) // 512
     _, last, _ = ptable.gpt_geometry(n, 512)
     base = gpt_layout()
-    parts = base.partitions[:3] + (PlacedPartition("Data", BASIC, 80 * MIB, last - 80 * MIB + 1, filesystem="NTFS"),)
+    parts = base.partitions[:3] + (
+        PlacedPartition("Data", BASIC, 80 * MIB, last - 80 * MIB + 1, filesystem="NTFS"),
+    )
     layout = DiskLayout("gpt", 512, BS, n, parts, platform_ids=base.platform_ids)
     images = images_for(layout, tmp_path)
     out = tmp_path / "big.ffu"
@@ -725,4 +838,6 @@ def test_stored_blocks_are_exactly_data_and_tables(tmp_path):
         st_ = r.stores[0]
         got = {x for i in range(1, st_.descriptor_count) for _, x in st_.locations(i)}
     assert got == want
-    assert os.path.getsize(out) == 3 * BS + BS * (1 + len(want) + 1 + 1)  # + wipe, flash-only MBR, block 0 again
+    assert os.path.getsize(out) == 3 * BS + BS * (
+        1 + len(want) + 1 + 1
+    )  # + wipe, flash-only MBR, block 0 again

@@ -14,19 +14,22 @@ from ffuforge.errors import FFUError
 from ffuforge.formats import fsimage
 from ffuforge.formats.fsimage import fat_parameters, write_fat, write_ntfs, write_raw
 
-EPOCH = 1577836800      # 2020-01-01
+EPOCH = 1577836800  # 2020-01-01
 MiB = 1 << 20
 
 
 def need(*tools):
     for t in tools:
-        if not (shutil.which(t) or any(os.access(os.path.join(d, t), os.X_OK) for d in ("/usr/sbin", "/sbin"))):
+        if not (
+            shutil.which(t) or any(os.access(os.path.join(d, t), os.X_OK) for d in ("/usr/sbin", "/sbin"))
+        ):
             pytest.skip(f"{t} not installed")
 
 
 def tool(name):
-    return shutil.which(name) or next(os.path.join(d, name) for d in ("/usr/sbin", "/sbin")
-                                      if os.access(os.path.join(d, name), os.X_OK))
+    return shutil.which(name) or next(
+        os.path.join(d, name) for d in ("/usr/sbin", "/sbin") if os.access(os.path.join(d, name), os.X_OK)
+    )
 
 
 def blob(seed: str, size: int) -> bytes:
@@ -58,7 +61,7 @@ EMPTY_DIRS = ["Users/Public", "EmptyDir"]
 def make_tree(root: Path, files=TREE, reverse=False, mtime=None) -> Path:
     root.mkdir(parents=True)
     items = list(files.items())
-    for rel, data in (reversed(items) if reverse else items):
+    for rel, data in reversed(items) if reverse else items:
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
@@ -130,7 +133,7 @@ def fat_structures(img: Path) -> list[tuple[int, int]]:
     data = (rsvd + nfats * fatsz + (root_ents * 32 + bps - 1) // bps) * bps
     cl = bps * spc
     n = (total * bps - data) // cl
-    fat = d[rsvd * bps:(rsvd + fatsz) * bps]
+    fat = d[rsvd * bps : (rsvd + fatsz) * bps]
 
     def entry(i):
         if n >= 65525:
@@ -151,19 +154,19 @@ def ntfs_structures(img: Path) -> list[tuple[int, int]]:
     rs = cl * d[0x40] if d[0x40] < 0x80 else 1 << (256 - d[0x40])
 
     def record(off):
-        r = bytearray(d[off:off + rs])
+        r = bytearray(d[off : off + rs])
         usa, cnt = struct.unpack_from("<HH", r, 4)
         for i in range(1, cnt):
-            r[i * bps - 2:i * bps] = r[usa + 2 * i:usa + 2 * i + 2]
+            r[i * bps - 2 : i * bps] = r[usa + 2 * i : usa + 2 * i + 2]
         return r
 
     def runs(r, off):
         pos, lcn, out = off + struct.unpack_from("<H", r, off + 0x20)[0], 0, []
         while r[pos]:
             nl, no = r[pos] & 15, r[pos] >> 4
-            cnt = int.from_bytes(r[pos + 1:pos + 1 + nl], "little")
+            cnt = int.from_bytes(r[pos + 1 : pos + 1 + nl], "little")
             if no:
-                lcn += int.from_bytes(r[pos + 1 + nl:pos + 1 + nl + no], "little", signed=True)
+                lcn += int.from_bytes(r[pos + 1 + nl : pos + 1 + nl + no], "little", signed=True)
                 out.append((cnt, lcn))
             else:
                 out.append((cnt, None))
@@ -184,7 +187,7 @@ def ntfs_structures(img: Path) -> list[tuple[int, int]]:
     for cnt, lcn in mft_runs:
         offsets += [lcn * cl + k for k in range(0, cnt * cl, rs)]
     out = []
-    for off in offsets[:struct.unpack_from("<q", r0, a + 0x30)[0] // rs]:
+    for off in offsets[: struct.unpack_from("<q", r0, a + 0x30)[0] // rs]:
         r = record(off)
         if r[:4] != b"FILE" or not struct.unpack_from("<H", r, 0x16)[0] & 1:
             continue
@@ -201,59 +204,83 @@ def ntfs_structures(img: Path) -> list[tuple[int, int]]:
 
 # ----------------------------------------------------------------------------------------- FAT
 
-@pytest.mark.parametrize("size, fat_type, cluster, expect", [
-    (32 * MiB, None, None, (16, 512)),        # the IoT EFIESP: 65536 sectors -> FAT16, 512 B clusters
-    (64 * MiB, "FAT", None, (16, 1024)),      # BSP EFIESP 131072 sectors
-    (8 * MiB, "FAT", None, (12, 2048)),       # Qualcomm PLAT 16384 sectors: < 4085 clusters -> FAT12
-    (16 * MiB, None, None, (16, 2048)),
-    (16588 * 512, None, None, (16, 1024)),    # 2 KiB would land just above 4085 clusters: halved
-    (1440 * 1024, None, None, (12, 512)),
-    (600 * MiB, "FAT32", None, (32, 4096)),   # CrashDump 1228800 sectors
-    (2000 * MiB, "FAT32", None, (32, 4096)),  # MMOS 4096000 sectors
-    (48 * MiB, "FAT32", None, (32, 512)),
-    (300 * MiB, None, None, (16, 8192)),
-    (32 * MiB, 16, 4096, (16, 4096)),
-])
+
+@pytest.mark.parametrize(
+    "size, fat_type, cluster, expect",
+    [
+        (32 * MiB, None, None, (16, 512)),  # the IoT EFIESP: 65536 sectors -> FAT16, 512 B clusters
+        (64 * MiB, "FAT", None, (16, 1024)),  # BSP EFIESP 131072 sectors
+        (8 * MiB, "FAT", None, (12, 2048)),  # Qualcomm PLAT 16384 sectors: < 4085 clusters -> FAT12
+        (16 * MiB, None, None, (16, 2048)),
+        (16588 * 512, None, None, (16, 1024)),  # 2 KiB would land just above 4085 clusters: halved
+        (1440 * 1024, None, None, (12, 512)),
+        (600 * MiB, "FAT32", None, (32, 4096)),  # CrashDump 1228800 sectors
+        (2000 * MiB, "FAT32", None, (32, 4096)),  # MMOS 4096000 sectors
+        (48 * MiB, "FAT32", None, (32, 512)),
+        (300 * MiB, None, None, (16, 8192)),
+        (32 * MiB, 16, 4096, (16, 4096)),
+    ],
+)
 def test_fat_parameters(size, fat_type, cluster, expect):
     assert fat_parameters(size, fat_type=fat_type, cluster_size=cluster) == expect
 
 
-@pytest.mark.parametrize("size, fat_type, message", [
-    (20 * MiB, "FAT32", "too small for FAT32"),
-    (5 << 30, "FAT", "too large for FAT12/16"),
-    (32 * MiB, "exFAT", "unknown FAT type"),
-])
+@pytest.mark.parametrize(
+    "size, fat_type, message",
+    [
+        (20 * MiB, "FAT32", "too small for FAT32"),
+        (5 << 30, "FAT", "too large for FAT12/16"),
+        (32 * MiB, "exFAT", "unknown FAT type"),
+    ],
+)
 def test_fat_parameters_refused(size, fat_type, message):
     with pytest.raises(FFUError, match=message):
         fat_parameters(size, fat_type=fat_type)
 
 
-FAT_CASES = [(4 * MiB, None, 12, "FAT12   "), (32 * MiB, "FAT", 16, "FAT16   "), (40 * MiB, "FAT32", 32, "FAT32   ")]
+FAT_CASES = [
+    (4 * MiB, None, 12, "FAT12   "),
+    (32 * MiB, "FAT", 16, "FAT16   "),
+    (40 * MiB, "FAT32", 32, "FAT32   "),
+]
 
 
 @pytest.mark.parametrize("size, fat_type, bits, fsname", FAT_CASES)
 def test_fat_image_checks_and_reads_back(tmp_path, size, fat_type, bits, fsname):
     need("mkfs.fat", "fsck.fat", "mcopy", "mdir")
     src = make_tree(tmp_path / "src")
-    img = write_fat(src, tmp_path / "out" / "esp.img", size_bytes=size, label="EFIESP", fat_type=fat_type,
-                    timestamp=EPOCH, hidden_sectors=4096)
+    img = write_fat(
+        src,
+        tmp_path / "out" / "esp.img",
+        size_bytes=size,
+        label="EFIESP",
+        fat_type=fat_type,
+        timestamp=EPOCH,
+        hidden_sectors=4096,
+    )
     assert img.stat().st_size == size
     boot = img.read_bytes()[:512]
     assert boot[510:512] == b"\x55\xaa"
     assert (boot[0x52:0x5A] if bits == 32 else boot[0x36:0x3E]).decode() == fsname
-    assert struct.unpack_from("<I", boot, 0x1C)[0] == 4096                 # hidden sectors
+    assert struct.unpack_from("<I", boot, 0x1C)[0] == 4096  # hidden sectors
     fsck = subprocess.run([tool("fsck.fat"), "-n", "-v", str(img)], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     assert f"2 FATs, {bits} bit entries" in fsck.stdout and "4096 hidden sectors" in fsck.stdout
     out = tmp_path / "back"
     out.mkdir()
-    r = subprocess.run(["mcopy", "-s", "-n", "-i", str(img), "::/*", str(out)], env=mtools_env(),
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["mcopy", "-s", "-n", "-i", str(img), "::/*", str(out)],
+        env=mtools_env(),
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     files, dirs = tree_of(out)
     assert files == {k.replace("/", os.sep): v for k, v in TREE.items()}
     assert dirs == expected_dirs()
-    listing = subprocess.run(["mdir", "-i", str(img), "::/"], env=mtools_env(), capture_output=True, text=True)
+    listing = subprocess.run(
+        ["mdir", "-i", str(img), "::/"], env=mtools_env(), capture_output=True, text=True
+    )
     assert "Volume in drive : is EFIESP" in listing.stdout
     dates = set(re.findall(r"\d{4}-\d\d-\d\d", listing.stdout))
     assert dates == {"2020-01-01"}
@@ -266,8 +293,10 @@ def test_fat_is_deterministic(tmp_path):
     need("mkfs.fat", "mcopy")
     a = make_tree(tmp_path / "a", mtime=1_000_000_000)
     b = make_tree(tmp_path / "b", reverse=True)
-    imgs = [write_fat(src, tmp_path / f"{src.name}.img", size_bytes=32 * MiB, label="EFIESP", timestamp=EPOCH)
-            for src in (a, b)]
+    imgs = [
+        write_fat(src, tmp_path / f"{src.name}.img", size_bytes=32 * MiB, label="EFIESP", timestamp=EPOCH)
+        for src in (a, b)
+    ]
     assert imgs[0].read_bytes() == imgs[1].read_bytes()
     other = write_fat(a, tmp_path / "c.img", size_bytes=32 * MiB, label="EFIESP", timestamp=EPOCH + 86400)
     assert other.read_bytes() != imgs[0].read_bytes()
@@ -285,10 +314,12 @@ def test_fat_content_too_large(tmp_path):
 
 def test_fat_disk_full_from_mtools(tmp_path, monkeypatch):
     need("mkfs.fat", "mcopy")
-    monkeypatch.setattr(fsimage, "_fat_check_fits", lambda *a: None)   # reach the tool's own check
+    monkeypatch.setattr(fsimage, "_fat_check_fits", lambda *a: None)  # reach the tool's own check
     src = make_tree(tmp_path / "src")
     out = tmp_path / "out" / "esp.img"
-    with pytest.raises(FFUError, match=r"content does not fit in the 2097152-byte FAT partition \(mcopy failed"):
+    with pytest.raises(
+        FFUError, match=r"content does not fit in the 2097152-byte FAT partition \(mcopy failed"
+    ):
         write_fat(src, out, size_bytes=2 * MiB, label="EFIESP", timestamp=EPOCH)
     assert list(out.parent.iterdir()) == []
 
@@ -309,8 +340,11 @@ def test_fat_label_rules(tmp_path):
 
 # ---------------------------------------------------------------------------------------- NTFS
 
+
 def ntfs_files(img: Path) -> dict[str, bytes]:
-    ls = subprocess.run([tool("ntfsls"), "-R", "-F", str(img)], capture_output=True, text=True, check=True).stdout
+    ls = subprocess.run(
+        [tool("ntfsls"), "-R", "-F", str(img)], capture_output=True, text=True, check=True
+    ).stdout
     found, cur = {}, ""
     dirs = set()
     for line in ls.splitlines():
@@ -326,15 +360,24 @@ def ntfs_files(img: Path) -> dict[str, bytes]:
             dirs.add((cur + "/" + name[:-1]).lstrip("/"))
             continue
         path = (cur + "/" + name).lstrip("/")
-        found[path] = subprocess.run([tool("ntfscat"), str(img), "/" + path], capture_output=True, check=True).stdout
+        found[path] = subprocess.run(
+            [tool("ntfscat"), str(img), "/" + path], capture_output=True, check=True
+        ).stdout
     return found, dirs
 
 
 def test_ntfs_image_checks_and_reads_back(tmp_path):
     need("mkntfs", "wimlib-imagex", "ntfsls", "ntfscat", "ntfsfix")
     src = make_tree(tmp_path / "src")
-    img = write_ntfs(src, tmp_path / "out" / "mainos.img", size_bytes=48 * MiB, cluster_size=4096, label="MainOS",
-                     timestamp=EPOCH, hidden_sectors=81920)
+    img = write_ntfs(
+        src,
+        tmp_path / "out" / "mainos.img",
+        size_bytes=48 * MiB,
+        cluster_size=4096,
+        label="MainOS",
+        timestamp=EPOCH,
+        hidden_sectors=81920,
+    )
     assert img.stat().st_size == 48 * MiB
     boot = img.read_bytes()[:512]
     assert boot[3:11] == b"NTFS    " and struct.unpack_from("<I", boot, 0x1C)[0] == 81920
@@ -361,12 +404,22 @@ def test_ntfs_is_deterministic(tmp_path):
     need("mkntfs", "wimlib-imagex")
     a = make_tree(tmp_path / "a", mtime=1_000_000_000)
     b = make_tree(tmp_path / "b", reverse=True)
-    imgs = [write_ntfs(src, tmp_path / f"{src.name}.img", size_bytes=32 * MiB, label="Data", timestamp=EPOCH,
-                       cluster_size=4096) for src in (a, b)]
+    imgs = [
+        write_ntfs(
+            src,
+            tmp_path / f"{src.name}.img",
+            size_bytes=32 * MiB,
+            label="Data",
+            timestamp=EPOCH,
+            cluster_size=4096,
+        )
+        for src in (a, b)
+    ]
     assert imgs[0].read_bytes() == imgs[1].read_bytes()
-    other = write_ntfs(a, tmp_path / "c.img", size_bytes=32 * MiB, label="Data", timestamp=EPOCH + 1,
-                       cluster_size=4096)
-    assert other.read_bytes() != imgs[0].read_bytes()     # times and the serial follow the timestamp
+    other = write_ntfs(
+        a, tmp_path / "c.img", size_bytes=32 * MiB, label="Data", timestamp=EPOCH + 1, cluster_size=4096
+    )
+    assert other.read_bytes() != imgs[0].read_bytes()  # times and the serial follow the timestamp
     serial = struct.unpack_from("<Q", other.read_bytes(), 0x48)[0]
     assert serial != struct.unpack_from("<Q", imgs[0].read_bytes(), 0x48)[0]
 
@@ -377,16 +430,27 @@ def test_ntfs_many_files_large_directories(tmp_path):
     files = {f"d{i % 7}/f{i:04d}-{'x' * (i % 40)}.txt": blob(str(i), i % 3000) for i in range(1500)}
     a = make_tree(tmp_path / "a", files)
     b = make_tree(tmp_path / "b", files, reverse=True)
-    imgs = [write_ntfs(s, tmp_path / f"{s.name}.img", size_bytes=64 * MiB, label="MainOS", timestamp=EPOCH,
-                       cluster_size=4096) for s in (a, b)]
+    imgs = [
+        write_ntfs(
+            s,
+            tmp_path / f"{s.name}.img",
+            size_bytes=64 * MiB,
+            label="MainOS",
+            timestamp=EPOCH,
+            cluster_size=4096,
+        )
+        for s in (a, b)
+    ]
     assert imgs[0].read_bytes() == imgs[1].read_bytes()
     fix = subprocess.run([tool("ntfsfix"), "-n", str(imgs[0])], capture_output=True, text=True)
     assert fix.returncode == 0, fix.stdout
-    listing = subprocess.run([tool("ntfsls"), "-p", "/d3", str(imgs[0])], capture_output=True, text=True).stdout
+    listing = subprocess.run(
+        [tool("ntfsls"), "-p", "/d3", str(imgs[0])], capture_output=True, text=True
+    ).stdout
     names = [n for n in listing.split() if n not in (".", "..")]
     assert sorted(names) == sorted(k[3:] for k in files if k.startswith("d3/"))
     assert uncovered(data_extents(imgs[0]), ntfs_structures(imgs[0])) == []
-    for rel in list(files)[::37]:                   # lookups walk the (normalised) B+tree indexes
+    for rel in list(files)[::37]:  # lookups walk the (normalised) B+tree indexes
         got = subprocess.run([tool("ntfscat"), str(imgs[0]), "/" + rel], capture_output=True)
         assert got.returncode == 0 and got.stdout == files[rel], rel
 
@@ -400,7 +464,9 @@ def test_ntfs_content_too_large(tmp_path):
     assert not out.parent.exists()
     # Past the estimate, libntfs-3g itself runs out of space: same error, nothing left behind.
     src2 = make_tree(tmp_path / "src2", files={"big.bin": blob("y", 14_800_000)})
-    with pytest.raises(FFUError, match=r"content does not fit in the 16777216-byte NTFS partition.*No space left"):
+    with pytest.raises(
+        FFUError, match=r"content does not fit in the 16777216-byte NTFS partition.*No space left"
+    ):
         write_ntfs(src2, out, size_bytes=16 * MiB, label="X", timestamp=EPOCH, cluster_size=4096)
     assert list(out.parent.iterdir()) == []
 
@@ -409,7 +475,9 @@ def test_empty_tree_ntfs_and_fat(tmp_path):
     need("mkntfs", "mkfs.fat", "ntfsfix", "fsck.fat")
     src = tmp_path / "empty"
     src.mkdir()
-    n = write_ntfs(src, tmp_path / "n.img", size_bytes=8 * MiB, label="Data", timestamp=EPOCH, cluster_size=0x4000)
+    n = write_ntfs(
+        src, tmp_path / "n.img", size_bytes=8 * MiB, label="Data", timestamp=EPOCH, cluster_size=0x4000
+    )
     assert subprocess.run([tool("ntfsfix"), "-n", str(n)], capture_output=True).returncode == 0
     f = write_fat(src, tmp_path / "f.img", size_bytes=8 * MiB, label="PLAT", timestamp=EPOCH)
     assert subprocess.run([tool("fsck.fat"), "-n", str(f)], capture_output=True).returncode == 0
@@ -417,12 +485,19 @@ def test_empty_tree_ntfs_and_fat(tmp_path):
 
 # ---------------------------------------------------------------------------- staged-tree rules
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda r: (r / "a.txt").write_bytes(b"1") and (r / "A.TXT").write_bytes(b"2"), "differ only in case"),
-    (lambda r: (r / "bad:name").write_bytes(b"1"), "not valid on Windows"),
-    (lambda r: (r / "trailing.").write_bytes(b"1"), "not valid on Windows"),
-    (lambda r: os.symlink("/etc/passwd", r / "link"), "symbolic link"),
-])
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (
+            lambda r: (r / "a.txt").write_bytes(b"1") and (r / "A.TXT").write_bytes(b"2"),
+            "differ only in case",
+        ),
+        (lambda r: (r / "bad:name").write_bytes(b"1"), "not valid on Windows"),
+        (lambda r: (r / "trailing.").write_bytes(b"1"), "not valid on Windows"),
+        (lambda r: os.symlink("/etc/passwd", r / "link"), "symbolic link"),
+    ],
+)
 def test_staged_tree_rules(tmp_path, setup, message):
     need("mkfs.fat", "mkntfs")
     root = tmp_path / "src"
@@ -461,14 +536,15 @@ def test_tool_failure_reports_last_stderr_line(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------------------- raw
 
+
 def test_raw_image(tmp_path):
     data = blob("fit", 300_000) + bytes(200_000) + b"tail"
     src = tmp_path / "firmware_fit.merged"
     src.write_bytes(data)
     out = write_raw(src, tmp_path / "o" / "BOOTLOADER.img", size_bytes=4096 * 512)
     got = out.read_bytes()
-    assert len(got) == 4096 * 512 and got[:len(data)] == data and not any(got[len(data):])
-    assert allocated(out) >= len(data) - 4096          # zeros inside the image are written, not holes
+    assert len(got) == 4096 * 512 and got[: len(data)] == data and not any(got[len(data) :])
+    assert allocated(out) >= len(data) - 4096  # zeros inside the image are written, not holes
     assert allocated(out) < 1 * MiB
     with pytest.raises(FFUError, match="raw image is 500004 bytes, larger than its 262144-byte partition"):
         write_raw(src, tmp_path / "o2" / "x.img", size_bytes=512 * 512)

@@ -27,7 +27,7 @@ def multi(*items: str) -> bytes:
     return "".join(i + "\0" for i in items).encode("utf-16-le") + b"\0\0"
 
 
-BIG = bytes((i * 7 + i // 251) & 0xFF for i in range(40000))   # 3 big-data segments
+BIG = bytes((i * 7 + i // 251) & 0xFF for i in range(40000))  # 3 big-data segments
 EXPECTED: dict[str, dict[str, tuple[int, bytes]]] = {
     "": {},
     "Types": {
@@ -45,7 +45,7 @@ EXPECTED: dict[str, dict[str, tuple[int, bytes]]] = {
         "BigBinary": (3, BIG),
         "Exactly16344": (3, bytes([0x5A]) * 16344),
         "Just16345": (3, bytes([0xA5]) * 16345),
-        "Quote\"And\\Slash": (1, sz('va"l\\ue')),
+        'Quote"And\\Slash': (1, sz('va"l\\ue')),
         "Type 0x20001": (0x20001, b"\x01\x02"),
     },
     "Empty": {},
@@ -116,7 +116,7 @@ def parse_reg_export(text: str) -> dict[str, dict[str, tuple[int, bytes]]]:
         elif rhs.startswith("hex("):
             close = rhs.index(")")
             typ = int(rhs[4:close], 16)
-            data = bytes.fromhex(rhs[close + 2:].replace(",", ""))
+            data = bytes.fromhex(rhs[close + 2 :].replace(",", ""))
         elif rhs.startswith('"'):
             typ, data = 1, sz(re.sub(r"\\(.)", r"\1", rhs[1:-1]))
         else:
@@ -135,7 +135,7 @@ def need(tool: str) -> str:
 
 def test_hivexregedit_round_trips_every_key_and_value(hive_file):
     tool = need("hivexregedit")
-    env = dict(os.environ, PERL_UNICODE="SAO")   # UTF-8 output for every key, not only wide ones
+    env = dict(os.environ, PERL_UNICODE="SAO")  # UTF-8 output for every key, not only wide ones
     res = subprocess.run([tool, "--export", str(hive_file), "\\"], capture_output=True, env=env, check=True)
     exported = parse_reg_export(res.stdout.decode("utf-8"))
     assert exported == EXPECTED
@@ -239,26 +239,29 @@ def test_own_reader_round_trips(hive_file):
 
 
 def _cell(data: bytes, off: int) -> bytes:
-    size = -int.from_bytes(data[0x1000 + off:0x1004 + off], "little", signed=True)
+    size = -int.from_bytes(data[0x1000 + off : 0x1004 + off], "little", signed=True)
     assert size > 0, f"cell 0x{off:x} not allocated"
-    return data[0x1004 + off:0x1000 + off + size]
+    return data[0x1004 + off : 0x1000 + off + size]
 
 
 def _nk(data: bytes, off: int):
     c = _cell(data, off)
-    return hive.NK.parse(c[:hive.NK_SIZE]), c[hive.NK_SIZE:]
+    return hive.NK.parse(c[: hive.NK_SIZE]), c[hive.NK_SIZE :]
 
 
 def _child(data: bytes, nk, name: str) -> int:
     idx = _cell(data, nk.subkey_list)
     leaves = [nk.subkey_list]
     if idx[:2] == b"ri":
-        leaves = [int.from_bytes(idx[4 + 4 * i:8 + 4 * i], "little") for i in range(int.from_bytes(idx[2:4], "little"))]
+        leaves = [
+            int.from_bytes(idx[4 + 4 * i : 8 + 4 * i], "little")
+            for i in range(int.from_bytes(idx[2:4], "little"))
+        ]
     for leaf in leaves:
         lh = hive.HASH_LEAF.parse(_cell(data, leaf))
         for e in lh.entries:
             sub, raw = _nk(data, e.offset)
-            if raw[:sub.name_length].decode("latin-1") == name:
+            if raw[: sub.name_length].decode("latin-1") == name:
                 return e.offset
     raise KeyError(name)
 
@@ -271,16 +274,16 @@ def test_base_block_and_bins(hive_file):
     assert base.hive_bins_size == len(data) - 4096 and base.hive_bins_size % 4096 == 0
     x = 0
     for i in range(0, 508, 4):
-        x ^= int.from_bytes(data[i:i + 4], "little")
+        x ^= int.from_bytes(data[i : i + 4], "little")
     assert base.checksum == x
     assert base.file_name.decode("utf-16-le").rstrip("\0") == "SOFTWARE"
     pos = 4096
-    while pos < len(data):        # every bin: header, then cells that tile it exactly
-        hb = hive.HBIN_HEADER.parse(data[pos:pos + 32])
+    while pos < len(data):  # every bin: header, then cells that tile it exactly
+        hb = hive.HBIN_HEADER.parse(data[pos : pos + 32])
         assert hb.offset == pos - 4096 and hb.size % 4096 == 0
         cell = pos + 32
         while cell < pos + hb.size:
-            size = abs(int.from_bytes(data[cell:cell + 4], "little", signed=True))
+            size = abs(int.from_bytes(data[cell : cell + 4], "little", signed=True))
             assert size >= 8 and size % 8 == 0
             cell += size
         assert cell == pos + hb.size
@@ -312,13 +315,13 @@ def test_key_nodes_counts_lengths_and_sorted_hash_lists(hive_file):
     many, _ = _nk(data, _child(data, root, "Many"))
     assert many.subkey_count == MANY
     ri = _cell(data, many.subkey_list)
-    assert ri[:2] == b"ri"                              # > LEAF_MAX subkeys: index root over leaves
+    assert ri[:2] == b"ri"  # > LEAF_MAX subkeys: index root over leaves
     names, total = [], 0
     for i in range(int.from_bytes(ri[2:4], "little")):
-        lh = hive.HASH_LEAF.parse(_cell(data, int.from_bytes(ri[4 + 4 * i:8 + 4 * i], "little")))
+        lh = hive.HASH_LEAF.parse(_cell(data, int.from_bytes(ri[4 + 4 * i : 8 + 4 * i], "little")))
         for e in lh.entries:
             sub, raw = _nk(data, e.offset)
-            name = raw[:sub.name_length].decode("ascii")
+            name = raw[: sub.name_length].decode("ascii")
             assert e.hash == _lh_hash(name)
             names.append(name)
             total += 1
@@ -326,10 +329,27 @@ def test_key_nodes_counts_lengths_and_sorted_hash_lists(hive_file):
 
 
 def test_fast_packers_match_the_construct_declarations():
-    nk = dict(flags=0x20, timestamp=FILETIME_2020, access_bits=0, parent=1, subkey_count=2, volatile_subkey_count=0,
-              subkey_list=3, volatile_subkey_list=hive.NIL, value_count=4, value_list=5, security=6,
-              class_name=hive.NIL, max_subkey_name=7, max_subkey_class=0, max_value_name=8, max_value_data=9,
-              work_var=0, name_length=10, class_length=0)
+    nk = dict(
+        flags=0x20,
+        timestamp=FILETIME_2020,
+        access_bits=0,
+        parent=1,
+        subkey_count=2,
+        volatile_subkey_count=0,
+        subkey_list=3,
+        volatile_subkey_list=hive.NIL,
+        value_count=4,
+        value_list=5,
+        security=6,
+        class_name=hive.NIL,
+        max_subkey_name=7,
+        max_subkey_class=0,
+        max_value_name=8,
+        max_value_data=9,
+        work_var=0,
+        name_length=10,
+        class_length=0,
+    )
     packed = hive._NK_P.pack(**nk)
     assert packed == hive.NK.build(nk) and len(packed) == hive.NK_SIZE == 76
     assert {k: v for k, v in hive._NK_P.unpack(packed).items() if k != "signature"} == nk
@@ -357,9 +377,9 @@ def test_big_data_uses_db_cells_only_above_16344_bytes(hive_file):
     vl = _cell(data, types.value_list)
     seen = {}
     for i in range(types.value_count):
-        c = _cell(data, int.from_bytes(vl[4 * i:4 * i + 4], "little"))
-        vk = hive.VK.parse(c[:hive.VK_SIZE])
-        name = c[hive.VK_SIZE:hive.VK_SIZE + vk.name_length].decode("latin-1")
+        c = _cell(data, int.from_bytes(vl[4 * i : 4 * i + 4], "little"))
+        vk = hive.VK.parse(c[: hive.VK_SIZE])
+        name = c[hive.VK_SIZE : hive.VK_SIZE + vk.name_length].decode("latin-1")
         if vk.data_size & 0x80000000:
             seen[name] = "inline"
         else:
@@ -390,7 +410,9 @@ def test_timestamp_changes_bytes():
 def test_conflicting_value_names_both_owners():
     b = hive.HiveBuilder(timestamp=TS)
     b.set_value("Software\\Contoso", "Mode", 4, (1).to_bytes(4, "little"), owner="Contoso.A")
-    b.set_value("software\\CONTOSO", "mode", 4, (1).to_bytes(4, "little"), owner="Contoso.B")  # identical: fine
+    b.set_value(
+        "software\\CONTOSO", "mode", 4, (1).to_bytes(4, "little"), owner="Contoso.B"
+    )  # identical: fine
     with pytest.raises(FFUError) as err:
         b.set_value("SOFTWARE\\contoso", "MODE", 4, (2).to_bytes(4, "little"), owner="Contoso.C")
     msg = str(err.value)
@@ -424,36 +446,42 @@ def test_too_deep_and_too_long_names():
         b.ensure_key("\\".join(["k"] * 600))
     with pytest.raises(FFUError, match="longer"):
         b.set_value("K", "v" * 16384, 1, b"")
-    b.set_value("K", "v" * 16383, 1, b"")      # the limit itself is fine
+    b.set_value("K", "v" * 16383, 1, b"")  # the limit itself is fine
 
 
-@pytest.mark.parametrize(("full", "expected"), [
-    (r"HKEY_LOCAL_MACHINE\SYSTEM\ControlSet001\Services\X", ("SYSTEM", r"ControlSet001\Services\X")),
-    (r"hkey_local_machine\system\CurrentControlSet\Control", ("SYSTEM", r"ControlSet001\Control")),
-    (r"HKEY_LOCAL_MACHINE\Software\Contoso\X", ("SOFTWARE", r"Contoso\X")),
-    (r"HKLM\SOFTWARE", ("SOFTWARE", "")),
-    (r"HKEY_LOCAL_MACHINE\Software\Classes\CLSID", ("SOFTWARE", r"Classes\CLSID")),
-    (r"HKEY_CLASSES_ROOT\.txt", ("SOFTWARE", r"Classes\.txt")),
-    (r"HKEY_USERS\.Default\Control Panel", ("DEFAULT", "Control Panel")),
-    (r"HKEY_CURRENT_USER\Software\X", ("DEFAULT", r"Software\X")),
-    (r"HKEY_LOCAL_MACHINE\SAM\SAM", ("SAM", "SAM")),
-    (r"HKEY_LOCAL_MACHINE\Security\Policy", ("SECURITY", "Policy")),
-    (r"HKEY_LOCAL_MACHINE\Drivers\DriverDatabase", ("DRIVERS", "DriverDatabase")),
-])
+@pytest.mark.parametrize(
+    ("full", "expected"),
+    [
+        (r"HKEY_LOCAL_MACHINE\SYSTEM\ControlSet001\Services\X", ("SYSTEM", r"ControlSet001\Services\X")),
+        (r"hkey_local_machine\system\CurrentControlSet\Control", ("SYSTEM", r"ControlSet001\Control")),
+        (r"HKEY_LOCAL_MACHINE\Software\Contoso\X", ("SOFTWARE", r"Contoso\X")),
+        (r"HKLM\SOFTWARE", ("SOFTWARE", "")),
+        (r"HKEY_LOCAL_MACHINE\Software\Classes\CLSID", ("SOFTWARE", r"Classes\CLSID")),
+        (r"HKEY_CLASSES_ROOT\.txt", ("SOFTWARE", r"Classes\.txt")),
+        (r"HKEY_USERS\.Default\Control Panel", ("DEFAULT", "Control Panel")),
+        (r"HKEY_CURRENT_USER\Software\X", ("DEFAULT", r"Software\X")),
+        (r"HKEY_LOCAL_MACHINE\SAM\SAM", ("SAM", "SAM")),
+        (r"HKEY_LOCAL_MACHINE\Security\Policy", ("SECURITY", "Policy")),
+        (r"HKEY_LOCAL_MACHINE\Drivers\DriverDatabase", ("DRIVERS", "DriverDatabase")),
+    ],
+)
 def test_hive_for_key(full, expected):
     assert hive.hive_for_key(full) == expected
 
 
-@pytest.mark.parametrize(("full", "words"), [
-    (r"HKEY_LOCAL_MACHINE\HARDWARE\DESCRIPTION", "volatile"),
-    (r"HKEY_LOCAL_MACHINE\BCD\Objects", "bcdStore"),
-    (r"HKEY_USERS\S-1-5-21-1\Software", ".DEFAULT"),
-    (r"HKEY_LOCAL_MACHINE\Nope\X", "unknown hive"),
-    (r"HKEY_CURRENT_CONFIG\System", "boot"),
-    (r"HKEY_FOO\X", "unknown root"),
-    (r"HKEY_LOCAL_MACHINE", "names no hive"),
-    (r"HKEY_LOCAL_MACHINE\SOFTWARE\\X", "empty component"),
-])
+@pytest.mark.parametrize(
+    ("full", "words"),
+    [
+        (r"HKEY_LOCAL_MACHINE\HARDWARE\DESCRIPTION", "volatile"),
+        (r"HKEY_LOCAL_MACHINE\BCD\Objects", "bcdStore"),
+        (r"HKEY_USERS\S-1-5-21-1\Software", ".DEFAULT"),
+        (r"HKEY_LOCAL_MACHINE\Nope\X", "unknown hive"),
+        (r"HKEY_CURRENT_CONFIG\System", "boot"),
+        (r"HKEY_FOO\X", "unknown root"),
+        (r"HKEY_LOCAL_MACHINE", "names no hive"),
+        (r"HKEY_LOCAL_MACHINE\SOFTWARE\\X", "empty component"),
+    ],
+)
 def test_hive_for_key_refusals(full, words):
     with pytest.raises(FFUError, match=re.escape(words)):
         hive.hive_for_key(full)
@@ -467,9 +495,9 @@ def test_default_security_descriptor_layout():
     sd = hive.default_security_descriptor()
     head = hive.SD_HEADER.parse(sd)
     assert head.revision == 1 and head.control == 0x8004 and head.sacl == 0
-    acl = hive.ACL_HEADER.parse(sd[head.dacl:])
+    acl = hive.ACL_HEADER.parse(sd[head.dacl :])
     assert acl.revision == 2 and acl.ace_count == 3 and head.dacl + acl.size <= len(sd)
-    owner = hive.SID.parse(sd[head.owner:])
+    owner = hive.SID.parse(sd[head.owner :])
     assert (owner.authority, list(owner.sub_authorities)) == (5, [32, 544])
     pos, seen = head.dacl + 8, []
     for _ in range(3):
@@ -491,7 +519,7 @@ def small_hive() -> bytes:
 
 
 def _patch(data: bytes, pos: int, value: bytes) -> bytes:
-    return data[:pos] + value + data[pos + len(value):]
+    return data[:pos] + value + data[pos + len(value) :]
 
 
 def _fix_checksum(data: bytes) -> bytes:
@@ -505,17 +533,17 @@ def _root_nk_pos(data: bytes) -> int:
 def _corruptions() -> dict[str, bytes]:
     good = small_hive()
     root = _root_nk_pos(good)
-    nk = hive.NK.parse(good[root:root + hive.NK_SIZE])
+    nk = hive.NK.parse(good[root : root + hive.NK_SIZE])
     a_off = hive.HASH_LEAF.parse(_cell(good, nk.subkey_list)).entries[0].offset
     a_pos = 0x1004 + a_off
-    a_nk = hive.NK.parse(good[a_pos:a_pos + hive.NK_SIZE])
-    loop = _patch(good, a_pos + 0x14, (2).to_bytes(4, "little"))           # A claims subkeys …
+    a_nk = hive.NK.parse(good[a_pos : a_pos + hive.NK_SIZE])
+    loop = _patch(good, a_pos + 0x14, (2).to_bytes(4, "little"))  # A claims subkeys …
     loop = _patch(loop, a_pos + 0x1C, nk.subkey_list.to_bytes(4, "little"))  # … whose index lists A
     return {
         "empty": b"",
         "truncated header": good[:100],
-        "truncated bins": good[:4096 + 200],
-        "cut in half": good[:len(good) // 2],
+        "truncated bins": good[: 4096 + 200],
+        "cut in half": good[: len(good) // 2],
         "bad signature": _patch(good, 0, b"regx"),
         "bad checksum": _patch(good, 0x1FC, b"\0\0\0\0"),
         "major version": _fix_checksum(_patch(good, 0x14, (2).to_bytes(4, "little"))),
@@ -552,7 +580,7 @@ def test_reader_rejects_huge_big_data_claims():
     good = small_hive()
     h = hive.parse_hive(good)
     assert h.as_dict()["A"]["big"] == (3, bytes(20000))
-    idx = good.index(b"db\x02\x00")                        # the db cell: 2 segments
+    idx = good.index(b"db\x02\x00")  # the db cell: 2 segments
     bad = _patch(good, idx + 2, (0xFFFF).to_bytes(2, "little"))
     with pytest.raises(FFUError, match="segment"):
         hive.parse_hive(bad)
@@ -567,8 +595,10 @@ _SMALL = small_hive()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, len(_SMALL) - 1), st.integers(0, 255)), min_size=1, max_size=8),
-       st.integers(4096, len(_SMALL)))
+@given(
+    st.lists(st.tuples(st.integers(0, len(_SMALL) - 1), st.integers(0, 255)), min_size=1, max_size=8),
+    st.integers(4096, len(_SMALL)),
+)
 def test_reader_never_crashes_on_mutations(flips, cut):
     data = bytearray(_SMALL[:cut])
     for pos, val in flips:

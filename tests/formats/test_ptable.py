@@ -28,8 +28,10 @@ VENDOR = "{2a3e5f3c-8d6e-4b4c-9f7b-0c1d2e3f4a5b}"  # opaque firmware partition t
 BS = 131072
 
 needs_sgdisk = pytest.mark.skipif(shutil.which("sgdisk") is None, reason="sgdisk (gdisk) not installed")
-needs_fdisk = pytest.mark.skipif(shutil.which("fdisk") is None or shutil.which("sfdisk") is None,
-                                 reason="fdisk/sfdisk (util-linux) not installed")
+needs_fdisk = pytest.mark.skipif(
+    shutil.which("fdisk") is None or shutil.which("sfdisk") is None,
+    reason="fdisk/sfdisk (util-linux) not installed",
+)
 
 
 # ----------------------------------------------------------------------------- shared builders
@@ -45,14 +47,33 @@ def gpt_layout(*, data_to_end: bool = False, bootloader_at: int | None = None) -
     data_count = (last - data_start + 1) if data_to_end else 40 * MIB
     bl = bootloader_at if bootloader_at is not None else 1 * MIB
     return DiskLayout(
-        "gpt", 512, BS, total,
+        "gpt",
+        512,
+        BS,
+        total,
         (
             PlacedPartition("BOOTFW", VENDOR, bl, 1 * MIB, required_to_flash=True),
-            PlacedPartition("EFIESP", ESP, 2 * MIB, 8 * MIB, filesystem="FAT", bootable=True, required_to_flash=True),
-            PlacedPartition("MainOS", BASIC, 12 * MIB, 64 * MIB, filesystem="NTFS", cluster_size=4096,
-                            attributes={"AttachDriveLetter": False}),
-            PlacedPartition("Data", BASIC, data_start, data_count, filesystem="NTFS", cluster_size=16384,
-                            attributes={"UseAllSpace": True}),
+            PlacedPartition(
+                "EFIESP", ESP, 2 * MIB, 8 * MIB, filesystem="FAT", bootable=True, required_to_flash=True
+            ),
+            PlacedPartition(
+                "MainOS",
+                BASIC,
+                12 * MIB,
+                64 * MIB,
+                filesystem="NTFS",
+                cluster_size=4096,
+                attributes={"AttachDriveLetter": False},
+            ),
+            PlacedPartition(
+                "Data",
+                BASIC,
+                data_start,
+                data_count,
+                filesystem="NTFS",
+                cluster_size=16384,
+                attributes={"UseAllSpace": True},
+            ),
         ),
         platform_ids=("Contoso.Test.Board", "*"),
     )
@@ -62,10 +83,15 @@ def mbr_layout() -> DiskLayout:
     """256 MiB MBR with six partitions: three primaries, slot 4 extended, three logicals; a raw
     BOOTLOADER at sector 2 (inside the first block, as on i.MX)."""
     return DiskLayout(
-        "mbr", 512, BS, 256 * MIB,
+        "mbr",
+        512,
+        BS,
+        256 * MIB,
         (
             PlacedPartition("BOOTLOADER", "0x4d", 2, 4096, required_to_flash=True),
-            PlacedPartition("EFIESP", "0x0c", 8 * MIB, 16 * MIB, filesystem="FAT", bootable=True, required_to_flash=True),
+            PlacedPartition(
+                "EFIESP", "0x0c", 8 * MIB, 16 * MIB, filesystem="FAT", bootable=True, required_to_flash=True
+            ),
             PlacedPartition("MainOS", "0x07", 24 * MIB, 64 * MIB, filesystem="NTFS"),
             PlacedPartition("MMOS", "0x0c", 96 * MIB, 16 * MIB, filesystem="FAT32"),
             PlacedPartition("CrashDump", "0x0c", 120 * MIB, 8 * MIB, filesystem="FAT32"),
@@ -79,7 +105,10 @@ def gpt4k_layout() -> DiskLayout:
     """64 MiB GPT with 4 KiB sectors (sector numbers in 4 KiB units)."""
     s = 256  # 4 KiB sectors per MiB
     return DiskLayout(
-        "gpt", 4096, BS, 64 * s,
+        "gpt",
+        4096,
+        BS,
+        64 * s,
         (
             PlacedPartition("EFIESP", ESP, 1 * s, 8 * s, filesystem="FAT", required_to_flash=True),
             PlacedPartition("MainOS", BASIC, 16 * s, 24 * s, filesystem="NTFS"),
@@ -151,7 +180,9 @@ def test_gpt_accepted_by_sgdisk(tmp_path):
     got = [(int(r[1]), int(r[2]), r[-1]) for r in rows]
     assert got == [(q.first_sector, q.first_sector + q.sector_count - 1, q.name) for q in layout.partitions]
     for i, q in enumerate(layout.partitions, 1):
-        info = subprocess.run(["sgdisk", "-i", str(i), str(raw)], capture_output=True, text=True, check=True).stdout
+        info = subprocess.run(
+            ["sgdisk", "-i", str(i), str(raw)], capture_output=True, text=True, check=True
+        ).stdout
         assert f"Partition GUID code: {q.type.strip('{}').upper()}" in info
         assert f"Partition unique GUID: {str(ptable.partition_guid(layout, q)).upper()}" in info
 
@@ -178,8 +209,11 @@ def test_gpt_parse_roundtrip_and_backup():
     prim = ptable.parse_gpt(read, layout.total_sectors, 512)
     back = ptable.parse_gpt(read, layout.total_sectors, 512, backup=True)
     assert prim.entries == back.entries and prim.disk_guid == ptable.NORMALISED_DISK_GUID
-    assert (prim.alternate_lba, back.alternate_lba, back.entries_lba) == (layout.total_sectors - 1, 1,
-                                                                          layout.total_sectors - 33)
+    assert (prim.alternate_lba, back.alternate_lba, back.entries_lba) == (
+        layout.total_sectors - 1,
+        1,
+        layout.total_sectors - 33,
+    )
     assert [(e.name, e.first_lba, e.last_lba, "{" + str(e.type_guid) + "}") for e in prim.entries] == [
         (p.name, p.first_sector, p.first_sector + p.sector_count - 1, p.type) for p in layout.partitions
     ]
@@ -191,11 +225,20 @@ def test_gpt_parse_roundtrip_and_backup():
 def test_gpt_flash_only_table_and_attributes():
     base = gpt_layout()
     parts = list(base.partitions)
-    parts[2] = PlacedPartition("MainOS", BASIC, 12 * MIB, 64 * MIB, required_to_flash=True,
-                               attributes={"AttachDriveLetter": False, "ReadOnly": True})
-    parts[3] = PlacedPartition("Data", BASIC, 80 * MIB, 40 * MIB, attributes={"AttachDriveLetter": False,
-                                                                              "Hidden": True})
-    layout = DiskLayout("gpt", 512, BS, base.total_sectors, tuple(parts), disk_id="{01234567-89ab-cdef-0123-456789abcdef}")
+    parts[2] = PlacedPartition(
+        "MainOS",
+        BASIC,
+        12 * MIB,
+        64 * MIB,
+        required_to_flash=True,
+        attributes={"AttachDriveLetter": False, "ReadOnly": True},
+    )
+    parts[3] = PlacedPartition(
+        "Data", BASIC, 80 * MIB, 40 * MIB, attributes={"AttachDriveLetter": False, "Hidden": True}
+    )
+    layout = DiskLayout(
+        "gpt", 512, BS, base.total_sectors, tuple(parts), disk_id="{01234567-89ab-cdef-0123-456789abcdef}"
+    )
     flash = ptable.build_gpt(layout, flash_only=True)
     assert [r.kind for r in flash.regions] == ["primary"]
     gpt = ptable.parse_gpt(bytes_reader(flash.regions[0].data), layout.total_sectors, 512)
@@ -235,8 +278,12 @@ def test_only_defined_gpt_entries():
 def test_gpt_4k_sectors_seen_by_fdisk(tmp_path):
     layout = gpt4k_layout()
     raw = diskimage.assemble_raw(layout, {}, tmp_path / "disk4k.raw")
-    out = subprocess.run(["fdisk", "-b", "4096", "-l", "-o", "Device,Start,End,Sectors,Type-UUID,Name", str(raw)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["fdisk", "-b", "4096", "-l", "-o", "Device,Start,End,Sectors,Type-UUID,Name", str(raw)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "corrupt" not in (out.stdout + out.stderr).lower()
     assert "Sector size (logical/physical): 4096 bytes" in out.stdout
     rows = [line.split() for line in out.stdout.splitlines() if line.startswith(str(raw))]
@@ -267,9 +314,16 @@ def test_mbr_extended_seen_by_fdisk(tmp_path):
     verify = subprocess.run(["sfdisk", "--verify", str(raw)], capture_output=True, text=True)
     assert verify.returncode == 0 and "No errors detected" in verify.stdout, verify.stdout + verify.stderr
     # CHS as fdisk decodes it from our bytes
-    out = subprocess.run(["fdisk", "-l", "-o", "Device,Start,Start-C/H/S,End-C/H/S", str(raw)],
-                         capture_output=True, text=True, check=True).stdout
-    rows = {int(r[1]): (r[2], r[3]) for r in (line.split() for line in out.splitlines() if line.startswith(str(raw)))}
+    out = subprocess.run(
+        ["fdisk", "-l", "-o", "Device,Start,Start-C/H/S,End-C/H/S", str(raw)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = {
+        int(r[1]): (r[2], r[3])
+        for r in (line.split() for line in out.splitlines() if line.startswith(str(raw)))
+    }
     assert rows[2] == ("0/0/3", "0/65/3")  # LBA 2 → C0 H0 S3; LBA 4097 → 4097 = 65*63 + 2
     assert rows[16384] == ("1/5/5", "3/15/12")
     # our reader agrees
@@ -306,14 +360,20 @@ def test_chs_encoding():
 # ----------------------------------------------------------------------------- layout checks
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda p: p[:2] + (PlacedPartition("X", BASIC, 2 * MIB + 5, 10),) + p[2:], "overlaps"),
-    (lambda p: p[:3] + (PlacedPartition("Data", BASIC, 80 * MIB, 48 * MIB),), "outside the GPT usable area"),
-    (lambda p: (PlacedPartition("Early", BASIC, 20, 10),) + p[1:], "outside the GPT usable area"),
-    (lambda p: p[:3] + (PlacedPartition("Data", "0x07", 80 * MIB, 8),), "not a GUID"),
-    (lambda p: p[:3] + (PlacedPartition("EFIESP", BASIC, 80 * MIB, 8),), "listed twice"),
-    (lambda p: p[:3] + (PlacedPartition("N" * 37, BASIC, 80 * MIB, 8),), "36 characters"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda p: p[:2] + (PlacedPartition("X", BASIC, 2 * MIB + 5, 10),) + p[2:], "overlaps"),
+        (
+            lambda p: p[:3] + (PlacedPartition("Data", BASIC, 80 * MIB, 48 * MIB),),
+            "outside the GPT usable area",
+        ),
+        (lambda p: (PlacedPartition("Early", BASIC, 20, 10),) + p[1:], "outside the GPT usable area"),
+        (lambda p: p[:3] + (PlacedPartition("Data", "0x07", 80 * MIB, 8),), "not a GUID"),
+        (lambda p: p[:3] + (PlacedPartition("EFIESP", BASIC, 80 * MIB, 8),), "listed twice"),
+        (lambda p: p[:3] + (PlacedPartition("N" * 37, BASIC, 80 * MIB, 8),), "36 characters"),
+    ],
+)
 def test_check_layout_rejects_gpt(mutate, message):
     base = gpt_layout()
     bad = DiskLayout("gpt", 512, BS, base.total_sectors, mutate(base.partitions))
@@ -358,20 +418,23 @@ def _set_header(disk: bytearray, **fields) -> None:
     disk[512:604] = raw
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"entry_count": 0xFFFFFFFF}, "entry count"),
-    ({"entry_size": 0}, "entry size"),
-    ({"entry_size": 200}, "entry size"),
-    ({"entry_size": 1 << 31}, "entry size"),
-    ({"entries_lba": 1 << 40}, "outside the disk"),
-    ({"entries_lba": 262143}, "outside the disk"),
-    ({"header_size": 10_000}, "header size"),
-    ({"my_lba": 7}, "found at"),
-    ({"first_usable_lba": 500_000}, "usable range"),
-    ({"last_usable_lba": 1 << 60}, "usable range"),
-    ({"alternate_lba": 1 << 63}, "alternate"),
-    ({"entries_crc32": 1}, "entry array CRC"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"entry_count": 0xFFFFFFFF}, "entry count"),
+        ({"entry_size": 0}, "entry size"),
+        ({"entry_size": 200}, "entry size"),
+        ({"entry_size": 1 << 31}, "entry size"),
+        ({"entries_lba": 1 << 40}, "outside the disk"),
+        ({"entries_lba": 262143}, "outside the disk"),
+        ({"header_size": 10_000}, "header size"),
+        ({"my_lba": 7}, "found at"),
+        ({"first_usable_lba": 500_000}, "usable range"),
+        ({"last_usable_lba": 1 << 60}, "usable range"),
+        ({"alternate_lba": 1 << 63}, "alternate"),
+        ({"entries_crc32": 1}, "entry array CRC"),
+    ],
+)
 def test_parse_gpt_rejects_hostile_headers(fields, message):
     disk = _gpt_disk()
     _set_header(disk, **fields)
@@ -412,7 +475,9 @@ def test_parse_gpt_fuzzed_headers_never_crash(edits, fix_crc):
         gpt = ptable.parse_gpt(bytes_reader(bytes(disk)), 8192, 512)
     except FFUError:
         return
-    assert all(gpt.first_usable_lba <= e.first_lba <= e.last_lba <= gpt.last_usable_lba < 8192 for e in gpt.entries)
+    assert all(
+        gpt.first_usable_lba <= e.first_lba <= e.last_lba <= gpt.last_usable_lba < 8192 for e in gpt.entries
+    )
 
 
 _SMALL = None
@@ -427,10 +492,16 @@ def _small_gpt_disk() -> bytearray:
 
 
 def _mbr(entries) -> bytes:
-    e = [dict(status=0, chs_first=b"\0\0\0", type=t, chs_last=b"\0\0\0", lba_first=a, sectors=n) for t, a, n in entries]
-    e += [dict(status=0, chs_first=b"\0\0\0", type=0, chs_last=b"\0\0\0", lba_first=0, sectors=0)] * (4 - len(e))
-    return ptable.MBR_SECTOR.build(dict(bootcode=bytes(440), disk_signature=0, reserved=0, entries=e,
-                                        boot_signature=b"\x55\xaa"))
+    e = [
+        dict(status=0, chs_first=b"\0\0\0", type=t, chs_last=b"\0\0\0", lba_first=a, sectors=n)
+        for t, a, n in entries
+    ]
+    e += [dict(status=0, chs_first=b"\0\0\0", type=0, chs_last=b"\0\0\0", lba_first=0, sectors=0)] * (
+        4 - len(e)
+    )
+    return ptable.MBR_SECTOR.build(
+        dict(bootcode=bytes(440), disk_signature=0, reserved=0, entries=e, boot_signature=b"\x55\xaa")
+    )
 
 
 def test_read_mbr_rejects_hostile_chains():

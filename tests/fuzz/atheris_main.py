@@ -35,7 +35,11 @@ def main(name: str) -> None:
     argv = list(sys.argv)
     flags = [a for a in argv[1:] if a.startswith("-")]
     paths = [a for a in argv[1:] if not a.startswith("-")]
-    for flag, value in (("-timeout", "20"), ("-rss_limit_mb", "2048"), ("-max_len", str(fuzz_targets.MAX_LEN))):
+    for flag, value in (
+        ("-timeout", "20"),
+        ("-rss_limit_mb", "2048"),
+        ("-max_len", str(fuzz_targets.MAX_LEN)),
+    ):
         if not any(f.startswith(flag + "=") for f in flags):
             argv.append(f"{flag}={value}")
     if not paths:

@@ -48,12 +48,17 @@ def _text(data: bytes) -> str:
 
 # ------------------------------------------------------------------------------------ targets
 
+
 def fuzz_project(data: bytes) -> None:
     """A package project (.wm.xml / .pkg.xml), loaded and planned for arm64 with two languages."""
     p = _file(data, ".wm.xml")
     proj = project.load(p, "fuzz.wm.xml")
-    opts = variant.BuildOptions(cpu="arm64", version="10.0.1.0", languages=("en-us", "de-de"),
-                                variables=(("BLDDIR", "bld"), ("OEMNAME", "Contoso"), ("PROD", "SampleA")))
+    opts = variant.BuildOptions(
+        cpu="arm64",
+        version="10.0.1.0",
+        languages=("en-us", "de-de"),
+        variables=(("BLDDIR", "bld"), ("OEMNAME", "Contoso"), ("PROD", "SampleA")),
+    )
     for v in variant.plan(proj, opts, "", top=_TMP):
         variant.describe(v, _TMP)
 
@@ -76,7 +81,9 @@ def fuzz_layout(data: bytes) -> None:
     dp = layout.load_device_platform(
         b'<OEMDevicePlatform xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate">'
         b"<MinSectorCount>2097152</MinSectorCount><DevicePlatformIDs><ID>Fuzz.Board</ID></DevicePlatformIDs>"
-        b"</OEMDevicePlatform>", "platform.xml")
+        b"</OEMDevicePlatform>",
+        "platform.xml",
+    )
     layout.compute_layout(dl, dp, {p.name: 1 << 20 for p in dl.partitions})
 
 
@@ -92,7 +99,10 @@ def fuzz_bcd(data: bytes) -> None:
 def fuzz_buildfilter(data: bytes) -> None:
     text = _text(data)
     buildfilter.parse(text)
-    for env in ({"build.arch": "arm64", "build.iswow": "false"}, {"build.arch": "x86", "build.iswow": "true"}):
+    for env in (
+        {"build.arch": "arm64", "build.iswow": "false"},
+        {"build.arch": "x86", "build.iswow": "true"},
+    ):
         buildfilter.evaluate(text, env)
 
 
@@ -150,6 +160,7 @@ def run(name: str, data: bytes) -> None:
 
 # -------------------------------------------------------------------------------------- seeds
 
+
 def _read(rel: str) -> bytes:
     return (ROOT / rel).read_bytes()
 
@@ -158,6 +169,7 @@ def _read(rel: str) -> bytes:
 def _package_cab() -> bytes:
     """A CBS package with files, registry values of several types and a service."""
     from ffuforge.package.build import build_variant
+
     d = Path(tempfile.mkdtemp(prefix="seed-", dir=_TMP))
     (d / "a.txt").write_text("a\n")
     (d / "P.wm.xml").write_text(
@@ -168,7 +180,8 @@ def _package_cab() -> bytes:
         '<regValue name="m" type="REG_MULTI_SZ" value="a;b"/></regKey></regKeys>'
         '<service name="Svc" start="auto" type="win32OwnProcess" imagePath="$(runtime.system32)\\a.exe">'
         '<failureActions resetPeriod="60"><actions><action type="restartService" delay="1000"/></actions>'
-        "</failureActions></service></identity>")
+        "</failureActions></service></identity>"
+    )
     v = variant.plan(project.load(d / "P.wm.xml"), variant.BuildOptions(cpu="arm64"), "", top=d)[0]
     build_variant(v, d / "p.cab")
     return (d / "p.cab").read_bytes()
@@ -177,23 +190,36 @@ def _package_cab() -> bytes:
 @functools.cache
 def _mszip_cab() -> bytes:
     p = _TMP / "seed-mszip.cab"
-    cab.write_cab(p, [cab.CabMember("a.txt", data=b"hello " * 300), cab.CabMember("dir\\b.bin", data=bytes(range(256)))],
-                  compression="mszip")
+    cab.write_cab(
+        p,
+        [cab.CabMember("a.txt", data=b"hello " * 300), cab.CabMember("dir\\b.bin", data=bytes(range(256)))],
+        compression="mszip",
+    )
     return p.read_bytes()
 
 
 @functools.cache
 def _small_ffu() -> bytes:
     from ffuforge.formats.disklayout import DiskLayout, PlacedPartition
+
     img = _TMP / "seed-data.img"
     with open(img, "wb") as fh:
         fh.truncate(4096 * 512)
         for block in (0, 3):
             fh.seek(block * (128 << 10))
             fh.write(bytes([block + 1]) * 700)
-    disk = DiskLayout("gpt", 512, 128 << 10, 8192,
-                      (PlacedPartition("Data", "{ebd0a0a2-b9e5-4433-87c0-68b6b72699c7}", 2048, 4096,
-                                       required_to_flash=True),), platform_ids=("Fuzz.Board",))
+    disk = DiskLayout(
+        "gpt",
+        512,
+        128 << 10,
+        8192,
+        (
+            PlacedPartition(
+                "Data", "{ebd0a0a2-b9e5-4433-87c0-68b6b72699c7}", 2048, 4096, required_to_flash=True
+            ),
+        ),
+        platform_ids=("Fuzz.Board",),
+    )
     out = _TMP / "seed.ffu"
     ffu.write_ffu(out, disk, {"Data": img}, os_version="10.0.17763.1", description="fuzz seed")
     return out.read_bytes()
@@ -214,20 +240,33 @@ def _utf16(rel: str) -> bytes:
 
 
 SEEDS = {
-    "project": lambda: [_read(p) for p in ("packages/Registry.Settings/Registry.Settings.wm.xml",
-                                           "packages/Services.Heartbeat/Services.Heartbeat.wm.xml",
-                                           "packages/Legacy.Tools/Legacy.Tools.pkg.xml",
-                                           "packages/Custom.Files/Custom.Files.wm.xml")],
+    "project": lambda: [
+        _read(p)
+        for p in (
+            "packages/Registry.Settings/Registry.Settings.wm.xml",
+            "packages/Services.Heartbeat/Services.Heartbeat.wm.xml",
+            "packages/Legacy.Tools/Legacy.Tools.pkg.xml",
+            "packages/Custom.Files/Custom.Files.wm.xml",
+        )
+    ],
     "fm": lambda: [_read("packages/OEMFM.xml"), _read("bsp/ContosoBoard/Packages/ContosoBoardFM.xml")],
     "fmfilelist": lambda: [_read("packages/OEMFMFileList.xml")],
-    "oeminput": lambda: [_read("products/SampleA/TestOEMInput.xml"), _read("products/SampleA/RetailOEMInput.xml")],
+    "oeminput": lambda: [
+        _read("products/SampleA/TestOEMInput.xml"),
+        _read("products/SampleA/RetailOEMInput.xml"),
+    ],
     "layout": lambda: [_read("bsp/ContosoBoard/Packages/ContosoBoard.DeviceLayout/DeviceLayout.xml")],
     "platform": lambda: [_read("bsp/ContosoBoard/Packages/ContosoBoard.DeviceLayout/OEMDevicePlatform.xml")],
     "bcd": lambda: [_read("packages/Custom.BCD/Custom.BCD.xml")],
-    "buildfilter": lambda: [b"build.arch = arm64 or build.arch = arm", b"not build.isWow and (build.arch != x86)"],
-    "inf": lambda: [_read("bsp/ContosoBoard/Packages/ContosoBoard.GPIO/contosogpio.inf"),
-                    _read("bsp/ContosoBoard/Packages/ContosoBoard.UART/contosouart.inf"),
-                    _read("bsp/ContosoBoard/Packages/ContosoBoard.GPIO/contosogpio.inf").decode("utf-16").encode()],
+    "buildfilter": lambda: [
+        b"build.arch = arm64 or build.arch = arm",
+        b"not build.isWow and (build.arch != x86)",
+    ],
+    "inf": lambda: [
+        _read("bsp/ContosoBoard/Packages/ContosoBoard.GPIO/contosogpio.inf"),
+        _read("bsp/ContosoBoard/Packages/ContosoBoard.UART/contosouart.inf"),
+        _read("bsp/ContosoBoard/Packages/ContosoBoard.GPIO/contosogpio.inf").decode("utf-16").encode(),
+    ],
     "cab": lambda: [_package_cab(), _mszip_cab()],
     "ffu": lambda: [_small_ffu()],
     "hive": lambda: [_small_hive()],

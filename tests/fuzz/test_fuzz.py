@@ -18,13 +18,56 @@ from hypothesis import strategies as st
 import fuzz_targets
 
 EXAMPLES = int(os.environ.get("FFUFORGE_FUZZ_EXAMPLES", "50"))
-TOKENS = [b"<", b">", b"/>", b"</", b"&", b"&amp;", b"&#0;", b'"', b"'", b"=", b"$(", b")", b"%", b"\\", b"..\\",
-          b"../", b"\x00", b"\xff\xfe", b"\r\n", b"[", b"]", b";", b",", b"0x", b"-1", b"4294967296",
-          b"99999999999999999999", b"<!DOCTYPE x [<!ENTITY a 'b'>]>", b"<![CDATA[", b"xmlns=", b"NT$ARCH$",
-          b"\xff\xff\xff\xff", b"\x00\x00\x00\x80", b"MSCF", b"regf", b"hbin", b"nk", b"vk", b"lf", b"SignedImage "]
+TOKENS = [
+    b"<",
+    b">",
+    b"/>",
+    b"</",
+    b"&",
+    b"&amp;",
+    b"&#0;",
+    b'"',
+    b"'",
+    b"=",
+    b"$(",
+    b")",
+    b"%",
+    b"\\",
+    b"..\\",
+    b"../",
+    b"\x00",
+    b"\xff\xfe",
+    b"\r\n",
+    b"[",
+    b"]",
+    b";",
+    b",",
+    b"0x",
+    b"-1",
+    b"4294967296",
+    b"99999999999999999999",
+    b"<!DOCTYPE x [<!ENTITY a 'b'>]>",
+    b"<![CDATA[",
+    b"xmlns=",
+    b"NT$ARCH$",
+    b"\xff\xff\xff\xff",
+    b"\x00\x00\x00\x80",
+    b"MSCF",
+    b"regf",
+    b"hbin",
+    b"nk",
+    b"vk",
+    b"lf",
+    b"SignedImage ",
+]
 
-_op = st.tuples(st.sampled_from(["flip", "insert", "token", "delete", "truncate", "splice", "dup"]),
-                st.floats(0, 1), st.floats(0, 1), st.integers(0, 255), st.sampled_from(TOKENS))
+_op = st.tuples(
+    st.sampled_from(["flip", "insert", "token", "delete", "truncate", "splice", "dup"]),
+    st.floats(0, 1),
+    st.floats(0, 1),
+    st.integers(0, 255),
+    st.sampled_from(TOKENS),
+)
 
 
 def _mutate(seed: bytes, ops) -> bytes:
@@ -45,7 +88,7 @@ def _mutate(seed: bytes, ops) -> bytes:
             del data[i:]
         elif kind == "splice" and n:
             k = int(b * n)
-            data[i:i] = data[k:k + 1 + byte]
+            data[i:i] = data[k : k + 1 + byte]
         elif kind == "dup":
             data[j:j] = data[i:j]
     return bytes(data)
@@ -60,11 +103,17 @@ def _inputs(name: str):
 
 @pytest.mark.parametrize("name", sorted(fuzz_targets.TARGETS))
 def test_reader_only_raises_ffuerror(name):
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(_inputs(name))
     def run(data: bytes) -> None:
         fuzz_targets.run(name, data)
+
     run()
 
 

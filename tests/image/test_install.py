@@ -22,15 +22,19 @@ def _cab(tmp_path, body, name="Pkg", extra=""):
 
 
 def test_files_registry_and_services(tmp_path):
-    cab = _cab(tmp_path, (
-        '<files><file source=".\\a.txt" destinationDir="$(runtime.system32)\\sub"/></files>'
-        '<regKeys><regKey keyName="$(hklm.software)\\Contoso"><regValue name="n" type="REG_MULTI_SZ" value="x;y"/>'
-        '<regValue name="b" type="REG_BINARY" value="0102"/><regValue name="q" type="REG_QWORD" value="00000000000000FF"/>'
-        '</regKey><regKey keyName="$(hklm.system)\\Empty"/></regKeys>'
-        '<service name="Svc" start="delayedAuto" type="win32ShareProcess" errorControl="critical" '
-        'imagePath="$(runtime.system32)\\svchost.exe -k x" dependOnService="a;b">'
-        '<failureActions resetPeriod="INFINITE"><actions><action type="restartService" delay="1000"/></actions>'
-        '</failureActions></service>'))
+    cab = _cab(
+        tmp_path,
+        (
+            '<files><file source=".\\a.txt" destinationDir="$(runtime.system32)\\sub"/></files>'
+            '<regKeys><regKey keyName="$(hklm.software)\\Contoso"><regValue name="n" type="REG_MULTI_SZ" value="x;y"/>'
+            '<regValue name="b" type="REG_BINARY" value="0102"/><regValue name="q" type="REG_QWORD" value="00000000000000FF"/>'
+            '</regKey><regKey keyName="$(hklm.system)\\Empty"/></regKeys>'
+            '<service name="Svc" start="delayedAuto" type="win32ShareProcess" errorControl="critical" '
+            'imagePath="$(runtime.system32)\\svchost.exe -k x" dependOnService="a;b">'
+            '<failureActions resetPeriod="INFINITE"><actions><action type="restartService" delay="1000"/></actions>'
+            "</failureActions></service>"
+        ),
+    )
     st = install.Staging("MainOS", tmp_path / "root")
     info = install.install_package(st, cab)
     assert info.name == "Contoso-Test-Pkg" and info.partition == "MainOS"
@@ -65,10 +69,18 @@ def test_collisions_name_both_packages(tmp_path):
     install.install_package(st, a)
     with pytest.raises(FFUError, match=r"installed by both Contoso-Test-A and Contoso-Test-B"):
         install.install_package(st, b)
-    c = _cab(tmp_path, '<regKeys><regKey keyName="$(hklm.software)\\K"><regValue name="v" type="REG_SZ" value="1"/>'
-                       '</regKey></regKeys>', name="C")
-    d = _cab(tmp_path, '<regKeys><regKey keyName="$(HKLM.SOFTWARE)\\k"><regValue name="V" type="REG_SZ" value="2"/>'
-                       '</regKey></regKeys>', name="D")
+    c = _cab(
+        tmp_path,
+        '<regKeys><regKey keyName="$(hklm.software)\\K"><regValue name="v" type="REG_SZ" value="1"/>'
+        "</regKey></regKeys>",
+        name="C",
+    )
+    d = _cab(
+        tmp_path,
+        '<regKeys><regKey keyName="$(HKLM.SOFTWARE)\\k"><regValue name="V" type="REG_SZ" value="2"/>'
+        "</regKey></regKeys>",
+        name="D",
+    )
     st2 = install.Staging("MainOS", tmp_path / "root2")
     install.install_package(st2, c)
     with pytest.raises(FFUError, match=r"set by both Contoso-Test-C and Contoso-Test-D"):
@@ -76,10 +88,13 @@ def test_collisions_name_both_packages(tmp_path):
 
 
 def test_wrong_partition_and_not_cbs(tmp_path):
-    cab = _cab(tmp_path, '<onecorePackageInfo targetPartition="EFIESP"/><files><file source=".\\a.txt"/></files>')
+    cab = _cab(
+        tmp_path, '<onecorePackageInfo targetPartition="EFIESP"/><files><file source=".\\a.txt"/></files>'
+    )
     with pytest.raises(FFUError, match="targets partition EFIESP, not MainOS"):
         install.install_package(install.Staging("MainOS", tmp_path / "r"), cab)
     from ffuforge.formats.cab import CabMember, write_cab
+
     plain = tmp_path / "plain.cab"
     write_cab(plain, [CabMember("x.txt", data=b"x")])
     with pytest.raises(FFUError, match="not a CBS package"):
@@ -90,8 +105,13 @@ def test_binary_partition_and_bcd_are_set_aside(tmp_path):
     d = tmp_path / "fw"
     d.mkdir()
     (d / "fw.bin").write_bytes(b"\x01" * 5000)
-    v = plan(wm(d, '<onecorePackageInfo targetPartition="BOOTLOADER" binaryPartition="true">'
-                   '<binaryPartition imageSource=".\\fw.bin"/></onecorePackageInfo>'))[0]
+    v = plan(
+        wm(
+            d,
+            '<onecorePackageInfo targetPartition="BOOTLOADER" binaryPartition="true">'
+            '<binaryPartition imageSource=".\\fw.bin"/></onecorePackageInfo>',
+        )
+    )[0]
     build_variant(v, tmp_path / "fw.cab")
     st = install.Staging("BOOTLOADER", tmp_path / "bl")
     install.install_package(st, tmp_path / "fw.cab")

@@ -36,8 +36,12 @@ def _cab(tmp_path: Path, body: str, name: str = "Pkg", content: str | None = Non
 
 
 def _files(tmp_path: Path, name: str, dest: str = "$(runtime.system32)", content: str | None = None) -> Path:
-    return _cab(tmp_path, f'<files><file source=".\\a.txt" destinationDir="{dest}"/></files>', name=name,
-                content=content)
+    return _cab(
+        tmp_path,
+        f'<files><file source=".\\a.txt" destinationDir="{dest}"/></files>',
+        name=name,
+        content=content,
+    )
 
 
 def _altered(good: Path, out: Path) -> Path:
@@ -71,11 +75,13 @@ def counting(monkeypatch):
     def parse(cab_path, part, store):
         seen.append(Path(cab_path).name)
         return real(cab_path, part, store)
+
     monkeypatch.setattr(install, "parse_package", parse)
     return seen
 
 
 # ------------------------------------------------------------------------------- hit, miss, eviction
+
 
 def test_hit_links_the_kept_files_and_extracts_nothing(tmp_path, counting):
     a, b = _files(tmp_path, "A"), _files(tmp_path, "B", "$(runtime.system32)\\sub")
@@ -89,14 +95,15 @@ def test_hit_links_the_kept_files_and_extracts_nothing(tmp_path, counting):
     assert _tree(tmp_path / "w2" / "root") == _tree(tmp_path / "w1" / "root")
     staged = tmp_path / "w2/root/Windows/System32/a.txt"
     kept = [p for p in cache.rglob("*") if p.is_file() and p.read_bytes() == b"a from A\n"]
-    assert len(kept) == 1 and os.path.samestat(staged.stat(), kept[0].stat())   # a hard link, not a copy
-    assert not staged.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)   # read-only
+    assert len(kept) == 1 and os.path.samestat(staged.stat(), kept[0].stat())  # a hard link, not a copy
+    assert not staged.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)  # read-only
     # the result is that of installing the packages without any cache
     plain = install.Staging("MainOS", tmp_path / "plain" / "root")
     for c in (a, b):
         install.install_package(plain, c)
     assert {k: vars(v) for k, v in plain.files.items()} == {
-        k: vars(v) for k, v in second.files.items() if v.package != partition.REGISTRY_OWNER}
+        k: vars(v) for k, v in second.files.items() if v.package != partition.REGISTRY_OWNER
+    }
 
 
 def test_a_rewritten_cab_misses_and_the_old_entry_goes(tmp_path, counting):
@@ -105,7 +112,7 @@ def test_a_rewritten_cab_misses_and_the_old_entry_goes(tmp_path, counting):
     _stage([a, b], tmp_path / "w", cache)
     before = _entries(cache)
     counting.clear()
-    _files(tmp_path, "A", content="a from A, edited\n")          # rebuilt in place: new bytes, same name
+    _files(tmp_path, "A", content="a from A, edited\n")  # rebuilt in place: new bytes, same name
     _stage([a, b], tmp_path / "w", cache)
     assert counting == [a.name]
     after = _entries(cache)
@@ -136,14 +143,26 @@ def test_entries_the_latest_build_did_not_use_are_removed(tmp_path, counting):
 
 # ------------------------------------------------------------------------------- damaged entries
 
-@pytest.mark.parametrize("damage", ["truncated member", "member rewritten", "record missing", "record garbage",
-                                    "record of another key", "member missing"])
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "truncated member",
+        "member rewritten",
+        "record missing",
+        "record garbage",
+        "record of another key",
+        "member missing",
+    ],
+)
 def test_damaged_entry_is_extracted_again(tmp_path, counting, damage):
     a = _files(tmp_path, "A")
     cache = tmp_path / "cache"
     _stage([a], tmp_path / "w", cache)
     (entry,) = [cache / e for e in _entries(cache)]
-    member = next(p for p in entry.iterdir() if p.name != extractcache.RECORD and p.read_bytes() == b"a from A\n")
+    member = next(
+        p for p in entry.iterdir() if p.name != extractcache.RECORD and p.read_bytes() == b"a from A\n"
+    )
     record = entry / extractcache.RECORD
     if damage in ("truncated member", "member rewritten"):
         member.chmod(0o644)
@@ -174,11 +193,12 @@ def test_half_written_entry_is_never_used(tmp_path, counting, monkeypatch):
 
     def killed(*args, **kw):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(json, "dump", killed)
     with pytest.raises(KeyboardInterrupt):
         _stage([a], tmp_path / "w", cache)
-    assert _entries(cache) == []                   # nothing under a final name, no temp either
-    (cache / f"{extractcache.TEMP_PREFIX}{a.name}.{'0' * 32}-x").mkdir()   # as SIGKILL would leave it
+    assert _entries(cache) == []  # nothing under a final name, no temp either
+    (cache / f"{extractcache.TEMP_PREFIX}{a.name}.{'0' * 32}-x").mkdir()  # as SIGKILL would leave it
     monkeypatch.setattr(json, "dump", real_dump)
     counting.clear()
     _stage([a], tmp_path / "w", cache)
@@ -188,18 +208,25 @@ def test_half_written_entry_is_never_used(tmp_path, counting, monkeypatch):
 
 # ------------------------------------------------------------------------------ errors, in order
 
+
 def _scenarios(tmp_path: Path) -> dict[str, tuple[str, list[Path]]]:
     a = _files(tmp_path, "A")
-    b = _files(tmp_path, "B")                       # the same file as A
+    b = _files(tmp_path, "B")  # the same file as A
     sub = _files(tmp_path, "Sub", "$(runtime.system32)\\sub")
     bad = _altered(sub, tmp_path / "altered.cab")
     reg = '<regKeys><regKey keyName="$(hklm.software)\\K"><regValue name="v" type="REG_SZ" value="{}"/></regKey></regKeys>'
     r1, r2 = _cab(tmp_path, reg.format(1), name="R1"), _cab(tmp_path, reg.format(2), name="R2")
-    drv = _cab(tmp_path, '<files><file source=".\\a.txt" destinationDir="$(runtime.system32)" name="drivers"/></files>',
-               name="Drv")
+    drv = _cab(
+        tmp_path,
+        '<files><file source=".\\a.txt" destinationDir="$(runtime.system32)" name="drivers"/></files>',
+        name="Drv",
+    )
     under = _files(tmp_path, "Under", "$(runtime.system32)\\drivers")
-    efi = _cab(tmp_path, '<onecorePackageInfo targetPartition="EFIESP"/><files><file source=".\\a.txt"/></files>',
-               name="Efi")
+    efi = _cab(
+        tmp_path,
+        '<onecorePackageInfo targetPartition="EFIESP"/><files><file source=".\\a.txt"/></files>',
+        name="Efi",
+    )
     return {
         "file collision before a later bad hash": ("MainOS", [a, b, bad]),
         "bad hash before a later collision": ("MainOS", [bad, a, b]),
@@ -223,12 +250,15 @@ def _errors_of(tmp_path: Path, label: str, part: str, cabs: list[Path]) -> dict[
         st = install.Staging(part, tmp_path / "seq" / label / "root")
         for c in cabs:
             install.install_package(st, c)
+
     cache = tmp_path / "cache" / label
-    return {"sequential install": _error(sequential),
-            "no cache": _error(lambda: _stage(cabs, tmp_path / "w0", None, name=part)),
-            "cold cache": _error(lambda: _stage(cabs, tmp_path / "w1", cache, name=part)),
-            "warm cache": _error(lambda: _stage(cabs, tmp_path / "w2", cache, name=part)),
-            "-j2": _error(lambda: _stage(cabs, tmp_path / "w3", tmp_path / "cache2" / label, jobs=2, name=part))}
+    return {
+        "sequential install": _error(sequential),
+        "no cache": _error(lambda: _stage(cabs, tmp_path / "w0", None, name=part)),
+        "cold cache": _error(lambda: _stage(cabs, tmp_path / "w1", cache, name=part)),
+        "warm cache": _error(lambda: _stage(cabs, tmp_path / "w2", cache, name=part)),
+        "-j2": _error(lambda: _stage(cabs, tmp_path / "w3", tmp_path / "cache2" / label, jobs=2, name=part)),
+    }
 
 
 def test_errors_are_those_of_a_sequential_install(tmp_path):
@@ -240,23 +270,32 @@ def test_errors_are_those_of_a_sequential_install(tmp_path):
     finally:
         workers.shutdown()
     assert "installed by both Contoso-Test-A and Contoso-Test-B" in _error(
-        lambda: _stage(scenarios["file collision before a later bad hash"][1], tmp_path / "w", None))
+        lambda: _stage(scenarios["file collision before a later bad hash"][1], tmp_path / "w", None)
+    )
     assert "does not match its SHA-256" in _error(
-        lambda: _stage(scenarios["bad hash before a later collision"][1], tmp_path / "w", None))
+        lambda: _stage(scenarios["bad hash before a later collision"][1], tmp_path / "w", None)
+    )
 
 
 def test_raw_image_twice_in_the_same_order(tmp_path):
     d = tmp_path / "fw"
     d.mkdir()
     (d / "fw.bin").write_bytes(b"\x01" * 5000)
-    v = plan(wm(d, '<onecorePackageInfo targetPartition="BOOTLOADER" binaryPartition="true">'
-                   '<binaryPartition imageSource=".\\fw.bin"/></onecorePackageInfo>'))[0]
+    v = plan(
+        wm(
+            d,
+            '<onecorePackageInfo targetPartition="BOOTLOADER" binaryPartition="true">'
+            '<binaryPartition imageSource=".\\fw.bin"/></onecorePackageInfo>',
+        )
+    )[0]
     build_variant(v, tmp_path / "fw.cab")
     shutil.copy(tmp_path / "fw.cab", tmp_path / "fw2.cab")
     st = _stage([tmp_path / "fw.cab"], tmp_path / "w", tmp_path / "cache", name="BOOTLOADER")
     assert st.raw_image[0].read_bytes() == b"\x01" * 5000 and not st.files
     for cache in (None, tmp_path / "cache"):
-        with pytest.raises(FFUError, match="gets a raw image from both Contoso-Test-Pkg and Contoso-Test-Pkg"):
+        with pytest.raises(
+            FFUError, match="gets a raw image from both Contoso-Test-Pkg and Contoso-Test-Pkg"
+        ):
             _stage([tmp_path / "fw.cab", tmp_path / "fw2.cab"], tmp_path / "w", cache, name="BOOTLOADER")
 
 
@@ -274,6 +313,7 @@ def test_workers_give_the_same_staging(tmp_path):
 
 # ------------------------------------------------------------------------------------ hostile CABs
 
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_hostile_cab_is_refused_and_never_kept(tmp_path, jobs):
     good = _files(tmp_path, "A")
@@ -281,10 +321,16 @@ def test_hostile_cab_is_refused_and_never_kept(tmp_path, jobs):
     bad = _altered(sub, tmp_path / "altered.cab")
     with cab.CabReader(good) as r:
         members = {m.name: r.read(m, 1 << 24) for m in r.members}
-    mum = members["update.mum"].decode().replace('name="$(runtime.system32)\\a.txt"', 'name="..\\..\\escaped.txt"')
+    mum = (
+        members["update.mum"]
+        .decode()
+        .replace('name="$(runtime.system32)\\a.txt"', 'name="..\\..\\escaped.txt"')
+    )
     escaping = tmp_path / "escaping.cab"
-    cab.write_cab(escaping, [cab.CabMember(n, data=mum.encode() if n == "update.mum" else d)
-                             for n, d in members.items()])
+    cab.write_cab(
+        escaping,
+        [cab.CabMember(n, data=mum.encode() if n == "update.mum" else d) for n, d in members.items()],
+    )
     cache = tmp_path / "cache"
     try:
         for hostile, message in ((bad, "does not match its SHA-256"), (escaping, "escaped|outside|\\.\\.")):
@@ -318,6 +364,7 @@ def test_copy_when_hard_links_fail(tmp_path, monkeypatch):
 
     def no_link(*args, **kw):
         raise OSError(18, "Invalid cross-device link")
+
     monkeypatch.setattr(os, "link", no_link)
     _stage([a], tmp_path / "w", tmp_path / "cache")
     staged = tmp_path / "w/root/Windows/System32/a.txt"
@@ -326,6 +373,7 @@ def test_copy_when_hard_links_fail(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------------- NTFS engines
+
 
 def test_libwim_and_wimlib_commands_write_the_same_volume(tmp_path, monkeypatch):
     if not shutil.which("wimlib-imagex") or not os.access("/usr/sbin/mkntfs", os.X_OK):
@@ -338,12 +386,13 @@ def test_libwim_and_wimlib_commands_write_the_same_volume(tmp_path, monkeypatch)
     out = {}
     for engine in ("libwim", "commands", "unavailable"):
         monkeypatch.setitem(fsimage._LIBWIM, "usable", engine != "commands")
-        if engine == "unavailable":     # libwim cannot be loaded: the helper says so, the commands run
+        if engine == "unavailable":  # libwim cannot be loaded: the helper says so, the commands run
             fake = tmp_path / "nolib.py"
             fake.write_text(f"import sys\nsys.exit({fsimage.wimapply.UNAVAILABLE})\n")
             monkeypatch.setattr(fsimage.wimapply, "__file__", str(fake))
-        out[engine] = fsimage.write_ntfs(tree, tmp_path / f"{engine}.img", size_bytes=16 << 20, label="MainOS",
-                                         timestamp=EPOCH).read_bytes()
+        out[engine] = fsimage.write_ntfs(
+            tree, tmp_path / f"{engine}.img", size_bytes=16 << 20, label="MainOS", timestamp=EPOCH
+        ).read_bytes()
     assert out["libwim"] == out["commands"] == out["unavailable"]
     assert fsimage._LIBWIM["usable"] is False
 
@@ -357,7 +406,9 @@ def test_skipping_fsync_changes_no_byte(tmp_path, monkeypatch):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(os.urandom(i * 1499))
     assert fsimage._no_fsync()
-    synced = fsimage.write_ntfs(tree, tmp_path / "a.img", size_bytes=16 << 20, label="MainOS", timestamp=EPOCH)
+    synced = fsimage.write_ntfs(
+        tree, tmp_path / "a.img", size_bytes=16 << 20, label="MainOS", timestamp=EPOCH
+    )
     monkeypatch.setattr(fsimage, "_no_fsync", lambda: [])
     plain = fsimage.write_ntfs(tree, tmp_path / "b.img", size_bytes=16 << 20, label="MainOS", timestamp=EPOCH)
     assert synced.read_bytes() == plain.read_bytes()
@@ -380,12 +431,14 @@ def test_incremental_partition_equals_a_clean_build(tmp_path):
     readme.write_text(readme.read_text() + "edited\n")
     scons(ws, "-j1")
     after = set(_entries(cache))
-    assert len(before - after) == 1 and len(after - before) == 1      # one entry replaced, the rest reused
+    assert len(before - after) == 1 and len(after - before) == 1  # one entry replaced, the rest reused
     assert all(not e.startswith(extractcache.TEMP_PREFIX) for e in after)
     clean = copy_workspace(tmp_path / "clean")
     shutil.copy2(readme, clean / "packages/Custom.Files/readme.txt")
     scons(clean, "-j2")
-    parts = sorted(p.relative_to(ws) for p in (ws / OUT / "partitions").iterdir() if p.suffix in (".img", ".json"))
+    parts = sorted(
+        p.relative_to(ws) for p in (ws / OUT / "partitions").iterdir() if p.suffix in (".img", ".json")
+    )
     assert len(parts) == 8
     for rel in parts + [OUT / "Flash.ffu"]:
         assert (ws / rel).read_bytes() == (clean / rel).read_bytes(), rel

@@ -30,27 +30,51 @@ def part(name, type_, **kw):
 
 
 def layout_xml(*parts, tag="IoTUAP", header=None):
-    head = header if header is not None else (
-        "<SectorSize>512</SectorSize><ChunkSize>128</ChunkSize>"
-        "<DefaultPartitionByteAlignment>0x200000</DefaultPartitionByteAlignment>")
+    head = (
+        header
+        if header is not None
+        else (
+            "<SectorSize>512</SectorSize><ChunkSize>128</ChunkSize>"
+            "<DefaultPartitionByteAlignment>0x200000</DefaultPartitionByteAlignment>"
+        )
+    )
     vt = f"<VersionTag>{tag}</VersionTag>" if tag else ""
-    return (f'<?xml version="1.0"?>\n<DeviceLayout {NS}>\n<Partitions>\n' + "\n".join(parts)
-            + f"\n</Partitions>\n{head}{vt}\n</DeviceLayout>\n").encode()
+    return (
+        f'<?xml version="1.0"?>\n<DeviceLayout {NS}>\n<Partitions>\n'
+        + "\n".join(parts)
+        + f"\n</Partitions>\n{head}{vt}\n</DeviceLayout>\n"
+    ).encode()
 
 
 def platform_xml(sectors=7372800, ids="<DevicePlatformIDs><ID>*</ID></DevicePlatformIDs>", extra=""):
-    return (f'<?xml version="1.0"?>\n<OEMDevicePlatform {NS}>\n<MinSectorCount>{sectors}</MinSectorCount>\n'
-            f"{ids}\n{extra}</OEMDevicePlatform>\n").encode()
+    return (
+        f'<?xml version="1.0"?>\n<OEMDevicePlatform {NS}>\n<MinSectorCount>{sectors}</MinSectorCount>\n'
+        f"{ids}\n{extra}</OEMDevicePlatform>\n"
+    ).encode()
 
 
 def iot_parts(style="gpt", mainos_free="1048576", extra=()):
     t = (ESP_GPT, BASIC, BASIC) if style == "gpt" else ("0x0c", "0x07", "0x07")
-    return [part("EFIESP", t[0], FileSystem="FAT", TotalSectors=65536, Bootable="true", RequiredToFlash="true"),
-            part("MainOS", t[1], FileSystem="NTFS", MinFreeSectors=mainos_free, ByteAlignment="0x800000",
-                 ClusterSize="0x1000"),
-            *extra,
-            part("Data", t[2], FileSystem="NTFS", UseAllSpace="true", ByteAlignment="0x800000",
-                 ClusterSize="0x4000")]
+    return [
+        part("EFIESP", t[0], FileSystem="FAT", TotalSectors=65536, Bootable="true", RequiredToFlash="true"),
+        part(
+            "MainOS",
+            t[1],
+            FileSystem="NTFS",
+            MinFreeSectors=mainos_free,
+            ByteAlignment="0x800000",
+            ClusterSize="0x1000",
+        ),
+        *extra,
+        part(
+            "Data",
+            t[2],
+            FileSystem="NTFS",
+            UseAllSpace="true",
+            ByteAlignment="0x800000",
+            ClusterSize="0x4000",
+        ),
+    ]
 
 
 def load(*parts, **kw):
@@ -70,6 +94,7 @@ def error(fn, *args, **kw) -> FFUError:
 
 
 # ----------------------------------------------------------------------------------- corpus
+
 
 def _corpus_pairs(corpus):
     layouts = sorted(corpus.rglob("DeviceLayout.xml"))
@@ -93,7 +118,7 @@ def test_every_corpus_layout_loads_and_lays_out(corpus):
         if layout.find("PLAT"):
             content["PLAT"] = 100_000
         if layout.find("UEFI"):
-            content["UEFI"] = 1_500_000            # raw image, 2 MiB partition
+            content["UEFI"] = 1_500_000  # raw image, 2 MiB partition
         for platform in ([load_device_platform(pf, str(pf))] if pf else []) + [eight_gb, None]:
             disk = compute_layout(layout, platform, content)
             _check_disk_invariants(layout, disk)
@@ -139,7 +164,10 @@ def test_gpt4gb_exact_placement(corpus):
     # Data: 1146880 (already aligned); last usable 7372800 - 34 = 7372766 -> 6225887 sectors, down to
     #   16384: 379 * 16384 = 6209536.
     assert [(p.name, p.first_sector, p.sector_count) for p in disk.partitions] == [
-        ("EFIESP", 4096, 65536), ("MainOS", 81920, 1064960), ("Data", 1146880, 6209536)]
+        ("EFIESP", 4096, 65536),
+        ("MainOS", 81920, 1064960),
+        ("Data", 1146880, 6209536),
+    ]
     assert disk.total_sectors == 7372800 and disk.sector_size == 512 and disk.chunk_size == 131072
     assert disk.platform_ids == ("*",)
     esp = disk.partition("efiesp")
@@ -152,7 +180,10 @@ def test_gpt4gb_exact_placement(corpus):
     # = 3300721 -> 202 * 16384 = 3309568. Data at 3391488: 3981279 usable -> 242 * 16384.
     disk = compute_layout(layout, platform, {"MainOS": 1 << 30})
     assert [(p.first_sector, p.sector_count) for p in disk.partitions] == [
-        (4096, 65536), (81920, 3309568), (3391488, 3964928)]
+        (4096, 65536),
+        (81920, 3309568),
+        (3391488, 3964928),
+    ]
 
 
 def test_mbr4gb_exact_placement(corpus):
@@ -162,14 +193,20 @@ def test_mbr4gb_exact_placement(corpus):
     # MBR: first usable sector 1 -> 4096; MainOS as for GPT; Data takes sectors up to N - 1:
     # 7372800 - 1146880 = 6225920 = 380 * 16384 exactly, so the disk is used to its last sector.
     assert [(p.name, p.type, p.first_sector, p.sector_count) for p in disk.partitions] == [
-        ("EFIESP", "0x0c", 4096, 65536), ("MainOS", "0x07", 81920, 1064960), ("Data", "0x07", 1146880, 6225920)]
+        ("EFIESP", "0x0c", 4096, 65536),
+        ("MainOS", "0x07", 81920, 1064960),
+        ("Data", "0x07", 1146880, 6225920),
+    ]
     assert disk.style == "mbr" and disk.disk_id == "0xae420040"
     assert disk.partition("EFIESP").bootable
     assert mbr_plan(disk).primary == disk.partitions and mbr_plan(disk).logical == ()
 
 
 def test_qualcomm_layout_keeps_attributes(corpus):
-    path = corpus / "addonkit/17763-v7/Workspace/Source-arm/BSP/QCDB410C/Packages/QCDB410C.DeviceLayout/DeviceLayout.xml"
+    path = (
+        corpus
+        / "addonkit/17763-v7/Workspace/Source-arm/BSP/QCDB410C/Packages/QCDB410C.DeviceLayout/DeviceLayout.xml"
+    )
     layout = load_device_layout(path)
     assert len(layout.partitions) == 31 and layout.style == "gpt"
     disk = compute_layout(layout, plat(sectors=15155200), {"MainOS": 1 << 30})
@@ -182,10 +219,11 @@ def test_qualcomm_layout_keeps_attributes(corpus):
 
 # --------------------------------------------------------------------------------- placement
 
+
 def test_minimal_disk_without_platform():
     disk = compute_layout(load(*iot_parts()), None, {"MainOS": 100 << 20})
     data = disk.partitions[-1]
-    assert data.sector_count == 16384                       # 8 MiB, one alignment unit
+    assert data.sector_count == 16384  # 8 MiB, one alignment unit
     assert disk.total_sectors % 256 == 0
     assert disk.total_sectors - 34 >= data.first_sector + data.sector_count
     assert disk.total_sectors - 34 - (data.first_sector + data.sector_count) < 256 + 16384
@@ -194,10 +232,15 @@ def test_minimal_disk_without_platform():
 def test_platform_reserves_grow_mainos():
     layout = load(*iot_parts())
     base = compute_layout(layout, plat(), {"MainOS": 0})
-    extra = compute_layout(layout, plat(extra="<AdditionalMainOSFreeSectorsRequest>16384"
-                                              "</AdditionalMainOSFreeSectorsRequest>"
-                                              "<MainOSRTCDataReservedSectors>0x4000</MainOSRTCDataReservedSectors>"),
-                           {"MainOS": 0})
+    extra = compute_layout(
+        layout,
+        plat(
+            extra="<AdditionalMainOSFreeSectorsRequest>16384"
+            "</AdditionalMainOSFreeSectorsRequest>"
+            "<MainOSRTCDataReservedSectors>0x4000</MainOSRTCDataReservedSectors>"
+        ),
+        {"MainOS": 0},
+    )
     assert extra.partition("MainOS").sector_count == base.partition("MainOS").sector_count + 32768
 
 
@@ -209,43 +252,59 @@ def test_file_count_refines_estimate():
 
 
 def test_imx_raw_bootloader_offsets():
-    mbr = load(part("BOOTLOADER", "0x4d", TotalSectors=4096, OffsetInSectors=2, RequiredToFlash="true"),
-               *iot_parts("mbr"))
+    mbr = load(
+        part("BOOTLOADER", "0x4d", TotalSectors=4096, OffsetInSectors=2, RequiredToFlash="true"),
+        *iot_parts("mbr"),
+    )
     disk = compute_layout(mbr, plat(), {"BOOTLOADER": 4096 * 512})
     assert [(p.name, p.first_sector) for p in disk.partitions][:2] == [("BOOTLOADER", 2), ("EFIESP", 8192)]
     assert disk.partition("BOOTLOADER").filesystem is None
-    gpt = load(part("BOOTLOADER", "{01234567-89ab-cdef-0123-456789abcdef}", TotalSectors=4000,
-                    OffsetInSectors="0x42"), *iot_parts())
+    gpt = load(
+        part(
+            "BOOTLOADER", "{01234567-89ab-cdef-0123-456789abcdef}", TotalSectors=4000, OffsetInSectors="0x42"
+        ),
+        *iot_parts(),
+    )
     disk = compute_layout(gpt, plat(), {})
     assert disk.partition("BOOTLOADER").first_sector == 66
 
 
 def test_mbr_extended_partition_for_more_than_four():
     crash = part("CrashDump", "0x0C", FileSystem="FAT32", TotalSectors=1228800)
-    layout = load(part("BOOTLOADER", "0x4d", TotalSectors=4096, OffsetInSectors=2), *iot_parts("mbr", extra=[crash]))
+    layout = load(
+        part("BOOTLOADER", "0x4d", TotalSectors=4096, OffsetInSectors=2), *iot_parts("mbr", extra=[crash])
+    )
     disk = compute_layout(layout, plat(sectors=15155200), {"MainOS": 500 << 20})
     plan = mbr_plan(disk)
     assert [p.name for p in plan.primary] == ["BOOTLOADER", "EFIESP", "MainOS"]
     assert [(ebr, p.name) for ebr, p in plan.logical] == [
-        (disk.partition("CrashDump").first_sector - 1, "CrashDump"), (disk.partition("Data").first_sector - 1, "Data")]
+        (disk.partition("CrashDump").first_sector - 1, "CrashDump"),
+        (disk.partition("Data").first_sector - 1, "Data"),
+    ]
     main = disk.partition("MainOS")
     assert plan.extended_start >= main.first_sector + main.sector_count
     assert plan.extended_start + plan.extended_sectors == disk.total_sectors
     # A logical partition's EBR needs the sector before it: an OffsetInSectors flush against the
     # previous partition is refused.
-    tight = load(part("A", "0x4d", TotalSectors=100, OffsetInSectors=1), part("B", "0x4d", TotalSectors=100,
-                                                                               OffsetInSectors=101),
-                 part("C", "0x4d", TotalSectors=100, OffsetInSectors=201),
-                 part("D", "0x4d", TotalSectors=100, OffsetInSectors=301),
-                 part("E", "0x4d", TotalSectors=100, OffsetInSectors=401), tag=None)
+    tight = load(
+        part("A", "0x4d", TotalSectors=100, OffsetInSectors=1),
+        part("B", "0x4d", TotalSectors=100, OffsetInSectors=101),
+        part("C", "0x4d", TotalSectors=100, OffsetInSectors=201),
+        part("D", "0x4d", TotalSectors=100, OffsetInSectors=301),
+        part("E", "0x4d", TotalSectors=100, OffsetInSectors=401),
+        tag=None,
+    )
     e = error(compute_layout, tight, plat(sectors=4096), {})
     assert "partition D: <OffsetInSectors> 301 overlaps partition C" in str(e) and "EBR" in str(e)
 
 
 def test_layout_ids_and_determinism():
     fixed = "{11111111-2222-3333-4444-555555555555}"
-    layout = load(*iot_parts()[:1], part("MainOS", BASIC, FileSystem="NTFS", MinFreeSectors=1048576,
-                                          Id=fixed.upper()), iot_parts()[2])
+    layout = load(
+        *iot_parts()[:1],
+        part("MainOS", BASIC, FileSystem="NTFS", MinFreeSectors=1048576, Id=fixed.upper()),
+        iot_parts()[2],
+    )
     d1 = compute_layout(layout, plat(), {"MainOS": 123})
     d2 = compute_layout(layout, plat(), {"mainos": 123})
     assert d1 == d2
@@ -253,8 +312,12 @@ def test_layout_ids_and_determinism():
 
 
 def test_sizes_and_numbers_in_hex_and_bool_forms():
-    layout = load(part("EFIESP", ESP_GPT, FileSystem="fat", TotalSectors="0x10000", Bootable="1",
-                       RequiredToFlash="TRUE"), *iot_parts()[1:])
+    layout = load(
+        part(
+            "EFIESP", ESP_GPT, FileSystem="fat", TotalSectors="0x10000", Bootable="1", RequiredToFlash="TRUE"
+        ),
+        *iot_parts()[1:],
+    )
     esp = layout.find("efiesp")
     assert esp.total_sectors == 65536 and esp.bootable and esp.required_to_flash and esp.filesystem == "FAT"
 
@@ -269,45 +332,130 @@ def test_warnings_for_small_mainos_free_space(corpus):
 
 # -------------------------------------------------------------------------------- bad inputs
 
-@pytest.mark.parametrize("parts, kw, message, line", [
-    ((*iot_parts()[:2], part("Data", "0x07", FileSystem="NTFS", UseAllSpace="true")), {},
-     "partition Data: <Type> 0x07 is MBR-style but partition EFIESP (line 4) is GPT-style", 6),
-    ((part("EFIESP", ESP_GPT, FileSystem="exFAT", TotalSectors=65536), *iot_parts()[1:]), {},
-     "unknown <FileSystem> 'exFAT'", 4),
-    ((*iot_parts(), part("Extra", BASIC, FileSystem="NTFS", UseAllSpace="true")), {},
-     "partitions Data and Extra both have UseAllSpace", 7),
-    ((iot_parts()[0], iot_parts()[2], iot_parts()[1]), {}, "partition Data has UseAllSpace but is not the last", 5),
-    ((*iot_parts()[:2], part("mainos", BASIC, TotalSectors=10), iot_parts()[2]), {},
-     "partition name mainos is used twice (also on line 5", 6),
-    ((part("EFIESP", ESP_GPT, FileSystem="FAT", TotalSectors=65536, MinFreeSectors=10), *iot_parts()[1:]), {},
-     "needs exactly one of <TotalSectors>, <MinFreeSectors>", 4),
-    ((part("EFIESP", ESP_GPT, FileSystem="FAT"), *iot_parts()[1:]), {}, "(got none)", 4),
-    ((part("EFIESP", ESP_GPT, FileSystem="FAT", TotalSectors="12k"), *iot_parts()[1:]), {},
-     "<TotalSectors> value '12k' is not a number", 4),
-    ((part("EFIESP", ESP_GPT, FileSystem="FAT", TotalSectors=65536, Bootable="yes"), *iot_parts()[1:]), {},
-     "<Bootable> value 'yes' is not a boolean", 4),
-    ((part("EFIESP", ESP_GPT, FileSystem="FAT", TotalSectors=65536, TotalSector=1), *iot_parts()[1:]), {},
-     "unknown element <TotalSector> in <Partition>", 4),
-    ((part("EFIESP", "FAT", TotalSectors=65536), *iot_parts()[1:]), {}, "neither an MBR type byte", 4),
-    ((part("EFIESP", ESP_GPT, FileSystem="FAT", TotalSectors=65536, OffsetInSectors=1, UseAllSpace="false"),
-      *iot_parts()[1:]), {}, "", None),
-    (iot_parts()[1:], {}, "IoTUAP layouts need a EFIESP partition", 3),
-    ((part("EFIESP", ESP_GPT, FileSystem="FAT", TotalSectors=32768), *iot_parts()[1:]), {},
-     "partition EFIESP has 32768 sectors; IoT needs at least 65536", 4),
-    (iot_parts(mainos_free="100000"), {}, "<MinFreeSectors> 100000 is below the minimum 262144", 5),
-    ((iot_parts()[0], part("MainOS", BASIC, FileSystem="FAT", MinFreeSectors=1048576), iot_parts()[2]), {},
-     "partition MainOS must have <FileSystem>NTFS", 5),
-    ((*iot_parts()[:2], part("Data", BASIC, FileSystem="NTFS", TotalSectors=100)), {},
-     "partition Data must have <UseAllSpace>true", 6),
-    (iot_parts(), {"header": "<SectorSize>4096</SectorSize>"}, "<SectorSize> 4096: IoTUAP layouts require 512", 8),
-    ((part("P", "0x05", TotalSectors=10),), {"tag": None}, "MBR <Type> 0x05 is reserved", 4),
-    ((part("P", "0x07", TotalSectors=10, Id=BASIC),), {"tag": None}, "<Id> only applies to GPT", 4),
-    ((part("P", BASIC, TotalSectors=10, ByteAlignment=100),), {"tag": None}, "must be a non-zero multiple", 4),
-    ((part("P", BASIC, TotalSectors=10, ClusterSize=4096),), {"tag": None}, "<ClusterSize> needs a <FileSystem>", 4),
-    ((part("P" * 37, BASIC, TotalSectors=10),), {"tag": None}, "longer than 36 characters", 4),
-])
+
+@pytest.mark.parametrize(
+    "parts, kw, message, line",
+    [
+        (
+            (*iot_parts()[:2], part("Data", "0x07", FileSystem="NTFS", UseAllSpace="true")),
+            {},
+            "partition Data: <Type> 0x07 is MBR-style but partition EFIESP (line 4) is GPT-style",
+            6,
+        ),
+        (
+            (part("EFIESP", ESP_GPT, FileSystem="exFAT", TotalSectors=65536), *iot_parts()[1:]),
+            {},
+            "unknown <FileSystem> 'exFAT'",
+            4,
+        ),
+        (
+            (*iot_parts(), part("Extra", BASIC, FileSystem="NTFS", UseAllSpace="true")),
+            {},
+            "partitions Data and Extra both have UseAllSpace",
+            7,
+        ),
+        (
+            (iot_parts()[0], iot_parts()[2], iot_parts()[1]),
+            {},
+            "partition Data has UseAllSpace but is not the last",
+            5,
+        ),
+        (
+            (*iot_parts()[:2], part("mainos", BASIC, TotalSectors=10), iot_parts()[2]),
+            {},
+            "partition name mainos is used twice (also on line 5",
+            6,
+        ),
+        (
+            (
+                part("EFIESP", ESP_GPT, FileSystem="FAT", TotalSectors=65536, MinFreeSectors=10),
+                *iot_parts()[1:],
+            ),
+            {},
+            "needs exactly one of <TotalSectors>, <MinFreeSectors>",
+            4,
+        ),
+        ((part("EFIESP", ESP_GPT, FileSystem="FAT"), *iot_parts()[1:]), {}, "(got none)", 4),
+        (
+            (part("EFIESP", ESP_GPT, FileSystem="FAT", TotalSectors="12k"), *iot_parts()[1:]),
+            {},
+            "<TotalSectors> value '12k' is not a number",
+            4,
+        ),
+        (
+            (part("EFIESP", ESP_GPT, FileSystem="FAT", TotalSectors=65536, Bootable="yes"), *iot_parts()[1:]),
+            {},
+            "<Bootable> value 'yes' is not a boolean",
+            4,
+        ),
+        (
+            (part("EFIESP", ESP_GPT, FileSystem="FAT", TotalSectors=65536, TotalSector=1), *iot_parts()[1:]),
+            {},
+            "unknown element <TotalSector> in <Partition>",
+            4,
+        ),
+        ((part("EFIESP", "FAT", TotalSectors=65536), *iot_parts()[1:]), {}, "neither an MBR type byte", 4),
+        (
+            (
+                part(
+                    "EFIESP",
+                    ESP_GPT,
+                    FileSystem="FAT",
+                    TotalSectors=65536,
+                    OffsetInSectors=1,
+                    UseAllSpace="false",
+                ),
+                *iot_parts()[1:],
+            ),
+            {},
+            "",
+            None,
+        ),
+        (iot_parts()[1:], {}, "IoTUAP layouts need a EFIESP partition", 3),
+        (
+            (part("EFIESP", ESP_GPT, FileSystem="FAT", TotalSectors=32768), *iot_parts()[1:]),
+            {},
+            "partition EFIESP has 32768 sectors; IoT needs at least 65536",
+            4,
+        ),
+        (iot_parts(mainos_free="100000"), {}, "<MinFreeSectors> 100000 is below the minimum 262144", 5),
+        (
+            (iot_parts()[0], part("MainOS", BASIC, FileSystem="FAT", MinFreeSectors=1048576), iot_parts()[2]),
+            {},
+            "partition MainOS must have <FileSystem>NTFS",
+            5,
+        ),
+        (
+            (*iot_parts()[:2], part("Data", BASIC, FileSystem="NTFS", TotalSectors=100)),
+            {},
+            "partition Data must have <UseAllSpace>true",
+            6,
+        ),
+        (
+            iot_parts(),
+            {"header": "<SectorSize>4096</SectorSize>"},
+            "<SectorSize> 4096: IoTUAP layouts require 512",
+            8,
+        ),
+        ((part("P", "0x05", TotalSectors=10),), {"tag": None}, "MBR <Type> 0x05 is reserved", 4),
+        ((part("P", "0x07", TotalSectors=10, Id=BASIC),), {"tag": None}, "<Id> only applies to GPT", 4),
+        (
+            (part("P", BASIC, TotalSectors=10, ByteAlignment=100),),
+            {"tag": None},
+            "must be a non-zero multiple",
+            4,
+        ),
+        (
+            (part("P", BASIC, TotalSectors=10, ClusterSize=4096),),
+            {"tag": None},
+            "<ClusterSize> needs a <FileSystem>",
+            4,
+        ),
+        ((part("P" * 37, BASIC, TotalSectors=10),), {"tag": None}, "longer than 36 characters", 4),
+    ],
+)
 def test_bad_layouts(parts, kw, message, line):
-    if not message:          # OffsetInSectors with a fixed size is fine; this row checks UseAllSpace=false
+    if not message:  # OffsetInSectors with a fixed size is fine; this row checks UseAllSpace=false
         load(*parts, **kw)
         return
     e = error(load, *parts, **kw)
@@ -324,13 +472,17 @@ def test_no_version_tag_skips_iot_rules():
 def test_bad_xml_and_root():
     e = error(load_device_layout, b"<DeviceLayout><Partitions>", "x.xml")
     assert e.file == "x.xml" and "malformed XML" in e.message
-    e = error(load_device_layout, b'<?xml version="1.0"?>\n<!DOCTYPE x [<!ENTITY a "b">]>\n<DeviceLayout/>', "x.xml")
+    e = error(
+        load_device_layout, b'<?xml version="1.0"?>\n<!DOCTYPE x [<!ENTITY a "b">]>\n<DeviceLayout/>', "x.xml"
+    )
     assert "DOCTYPE" in e.message
     e = error(load_device_layout, b"<Layout/>", "x.xml")
     assert "root element is <Layout>" in e.message
     e = error(load_device_layout, b'<DeviceLayout xmlns="urn:other"><Partitions/></DeviceLayout>', "x.xml")
     assert "namespace" in e.message
-    e = error(load_device_layout, layout_xml(header="<SectorSize>512</SectorSize><SectorSize>512</SectorSize>"), "x")
+    e = error(
+        load_device_layout, layout_xml(header="<SectorSize>512</SectorSize><SectorSize>512</SectorSize>"), "x"
+    )
     assert "<SectorSize> given twice" in e.message
     e = error(load_device_layout, layout_xml(), "x")
     assert "lists no partition" in e.message
@@ -338,18 +490,40 @@ def test_bad_xml_and_root():
     assert "cannot read file" in e.message
 
 
-@pytest.mark.parametrize("kw, message, line", [
-    ({"ids": ""}, "exactly one of them", 2),
-    ({"ids": "<DevicePlatformIDs><ID>*</ID></DevicePlatformIDs><DevicePlatformID>x</DevicePlatformID>"},
-     "exactly one of them", 2),
-    ({"ids": "<DevicePlatformIDs></DevicePlatformIDs>"}, "lists no <ID>", 4),
-    ({"ids": "<DevicePlatformIDs><ID>Contoso.Board.\u00e9</ID></DevicePlatformIDs>"}, "printable ASCII", 4),
-    ({"ids": "<DevicePlatformIDs>" + "<ID>" + "x" * 100 + "</ID>" * 1 + "<ID>" + "y" * 100 + "</ID>"
-             "</DevicePlatformIDs>"}, "longer than the FFU store header", 4),
-    ({"extra": "<MainOSRTCDataReservedSectors>204801</MainOSRTCDataReservedSectors>"}, "exceeds 204800", 5),
-    ({"extra": "<Bogus/>"}, "unknown element <Bogus> in <OEMDevicePlatform>", 5),
-    ({"sectors": "0"}, "must be greater than 0", 3),
-])
+@pytest.mark.parametrize(
+    "kw, message, line",
+    [
+        ({"ids": ""}, "exactly one of them", 2),
+        (
+            {
+                "ids": "<DevicePlatformIDs><ID>*</ID></DevicePlatformIDs><DevicePlatformID>x</DevicePlatformID>"
+            },
+            "exactly one of them",
+            2,
+        ),
+        ({"ids": "<DevicePlatformIDs></DevicePlatformIDs>"}, "lists no <ID>", 4),
+        (
+            {"ids": "<DevicePlatformIDs><ID>Contoso.Board.\u00e9</ID></DevicePlatformIDs>"},
+            "printable ASCII",
+            4,
+        ),
+        (
+            {
+                "ids": "<DevicePlatformIDs>" + "<ID>" + "x" * 100 + "</ID>" * 1 + "<ID>" + "y" * 100 + "</ID>"
+                "</DevicePlatformIDs>"
+            },
+            "longer than the FFU store header",
+            4,
+        ),
+        (
+            {"extra": "<MainOSRTCDataReservedSectors>204801</MainOSRTCDataReservedSectors>"},
+            "exceeds 204800",
+            5,
+        ),
+        ({"extra": "<Bogus/>"}, "unknown element <Bogus> in <OEMDevicePlatform>", 5),
+        ({"sectors": "0"}, "must be greater than 0", 3),
+    ],
+)
 def test_bad_platforms(kw, message, line):
     e = error(load_device_platform, platform_xml(**kw), "P.xml")
     assert message in e.message and e.file == "P.xml" and e.line == line
@@ -390,8 +564,11 @@ def test_overlapping_offsets():
     layout = load(part("BOOT", BASIC, TotalSectors=100, OffsetInSectors=10), *iot_parts())
     e = error(compute_layout, layout, plat(), {})
     assert "partition BOOT: <OffsetInSectors> 10 overlaps the partition table" in e.message
-    layout = load(part("A", BASIC, TotalSectors=100, OffsetInSectors=66),
-                  part("B", BASIC, TotalSectors=100, OffsetInSectors=100), *iot_parts())
+    layout = load(
+        part("A", BASIC, TotalSectors=100, OffsetInSectors=66),
+        part("B", BASIC, TotalSectors=100, OffsetInSectors=100),
+        *iot_parts(),
+    )
     e = error(compute_layout, layout, plat(), {})
     assert "partition B: <OffsetInSectors> 100 overlaps partition A, which ends at sector 165" in e.message
     assert e.line == 5
@@ -408,15 +585,27 @@ def test_check_partitions():
 
 # ------------------------------------------------------------------------------------------ CLI
 
+
 def test_layout_main(tmp_path, capsys):
     (tmp_path / "DL.xml").write_bytes(layout_xml(*iot_parts(mainos_free="262144")))
     (tmp_path / "P.xml").write_bytes(platform_xml())
-    rc = layout_main([str(tmp_path / "DL.xml"), "--platform", str(tmp_path / "P.xml"), "--content", "MainOS=800M",
-                      "--content", "EFIESP=0x1000"])
+    rc = layout_main(
+        [
+            str(tmp_path / "DL.xml"),
+            "--platform",
+            str(tmp_path / "P.xml"),
+            "--content",
+            "MainOS=800M",
+            "--content",
+            "EFIESP=0x1000",
+        ]
+    )
     out, err = capsys.readouterr()
     assert rc == 0
     assert out.splitlines()[0].startswith("GPT disk {ae420040-13dd-41f2-ae7f-0dc35854c8d7}: 7372800 sectors")
-    assert re.search(r"^1\s+EFIESP\s+\{c12a7328-\S+\s+4096\s+65536\s+32\.0 MiB\s+FAT\s+-\s+bootable,flash$", out, re.M)
+    assert re.search(
+        r"^1\s+EFIESP\s+\{c12a7328-\S+\s+4096\s+65536\s+32\.0 MiB\s+FAT\s+-\s+bootable,flash$", out, re.M
+    )
     assert "warning" in err and "262144" in err
     rc = layout_main([str(tmp_path / "DL.xml"), "--content", "MainOS=lots"])
     assert rc == 2 and "--content 'MainOS=lots'" in capsys.readouterr().err

@@ -20,14 +20,23 @@ from helpers import plan, wm
 def _production_signer(tmp_path):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Contoso Production")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(datetime.datetime(2019, 1, 1))
-            .not_valid_after(datetime.datetime(2049, 1, 1))
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime.datetime(2019, 1, 1))
+        .not_valid_after(datetime.datetime(2049, 1, 1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     (tmp_path / "p.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "p.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                       serialization.NoEncryption()))
+    (tmp_path / "p.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return load_key_signer(tmp_path / "p.crt", tmp_path / "p.key")
 
 
@@ -35,8 +44,13 @@ def _cab(tmp_path, name, release="Production", signer=None):
     d = tmp_path / name
     d.mkdir()
     (d / "a.txt").write_text(name)
-    v = plan(wm(d, f'<onecorePackageInfo releaseType="{release}"/><files><file source=".\\a.txt"/></files>',
-                name=name))[0]
+    v = plan(
+        wm(
+            d,
+            f'<onecorePackageInfo releaseType="{release}"/><files><file source=".\\a.txt"/></files>',
+            name=name,
+        )
+    )[0]
     out = tmp_path / "cabs" / v.cab_name
     build_variant(v, out, BuildSettings(signer=signer))
     return out

@@ -24,11 +24,13 @@ def _sample(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "b.bin").write_bytes(bytes(range(256)) * 300)
     pe.make_minimal_pe(tmp_path / "tool.exe", machine="arm64", kind="exe", payload=b"tool")
-    body = ('<files><file source=".\\a.txt" destinationDir="$(runtime.bootDrive)\\Contoso"/>'
-            '<file source=".\\sub\\b.bin"/><file source=".\\tool.exe"/>'
-            '<file source=".\\a.txt" destinationDir="$(runtime.windows)" name="a.txt"/></files>'
-            '<regKeys><regKey keyName="$(hklm.software)\\Contoso"><regValue name="v" type="REG_DWORD" value="0x2A"/>'
-            '</regKey></regKeys>')
+    body = (
+        '<files><file source=".\\a.txt" destinationDir="$(runtime.bootDrive)\\Contoso"/>'
+        '<file source=".\\sub\\b.bin"/><file source=".\\tool.exe"/>'
+        '<file source=".\\a.txt" destinationDir="$(runtime.windows)" name="a.txt"/></files>'
+        '<regKeys><regKey keyName="$(hklm.software)\\Contoso"><regValue name="v" type="REG_DWORD" value="0x2A"/>'
+        "</regKey></regKeys>"
+    )
     return wm(tmp_path, body)
 
 
@@ -56,12 +58,15 @@ def test_cab_contents_and_manifests(tmp_path, compression):
         cat = catalog.parse_catalog(cab.read("update.cat"))
         members = {m.name: cab.read(m.name) for m in cab.members if m.name != "update.cat"}
     # Key-form folder = component manifest name.
-    assert all(n.startswith(comp_name[:-len(".manifest")]) for n in names[4:])
+    assert all(n.startswith(comp_name[: -len(".manifest")]) for n in names[4:])
     # Component manifest digests are SHA-256 of each payload.
     for f in comp.iter(f"{ASM}file"):
         digest = f.find(".//{http://www.w3.org/2000/09/xmldsig#}DigestValue").text
-        src = next(p.source for p in v.payload if p.name == f.get("name") and p.device_dir + "\\" ==
-                   f.get("destinationPath"))
+        src = next(
+            p.source
+            for p in v.payload
+            if p.name == f.get("name") and p.device_dir + "\\" == f.get("destinationPath")
+        )
         assert base64.b64decode(digest) == hashlib.sha256(src.read_bytes()).digest()
     reg = comp.find(f".//{ASM}registryValue")
     assert reg.get("valueType") == "REG_DWORD" and reg.get("value") == "0x0000002A"
@@ -101,7 +106,9 @@ def test_test_release_type_marks_catalog(tmp_path):
 @pytest.mark.skipif(not shutil.which("cabextract"), reason="cabextract not installed")
 def test_cabextract_reads_our_package(tmp_path):
     v, out = _build(tmp_path, _sample(tmp_path))
-    listing = subprocess.run(["cabextract", "-l", str(out)], capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        ["cabextract", "-l", str(out)], capture_output=True, text=True, check=True
+    ).stdout
     assert "update.mum" in listing and "tool.exe" in listing
     dest = tmp_path / "x"
     subprocess.run(["cabextract", "-q", "-d", str(dest), str(out)], check=True)
@@ -109,12 +116,31 @@ def test_cabextract_reads_our_package(tmp_path):
     assert extracted["tool.exe"] == (tmp_path / "tool.exe").read_bytes()
 
 
-@pytest.mark.parametrize("setup,body,fragment", [
-    (lambda t: None, '<files><file source=".\\missing.txt"/></files>', "x.wm.xml:2: source file missing.txt does not exist"),
-    (lambda t: (t / "e.txt").write_bytes(b""), '<files><file source=".\\e.txt"/></files>', "x.wm.xml:2: source file e.txt is empty"),
-    (lambda t: (t / "b.xml").write_text("<NotBcd/>"), '<bcdStore source=".\\b.xml"/>', "is not a <BootConfigurationDatabase"),
-    (lambda t: (t / "b.xml").write_text("<broken>"), '<bcdStore source=".\\b.xml"/>', "b.xml:1: malformed XML"),
-])
+@pytest.mark.parametrize(
+    "setup,body,fragment",
+    [
+        (
+            lambda t: None,
+            '<files><file source=".\\missing.txt"/></files>',
+            "x.wm.xml:2: source file missing.txt does not exist",
+        ),
+        (
+            lambda t: (t / "e.txt").write_bytes(b""),
+            '<files><file source=".\\e.txt"/></files>',
+            "x.wm.xml:2: source file e.txt is empty",
+        ),
+        (
+            lambda t: (t / "b.xml").write_text("<NotBcd/>"),
+            '<bcdStore source=".\\b.xml"/>',
+            "is not a <BootConfigurationDatabase",
+        ),
+        (
+            lambda t: (t / "b.xml").write_text("<broken>"),
+            '<bcdStore source=".\\b.xml"/>',
+            "b.xml:1: malformed XML",
+        ),
+    ],
+)
 def test_build_errors_leave_no_cab(tmp_path, setup, body, fragment):
     setup(tmp_path)
     p = wm(tmp_path, body, filename="x.wm.xml")
@@ -129,8 +155,11 @@ def test_build_errors_leave_no_cab(tmp_path, setup, body, fragment):
 
 def test_binary_partition_package(tmp_path):
     (tmp_path / "fw.bin").write_bytes(b"\x7fFW" * 1000)
-    p = wm(tmp_path, '<onecorePackageInfo targetPartition="BOOTLOADER" binaryPartition="true">'
-                     '<binaryPartition imageSource=".\\fw.bin"/></onecorePackageInfo>')
+    p = wm(
+        tmp_path,
+        '<onecorePackageInfo targetPartition="BOOTLOADER" binaryPartition="true">'
+        '<binaryPartition imageSource=".\\fw.bin"/></onecorePackageInfo>',
+    )
     v, out = _build(tmp_path, p)
     with CabReader(out) as cab:
         mum = cab.read("update.mum").decode()
@@ -142,15 +171,18 @@ def test_binary_partition_package(tmp_path):
 
 # ------------------------------------------------------------------------------- signing
 
+
 @pytest.fixture(scope="module")
 def test_signer(tmp_path_factory):
     from ffuforge.signing import testpki
+
     d = tmp_path_factory.mktemp("pki")
     return testpki.ensure_test_pki(d), testpki.root_certificate(d), d
 
 
 def test_signed_package_verifies(tmp_path, test_signer):
     from ffuforge.signing import verify
+
     signer, root, pki_dir = test_signer
     project_file = _sample(tmp_path)
     v, out = _build(tmp_path, project_file, signer=signer, sign_pe=True)
@@ -165,8 +197,11 @@ def test_signed_package_verifies(tmp_path, test_signer):
     assert verify.verify_pe(tmp_path / "x.exe", trusted_roots=[root]).ok
     if shutil.which("osslsigncode"):
         for target in (out, tmp_path / "x.exe"):
-            r = subprocess.run(["osslsigncode", "verify", "-in", str(target), "-CAfile", str(pki_dir / "root.crt")],
-                               capture_output=True, text=True)
+            r = subprocess.run(
+                ["osslsigncode", "verify", "-in", str(target), "-CAfile", str(pki_dir / "root.crt")],
+                capture_output=True,
+                text=True,
+            )
             assert r.returncode == 0, r.stdout + r.stderr
     # Same inputs, key and epoch: byte-identical signed CAB.
     first = out.read_bytes()
@@ -177,6 +212,7 @@ def test_signed_package_verifies(tmp_path, test_signer):
 
 def test_failing_signer_leaves_nothing(tmp_path):
     from ffuforge.signing.signers import CommandSigner
+
     p = _sample(tmp_path)
     v = plan(p)[0]
     out = tmp_path / "out" / v.cab_name

@@ -56,7 +56,9 @@ def test_pkg2wm_pairs_are_equivalent(corpus):
 
 
 def test_models_capture_corpus_features(corpus):
-    p = project.load(corpus / "addonkit/17763-v7/Workspace/Source-arm/Packages/AzureDM.Services/AzureDM.Services.wm.xml")
+    p = project.load(
+        corpus / "addonkit/17763-v7/Workspace/Source-arm/Packages/AzureDM.Services/AzureDM.Services.wm.xml"
+    )
     svc = p.services[0]
     assert svc.failure.reset_period == "86400"
     assert [a[0] for a in svc.failure.actions] == ["restartService"] * 3 + ["none"]
@@ -69,8 +71,10 @@ def test_models_capture_corpus_features(corpus):
 
 
 WM = '<identity xmlns="urn:Microsoft.CompPlat/ManifestSchema.v1.00" owner="C" namespace="N" name="X">\n{}\n</identity>'
-PKG = ('<Package xmlns="urn:Microsoft.WindowsPhone/PackageSchema.v8.00" Owner="C" Component="N" SubComponent="X" '
-       'OwnerType="OEM" ReleaseType="Production" Platform="arm">\n{}\n</Package>')
+PKG = (
+    '<Package xmlns="urn:Microsoft.WindowsPhone/PackageSchema.v8.00" Owner="C" Component="N" SubComponent="X" '
+    'OwnerType="OEM" ReleaseType="Production" Platform="arm">\n{}\n</Package>'
+)
 
 
 def _load(tmp_path, body, template=WM, name="x.wm.xml"):
@@ -79,21 +83,29 @@ def _load(tmp_path, body, template=WM, name="x.wm.xml"):
     return project.load(f, name)
 
 
-@pytest.mark.parametrize("body,fragment", [
-    ("<bogus/>", "x.wm.xml:2: <bogus> is not allowed inside <identity>"),
-    ("<directories/>", "x.wm.xml:2: <directories> is valid wm.xml but ffuforge does not implement it"),
-    ('<files><file/></files>', "x.wm.xml:2: <file> needs a source attribute"),
-    ('<files buildFilter="build.arch = "><file source="a"/></files>', "invalid buildFilter"),
-    ('<onecorePackageInfo releaseType="Beta"/>', "releaseType='Beta' is not valid"),
-    ('<onecorePackageInfo/><onecorePackageInfo/>', "may appear only once"),
-    ('<regKeys><regKey keyName="$(hklm.software)\\x"><regValue name="" type="REG_SZ"/></regKey></regKeys>',
-     'name=""> is not allowed'),
-    ('<service name="s" start="sometimes" type="win32OwnProcess"/>', "service start='sometimes'"),
-    ('<service name="s" start="auto" type="win32OwnProcess"><failureActions resetPeriod="x"><actions>'
-     '<action type="none" delay="0"/></actions></failureActions></service>', "must be decimal seconds"),
-    ('<onecorePackageInfo binaryPartition="true"/>', "needs a <binaryPartition"),
-    ('<x:files xmlns:x="urn:other"/>', "namespace 'urn:other'"),
-])
+@pytest.mark.parametrize(
+    "body,fragment",
+    [
+        ("<bogus/>", "x.wm.xml:2: <bogus> is not allowed inside <identity>"),
+        ("<directories/>", "x.wm.xml:2: <directories> is valid wm.xml but ffuforge does not implement it"),
+        ("<files><file/></files>", "x.wm.xml:2: <file> needs a source attribute"),
+        ('<files buildFilter="build.arch = "><file source="a"/></files>', "invalid buildFilter"),
+        ('<onecorePackageInfo releaseType="Beta"/>', "releaseType='Beta' is not valid"),
+        ("<onecorePackageInfo/><onecorePackageInfo/>", "may appear only once"),
+        (
+            '<regKeys><regKey keyName="$(hklm.software)\\x"><regValue name="" type="REG_SZ"/></regKey></regKeys>',
+            'name=""> is not allowed',
+        ),
+        ('<service name="s" start="sometimes" type="win32OwnProcess"/>', "service start='sometimes'"),
+        (
+            '<service name="s" start="auto" type="win32OwnProcess"><failureActions resetPeriod="x"><actions>'
+            '<action type="none" delay="0"/></actions></failureActions></service>',
+            "must be decimal seconds",
+        ),
+        ('<onecorePackageInfo binaryPartition="true"/>', "needs a <binaryPartition"),
+        ('<x:files xmlns:x="urn:other"/>', "namespace 'urn:other'"),
+    ],
+)
 def test_wm_schema_errors(tmp_path, body, fragment):
     with pytest.raises(FFUError) as exc:
         _load(tmp_path, body)
@@ -101,12 +113,21 @@ def test_wm_schema_errors(tmp_path, body, fragment):
     assert str(exc.value).startswith("x.wm.xml:")
 
 
-@pytest.mark.parametrize("body,fragment", [
-    ("<Components><Application/></Components>", "<Application> is valid pkg.xml but ffuforge does not implement"),
-    ("<Components/><Macros/>", "out of order"),
-    ('<Components><OSComponent><Files Language="*" Resolution="*"/></OSComponent></Components>', "mutually exclusive"),
-    ('<Components><OSComponent><Files CpuFilter="arm"/></OSComponent></Components>', "upper case"),
-])
+@pytest.mark.parametrize(
+    "body,fragment",
+    [
+        (
+            "<Components><Application/></Components>",
+            "<Application> is valid pkg.xml but ffuforge does not implement",
+        ),
+        ("<Components/><Macros/>", "out of order"),
+        (
+            '<Components><OSComponent><Files Language="*" Resolution="*"/></OSComponent></Components>',
+            "mutually exclusive",
+        ),
+        ('<Components><OSComponent><Files CpuFilter="arm"/></OSComponent></Components>', "upper case"),
+    ],
+)
 def test_pkg_schema_errors(tmp_path, body, fragment):
     with pytest.raises(FFUError) as exc:
         _load(tmp_path, body, PKG, "x.pkg.xml")
@@ -114,15 +135,19 @@ def test_pkg_schema_errors(tmp_path, body, fragment):
 
 
 def test_xml_attacks_are_refused(tmp_path):
-    bomb = ('<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
-            '<identity xmlns="urn:Microsoft.CompPlat/ManifestSchema.v1.00" owner="&b;" name="x"/>')
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+        '<identity xmlns="urn:Microsoft.CompPlat/ManifestSchema.v1.00" owner="&b;" name="x"/>'
+    )
     (tmp_path / "bomb.wm.xml").write_text(bomb)
     with pytest.raises(FFUError, match="DOCTYPE"):
         project.load(tmp_path / "bomb.wm.xml")
     secret = tmp_path / "secret.txt"
     secret.write_text("TOPSECRET")
-    xxe = (f'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY s SYSTEM "file://{secret}">]>'
-           '<identity xmlns="urn:Microsoft.CompPlat/ManifestSchema.v1.00" owner="C" name="&s;"/>')
+    xxe = (
+        f'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY s SYSTEM "file://{secret}">]>'
+        '<identity xmlns="urn:Microsoft.CompPlat/ManifestSchema.v1.00" owner="C" name="&s;"/>'
+    )
     (tmp_path / "xxe.wm.xml").write_text(xxe)
     with pytest.raises(FFUError) as exc:
         project.load(tmp_path / "xxe.wm.xml")
@@ -133,7 +158,9 @@ def test_malformed_and_foreign_roots(tmp_path):
     (tmp_path / "bad.wm.xml").write_text("<identity>\n<files>\n</identity>")
     with pytest.raises(FFUError, match=r"bad.wm.xml:3: malformed XML"):
         project.load(tmp_path / "bad.wm.xml", "bad.wm.xml")
-    (tmp_path / "fm.xml").write_text('<FeatureManifest xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"/>')
+    (tmp_path / "fm.xml").write_text(
+        '<FeatureManifest xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"/>'
+    )
     with pytest.raises(FFUError, match="is not a package project"):
         project.load(tmp_path / "fm.xml")
     with pytest.raises(FFUError, match="cannot read package project"):
@@ -142,6 +169,8 @@ def test_malformed_and_foreign_roots(tmp_path):
 
 def test_utf8_bom_and_single_quotes(tmp_path):
     f = tmp_path / "b.wm.xml"
-    f.write_bytes(b"\xef\xbb\xbf<?xml version='1.0' encoding='utf-8' standalone='yes'?>\r\n" +
-                  WM.format('<files><file source=".\\a.txt"/></files>').encode())
+    f.write_bytes(
+        b"\xef\xbb\xbf<?xml version='1.0' encoding='utf-8' standalone='yes'?>\r\n"
+        + WM.format('<files><file source=".\\a.txt"/></files>').encode()
+    )
     assert project.load(f).files[0].source == ".\\a.txt"

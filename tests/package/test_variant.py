@@ -20,15 +20,21 @@ def test_languages_and_wow(tmp_path):
         (tmp_path / lang).mkdir()
         (tmp_path / lang / "s.txt").write_text(lang)
     (tmp_path / "tool.exe").write_text("x")
-    body = ('<files><file source=".\\tool.exe"/></files>'
-            '<language><files><file source=".\\$(LANGID)\\s.txt" destinationDir="$(runtime.system32)\\$(LANGID)"/>'
-            '</files></language>')
+    body = (
+        '<files><file source=".\\tool.exe"/></files>'
+        '<language><files><file source=".\\$(LANGID)\\s.txt" destinationDir="$(runtime.system32)\\$(LANGID)"/>'
+        "</files></language>"
+    )
     p = wm(tmp_path, body, extra=' buildWow="true"')
     vs = plan(p, languages=("fr-FR", "en-us"))
     names = [v.cab_name for v in vs]
     # Languages are matched case-insensitively and emitted in sorted order.
-    assert names == ["Contoso-Test-Pkg.cab", "Contoso-Test-Pkg.Resources_Lang_en-us.cab",
-                     "Contoso-Test-Pkg.Resources_Lang_fr-fr.cab", "Contoso-Test-Pkg_Wow_arm64.arm.cab"]
+    assert names == [
+        "Contoso-Test-Pkg.cab",
+        "Contoso-Test-Pkg.Resources_Lang_en-us.cab",
+        "Contoso-Test-Pkg.Resources_Lang_fr-fr.cab",
+        "Contoso-Test-Pkg_Wow_arm64.arm.cab",
+    ]
     base, en, fr, wow = vs
     assert [x.device_path for x in base.payload] == [r"$(runtime.system32)\tool.exe"]
     assert [x.device_path for x in en.payload] == [r"$(runtime.system32)\en-us\s.txt"]
@@ -40,30 +46,34 @@ def test_languages_and_wow(tmp_path):
 
 def test_language_filters_pick_languages(tmp_path):
     (tmp_path / "a.txt").write_text("a")
-    body = ('<language culture="de-DE"><files><file source=".\\a.txt" name="de.txt"/></files></language>')
+    body = '<language culture="de-DE"><files><file source=".\\a.txt" name="de.txt"/></files></language>'
     names = [v.cab_name for v in plan(wm(tmp_path, body), languages=("en-us", "de-de"))]
     assert names == ["Contoso-Test-Pkg.cab", "Contoso-Test-Pkg.Resources_Lang_de-de.cab"]
 
 
 def test_build_filters_select_content(tmp_path):
     (tmp_path / "a.txt").write_text("a")
-    body = ('<files buildFilter="build.arch = arm"><file source=".\\a.txt" name="arm.txt"/></files>'
-            '<files><file source=".\\a.txt" name="all.txt"/>'
-            '<file source=".\\a.txt" name="x64.txt" buildFilter="build.arch = amd64 and not build.isWow"/></files>')
+    body = (
+        '<files buildFilter="build.arch = arm"><file source=".\\a.txt" name="arm.txt"/></files>'
+        '<files><file source=".\\a.txt" name="all.txt"/>'
+        '<file source=".\\a.txt" name="x64.txt" buildFilter="build.arch = amd64 and not build.isWow"/></files>'
+    )
     p = wm(tmp_path, body)
     assert [x.name for x in plan(p, cpu="arm")[0].payload] == ["all.txt", "arm.txt"]
     assert [x.name for x in plan(p, cpu="amd64")[0].payload] == ["all.txt", "x64.txt"]
 
 
 def test_registry_encodings(tmp_path):
-    body = ('<regKeys><regKey keyName="$(HKLM.SOFTWARE)\\Contoso">'
-            '<regValue type="REG_SZ" value="d"/>'
-            '<regValue name="dw" type="REG_DWORD" value="1"/>'
-            '<regValue name="qw" type="REG_QWORD" value="000000000001005C"/>'
-            '<regValue name="bin" type="REG_BINARY" value="12abCDef"/>'
-            '<regValue name="multi" type="REG_MULTI_SZ" value="a;b;$(runtime.system32)\\x.exe\\0"/>'
-            '<regValue name="exp" type="REG_EXPAND_SZ" value="%SystemRoot%\\x"/>'
-            '</regKey></regKeys>')
+    body = (
+        '<regKeys><regKey keyName="$(HKLM.SOFTWARE)\\Contoso">'
+        '<regValue type="REG_SZ" value="d"/>'
+        '<regValue name="dw" type="REG_DWORD" value="1"/>'
+        '<regValue name="qw" type="REG_QWORD" value="000000000001005C"/>'
+        '<regValue name="bin" type="REG_BINARY" value="12abCDef"/>'
+        '<regValue name="multi" type="REG_MULTI_SZ" value="a;b;$(runtime.system32)\\x.exe\\0"/>'
+        '<regValue name="exp" type="REG_EXPAND_SZ" value="%SystemRoot%\\x"/>'
+        "</regKey></regKeys>"
+    )
     v = plan(wm(tmp_path, body))[0]
     regs = {r.name: r for r in v.registry}
     assert regs[""].key == r"HKEY_LOCAL_MACHINE\Software\Contoso"
@@ -75,25 +85,49 @@ def test_registry_encodings(tmp_path):
     assert regs["exp"].data.type == 2
 
 
-@pytest.mark.parametrize("body,fragment", [
-    ('<files><file source="$(NOPE)\\a.txt"/></files>', "x.wm.xml:2: undefined macro $(NOPE)"),
-    ('<files><file source=".\\a.txt" destinationDir="C:\\Windows"/></files>', "must start with a device path macro"),
-    ('<files><file source=".\\a.txt" destinationDir="$(runtime.system32)\\..\\..\\.."/></files>', "escapes its root"),
-    ('<files><file source=".\\a.txt" destinationDir="$(hklm.software)"/></files>', "device path macro"),
-    ('<files><file source=".\\a.txt"/><file source=".\\b.txt" name="A.TXT"/></files>', "already used by"),
-    ('<regKeys><regKey keyName="HKEY_LOCAL_MACHINE\\x"/></regKeys>', "must start with a registry macro"),
-    ('<regKeys><regKey keyName="$(hklm.software)\\x"><regValue name="v" type="REG_DWORD" value="0xZZ"/>'
-     '</regKey></regKeys>', "x.wm.xml:2: REG_DWORD value '0xZZ' is not hexadecimal"),
-    ('<regKeys><regKey keyName="$(hklm.software)\\x"><regValue name="v" type="REG_DWORD" value="0x100000000"/>'
-     '</regKey></regKeys>', "does not fit in 32 bits"),
-    ('<regKeys><regKey keyName="$(hklm.software)\\x"><regValue name="v" type="REG_BINARY" value="ABC"/>'
-     '</regKey></regKeys>', "odd number of hex digits"),
-    ('<regKeys><regKey keyName="$(hklm.software)\\x"><regValue name="v" type="REG_HEX" value="hex(7):00"/>'
-     '</regKey></regKeys>', "only valid in legacy"),
-    ('<macros><macro id="a" value="$(b)"/><macro id="b" value="$(a)"/></macros>'
-     '<files><file source="$(a)"/></files>', "macro recursion"),
-    ('<macros><macro id="runtime.system32" value="x"/></macros>', "redefines a global macro"),
-])
+@pytest.mark.parametrize(
+    "body,fragment",
+    [
+        ('<files><file source="$(NOPE)\\a.txt"/></files>', "x.wm.xml:2: undefined macro $(NOPE)"),
+        (
+            '<files><file source=".\\a.txt" destinationDir="C:\\Windows"/></files>',
+            "must start with a device path macro",
+        ),
+        (
+            '<files><file source=".\\a.txt" destinationDir="$(runtime.system32)\\..\\..\\.."/></files>',
+            "escapes its root",
+        ),
+        ('<files><file source=".\\a.txt" destinationDir="$(hklm.software)"/></files>', "device path macro"),
+        ('<files><file source=".\\a.txt"/><file source=".\\b.txt" name="A.TXT"/></files>', "already used by"),
+        ('<regKeys><regKey keyName="HKEY_LOCAL_MACHINE\\x"/></regKeys>', "must start with a registry macro"),
+        (
+            '<regKeys><regKey keyName="$(hklm.software)\\x"><regValue name="v" type="REG_DWORD" value="0xZZ"/>'
+            "</regKey></regKeys>",
+            "x.wm.xml:2: REG_DWORD value '0xZZ' is not hexadecimal",
+        ),
+        (
+            '<regKeys><regKey keyName="$(hklm.software)\\x"><regValue name="v" type="REG_DWORD" value="0x100000000"/>'
+            "</regKey></regKeys>",
+            "does not fit in 32 bits",
+        ),
+        (
+            '<regKeys><regKey keyName="$(hklm.software)\\x"><regValue name="v" type="REG_BINARY" value="ABC"/>'
+            "</regKey></regKeys>",
+            "odd number of hex digits",
+        ),
+        (
+            '<regKeys><regKey keyName="$(hklm.software)\\x"><regValue name="v" type="REG_HEX" value="hex(7):00"/>'
+            "</regKey></regKeys>",
+            "only valid in legacy",
+        ),
+        (
+            '<macros><macro id="a" value="$(b)"/><macro id="b" value="$(a)"/></macros>'
+            '<files><file source="$(a)"/></files>',
+            "macro recursion",
+        ),
+        ('<macros><macro id="runtime.system32" value="x"/></macros>', "redefines a global macro"),
+    ],
+)
 def test_user_mistakes(tmp_path, body, fragment):
     (tmp_path / "a.txt").write_text("a")
     (tmp_path / "b.txt").write_text("b")
@@ -105,10 +139,12 @@ def test_user_mistakes(tmp_path, body, fragment):
 
 
 def test_driver_files_come_from_the_inf(tmp_path):
-    inf = ("[Version]\nSignature=\"$WINDOWS NT$\"\nClass=System\n[Manufacturer]\n%M%=S,NTarm64\n"
-           "[S.NTarm64]\n%D%=Inst,ACPI\\X\n[Inst.NT]\nCopyFiles=Drv\n[Drv]\nx.sys\n"
-           "[DestinationDirs]\nDefaultDestDir=12\n[SourceDisksNames]\n1=%M%,,,\"\"\n[SourceDisksFiles]\nx.sys=1\n"
-           "[Strings]\nM=\"Contoso\"\nD=\"X\"\n")
+    inf = (
+        '[Version]\nSignature="$WINDOWS NT$"\nClass=System\n[Manufacturer]\n%M%=S,NTarm64\n'
+        "[S.NTarm64]\n%D%=Inst,ACPI\\X\n[Inst.NT]\nCopyFiles=Drv\n[Drv]\nx.sys\n"
+        '[DestinationDirs]\nDefaultDestDir=12\n[SourceDisksNames]\n1=%M%,,,""\n[SourceDisksFiles]\nx.sys=1\n'
+        '[Strings]\nM="Contoso"\nD="X"\n'
+    )
     (tmp_path / "x.inf").write_bytes(b"\xff\xfe" + inf.encode("utf-16-le"))
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "x.sys").write_bytes(b"MZ")

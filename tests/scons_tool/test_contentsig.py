@@ -13,7 +13,7 @@ def _write(path, size, pieces, dense):
         if dense:
             data = bytearray(size)
             for off, blob in pieces:
-                data[off:off + len(blob)] = blob
+                data[off : off + len(blob)] = blob
             fh.write(data)
         else:
             fh.truncate(size)
@@ -40,10 +40,11 @@ def test_sparse_and_dense_files_sign_the_same(tmp_path, monkeypatch, seed):
     assert a == b == contentsig.file_signature(tmp_path / "dense", threads=4)
     # a block-wise reference computed from the bytes
     import hashlib
+
     data = (tmp_path / "dense").read_bytes()
     h = hashlib.sha256(contentsig._TAG)
     for i in range(0, len(data), block):
-        h.update(hashlib.sha256(data[i:i + block]).digest())
+        h.update(hashlib.sha256(data[i : i + block]).digest())
     h.update(len(data).to_bytes(8, "little"))
     assert a == h.hexdigest()
 

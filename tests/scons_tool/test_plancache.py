@@ -18,18 +18,33 @@ from ffuforge.util import paths
 
 from scons_util import built, copy_workspace, scons
 
-SPEC = {"cpu": "arm64", "version": "10.0.1.0", "languages": ["de-de", "en-us"], "build_type": "fre",
-        "variables": {"BLDDIR": "#build/arm64/payload", "BSPARCH": "arm64", "OEMNAME": "Contoso", "PROD": "SampleA"},
-        "compression": "none", "epoch": 1577836800}
+SPEC = {
+    "cpu": "arm64",
+    "version": "10.0.1.0",
+    "languages": ["de-de", "en-us"],
+    "build_type": "fre",
+    "variables": {
+        "BLDDIR": "#build/arm64/payload",
+        "BSPARCH": "arm64",
+        "OEMNAME": "Contoso",
+        "PROD": "SampleA",
+    },
+    "compression": "none",
+    "epoch": 1577836800,
+}
 GPIO = "bsp/ContosoBoard/Packages/ContosoBoard.GPIO/ContosoBoard.GPIO.wm.xml"
 FILES = "packages/Custom.Files/Custom.Files.wm.xml"
 REGISTRY = "packages/Registry.Settings/Registry.Settings.wm.xml"
 
 
 def _fresh(top: Path, rel: str, spec: dict) -> list[variant.Variant]:
-    opts = variant.BuildOptions(cpu=spec["cpu"], version=spec["version"],
-                                variables=tuple(sorted(spec["variables"].items())),
-                                languages=tuple(spec["languages"]), build_type=spec["build_type"])
+    opts = variant.BuildOptions(
+        cpu=spec["cpu"],
+        version=spec["version"],
+        variables=tuple(sorted(spec["variables"].items())),
+        languages=tuple(spec["languages"]),
+        build_type=spec["build_type"],
+    )
     return variant.plan(project.load(top / rel, rel), opts, os.path.dirname(rel), top)
 
 
@@ -67,6 +82,7 @@ def ws(tmp_path):
 
 # ------------------------------------------------------------------------------ the module
 
+
 @pytest.mark.parametrize("rel", [GPIO, FILES, REGISTRY])
 def test_unchanged_inputs_reuse_the_plan(ws, rel):
     first, planned = _run(ws, rel)
@@ -75,7 +91,7 @@ def test_unchanged_inputs_reuse_the_plan(ws, rel):
     again, planned = _run(ws, rel)
     assert not planned
     assert again == first and _dump(again) == _dump(first)
-    after = _cache_file(ws).stat()   # nothing changed: not rewritten
+    after = _cache_file(ws).stat()  # nothing changed: not rewritten
     assert (after.st_ino, after.st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
 
 
@@ -101,12 +117,16 @@ def test_inf_edit_replans(ws):
 
 def test_a_source_appearing_under_another_spelling_replans(ws):
     pkg = ws / "packages/Custom.Files"
-    _edit(pkg / "Custom.Files.wm.xml", (pkg / "Custom.Files.wm.xml").read_bytes().replace(
-        b'source=".\\settings.json"', b'source=".\\Settings.JSON"'))
+    _edit(
+        pkg / "Custom.Files.wm.xml",
+        (pkg / "Custom.Files.wm.xml")
+        .read_bytes()
+        .replace(b'source=".\\settings.json"', b'source=".\\Settings.JSON"'),
+    )
     (pkg / "settings.json").rename(pkg / "elsewhere.json")
     first, planned = _run(ws, FILES)
     assert planned and "packages/Custom.Files/Settings.JSON" in _dump(first)
-    (pkg / "elsewhere.json").rename(pkg / "settings.json")   # found case-insensitively now
+    (pkg / "elsewhere.json").rename(pkg / "settings.json")  # found case-insensitively now
     result, planned = _run(ws, FILES)
     assert planned and "packages/Custom.Files/settings.json" in _dump(result)
     assert _dump(result) == _expected(ws, FILES)
@@ -134,7 +154,7 @@ def test_other_build_options_are_other_entries(ws):
     a_plan, _ = _run(ws, REGISTRY)
     b_plan, planned = _run(ws, REGISTRY, b)
     assert planned and _dump(b_plan) == _expected(ws, REGISTRY, b) != _dump(a_plan)
-    for spec in (SPEC, b, {**SPEC, "compression": "mszip", "epoch": 0}):   # not planning options
+    for spec in (SPEC, b, {**SPEC, "compression": "mszip", "epoch": 0}):  # not planning options
         assert not _run(ws, REGISTRY, spec)[1]
     assert _run(ws, REGISTRY, {**SPEC, "version": "10.0.2.0"})[1]
     assert _run(ws, REGISTRY, {**SPEC, "languages": ["en-us"]})[1]
@@ -154,7 +174,7 @@ def test_failed_plan_is_never_stored(ws):
 
 def test_freshly_modified_input_is_not_stored(ws):
     p = ws / REGISTRY
-    p.write_bytes(p.read_bytes() + b"\n")   # modified just now: a same-size edit could follow unseen
+    p.write_bytes(p.read_bytes() + b"\n")  # modified just now: a same-size edit could follow unseen
     assert _run(ws, REGISTRY)[1] and _run(ws, REGISTRY)[1]
     _edit(p, p.read_bytes())
     assert _run(ws, REGISTRY)[1] and not _run(ws, REGISTRY)[1]
@@ -163,7 +183,7 @@ def test_freshly_modified_input_is_not_stored(ws):
 def test_project_loaded_twice_in_one_process_is_watched_for_both(ws):
     b = {**SPEC, "variables": {**SPEC["variables"], "PROD": "SampleB"}}
     cache = plancache.PlanCache(str(_cache_file(ws)), str(ws))
-    for spec in (SPEC, b):   # the second load comes from project's in-process cache
+    for spec in (SPEC, b):  # the second load comes from project's in-process cache
         cache.plans(REGISTRY, spec, lambda spec=spec: _fresh(ws, REGISTRY, spec))
     cache.save()
     assert all(any(path == str(ws / REGISTRY) for path, _ in e[1]) for e in cache.entries.values())
@@ -172,10 +192,18 @@ def test_project_loaded_twice_in_one_process_is_watched_for_both(ws):
     assert _run(ws, REGISTRY)[1] and _run(ws, REGISTRY, b)[1]
 
 
-@pytest.mark.parametrize("content", [
-    b"", b"garbage", b"\xff" * 64, "truncated", marshal.dumps([1, 2, 3]), marshal.dumps((1, 2, 3, 4, 5)),
-    "bad-entry",
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"garbage",
+        b"\xff" * 64,
+        "truncated",
+        marshal.dumps([1, 2, 3]),
+        marshal.dumps((1, 2, 3, 4, 5)),
+        "bad-entry",
+    ],
+)
 def test_unreadable_cache_file_is_ignored(ws, content):
     good, _ = _run(ws, GPIO)
     data = _cache_file(ws).read_bytes()
@@ -187,13 +215,13 @@ def test_unreadable_cache_file_is_ignored(ws, content):
     _cache_file(ws).write_bytes(content)
     result, planned = _run(ws, GPIO)
     assert planned and _dump(result) == _dump(good)
-    assert not _run(ws, GPIO)[1]   # rewritten, valid
+    assert not _run(ws, GPIO)[1]  # rewritten, valid
 
 
 def test_other_checkout_or_other_code_is_ignored(ws, tmp_path, monkeypatch):
     _run(ws, GPIO)
     other = tmp_path / "other"
-    shutil.copytree(ws, other, symlinks=True)   # the cache file comes along, naming ws
+    shutil.copytree(ws, other, symlinks=True)  # the cache file comes along, naming ws
     result, planned = _run(other, GPIO)
     assert planned and _dump(result) == _expected(other, GPIO)
     monkeypatch.setattr(plancache.toolsig, "fingerprint", lambda module: "edited code")
@@ -202,9 +230,9 @@ def test_other_checkout_or_other_code_is_ignored(ws, tmp_path, monkeypatch):
 
 def test_unused_entries_expire(ws, monkeypatch):
     monkeypatch.setattr(plancache, "KEEP_GENERATIONS", 2)
-    assert plancache._generation(("x",)) == plancache._generation(None) == -1   # malformed: dropped
+    assert plancache._generation(("x",)) == plancache._generation(None) == -1  # malformed: dropped
     _run(ws, GPIO)
-    for i in range(3):   # three saves that do not use GPIO's plan
+    for i in range(3):  # three saves that do not use GPIO's plan
         _run(ws, REGISTRY, {**SPEC, "version": f"10.0.{i + 5}.0"})
     assert _run(ws, GPIO)[1]
 
@@ -227,7 +255,7 @@ def test_recording_lists_reads_lookups_and_resolutions(tmp_path):
     assert inner.resolutions == {str(tmp_path / "dir/file.TXT"): str(found)}
     assert inner.paths[str(found)][:2] == ("f", 1) and inner.paths[str(tmp_path / "missing")] is None
     assert outer.paths == inner.paths and outer.resolutions == inner.resolutions and outer.consistent
-    assert paths.kind(tmp_path) == "d"   # outside any recording: nothing recorded, no error
+    assert paths.kind(tmp_path) == "d"  # outside any recording: nothing recorded, no error
     log = paths.Observations()
     log.seen("/a", "f")
     log.seen("/a", ("f", 1, 2, 3))
@@ -290,7 +318,7 @@ def test_scons_same_values_and_cabs_with_and_without_cache(built_ws, tmp_path):
     assert scons(ws, "packages", "-q", check=False).returncode == 0
     for cab in cabs.glob("*.cab"):
         cab.unlink()
-    proc = scons(ws, "packages", env=STATS)   # every CAB again, declared from stored plans
+    proc = scons(ws, "packages", env=STATS)  # every CAB again, declared from stored plans
     assert _stats(proc) == (12, 0) and len(built(proc)) == len(before)
     assert {p.name: p.read_bytes() for p in cabs.glob("*.cab")} == before
 
@@ -316,8 +344,10 @@ def test_scons_edits_rebuild_exactly_their_cab(tmp_path):
 
     inf = ws / "bsp/ContosoBoard/Packages/ContosoBoard.GPIO/contosogpio.inf"
     text = inf.read_bytes().decode("utf-16")
-    inf.write_bytes(b"\xff\xfe" + text.replace("Contoso GPIO Controller\"", "Contoso GPIO Controller v3\"")
-                    .encode("utf-16-le"))
+    inf.write_bytes(
+        b"\xff\xfe"
+        + text.replace('Contoso GPIO Controller"', 'Contoso GPIO Controller v3"').encode("utf-16-le")
+    )
     assert built(scons(ws, "packages")) == ["Contoso.ContosoBoard.GPIO.cab"]
     _same_as_without_cache(ws)
 
@@ -352,13 +382,14 @@ def test_scons_invalid_project_errors_on_every_run(tmp_path):
     scons(ws, "packages")
     reg = ws / REGISTRY
     reg.write_text(reg.read_text().replace("<regKeys>", "<bogus/>\n  <regKeys>"))
-    _edit(reg, reg.read_bytes())   # not merely too fresh to be stored
+    _edit(reg, reg.read_bytes())  # not merely too fresh to be stored
     for _ in range(2):
         proc = scons(ws, "packages", check=False, env=STATS)
         assert proc.returncode == 2
         errors = [x for x in proc.stderr.splitlines() if x.startswith("scons: ***")]
-        assert errors == [f"scons: *** {REGISTRY}:9: <bogus> is not allowed inside <identity> in the wm.xml "
-                          "schema"], proc.stderr
+        assert errors == [
+            f"scons: *** {REGISTRY}:9: <bogus> is not allowed inside <identity> in the wm.xml schema"
+        ], proc.stderr
         assert _stats(proc)[1] == 1
 
 
@@ -373,12 +404,18 @@ Default(env.Package("pkg/P.wm.xml"))
 def test_scons_plan_cache_location_or_none(tmp_path):
     ws = tmp_path / "mini"
     (ws / "pkg").mkdir(parents=True)
-    shutil.copytree(Path(__file__).resolve().parents[2] / "site_scons", ws / "site_scons",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "site_scons",
+        ws / "site_scons",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     (ws / "SConstruct").write_text(MINI_SCONSTRUCT)
     (ws / "pkg/a.txt").write_text("a")
-    _edit(ws / "pkg/P.wm.xml", b'<identity xmlns="urn:Microsoft.CompPlat/ManifestSchema.v1.00" owner="Contoso" '
-          b'namespace="T" name="P"><files><file source=".\\a.txt"/></files></identity>\n')
+    _edit(
+        ws / "pkg/P.wm.xml",
+        b'<identity xmlns="urn:Microsoft.CompPlat/ManifestSchema.v1.00" owner="Contoso" '
+        b'namespace="T" name="P"><files><file source=".\\a.txt"/></files></identity>\n',
+    )
     proc = scons(ws, "PLANS=", env=STATS)
     assert built(proc) == ["Contoso-T-P.cab"] and "plan cache" not in proc.stderr
     assert not (ws / "build").exists() or not list((ws / "build").rglob("plans*"))

@@ -86,8 +86,12 @@ def unsigned(tmp_path_factory):
     d = tmp_path_factory.mktemp("unsigned")
     files = package_files(d)
     hashes_ = [catalog.member_hashes(catalog.CatalogMember(n, data=v)) for n, v in files.items()]
-    cat = catalog.build_catalog_v2(hashes_, package_name="Contoso.Pkg", test_package=False,
-                                   this_update=datetime.datetime(2023, 1, 1, tzinfo=UTC))
+    cat = catalog.build_catalog_v2(
+        hashes_,
+        package_name="Contoso.Pkg",
+        test_package=False,
+        this_update=datetime.datetime(2023, 1, 1, tzinfo=UTC),
+    )
     (d / "update.cat").write_bytes(cat)
     members = [cab.CabMember(n, data=v) for n, v in files.items()]
     cab.write_cab(d / "plain.cab", members, timestamp=EPOCH)
@@ -110,13 +114,22 @@ def _sign(signer, kind: str, src: Path, dst: Path, epoch: int = EPOCH) -> bytes:
     return dst.read_bytes()
 
 
-INPUTS = [("cat", "update.cat"), ("cab", "plain.cab"), ("cab", "reserved.cab"),
-          ("pe", "arm64.sys"), ("pe", "x86.dll"), ("pe", "odd.exe")]
+INPUTS = [
+    ("cat", "update.cat"),
+    ("cab", "plain.cab"),
+    ("cab", "reserved.cab"),
+    ("pe", "arm64.sys"),
+    ("pe", "x86.dll"),
+    ("pe", "odd.exe"),
+]
 
 
 def _leftovers(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".") or "partial" in p.name
-                  or "tmp" in p.name or "reserve" in p.name)
+    return sorted(
+        p.name
+        for p in directory.iterdir()
+        if p.name.startswith(".") or "partial" in p.name or "tmp" in p.name or "reserve" in p.name
+    )
 
 
 # ----------------------------------------------------------------------------- independent tools
@@ -129,8 +142,24 @@ def test_identical_to_osslsigncode(signer, unsigned, pki, chain_pem, tmp_path, k
     order, reserve insertion, PE padding, WIN_CERTIFICATE and checksum."""
     ours = _sign(signer, kind, unsigned / name, tmp_path / f"ours-{name}")
     theirs = tmp_path / f"ossl-{name}"
-    r = run("osslsigncode", "sign", "-certs", pki / "leaf.crt", "-ac", chain_pem, "-key", pki / "leaf.key",
-            "-h", "sha256", "-time", EPOCH, "-in", unsigned / name, "-out", theirs)
+    r = run(
+        "osslsigncode",
+        "sign",
+        "-certs",
+        pki / "leaf.crt",
+        "-ac",
+        chain_pem,
+        "-key",
+        pki / "leaf.key",
+        "-h",
+        "sha256",
+        "-time",
+        EPOCH,
+        "-in",
+        unsigned / name,
+        "-out",
+        theirs,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert ours == theirs.read_bytes()
 
@@ -163,8 +192,11 @@ def test_signify_verifies_catalog_and_finds_members(signer, unsigned, root, ca, 
     der = signer.sign_catalog((unsigned / "update.cat").read_bytes(), epoch=EPOCH)
     ctl = signify_ctl(der)
     for name, data in package_files(tmp_path).items():
-        digest = pe.authenticode_digest(data) if pe.is_pe(data) else catalog.member_hashes(
-            catalog.CatalogMember(name, data=data)).sha256
+        digest = (
+            pe.authenticode_digest(data)
+            if pe.is_pe(data)
+            else catalog.member_hashes(catalog.CatalogMember(name, data=data)).sha256
+        )
         assert ctl.find_subject(digest) is not None, name
     assert ctl.find_subject(b"\0" * 32) is None
     _, err = ctl.explain_verify(trusted_certificate_store=signify_store(root))
@@ -180,11 +212,13 @@ def test_signify_verifies_signed_pe(signer, unsigned, root, ca, tmp_path, name):
     signer.sign_pe(unsigned / name, out, epoch=EPOCH)
     with open(out, "rb") as f:
         _, err = signed_file.AuthenticodeFile.from_stream(f).explain_verify(
-            trusted_certificate_store=signify_store(root))
+            trusted_certificate_store=signify_store(root)
+        )
     assert err is None, err
     with open(out, "rb") as f:
         _, err = signed_file.AuthenticodeFile.from_stream(f).explain_verify(
-            trusted_certificate_store=signify_store(ca["cert"]))
+            trusted_certificate_store=signify_store(ca["cert"])
+        )
     assert err is not None
 
 
@@ -202,8 +236,13 @@ def test_catalog_signature_structure(signer, unsigned):
     assert si["version"].native == "v1" and si["sid"].name == "issuer_and_serial_number"
     attrs = {a["type"].dotted: a["values"][0] for a in si["signed_attrs"]}
     assert attrs["1.2.840.113549.1.9.3"].dump() == bytes.fromhex("06092b0601040182370a01")  # szOID_CTL
-    assert attrs["1.2.840.113549.1.9.4"].native == __import__("hashlib").sha256(catalog.signed_content(der)).digest()
-    assert cms.Time.load(attrs["1.2.840.113549.1.9.5"].dump()).native == datetime.datetime.fromtimestamp(EPOCH, UTC)
+    assert (
+        attrs["1.2.840.113549.1.9.4"].native
+        == __import__("hashlib").sha256(catalog.signed_content(der)).digest()
+    )
+    assert cms.Time.load(attrs["1.2.840.113549.1.9.5"].dump()).native == datetime.datetime.fromtimestamp(
+        EPOCH, UTC
+    )
     certs = [c.chosen.dump() for c in parts.signed_data["certificates"]]
     assert sorted(certs) == sorted(c.public_bytes(serialization.Encoding.DER) for c in signer.certificates)
     assert catalog.parse_catalog(der).signed
@@ -265,8 +304,14 @@ def test_cab_content_signature_of_the_writer_is_the_readers(signer, tmp_path, co
     digest skips included, changes it."""
     members = [cab.CabMember(f"f{i}.bin", data=os.urandom(40_000 * i + 7)) for i in range(1, 4)]
     out = tmp_path / "s.cab"
-    info = cab.write_cab(out, members, compression=compression, timestamp=EPOCH, reserve_signature=True,
-                         authenticode=lambda d: signer.cab_signature(d, epoch=EPOCH))
+    info = cab.write_cab(
+        out,
+        members,
+        compression=compression,
+        timestamp=EPOCH,
+        reserve_signature=True,
+        authenticode=lambda d: signer.cab_signature(d, epoch=EPOCH),
+    )
     assert info.content_signature is not None
     assert cab.content_signature(out) == info.content_signature
     data = out.read_bytes()
@@ -278,12 +323,12 @@ def test_cab_content_signature_of_the_writer_is_the_readers(signer, tmp_path, co
         flipped = bytearray(data)
         flipped[pos] ^= 0x01
         bad.write_bytes(bytes(flipped))
-        sig = cab.content_signature(bad) or contentsig.file_signature(bad)   # as scons_tool does
+        sig = cab.content_signature(bad) or contentsig.file_signature(bad)  # as scons_tool does
         assert sig not in seen, pos
         seen.add(sig)
     (tmp_path / "longer.cab").write_bytes(data + bytes(8))
     assert cab.content_signature(tmp_path / "longer.cab") not in seen
-    plain = tmp_path / "plain.cab"   # unsigned: the whole file's SHA-256, from the writer when uncompressed
+    plain = tmp_path / "plain.cab"  # unsigned: the whole file's SHA-256, from the writer when uncompressed
     written = cab.write_cab(plain, members, compression=compression).content_signature
     assert cab.content_signature(plain) == (written or cab.content_signature(plain)) not in seen
     assert (written is None) == (compression == "mszip")
@@ -291,9 +336,15 @@ def test_cab_content_signature_of_the_writer_is_the_readers(signer, tmp_path, co
     assert cab.content_signature(plain) != written
     assert cab.content_signature(tmp_path / "none.cab") is None
     ran = []
-    info = cab.write_cab(tmp_path / "f.cab", members, compression=compression, reserve_signature=True,
-                         authenticode=lambda d: signer.cab_signature(d, epoch=EPOCH), finish=ran.append)
-    assert ran and info.content_signature is None   # the file may have changed after the writer
+    info = cab.write_cab(
+        tmp_path / "f.cab",
+        members,
+        compression=compression,
+        reserve_signature=True,
+        authenticode=lambda d: signer.cab_signature(d, epoch=EPOCH),
+        finish=ran.append,
+    )
+    assert ran and info.content_signature is None  # the file may have changed after the writer
 
 
 # ----------------------------------------------------------------------------- determinism
@@ -316,26 +367,47 @@ def test_same_key_in_another_process_gives_same_bytes(signer, pki, unsigned, tmp
         "s.sign_cab(sys.argv[6], sys.argv[7], epoch=int(sys.argv[8]))"
     )
     site = Path(__file__).resolve().parents[2] / "site_scons"
-    r = run(sys.executable, "-c", code, site, pki / "leaf.crt", pki / "leaf.key", pki / "intermediate.crt",
-            pki / "root.crt", unsigned / "plain.cab", tmp_path / "p.cab", EPOCH)
+    r = run(
+        sys.executable,
+        "-c",
+        code,
+        site,
+        pki / "leaf.crt",
+        pki / "leaf.key",
+        pki / "intermediate.crt",
+        pki / "root.crt",
+        unsigned / "plain.cab",
+        tmp_path / "p.cab",
+        EPOCH,
+    )
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "p.cab").read_bytes() == _sign(signer, "cab", unsigned / "plain.cab", tmp_path / "q.cab")
+    assert (tmp_path / "p.cab").read_bytes() == _sign(
+        signer, "cab", unsigned / "plain.cab", tmp_path / "q.cab"
+    )
 
 
 # ----------------------------------------------------------------------------- test PKI
 
 
 def test_test_pki_files_and_certificates(pki, signer, root):
-    assert {p.name for p in pki.iterdir()} >= {"README.txt", "intermediate.crt", "leaf.crt", "leaf.key", "root.crt"}
+    assert {p.name for p in pki.iterdir()} >= {
+        "README.txt",
+        "intermediate.crt",
+        "leaf.crt",
+        "leaf.key",
+        "root.crt",
+    }
     assert stat.S_IMODE((pki / "leaf.key").stat().st_mode) == 0o600
     assert stat.S_IMODE((pki / "root.crt").stat().st_mode) == 0o644
     assert "TEST ONLY" in (pki / "README.txt").read_text()
     leaf, inter, root_ = signer.certificates
     assert root_ == root
     cns = [c.subject.rfc4514_string() for c in signer.certificates]
-    assert cns == ["CN=Contoso Test Code Signing (TEST ONLY),O=Contoso",
-                   "CN=Contoso Test Intermediate (TEST ONLY),O=Contoso",
-                   "CN=Contoso Test Root (TEST ONLY),O=Contoso"]
+    assert cns == [
+        "CN=Contoso Test Code Signing (TEST ONLY),O=Contoso",
+        "CN=Contoso Test Intermediate (TEST ONLY),O=Contoso",
+        "CN=Contoso Test Root (TEST ONLY),O=Contoso",
+    ]
     assert signer.is_test
     for c in (inter, root_):
         bc = c.extensions.get_extension_for_class(x509.BasicConstraints)
@@ -344,7 +416,10 @@ def test_test_pki_files_and_certificates(pki, signer, root):
         assert ku.key_cert_sign and ku.crl_sign and not ku.digital_signature
     ku = leaf.extensions.get_extension_for_class(x509.KeyUsage)
     assert ku.critical and ku.value.digital_signature
-    assert ExtendedKeyUsageOID.CODE_SIGNING in leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert (
+        ExtendedKeyUsageOID.CODE_SIGNING
+        in leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    )
     for c in signer.certificates:
         assert c.serial_number > 0
         assert c.not_valid_before_utc <= datetime.datetime(2020, 1, 1, tzinfo=UTC)
@@ -387,7 +462,9 @@ def test_root_certificate_missing(tmp_path):
 
 
 def _pfx(path: Path, key, cert, extra=(), password: str | None = PASSWORD) -> Path:
-    enc = serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
+    enc = (
+        serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
+    )
     path.write_bytes(pkcs12.serialize_key_and_certificates(b"x", key, cert, list(extra) or None, enc))
     return path
 
@@ -398,16 +475,26 @@ def _good_leaf(ca, **kw):
 
 def test_load_pem_pfx_and_combined(ca, tmp_path):
     leaf = _good_leaf(ca)
-    a = load_key_signer(write_cert(tmp_path / "l.crt", leaf), write_key(tmp_path / "l.key", ca["leaf_key"]),
-                        chain=[ca["root"]])
+    a = load_key_signer(
+        write_cert(tmp_path / "l.crt", leaf),
+        write_key(tmp_path / "l.key", ca["leaf_key"]),
+        chain=[ca["root"]],
+    )
     b = load_key_signer(_pfx(tmp_path / "l.pfx", ca["leaf_key"], leaf, [ca["cert"]]), password=PASSWORD)
-    c = load_key_signer(_pfx(tmp_path / "e.p12", ca["leaf_key"], leaf, [ca["cert"]], password=None), password="")
+    c = load_key_signer(
+        _pfx(tmp_path / "e.p12", ca["leaf_key"], leaf, [ca["cert"]], password=None), password=""
+    )
     combined = tmp_path / "all.pem"
-    combined.write_bytes((tmp_path / "l.crt").read_bytes() + ca["root"].read_bytes()
-                         + (tmp_path / "l.key").read_bytes())
+    combined.write_bytes(
+        (tmp_path / "l.crt").read_bytes() + ca["root"].read_bytes() + (tmp_path / "l.key").read_bytes()
+    )
     d = load_key_signer(combined)
-    e = load_key_signer(tmp_path / "l.crt", write_key(tmp_path / "enc.key", ca["leaf_key"], PASSWORD),
-                        chain=[ca["root"]], password=PASSWORD)
+    e = load_key_signer(
+        tmp_path / "l.crt",
+        write_key(tmp_path / "enc.key", ca["leaf_key"], PASSWORD),
+        chain=[ca["root"]],
+        password=PASSWORD,
+    )
     assert a.identity == b.identity == c.identity == d.identity == e.identity
     assert a.identity.startswith("key:sha256=") and len(a.certificates) == 2 and a.is_test
 
@@ -425,8 +512,12 @@ def _bad_inputs(ca, tmp_path) -> dict[str, tuple[dict, str, str]]:
     leaf = _good_leaf(ca)
     leaf_crt = write_cert(t / "leaf.crt", leaf)
     leaf_key = write_key(t / "leaf.key", ca["leaf_key"])
-    expired = write_cert(t / "expired.crt", _good_leaf(ca, start=datetime.datetime(2015, 1, 1, tzinfo=UTC),
-                                                        end=datetime.datetime(2021, 1, 1, tzinfo=UTC)))
+    expired = write_cert(
+        t / "expired.crt",
+        _good_leaf(
+            ca, start=datetime.datetime(2015, 1, 1, tzinfo=UTC), end=datetime.datetime(2021, 1, 1, tzinfo=UTC)
+        ),
+    )
     future = write_cert(t / "future.crt", _good_leaf(ca, start=datetime.datetime(2040, 1, 1, tzinfo=UTC)))
     no_eku = write_cert(t / "noeku.crt", _good_leaf(ca, eku=[ExtendedKeyUsageOID.SERVER_AUTH]))
     no_ds = write_cert(t / "nods.crt", _good_leaf(ca, digital_signature=False))
@@ -434,36 +525,96 @@ def _bad_inputs(ca, tmp_path) -> dict[str, tuple[dict, str, str]]:
     ec_crt = write_cert(t / "ec.crt", issue("EC leaf", ec_key, (ca["cert"], ca["key"])))
     (t / "garbage.crt").write_bytes(b"not a certificate")
     return {
-        "wrong pfx password": (dict(cert=_pfx(t / "l.pfx", ca["leaf_key"], leaf, [ca["cert"]]),
-                                    password="wrong-" + PASSWORD), "wrong password", "l.pfx"),
+        "wrong pfx password": (
+            dict(cert=_pfx(t / "l.pfx", ca["leaf_key"], leaf, [ca["cert"]]), password="wrong-" + PASSWORD),
+            "wrong password",
+            "l.pfx",
+        ),
         "pfx without password": (dict(cert=t / "l.pfx"), "needs a password", "l.pfx"),
-        "wrong key password": (dict(cert=leaf_crt, key=write_key(t / "enc.key", ca["leaf_key"], PASSWORD),
-                                    chain=[ca["root"]], password=PASSWORD[::-1]), "wrong password", "enc.key"),
-        "encrypted key, no password": (dict(cert=leaf_crt, key=t / "enc.key", chain=[ca["root"]]),
-                                       "encrypted", "enc.key"),
+        "wrong key password": (
+            dict(
+                cert=leaf_crt,
+                key=write_key(t / "enc.key", ca["leaf_key"], PASSWORD),
+                chain=[ca["root"]],
+                password=PASSWORD[::-1],
+            ),
+            "wrong password",
+            "enc.key",
+        ),
+        "encrypted key, no password": (
+            dict(cert=leaf_crt, key=t / "enc.key", chain=[ca["root"]]),
+            "encrypted",
+            "enc.key",
+        ),
         "expired": (dict(cert=expired, key=leaf_key, chain=[ca["root"]]), "has expired", "expired.crt"),
         "not yet valid": (dict(cert=future, key=leaf_key, chain=[ca["root"]]), "not yet valid", "future.crt"),
-        "no code signing EKU": (dict(cert=no_eku, key=leaf_key, chain=[ca["root"]]), "Code Signing", "noeku.crt"),
-        "no digitalSignature": (dict(cert=no_ds, key=leaf_key, chain=[ca["root"]]), "digitalSignature", "nods.crt"),
-        "key mismatch": (dict(cert=leaf_crt, key=write_key(t / "other.key", ca["key"]), chain=[ca["root"]]),
-                         "does not match", "other.key"),
+        "no code signing EKU": (
+            dict(cert=no_eku, key=leaf_key, chain=[ca["root"]]),
+            "Code Signing",
+            "noeku.crt",
+        ),
+        "no digitalSignature": (
+            dict(cert=no_ds, key=leaf_key, chain=[ca["root"]]),
+            "digitalSignature",
+            "nods.crt",
+        ),
+        "key mismatch": (
+            dict(cert=leaf_crt, key=write_key(t / "other.key", ca["key"]), chain=[ca["root"]]),
+            "does not match",
+            "other.key",
+        ),
         "missing chain": (dict(cert=leaf_crt, key=leaf_key), "is missing", "leaf.crt"),
-        "unrelated chain": (dict(cert=leaf_crt, key=leaf_key, chain=[t / "expired.crt"]), "is missing", "leaf.crt"),
+        "unrelated chain": (
+            dict(cert=leaf_crt, key=leaf_key, chain=[t / "expired.crt"]),
+            "is missing",
+            "leaf.crt",
+        ),
         "unreadable cert": (dict(cert=t / "nope.crt", key=leaf_key), "cannot read", "nope.crt"),
-        "unreadable key": (dict(cert=leaf_crt, key=t / "nope.key", chain=[ca["root"]]), "cannot read", "nope.key"),
+        "unreadable key": (
+            dict(cert=leaf_crt, key=t / "nope.key", chain=[ca["root"]]),
+            "cannot read",
+            "nope.key",
+        ),
         "garbage cert": (dict(cert=t / "garbage.crt", key=leaf_key), "not a PEM or DER", "garbage.crt"),
         "no key": (dict(cert=leaf_crt, chain=[ca["root"]]), "no private key", "leaf.crt"),
-        "ec key": (dict(cert=ec_crt, key=write_key(t / "ec.key", ec_key), chain=[ca["root"]]),
-                   "only RSA", "ec.key"),
-        "weak rsa": (dict(cert=write_cert(t / "weak.crt", issue("Weak", weak := rsa_key(1024),
-                                                                 (ca["cert"], ca["key"]))),
-                          key=write_key(t / "weak.key", weak), chain=[ca["root"]]), "too weak", "weak.key"),
+        "ec key": (
+            dict(cert=ec_crt, key=write_key(t / "ec.key", ec_key), chain=[ca["root"]]),
+            "only RSA",
+            "ec.key",
+        ),
+        "weak rsa": (
+            dict(
+                cert=write_cert(
+                    t / "weak.crt", issue("Weak", weak := rsa_key(1024), (ca["cert"], ca["key"]))
+                ),
+                key=write_key(t / "weak.key", weak),
+                chain=[ca["root"]],
+            ),
+            "too weak",
+            "weak.key",
+        ),
     }
 
 
-BAD = ["wrong pfx password", "pfx without password", "wrong key password", "encrypted key, no password",
-       "expired", "not yet valid", "no code signing EKU", "no digitalSignature", "key mismatch", "missing chain",
-       "unrelated chain", "unreadable cert", "unreadable key", "garbage cert", "no key", "ec key", "weak rsa"]
+BAD = [
+    "wrong pfx password",
+    "pfx without password",
+    "wrong key password",
+    "encrypted key, no password",
+    "expired",
+    "not yet valid",
+    "no code signing EKU",
+    "no digitalSignature",
+    "key mismatch",
+    "missing chain",
+    "unrelated chain",
+    "unreadable cert",
+    "unreadable key",
+    "garbage cert",
+    "no key",
+    "ec key",
+    "weak rsa",
+]
 
 
 @pytest.fixture(scope="module")
@@ -498,14 +649,24 @@ def test_secrets_never_leak(ca, tmp_path, unsigned):
     leaf = _good_leaf(ca)
     key_path = write_key(tmp_path / "k.key", ca["leaf_key"], PASSWORD)
     key_lines = [ln for ln in key_path.read_text().splitlines() if not ln.startswith("-----")]
-    plain_lines = [ln for ln in write_key(tmp_path / "p.key", ca["leaf_key"]).read_text().splitlines()
-                   if not ln.startswith("-----")]
+    plain_lines = [
+        ln
+        for ln in write_key(tmp_path / "p.key", ca["leaf_key"]).read_text().splitlines()
+        if not ln.startswith("-----")
+    ]
     pfx = _pfx(tmp_path / "k.pfx", ca["leaf_key"], leaf, [ca["cert"]])
     attempts = [
         dict(cert=pfx, password="x" + PASSWORD),
-        dict(cert=write_cert(tmp_path / "l.crt", leaf), key=key_path, password=PASSWORD + "x", chain=[ca["root"]]),
+        dict(
+            cert=write_cert(tmp_path / "l.crt", leaf),
+            key=key_path,
+            password=PASSWORD + "x",
+            chain=[ca["root"]],
+        ),
         dict(cert=key_path, password=PASSWORD),  # a key where the certificate should be
-        dict(cert=tmp_path / "l.crt", key=tmp_path / "p.key", password=PASSWORD),  # unencrypted key + password
+        dict(
+            cert=tmp_path / "l.crt", key=tmp_path / "p.key", password=PASSWORD
+        ),  # unencrypted key + password
     ]
     for kw in attempts:
         with pytest.raises(FFUError) as exc:
@@ -526,14 +687,21 @@ def test_secrets_never_leak(ca, tmp_path, unsigned):
 def test_signing_time_outside_validity(ca, tmp_path, unsigned):
     """Valid now, but not at the signing time: each operation refuses and leaves no output."""
     leaf = _good_leaf(ca, start=datetime.datetime(2024, 6, 1, tzinfo=UTC))
-    s = load_key_signer(write_cert(tmp_path / "l.crt", leaf), write_key(tmp_path / "l.key", ca["leaf_key"]),
-                        chain=[ca["root"]])
+    s = load_key_signer(
+        write_cert(tmp_path / "l.crt", leaf),
+        write_key(tmp_path / "l.key", ca["leaf_key"]),
+        chain=[ca["root"]],
+    )
     out = tmp_path / "out"
     out.mkdir()
-    for call in (lambda: s.sign_catalog((unsigned / "update.cat").read_bytes(), epoch=EPOCH),
-                 lambda: s.sign_cab(unsigned / "plain.cab", out / "p.cab", epoch=EPOCH),
-                 lambda: s.sign_pe(unsigned / "x86.dll", out / "x.dll", epoch=EPOCH)):
-        with pytest.raises(FFUError, match="not valid at the signing time .*SOURCE_DATE_EPOCH=1700000000") as exc:
+    for call in (
+        lambda: s.sign_catalog((unsigned / "update.cat").read_bytes(), epoch=EPOCH),
+        lambda: s.sign_cab(unsigned / "plain.cab", out / "p.cab", epoch=EPOCH),
+        lambda: s.sign_pe(unsigned / "x86.dll", out / "x.dll", epoch=EPOCH),
+    ):
+        with pytest.raises(
+            FFUError, match="not valid at the signing time .*SOURCE_DATE_EPOCH=1700000000"
+        ) as exc:
             call()
         assert exc.value.file == str(tmp_path / "l.crt") and "\n" not in str(exc.value)
     assert list(out.iterdir()) == []
@@ -578,15 +746,19 @@ def ossl_command(pki, chain_pem, tmp_path_factory):
 def test_command_signer_matches_key_signer(ossl_command, signer, unsigned, tmp_path, kind, name):
     cmd = CommandSigner(f"sh {ossl_command}")
     assert cmd.identity == f"command:sh {ossl_command}" and cmd.certificates == () and not cmd.is_test
-    assert _sign(cmd, kind, unsigned / name, tmp_path / "c") == _sign(signer, kind, unsigned / name, tmp_path / "k")
+    assert _sign(cmd, kind, unsigned / name, tmp_path / "c") == _sign(
+        signer, kind, unsigned / name, tmp_path / "k"
+    )
     assert _leftovers(tmp_path) == []
 
 
 def _command_failures(ossl_command) -> dict[str, tuple[CommandSigner, str]]:
     return {
         "false": (CommandSigner("false"), "failed (exit status 1)"),
-        "stderr": (CommandSigner("sh -c 'echo first >&2; echo \"last words\" >&2; exit 3' sh"),
-                   "failed (exit status 3): last words"),
+        "stderr": (
+            CommandSigner("sh -c 'echo first >&2; echo \"last words\" >&2; exit 3' sh"),
+            "failed (exit status 3): last words",
+        ),
         "unsigned": (CommandSigner("true"), "did not sign"),
         "missing": (CommandSigner("no-such-signing-tool-xyz --flag"), "cannot run signing command"),
         "timeout": (CommandSigner("sh -c 'sleep 5' sh", timeout=0.3), "timed out after 0.3 s"),
@@ -607,9 +779,12 @@ def test_command_signer_failures(ossl_command, unsigned, tmp_path, case, kind, n
     assert list(out.iterdir()) == []
 
 
-@pytest.mark.parametrize("kind,name,offset", [("cab", "plain.cab", 200), ("pe", "x86.dll", 0x400),
-                                              ("cat", "update.cat", 200)])
-def test_command_signer_rejects_changed_content(ossl_command, unsigned, tmp_path, monkeypatch, kind, name, offset):
+@pytest.mark.parametrize(
+    "kind,name,offset", [("cab", "plain.cab", 200), ("pe", "x86.dll", 0x400), ("cat", "update.cat", 200)]
+)
+def test_command_signer_rejects_changed_content(
+    ossl_command, unsigned, tmp_path, monkeypatch, kind, name, offset
+):
     monkeypatch.setenv("TAMPER", str(offset))
     out = tmp_path / "out"
     out.mkdir()
@@ -664,15 +839,23 @@ def test_signed_package_verifies(signer, root, tmp_path):
 def test_cab_signed_while_written_equals_signed_after(signer, tmp_path, compression):
     """write_cab(authenticode=…) hashes an uncompressed CAB as it writes it (and re-reads a
     compressed one): the result equals writing the CAB and signing it afterwards, byte for byte."""
-    members = [cab.CabMember("update.mum", data=b"<assembly/>" * 50),
-               cab.CabMember("a.bin", data=os.urandom(200_000)),
-               cab.CabMember("b\\c.txt", data=b"text " * 30_000)]
+    members = [
+        cab.CabMember("update.mum", data=b"<assembly/>" * 50),
+        cab.CabMember("a.bin", data=os.urandom(200_000)),
+        cab.CabMember("b\\c.txt", data=b"text " * 30_000),
+    ]
     after = tmp_path / "after.cab"
     cab.write_cab(after, members, compression=compression, reserve_signature=True, max_blocks_per_folder=8)
     signer.sign_cab_in_place(after, epoch=EPOCH)
     during = tmp_path / "during.cab"
-    cab.write_cab(during, members, compression=compression, reserve_signature=True, max_blocks_per_folder=8,
-                  authenticode=lambda digest: signer.cab_signature(digest, epoch=EPOCH))
+    cab.write_cab(
+        during,
+        members,
+        compression=compression,
+        reserve_signature=True,
+        max_blocks_per_folder=8,
+        authenticode=lambda digest: signer.cab_signature(digest, epoch=EPOCH),
+    )
     assert during.read_bytes() == after.read_bytes()
     assert verify.cab_signature_problems(during) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["after.cab", "during.cab"]
@@ -683,6 +866,7 @@ def test_cab_signer_failure_leaves_nothing(tmp_path):
         raise FFUError("the signer refused", "key.pem")
 
     with pytest.raises(FFUError, match="refused"):
-        cab.write_cab(tmp_path / "x.cab", [cab.CabMember("a", data=b"a")], reserve_signature=True,
-                      authenticode=fail)
+        cab.write_cab(
+            tmp_path / "x.cab", [cab.CabMember("a", data=b"a")], reserve_signature=True, authenticode=fail
+        )
     assert list(tmp_path.iterdir()) == []

@@ -129,8 +129,11 @@ def test_signify_checks_every_member_and_the_catalog_signature(package, built, r
             f.add_catalog(ctl)
             _, err = f.explain_verify(signature_types="catalog", trusted_certificate_store=store)
             assert err is None, (name, err)
-            digest = pe.authenticode_digest(data) if pe.is_pe(data) else catalog.member_hashes(
-                catalog.CatalogMember(name, data=data)).sha256
+            digest = (
+                pe.authenticode_digest(data)
+                if pe.is_pe(data)
+                else catalog.member_hashes(catalog.CatalogMember(name, data=data)).sha256
+            )
             assert ctl.find_subject(digest) is not None, name
         # a member signify has never seen is not found
         stranger = signed_file.AuthenticodeFile.from_stream(io.BytesIO(b"stranger"), allow_flat=True)
@@ -221,7 +224,10 @@ def test_catalog_ctl_changed(package, signer, root, files, tmp_path):
     assert pos > 0
     bad = repack(package, tmp_path / "bad.cab", signer, replace={"update.cat": _flip(der, pos + 5)})
     problems = _problems(bad, root)
-    assert "update.cat: messageDigest does not match the signed content (content modified after signing)" in problems
+    assert (
+        "update.cat: messageDigest does not match the signed content (content modified after signing)"
+        in problems
+    )
     assert any(p.startswith(f"{MANIFEST}: not listed in update.cat") for p in problems)
     assert not any(p.startswith("CAB signature") for p in problems)
 
@@ -233,8 +239,10 @@ def test_catalog_signature_changed(package, signer, root, tmp_path):
     pos = der.find(sig)
     bad = repack(package, tmp_path / "bad.cab", signer, replace={"update.cat": _flip(der, pos + 100)})
     problems = _problems(bad, root)
-    assert problems == ["update.cat: signature does not verify with the signer certificate "
-                        "'Contoso Test Code Signing (TEST ONLY)'"]
+    assert problems == [
+        "update.cat: signature does not verify with the signer certificate "
+        "'Contoso Test Code Signing (TEST ONLY)'"
+    ]
 
 
 def _sig_area(path: Path) -> tuple[int, int]:
@@ -250,8 +258,10 @@ def test_cab_signature_blob_changed(package, root, tmp_path):
     end = verify._strip_padding(blob)
     bad = tmp_path / "sig.cab"
     bad.write_bytes(_flip(raw, off + len(end) - 50))
-    assert _problems(bad, root) == ["CAB signature: signature does not verify with the signer certificate "
-                                    "'Contoso Test Code Signing (TEST ONLY)'"]
+    assert _problems(bad, root) == [
+        "CAB signature: signature does not verify with the signer certificate "
+        "'Contoso Test Code Signing (TEST ONLY)'"
+    ]
     # 2. a byte of the signed CAB digest inside SpcIndirectDataContent
     digest = cab.cab_hash(package)
     pos = blob.find(digest)
@@ -259,8 +269,10 @@ def test_cab_signature_blob_changed(package, root, tmp_path):
     bad.write_bytes(_flip(raw, off + pos))
     problems = _problems(bad, root)
     assert "CAB signature: signed digest does not match the file (modified after signing)" in problems
-    assert "CAB signature: messageDigest does not match the signed content (content modified after signing)" \
+    assert (
+        "CAB signature: messageDigest does not match the signed content (content modified after signing)"
         in problems
+    )
     # 3. garbage instead of DER
     bad.write_bytes(raw[:off] + b"\x01" * length)
     assert [p.split(":")[0:2] for p in _problems(bad, root)] == [["CAB signature", " malformed signature"]]
@@ -270,7 +282,9 @@ def test_cab_header_changed(package, root, tmp_path):
     raw = package.read_bytes()
     bad = tmp_path / "hdr.cab"
     bad.write_bytes(_flip(raw, 32))  # setID: hashed header field the reader does not care about
-    assert _problems(bad, root) == ["CAB signature: signed digest does not match the file (modified after signing)"]
+    assert _problems(bad, root) == [
+        "CAB signature: signed digest does not match the file (modified after signing)"
+    ]
 
 
 def test_unsigned(files, signer, root, tmp_path):
@@ -296,11 +310,14 @@ def test_untrusted_signer(package, attacker, root, tmp_path, files):
     assert verify.verify_cab(evil).ok
     problems = _problems(evil, root)
     assert len(problems) == 2
-    assert problems[0].startswith("CAB signature: certificate chain of 'Mallory Code Signing' does not lead "
-                                  "to a trusted root")
+    assert problems[0].startswith(
+        "CAB signature: certificate chain of 'Mallory Code Signing' does not lead to a trusted root"
+    )
     assert problems[1].startswith("update.cat: certificate chain of 'Mallory Code Signing'")
     # trusting the attacker's root instead flips the result
-    assert verify.verify_cab(package, trusted_roots=[attacker[1]]).problems[0].startswith("CAB signature: cert")
+    assert (
+        verify.verify_cab(package, trusted_roots=[attacker[1]]).problems[0].startswith("CAB signature: cert")
+    )
 
 
 def test_corrupt_file(tmp_path, root):
@@ -361,9 +378,26 @@ def test_verify_accepts_osslsigncode_output(files, pki, root, tmp_path):
     chain.write_bytes((pki / "intermediate.crt").read_bytes() + (pki / "root.crt").read_bytes())
 
     def ossl_sign(src: Path, dst: Path) -> None:
-        subprocess.run(["osslsigncode", "sign", "-certs", str(pki / "leaf.crt"), "-ac", str(chain), "-key",
-                        str(pki / "leaf.key"), "-h", "sha256", "-in", str(src), "-out", str(dst)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "osslsigncode",
+                "sign",
+                "-certs",
+                str(pki / "leaf.crt"),
+                "-ac",
+                str(chain),
+                "-key",
+                str(pki / "leaf.key"),
+                "-h",
+                "sha256",
+                "-in",
+                str(src),
+                "-out",
+                str(dst),
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     unsigned_cat = read_members(write_package(tmp_path / "u.cab", files, None))["update.cat"]
     (tmp_path / "u.cat").write_bytes(unsigned_cat)

@@ -20,7 +20,7 @@ def test_outputs_get_the_mode_open_gives(tmp_path):
         fh.write(b"{}")
     mode = stat.S_IMODE((tmp_path / "a.json").stat().st_mode)
     assert mode == stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o666 & ~_umask()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]   # no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]  # no temp file left
 
 
 def test_failed_block_leaves_nothing(tmp_path):

@@ -48,8 +48,11 @@ def _reference_imports(root: Path) -> dict[str, set[str]]:
                 targets.append(stem)
                 targets += [f"{stem}.{a.name}" if stem else a.name for a in node.names]
             elif isinstance(node, ast.Import):
-                targets += [a.name.removeprefix("ffuforge").lstrip(".") for a in node.names
-                            if a.name.startswith("ffuforge.")]
+                targets += [
+                    a.name.removeprefix("ffuforge").lstrip(".")
+                    for a in node.names
+                    if a.name.startswith("ffuforge.")
+                ]
             for t in targets:
                 if t in mods:
                     parts = t.split(".") if t else []
@@ -115,8 +118,9 @@ def test_editing_a_module_changes_every_builder_that_uses_it(library_copy):
         try:
             for b in builders:
                 changed = toolsig.fingerprint(b) != before[b]
-                assert changed == (module in uses[b]), \
+                assert changed == (module in uses[b]), (
                     f"editing {module or '__init__'}: builder {b} fingerprint {'changed' if changed else 'kept'}"
+                )
         finally:
             f.write_bytes(original)
             _clear()
@@ -132,7 +136,8 @@ def test_every_builder_reaches_the_library_it_runs(library_copy):
 def test_relative_imports_beyond_the_package_and_unknown_modules(library_copy):
     (library_copy / "util" / "probe.py").write_text(
         "from ... import nothing\nfrom .atomic import atomic_output\nfrom ..formats import cab, not_a_module\n"
-        "def f():\n    from ffuforge.formats.pe import checksum  # lazy\n")
+        "def f():\n    from ffuforge.formats.pe import checksum  # lazy\n"
+    )
     _clear()
     assert toolsig.imports("util.probe") >= {"util.atomic", "formats", "formats.cab", "formats.pe", ""}
     with pytest.raises(ValueError):

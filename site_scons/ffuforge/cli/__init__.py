@@ -27,9 +27,13 @@ def cmd_package(args) -> int:
     from ..package import build as pkgbuild
     from ..package import project, variant
 
-    opts = variant.BuildOptions(cpu=args.cpu, version=args.version, variables=_variables(args.variables),
-                                languages=tuple(x for x in (args.languages or "").split(";") if x),
-                                build_type=args.build)
+    opts = variant.BuildOptions(
+        cpu=args.cpu,
+        version=args.version,
+        variables=_variables(args.variables),
+        languages=tuple(x for x in (args.languages or "").split(";") if x),
+        build_type=args.build,
+    )
     path = Path(args.project)
     variants = variant.plan(project.load(path, str(path)), opts, str(path.parent), top=Path.cwd())
     out = Path(args.output)
@@ -72,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--languages", help="';'-separated languages for language packages")
     p.add_argument("--build", default="fre", choices=("fre", "chk"))
     p.add_argument("--compression", default="none", choices=("none", "mszip"))
-    p.add_argument("--epoch", type=int, default=1577836800, help="SOURCE_DATE_EPOCH for catalog and CAB dates")
+    p.add_argument(
+        "--epoch", type=int, default=1577836800, help="SOURCE_DATE_EPOCH for catalog and CAB dates"
+    )
     p.add_argument("--output", "-o", default=".", help="output directory")
     p.set_defaults(func=cmd_package)
 

@@ -76,9 +76,9 @@ RES_RE = re.compile(r"^[0-9]{1,6}[xX][0-9]{1,6}$")
 class Filter:
     """A Language/Resolution filter: `*`, `(a;b)` or `!(a;b)`."""
 
-    kind: str                    # 'all' | 'only' | 'except'
+    kind: str  # 'all' | 'only' | 'except'
     items: tuple[str, ...] = ()  # as written
-    what: str = "language"       # 'language' | 'resolution'
+    what: str = "language"  # 'language' | 'resolution'
 
     def __str__(self) -> str:
         if self.kind == "all":
@@ -98,7 +98,9 @@ class Filter:
         return not hits, tuple(v for v in values if fold(v) not in wanted)
 
 
-def parse_filter(text: str, what: str = "language", file: str | None = None, line: int | None = None) -> Filter:
+def parse_filter(
+    text: str, what: str = "language", file: str | None = None, line: int | None = None
+) -> Filter:
     """Parse `*`, `(a;b)`, `!(a;b)`; languages must look like `en-US`, resolutions like `1024x768`."""
     attr = "Language" if what == "language" else "Resolution"
     raw = text.strip()
@@ -188,6 +190,7 @@ def is_ms_placeholder(token: str) -> bool:
 
 # ------------------------------------------------------------------------ implicit IDs (§3)
 
+
 def fm_implicit_id(owner: str, feature_id: str) -> str:
     """FM side: `X` -> `OEM_X` (or `MS_X`), unless it already starts with that prefix."""
     prefix = "OEM_" if owner == "OEM" else "MS_"
@@ -204,8 +207,8 @@ def input_implicit_id(owner: str, feature: str) -> str:
 #: section -> the PackageFile attribute selecting it (None: no selector)
 SECTIONS: dict[str, str | None] = {
     "BasePackages": None,
-    "Microsoft": None,           # Features/Microsoft
-    "OEM": None,                 # Features/OEM
+    "Microsoft": None,  # Features/Microsoft
+    "OEM": None,  # Features/OEM
     "ReleasePackages": "ReleaseType",
     "PrereleasePackages": "Type",
     "SOCPackages": "SOC",
@@ -222,12 +225,26 @@ SECTIONS: dict[str, str | None] = {
 TOP_SECTIONS = [s for s in SECTIONS if s not in ("Microsoft", "OEM")] + ["Features"]
 SINGLE_SECTIONS = ("BootUILanguagePackageFile", "BootLocalePackageFile")
 _SELECTOR_ATTRS = ("SOC", "Device", "SV", "ReleaseType", "Type")
-_PF_ATTRS = {"Path", "Name", "Resolution", "Language", "Partition", "ID", "NoBasePackage",
-             "FeatureIdentifierPackage", "CPUType", *_SELECTOR_ATTRS}
+_PF_ATTRS = {
+    "Path",
+    "Name",
+    "Resolution",
+    "Language",
+    "Partition",
+    "ID",
+    "NoBasePackage",
+    "FeatureIdentifierPackage",
+    "CPUType",
+    *_SELECTOR_ATTRS,
+}
 RELEASE_TYPES = {"production": "Production", "test": "Test"}
 PRERELEASE_TYPES = {"protected": "protected", "replacement": "replacement"}
-CONSTRAINTS = {"oneormore": "OneOrMore", "zeroorone": "ZeroOrOne", "oneandonlyone": "OneAndOnlyOne",
-               "zeroormore": "ZeroOrMore"}
+CONSTRAINTS = {
+    "oneormore": "OneOrMore",
+    "zeroorone": "ZeroOrOne",
+    "oneandonlyone": "OneAndOnlyOne",
+    "zeroormore": "ZeroOrMore",
+}
 EXCLUSIVE = ("ZeroOrOne", "OneAndOnlyOne")
 REQUIRED = ("OneOrMore", "OneAndOnlyOne")
 
@@ -236,18 +253,18 @@ REQUIRED = ("OneOrMore", "OneAndOnlyOne")
 class PackageFile:
     """One `<PackageFile>` (or Boot*PackageFile) of an FM, values as written."""
 
-    section: str                        # key of SECTIONS
+    section: str  # key of SECTIONS
     path: str
     name: str
     line: int | None = None
-    feature_ids: tuple[str, ...] = ()   # Features/Microsoft and Features/OEM only
-    selector: str | None = None         # value of SECTIONS[section] (canonical for enums)
+    feature_ids: tuple[str, ...] = ()  # Features/Microsoft and Features/OEM only
+    selector: str | None = None  # value of SECTIONS[section] (canonical for enums)
     language: Filter | None = None
     resolution: Filter | None = None
     partition: str | None = None
     id: str | None = None
     cpu_type: str | None = None
-    fip: bool = False                   # FeatureIdentifierPackage="true"
+    fip: bool = False  # FeatureIdentifierPackage="true"
     no_base_package: bool | None = None
     extra_selectors: tuple[tuple[str, str], ...] = ()  # selector attributes outside their section
 
@@ -269,14 +286,14 @@ class PackageFile:
 
 @dataclass(frozen=True)
 class FeatureGroup:
-    owner: str                          # 'Microsoft' | 'OEM'
-    constraint: str                     # canonical CONSTRAINTS value
-    feature_ids: tuple[str, ...]        # implicit IDs (OEM_X, MS_X, SOC_x, BASE, ...)
+    owner: str  # 'Microsoft' | 'OEM'
+    constraint: str  # canonical CONSTRAINTS value
+    feature_ids: tuple[str, ...]  # implicit IDs (OEM_X, MS_X, SOC_x, BASE, ...)
     name: str | None = None
     publishing: bool = False
     subgroups: tuple[FeatureGroup, ...] = ()
     line: int | None = None
-    constraint_written: bool = True     # False: attribute absent (ZeroOrMore default)
+    constraint_written: bool = True  # False: attribute absent (ZeroOrMore default)
 
     def walk(self) -> Iterator[FeatureGroup]:
         yield self
@@ -294,13 +311,13 @@ class ConditionalFeature:
 
 @dataclass
 class FeatureManifest:
-    file: str                                    # display name used in messages
+    file: str  # display name used in messages
     packages: list[PackageFile] = field(default_factory=list)
     groups: list[FeatureGroup] = field(default_factory=list)
     conditional_features: list[ConditionalFeature] = field(default_factory=list)
     revision: str | None = None
     schema_version: str | None = None
-    present_sections: tuple[str, ...] = ()       # sections present (even empty), for writing back
+    present_sections: tuple[str, ...] = ()  # sections present (even empty), for writing back
     warnings: list[str] = field(default_factory=list)
     path: Path | None = None
 
@@ -327,7 +344,8 @@ class FeatureManifest:
 
 def _root_kind(root) -> str:
     return {"FeatureManifest": "FM", "FMCollectionManifest": "FMFileList", "OEMInput": "OEMInput"}.get(
-        xmlsafe.localname(root), "")
+        xmlsafe.localname(root), ""
+    )
 
 
 def check_root(root, expected: str, file: str) -> None:
@@ -335,11 +353,16 @@ def check_root(root, expected: str, file: str) -> None:
     name = xmlsafe.localname(root)
     if name != expected:
         kind = _root_kind(root)
-        what = {"FM": "a feature manifest (FM)", "FMFileList": "an FMFileList (FMCollectionManifest)",
-                "OEMInput": "an OEMInput"}.get(kind, f"a <{name}> document")
-        want = {"FeatureManifest": "a feature manifest (<FeatureManifest>)",
-                "FMCollectionManifest": "an FMFileList (<FMCollectionManifest>)",
-                "OEMInput": "an OEMInput (<OEMInput>)"}[expected]
+        what = {
+            "FM": "a feature manifest (FM)",
+            "FMFileList": "an FMFileList (FMCollectionManifest)",
+            "OEMInput": "an OEMInput",
+        }.get(kind, f"a <{name}> document")
+        want = {
+            "FeatureManifest": "a feature manifest (<FeatureManifest>)",
+            "FMCollectionManifest": "an FMFileList (<FMCollectionManifest>)",
+            "OEMInput": "an OEMInput (<OEMInput>)",
+        }[expected]
         raise FFUError(f"this is {what}, not {want}", file, root.sourceline)
     ns = xmlsafe.namespace(root)
     if ns != NS:
@@ -367,16 +390,20 @@ class XmlLoader:
         out = []
         for c in xmlsafe.elements(el):
             if xmlsafe.namespace(c) != NS:
-                raise self.err(c, f"<{xmlsafe.localname(c)}> has namespace {xmlsafe.namespace(c)!r}; "
-                                  f"expected {NS!r}")
+                raise self.err(
+                    c, f"<{xmlsafe.localname(c)}> has namespace {xmlsafe.namespace(c)!r}; expected {NS!r}"
+                )
             out.append(c)
         return out
 
     def unknown(self, el, parent: str, allowed: Iterable[str]) -> FFUError:
         name = xmlsafe.localname(el)
         allowed = list(allowed)
-        return self.err(el, f"<{name}> is not allowed inside <{parent}>{_hint_name(name, allowed)}; "
-                            f"expected one of: {', '.join(allowed)}")
+        return self.err(
+            el,
+            f"<{name}> is not allowed inside <{parent}>{_hint_name(name, allowed)}; "
+            f"expected one of: {', '.join(allowed)}",
+        )
 
     def text(self, el, what: str, required: bool = True) -> str:
         if self.children(el):
@@ -390,19 +417,29 @@ class XmlLoader:
         allowed = set(allowed)
         for a in el.attrib:
             q = etree.QName(a)
-            if q.namespace:          # xsi:*, xml:* ...
+            if q.namespace:  # xsi:*, xml:* ...
                 continue
             if q.localname not in allowed:
-                hint = next((f" (attribute names are case-sensitive: write {k})" for k in allowed
-                             if k.lower() == q.localname.lower()), "")
-                raise self.err(el, f"attribute {q.localname}= is not allowed on <{xmlsafe.localname(el)}>{hint}")
+                hint = next(
+                    (
+                        f" (attribute names are case-sensitive: write {k})"
+                        for k in allowed
+                        if k.lower() == q.localname.lower()
+                    ),
+                    "",
+                )
+                raise self.err(
+                    el, f"attribute {q.localname}= is not allowed on <{xmlsafe.localname(el)}>{hint}"
+                )
 
 
 class _FMLoader(XmlLoader):
     def load(self, root) -> FeatureManifest:
         check_root(root, "FeatureManifest", self.file)
         self.check_attrs(root, {"Revision", "SchemaVersion"})
-        fm = FeatureManifest(self.file, revision=root.get("Revision"), schema_version=root.get("SchemaVersion"))
+        fm = FeatureManifest(
+            self.file, revision=root.get("Revision"), schema_version=root.get("SchemaVersion")
+        )
         present: list[str] = []
         for sec in self.children(root):
             name = xmlsafe.localname(sec)
@@ -413,7 +450,7 @@ class _FMLoader(XmlLoader):
             if name == "Features":
                 self.features(fm, sec, present)
             elif name in SINGLE_SECTIONS:
-                if self.children(sec):      # tolerated container form
+                if self.children(sec):  # tolerated container form
                     for pf in self.children(sec):
                         if xmlsafe.localname(pf) != "PackageFile":
                             raise self.unknown(pf, name, ["PackageFile"])
@@ -451,7 +488,7 @@ class _FMLoader(XmlLoader):
                 owner = "Microsoft" if name == "MSFeatureGroups" else "OEM"
                 for g in self.children(sub):
                     gname = xmlsafe.localname(g)
-                    if gname == "FeatureGroups":         # documented wrapper
+                    if gname == "FeatureGroups":  # documented wrapper
                         self.check_attrs(g, ())
                         for gg in self.children(g):
                             if xmlsafe.localname(gg) != "FeatureGroup":
@@ -488,8 +525,9 @@ class _FMLoader(XmlLoader):
         if raw is not None:
             constraint = CONSTRAINTS.get(raw.strip().lower(), "")
             if not constraint:
-                raise self.err(el, f"FeatureGroup Constraint={raw!r} is not one of "
-                                   f"{', '.join(CONSTRAINTS.values())}")
+                raise self.err(
+                    el, f"FeatureGroup Constraint={raw!r} is not one of {', '.join(CONSTRAINTS.values())}"
+                )
             if constraint != raw.strip():
                 self.warn(el, f"Constraint={raw!r} differs in case from {constraint}")
         ids: tuple[str, ...] = ()
@@ -512,17 +550,25 @@ class _FMLoader(XmlLoader):
                 raise self.unknown(c, "FeatureGroup", ["FeatureIDs", "SubGroups"])
         if constraint != "ZeroOrMore" and not ids:
             raise self.err(el, f"FeatureGroup with Constraint={constraint} lists no <FeatureIDs>")
-        publishing = parse_bool(el.get("PublishingFeatureGroup"), self.file, el.sourceline,
-                                "PublishingFeatureGroup") or False
-        return FeatureGroup(owner, constraint, ids, el.get("Name"), publishing, tuple(subs), el.sourceline,
-                            written)
+        publishing = (
+            parse_bool(el.get("PublishingFeatureGroup"), self.file, el.sourceline, "PublishingFeatureGroup")
+            or False
+        )
+        return FeatureGroup(
+            owner, constraint, ids, el.get("Name"), publishing, tuple(subs), el.sourceline, written
+        )
 
     def conditional(self, el) -> ConditionalFeature:
         fid = el.get("FeatureID")
         if fid is None or not fid.strip():
             raise self.err(el, "ConditionalFeature needs FeatureID=")
-        extra = tuple(sorted((k, v) for k, v in el.attrib.items()
-                             if k not in ("FeatureID", "UpdateAction") and not etree.QName(k).namespace))
+        extra = tuple(
+            sorted(
+                (k, v)
+                for k, v in el.attrib.items()
+                if k not in ("FeatureID", "UpdateAction") and not etree.QName(k).namespace
+            )
+        )
         if self.children(el):
             self.warn(el, "children of <ConditionalFeature> are not interpreted by ffuforge (kept as is)")
         return ConditionalFeature(fid.strip(), el.get("UpdateAction"), el.sourceline, extra)
@@ -544,17 +590,26 @@ class _FMLoader(XmlLoader):
                 hint = ""
                 other = [a for a in _SELECTOR_ATTRS if a != sel_attr and el.get(a) is not None]
                 if other:
-                    hint = (f" (it has {other[0]}={el.get(other[0])!r}, which <{section}> does not use; "
-                            "DeviceLayoutPackages/SOCPackages select by SOC, OEMDevicePlatformPackages/"
-                            "DeviceSpecificPackages by Device)")
+                    hint = (
+                        f" (it has {other[0]}={el.get(other[0])!r}, which <{section}> does not use; "
+                        "DeviceLayoutPackages/SOCPackages select by SOC, OEMDevicePlatformPackages/"
+                        "DeviceSpecificPackages by Device)"
+                    )
                 raise self.err(el, f"<PackageFile Name={name!r}> in <{section}> needs {sel_attr}={hint}")
             selector = raw.strip()
-            table = RELEASE_TYPES if sel_attr == "ReleaseType" else PRERELEASE_TYPES if sel_attr == "Type" else None
+            table = (
+                RELEASE_TYPES
+                if sel_attr == "ReleaseType"
+                else PRERELEASE_TYPES
+                if sel_attr == "Type"
+                else None
+            )
             if table is not None:
                 canon = table.get(selector.lower())
                 if canon is None:
-                    raise self.err(el, f"{sel_attr}={raw!r} on package {name} is not one of "
-                                       f"{', '.join(table.values())}")
+                    raise self.err(
+                        el, f"{sel_attr}={raw!r} on package {name} is not one of {', '.join(table.values())}"
+                    )
                 if canon != selector:
                     self.warn(el, f"{sel_attr}={raw!r} on package {name} differs in case from {canon}")
                 selector = canon
@@ -579,29 +634,44 @@ class _FMLoader(XmlLoader):
             if others:
                 raise self.unknown(others[0], "PackageFile", ["FeatureIDs"])
             if len(fids) != 1:
-                raise self.err(el, f"feature package {name} in <Features><{section}> needs exactly one "
-                                   "<FeatureIDs> with at least one <FeatureID>")
+                raise self.err(
+                    el,
+                    f"feature package {name} in <Features><{section}> needs exactly one "
+                    "<FeatureIDs> with at least one <FeatureID>",
+                )
             ids = self.feature_ids(fids[0], f"on package {name}")
             if not ids:
                 raise self.err(fids[0], f"feature package {name} has an empty <FeatureIDs>")
         elif kids:
-            raise self.err(kids[0], f"<{xmlsafe.localname(kids[0])}> is only allowed on feature packages "
-                                    f"(<Features><OEM>), not in <{section}>")
+            raise self.err(
+                kids[0],
+                f"<{xmlsafe.localname(kids[0])}> is only allowed on feature packages "
+                f"(<Features><OEM>), not in <{section}>",
+            )
         lang = el.get("Language")
         res = el.get("Resolution")
         partition = el.get("Partition")
         if partition is not None and not partition.strip():
             raise self.err(el, f"Partition= on package {name} is empty")
         return PackageFile(
-            section=section, path=path.strip(), name=name.strip(), line=el.sourceline, feature_ids=ids,
+            section=section,
+            path=path.strip(),
+            name=name.strip(),
+            line=el.sourceline,
+            feature_ids=ids,
             selector=selector,
             language=parse_filter(lang, "language", self.file, el.sourceline) if lang is not None else None,
             resolution=parse_filter(res, "resolution", self.file, el.sourceline) if res is not None else None,
-            partition=partition.strip() if partition else None, id=el.get("ID"), cpu_type=cpu,
-            fip=parse_bool(el.get("FeatureIdentifierPackage"), self.file, el.sourceline,
-                           "FeatureIdentifierPackage") or False,
+            partition=partition.strip() if partition else None,
+            id=el.get("ID"),
+            cpu_type=cpu,
+            fip=parse_bool(
+                el.get("FeatureIdentifierPackage"), self.file, el.sourceline, "FeatureIdentifierPackage"
+            )
+            or False,
             no_base_package=parse_bool(el.get("NoBasePackage"), self.file, el.sourceline, "NoBasePackage"),
-            extra_selectors=tuple(extra))
+            extra_selectors=tuple(extra),
+        )
 
     def check_groups_local(self, fm: FeatureManifest) -> None:
         check_groups([fm])
@@ -623,9 +693,12 @@ def check_groups(fms: Iterable[FeatureManifest]) -> None:
             for g in top.walk():
                 if g.owner == "OEM" and g.name and fold(g.name) in ms_names:
                     ofm, og = ms_names[fold(g.name)]
-                    raise FFUError(f"OEM FeatureGroup {g.name!r} has the name of the Microsoft group defined at "
-                                   f"{ofm.file}:{og.line}; OEM groups cannot override Microsoft groups",
-                                   fm.file, g.line)
+                    raise FFUError(
+                        f"OEM FeatureGroup {g.name!r} has the name of the Microsoft group defined at "
+                        f"{ofm.file}:{og.line}; OEM groups cannot override Microsoft groups",
+                        fm.file,
+                        g.line,
+                    )
                 if g.constraint not in EXCLUSIVE:
                     continue
                 for fid in g.feature_ids:
@@ -635,7 +708,10 @@ def check_groups(fms: Iterable[FeatureManifest]) -> None:
                         raise FFUError(
                             f"feature {fid} is in two mutually exclusive feature groups: this "
                             f"{g.constraint} group and the {pg.constraint} group at {pfm.file}:{pg.line}; "
-                            "a feature may belong to only one ZeroOrOne/OneAndOnlyOne group", fm.file, g.line)
+                            "a feature may belong to only one ZeroOrOne/OneAndOnlyOne group",
+                            fm.file,
+                            g.line,
+                        )
                     exclusive[fold(fid)] = (fm, g)
 
 
@@ -654,6 +730,7 @@ def parse_fm_bytes(data: bytes, display: str) -> FeatureManifest:
 
 # ---------------------------------------------------------------------------- FM writer
 
+
 def _filter_attr(f: Filter | None) -> str | None:
     return None if f is None else str(f)
 
@@ -661,8 +738,14 @@ def _filter_attr(f: Filter | None) -> str | None:
 def write_fm(fm: FeatureManifest, comment: str | None = None) -> bytes:
     """Serialize an FM deterministically (UTF-8, no BOM); `load_fm` reads it back equal."""
     E = f"{{{NS}}}"
-    root = etree.Element(E + "FeatureManifest", nsmap={None: NS, "xsi": "http://www.w3.org/2001/XMLSchema-instance",
-                                                     "xsd": "http://www.w3.org/2001/XMLSchema"})
+    root = etree.Element(
+        E + "FeatureManifest",
+        nsmap={
+            None: NS,
+            "xsi": "http://www.w3.org/2001/XMLSchema-instance",
+            "xsd": "http://www.w3.org/2001/XMLSchema",
+        },
+    )
     if fm.revision is not None:
         root.set("Revision", fm.revision)
     if fm.schema_version is not None:
@@ -691,10 +774,15 @@ def write_fm(fm: FeatureManifest, comment: str | None = None) -> bytes:
         attrs = [("Path", p.path), ("Name", p.name)]
         if sel and sel != "CPUType":
             attrs.append((sel, p.selector))
-        attrs += [("CPUType", p.cpu_type), ("Language", _filter_attr(p.language)),
-                  ("Resolution", _filter_attr(p.resolution)), ("Partition", p.partition), ("ID", p.id),
-                  ("FeatureIdentifierPackage", "true" if p.fip else None),
-                  ("NoBasePackage", None if p.no_base_package is None else str(p.no_base_package).lower())]
+        attrs += [
+            ("CPUType", p.cpu_type),
+            ("Language", _filter_attr(p.language)),
+            ("Resolution", _filter_attr(p.resolution)),
+            ("Partition", p.partition),
+            ("ID", p.id),
+            ("FeatureIdentifierPackage", "true" if p.fip else None),
+            ("NoBasePackage", None if p.no_base_package is None else str(p.no_base_package).lower()),
+        ]
         attrs += list(p.extra_selectors)
         for k, v in attrs:
             if v is not None:
@@ -763,10 +851,11 @@ def write_fm(fm: FeatureManifest, comment: str | None = None) -> bytes:
 
 # --------------------------------------------------------------------------- FMFileList model
 
+
 @dataclass(frozen=True)
 class FMEntry:
     id: str
-    path: str                       # as written, e.g. $(FMDirectory)\OEMFM.xml
+    path: str  # as written, e.g. $(FMDirectory)\OEMFM.xml
     line: int | None = None
     release_type: str | None = None
     owner_name: str | None = None
@@ -793,7 +882,13 @@ class FMFileList:
 
 
 class _FMFileListLoader(XmlLoader):
-    ALLOWED = ["IsBuildFeatureEnabled", "FMs", "SupportedResolutions", "SupportedLanguages", "SupportedLocales"]
+    ALLOWED = [
+        "IsBuildFeatureEnabled",
+        "FMs",
+        "SupportedResolutions",
+        "SupportedLanguages",
+        "SupportedLocales",
+    ]
 
     def load(self, root) -> FMFileList:
         check_root(root, "FMCollectionManifest", self.file)
@@ -816,8 +911,11 @@ class _FMFileListLoader(XmlLoader):
                         raise self.unknown(fm, "FMs", ["FM"])
                     fl.fms.append(self.entry(fm))
             else:
-                item = {"SupportedResolutions": "Resolution", "SupportedLanguages": "Language",
-                        "SupportedLocales": "Locale"}[name]
+                item = {
+                    "SupportedResolutions": "Resolution",
+                    "SupportedLanguages": "Language",
+                    "SupportedLocales": "Locale",
+                }[name]
                 values = []
                 for c in self.children(el):
                     if xmlsafe.localname(c) != item:
@@ -828,15 +926,22 @@ class _FMFileListLoader(XmlLoader):
                     if item != "Resolution" and not LANG_RE.match(v):
                         raise self.err(c, f"<{item}>{v}</{item}> is not a language tag like en-US")
                     values.append(v)
-                setattr(fl, {"Resolution": "resolutions", "Language": "languages", "Locale": "locales"}[item],
-                        tuple(values))
+                setattr(
+                    fl,
+                    {"Resolution": "resolutions", "Language": "languages", "Locale": "locales"}[item],
+                    tuple(values),
+                )
         if "FMs" not in seen:
             raise self.err(root, "FMFileList has no <FMs>")
         ids: dict[str, FMEntry] = {}
         for e in fl.fms:
             if fold(e.id) in ids:
-                raise FFUError(f"FM ID {e.id!r} is used twice (also line {ids[fold(e.id)].line}); "
-                               "FM IDs name the generated packages and must be unique", self.file, e.line)
+                raise FFUError(
+                    f"FM ID {e.id!r} is used twice (also line {ids[fold(e.id)].line}); "
+                    "FM IDs name the generated packages and must be unique",
+                    self.file,
+                    e.line,
+                )
             ids[fold(e.id)] = e
         fl.warnings = self.warnings
         return fl
@@ -861,9 +966,16 @@ class _FMFileListLoader(XmlLoader):
         owner_type = el.get("OwnerType")
         if owner_type is not None and owner_type.strip().lower() not in ("oem", "microsoft"):
             raise self.err(el, f"FM {fid}: OwnerType={owner_type!r} is not OEM or Microsoft")
-        return FMEntry(fid.strip(), path.strip(), el.sourceline, rel, el.get("OwnerName"), owner_type,
-                       el.get("CPUType"),
-                       parse_bool(el.get("Critical"), self.file, el.sourceline, "Critical"))
+        return FMEntry(
+            fid.strip(),
+            path.strip(),
+            el.sourceline,
+            rel,
+            el.get("OwnerName"),
+            owner_type,
+            el.get("CPUType"),
+            parse_bool(el.get("Critical"), self.file, el.sourceline, "Critical"),
+        )
 
 
 def load_fmfilelist(path: str | Path, display: str | None = None) -> FMFileList:

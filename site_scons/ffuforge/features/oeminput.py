@@ -44,8 +44,8 @@ class OEMInput:
     file: str
     soc: Item
     device: Item
-    release_type: Item                              # 'Test' | 'Production' (or a %VAR% left unexpanded)
-    build_type: Item                                # 'fre' | 'chk' (or %BUILDTYPE% left unexpanded)
+    release_type: Item  # 'Test' | 'Production' (or a %VAR% left unexpanded)
+    build_type: Item  # 'fre' | 'chk' (or %BUILDTYPE% left unexpanded)
     ui_languages: tuple[Item, ...]
     boot_ui_language: Item
     boot_locale: Item
@@ -68,9 +68,28 @@ class OEMInput:
     path: Path | None = None
 
 
-_SINGLE = ["Description", "SOC", "SV", "Device", "ReleaseType", "BuildType", "BootUILanguage", "BootLocale",
-           "Product", "FormatDPP", "ExcludePrereleaseFeatures", "OEMDevicePlatform"]
-_LISTS = ["SupportedLanguages", "Resolutions", "AdditionalFMs", "Features", "PackageFiles", "UserStoreMapData"]
+_SINGLE = [
+    "Description",
+    "SOC",
+    "SV",
+    "Device",
+    "ReleaseType",
+    "BuildType",
+    "BootUILanguage",
+    "BootLocale",
+    "Product",
+    "FormatDPP",
+    "ExcludePrereleaseFeatures",
+    "OEMDevicePlatform",
+]
+_LISTS = [
+    "SupportedLanguages",
+    "Resolutions",
+    "AdditionalFMs",
+    "Features",
+    "PackageFiles",
+    "UserStoreMapData",
+]
 ALLOWED = _SINGLE + _LISTS
 BUILD_TYPES = ("fre", "chk")
 
@@ -86,8 +105,11 @@ class _OEMInputLoader(XmlLoader):
         if self.vars is not None and placeholders(text):
             text, missing = expand(text, self.vars)
             if missing:
-                raise self.err(el, f"<{what}>{text}</{what}>: undefined variable {missing[0]}; "
-                                   "define it in the build's variable map")
+                raise self.err(
+                    el,
+                    f"<{what}>{text}</{what}>: undefined variable {missing[0]}; "
+                    "define it in the build's variable map",
+                )
         return Item(text, el.sourceline)
 
     def items(self, el, parent: str, item: str, check=None) -> tuple[Item, ...]:
@@ -140,7 +162,7 @@ class _OEMInputLoader(XmlLoader):
             elif name == "AdditionalFMs":
                 got[name] = self.items(el, name, "AdditionalFM")
             elif name == "PackageFiles":
-                got[name] = self.items(el, name, "PackageFile")      # empty <PackageFiles /> is accepted
+                got[name] = self.items(el, name, "PackageFile")  # empty <PackageFiles /> is accepted
             elif name == "Features":
                 got[name] = self.features(el)
             else:
@@ -148,8 +170,15 @@ class _OEMInputLoader(XmlLoader):
                 if self.children(el):
                     raise self.err(el, "<UserStoreMapData> takes attributes only")
                 got[name] = ((el.get("SourceDir"), el.get("UserStoreDir"), el.sourceline),)
-        for req in ("SOC", "Device", "ReleaseType", "BuildType", "SupportedLanguages", "BootUILanguage",
-                    "BootLocale"):
+        for req in (
+            "SOC",
+            "Device",
+            "ReleaseType",
+            "BuildType",
+            "SupportedLanguages",
+            "BootUILanguage",
+            "BootLocale",
+        ):
             if req not in got:
                 raise self.err(root, f"OEMInput has no <{req}>; it is required")
         if "Description" not in got:
@@ -161,11 +190,19 @@ class _OEMInputLoader(XmlLoader):
         if not placeholders(rel.value):
             canon = RELEASE_TYPES.get(rel.value.lower())
             if canon is None:
-                raise FFUError(f"<ReleaseType>{rel.value}</ReleaseType> must be Test or Production",
-                               self.file, rel.line)
+                raise FFUError(
+                    f"<ReleaseType>{rel.value}</ReleaseType> must be Test or Production", self.file, rel.line
+                )
             if canon != rel.value:
-                self.warnings.append(str(FFUError(f"<ReleaseType>{rel.value}</ReleaseType> differs in case from "
-                                                  f"{canon}", self.file, rel.line)))
+                self.warnings.append(
+                    str(
+                        FFUError(
+                            f"<ReleaseType>{rel.value}</ReleaseType> differs in case from {canon}",
+                            self.file,
+                            rel.line,
+                        )
+                    )
+                )
             rel = Item(canon, rel.line)
         bt: Item = got["BuildType"]
         if not placeholders(bt.value):
@@ -178,19 +215,37 @@ class _OEMInputLoader(XmlLoader):
                 self.lang_item(v, key)
         ms, oem = got.get("Features", ((), ()))
         return OEMInput(
-            file=self.file, soc=got["SOC"], device=got["Device"], release_type=rel, build_type=bt,
-            ui_languages=langs[0], boot_ui_language=got["BootUILanguage"], boot_locale=got["BootLocale"],
-            description=got.get("Description"), sv=got.get("SV"), keyboard_languages=langs[1],
-            speech_languages=langs[2], resolutions=got.get("Resolutions", ()),
-            additional_fms=got.get("AdditionalFMs", ()), ms_features=ms, oem_features=oem,
-            package_files=got.get("PackageFiles", ()), product=got.get("Product"),
-            format_dpp=got.get("FormatDPP"), exclude_prerelease_features=got.get("ExcludePrereleaseFeatures"),
-            oem_device_platform=got.get("OEMDevicePlatform"), user_store_map=got.get("UserStoreMapData", ()),
-            line=root.sourceline, warnings=self.warnings)
+            file=self.file,
+            soc=got["SOC"],
+            device=got["Device"],
+            release_type=rel,
+            build_type=bt,
+            ui_languages=langs[0],
+            boot_ui_language=got["BootUILanguage"],
+            boot_locale=got["BootLocale"],
+            description=got.get("Description"),
+            sv=got.get("SV"),
+            keyboard_languages=langs[1],
+            speech_languages=langs[2],
+            resolutions=got.get("Resolutions", ()),
+            additional_fms=got.get("AdditionalFMs", ()),
+            ms_features=ms,
+            oem_features=oem,
+            package_files=got.get("PackageFiles", ()),
+            product=got.get("Product"),
+            format_dpp=got.get("FormatDPP"),
+            exclude_prerelease_features=got.get("ExcludePrereleaseFeatures"),
+            oem_device_platform=got.get("OEMDevicePlatform"),
+            user_store_map=got.get("UserStoreMapData", ()),
+            line=root.sourceline,
+            warnings=self.warnings,
+        )
 
     def lang_item(self, item: Item, what: str) -> None:
         if not LANG_RE.match(item.value):
-            raise FFUError(f"<{what}>{item.value}</{what}> is not a language tag like en-us", self.file, item.line)
+            raise FFUError(
+                f"<{what}>{item.value}</{what}> is not a language tag like en-us", self.file, item.line
+            )
 
     def languages(self, el):
         allowed = ["UserInterface", "Keyboard", "Speech"]
@@ -220,7 +275,9 @@ class _OEMInputLoader(XmlLoader):
         return got.get("Microsoft", ()), got.get("OEM", ())
 
 
-def load(path: str | Path, display: str | None = None, variables: Mapping[str, str] | None = None) -> OEMInput:
+def load(
+    path: str | Path, display: str | None = None, variables: Mapping[str, str] | None = None
+) -> OEMInput:
     """Load an OEMInput; with `variables`, %VAR% in non-path values is expanded (undefined -> error)."""
     name = display or str(path)
     oi = _OEMInputLoader(name, variables).load(xmlsafe.parse_file(path, name))

@@ -57,8 +57,15 @@ STORE_FILE_NAME = "\\EFI\\Microsoft\\Boot\\BCD"
 
 LIBRARY, APPLICATION, DEVICE_CLASS, OEM = 1, 2, 3, 5
 F_DEVICE, F_STRING, F_OBJECT, F_OBJECTLIST, F_INTEGER, F_BOOLEAN, F_INTEGERLIST = 1, 2, 3, 4, 5, 6, 7
-FORMAT_NAMES = {F_DEVICE: "device", F_STRING: "string", F_OBJECT: "object", F_OBJECTLIST: "object list",
-                F_INTEGER: "integer", F_BOOLEAN: "boolean", F_INTEGERLIST: "integer list"}
+FORMAT_NAMES = {
+    F_DEVICE: "device",
+    F_STRING: "string",
+    F_OBJECT: "object",
+    F_OBJECTLIST: "object list",
+    F_INTEGER: "integer",
+    F_BOOLEAN: "boolean",
+    F_INTEGERLIST: "integer list",
+}
 
 
 def element_id(cls: int, fmt: int, sub: int) -> int:
@@ -214,22 +221,32 @@ GPT_PARTITION_IDS = {
 
 BOOT_DEVICE_HEADER = Struct("type" / Int32ul, "flags" / Int32ul, "size" / Int32ul, "reserved" / Int32ul)
 HARD_DISK_ID = Struct("block_io_type" / Int32ul, "partition_style" / Int32ul, "disk" / CBytes(16))
-RAMDISK_ID = Struct("block_io_type" / Int32ul, "reserved" / Int32ul, "image_base" / Int32ul,
-                    "image_size" / Int64ul, "image_offset" / Int32ul)
+RAMDISK_ID = Struct(
+    "block_io_type" / Int32ul,
+    "reserved" / Int32ul,
+    "image_base" / Int32ul,
+    "image_size" / Int64ul,
+    "image_offset" / Int32ul,
+)
 FILE_ID = Struct("version" / Int32ul, "length" / Int32ul, "type" / Int32ul)
 
 DEVICE_BLOCK_IO, DEVICE_PARTITION_EX = 0, 6
 BLOCK_IO_HARD_DISK, BLOCK_IO_RAMDISK = 0, 3
 STYLE_GPT, STYLE_MBR = 0, 1
-BLOCK_IO_ID_SIZE = 40              # hard-disk identifier slot, padded
+BLOCK_IO_ID_SIZE = 40  # hard-disk identifier slot, padded
 PARTITION_DEVICE_SIZE = 16 + 16 + BLOCK_IO_ID_SIZE
 
 
 def partition_device(style: int, partition: bytes, disk: bytes) -> bytes:
     """Boot device (header + PartitionEx identifier), 72 bytes."""
     hd = HARD_DISK_ID.build({"block_io_type": BLOCK_IO_HARD_DISK, "partition_style": style, "disk": disk})
-    return BOOT_DEVICE_HEADER.build({"type": DEVICE_PARTITION_EX, "flags": 0, "size": PARTITION_DEVICE_SIZE,
-                                     "reserved": 0}) + partition + hd.ljust(BLOCK_IO_ID_SIZE, b"\0")
+    return (
+        BOOT_DEVICE_HEADER.build(
+            {"type": DEVICE_PARTITION_EX, "flags": 0, "size": PARTITION_DEVICE_SIZE, "reserved": 0}
+        )
+        + partition
+        + hd.ljust(BLOCK_IO_ID_SIZE, b"\0")
+    )
 
 
 def gpt_partition_device(disk: uuid.UUID, partition: uuid.UUID) -> bytes:
@@ -237,19 +254,31 @@ def gpt_partition_device(disk: uuid.UUID, partition: uuid.UUID) -> bytes:
 
 
 def mbr_partition_device(signature: int, offset: int) -> bytes:
-    return partition_device(STYLE_MBR, offset.to_bytes(8, "little") + bytes(8),
-                            signature.to_bytes(4, "little") + bytes(12))
+    return partition_device(
+        STYLE_MBR, offset.to_bytes(8, "little") + bytes(8), signature.to_bytes(4, "little") + bytes(12)
+    )
 
 
 def ramdisk_device(path: str, parent: bytes) -> bytes:
     """Boot device for a ramdisk loaded from ``path`` on the partition ``parent``."""
     name = path.encode("utf-16-le")
     file_len = FILE_ID.sizeof() + 2 + len(name) + len(parent)
-    ident = RAMDISK_ID.build({"block_io_type": BLOCK_IO_RAMDISK, "reserved": 0, "image_base": 0,
-                              "image_size": 0, "image_offset": 0})
+    ident = RAMDISK_ID.build(
+        {
+            "block_io_type": BLOCK_IO_RAMDISK,
+            "reserved": 0,
+            "image_base": 0,
+            "image_size": 0,
+            "image_offset": 0,
+        }
+    )
     body = ident + FILE_ID.build({"version": 1, "length": file_len, "type": 5}) + parent + name + bytes(4)
-    return BOOT_DEVICE_HEADER.build({"type": DEVICE_BLOCK_IO, "flags": 1,
-                                     "size": 16 + len(ident) + file_len, "reserved": 0}) + body
+    return (
+        BOOT_DEVICE_HEADER.build(
+            {"type": DEVICE_BLOCK_IO, "flags": 1, "size": 16 + len(ident) + file_len, "reserved": 0}
+        )
+        + body
+    )
 
 
 # --- XML model --------------------------------------------------------------------------------
@@ -271,7 +300,7 @@ class _Loc:
 class _Element:
     name: str
     type_id: int
-    value_el: object                   # the lxml element inside <ValueType>
+    value_el: object  # the lxml element inside <ValueType>
     loc: _Loc
 
 
@@ -288,12 +317,18 @@ def _children(el, loc_file: str, allowed: Sequence[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for c in xmlsafe.elements(el):
         if xmlsafe.namespace(c) != BCD_NS:
-            raise FFUError(f"element <{xmlsafe.localname(c)}> is not in the BootConfiguration namespace",
-                           loc_file, c.sourceline)
+            raise FFUError(
+                f"element <{xmlsafe.localname(c)}> is not in the BootConfiguration namespace",
+                loc_file,
+                c.sourceline,
+            )
         name = xmlsafe.localname(c)
         if name not in allowed:
-            raise FFUError(f"unexpected <{name}> in <{xmlsafe.localname(el)}>; expected {', '.join(allowed)}",
-                           loc_file, c.sourceline)
+            raise FFUError(
+                f"unexpected <{name}> in <{xmlsafe.localname(el)}>; expected {', '.join(allowed)}",
+                loc_file,
+                c.sourceline,
+            )
         if name in out:
             raise FFUError(f"<{name}> appears twice in <{xmlsafe.localname(el)}>", loc_file, c.sourceline)
         out[name] = c
@@ -306,7 +341,9 @@ def _text(el) -> str:
 
 def _parse_guid(text: str, loc: _Loc, what: str) -> uuid.UUID:
     t = text.strip()
-    if not re.fullmatch(r"\{?[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}?", t):
+    if not re.fullmatch(
+        r"\{?[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}?", t
+    ):
         raise loc.error(f"{what} {text!r} is not a GUID like {{01234567-89ab-cdef-0123-456789abcdef}}")
     return uuid.UUID(t.strip("{}"))
 
@@ -319,7 +356,9 @@ def _parse_int(text: str, loc: _Loc, what: str, *, bits: int = 64) -> int:
     t = text.strip()
     digits = t[2:] if t[:2].lower() == "0x" else t
     if not digits or not re.fullmatch(r"[0-9A-Fa-f]+", digits):
-        raise loc.error(f"{what} {text!r} is not a hexadecimal number (BCD integers are always hex, e.g. 0x1E)")
+        raise loc.error(
+            f"{what} {text!r} is not a hexadecimal number (BCD integers are always hex, e.g. 0x1E)"
+        )
     v = int(digits, 16)
     if v >= 1 << bits:
         raise loc.error(f"{what} {text!r} does not fit in {bits} bits")
@@ -340,8 +379,11 @@ def parse_document(path: str | Path, display: str | None = None) -> list[_Object
     name = display or str(path)
     root = xmlsafe.parse_file(path, name)
     if xmlsafe.localname(root) != "BootConfigurationDatabase" or xmlsafe.namespace(root) != BCD_NS:
-        raise FFUError(f"not a BCD description: expected <BootConfigurationDatabase xmlns=\"{BCD_NS}\">",
-                       name, root.sourceline)
+        raise FFUError(
+            f'not a BCD description: expected <BootConfigurationDatabase xmlns="{BCD_NS}">',
+            name,
+            root.sourceline,
+        )
     objects: list[_Object] = []
     top = _children(root, name, ("Objects",))
     if "Objects" not in top:
@@ -355,23 +397,35 @@ def parse_document(path: str | Path, display: str | None = None) -> list[_Object
             raise loc.error("<Object> needs a <FriendlyName>")
         friendly = _text(parts["FriendlyName"])
         known = _OBJECTS_FOLDED.get(friendly.casefold())
-        guid = _braced(_parse_guid(_text(parts["Id"]), _Loc(name, parts["Id"].sourceline), "object Id")) \
-            if "Id" in parts else (known[1] if known else None)
+        guid = (
+            _braced(_parse_guid(_text(parts["Id"]), _Loc(name, parts["Id"].sourceline), "object Id"))
+            if "Id" in parts
+            else (known[1] if known else None)
+        )
         if known and guid != known[1]:
-            raise loc.error(f"object {friendly!r} is well known as {known[1]}; its <Id> {guid} contradicts that")
+            raise loc.error(
+                f"object {friendly!r} is well known as {known[1]}; its <Id> {guid} contradicts that"
+            )
         obj_type = known[2] if known else None
         if "RawType" in parts:
             rt = parts["RawType"]
             text = _text(rt)
             rloc = _Loc(name, rt.sourceline)
-            value = _parse_int(text, rloc, "object RawType", bits=32) if text[:2].lower() == "0x" \
+            value = (
+                _parse_int(text, rloc, "object RawType", bits=32)
+                if text[:2].lower() == "0x"
                 else _decimal(text, rloc)
+            )
             if obj_type is not None and value != obj_type:
-                raise rloc.error(f"object {friendly!r} has type 0x{obj_type:08x}; <RawType> 0x{value:08x} contradicts it")
+                raise rloc.error(
+                    f"object {friendly!r} has type 0x{obj_type:08x}; <RawType> 0x{value:08x} contradicts it"
+                )
             obj_type = value
         if guid is None:
-            raise loc.error(f"object {friendly!r} is not a well-known BCD object; give it an <Id>{{GUID}}</Id> and "
-                            f"a <RawType>, or use one of: {', '.join(sorted(WELL_KNOWN_OBJECTS))}")
+            raise loc.error(
+                f"object {friendly!r} is not a well-known BCD object; give it an <Id>{{GUID}}</Id> and "
+                f"a <RawType>, or use one of: {', '.join(sorted(WELL_KNOWN_OBJECTS))}"
+            )
         obj = _Object(name=known[0] if known else friendly, guid=guid, type=obj_type, loc=loc)
         if "Elements" in parts:
             for el in xmlsafe.elements(parts["Elements"]):
@@ -398,8 +452,11 @@ def _parse_element(el, file: str) -> _Element:
         raise loc.error("<Element> needs a <DataType> and a <ValueType>")
     dt = _children(parts["DataType"], file, ("WellKnownType", "RawType"))
     if "RawType" in dt:
-        raise FFUError("RawType element data types are not supported (pkggen refused them too); "
-                       "use a <WellKnownType>", file, dt["RawType"].sourceline)
+        raise FFUError(
+            "RawType element data types are not supported (pkggen refused them too); use a <WellKnownType>",
+            file,
+            dt["RawType"].sourceline,
+        )
     if "WellKnownType" not in dt:
         raise loc.error("<DataType> needs a <WellKnownType>")
     wkt = dt["WellKnownType"]
@@ -414,22 +471,28 @@ def _parse_element(el, file: str) -> _Element:
 
 # --- encoding ---------------------------------------------------------------------------------
 
-_VALUE_FORMATS = {"BooleanValue": F_BOOLEAN, "IntegerValue": F_INTEGER, "StringValue": F_STRING,
-                  "ObjectValue": F_OBJECT, "ObjectListValue": F_OBJECTLIST, "IntegerListValue": F_INTEGERLIST,
-                  "DeviceValue": F_DEVICE}
+_VALUE_FORMATS = {
+    "BooleanValue": F_BOOLEAN,
+    "IntegerValue": F_INTEGER,
+    "StringValue": F_STRING,
+    "ObjectValue": F_OBJECT,
+    "ObjectListValue": F_OBJECTLIST,
+    "IntegerListValue": F_INTEGERLIST,
+    "DeviceValue": F_DEVICE,
+}
 _FORMAT_TAGS = {v: k for k, v in _VALUE_FORMATS.items()}
 
 
 @dataclass
 class DiskContext:
-    style: str                                  # 'gpt' | 'mbr'
+    style: str  # 'gpt' | 'mbr'
     disk_id: str | int | None
-    partition_ids: dict[str, str | int]         # lower-case name → GUID text (gpt) / byte offset (mbr)
+    partition_ids: dict[str, str | int]  # lower-case name → GUID text (gpt) / byte offset (mbr)
 
 
 class _Encoder:
     def __init__(self, names: dict[str, str], disk: DiskContext):
-        self.names = names                      # casefolded friendly name → {guid}
+        self.names = names  # casefolded friendly name → {guid}
         self.disk = disk
 
     def object_ref(self, text: str, loc: _Loc) -> str:
@@ -438,8 +501,10 @@ class _Encoder:
             return _braced(_parse_guid(t, loc, "object reference"))
         guid = self.names.get(t.casefold())
         if guid is None:
-            raise loc.error(f"unknown BCD object {t!r}; reference a well-known object, an object declared with "
-                            "<Id> in one of the BCD files, or a {GUID}")
+            raise loc.error(
+                f"unknown BCD object {t!r}; reference a well-known object, an object declared with "
+                "<Id> in one of the BCD files, or a {GUID}"
+            )
         return guid
 
     def encode(self, e: _Element) -> tuple[int, bytes]:
@@ -451,7 +516,9 @@ class _Encoder:
         if got is None:
             raise loc.error(f"unknown value <{tag}>; use one of {', '.join(_VALUE_FORMATS)}")
         if got != fmt:
-            raise loc.error(f"BCD element {e.name!r} ({FORMAT_NAMES[fmt]}) takes <{_FORMAT_TAGS[fmt]}>, not <{tag}>")
+            raise loc.error(
+                f"BCD element {e.name!r} ({FORMAT_NAMES[fmt]}) takes <{_FORMAT_TAGS[fmt]}>, not <{tag}>"
+            )
         if fmt == F_BOOLEAN:
             t = _text(v).lower()
             if t not in ("true", "false", "1", "0"):
@@ -479,7 +546,9 @@ class _Encoder:
         items = []
         for s in xmlsafe.elements(parts["StringValues"]):
             if xmlsafe.localname(s) != "StringValue":
-                raise FFUError(f"unexpected <{xmlsafe.localname(s)}> in <StringValues>", loc.file, s.sourceline)
+                raise FFUError(
+                    f"unexpected <{xmlsafe.localname(s)}> in <StringValues>", loc.file, s.sourceline
+                )
             items.append((_text(s), _Loc(loc.file, s.sourceline)))
         if not items:
             raise loc.error("<StringValues> is empty")
@@ -500,13 +569,15 @@ class _Encoder:
             parent_kids = xmlsafe.elements(parts["ParentDevice"])
             if len(parent_kids) != 1 or xmlsafe.localname(parent_kids[0]) not in ("GPTDevice", "MBRDevice"):
                 raise _Loc(loc.file, parts["ParentDevice"].sourceline).error(
-                    "<ParentDevice> needs exactly one <GPTDevice> or <MBRDevice>")
+                    "<ParentDevice> needs exactly one <GPTDevice> or <MBRDevice>"
+                )
             options = True
             if "RamdiskOptions" in parts:
                 t = _text(parts["RamdiskOptions"]).lower()
                 if t not in ("true", "false", "1", "0"):
                     raise _Loc(loc.file, parts["RamdiskOptions"].sourceline).error(
-                        f"<RamdiskOptions> {t!r} must be true or false")
+                        f"<RamdiskOptions> {t!r} must be true or false"
+                    )
                 options = t in ("true", "1")
             path = _text(parts["FilePath"])
             if not path:
@@ -542,8 +613,10 @@ class _Encoder:
                 pname = _text(pparts["Name"])
                 text = self.disk.partition_ids.get(pname.lower(), GPT_PARTITION_IDS.get(pname.lower()))
                 if text is None:
-                    raise ploc.error(f"no partition GUID known for {pname!r}; pass it in partition_ids "
-                                     f"(known: {', '.join(sorted(set(self.disk.partition_ids) | set(GPT_PARTITION_IDS)))})")
+                    raise ploc.error(
+                        f"no partition GUID known for {pname!r}; pass it in partition_ids "
+                        f"(known: {', '.join(sorted(set(self.disk.partition_ids) | set(GPT_PARTITION_IDS)))})"
+                    )
                 part = _parse_guid(str(text), ploc, f"partition id of {pname!r}")
             return gpt_partition_device(disk, part)
         if kind == "MBRDevice":
@@ -552,11 +625,18 @@ class _Encoder:
             parts = _children(dev, file, ("DiskSignature", "PartitionName"))
             if "DiskSignature" not in parts or "PartitionName" not in parts:
                 raise loc.error("<MBRDevice> needs <DiskSignature> and <PartitionName>")
-            sig = _parse_int(_text(parts["DiskSignature"]), _Loc(file, parts["DiskSignature"].sourceline),
-                             "DiskSignature", bits=32)
+            sig = _parse_int(
+                _text(parts["DiskSignature"]),
+                _Loc(file, parts["DiskSignature"].sourceline),
+                "DiskSignature",
+                bits=32,
+            )
             if self.disk.disk_id is not None:
-                want = self.disk.disk_id if isinstance(self.disk.disk_id, int) \
+                want = (
+                    self.disk.disk_id
+                    if isinstance(self.disk.disk_id, int)
                     else _parse_int(str(self.disk.disk_id), loc, "disk signature", bits=32)
+                )
                 if want != sig:
                     raise loc.error(f"<DiskSignature> 0x{sig:08x} is not the disk being built (0x{want:08x})")
             pname = _text(parts["PartitionName"])
@@ -564,7 +644,8 @@ class _Encoder:
             if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
                 raise _Loc(file, parts["PartitionName"].sourceline).error(
                     f"an MBR device needs the byte offset of partition {pname!r}; pass partition_ids from the "
-                    "disk layout")
+                    "disk layout"
+                )
             return mbr_partition_device(sig, offset)
         raise loc.error(f"unsupported parent device <{kind}>")
 
@@ -572,9 +653,15 @@ class _Encoder:
 # --- compiling --------------------------------------------------------------------------------
 
 
-def build_bcd(xml_paths: Sequence[str | Path], *, timestamp: int, disk_style: str = "gpt",
-              disk_id: str | int | None = None, partition_ids: Mapping[str, str | int] | None = None,
-              displays: Sequence[str] | None = None) -> HiveBuilder:
+def build_bcd(
+    xml_paths: Sequence[str | Path],
+    *,
+    timestamp: int,
+    disk_style: str = "gpt",
+    disk_id: str | int | None = None,
+    partition_ids: Mapping[str, str | int] | None = None,
+    displays: Sequence[str] | None = None,
+) -> HiveBuilder:
     """Merge the BCD XML documents (in order) into a store hive, not yet written."""
     style = disk_style.lower()
     if style not in ("gpt", "mbr"):
@@ -584,7 +671,7 @@ def build_bcd(xml_paths: Sequence[str | Path], *, timestamp: int, disk_style: st
     if len(names) != len(xml_paths):
         raise FFUError("build_bcd: displays and xml_paths differ in length")
 
-    merged: dict[str, _Object] = {}                 # by guid
+    merged: dict[str, _Object] = {}  # by guid
     order: list[str] = []
     for path, display in zip(xml_paths, names, strict=True):
         for obj in parse_document(path, display):
@@ -594,8 +681,9 @@ def build_bcd(xml_paths: Sequence[str | Path], *, timestamp: int, disk_style: st
                 order.append(obj.guid)
                 continue
             if obj.type is not None and cur.type is not None and obj.type != cur.type:
-                raise obj.loc.error(f"object {obj.name!r} has type 0x{obj.type:08x} here but 0x{cur.type:08x} "
-                                    f"at {cur.loc}")
+                raise obj.loc.error(
+                    f"object {obj.name!r} has type 0x{obj.type:08x} here but 0x{cur.type:08x} at {cur.loc}"
+                )
             cur.type = cur.type if cur.type is not None else obj.type
             cur.elements.extend(obj.elements)
 
@@ -615,31 +703,56 @@ def build_bcd(xml_paths: Sequence[str | Path], *, timestamp: int, disk_style: st
     for guid in order:
         obj = merged[guid]
         if obj.type is None:
-            raise obj.loc.error(f"object {obj.name!r} has no type; add <RawType> (e.g. 0x10200003 for an OS loader)")
+            raise obj.loc.error(
+                f"object {obj.name!r} has no type; add <RawType> (e.g. 0x10200003 for an OS loader)"
+            )
         base = f"Objects\\{guid}"
         store.set_value(base + "\\Description", "Type", 4, obj.type.to_bytes(4, "little"))
         store.ensure_key(base + "\\Elements")
         final: dict[int, tuple[int, bytes]] = {}
-        for e in obj.elements:                       # later documents/elements replace earlier ones
+        for e in obj.elements:  # later documents/elements replace earlier ones
             final[e.type_id] = enc.encode(e)
         for type_id, (reg_type, data) in final.items():
             store.set_value(f"{base}\\Elements\\{type_id:08x}", "Element", reg_type, data)
     return store
 
 
-def compile_bcd(xml_paths: Sequence[str | Path], out_path: str | Path, *, timestamp: int, disk_style: str = "gpt",
-                disk_id: str | int | None = None, partition_ids: Mapping[str, str | int] | None = None,
-                displays: Sequence[str] | None = None) -> None:
+def compile_bcd(
+    xml_paths: Sequence[str | Path],
+    out_path: str | Path,
+    *,
+    timestamp: int,
+    disk_style: str = "gpt",
+    disk_id: str | int | None = None,
+    partition_ids: Mapping[str, str | int] | None = None,
+    displays: Sequence[str] | None = None,
+) -> None:
     """Compile BCD XML documents into the store hive ``out_path`` (``\\EFI\\Microsoft\\Boot\\BCD``).
 
     ``partition_ids`` maps partition names to unique GUIDs (GPT; MainOS/EFIESP/MMOS default to the
     IDs ImgGen assigns) or to byte offsets (MBR, required for every partition an MBRDevice names).
     ``disk_id``, when given, must match the DiskId/DiskSignature in the XML.
     """
-    store = build_bcd(xml_paths, timestamp=timestamp, disk_style=disk_style, disk_id=disk_id,
-                      partition_ids=partition_ids, displays=displays)
+    store = build_bcd(
+        xml_paths,
+        timestamp=timestamp,
+        disk_style=disk_style,
+        disk_id=disk_id,
+        partition_ids=partition_ids,
+        displays=displays,
+    )
     store.write(out_path)
 
 
-__all__ = ["compile_bcd", "build_bcd", "parse_document", "ELEMENT_TYPES", "WELL_KNOWN_OBJECTS",
-           "GPT_PARTITION_IDS", "BCD_NS", "gpt_partition_device", "mbr_partition_device", "ramdisk_device"]
+__all__ = [
+    "compile_bcd",
+    "build_bcd",
+    "parse_document",
+    "ELEMENT_TYPES",
+    "WELL_KNOWN_OBJECTS",
+    "GPT_PARTITION_IDS",
+    "BCD_NS",
+    "gpt_partition_device",
+    "mbr_partition_device",
+    "ramdisk_device",
+]

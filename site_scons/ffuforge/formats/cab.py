@@ -511,13 +511,31 @@ def write_cab(
     def header_of(size: int, folder_entries: list[bytes]) -> bytes:
         reserve = None
         if reserve_signature:
-            reserve = dict(cbCFHeader=SIG_RESERVE_SIZE, cbCFFolder=0, cbCFData=0,
-                           abReserve=SIG_RESERVE.build(dict(sigOffset=0, sigLen=0, tail=bytes(8))))
-        header = CFHEADER.build(dict(
-            reserved1=0, cbCabinet=size, reserved2=0, coffFiles=coff_files, reserved3=0, versionMinor=3,
-            versionMajor=1, cFolders=len(folders), cFiles=len(planned),
-            flags=FLAG_RESERVE_PRESENT if reserve_signature else 0, setID=0, iCabinet=0, reserve=reserve,
-            prev=None, next=None))
+            reserve = dict(
+                cbCFHeader=SIG_RESERVE_SIZE,
+                cbCFFolder=0,
+                cbCFData=0,
+                abReserve=SIG_RESERVE.build(dict(sigOffset=0, sigLen=0, tail=bytes(8))),
+            )
+        header = CFHEADER.build(
+            dict(
+                reserved1=0,
+                cbCabinet=size,
+                reserved2=0,
+                coffFiles=coff_files,
+                reserved3=0,
+                versionMinor=3,
+                versionMajor=1,
+                cFolders=len(folders),
+                cFiles=len(planned),
+                flags=FLAG_RESERVE_PRESENT if reserve_signature else 0,
+                setID=0,
+                iCabinet=0,
+                reserve=reserve,
+                prev=None,
+                next=None,
+            )
+        )
         assert len(header) == header_size
         return header + b"".join(folder_entries)
 
@@ -526,8 +544,9 @@ def write_cab(
     if compression == "none":  # the whole layout is known before any data is written
         planned_entries, start = [], data_start
         for fi, (_first, _end, size) in enumerate(folders):
-            planned_entries.append(CFFOLDER.build(dict(coffCabStart=start, cCFData=nblocks[fi],
-                                                       typeCompress=type_compress)))
+            planned_entries.append(
+                CFFOLDER.build(dict(coffCabStart=start, cCFData=nblocks[fi], typeCompress=type_compress))
+            )
             start += nblocks[fi] * CFDATA_SIZE + size
         head = header_of(total, planned_entries)
         if authenticode is not None:
@@ -583,8 +602,9 @@ def write_cab(
                         )
                 if count != nblocks[fi]:  # pragma: no cover - guarded by _folder_stream
                     raise FFUError(f"folder {fi} has {count} blocks, expected {nblocks[fi]}", str(out))
-                folder_entries.append(CFFOLDER.build(dict(coffCabStart=start, cCFData=count,
-                                                          typeCompress=type_compress)))
+                folder_entries.append(
+                    CFFOLDER.build(dict(coffCabStart=start, cCFData=count, typeCompress=type_compress))
+                )
             if compression != "none":
                 f.seek(0)
                 f.write(header_of(pos, folder_entries))
@@ -605,7 +625,7 @@ def write_cab(
                 f.write(padded)
                 if finish is None:  # the header as it now is on disk; its first 60 bytes are ours
                     final = header_of(pos, folder_entries)
-                    final = final[:SIG_OFFSET_POS] + offsets + final[SIG_OFFSET_POS + 8:]
+                    final = final[:SIG_OFFSET_POS] + offsets + final[SIG_OFFSET_POS + 8 :]
                     h = _signed_content_hash(digest, final)
                     h.update(padded)
                     h.update((pos + len(padded)).to_bytes(8, "little"))
@@ -846,15 +866,20 @@ class CabReader:
             self._by_name[m.name] = None if m.name in self._by_name else m
 
     # data blocks
-    def _block_header(self, fi: int, j: int, pos: int, comp: int, head: bytes | None = None
-                      ) -> tuple[int, int, int, int]:
+    def _block_header(
+        self, fi: int, j: int, pos: int, comp: int, head: bytes | None = None
+    ) -> tuple[int, int, int, int]:
         """Checked CFDATA header of block j at pos (`head`: its 8 bytes when already read)."""
         hl = CFDATA_SIZE + self.cb_cf_data
-        csum, cb_data, cb_uncomp = _CFDATA_S.unpack(head if head is not None else self._pread(CFDATA_SIZE, pos))
+        csum, cb_data, cb_uncomp = _CFDATA_S.unpack(
+            head if head is not None else self._pread(CFDATA_SIZE, pos)
+        )
         if cb_uncomp == 0 or cb_uncomp > BLOCK_SIZE:
             raise self._err(f"folder {fi} block {j}: cbUncomp {cb_uncomp} is not in 1..{BLOCK_SIZE}")
         if comp == COMP_NONE and cb_data != cb_uncomp:
-            raise self._err(f"folder {fi} block {j}: stored block has cbData {cb_data} != cbUncomp {cb_uncomp}")
+            raise self._err(
+                f"folder {fi} block {j}: stored block has cbData {cb_data} != cbUncomp {cb_uncomp}"
+            )
         if comp == COMP_MSZIP and not 2 < cb_data <= MAX_MSZIP_CBDATA:
             raise self._err(f"folder {fi} block {j}: MSZIP cbData {cb_data} is out of range")
         if pos + hl + cb_data > self.cb_cabinet:
@@ -919,7 +944,11 @@ class CabReader:
                 pos += hl + cb
                 uoff += cu
                 continue
-            ab = memoryview(ahead)[hl:hl + cb] if ahead and len(ahead) >= hl + cb else self._pread(cb, pos + hl)
+            ab = (
+                memoryview(ahead)[hl : hl + cb]
+                if ahead and len(ahead) >= hl + cb
+                else self._pread(cb, pos + hl)
+            )
             if csum and cfdata_checksum(ab, cb, cu) != csum:
                 raise self._err(f"folder {fi} block {j}: checksum mismatch (corrupt data)")
             if comp == COMP_NONE:

@@ -368,8 +368,11 @@ def _spc_parts(kind: str, algo: str) -> tuple[bytes, bytes, bytes]:
             "message_digest": {"digest_algorithm": _algorithm(_DIGEST_OIDS[algo]), "digest": b""},
         }
     )
-    return (asn1.ObjectIdentifier(OID_SPC_INDIRECT_DATA).dump(), value["data"].dump(),
-            value["message_digest"]["digest_algorithm"].dump())
+    return (
+        asn1.ObjectIdentifier(OID_SPC_INDIRECT_DATA).dump(),
+        value["data"].dump(),
+        value["message_digest"]["digest_algorithm"].dump(),
+    )
 
 
 def _spc_indirect(kind: str, algo: str, digest: bytes) -> bytes:
@@ -408,7 +411,9 @@ def _default_list_identifier(tag: bytes, identifiers: Iterable[bytes], *extra: s
 
 OID_CTL_DER = asn1.ObjectIdentifier(OID_CTL).dump()
 OID_SIGNED_DATA_DER = asn1.ObjectIdentifier(OID_SIGNED_DATA).dump()
-_DIGEST_ALG_DER = {name: asn1.ObjectIdentifier(oid).dump() + b"\x05\x00" for name, oid in _DIGEST_OIDS.items()}
+_DIGEST_ALG_DER = {
+    name: asn1.ObjectIdentifier(oid).dump() + b"\x05\x00" for name, oid in _DIGEST_OIDS.items()
+}
 
 
 def _der(tag: int, content: bytes) -> bytes:
@@ -423,8 +428,10 @@ def _der(tag: int, content: bytes) -> bytes:
 def _subjects(entries: dict[bytes, list[bytes]]) -> TrustedSubjects:
     # Subjects are encoded by concatenation (attribute SETs DER-sorted) and the list loaded back:
     # asn1crypto re-encodes nested values on every containing dump, which was quadratic.
-    ders = [_der(0x30, _der(0x04, ident) + _der(0x31, b"".join(sorted(entries[ident]))))
-            for ident in sorted(entries)]
+    ders = [
+        _der(0x30, _der(0x04, ident) + _der(0x31, b"".join(sorted(entries[ident]))))
+        for ident in sorted(entries)
+    ]
     return TrustedSubjects.load(_der(0x30, b"".join(ders)))
 
 
@@ -622,8 +629,12 @@ def attach_signature(
 
     digestAlgorithms becomes {digest_algorithm with NULL parameters}, as osslsigncode writes it.
     """
-    return attach_signature_der(der, signer_infos=[si.dump() for si in signer_infos],
-                                certificates=[c.dump() for c in certificates], digest_algorithm=digest_algorithm)
+    return attach_signature_der(
+        der,
+        signer_infos=[si.dump() for si in signer_infos],
+        certificates=[c.dump() for c in certificates],
+        digest_algorithm=digest_algorithm,
+    )
 
 
 def attach_signature_der(
@@ -640,7 +651,9 @@ def attach_signature_der(
     algs = _der(0x30, _DIGEST_ALG_DER[digest_algorithm]) if signer_infos else b""
     if certificates:  # SET OF: DER order, as asn1crypto writes it
         certs = _der(0xA0, b"".join(sorted(certificates)))
-    signed = _der(0x30, version + _der(0x31, algs) + encap + certs + crls + _der(0x31, b"".join(sorted(signer_infos))))
+    signed = _der(
+        0x30, version + _der(0x31, algs) + encap + certs + crls + _der(0x31, b"".join(sorted(signer_infos)))
+    )
     return _der(0x30, OID_SIGNED_DATA_DER + _der(0xA0, signed))
 
 
@@ -653,7 +666,7 @@ def _tlv_bounds(buf: bytes, pos: int, end: int) -> tuple[int, int]:
         k = n & 0x7F
         if k == 0 or k > 4 or start + k > end:
             raise FFUError("not a valid catalog: indefinite or oversized DER length")
-        n, start = int.from_bytes(buf[start:start + k], "big"), start + k
+        n, start = int.from_bytes(buf[start : start + k], "big"), start + k
     if start + n > end:
         raise FFUError("not a valid catalog: DER value runs past its container")
     return start, start + n

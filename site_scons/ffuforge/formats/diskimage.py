@@ -72,8 +72,13 @@ class DiskSource:
     unwritten (zero). Use as a context manager (keeps one descriptor per image open).
     """
 
-    def __init__(self, layout: DiskLayout, images: Mapping[str, str | os.PathLike],
-                 *, gpt_entries: int = ptable.GPT_DEFAULT_ENTRIES):
+    def __init__(
+        self,
+        layout: DiskLayout,
+        images: Mapping[str, str | os.PathLike],
+        *,
+        gpt_entries: int = ptable.GPT_DEFAULT_ENTRIES,
+    ):
         ptable.check_layout(layout, gpt_entries=gpt_entries)
         self.layout = layout
         self.gpt_entries = gpt_entries
@@ -83,8 +88,9 @@ class DiskSource:
             try:
                 p = layout.partition(name)
             except KeyError:
-                raise FFUError(f"image given for partition {name!r}, which the layout does not have",
-                               file=str(path)) from None
+                raise FFUError(
+                    f"image given for partition {name!r}, which the layout does not have", file=str(path)
+                ) from None
             if p.name.lower() in seen:
                 raise FFUError(f"two images given for partition {p.name}", file=str(path))
             seen.add(p.name.lower())
@@ -96,8 +102,11 @@ class DiskSource:
             if not path.is_file():
                 raise FFUError("partition image is not a regular file", file=str(path))
             if st.st_size > layout.size(p):
-                raise FFUError(f"image is {st.st_size} bytes but partition {p.name} holds only "
-                               f"{layout.size(p)}; enlarge the partition or shrink the image", file=str(path))
+                raise FFUError(
+                    f"image is {st.st_size} bytes but partition {p.name} holds only "
+                    f"{layout.size(p)}; enlarge the partition or shrink the image",
+                    file=str(path),
+                )
             found.append(_Image(p, path, st.st_size, layout.offset(p)))
         self.images: tuple[_Image, ...] = tuple(sorted(found, key=lambda i: i.offset))
         self._ends = [i.end for i in self.images]
@@ -127,7 +136,8 @@ class DiskSource:
     def tables(self, *, flash_only: bool = False) -> ptable.PartitionTables:
         if flash_only not in self._tables:
             self._tables[flash_only] = ptable.build_tables(
-                self.layout, flash_only=flash_only, gpt_entries=self.gpt_entries)
+                self.layout, flash_only=flash_only, gpt_entries=self.gpt_entries
+            )
         return self._tables[flash_only]
 
     # -- extents and blocks ----------------------------------------------------------------
@@ -184,14 +194,22 @@ class DiskSource:
         while len(view):
             n = os.preadv(fd, [view], offset)
             if n <= 0:
-                raise FFUError("partition image changed while it was read (shorter than before)",
-                               file=str(self.images[i].path))
+                raise FFUError(
+                    "partition image changed while it was read (shorter than before)",
+                    file=str(self.images[i].path),
+                )
             view = view[n:]
             offset += n
 
     def iter_runs(
-        self, indices: Iterable[int], bs: int, *, tables: ptable.PartitionTables | None = None,
-        run_blocks: int = 64, buffers: int = 2, capture: dict[int, bytes | None] | None = None,
+        self,
+        indices: Iterable[int],
+        bs: int,
+        *,
+        tables: ptable.PartitionTables | None = None,
+        run_blocks: int = 64,
+        buffers: int = 2,
+        capture: dict[int, bytes | None] | None = None,
     ) -> Iterator[tuple[int, int, memoryview]]:
         """(first block, count, content) for maximal runs of consecutive indices (≤ run_blocks).
 
@@ -229,8 +247,11 @@ class DiskSource:
 
 
 def iter_data_blocks(
-    layout: DiskLayout, images: Mapping[str, str | os.PathLike], bs: int,
-    *, gpt_entries: int = ptable.GPT_DEFAULT_ENTRIES,
+    layout: DiskLayout,
+    images: Mapping[str, str | os.PathLike],
+    bs: int,
+    *,
+    gpt_entries: int = ptable.GPT_DEFAULT_ENTRIES,
 ) -> Iterator[tuple[int, memoryview]]:
     """(disk block index, content) for every block of the final disk holding table bytes or
     image data, ascending, each block read once. The view is reused: copy it to keep it."""
@@ -281,8 +302,12 @@ def _copy_range(src_fd: int, dst_fd: int, src_off: int, dst_off: int, length: in
 
 
 def assemble_raw(
-    layout: DiskLayout, images: Mapping[str, str | os.PathLike], out_path: str | os.PathLike,
-    *, gpt_entries: int = ptable.GPT_DEFAULT_ENTRIES, progress: Progress | None = None,
+    layout: DiskLayout,
+    images: Mapping[str, str | os.PathLike],
+    out_path: str | os.PathLike,
+    *,
+    gpt_entries: int = ptable.GPT_DEFAULT_ENTRIES,
+    progress: Progress | None = None,
 ) -> Path:
     """Write the raw disk (final tables + every image at its partition), sparse and atomically."""
     out_path = Path(out_path)

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class PlacedPartition:
-    name: str                       # canonical spelling from DeviceLayout.xml
-    type: str                       # GPT type GUID '{...}' lower case, or MBR type '0x07' lower case
+    name: str  # canonical spelling from DeviceLayout.xml
+    type: str  # GPT type GUID '{...}' lower case, or MBR type '0x07' lower case
     first_sector: int
     sector_count: int
-    filesystem: str | None = None   # 'NTFS', 'FAT', 'FAT32' or None for raw partitions
+    filesystem: str | None = None  # 'NTFS', 'FAT', 'FAT32' or None for raw partitions
     cluster_size: int | None = None  # bytes
-    id: str | None = None           # GPT unique partition GUID, if the layout fixes it
+    id: str | None = None  # GPT unique partition GUID, if the layout fixes it
     bootable: bool = False
     required_to_flash: bool = False
     attributes: dict[str, bool] = field(default_factory=dict)  # ReadOnly, Hidden, AttachDriveLetter, …
@@ -23,13 +23,13 @@ class PlacedPartition:
 
 @dataclass(frozen=True)
 class DiskLayout:
-    style: str                      # 'gpt' | 'mbr'
-    sector_size: int                # bytes (512 or 4096)
-    chunk_size: int                 # bytes (FFU block size, ChunkSize KiB × 1024)
-    total_sectors: int              # size of the disk the image is made for
+    style: str  # 'gpt' | 'mbr'
+    sector_size: int  # bytes (512 or 4096)
+    chunk_size: int  # bytes (FFU block size, ChunkSize KiB × 1024)
+    total_sectors: int  # size of the disk the image is made for
     partitions: tuple[PlacedPartition, ...]  # disk order
     platform_ids: tuple[str, ...] = ()
-    disk_id: str | None = None      # GPT disk GUID '{...}' or MBR signature '0xae420040'
+    disk_id: str | None = None  # GPT disk GUID '{...}' or MBR signature '0xae420040'
 
     @property
     def total_bytes(self) -> int:

@@ -145,9 +145,15 @@ def _category(name: str, items: Sequence[tuple[str, str]]) -> str:
 
 def _ascii(value: str, what: str, *, multiline: bool = False) -> str:
     for i, line in enumerate(value.split("\n") if multiline else [value]):
-        if not line.isascii() or any(c < " " for c in line) or (i and ("=" in line or line.lstrip().startswith("["))):
-            raise FFUError(f"FFU manifest {what} {value!r} must be printable ASCII"
-                           + (" (continuation lines without '=' or '[')" if multiline else ""))
+        if (
+            not line.isascii()
+            or any(c < " " for c in line)
+            or (i and ("=" in line or line.lstrip().startswith("[")))
+        ):
+            raise FFUError(
+                f"FFU manifest {what} {value!r} must be printable ASCII"
+                + (" (continuation lines without '=' or '[')" if multiline else "")
+            )
     return value
 
 
@@ -190,8 +196,12 @@ class FfuStore:
 
 
 def build_manifest(
-    stores: Sequence[FfuStore], *, version: int = 1, os_version: str | None = None,
-    description: str | None = None, antitheft_version: str = "1.1",
+    stores: Sequence[FfuStore],
+    *,
+    version: int = 1,
+    os_version: str | None = None,
+    description: str | None = None,
+    antitheft_version: str = "1.1",
     only_defined_gpt_entries: bool = False,
 ) -> bytes:
     """The manifest text (ASCII, CRLF) per ffu-format.md §4."""
@@ -205,7 +215,9 @@ def build_manifest(
             raise FFUError(f"OS version {os_version!r} is not a.b.c.d")
         ff.append(("OSVersion", os_version))
     ff += [("AntiTheftVersion", _ascii(antitheft_version, "AntiTheftVersion")), ("UEFI", "True")]
-    ff += [(f"DevicePlatformId{i}", _ascii(pid, "DevicePlatformId")) for i, pid in enumerate(main.platform_ids)]
+    ff += [
+        (f"DevicePlatformId{i}", _ascii(pid, "DevicePlatformId")) for i, pid in enumerate(main.platform_ids)
+    ]
     text = _category("FullFlash", ff)
     for k, st in enumerate(stores):
         items = [("SectorSize", str(st.layout.sector_size)), ("MinSectorCount", str(st.layout.total_sectors))]
@@ -214,7 +226,10 @@ def build_manifest(
         items.append(("IsMainOSStore", _bool(_is_main(st, k))))
         if version == 2:
             items.append(("DevicePath", _ascii(_device_path(st, k), "DevicePath")))
-        items += [("OnlyAllocateDefinedGptEntries", _bool(only_defined_gpt_entries)), ("StoreType", "Default")]
+        items += [
+            ("OnlyAllocateDefinedGptEntries", _bool(only_defined_gpt_entries)),
+            ("StoreType", "Default"),
+        ]
         text += _category("Store", items)
         for p in st.layout.partitions:
             text += _category("Partition", _partition_items(st.layout, p))
@@ -292,19 +307,33 @@ class _StorePlan:
 
     @property
     def count(self) -> int:
-        return 1 + len(self.phase2) + len(self.flash_blocks) + len(self.phase3) + self.pad + len(self.final_locations)
+        return (
+            1
+            + len(self.phase2)
+            + len(self.flash_blocks)
+            + len(self.phase3)
+            + self.pad
+            + len(self.final_locations)
+        )
 
     @property
     def descriptor_length(self) -> int:
-        return (8 + 8 * len(self.initial_locations) + 16 * (self.count - 1 - self.pad - len(self.final_locations))
-                + 8 * self.pad + 16 * len(self.final_locations))
+        return (
+            8
+            + 8 * len(self.initial_locations)
+            + 16 * (self.count - 1 - self.pad - len(self.final_locations))
+            + 8 * self.pad
+            + 16 * len(self.final_locations)
+        )
 
     @property
     def meta_length(self) -> int:
         return len(self.header) + self.descriptor_length
 
     def descriptors(self) -> Iterator[bytes]:
-        yield _U32x2.pack(len(self.initial_locations), 1) + b"".join(_U32x2.pack(*loc) for loc in self.initial_locations)
+        yield _U32x2.pack(len(self.initial_locations), 1) + b"".join(
+            _U32x2.pack(*loc) for loc in self.initial_locations
+        )
         for blocks in (self.phase2, self.flash_blocks):
             for i in range(0, len(blocks), 8192):
                 yield b"".join(_DESC1.pack(1, 1, DISK_BEGIN, b) for b in blocks[i : i + 8192])
@@ -319,8 +348,10 @@ def _plan_store(k: int, spec: FfuStore, src: DiskSource, bs: int) -> _StorePlan:
     if layout.chunk_size != BLOCK_SIZE:
         raise FFUError(f"layout ChunkSize is {layout.chunk_size // 1024} KiB; FFUs need 128")
     if layout.total_bytes % bs:
-        raise FFUError(f"disk size {layout.total_sectors} × {layout.sector_size} B is not a multiple of "
-                       f"{bs // 1024} KiB (MinSectorCount must be)")
+        raise FFUError(
+            f"disk size {layout.total_sectors} × {layout.sector_size} B is not a multiple of "
+            f"{bs // 1024} KiB (MinSectorCount must be)"
+        )
     disk_blocks = layout.total_bytes // bs
     gpt = layout.style == "gpt"
     if gpt and disk_blocks < 2:
@@ -354,11 +385,25 @@ def _plan_store(k: int, spec: FfuStore, src: DiskSource, bs: int) -> _StorePlan:
     flash_blocks = flash_tables.blocks(bs)
     final_locations = [(b, DISK_BEGIN, b) for b in final_tables.blocks(bs, ("primary", "mbr", "ebr"))]
     begin = {b for b, _, _ in final_locations}
-    final_locations += [(b, DISK_END, disk_blocks - 1 - b)
-                        for b in final_tables.blocks(bs, ("backup",)) if b not in begin]
+    final_locations += [
+        (b, DISK_END, disk_blocks - 1 - b) for b in final_tables.blocks(bs, ("backup",)) if b not in begin
+    ]
     initial = [(DISK_BEGIN, 0), (DISK_END, 0)] if gpt else [(DISK_BEGIN, 0)]
-    return _StorePlan(k, spec, src, bs, disk_blocks, initial, phases[0], flash_tables, flash_blocks,
-                      phases[1], 0, final_tables, final_locations)
+    return _StorePlan(
+        k,
+        spec,
+        src,
+        bs,
+        disk_blocks,
+        initial,
+        phases[0],
+        flash_tables,
+        flash_blocks,
+        phases[1],
+        0,
+        final_tables,
+        final_locations,
+    )
 
 
 def _platform_field(ids: Sequence[str]) -> bytes:
@@ -373,23 +418,42 @@ def _platform_field(ids: Sequence[str]) -> bytes:
 def _store_header(plan: _StorePlan, version: int, nstores: int) -> bytes:
     flash_index = 1 + len(plan.phase2)
     final_index = flash_index + len(plan.flash_blocks) + len(plan.phase3) + plan.pad
-    head = STORE_HEADER.build(dict(
-        update_type=0, major=version, minor=0, ff_major=2, ff_minor=0,
-        platform_id=_platform_field(plan.spec.layout.platform_ids),
-        block_size=plan.bs,
-        write_descriptor_count=plan.count, write_descriptor_length=plan.descriptor_length,
-        validate_descriptor_count=0, validate_descriptor_length=0,
-        initial_index=0, initial_count=BLOCK_SIZE // plan.bs,
-        flash_only_index=flash_index, flash_only_count=len(plan.flash_blocks),
-        final_index=final_index, final_count=len(plan.final_locations),
-    ))
+    head = STORE_HEADER.build(
+        dict(
+            update_type=0,
+            major=version,
+            minor=0,
+            ff_major=2,
+            ff_minor=0,
+            platform_id=_platform_field(plan.spec.layout.platform_ids),
+            block_size=plan.bs,
+            write_descriptor_count=plan.count,
+            write_descriptor_length=plan.descriptor_length,
+            validate_descriptor_count=0,
+            validate_descriptor_length=0,
+            initial_index=0,
+            initial_count=BLOCK_SIZE // plan.bs,
+            flash_only_index=flash_index,
+            flash_only_count=len(plan.flash_blocks),
+            final_index=final_index,
+            final_count=len(plan.final_locations),
+        )
+    )
     if version == 2:
         path = _device_path(plan.spec, plan.index).encode("utf-16-le")
         if len(path) // 2 > MAX_DEVICE_PATH:
             raise FFUError("device path too long")
-        head += STORE_HEADER_V2.build(dict(
-            num_stores=nstores, store_index=plan.index + 1, store_payload_size=plan.bs * plan.count,
-            device_path_length=len(path) // 2)) + path
+        head += (
+            STORE_HEADER_V2.build(
+                dict(
+                    num_stores=nstores,
+                    store_index=plan.index + 1,
+                    store_payload_size=plan.bs * plan.count,
+                    device_path_length=len(path) // 2,
+                )
+            )
+            + path
+        )
     return head
 
 
@@ -489,7 +553,9 @@ class FfuWriteResult:
 
 
 def _catalog(hash_table: bytes, this_update: datetime, sign: Callable[[bytes], bytes] | None) -> bytes:
-    cat = catalog.build_catalog_v1([(HASHTABLE_MEMBER, hashlib.sha1(hash_table).digest())], this_update=this_update)
+    cat = catalog.build_catalog_v1(
+        [(HASHTABLE_MEMBER, hashlib.sha1(hash_table).digest())], this_update=this_update
+    )
     if sign is not None:
         cat = sign(cat)
         if not isinstance(cat, bytes | bytearray) or not cat:
@@ -543,13 +609,30 @@ def write_ffu(
             if plan.meta_length % bs == 0:  # Microsoft's reader would skip a block (§5.4)
                 plan.pad = 1
                 plan.header = _store_header(plan, version, len(plans))
-        manifest = build_manifest(specs, version=version, os_version=os_version, description=description,
-                                  antitheft_version=antitheft_version,
-                                  only_defined_gpt_entries=only_defined_gpt_entries)
-        image_region = IMAGE_HEADER.build(dict(cbSize=24, signature=IMAGE_SIGNATURE,
-                                               manifest_length=len(manifest), chunk_kb=chunk // 1024)) + manifest
-        body = (_align(len(image_region), chunk) + sum(_align(p.meta_length, p.bs) for p in plans)
-                + sum(p.bs * p.count for p in plans))
+        manifest = build_manifest(
+            specs,
+            version=version,
+            os_version=os_version,
+            description=description,
+            antitheft_version=antitheft_version,
+            only_defined_gpt_entries=only_defined_gpt_entries,
+        )
+        image_region = (
+            IMAGE_HEADER.build(
+                dict(
+                    cbSize=24,
+                    signature=IMAGE_SIGNATURE,
+                    manifest_length=len(manifest),
+                    chunk_kb=chunk // 1024,
+                )
+            )
+            + manifest
+        )
+        body = (
+            _align(len(image_region), chunk)
+            + sum(_align(p.meta_length, p.bs) for p in plans)
+            + sum(p.bs * p.count for p in plans)
+        )
         nchunks = body // chunk
         ht_size = 32 * nchunks
         cat_size = len(_catalog(bytes(ht_size), this_update, sign_catalog))
@@ -577,9 +660,18 @@ def write_ffu(
                 _move_body(f, img, new_img, body, out_path.parent)
                 img = new_img
             f.seek(0)
-            f.write(SECURITY_HEADER.build(dict(cbSize=32, signature=SECURITY_SIGNATURE, chunk_kb=chunk // 1024,
-                                               alg_id=ALG_SHA256, catalog_size=len(cat),
-                                               hash_table_size=ht_size)))
+            f.write(
+                SECURITY_HEADER.build(
+                    dict(
+                        cbSize=32,
+                        signature=SECURITY_SIGNATURE,
+                        chunk_kb=chunk // 1024,
+                        alg_id=ALG_SHA256,
+                        catalog_size=len(cat),
+                        hash_table_size=ht_size,
+                    )
+                )
+            )
             f.write(cat)
             f.write(hash_table)
             f.write(bytes(img - 32 - len(cat) - ht_size))  # zero padding (overwrites nothing else)
@@ -629,7 +721,6 @@ def _write_changed(fd: int, data: bytes, offset: int, old: bytes) -> None:
         os.pwrite(fd, data[start:], offset + start)
 
 
-
 @dataclass
 class FfuStoreInfo:
     """One store as read from the file; descriptors are kept in flat arrays."""
@@ -661,7 +752,10 @@ class FfuStoreInfo:
     @property
     def disk_bytes(self) -> int | None:
         try:
-            ss, n = int(_get(self.manifest, "SectorSize") or ""), int(_get(self.manifest, "MinSectorCount") or "")
+            ss, n = (
+                int(_get(self.manifest, "SectorSize") or ""),
+                int(_get(self.manifest, "MinSectorCount") or ""),
+            )
         except ValueError:
             return None
         return ss * n if 0 < ss <= 1 << 16 and 0 < n and ss * n <= MAX_DISK else None
@@ -730,8 +824,10 @@ class FfuReader:
 
     def _read(self, offset: int, length: int, what: str) -> bytes:
         if offset < 0 or length < 0 or offset + length > self.size:
-            raise FFUError(f"{what} at offset {offset:#x} (+{length}) lies beyond the end of the file "
-                           f"({self.size} bytes): truncated or corrupt")
+            raise FFUError(
+                f"{what} at offset {offset:#x} (+{length}) lies beyond the end of the file "
+                f"({self.size} bytes): truncated or corrupt"
+            )
         data = os.pread(self._f.fileno(), length, offset)
         if len(data) != length:
             raise FFUError(f"{what}: short read")
@@ -805,14 +901,18 @@ class FfuReader:
         if any(st.compression is not None for st in self.stores):
             return  # compressed payload blocks are variable-length; sizes not checked
         if self.eof != self.size:
-            raise FFUError(f"file is {self.size} bytes but its headers describe {self.eof} "
-                           f"({'truncated' if self.size < self.eof else 'extra bytes at the end'})")
+            raise FFUError(
+                f"file is {self.size} bytes but its headers describe {self.eof} "
+                f"({'truncated' if self.size < self.eof else 'extra bytes at the end'})"
+            )
 
     def _parse_store(self, off: int, k: int) -> FfuStoreInfo:
         h = STORE_HEADER.parse(self._read(off, 248, f"store {k + 1} header"))
         version = (h.major, h.ff_major)
         if version not in ((1, 2), (2, 2), (1, 3)):
-            raise FFUError(f"store header version {h.major}.{h.minor} / full flash {h.ff_major}.{h.ff_minor} unsupported")
+            raise FFUError(
+                f"store header version {h.major}.{h.minor} / full flash {h.ff_major}.{h.ff_minor} unsupported"
+            )
         bs = h.block_size
         if not (512 <= bs <= MAX_BLOCK_SIZE and bs % 512 == 0):
             raise FFUError(f"block size {bs} out of range")
@@ -870,10 +970,30 @@ class FfuReader:
         header = dict(h)
         header.pop("_io", None)
         if h.major == 2:
-            header.update(num_stores=num_stores, store_index=k + 1, store_payload_size=ext.store_payload_size,
-                          device_path_length=ext.device_path_length)
-        return FfuStoreInfo(k, header, off, header_length, pos + vlen + wlen, bs, ids, device_path, num_stores,
-                            compression, loc_start, counts, payload, methods, indices, nblocks)
+            header.update(
+                num_stores=num_stores,
+                store_index=k + 1,
+                store_payload_size=ext.store_payload_size,
+                device_path_length=ext.device_path_length,
+            )
+        return FfuStoreInfo(
+            k,
+            header,
+            off,
+            header_length,
+            pos + vlen + wlen,
+            bs,
+            ids,
+            device_path,
+            num_stores,
+            compression,
+            loc_start,
+            counts,
+            payload,
+            methods,
+            indices,
+            nblocks,
+        )
 
     def _check_locations(self, st: FfuStoreInfo) -> None:
         disk = st.disk_bytes
@@ -884,17 +1004,20 @@ class FfuReader:
             blk = st.block_counts[i]
             for j in range(st.loc_start[i], st.loc_start[i + 1]):
                 if st.loc_index[j] + blk > nb:
-                    raise FFUError(f"store {st.index + 1}: descriptor {i} writes block "
-                                   f"{st.loc_index[j]} ({'DISK_END' if st.loc_method[j] else 'DISK_BEGIN'}) "
-                                   f"outside the {nb}-block disk")
+                    raise FFUError(
+                        f"store {st.index + 1}: descriptor {i} writes block "
+                        f"{st.loc_index[j]} ({'DISK_END' if st.loc_method[j] else 'DISK_BEGIN'}) "
+                        f"outside the {nb}-block disk"
+                    )
 
     # -- disk view ---------------------------------------------------------------------------
 
     def _disk_size(self, st: FfuStoreInfo) -> int:
         disk = st.disk_bytes
         if disk is None:
-            raise FFUError(f"store {st.index + 1}: manifest lacks a valid SectorSize/MinSectorCount; "
-                           "disk size unknown")
+            raise FFUError(
+                f"store {st.index + 1}: manifest lacks a valid SectorSize/MinSectorCount; disk size unknown"
+            )
         if disk % st.block_size:
             raise FFUError(f"store {st.index + 1}: disk size {disk} is not a multiple of the block size")
         return disk
@@ -953,7 +1076,9 @@ class FfuReader:
             if offset < end and st.compression is None:
                 pb = (offset - st.payload_offset) // st.block_size
                 i = bisect_right(st.payload_start, pb) - 1
-                locs = ", ".join(f"{'END' if m else 'BEGIN'} {x}" for m, x in st.locations(i)) or "no location"
+                locs = (
+                    ", ".join(f"{'END' if m else 'BEGIN'} {x}" for m, x in st.locations(i)) or "no location"
+                )
                 return f"store {st.index + 1} payload block {pb}, descriptor {i} → disk block {locs}"
         return "payload"
 
@@ -967,7 +1092,9 @@ class FfuReader:
         if body % chunk:
             problems.append(f"file does not end on a chunk boundary ({body % chunk} bytes over)")
         if len(self.hash_table) != ds * nchunks:
-            problems.append(f"hash table has {len(self.hash_table) // ds} entries, the image has {nchunks} chunks")
+            problems.append(
+                f"hash table has {len(self.hash_table) // ds} entries, the image has {nchunks} chunks"
+            )
         algo = hashlib.sha256 if ds == 32 else hashlib.sha1
         bad: list[int] = []
         buf = memoryview(bytearray(64 * chunk))
@@ -988,8 +1115,10 @@ class FfuReader:
             if progress:
                 progress(off - self.image_offset, body)
         for c in bad[:10]:
-            problems.append(f"chunk {c} (file offset {self.image_offset + c * chunk:#x}, "
-                            f"{self._where(self.image_offset + c * chunk)}): SHA-256 does not match the hash table")
+            problems.append(
+                f"chunk {c} (file offset {self.image_offset + c * chunk:#x}, "
+                f"{self._where(self.image_offset + c * chunk)}): SHA-256 does not match the hash table"
+            )
         if len(bad) > 10:
             problems.append(f"… and {len(bad) - 10} more chunks do not match the hash table")
 
@@ -1013,7 +1142,9 @@ class FfuReader:
             except ImportError as e:  # pragma: no cover - verify module missing
                 problems.append(f"catalog signature not checked: {e}")
             else:
-                problems += catalog_signature_problems(self.catalog, trusted_roots, where="catalog", signers=signers)
+                problems += catalog_signature_problems(
+                    self.catalog, trusted_roots, where="catalog", signers=signers
+                )
 
         problems += self._rule_problems()
         return FfuVerifyResult(problems, nchunks, signed, signers)
@@ -1039,13 +1170,24 @@ class FfuReader:
             if st.disk_bytes is not None and st.disk_bytes % st.block_size:
                 out.append(f"{name}: disk size is not a multiple of the block size")
             if (st.meta_end - st.offset) % st.block_size == 0:
-                out.append(f"{name}: metadata ends exactly on a block boundary (Microsoft's reader skips a block)")
+                out.append(
+                    f"{name}: metadata ends exactly on a block boundary (Microsoft's reader skips a block)"
+                )
             if any(x != 1 for x in st.block_counts):
                 out.append(f"{name}: descriptors with BlockCount ≠ 1 (Microsoft's reader rejects them)")
             h = st.header
-            fo_end, fin_end = h["flash_only_index"] + h["flash_only_count"], h["final_index"] + h["final_count"]
-            if not (h["initial_index"] + h["initial_count"] <= h["flash_only_index"] <= fo_end
-                    <= h["final_index"] <= fin_end <= st.descriptor_count):
+            fo_end, fin_end = (
+                h["flash_only_index"] + h["flash_only_count"],
+                h["final_index"] + h["final_count"],
+            )
+            if not (
+                h["initial_index"] + h["initial_count"]
+                <= h["flash_only_index"]
+                <= fo_end
+                <= h["final_index"]
+                <= fin_end
+                <= st.descriptor_count
+            ):
                 out.append(f"{name}: phase table indices out of order or beyond the descriptors")
             if st.header.get("store_payload_size") not in (None, st.payload_blocks * st.block_size):
                 out.append(f"{name}: StorePayloadSize does not match its descriptors")
@@ -1053,7 +1195,9 @@ class FfuReader:
 
     # -- to raw --------------------------------------------------------------------------------
 
-    def to_raw(self, out_path: str | os.PathLike, store: int = 0, *, progress: Progress | None = None) -> Path:
+    def to_raw(
+        self, out_path: str | os.PathLike, store: int = 0, *, progress: Progress | None = None
+    ) -> Path:
         """Replay the store's descriptors onto a sparse raw disk (size from the manifest)."""
         st = self._store(store)
         if st.compression is not None:
@@ -1074,7 +1218,9 @@ class FfuReader:
                 f.truncate(disk)
                 f.flush()
             except OSError as e:
-                raise FFUError(f"cannot create the {disk}-byte raw disk: {e.strerror or e}", file=str(out_path)) from e
+                raise FFUError(
+                    f"cannot create the {disk}-byte raw disk: {e.strerror or e}", file=str(out_path)
+                ) from e
             ofd = f.fileno()
             d, pb = -1, 0
             d_end = 0
@@ -1088,8 +1234,10 @@ class FfuReader:
                         d += 1
                         d_end = st.payload_start[d] + st.block_counts[d]
                         nblk = st.block_counts[d]
-                        firsts = [st.disk_offset(st.loc_method[li], st.loc_index[li], nblk) // bs
-                                  for li in range(st.loc_start[d], st.loc_start[d + 1])]
+                        firsts = [
+                            st.disk_offset(st.loc_method[li], st.loc_index[li], nblk) // bs
+                            for li in range(st.loc_start[d], st.loc_start[d + 1])
+                        ]
                     if not firsts:
                         continue
                     piece = data[k * bs : (k + 1) * bs]
@@ -1114,8 +1262,12 @@ class FfuReader:
         lines = [f"FFU {self.path}: {self.size} bytes, {len(self.stores)} store(s)"]
         try:
             parsed = catalog.parse_catalog(self.catalog)
-            cat = (f"{'signed' if parsed.signed else 'unsigned'} v{parsed.version} catalog, members "
-                   + ", ".join(k.decode("utf-16-le", errors="replace").rstrip("\0") for k in parsed.subject_order))
+            cat = (
+                f"{'signed' if parsed.signed else 'unsigned'} v{parsed.version} catalog, members "
+                + ", ".join(
+                    k.decode("utf-16-le", errors="replace").rstrip("\0") for k in parsed.subject_order
+                )
+            )
         except FFUError as e:
             cat = f"unreadable catalog ({e.message})"
         lines += [
@@ -1133,12 +1285,14 @@ class FfuReader:
                 f"full flash {h['ff_major']}.{h['ff_minor']}, block {st.block_size} B, "
                 f"platform {', '.join(st.platform_ids) or '-'}"
                 + (f", device path {st.device_path}" if st.device_path else "")
-                + (f", compression {st.compression}" if st.compression is not None else ""))
+                + (f", compression {st.compression}" if st.compression is not None else "")
+            )
             lines.append(
                 f"  {st.descriptor_count} write descriptors ({h['write_descriptor_length']} B), "
                 f"{h['validate_descriptor_count']} validation; initial {h['initial_index']}+{h['initial_count']}, "
                 f"flash-only {h['flash_only_index']}+{h['flash_only_count']}, final {h['final_index']}+"
-                f"{h['final_count']}; payload {st.payload_blocks} blocks at {st.payload_offset:#x}")
+                f"{h['final_count']}; payload {st.payload_blocks} blocks at {st.payload_offset:#x}"
+            )
             disk, ss = st.disk_bytes, st.sector_size
             if disk is None or st.compression is not None:
                 lines.append("  partition table: not available")
@@ -1177,13 +1331,16 @@ def ffu_main(argv: Sequence[str] | None = None) -> int:
                 roots = None
                 if args.root:
                     from ..signing.verify import load_certificates
+
                     roots = load_certificates(args.root)
                 res = r.verify(trusted_roots=roots)
                 for line in res.problems:
                     print(f"{args.file}: {line}", file=sys.stderr)
                 if not res.ok:
                     return 1
-                print(f"{args.file}: OK ({res.chunks} chunks, catalog {'signed' if res.signed else 'unsigned'})")
+                print(
+                    f"{args.file}: OK ({res.chunks} chunks, catalog {'signed' if res.signed else 'unsigned'})"
+                )
             else:
                 r.to_raw(args.out, args.store - 1)
                 print(args.out)
@@ -1191,4 +1348,3 @@ def ffu_main(argv: Sequence[str] | None = None) -> int:
         print(f"ffuforge: {e}", file=sys.stderr)
         return 1
     return 0
-

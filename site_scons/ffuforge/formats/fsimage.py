@@ -38,11 +38,12 @@ from . import wimapply
 _SBIN = ("/usr/sbin", "/sbin")
 _WIN_BAD = set('<>:"/\\|?*')
 _FAT_LABEL_BAD = set('<>:"/\\|?*+,.;=[]')
-_ARG_BATCH = 200                # files per mtools invocation (keeps argv far below ARG_MAX)
+_ARG_BATCH = 200  # files per mtools invocation (keeps argv far below ARG_MAX)
 FILETIME_EPOCH_OFFSET = 11644473600
 
 
 # ------------------------------------------------------------------------------------ utilities
+
 
 def _tool(name: str, package: str) -> str:
     found = shutil.which(name)
@@ -75,24 +76,28 @@ class ToolError(FFUError):
         self.status = status
 
 
-def _run(argv: list[str], out: Path, env: dict[str, str] | None = None,
-         name: str | None = None) -> subprocess.CompletedProcess:
+def _run(
+    argv: list[str], out: Path, env: dict[str, str] | None = None, name: str | None = None
+) -> subprocess.CompletedProcess:
     name = name or os.path.basename(argv[1] if os.path.basename(argv[0]) == "eatmydata" else argv[0])
     try:
         res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, check=False)
     except OSError as exc:
         raise FFUError(f"cannot run {argv[0]}: {exc.strerror}", str(out)) from None
-    if res.returncode < 0:   # Ctrl-C reaches the whole process group: not the tool's fault, say so
+    if res.returncode < 0:  # Ctrl-C reaches the whole process group: not the tool's fault, say so
         sig = -res.returncode
-        why = {signal.SIGINT: "was interrupted (Ctrl-C)", signal.SIGTERM: "was terminated (SIGTERM)",
-               signal.SIGXFSZ: "exceeded the file size limit (SIGXFSZ, ulimit -f)"}.get(sig)
+        why = {
+            signal.SIGINT: "was interrupted (Ctrl-C)",
+            signal.SIGTERM: "was terminated (SIGTERM)",
+            signal.SIGXFSZ: "exceeded the file size limit (SIGXFSZ, ulimit -f)",
+        }.get(sig)
         if why is None:
             why = f"was killed by {signal.Signals(sig).name if sig in signal.valid_signals() else f'signal {sig}'}"
         raise ToolError(f"{name} {why}", str(out), "", res.returncode)
     if res.returncode != 0:
         text = (res.stderr or b"").decode("utf-8", "replace").replace("\r", "\n")
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        errors = [ln for ln in lines if ln.startswith("[ERROR]")]     # wimlib: the cause precedes a summary
+        errors = [ln for ln in lines if ln.startswith("[ERROR]")]  # wimlib: the cause precedes a summary
         last = errors[-1] if errors else lines[-1] if lines else f"exit status {res.returncode}"
         raise ToolError(f"{name} failed: {last}", str(out), text, res.returncode)
     return res
@@ -100,7 +105,7 @@ def _run(argv: list[str], out: Path, env: dict[str, str] | None = None,
 
 @dataclass(frozen=True)
 class _Entry:
-    rel: tuple[str, ...]            # path components below the staged root
+    rel: tuple[str, ...]  # path components below the staged root
     path: Path
     is_dir: bool
     size: int
@@ -126,12 +131,17 @@ def _scan(staged_dir: str | Path) -> list[_Entry]:
             except UnicodeEncodeError:
                 raise FFUError("file name is not valid UTF-8", str(p)) from None
             if any(c in _WIN_BAD or ord(c) < 0x20 for c in name) or name.endswith((" ", ".")):
-                raise FFUError(f"file name {name!r} is not valid on Windows (reserved character or trailing "
-                               "dot/space)", str(p))
+                raise FFUError(
+                    f"file name {name!r} is not valid on Windows (reserved character or trailing dot/space)",
+                    str(p),
+                )
             key = name.casefold()
             if key in folded:
-                raise FFUError(f"{name!r} and {folded[key]!r} differ only in case; Windows file systems "
-                               "cannot hold both", str(p))
+                raise FFUError(
+                    f"{name!r} and {folded[key]!r} differ only in case; Windows file systems "
+                    "cannot hold both",
+                    str(p),
+                )
             folded[key] = name
             st = os.lstat(p)
             if stat.S_ISDIR(st.st_mode):
@@ -141,8 +151,9 @@ def _scan(staged_dir: str | Path) -> list[_Entry]:
                 out.append(_Entry(rel + (name,), p, False, st.st_size))
             else:
                 kind = "symbolic link" if stat.S_ISLNK(st.st_mode) else "special file"
-                raise FFUError(f"{kind} in a staged partition tree; only files and directories can be imaged",
-                               str(p))
+                raise FFUError(
+                    f"{kind} in a staged partition tree; only files and directories can be imaged", str(p)
+                )
 
     walk(root, ())
     return out
@@ -154,8 +165,10 @@ def _ceil_div(a: int, b: int) -> int:
 
 def _prepare(tmp: Path, size_bytes: int, sector_size: int) -> None:
     if size_bytes <= 0 or size_bytes % sector_size:
-        raise FFUError(f"partition size {size_bytes} is not a positive multiple of the sector size {sector_size}",
-                       str(tmp))
+        raise FFUError(
+            f"partition size {size_bytes} is not a positive multiple of the sector size {sector_size}",
+            str(tmp),
+        )
     with open(tmp, "r+b") as fh:
         fh.truncate(size_bytes)
 
@@ -163,13 +176,29 @@ def _prepare(tmp: Path, size_bytes: int, sector_size: int) -> None:
 # -------------------------------------------------------------------------------------------- FAT
 
 # Windows' default cluster sizes (KB140365): (volume bytes up to, cluster bytes).
-_FAT16_CLUSTERS = ((16 << 20, 2048), (32 << 20, 512), (64 << 20, 1024), (128 << 20, 2048), (256 << 20, 4096),
-                   (512 << 20, 8192), (1 << 30, 16384), (2 << 30, 32768), (4 << 30, 65536))
-_FAT32_CLUSTERS = ((64 << 20, 512), (128 << 20, 1024), (256 << 20, 2048), (8 << 30, 4096), (16 << 30, 8192),
-                   (32 << 30, 16384), (1 << 62, 32768))
+_FAT16_CLUSTERS = (
+    (16 << 20, 2048),
+    (32 << 20, 512),
+    (64 << 20, 1024),
+    (128 << 20, 2048),
+    (256 << 20, 4096),
+    (512 << 20, 8192),
+    (1 << 30, 16384),
+    (2 << 30, 32768),
+    (4 << 30, 65536),
+)
+_FAT32_CLUSTERS = (
+    (64 << 20, 512),
+    (128 << 20, 1024),
+    (256 << 20, 2048),
+    (8 << 30, 4096),
+    (16 << 30, 8192),
+    (32 << 30, 16384),
+    (1 << 62, 32768),
+)
 FAT12_MAX_CLUSTERS = 4084
 FAT16_MAX_CLUSTERS = 65524
-_MARGIN = 64    # clusters: mkfs.fat's alignment may cost a few; never sit right above a lower bound
+_MARGIN = 64  # clusters: mkfs.fat's alignment may cost a few; never sit right above a lower bound
 
 
 def _fat_clusters(size_bytes: int, sector_size: int, bits: int, cluster: int) -> int:
@@ -185,8 +214,13 @@ def _fat_clusters(size_bytes: int, sector_size: int, bits: int, cluster: int) ->
     return count
 
 
-def fat_parameters(size_bytes: int, *, sector_size: int = 512, fat_type: int | str | None = None,
-                   cluster_size: int | None = None) -> tuple[int, int]:
+def fat_parameters(
+    size_bytes: int,
+    *,
+    sector_size: int = 512,
+    fat_type: int | str | None = None,
+    cluster_size: int | None = None,
+) -> tuple[int, int]:
     """(FAT bits, cluster bytes) as Windows' format picks them.
 
     ``fat_type`` None/"FAT" means Windows' FAT: FAT16's default cluster size for the volume size,
@@ -197,18 +231,26 @@ def fat_parameters(size_bytes: int, *, sector_size: int = 512, fat_type: int | s
     if fat_type not in kind:
         raise FFUError(f"unknown FAT type {fat_type!r}; use FAT, FAT32, 12, 16 or 32")
     want = kind[fat_type]
-    if cluster_size is not None and (cluster_size < sector_size or cluster_size & (cluster_size - 1)
-                                     or cluster_size > 64 * 1024):
-        raise FFUError(f"FAT cluster size {cluster_size} must be a power of two between the sector size and 64 KiB")
+    if cluster_size is not None and (
+        cluster_size < sector_size or cluster_size & (cluster_size - 1) or cluster_size > 64 * 1024
+    ):
+        raise FFUError(
+            f"FAT cluster size {cluster_size} must be a power of two between the sector size and 64 KiB"
+        )
     if want == 32:
         cluster = cluster_size or next(c for lim, c in _FAT32_CLUSTERS if size_bytes <= lim)
         cluster = max(cluster, sector_size)
-        while cluster_size is None and cluster > sector_size and \
-                _fat_clusters(size_bytes, sector_size, 32, cluster) < FAT16_MAX_CLUSTERS + 1 + _MARGIN:
+        while (
+            cluster_size is None
+            and cluster > sector_size
+            and _fat_clusters(size_bytes, sector_size, 32, cluster) < FAT16_MAX_CLUSTERS + 1 + _MARGIN
+        ):
             cluster //= 2
         if _fat_clusters(size_bytes, sector_size, 32, cluster) < FAT16_MAX_CLUSTERS + 1 + _MARGIN:
-            raise FFUError(f"a {size_bytes}-byte volume is too small for FAT32 (needs at least 65525 clusters, "
-                           "about 33 MiB); use FAT")
+            raise FFUError(
+                f"a {size_bytes}-byte volume is too small for FAT32 (needs at least 65525 clusters, "
+                "about 33 MiB); use FAT"
+            )
         return 32, cluster
     if size_bytes > (4 << 30):
         raise FFUError(f"a {size_bytes}-byte volume is too large for FAT12/16 (4 GiB at most); use FAT32")
@@ -222,24 +264,33 @@ def fat_parameters(size_bytes: int, *, sector_size: int = 512, fat_type: int | s
         cluster = max(sector_size, next(c for lim, c in _FAT16_CLUSTERS if size_bytes <= lim))
     if want is None:
         n16 = _fat_clusters(size_bytes, sector_size, 16, cluster)
-        if cluster_size is None and FAT12_MAX_CLUSTERS < n16 < FAT12_MAX_CLUSTERS + 1 + _MARGIN \
-                and cluster > sector_size:
+        if (
+            cluster_size is None
+            and FAT12_MAX_CLUSTERS < n16 < FAT12_MAX_CLUSTERS + 1 + _MARGIN
+            and cluster > sector_size
+        ):
             cluster //= 2
             n16 = _fat_clusters(size_bytes, sector_size, 16, cluster)
         want = 12 if _fat_clusters(size_bytes, sector_size, 12, cluster) <= FAT12_MAX_CLUSTERS else 16
         if want == 16 and n16 > FAT16_MAX_CLUSTERS:
-            raise FFUError(f"cluster size {cluster} gives {n16} clusters, too many for FAT16; use a larger "
-                           "cluster size or FAT32")
+            raise FFUError(
+                f"cluster size {cluster} gives {n16} clusters, too many for FAT16; use a larger "
+                "cluster size or FAT32"
+            )
     return want, cluster
 
 
 def _needs_lfn(name: str) -> bool:
     base, dot, ext = name.rpartition(".") if "." in name[1:] else (name, "", "")
     ok = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'()-@^_`{}~")
-    return not (0 < len(base) <= 8 and len(ext) <= 3 and (not dot or ext)
-                and all(c.upper() in ok for c in base + ext)
-                and (base.isupper() or base.islower() or not any(c.isalpha() for c in base))
-                and (ext.isupper() or ext.islower() or not any(c.isalpha() for c in ext)))
+    return not (
+        0 < len(base) <= 8
+        and len(ext) <= 3
+        and (not dot or ext)
+        and all(c.upper() in ok for c in base + ext)
+        and (base.isupper() or base.islower() or not any(c.isalpha() for c in base))
+        and (ext.isupper() or ext.islower() or not any(c.isalpha() for c in ext))
+    )
 
 
 def _dir_entries(names: list[str]) -> int:
@@ -268,45 +319,83 @@ def _fat_boot_clusters(img: Path) -> tuple[int, int, int]:
 
 def _fat_label(label: str) -> str:
     if len(label) > 11 or not label.isascii() or any(c in _FAT_LABEL_BAD or ord(c) < 0x20 for c in label):
-        raise FFUError(f"FAT volume label {label!r} must be at most 11 ASCII characters without "
-                       "<>:\"/\\|?*+,.;=[]")
+        raise FFUError(
+            f'FAT volume label {label!r} must be at most 11 ASCII characters without <>:"/\\|?*+,.;=[]'
+        )
     return label.upper()
 
 
-def write_fat(staged_dir: str | Path, out_path: str | Path, *, size_bytes: int, cluster_size: int | None = None,
-              label: str, fat_type: int | str | None = None, timestamp: int, sector_size: int = 512,
-              hidden_sectors: int = 0, volume_id: int | None = None) -> Path:
+def write_fat(
+    staged_dir: str | Path,
+    out_path: str | Path,
+    *,
+    size_bytes: int,
+    cluster_size: int | None = None,
+    label: str,
+    fat_type: int | str | None = None,
+    timestamp: int,
+    sector_size: int = 512,
+    hidden_sectors: int = 0,
+    volume_id: int | None = None,
+) -> Path:
     """Write a FAT12/16/32 image of `staged_dir` (see :func:`fat_parameters` for the type)."""
     mkfs = _tool("mkfs.fat", "dosfstools")
     mmd, mcopy, mlabel = (_tool(t, "mtools") for t in ("mmd", "mcopy", "mlabel"))
     out = Path(out_path)
     label = _fat_label(label)
-    bits, cluster = fat_parameters(size_bytes, sector_size=sector_size, fat_type=fat_type,
-                                   cluster_size=cluster_size)
+    bits, cluster = fat_parameters(
+        size_bytes, sector_size=sector_size, fat_type=fat_type, cluster_size=cluster_size
+    )
     entries = _scan(staged_dir)
     if volume_id is None:
         volume_id = zlib.crc32(f"{label}\0{timestamp}\0{size_bytes}".encode())
     with atomic_path(out, mode=0o644) as tmp, tempfile.TemporaryDirectory(prefix="ffuforge-mtools-") as home:
         _prepare(tmp, size_bytes, sector_size)
-        argv = [mkfs, "--invariant", "-F", str(bits), "-S", str(sector_size), "-s", str(cluster // sector_size),
-                "-i", f"{volume_id & 0xFFFFFFFF:08x}", "-h", str(hidden_sectors), "-f", "2", "-M", "0xf8"]
+        argv = [
+            mkfs,
+            "--invariant",
+            "-F",
+            str(bits),
+            "-S",
+            str(sector_size),
+            "-s",
+            str(cluster // sector_size),
+            "-i",
+            f"{volume_id & 0xFFFFFFFF:08x}",
+            "-h",
+            str(hidden_sectors),
+            "-f",
+            "2",
+            "-M",
+            "0xf8",
+        ]
         if bits != 32:
             argv += ["-r", "512"]
         _run(argv + [str(tmp)], out)
         real_bits, clusters, real_cluster = _fat_boot_clusters(tmp)
         if real_bits != bits or real_cluster != cluster:
-            raise FFUError(f"mkfs.fat made FAT{real_bits} with {clusters} clusters of {real_cluster} bytes, "
-                           f"expected FAT{bits}/{cluster}; choose another size or cluster size", str(out))
+            raise FFUError(
+                f"mkfs.fat made FAT{real_bits} with {clusters} clusters of {real_cluster} bytes, "
+                f"expected FAT{bits}/{cluster}; choose another size or cluster size",
+                str(out),
+            )
         _fat_check_fits(entries, bits, clusters, cluster, size_bytes, out)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "MTOOLSRC": os.devnull,
-               "MTOOLS_SKIP_CHECK": "1", "MTOOLS_NAME_NUMERIC_TAIL": "1", "LC_ALL": "C.UTF-8", "TZ": "UTC",
-               "SOURCE_DATE_EPOCH": str(int(timestamp))}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": home,
+            "MTOOLSRC": os.devnull,
+            "MTOOLS_SKIP_CHECK": "1",
+            "MTOOLS_NAME_NUMERIC_TAIL": "1",
+            "LC_ALL": "C.UTF-8",
+            "TZ": "UTC",
+            "SOURCE_DATE_EPOCH": str(int(timestamp)),
+        }
         img = ["-i", str(tmp)]
         if label:
             _run([mlabel, *img, f"::{label}"], out, env)
         dirs = [e for e in entries if e.is_dir]
         for i in range(0, len(dirs), _ARG_BATCH):
-            _run([mmd, *img, *("::/" + "/".join(e.rel) for e in dirs[i:i + _ARG_BATCH])], out, env)
+            _run([mmd, *img, *("::/" + "/".join(e.rel) for e in dirs[i : i + _ARG_BATCH])], out, env)
         by_dir: dict[tuple[str, ...], list[_Entry]] = {}
         for e in entries:
             if not e.is_dir:
@@ -316,17 +405,20 @@ def write_fat(staged_dir: str | Path, out_path: str | Path, *, size_bytes: int, 
             target = "::/" + "".join(p + "/" for p in parent)
             for i in range(0, len(files), _ARG_BATCH):
                 try:
-                    _run([mcopy, *img, *(str(e.path) for e in files[i:i + _ARG_BATCH]), target], out, env)
+                    _run([mcopy, *img, *(str(e.path) for e in files[i : i + _ARG_BATCH]), target], out, env)
                 except ToolError as exc:
                     if "disk full" in exc.stderr.lower():
-                        raise FFUError(f"content does not fit in the {size_bytes}-byte FAT partition "
-                                       f"({exc.message})", str(out)) from None
+                        raise FFUError(
+                            f"content does not fit in the {size_bytes}-byte FAT partition ({exc.message})",
+                            str(out),
+                        ) from None
                     raise
     return out
 
 
-def _fat_check_fits(entries: list[_Entry], bits: int, clusters: int, cluster: int, size_bytes: int,
-                    out: Path) -> None:
+def _fat_check_fits(
+    entries: list[_Entry], bits: int, clusters: int, cluster: int, size_bytes: int, out: Path
+) -> None:
     children: dict[tuple[str, ...], list[str]] = {(): []}
     need = 0
     total = 0
@@ -340,32 +432,50 @@ def _fat_check_fits(entries: list[_Entry], bits: int, clusters: int, cluster: in
     for rel, names in children.items():
         n = _dir_entries(names)
         if rel == ():
-            n += 1                                      # volume label entry
+            n += 1  # volume label entry
             if bits != 32:
                 if n > 512:
-                    raise FFUError(f"the FAT{bits} root directory holds 512 entries; the staged root needs {n} "
-                                   "(move files into a subdirectory)", str(out))
+                    raise FFUError(
+                        f"the FAT{bits} root directory holds 512 entries; the staged root needs {n} "
+                        "(move files into a subdirectory)",
+                        str(out),
+                    )
                 continue
         else:
-            n += 2                                      # "." and ".."
+            n += 2  # "." and ".."
         need += max(1, _ceil_div(n * 32, cluster))
     if need > clusters:
-        raise FFUError(f"content does not fit: {total} bytes in {len(entries)} entries need {need} clusters of "
-                       f"{cluster} bytes, the {size_bytes}-byte FAT{bits} partition has {clusters}", str(out))
+        raise FFUError(
+            f"content does not fit: {total} bytes in {len(entries)} entries need {need} clusters of "
+            f"{cluster} bytes, the {size_bytes}-byte FAT{bits} partition has {clusters}",
+            str(out),
+        )
 
 
 # ------------------------------------------------------------------------------------------ NTFS
 
-def write_ntfs(staged_dir: str | Path, out_path: str | Path, *, size_bytes: int, cluster_size: int = 4096,
-               label: str, timestamp: int, sector_size: int = 512, hidden_sectors: int = 0,
-               serial: int | None = None) -> Path:
+
+def write_ntfs(
+    staged_dir: str | Path,
+    out_path: str | Path,
+    *,
+    size_bytes: int,
+    cluster_size: int = 4096,
+    label: str,
+    timestamp: int,
+    sector_size: int = 512,
+    hidden_sectors: int = 0,
+    serial: int | None = None,
+) -> Path:
     """Write an NTFS image of `staged_dir` (mkntfs, then wimlib applies the tree into the volume file)."""
     mkntfs = _tool("mkntfs", "ntfs-3g")
     wimlib = _tool("wimlib-imagex", "wimtools")
     out = Path(out_path)
     if cluster_size < sector_size or cluster_size & (cluster_size - 1) or cluster_size > 2 * 1024 * 1024:
-        raise FFUError(f"NTFS cluster size {cluster_size} must be a power of two between the sector size and 2 MiB",
-                       str(out))
+        raise FFUError(
+            f"NTFS cluster size {cluster_size} must be a power of two between the sector size and 2 MiB",
+            str(out),
+        )
     if len(label) > 32:
         raise FFUError(f"NTFS volume label {label!r} is longer than 32 characters", str(out))
     entries = _scan(staged_dir)
@@ -375,29 +485,58 @@ def write_ntfs(staged_dir: str | Path, out_path: str | Path, *, size_bytes: int,
     need += 1024 * len(entries) + size_bytes // 200 + (1 << 20)
     if need > size_bytes:
         total = sum(e.size for e in entries)
-        raise FFUError(f"content does not fit: {total} bytes in {len(entries)} entries need about {need} bytes, "
-                       f"the NTFS partition has {size_bytes}", str(out))
+        raise FFUError(
+            f"content does not fit: {total} bytes in {len(entries)} entries need about {need} bytes, "
+            f"the NTFS partition has {size_bytes}",
+            str(out),
+        )
     if serial is None:
-        serial = zlib.crc32(f"{label}\0{timestamp}\0{size_bytes}".encode()) << 32 | \
-            zlib.crc32(f"{size_bytes}\0{label}\0{timestamp}".encode())
+        serial = zlib.crc32(f"{label}\0{timestamp}\0{size_bytes}".encode()) << 32 | zlib.crc32(
+            f"{size_bytes}\0{label}\0{timestamp}".encode()
+        )
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "TZ": "UTC"}
     with atomic_path(out, mode=0o644) as tmp:
         _prepare(tmp, size_bytes, sector_size)
-        _run([*_no_fsync(), mkntfs, "-F", "-Q", "-T", "-q", "-s", str(sector_size), "-c", str(cluster_size),
-              "-L", label, "-p", str(hidden_sectors), "-H", "0", "-S", "0", str(tmp)], out, env)
+        _run(
+            [
+                *_no_fsync(),
+                mkntfs,
+                "-F",
+                "-Q",
+                "-T",
+                "-q",
+                "-s",
+                str(sector_size),
+                "-c",
+                str(cluster_size),
+                "-L",
+                label,
+                "-p",
+                str(hidden_sectors),
+                "-H",
+                "0",
+                "-S",
+                "0",
+                str(tmp),
+            ],
+            out,
+            env,
+        )
         if entries:
             try:
                 _apply_tree(Path(staged_dir), tmp, out, env, wimlib)
             except ToolError as exc:
                 if "no space left" in exc.stderr.lower():
-                    raise FFUError(f"content does not fit in the {size_bytes}-byte NTFS partition ({exc.message})",
-                                   str(out)) from None
+                    raise FFUError(
+                        f"content does not fit in the {size_bytes}-byte NTFS partition ({exc.message})",
+                        str(out),
+                    ) from None
                 raise
         normalize_ntfs(tmp, timestamp, serial=serial)
     return out
 
 
-_LIBWIM = {"usable": True}     # until the helper finds no libwim in this process's environment
+_LIBWIM = {"usable": True}  # until the helper finds no libwim in this process's environment
 
 
 def _apply_tree(staged_dir: Path, volume: Path, out: Path, env: dict[str, str], wimlib: str) -> None:
@@ -405,8 +544,12 @@ def _apply_tree(staged_dir: Path, volume: Path, out: Path, env: dict[str, str], 
     :mod:`ffuforge.wimapply`), else `wimlib-imagex` capture into a WIM file, then apply. Same bytes."""
     if _LIBWIM["usable"]:
         try:
-            _run([*_no_fsync(), sys.executable, "-I", "-S", wimapply.__file__, str(staged_dir), str(volume)], out, env,
-                 "wimlib")
+            _run(
+                [*_no_fsync(), sys.executable, "-I", "-S", wimapply.__file__, str(staged_dir), str(volume)],
+                out,
+                env,
+                "wimlib",
+            )
             return
         except ToolError as exc:
             if exc.status != wimapply.UNAVAILABLE:
@@ -425,21 +568,21 @@ _AT_INDEX_ROOT, _AT_INDEX_ALLOCATION, _AT_END = 0x90, 0xA0, 0xFFFFFFFF
 
 def _unfixup(buf: bytearray, sector: int, what: str) -> None:
     usa_ofs, usa_count = struct.unpack_from("<HH", buf, 4)
-    usn = buf[usa_ofs:usa_ofs + 2]
+    usn = buf[usa_ofs : usa_ofs + 2]
     for i in range(1, usa_count):
         end = i * sector
-        if buf[end - 2:end] != usn:
+        if buf[end - 2 : end] != usn:
             raise FFUError(f"NTFS {what} fails its update-sequence check; the volume is corrupt")
-        buf[end - 2:end] = buf[usa_ofs + 2 * i:usa_ofs + 2 * i + 2]
+        buf[end - 2 : end] = buf[usa_ofs + 2 * i : usa_ofs + 2 * i + 2]
 
 
 def _fixup(buf: bytearray, sector: int) -> None:
     usa_ofs, usa_count = struct.unpack_from("<HH", buf, 4)
-    usn = buf[usa_ofs:usa_ofs + 2]
+    usn = buf[usa_ofs : usa_ofs + 2]
     for i in range(1, usa_count):
         end = i * sector
-        buf[usa_ofs + 2 * i:usa_ofs + 2 * i + 2] = buf[end - 2:end]
-        buf[end - 2:end] = usn
+        buf[usa_ofs + 2 * i : usa_ofs + 2 * i + 2] = buf[end - 2 : end]
+        buf[end - 2 : end] = usn
 
 
 def _runlist(buf: bytes | bytearray, off: int) -> list[tuple[int, int | None]]:
@@ -449,9 +592,9 @@ def _runlist(buf: bytes | bytearray, off: int) -> list[tuple[int, int | None]]:
     while buf[off]:
         hdr = buf[off]
         nl, no = hdr & 0xF, hdr >> 4
-        length = int.from_bytes(buf[off + 1:off + 1 + nl], "little")
+        length = int.from_bytes(buf[off + 1 : off + 1 + nl], "little")
         if no:
-            lcn += int.from_bytes(buf[off + 1 + nl:off + 1 + nl + no], "little", signed=True)
+            lcn += int.from_bytes(buf[off + 1 + nl : off + 1 + nl + no], "little", signed=True)
             runs.append((length, lcn))
         else:
             runs.append((length, None))
@@ -494,7 +637,7 @@ class _Extents:
         for pos, n in self._pieces(offset, len(data)):
             if pos is not None:
                 self.fh.seek(pos)
-                self.fh.write(data[i:i + n])
+                self.fh.write(data[i : i + n])
             i += n
 
 
@@ -505,7 +648,7 @@ def _attributes(rec: bytearray):
         if atype == _AT_END or alen == 0:
             return
         nlen, noff = rec[off + 9], struct.unpack_from("<H", rec, off + 10)[0]
-        name = rec[off + noff:off + noff + 2 * nlen].decode("utf-16-le", "replace")
+        name = rec[off + noff : off + noff + 2 * nlen].decode("utf-16-le", "replace")
         yield atype, off, rec[off + 8] != 0, name
         off += alen
 
@@ -517,7 +660,7 @@ def _patch_index_entries(buf: bytearray, header: int, stamp: bytes) -> None:
     while pos + 16 <= end:
         elen, klen, flags = struct.unpack_from("<HHH", buf, pos + 8)
         if klen >= 0x42:
-            buf[pos + 16 + 8:pos + 16 + 40] = stamp * 4
+            buf[pos + 16 + 8 : pos + 16 + 40] = stamp * 4
         if flags & 2 or elen == 0:
             break
         pos += elen
@@ -542,7 +685,9 @@ def normalize_ntfs(image: str | Path, timestamp: int, *, serial: int | None = No
         mft_runs, mft_size = None, 0
         for atype, off, nonres, name in _attributes(rec0):
             if atype == _AT_ATTRIBUTE_LIST:
-                raise FFUError("the $MFT is too fragmented ($ATTRIBUTE_LIST) to normalise timestamps", str(image))
+                raise FFUError(
+                    "the $MFT is too fragmented ($ATTRIBUTE_LIST) to normalise timestamps", str(image)
+                )
             if atype == _AT_DATA and nonres and not name:
                 mft_runs = _runlist(rec0, off + struct.unpack_from("<H", rec0, off + 0x20)[0])
                 mft_size = struct.unpack_from("<q", rec0, off + 0x30)[0]
@@ -557,14 +702,14 @@ def normalize_ntfs(image: str | Path, timestamp: int, *, serial: int | None = No
                 continue
             _unfixup(rec, bps, f"MFT record {n}")
             used = struct.unpack_from("<I", rec, 0x18)[0]
-            rec[used:] = bytes(len(rec) - used)         # slack may keep stale copies (with wall-clock times)
+            rec[used:] = bytes(len(rec) - used)  # slack may keep stale copies (with wall-clock times)
             base = struct.unpack_from("<Q", rec, 0x20)[0] & 0xFFFFFFFFFFFF or n
             for atype, off, nonres, name in _attributes(rec):
                 voff = off + struct.unpack_from("<H", rec, off + 0x14)[0] if not nonres else 0
                 if atype == _AT_STANDARD_INFORMATION and not nonres:
-                    rec[voff:voff + 32] = stamp * 4
+                    rec[voff : voff + 32] = stamp * 4
                 elif atype == _AT_FILE_NAME and not nonres:
-                    rec[voff + 8:voff + 40] = stamp * 4
+                    rec[voff + 8 : voff + 40] = stamp * 4
                 elif atype == _AT_INDEX_ROOT and not nonres and name == "$I30":
                     _patch_index_entries(rec, voff + 16, stamp)
                 elif atype == _AT_INDEX_ALLOCATION and nonres and name == "$I30":
@@ -589,16 +734,16 @@ def normalize_ntfs(image: str | Path, timestamp: int, *, serial: int | None = No
                 _unfixup(blk, bps, "index block")
                 _patch_index_entries(blk, 0x18, stamp)
                 used = 0x18 + struct.unpack_from("<I", blk, 0x1C)[0]
-                blk[used:] = bytes(len(blk) - used)     # entries moved by node splits leave stale copies
+                blk[used:] = bytes(len(blk) - used)  # entries moved by node splits leave stale copies
                 _fixup(blk, bps)
                 alloc.write(b * idx_size, blk)
-        if mirror_runs:                                 # $MFTMirr mirrors the first records byte for byte
+        if mirror_runs:  # $MFTMirr mirrors the first records byte for byte
             _Extents(fh, cluster, mirror_runs).write(0, mft.read(0, mirror_size))
         if serial is not None:
             boot[0x48:0x50] = struct.pack("<Q", serial & 0xFFFFFFFFFFFFFFFF)
             fh.seek(0)
             fh.write(boot)
-            fh.seek(total_sectors * bps)                # backup boot sector: last sector of the volume
+            fh.seek(total_sectors * bps)  # backup boot sector: last sector of the volume
             backup = fh.read(512)
             if backup[3:11] == b"NTFS    ":
                 fh.seek(total_sectors * bps)
@@ -611,6 +756,7 @@ def _size_field(v: int, cluster: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------- raw
+
 
 def write_raw(image_file: str | Path, out_path: str | Path, *, size_bytes: int) -> Path:
     """A raw (binaryPartition) image: the file's bytes at offset 0, the rest left unwritten.

@@ -62,14 +62,14 @@ from .regvalue import TYPE_NAMES
 
 PAGE = 0x1000
 BIN_HEADER_SIZE = 0x20
-BIG_DATA_SEGMENT = 16344          # CM_KEY_VALUE_BIG: larger data is split into db segments
+BIG_DATA_SEGMENT = 16344  # CM_KEY_VALUE_BIG: larger data is split into db segments
 MAX_SEGMENTS = 0xFFFF
-LEAF_MAX = 500                    # entries per lh leaf; more subkeys → ri root over leaves
-MAX_KEY_NAME = 255                # UTF-16 code units
+LEAF_MAX = 500  # entries per lh leaf; more subkeys → ri root over leaves
+MAX_KEY_NAME = 255  # UTF-16 code units
 MAX_VALUE_NAME = 16383
-MAX_DEPTH = 512                   # Windows refuses deeper trees
+MAX_DEPTH = 512  # Windows refuses deeper trees
 NIL = 0xFFFFFFFF
-EPOCH_DELTA = 11644473600         # seconds from 1601-01-01 to 1970-01-01
+EPOCH_DELTA = 11644473600  # seconds from 1601-01-01 to 1970-01-01
 
 KEY_HIVE_ENTRY = 0x0004
 KEY_NO_DELETE = 0x0008
@@ -87,14 +87,14 @@ BASE_BLOCK = Struct(
     "timestamp" / Int64ul,
     "major_version" / Int32ul,
     "minor_version" / Int32ul,
-    "file_type" / Int32ul,            # 0 = primary hive file
-    "file_format" / Int32ul,          # 1 = direct memory load
+    "file_type" / Int32ul,  # 0 = primary hive file
+    "file_format" / Int32ul,  # 1 = direct memory load
     "root_cell" / Int32ul,
     "hive_bins_size" / Int32ul,
     "clustering_factor" / Int32ul,
-    "file_name" / CBytes(64),         # UTF-16LE, last 31 characters + NUL
+    "file_name" / CBytes(64),  # UTF-16LE, last 31 characters + NUL
     "reserved1" / CBytes(396),
-    "checksum" / Int32ul,             # XOR of the 127 dwords before it
+    "checksum" / Int32ul,  # XOR of the 127 dwords before it
     "reserved2" / CBytes(3576),
     "boot_type" / Int32ul,
     "boot_recover" / Int32ul,
@@ -103,7 +103,7 @@ assert BASE_BLOCK.sizeof() == PAGE
 
 HBIN_HEADER = Struct(
     "signature" / Const(b"hbin"),
-    "offset" / Int32ul,               # from the start of the hive bins data
+    "offset" / Int32ul,  # from the start of the hive bins data
     "size" / Int32ul,
     "reserved" / CBytes(8),
     "timestamp" / Int64ul,
@@ -111,7 +111,7 @@ HBIN_HEADER = Struct(
 )
 assert HBIN_HEADER.sizeof() == BIN_HEADER_SIZE
 
-CELL_SIZE = Int32sl                   # negative = allocated
+CELL_SIZE = Int32sl  # negative = allocated
 
 NK = Struct(
     "signature" / Const(b"nk"),
@@ -127,9 +127,9 @@ NK = Struct(
     "value_list" / Int32ul,
     "security" / Int32ul,
     "class_name" / Int32ul,
-    "max_subkey_name" / Int32ul,      # bytes, as if UTF-16
+    "max_subkey_name" / Int32ul,  # bytes, as if UTF-16
     "max_subkey_class" / Int32ul,
-    "max_value_name" / Int32ul,       # bytes, as if UTF-16
+    "max_value_name" / Int32ul,  # bytes, as if UTF-16
     "max_value_data" / Int32ul,
     "work_var" / Int32ul,
     "name_length" / Int16ul,
@@ -140,7 +140,7 @@ NK_SIZE = NK.sizeof()
 VK = Struct(
     "signature" / Const(b"vk"),
     "name_length" / Int16ul,
-    "data_size" / Int32ul,            # bit 31: data stored in data_offset itself
+    "data_size" / Int32ul,  # bit 31: data stored in data_offset itself
     "data_offset" / Int32ul,
     "type" / Int32ul,
     "flags" / Int16ul,
@@ -154,7 +154,7 @@ HASH_LEAF = Struct(
     "entries" / Array(this.count, Struct("offset" / Int32ul, "hash" / Int32ul)),
 )
 INDEX_ROOT = Struct("signature" / Const(b"ri"), "count" / Int16ul, "offsets" / Array(this.count, Int32ul))
-OFFSET_LIST = GreedyRange(Int32ul)                                  # value list, db segment list
+OFFSET_LIST = GreedyRange(Int32ul)  # value list, db segment list
 BIG_DATA = Struct("signature" / Const(b"db"), "segment_count" / Int16ul, "segments" / Int32ul)
 
 SK = Struct(
@@ -170,14 +170,22 @@ SK_SIZE = SK.sizeof()
 SID = Struct(
     "revision" / Const(1, Int8ul),
     "sub_authority_count" / Int8ul,
-    "authority" / BytesInteger(6),                     # big-endian
+    "authority" / BytesInteger(6),  # big-endian
     "sub_authorities" / Array(this.sub_authority_count, Int32ul),
 )
 ACE = Struct("type" / Int8ul, "flags" / Int8ul, "size" / Int16ul, "mask" / Int32ul, "sid" / SID)
-ACL_HEADER = Struct("revision" / Int8ul, "sbz1" / Int8ul, "size" / Int16ul, "ace_count" / Int16ul,
-                    "sbz2" / Int16ul)
-SD_HEADER = Struct("revision" / Int8ul, "sbz1" / Int8ul, "control" / Int16ul, "owner" / Int32ul,
-                   "group" / Int32ul, "sacl" / Int32ul, "dacl" / Int32ul)
+ACL_HEADER = Struct(
+    "revision" / Int8ul, "sbz1" / Int8ul, "size" / Int16ul, "ace_count" / Int16ul, "sbz2" / Int16ul
+)
+SD_HEADER = Struct(
+    "revision" / Int8ul,
+    "sbz1" / Int8ul,
+    "control" / Int16ul,
+    "owner" / Int32ul,
+    "group" / Int32ul,
+    "sacl" / Int32ul,
+    "dacl" / Int32ul,
+)
 
 
 class _Packer:
@@ -213,7 +221,7 @@ _VK_P = _Packer(VK)
 _HBIN_C = HBIN_HEADER.compile()
 _LH_ENTRY = struct.Struct("<II")
 _U32 = struct.Struct("<I")
-_I32 = struct.Struct("<i")              # CELL_SIZE, on the per-cell hot path
+_I32 = struct.Struct("<i")  # CELL_SIZE, on the per-cell hot path
 assert _I32.size == CELL_SIZE.sizeof()
 
 # --- names ------------------------------------------------------------------------------------
@@ -231,7 +239,7 @@ def upcase(name: str) -> str:
 
 
 def _sort_key(name: str) -> bytes:
-    return upcase(name).encode("utf-16-be", "surrogatepass")   # bytes order = UTF-16 unit order
+    return upcase(name).encode("utf-16-be", "surrogatepass")  # bytes order = UTF-16 unit order
 
 
 def name_hash(name: str) -> int:
@@ -281,32 +289,59 @@ SID_USERS = _sid(5, 32, 545)
 def default_security_descriptor() -> bytes:
     """Self-relative SD shared by every key (see module docstring)."""
     aces = b""
-    for sid, mask in ((SID_SYSTEM, KEY_ALL_ACCESS), (SID_ADMINISTRATORS, KEY_ALL_ACCESS),
-                      (SID_USERS, KEY_READ)):
+    for sid, mask in (
+        (SID_SYSTEM, KEY_ALL_ACCESS),
+        (SID_ADMINISTRATORS, KEY_ALL_ACCESS),
+        (SID_USERS, KEY_READ),
+    ):
         sid_bytes = SID.build(sid)
-        aces += ACE.build({"type": 0, "flags": CONTAINER_INHERIT_ACE, "size": 8 + len(sid_bytes),
-                           "mask": mask, "sid": sid})
-    dacl = ACL_HEADER.build({"revision": 2, "sbz1": 0, "size": 8 + len(aces), "ace_count": 3,
-                             "sbz2": 0}) + aces
+        aces += ACE.build(
+            {"type": 0, "flags": CONTAINER_INHERIT_ACE, "size": 8 + len(sid_bytes), "mask": mask, "sid": sid}
+        )
+    dacl = (
+        ACL_HEADER.build({"revision": 2, "sbz1": 0, "size": 8 + len(aces), "ace_count": 3, "sbz2": 0}) + aces
+    )
     owner, group = SID.build(SID_ADMINISTRATORS), SID.build(SID_SYSTEM)
     head = SD_HEADER.sizeof()
-    return SD_HEADER.build({
-        "revision": 1, "sbz1": 0, "control": SE_SELF_RELATIVE | SE_DACL_PRESENT,
-        "owner": head + len(dacl), "group": head + len(dacl) + len(owner), "sacl": 0, "dacl": head,
-    }) + dacl + owner + group
+    return (
+        SD_HEADER.build(
+            {
+                "revision": 1,
+                "sbz1": 0,
+                "control": SE_SELF_RELATIVE | SE_DACL_PRESENT,
+                "owner": head + len(dacl),
+                "group": head + len(dacl) + len(owner),
+                "sacl": 0,
+                "dacl": head,
+            }
+        )
+        + dacl
+        + owner
+        + group
+    )
 
 
 # --- hive paths -------------------------------------------------------------------------------
 
 _ROOTS = {
-    "HKEY_LOCAL_MACHINE": "HKLM", "HKLM": "HKLM",
-    "HKEY_USERS": "HKU", "HKU": "HKU",
-    "HKEY_CURRENT_USER": "HKCU", "HKCU": "HKCU",
-    "HKEY_CLASSES_ROOT": "HKCR", "HKCR": "HKCR",
-    "HKEY_CURRENT_CONFIG": "HKCC", "HKCC": "HKCC",
+    "HKEY_LOCAL_MACHINE": "HKLM",
+    "HKLM": "HKLM",
+    "HKEY_USERS": "HKU",
+    "HKU": "HKU",
+    "HKEY_CURRENT_USER": "HKCU",
+    "HKCU": "HKCU",
+    "HKEY_CLASSES_ROOT": "HKCR",
+    "HKCR": "HKCR",
+    "HKEY_CURRENT_CONFIG": "HKCC",
+    "HKCC": "HKCC",
 }
-_HKLM_HIVES = {"SYSTEM": "SYSTEM", "SOFTWARE": "SOFTWARE", "SAM": "SAM", "SECURITY": "SECURITY",
-               "DRIVERS": "DRIVERS"}
+_HKLM_HIVES = {
+    "SYSTEM": "SYSTEM",
+    "SOFTWARE": "SOFTWARE",
+    "SAM": "SAM",
+    "SECURITY": "SECURITY",
+    "DRIVERS": "DRIVERS",
+}
 
 
 def hive_for_key(full_key: str, *, allow_bcd: bool = False) -> tuple[str, str]:
@@ -331,8 +366,10 @@ def hive_for_key(full_key: str, *, allow_bcd: bool = False) -> tuple[str, str]:
     if any(p == "" for p in rest):
         raise FFUError(f"registry key {full_key!r} has an empty component (doubled backslash)")
     if root is None:
-        raise FFUError(f"registry key {full_key!r}: unknown root {parts[0]!r}; use HKEY_LOCAL_MACHINE, "
-                       "HKEY_USERS\\.DEFAULT, HKEY_CURRENT_USER or HKEY_CLASSES_ROOT")
+        raise FFUError(
+            f"registry key {full_key!r}: unknown root {parts[0]!r}; use HKEY_LOCAL_MACHINE, "
+            "HKEY_USERS\\.DEFAULT, HKEY_CURRENT_USER or HKEY_CLASSES_ROOT"
+        )
     if root == "HKCR":
         return "SOFTWARE", "\\".join(["Classes", *rest])
     if root == "HKCU":
@@ -342,23 +379,33 @@ def hive_for_key(full_key: str, *, allow_bcd: bool = False) -> tuple[str, str]:
             return "DEFAULT", "\\".join(rest[1:])
         raise FFUError(f"registry key {full_key!r}: only HKEY_USERS\\.DEFAULT exists in an offline image")
     if root == "HKCC":
-        raise FFUError(f"registry key {full_key!r}: HKEY_CURRENT_CONFIG is created at boot and cannot be "
-                       "written offline; write HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet001\\Hardware Profiles")
+        raise FFUError(
+            f"registry key {full_key!r}: HKEY_CURRENT_CONFIG is created at boot and cannot be "
+            "written offline; write HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet001\\Hardware Profiles"
+        )
     if not rest:
-        raise FFUError(f"registry key {full_key!r} names no hive; use HKEY_LOCAL_MACHINE\\SYSTEM, \\SOFTWARE, …")
+        raise FFUError(
+            f"registry key {full_key!r} names no hive; use HKEY_LOCAL_MACHINE\\SYSTEM, \\SOFTWARE, …"
+        )
     top = rest[0].upper()
     if top == "HARDWARE":
-        raise FFUError(f"registry key {full_key!r}: HKEY_LOCAL_MACHINE\\HARDWARE is volatile (built at every "
-                       "boot) and cannot be written offline")
+        raise FFUError(
+            f"registry key {full_key!r}: HKEY_LOCAL_MACHINE\\HARDWARE is volatile (built at every "
+            "boot) and cannot be written offline"
+        )
     if top == "BCD" or top.startswith("BCD0"):
         if allow_bcd:
             return "BCD", "\\".join(rest[1:])
-        raise FFUError(f"registry key {full_key!r}: the BCD store is not a MainOS hive; describe boot "
-                       "settings in a bcdStore XML instead")
+        raise FFUError(
+            f"registry key {full_key!r}: the BCD store is not a MainOS hive; describe boot "
+            "settings in a bcdStore XML instead"
+        )
     hive = _HKLM_HIVES.get(top)
     if hive is None:
-        raise FFUError(f"registry key {full_key!r}: unknown hive {rest[0]!r} under HKEY_LOCAL_MACHINE; "
-                       f"use one of {', '.join(_HKLM_HIVES)}")
+        raise FFUError(
+            f"registry key {full_key!r}: unknown hive {rest[0]!r} under HKEY_LOCAL_MACHINE; "
+            f"use one of {', '.join(_HKLM_HIVES)}"
+        )
     inner = rest[1:]
     if hive == "SYSTEM" and inner and inner[0].upper() == "CURRENTCONTROLSET":
         inner = ["ControlSet001", *inner[1:]]
@@ -379,8 +426,8 @@ class _Value:
 @dataclass
 class _Key:
     name: str
-    children: dict[str, _Key] = field(default_factory=dict)      # by upcase(name)
-    values: dict[str, _Value] = field(default_factory=dict)      # by upcase(name)
+    children: dict[str, _Key] = field(default_factory=dict)  # by upcase(name)
+    values: dict[str, _Value] = field(default_factory=dict)  # by upcase(name)
 
 
 class _Cell:
@@ -441,8 +488,10 @@ class HiveBuilder:
             raise FFUError(f"registry value name {name[:40]!r}… is longer than {MAX_VALUE_NAME} characters")
         data = bytes(data)
         if len(data) > MAX_SEGMENTS * BIG_DATA_SEGMENT:
-            raise FFUError(f"registry value {name!r} under {path!r} is {len(data)} bytes; the hive limit is "
-                           f"{MAX_SEGMENTS * BIG_DATA_SEGMENT}")
+            raise FFUError(
+                f"registry value {name!r} under {path!r} is {len(data)} bytes; the hive limit is "
+                f"{MAX_SEGMENTS * BIG_DATA_SEGMENT}"
+            )
         key = self._walk(path, True)
         folded = upcase(name)
         new = _Value(name, type, data, owner)
@@ -454,10 +503,14 @@ class HiveBuilder:
             return
         where = f"{path}\\{old.name or '(default)'}" if path else (old.name or "(default)")
         if old.owner == owner:
-            raise FFUError(f"registry value {where} is set twice by {_owner_text(owner)} with different data "
-                           f"({_describe(old)} vs {_describe(new)})")
-        raise FFUError(f"registry value {where} is set by both {_owner_text(old.owner)} ({_describe(old)}) and "
-                       f"{_owner_text(owner)} ({_describe(new)}); make one package own it")
+            raise FFUError(
+                f"registry value {where} is set twice by {_owner_text(owner)} with different data "
+                f"({_describe(old)} vs {_describe(new)})"
+            )
+        raise FFUError(
+            f"registry value {where} is set by both {_owner_text(old.owner)} ({_describe(old)}) and "
+            f"{_owner_text(owner)} ({_describe(new)}); make one package own it"
+        )
 
     def has_key(self, path: str) -> bool:
         return self._walk(path, False) is not None
@@ -494,28 +547,51 @@ class HiveBuilder:
             }
 
             def render_nk() -> bytes:
-                return _NK_P.pack(
-                    flags=flags, timestamp=ft, access_bits=0,
-                    parent=NIL if parent is None else parent.offset,
-                    subkey_count=len(children), volatile_subkey_count=0,
-                    subkey_list=holder["subkeys"].offset if holder["subkeys"] else NIL,
-                    volatile_subkey_list=NIL,
-                    value_count=len(values),
-                    value_list=holder["values"].offset if holder["values"] else NIL,
-                    security=sk_cell.offset, class_name=NIL,
-                    max_subkey_class=0, work_var=0,
-                    name_length=len(name_bytes), class_length=0, **meta,
-                ) + name_bytes
+                return (
+                    _NK_P.pack(
+                        flags=flags,
+                        timestamp=ft,
+                        access_bits=0,
+                        parent=NIL if parent is None else parent.offset,
+                        subkey_count=len(children),
+                        volatile_subkey_count=0,
+                        subkey_list=holder["subkeys"].offset if holder["subkeys"] else NIL,
+                        volatile_subkey_list=NIL,
+                        value_count=len(values),
+                        value_list=holder["values"].offset if holder["values"] else NIL,
+                        security=sk_cell.offset,
+                        class_name=NIL,
+                        max_subkey_class=0,
+                        work_var=0,
+                        name_length=len(name_bytes),
+                        class_length=0,
+                        **meta,
+                    )
+                    + name_bytes
+                )
 
             nk = add(_NK_P.size + len(name_bytes), render_nk)
             if is_root:
-                sk_cell = add(SK_SIZE + len(sd), lambda: SK.build({
-                    "reserved": 0, "flink": sk_cell.offset, "blink": sk_cell.offset,
-                    "reference_count": key_count, "descriptor_size": len(sd)}) + sd)
+                sk_cell = add(
+                    SK_SIZE + len(sd),
+                    lambda: (
+                        SK.build(
+                            {
+                                "reserved": 0,
+                                "flink": sk_cell.offset,
+                                "blink": sk_cell.offset,
+                                "reference_count": key_count,
+                                "descriptor_size": len(sd),
+                            }
+                        )
+                        + sd
+                    ),
+                )
             if values:
                 vk_cells: list[_Cell] = []
-                holder["values"] = add(4 * len(values), lambda: b"".join(
-                    _U32.pack(c.offset) for c in vk_cells))
+                holder["values"] = add(
+                    4 * len(values), lambda: b"".join(_U32.pack(c.offset) for c in vk_cells)
+                )
                 for v in values:
                     vk_cells.append(self._emit_value(v, add))
             if children:
@@ -551,24 +627,31 @@ class HiveBuilder:
             inline = None
 
         def render_vk() -> bytes:
-            return _VK_P.pack(
-                name_length=len(name_bytes), data_size=size_field,
-                data_offset=inline if inline is not None else ref["data"].offset,
-                type=v.type, flags=VALUE_COMP_NAME if compressed else 0, spare=0,
-            ) + name_bytes
+            return (
+                _VK_P.pack(
+                    name_length=len(name_bytes),
+                    data_size=size_field,
+                    data_offset=inline if inline is not None else ref["data"].offset,
+                    type=v.type,
+                    flags=VALUE_COMP_NAME if compressed else 0,
+                    spare=0,
+                )
+                + name_bytes
+            )
 
         vk = add(VK_SIZE + len(name_bytes), render_vk)
         if inline is None:
             if n <= BIG_DATA_SEGMENT:
                 ref["data"] = add(n, lambda: data)
             else:
-                chunks = [data[i:i + BIG_DATA_SEGMENT] for i in range(0, n, BIG_DATA_SEGMENT)]
+                chunks = [data[i : i + BIG_DATA_SEGMENT] for i in range(0, n, BIG_DATA_SEGMENT)]
                 segs: list[_Cell] = []
                 seg_list: list[_Cell] = []
-                ref["data"] = add(BIG_DATA.sizeof(), lambda: BIG_DATA.build(
-                    {"segment_count": len(segs), "segments": seg_list[0].offset}))
-                seg_list.append(add(4 * len(chunks), lambda: OFFSET_LIST.build(
-                    [c.offset for c in segs])))
+                ref["data"] = add(
+                    BIG_DATA.sizeof(),
+                    lambda: BIG_DATA.build({"segment_count": len(segs), "segments": seg_list[0].offset}),
+                )
+                seg_list.append(add(4 * len(chunks), lambda: OFFSET_LIST.build([c.offset for c in segs])))
                 for chunk in chunks:
                     # 4 spare bytes after each segment: hivex takes cell length - 8 bytes from
                     # every segment, so a tight last segment would lose its tail
@@ -583,18 +666,25 @@ class HiveBuilder:
             count = min(LEAF_MAX, len(children) - start)
 
             def render_leaf(start=start, count=count) -> bytes:
-                return b"lh" + count.to_bytes(2, "little") + b"".join(
-                    _LH_ENTRY.pack(child_cells[start + i].offset, hashes[start + i]) for i in range(count))
+                return (
+                    b"lh"
+                    + count.to_bytes(2, "little")
+                    + b"".join(
+                        _LH_ENTRY.pack(child_cells[start + i].offset, hashes[start + i]) for i in range(count)
+                    )
+                )
 
             leaves.append(add(4 + 8 * count, render_leaf))
         if len(leaves) == 1:
             return leaves[0]
-        return add(4 + 4 * len(leaves), lambda: INDEX_ROOT.build(
-            {"count": len(leaves), "offsets": [c.offset for c in leaves]}))
+        return add(
+            4 + 4 * len(leaves),
+            lambda: INDEX_ROOT.build({"count": len(leaves), "offsets": [c.offset for c in leaves]}),
+        )
 
     def to_bytes(self, file_name: str | None = None) -> bytes:
         enabled = gc.isenabled()
-        gc.disable()            # hundreds of thousands of live closures, nothing to collect until done
+        gc.disable()  # hundreds of thousands of live closures, nothing to collect until done
         try:
             return self._to_bytes(file_name)
         finally:
@@ -604,7 +694,7 @@ class HiveBuilder:
     def _to_bytes(self, file_name: str | None) -> bytes:
         cells, root_cell = self._cells()
         # pack cells into bins
-        bins: list[tuple[int, int, int]] = []            # (start, size, used)
+        bins: list[tuple[int, int, int]] = []  # (start, size, used)
         start, size, used = 0, PAGE, BIN_HEADER_SIZE
         for c in cells:
             if used + c.size > size:
@@ -620,18 +710,24 @@ class HiveBuilder:
             raise FFUError("registry hive would exceed 2 GiB")
         buf = bytearray(PAGE + total)
         for i, (b_start, b_size, b_used) in enumerate(bins):
-            buf[PAGE + b_start:PAGE + b_start + BIN_HEADER_SIZE] = _HBIN_C.build({
-                "offset": b_start, "size": b_size, "reserved": bytes(8),
-                "timestamp": self.filetime if i == 0 else 0, "spare": 0})
+            buf[PAGE + b_start : PAGE + b_start + BIN_HEADER_SIZE] = _HBIN_C.build(
+                {
+                    "offset": b_start,
+                    "size": b_size,
+                    "reserved": bytes(8),
+                    "timestamp": self.filetime if i == 0 else 0,
+                    "spare": 0,
+                }
+            )
             if b_used < b_size:
-                buf[PAGE + b_start + b_used:PAGE + b_start + b_used + 4] = CELL_SIZE.build(b_size - b_used)
+                buf[PAGE + b_start + b_used : PAGE + b_start + b_used + 4] = CELL_SIZE.build(b_size - b_used)
         pack_size = _I32.pack_into
         for c in cells:
             payload = c.render()
             pos = PAGE + c.offset
             assert 4 + len(payload) <= c.size, "cell payload larger than its cell"
             pack_size(buf, pos, -c.size)
-            buf[pos + 4:pos + 4 + len(payload)] = payload
+            buf[pos + 4 : pos + 4 + len(payload)] = payload
         name = file_name if file_name is not None else (self.file_name or "")
         buf[:PAGE] = _base_block(self.filetime, root_cell.offset, total, name)
         return bytes(buf)
@@ -667,7 +763,7 @@ def _check_key_name(name: str, what: str) -> None:
 def checksum(block: bytes) -> int:
     x = 0
     for i in range(0, 0x1FC, 4):
-        x ^= int.from_bytes(block[i:i + 4], "little")
+        x ^= int.from_bytes(block[i : i + 4], "little")
     if x == 0xFFFFFFFF:
         return 0xFFFFFFFE
     if x == 0:
@@ -678,11 +774,22 @@ def checksum(block: bytes) -> int:
 def _base_block(ft: int, root_offset: int, bins_size: int, file_name: str) -> bytes:
     name = file_name[-31:].encode("utf-16-le", "surrogatepass")[:62]
     fields = {
-        "primary_sequence": 1, "secondary_sequence": 1, "timestamp": ft,
-        "major_version": 1, "minor_version": 5, "file_type": 0, "file_format": 1,
-        "root_cell": root_offset, "hive_bins_size": bins_size, "clustering_factor": 1,
-        "file_name": name.ljust(64, b"\0"), "reserved1": bytes(396), "checksum": 0,
-        "reserved2": bytes(3576), "boot_type": 0, "boot_recover": 0,
+        "primary_sequence": 1,
+        "secondary_sequence": 1,
+        "timestamp": ft,
+        "major_version": 1,
+        "minor_version": 5,
+        "file_type": 0,
+        "file_format": 1,
+        "root_cell": root_offset,
+        "hive_bins_size": bins_size,
+        "clustering_factor": 1,
+        "file_name": name.ljust(64, b"\0"),
+        "reserved1": bytes(396),
+        "checksum": 0,
+        "reserved2": bytes(3576),
+        "boot_type": 0,
+        "boot_recover": 0,
     }
     block = BASE_BLOCK.build(fields)
     fields["checksum"] = checksum(block)
@@ -702,7 +809,7 @@ class RegValue:
 @dataclass
 class RegKey:
     name: str
-    timestamp: int                                   # FILETIME
+    timestamp: int  # FILETIME
     values: list[RegValue] = field(default_factory=list)
     subkeys: list[RegKey] = field(default_factory=list)
 
@@ -726,7 +833,7 @@ class Hive:
     minor_version: int
     timestamp: int
     file_name: str
-    dirty: bool                                      # sequence numbers differ (unreplayed log)
+    dirty: bool  # sequence numbers differ (unreplayed log)
 
     def walk(self) -> Iterator[tuple[str, RegKey]]:
         """(path relative to the root, key) for every key, parents first; root path is ''."""
@@ -745,7 +852,7 @@ class _Reader:
     def __init__(self, data: bytes, name: str):
         self.data = memoryview(data)
         self.name = name
-        self.bins: list[tuple[int, int]] = []          # absolute (start, end)
+        self.bins: list[tuple[int, int]] = []  # absolute (start, end)
         self.bin_starts: list[int] = []
         self.visited: set[int] = set()
 
@@ -763,13 +870,13 @@ class _Reader:
         b_start, b_end = self.bins[i]
         if pos < b_start + BIN_HEADER_SIZE or pos + 4 > b_end:
             raise self.fail(f"{what} cell offset 0x{offset:x} is outside the hive bins")
-        size = int.from_bytes(self.data[pos:pos + 4], "little", signed=True)
+        size = int.from_bytes(self.data[pos : pos + 4], "little", signed=True)
         if size >= 0:
             raise self.fail(f"{what} cell at 0x{offset:x} is not allocated")
         size = -size
         if size < 8 or pos + size > b_end:
             raise self.fail(f"{what} cell at 0x{offset:x} has a bad size {size}")
-        return self.data[pos + 4:pos + size]
+        return self.data[pos + 4 : pos + size]
 
     def read(self) -> Hive:
         d = self.data
@@ -791,7 +898,7 @@ class _Reader:
         pos, end = PAGE, PAGE + size
         while pos < end:
             try:
-                hb = _HBIN_C.parse(bytes(d[pos:pos + BIN_HEADER_SIZE]))
+                hb = _HBIN_C.parse(bytes(d[pos : pos + BIN_HEADER_SIZE]))
             except ConstructError:
                 raise self.fail(f"no 'hbin' at file offset 0x{pos:x}") from None
             if hb.offset != pos - PAGE or hb.size < PAGE or hb.size % PAGE or pos + hb.size > end:
@@ -801,8 +908,13 @@ class _Reader:
             pos += hb.size
         name = bytes(base.file_name).decode("utf-16-le", "replace").split("\0", 1)[0]
         root = self.key(base.root_cell, 0)
-        return Hive(root=root, minor_version=base.minor_version, timestamp=base.timestamp, file_name=name,
-                    dirty=base.primary_sequence != base.secondary_sequence)
+        return Hive(
+            root=root,
+            minor_version=base.minor_version,
+            timestamp=base.timestamp,
+            file_name=name,
+            dirty=base.primary_sequence != base.secondary_sequence,
+        )
 
     def key(self, offset: int, depth: int) -> RegKey:
         # explicit stack: hostile nesting cannot exhaust Python's recursion limit
@@ -832,7 +944,7 @@ class _Reader:
         name_length = nk["name_length"]
         if NK_SIZE + name_length > len(c):
             raise self.fail(f"key name at 0x{offset:x} runs past its cell")
-        raw = bytes(c[NK_SIZE:NK_SIZE + name_length])
+        raw = bytes(c[NK_SIZE : NK_SIZE + name_length])
         name = raw.decode("latin-1") if nk["flags"] & KEY_COMP_NAME else raw.decode("utf-16-le", "replace")
         key = RegKey(name=name, timestamp=nk["timestamp"])
         value_count, subkey_count = nk["value_count"], nk["subkey_count"]
@@ -841,7 +953,7 @@ class _Reader:
             if 4 * value_count > len(vl):
                 raise self.fail(f"key {name!r} claims {value_count} values, its value list holds fewer")
             for i in range(value_count):
-                key.values.append(self.value(int.from_bytes(vl[4 * i:4 * i + 4], "little")))
+                key.values.append(self.value(int.from_bytes(vl[4 * i : 4 * i + 4], "little")))
         subkeys: list[int] = []
         if subkey_count:
             self.index(nk["subkey_list"], subkeys, 0, subkey_count)
@@ -861,14 +973,14 @@ class _Reader:
             if len(out) + count > limit:
                 raise self.fail(f"subkey index at 0x{offset:x} lists more subkeys than its key declares")
             for i in range(count):
-                out.append(int.from_bytes(c[4 + step * i:8 + step * i], "little"))
+                out.append(int.from_bytes(c[4 + step * i : 8 + step * i], "little"))
         elif sig == b"ri":
             if level > 0:
                 raise self.fail(f"nested ri index at 0x{offset:x}")
             if 4 + 4 * count > len(c):
                 raise self.fail(f"ri index at 0x{offset:x} claims {count} entries, its cell holds fewer")
             for i in range(count):
-                self.index(int.from_bytes(c[4 + 4 * i:8 + 4 * i], "little"), out, level + 1, limit)
+                self.index(int.from_bytes(c[4 + 4 * i : 8 + 4 * i], "little"), out, level + 1, limit)
         else:
             raise self.fail(f"cell 0x{offset:x} is not a subkey index ({sig!r})")
 
@@ -880,7 +992,7 @@ class _Reader:
         name_length, size, data_offset = vk["name_length"], vk["data_size"], vk["data_offset"]
         if VK_SIZE + name_length > len(c):
             raise self.fail(f"value name at 0x{offset:x} runs past its cell")
-        raw = bytes(c[VK_SIZE:VK_SIZE + name_length])
+        raw = bytes(c[VK_SIZE : VK_SIZE + name_length])
         name = raw.decode("latin-1") if vk["flags"] & VALUE_COMP_NAME else raw.decode("utf-16-le", "replace")
         n = size & 0x7FFFFFFF
         if size & 0x80000000:
@@ -900,7 +1012,7 @@ class _Reader:
         return RegValue(name=name, type=vk["type"], data=data)
 
     def big_data(self, dc: memoryview, n: int, name: str) -> bytes:
-        db = BIG_DATA.parse(bytes(dc[:BIG_DATA.sizeof()]))
+        db = BIG_DATA.parse(bytes(dc[: BIG_DATA.sizeof()]))
         if db.segment_count * BIG_DATA_SEGMENT < n:
             raise self.fail(f"value {name!r}: {db.segment_count} big-data segments cannot hold {n} bytes")
         seg_list = self.cell(db.segments, "big data segment list")
@@ -910,7 +1022,7 @@ class _Reader:
         for i in range(db.segment_count):
             if left == 0:
                 break
-            seg = self.cell(int.from_bytes(seg_list[4 * i:4 * i + 4], "little"), "big data segment")
+            seg = self.cell(int.from_bytes(seg_list[4 * i : 4 * i + 4], "little"), "big data segment")
             take = min(BIG_DATA_SEGMENT, left)
             if len(seg) < take:
                 raise self.fail(f"value {name!r}: big-data segment {i} is too short")
@@ -945,5 +1057,17 @@ def parse_hive(data: bytes, name: str = "<hive>") -> Hive:
         raise reader.fail(str(exc)) from None
 
 
-__all__ = ["HiveBuilder", "Hive", "RegKey", "RegValue", "read_hive", "parse_hive", "hive_for_key",
-           "HIVES", "name_hash", "upcase", "default_security_descriptor", "filetime"]
+__all__ = [
+    "HiveBuilder",
+    "Hive",
+    "RegKey",
+    "RegValue",
+    "read_hive",
+    "parse_hive",
+    "hive_for_key",
+    "HIVES",
+    "name_hash",
+    "upcase",
+    "default_security_descriptor",
+    "filetime",
+]

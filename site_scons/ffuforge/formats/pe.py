@@ -257,7 +257,10 @@ def _layout(f: BinaryIO, name: str | None) -> PeLayout | None:
     nt_raw = _read_at(f, pe, _NT_SIZE)
     if len(nt_raw) < _NT_SIZE:
         raise bad("file header truncated")
-    (machine,), (size_of_optional,) = struct.unpack_from("<H", nt_raw, 4), struct.unpack_from("<H", nt_raw, 20)
+    (machine,), (size_of_optional,) = (
+        struct.unpack_from("<H", nt_raw, 4),
+        struct.unpack_from("<H", nt_raw, 20),
+    )
     opt = pe + _NT_SIZE
     magic_raw = _read_at(f, opt, 2)
     if len(magic_raw) < 2:

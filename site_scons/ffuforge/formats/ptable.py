@@ -291,7 +291,9 @@ def chs(lba: int) -> bytes:
     return bytes((h, s | ((c >> 2) & 0xC0), c & 0xFF))
 
 
-def gpt_geometry(total_sectors: int, sector_size: int, entry_count: int = GPT_DEFAULT_ENTRIES) -> tuple[int, int, int]:
+def gpt_geometry(
+    total_sectors: int, sector_size: int, entry_count: int = GPT_DEFAULT_ENTRIES
+) -> tuple[int, int, int]:
     """(first usable LBA, last usable LBA, sectors of the entry array)."""
     entry_sectors = -(-entry_count * GPT_ENTRY_SIZE // sector_size)
     return 2 + entry_sectors, total_sectors - 2 - entry_sectors, entry_sectors
@@ -342,7 +344,9 @@ def check_layout(layout: DiskLayout, *, gpt_entries: int = GPT_DEFAULT_ENTRIES) 
             _guid(p.type, f"partition {p.name} type")
             partition_guid(layout, p)
             if len(p.name) > 36:
-                raise FFUError(f"partition name {p.name!r} is longer than the 36 characters a GPT entry holds")
+                raise FFUError(
+                    f"partition name {p.name!r} is longer than the 36 characters a GPT entry holds"
+                )
             if p.first_sector < first or p.first_sector + p.sector_count - 1 > last:
                 raise FFUError(
                     f"partition {p.name} (sectors {p.first_sector}-{p.first_sector + p.sector_count - 1}) "
@@ -365,8 +369,10 @@ def check_layout(layout: DiskLayout, *, gpt_entries: int = GPT_DEFAULT_ENTRIES) 
             ext_start = ebr_sector(logicals[0])
             for p in primaries:
                 if p.first_sector + p.sector_count > ext_start:
-                    raise FFUError(f"primary partition {p.name} must lie before the logical partitions "
-                                   f"(extended partition starts at sector {ext_start})")
+                    raise FFUError(
+                        f"primary partition {p.name} must lie before the logical partitions "
+                        f"(extended partition starts at sector {ext_start})"
+                    )
             for a, b in zip(logicals, logicals[1:], strict=False):
                 if b.first_sector < a.first_sector:
                     raise FFUError(f"logical partitions {a.name} and {b.name} are not in disk order")
@@ -432,8 +438,13 @@ def protective_mbr(total_sectors: int, sector_size: int) -> bytes:
         sectors=min(total_sectors - 1, 0xFFFFFFFF),
     )
     sector = MBR_SECTOR.build(
-        dict(bootcode=bytes(440), disk_signature=0, reserved=0,
-             entries=[entry] + [_EMPTY_MBR_ENTRY] * 3, boot_signature=MBR_BOOT_SIGNATURE)
+        dict(
+            bootcode=bytes(440),
+            disk_signature=0,
+            reserved=0,
+            entries=[entry] + [_EMPTY_MBR_ENTRY] * 3,
+            boot_signature=MBR_BOOT_SIGNATURE,
+        )
     )
     return sector.ljust(sector_size, b"\0")
 
@@ -448,7 +459,11 @@ def build_gpt(
     n, ss = layout.total_sectors, layout.sector_size
     entries = _gpt_entry_array(layout, entry_count, flash_only=flash_only)
     padded = entries.ljust(-(-len(entries) // ss) * ss, b"\0")
-    primary = protective_mbr(n, ss) + _gpt_header(layout, backup=False, entries=entries, entry_count=entry_count) + padded
+    primary = (
+        protective_mbr(n, ss)
+        + _gpt_header(layout, backup=False, entries=entries, entry_count=entry_count)
+        + padded
+    )
     regions = [TableRegion(0, primary, "primary")]
     if not flash_only:
         backup = padded + _gpt_header(layout, backup=True, entries=entries, entry_count=entry_count)
@@ -484,8 +499,13 @@ def _link_entry(ebr: int, end: int, ext_start: int) -> dict:
 def _mbr_sector(entries: list[dict], signature: int, ss: int) -> bytes:
     entries = entries + [_EMPTY_MBR_ENTRY] * (4 - len(entries))
     return MBR_SECTOR.build(
-        dict(bootcode=bytes(440), disk_signature=signature, reserved=0, entries=entries,
-             boot_signature=MBR_BOOT_SIGNATURE)
+        dict(
+            bootcode=bytes(440),
+            disk_signature=signature,
+            reserved=0,
+            entries=entries,
+            boot_signature=MBR_BOOT_SIGNATURE,
+        )
     ).ljust(ss, b"\0")
 
 
@@ -499,15 +519,24 @@ def build_mbr(layout: DiskLayout, *, flash_only: bool = False) -> PartitionTable
         logicals = [p for p in logicals if p.required_to_flash]
     slots = [
         _mbr_entry(p, p.first_sector, p.sector_count, p.first_sector)
-        if p.required_to_flash or not flash_only else _EMPTY_MBR_ENTRY
+        if p.required_to_flash or not flash_only
+        else _EMPTY_MBR_ENTRY
         for p in primaries
     ]
     regions = []
     if logicals:
         ext_start = ebr_sector(logicals[0])
         ext_end = logicals[-1].first_sector + logicals[-1].sector_count
-        slots.append(dict(status=0, chs_first=chs(ext_start), type=MBR_TYPE_EXTENDED_LBA,
-                          chs_last=chs(ext_end - 1), lba_first=ext_start, sectors=ext_end - ext_start))
+        slots.append(
+            dict(
+                status=0,
+                chs_first=chs(ext_start),
+                type=MBR_TYPE_EXTENDED_LBA,
+                chs_last=chs(ext_end - 1),
+                lba_first=ext_start,
+                sectors=ext_end - ext_start,
+            )
+        )
         for i, p in enumerate(logicals):
             ebr = ebr_sector(p)
             entries = [_mbr_entry(p, p.first_sector, p.sector_count, p.first_sector - ebr)]
@@ -574,17 +603,26 @@ def parse_gpt(read: Read, total_sectors: int, sector_size: int, *, backup: bool 
         raise FFUError(f"{which}: header CRC32 mismatch")
     if h.my_lba != lba:
         raise FFUError(f"{which}: header says it is at LBA {h.my_lba}, found at {lba}")
-    if not (h.entry_size >= GPT_ENTRY_SIZE and h.entry_size <= MAX_GPT_ENTRY_SIZE
-            and h.entry_size & (h.entry_size - 1) == 0):
+    if not (
+        h.entry_size >= GPT_ENTRY_SIZE
+        and h.entry_size <= MAX_GPT_ENTRY_SIZE
+        and h.entry_size & (h.entry_size - 1) == 0
+    ):
         raise FFUError(f"{which}: entry size {h.entry_size} invalid (128 × 2^n)")
     if not 0 < h.entry_count <= MAX_GPT_ENTRIES:
         raise FFUError(f"{which}: entry count {h.entry_count} out of range")
     array_bytes = h.entry_count * h.entry_size
     array_sectors = -(-array_bytes // ss)
-    if not (2 <= h.entries_lba and h.entries_lba + array_sectors <= n and h.entries_lba != lba
-            and not h.entries_lba <= lba < h.entries_lba + array_sectors):
+    if not (
+        2 <= h.entries_lba
+        and h.entries_lba + array_sectors <= n
+        and h.entries_lba != lba
+        and not h.entries_lba <= lba < h.entries_lba + array_sectors
+    ):
         raise FFUError(f"{which}: entry array at LBA {h.entries_lba} lies outside the disk")
-    if not (h.first_usable_lba <= h.last_usable_lba + 1 and h.last_usable_lba < n and h.first_usable_lba >= 2):
+    if not (
+        h.first_usable_lba <= h.last_usable_lba + 1 and h.last_usable_lba < n and h.first_usable_lba >= 2
+    ):
         raise FFUError(f"{which}: usable range {h.first_usable_lba}-{h.last_usable_lba} invalid")
     if h.alternate_lba >= n:
         raise FFUError(f"{which}: alternate header LBA {h.alternate_lba} beyond the disk")
@@ -598,11 +636,22 @@ def parse_gpt(read: Read, total_sectors: int, sector_size: int, *, backup: bool 
             continue
         e = GPT_ENTRY.parse(raw_entry)
         if not h.first_usable_lba <= e.first_lba <= e.last_lba <= h.last_usable_lba:
-            raise FFUError(f"{which}: entry {i + 1} (LBA {e.first_lba}-{e.last_lba}) outside the usable range")
+            raise FFUError(
+                f"{which}: entry {i + 1} (LBA {e.first_lba}-{e.last_lba}) outside the usable range"
+            )
         name = e.name.decode("utf-16-le", errors="replace").split("\0", 1)[0]
         entries.append(GptEntry(i, e.type_guid, e.unique_guid, e.first_lba, e.last_lba, e.attributes, name))
-    return Gpt(h.disk_guid, h.my_lba, h.alternate_lba, h.first_usable_lba, h.last_usable_lba,
-               h.entries_lba, h.entry_count, h.entry_size, tuple(entries))
+    return Gpt(
+        h.disk_guid,
+        h.my_lba,
+        h.alternate_lba,
+        h.first_usable_lba,
+        h.last_usable_lba,
+        h.entries_lba,
+        h.entry_count,
+        h.entry_size,
+        tuple(entries),
+    )
 
 
 def read_mbr(read: Read, total_sectors: int, sector_size: int) -> tuple[int, list[MbrPartition]]:
@@ -636,7 +685,9 @@ def read_mbr(read: Read, total_sectors: int, sector_size: int) -> tuple[int, lis
                 start = ebr + first.lba_first
                 if first.lba_first == 0 or first.sectors == 0 or start + first.sectors > ext_end:
                     raise FFUError(f"MBR: logical partition {number} outside the extended partition")
-                parts.append(MbrPartition(number, first.type, first.status == 0x80, start, first.sectors, ebr))
+                parts.append(
+                    MbrPartition(number, first.type, first.status == 0x80, start, first.sectors, ebr)
+                )
                 number += 1
             if link.type == 0:
                 break
@@ -658,8 +709,10 @@ def describe_table(read: Read, total_sectors: int, sector_size: int) -> str:
     style, head, parts = read_partitions(read, total_sectors, sector_size)
     lines = []
     if style == "gpt":
-        lines.append(f"GPT  disk GUID {guid_text(head.disk_guid)}  usable LBA {head.first_usable_lba}-"
-                     f"{head.last_usable_lba}  {head.entry_count} entries × {head.entry_size} B")
+        lines.append(
+            f"GPT  disk GUID {guid_text(head.disk_guid)}  usable LBA {head.first_usable_lba}-"
+            f"{head.last_usable_lba}  {head.entry_count} entries × {head.entry_size} B"
+        )
         try:
             backup = parse_gpt(read, total_sectors, sector_size, backup=True)
             if backup.entries != head.entries:
@@ -667,11 +720,15 @@ def describe_table(read: Read, total_sectors: int, sector_size: int) -> str:
         except FFUError as e:
             lines.append(f"  backup GPT: {e}")
         for e in parts:
-            lines.append(f"  {e.index + 1:>3}  {e.first_lba:>12}  {e.last_lba - e.first_lba + 1:>12}  "
-                         f"{guid_text(e.type_guid)}  attr {e.attributes:#018x}  {e.name}")
+            lines.append(
+                f"  {e.index + 1:>3}  {e.first_lba:>12}  {e.last_lba - e.first_lba + 1:>12}  "
+                f"{guid_text(e.type_guid)}  attr {e.attributes:#018x}  {e.name}"
+            )
     else:
         lines.append(f"MBR  disk signature {head:#010x}")
         for p in parts:
-            lines.append(f"  {p.number:>3}  {p.first_lba:>12}  {p.sectors:>12}  type {p.type:#04x}"
-                         f"{'  boot' if p.bootable else ''}")
+            lines.append(
+                f"  {p.number:>3}  {p.first_lba:>12}  {p.sectors:>12}  type {p.type:#04x}"
+                f"{'  boot' if p.bootable else ''}"
+            )
     return "\n".join(lines)

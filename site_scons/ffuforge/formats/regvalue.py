@@ -11,9 +11,20 @@ from dataclasses import dataclass
 
 from ..errors import FFUError
 
-TYPES = {"REG_NONE": 0, "REG_SZ": 1, "REG_EXPAND_SZ": 2, "REG_BINARY": 3, "REG_DWORD": 4,
-         "REG_DWORD_BIG_ENDIAN": 5, "REG_LINK": 6, "REG_MULTI_SZ": 7, "REG_RESOURCE_LIST": 8,
-         "REG_FULL_RESOURCE_DESCRIPTOR": 9, "REG_RESOURCE_REQUIREMENTS_LIST": 10, "REG_QWORD": 11}
+TYPES = {
+    "REG_NONE": 0,
+    "REG_SZ": 1,
+    "REG_EXPAND_SZ": 2,
+    "REG_BINARY": 3,
+    "REG_DWORD": 4,
+    "REG_DWORD_BIG_ENDIAN": 5,
+    "REG_LINK": 6,
+    "REG_MULTI_SZ": 7,
+    "REG_RESOURCE_LIST": 8,
+    "REG_FULL_RESOURCE_DESCRIPTOR": 9,
+    "REG_RESOURCE_REQUIREMENTS_LIST": 10,
+    "REG_QWORD": 11,
+}
 TYPE_NAMES = {v: k for k, v in TYPES.items()}
 AUTHORED = ("REG_SZ", "REG_EXPAND_SZ", "REG_MULTI_SZ", "REG_DWORD", "REG_QWORD", "REG_BINARY")
 _HEX = re.compile(r"^[0-9A-Fa-f]+$")
@@ -74,7 +85,9 @@ def _binary_hex(text: str) -> bytes:
     if t and not _HEX.match(t):
         raise FFUError(f"REG_BINARY value {text[:40]!r} is not contiguous hexadecimal (e.g. 12ABCDEF)")
     if len(t) % 2:
-        raise FFUError(f"REG_BINARY value has an odd number of hex digits ({len(t)}); pad it with a leading 0")
+        raise FFUError(
+            f"REG_BINARY value has an odd number of hex digits ({len(t)}); pad it with a leading 0"
+        )
     return bytes.fromhex(t)
 
 

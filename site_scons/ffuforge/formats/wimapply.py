@@ -17,7 +17,7 @@ import ctypes
 import signal
 import sys
 
-SONAME = "libwim.so.15"        # the ABI written against below (wimlib 1.9 and later)
+SONAME = "libwim.so.15"  # the ABI written against below (wimlib 1.9 and later)
 UNAVAILABLE = 3
 _ASSUME_UTF8 = 0x1
 _ADD_NO_ACLS, _ADD_NORPFIX = 0x20, 0x200
@@ -30,19 +30,33 @@ def main(argv: list[str]) -> int:
     source, volume = (a.encode() for a in argv)
     try:
         lib = ctypes.CDLL(SONAME)
-        calls = {name: getattr(lib, name) for name in (
-            "wimlib_global_init", "wimlib_set_print_errors", "wimlib_create_new_wim", "wimlib_add_image",
-            "wimlib_extract_image", "wimlib_free", "wimlib_get_error_string")}
+        calls = {
+            name: getattr(lib, name)
+            for name in (
+                "wimlib_global_init",
+                "wimlib_set_print_errors",
+                "wimlib_create_new_wim",
+                "wimlib_add_image",
+                "wimlib_extract_image",
+                "wimlib_free",
+                "wimlib_get_error_string",
+            )
+        }
     except (OSError, AttributeError) as exc:
         print(f"[ERROR] {SONAME} is not usable: {exc}", file=sys.stderr)
         return UNAVAILABLE
     c_void_pp = ctypes.POINTER(ctypes.c_void_p)
-    for name, args in (("wimlib_global_init", [ctypes.c_int]), ("wimlib_set_print_errors", [ctypes.c_bool]),
-                       ("wimlib_create_new_wim", [ctypes.c_int, c_void_pp]),
-                       ("wimlib_add_image", [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
-                                             ctypes.c_int]),
-                       ("wimlib_extract_image", [ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]),
-                       ("wimlib_get_error_string", [ctypes.c_int])):
+    for name, args in (
+        ("wimlib_global_init", [ctypes.c_int]),
+        ("wimlib_set_print_errors", [ctypes.c_bool]),
+        ("wimlib_create_new_wim", [ctypes.c_int, c_void_pp]),
+        (
+            "wimlib_add_image",
+            [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int],
+        ),
+        ("wimlib_extract_image", [ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]),
+        ("wimlib_get_error_string", [ctypes.c_int]),
+    ):
         calls[name].argtypes = args
         calls[name].restype = ctypes.c_int
     calls["wimlib_free"].argtypes = [ctypes.c_void_p]
@@ -52,7 +66,9 @@ def main(argv: list[str]) -> int:
     def check(code: int, what: str) -> None:
         if code:
             text = (calls["wimlib_get_error_string"](code) or b"").decode("utf-8", "replace")
-            print(f"ERROR: {what}: {text} (wimlib error {code})", file=sys.stderr)   # after wimlib's [ERROR] cause
+            print(
+                f"ERROR: {what}: {text} (wimlib error {code})", file=sys.stderr
+            )  # after wimlib's [ERROR] cause
             raise SystemExit(1)
 
     check(calls["wimlib_global_init"](_ASSUME_UTF8), "initialising wimlib")
@@ -60,9 +76,13 @@ def main(argv: list[str]) -> int:
     wim = ctypes.c_void_p()
     check(calls["wimlib_create_new_wim"](0, ctypes.byref(wim)), "creating the image")
     try:
-        check(calls["wimlib_add_image"](wim, source, b"", None, _ADD_NO_ACLS | _ADD_NORPFIX), "adding the tree")
-        check(calls["wimlib_extract_image"](wim, 1, volume, _EXTRACT_NTFS | _EXTRACT_NO_ACLS),
-              "writing the NTFS volume")
+        check(
+            calls["wimlib_add_image"](wim, source, b"", None, _ADD_NO_ACLS | _ADD_NORPFIX), "adding the tree"
+        )
+        check(
+            calls["wimlib_extract_image"](wim, 1, volume, _EXTRACT_NTFS | _EXTRACT_NO_ACLS),
+            "writing the NTFS volume",
+        )
     finally:
         calls["wimlib_free"](wim)
     return 0

@@ -30,7 +30,7 @@ from pathlib import Path
 from ..util import toolsig, workers
 from . import install
 
-DIRNAME = ".ffuforge-extract"   # beside a partition's image: one directory per partition in it
+DIRNAME = ".ffuforge-extract"  # beside a partition's image: one directory per partition in it
 FORMAT = 1
 RECORD = "record.json"
 TEMP_PREFIX = ".tmp-"
@@ -48,8 +48,10 @@ def cab_key(cab: Path, partition: str) -> str | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None
-        h = hashlib.sha256(f"{FORMAT}\0{toolsig.fingerprint('image.install')}\0{partition.lower()}\0{cab.name}\0"
-                           f"{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0".encode())
+        h = hashlib.sha256(
+            f"{FORMAT}\0{toolsig.fingerprint('image.install')}\0{partition.lower()}\0{cab.name}\0"
+            f"{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0".encode()
+        )
         h.update(os.pread(fd, _EDGE, 0))
         if st.st_size > _EDGE:
             h.update(os.pread(fd, _EDGE, max(_EDGE, st.st_size - _EDGE)))
@@ -76,7 +78,7 @@ class ExtractCache:
         """(parse result, directory of its members) for each CAB, in order. Misses are extracted
         here in order (jobs 1) or all at once in `jobs` worker processes."""
         self.root.mkdir(parents=True, exist_ok=True)
-        for entry in os.listdir(self.root):       # a killed build's unfinished entries
+        for entry in os.listdir(self.root):  # a killed build's unfinished entries
             if entry.startswith(TEMP_PREFIX):
                 shutil.rmtree(self.root / entry, ignore_errors=True)
         plan: list[tuple[Path, str | None, install.Parsed | None]] = []
@@ -100,7 +102,7 @@ class ExtractCache:
                 while name not in done:
                     done[next(order)] = next(results)
                 parsed, store = done[name]
-                if parsed.cab != cab:      # the same CAB file listed twice: its record, this path
+                if parsed.cab != cab:  # the same CAB file listed twice: its record, this path
                     parsed = install.Parsed(cab, parsed.info, parsed.ops, parsed.error)
                 if isinstance(name, str) and parsed.error is None:
                     self._used.add(name)
@@ -134,26 +136,30 @@ class ExtractCache:
             return None
 
 
-def _fill(cab: str, partition: str, root: str, name: str | None, key: str | None) -> tuple[install.Parsed, str]:
+def _fill(
+    cab: str, partition: str, root: str, name: str | None, key: str | None
+) -> tuple[install.Parsed, str]:
     """Extract one CAB into a new entry `name` of `root` (None: a scratch directory, not kept).
     A module-level function of plain arguments: it may run in a worker process."""
     tmp = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{name or 'scratch'}-", dir=root)
     try:
         parsed = install.parse_package(Path(cab), partition, Path(tmp))
-        if parsed.error is not None:          # never kept; replaying it only reports the error
+        if parsed.error is not None:  # never kept; replaying it only reports the error
             shutil.rmtree(tmp, ignore_errors=True)
             return parsed, tmp
         if name is None:
-            return parsed, tmp                # removed with the other temps by evict()
+            return parsed, tmp  # removed with the other temps by evict()
         rec = _to_json(parsed, key)
-        rec["store"] = {n: [(st := os.lstat(os.path.join(tmp, n))).st_size, st.st_mtime_ns]
-                        for n in sorted(os.listdir(tmp))}
+        rec["store"] = {
+            n: [(st := os.lstat(os.path.join(tmp, n))).st_size, st.st_mtime_ns]
+            for n in sorted(os.listdir(tmp))
+        }
         with open(os.path.join(tmp, RECORD), "x", encoding="utf-8") as fh:
             json.dump(rec, fh, separators=(",", ":"))
         final = os.path.join(root, name)
         try:
             os.rename(tmp, final)
-        except OSError:                       # a stale entry of that name: replace it
+        except OSError:  # a stale entry of that name: replace it
             shutil.rmtree(final, ignore_errors=True)
             os.rename(tmp, final)
         return parsed, final
@@ -164,13 +170,19 @@ def _fill(cab: str, partition: str, root: str, name: str | None, key: str | None
 
 def _to_json(p: install.Parsed, key: str) -> dict:
     info = {k: v for k, v in vars(p.info).items() if k != "cab"}
-    ops = [[op[0], op[1], op[2], [[k, n, t, d.hex()] for k, n, t, d in op[3]]] if op[0] == "reg" else list(op)
-           for op in p.ops]
+    ops = [
+        [op[0], op[1], op[2], [[k, n, t, d.hex()] for k, n, t, d in op[3]]] if op[0] == "reg" else list(op)
+        for op in p.ops
+    ]
     return {"format": FORMAT, "key": key, "info": info, "ops": ops}
 
 
 def _from_json(rec: dict, cab: Path) -> install.Parsed:
     info = install.PackageInfo(cab=cab, **rec["info"])
-    ops = [(op[0], op[1], op[2], [(k, n, t, bytes.fromhex(d)) for k, n, t, d in op[3]]) if op[0] == "reg"
-           else tuple(op) for op in rec["ops"]]
+    ops = [
+        (op[0], op[1], op[2], [(k, n, t, bytes.fromhex(d)) for k, n, t, d in op[3]])
+        if op[0] == "reg"
+        else tuple(op)
+        for op in rec["ops"]
+    ]
     return install.Parsed(cab, info, ops)

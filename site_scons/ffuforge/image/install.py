@@ -35,8 +35,13 @@ from ..util import xmlsafe
 ASM = "{urn:schemas-microsoft-com:asm.v3}"
 SERVICES_KEY = r"HKEY_LOCAL_MACHINE\SYSTEM\ControlSet001\Services"
 _START = {"boot": 0, "system": 1, "auto": 2, "delayedauto": 2, "demand": 3, "disabled": 4}
-_TYPE = {"kerneldriver": 1, "filesystemdriver": 2, "win32ownprocess": 0x10, "win32shareprocess": 0x20,
-         "win32usershareprocess": 0x60}
+_TYPE = {
+    "kerneldriver": 1,
+    "filesystemdriver": 2,
+    "win32ownprocess": 0x10,
+    "win32shareprocess": 0x20,
+    "win32usershareprocess": 0x60,
+}
 _ERROR = {"ignore": 0, "normal": 1, "severe": 2, "critical": 3}
 _ACTION = {"none": 0, "restartservice": 1, "rebootmachine": 2, "runcommand": 3}
 _SID_TYPE = {"none": 0, "unrestricted": 1, "restricted": 3}
@@ -48,7 +53,7 @@ class PackageInfo:
     name: str
     cab: Path
     partition: str
-    release_type: str                  # phoneRelease: Production | Test
+    release_type: str  # phoneRelease: Production | Test
     binary_partition: bool
     version: str
     arch: str
@@ -56,7 +61,7 @@ class PackageInfo:
 
 @dataclass
 class InstalledFile:
-    path: str                          # device path below the partition root, '\\' separated
+    path: str  # device path below the partition root, '\\' separated
     size: int
     sha256: str
     package: str
@@ -74,25 +79,30 @@ class InstalledValue:
 @dataclass
 class Staging:
     """Everything installed into one partition."""
+
     partition: str
     root: Path
-    files: dict[str, InstalledFile] = field(default_factory=dict)       # by lower-case device path
+    files: dict[str, InstalledFile] = field(default_factory=dict)  # by lower-case device path
     values: dict[tuple[str, str], InstalledValue] = field(default_factory=dict)
-    keys: dict[str, str] = field(default_factory=dict)                  # empty keys: lower → spelling
+    keys: dict[str, str] = field(default_factory=dict)  # empty keys: lower → spelling
     packages: list[PackageInfo] = field(default_factory=list)
-    bcd_sources: list[tuple[Path, str]] = field(default_factory=list)   # (extracted XML, package)
+    bcd_sources: list[tuple[Path, str]] = field(default_factory=list)  # (extracted XML, package)
     raw_image: tuple[Path, str] | None = None
-    dirs: dict[str, str] = field(default_factory=dict)                  # lower-case directory → first package
-    made: set[Path] = field(default_factory=set, repr=False)            # host directories checked or created
+    dirs: dict[str, str] = field(default_factory=dict)  # lower-case directory → first package
+    made: set[Path] = field(default_factory=set, repr=False)  # host directories checked or created
 
     def manifest(self) -> dict:
         return {
             "partition": self.partition,
-            "packages": [{"name": p.name, "cab": p.cab.name, "version": p.version, "release": p.release_type}
-                         for p in self.packages],
+            "packages": [
+                {"name": p.name, "cab": p.cab.name, "version": p.version, "release": p.release_type}
+                for p in self.packages
+            ],
             "files": [vars(f) for f in sorted(self.files.values(), key=lambda f: f.path.lower())],
-            "registry": [{"key": v.key, "name": v.name, "type": v.type, "data": v.data.hex(), "package": v.package}
-                         for v in sorted(self.values.values(), key=lambda v: (v.key.lower(), v.name.lower()))],
+            "registry": [
+                {"key": v.key, "name": v.name, "type": v.type, "data": v.data.hex(), "package": v.package}
+                for v in sorted(self.values.values(), key=lambda v: (v.key.lower(), v.name.lower()))
+            ],
         }
 
 
@@ -117,16 +127,26 @@ def _package_info(cab: CabReader, cab_path: Path) -> PackageInfo:
         raise FFUError("update.mum lacks assemblyIdentity or package", str(cab_path))
     phone = pkg.find(f"{ASM}customInformation/{ASM}phoneInformation")
     info = PackageInfo(
-        name=ident.get("name", cab_path.stem), cab=cab_path,
+        name=ident.get("name", cab_path.stem),
+        cab=cab_path,
         partition=pkg.get("targetPartition") or "MainOS",
         release_type=(phone.get("phoneRelease") if phone is not None else None) or "Production",
         binary_partition=(pkg.get("binaryPartition") or "false").lower() == "true",
-        version=ident.get("version", ""), arch=ident.get("processorArchitecture", ""))
-    for what, value in (("name", info.name), ("version", info.version), ("processorArchitecture", info.arch),
-                        ("targetPartition", info.partition.replace(" ", "_"))):
-        if not _IDENTITY.match(value) or value in (".", ".."):   # they name files of the image and the build
-            raise FFUError(f"update.mum {what}={value!r} is not a valid package identity (letters, digits, "
-                           "'.', '_', '-')", str(cab_path))
+        version=ident.get("version", ""),
+        arch=ident.get("processorArchitecture", ""),
+    )
+    for what, value in (
+        ("name", info.name),
+        ("version", info.version),
+        ("processorArchitecture", info.arch),
+        ("targetPartition", info.partition.replace(" ", "_")),
+    ):
+        if not _IDENTITY.match(value) or value in (".", ".."):  # they name files of the image and the build
+            raise FFUError(
+                f"update.mum {what}={value!r} is not a valid package identity (letters, digits, "
+                "'.', '_', '-')",
+                str(cab_path),
+            )
     return info
 
 
@@ -162,7 +182,7 @@ def _device_command(value: str) -> str:
         return value
     path = macros.RUNTIME[macro] + m.group(2)
     if path.lower().startswith("\\windows"):
-        return "%SystemRoot%" + path[len("\\Windows"):]
+        return "%SystemRoot%" + path[len("\\Windows") :]
     return "%SystemDrive%" + path
 
 
@@ -186,30 +206,50 @@ def _service_values(svc: etree._Element) -> list[tuple[str, str, regvalue.RegDat
     dword("ErrorControl", _ERROR.get((svc.get("errorControl") or "normal").lower(), 1))
     if svc.get("imagePath"):
         text("ImagePath", _device_command(svc.get("imagePath")), 2)
-    for attr, value_name in (("displayName", "DisplayName"), ("description", "Description"),
-                             ("objectName", "ObjectName"), ("group", "Group")):
+    for attr, value_name in (
+        ("displayName", "DisplayName"),
+        ("description", "Description"),
+        ("objectName", "ObjectName"),
+        ("group", "Group"),
+    ):
         if svc.get(attr):
             text(value_name, svc.get(attr))
     if svc.get("dependOnService"):
         items = [s for s in svc.get("dependOnService").split(";") if s]
-        out.append((key, "DependOnService", regvalue.RegData(7, b"".join((s + "\0").encode("utf-16-le")
-                                                                         for s in items) + b"\0\0")))
+        out.append(
+            (
+                key,
+                "DependOnService",
+                regvalue.RegData(7, b"".join((s + "\0").encode("utf-16-le") for s in items) + b"\0\0"),
+            )
+        )
     if svc.get("requiredPrivileges"):
         items = [s.strip() for s in svc.get("requiredPrivileges").split(",") if s.strip()]
-        out.append((key, "RequiredPrivileges", regvalue.RegData(7, b"".join(
-            (s + "\0").encode("utf-16-le") for s in items) + b"\0\0")))
+        out.append(
+            (
+                key,
+                "RequiredPrivileges",
+                regvalue.RegData(7, b"".join((s + "\0").encode("utf-16-le") for s in items) + b"\0\0"),
+            )
+        )
     if svc.get("sidType"):
         dword("ServiceSidType", _SID_TYPE.get(svc.get("sidType").lower(), 0))
     fa = svc.find(f"{ASM}failureActions")
     if fa is not None:
-        actions = [(a.get("type", "none"), _dword(a.get("delay", "0"), "failure action delay", name))
-                   for a in fa.iter(f"{ASM}action")]
+        actions = [
+            (a.get("type", "none"), _dword(a.get("delay", "0"), "failure action delay", name))
+            for a in fa.iter(f"{ASM}action")
+        ]
         reset = fa.get("resetPeriod", "0")
         reset_value = 0xFFFFFFFF if reset.upper() == "INFINITE" else _dword(reset, "resetPeriod", name)
         # SERVICE_FAILURE_ACTIONS as the SCM stores it: dwResetPeriod, lpRebootMsg, lpCommand,
         # cActions, lpsaActions (pointer fields are placeholders), then the SC_ACTION array.
-        blob = reset_value.to_bytes(4, "little") + b"\0" * 4 * 2 + len(actions).to_bytes(4, "little") \
+        blob = (
+            reset_value.to_bytes(4, "little")
+            + b"\0" * 4 * 2
+            + len(actions).to_bytes(4, "little")
             + (0x14).to_bytes(4, "little")
+        )
         for kind, delay in actions:
             blob += _ACTION.get(kind.lower(), 0).to_bytes(4, "little") + delay.to_bytes(4, "little")
         out.append((key, "FailureActions", regvalue.RegData(3, blob)))
@@ -236,7 +276,9 @@ def _parse_manifest_value(v: etree._Element, where: str) -> regvalue.RegData:
     if type_name == "REG_MULTI_SZ":
         items = re.findall(r'"((?:[^"]|"")*)"', text) if text.strip() else []
         joined = ";".join(i.replace('""', '"') for i in items)
-        data = b"".join((s + "\0").encode("utf-16-le") for s in (joined.split(";") if items else [])) + b"\0\0"
+        data = (
+            b"".join((s + "\0").encode("utf-16-le") for s in (joined.split(";") if items else [])) + b"\0\0"
+        )
         return regvalue.RegData(7, data)
     if type_name in regvalue.TYPES:
         code = regvalue.TYPES[type_name]
@@ -249,13 +291,17 @@ def _parse_manifest_value(v: etree._Element, where: str) -> regvalue.RegData:
         try:
             return regvalue.RegData(code, bytes.fromhex(text))
         except ValueError:
-            raise FFUError(f"registry value {v.get('name')!r} of type {type_name} is not hexadecimal", where) from None
+            raise FFUError(
+                f"registry value {v.get('name')!r} of type {type_name} is not hexadecimal", where
+            ) from None
     m = re.match(r"^REG_TYPE_(\d{1,10})$", type_name)
     if m and int(m.group(1)) <= 0xFFFFFFFF:
         try:
             return regvalue.RegData(int(m.group(1)), bytes.fromhex(text))
         except ValueError:
-            raise FFUError(f"registry value {v.get('name')!r} of type {type_name} is not hexadecimal", where) from None
+            raise FFUError(
+                f"registry value {v.get('name')!r} of type {type_name} is not hexadecimal", where
+            ) from None
     raise FFUError(f"unknown registry value type {type_name!r}", where)
 
 
@@ -265,6 +311,7 @@ class Parsed:
     :func:`replay`. Extracted members are files ``<store>/<n>``. A bad package's error is kept in
     `error` at the point it arose (ops before it are complete), so that replaying the records of
     several packages in order reports exactly what installing them one by one would."""
+
     cab: Path
     info: PackageInfo | None = None
     # ("file"|"svc", rel, n, size, sha256, label) | ("raw"|"bcd", n, label) | ("reg", member, keys, values)
@@ -299,8 +346,16 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
             raise FFUError(f"package {info.name} targets partition {info.partition}, not {partition}", where)
         members = {m.name.lower(): m for m in cab.members}
         if len(members) != len(cab.members):
-            dup = sorted({m.name for m in cab.members if sum(n.name.lower() == m.name.lower() for n in cab.members) > 1})
-            raise FFUError(f"the CAB holds members that differ only in case or are repeated: {dup[:3]}", where)
+            dup = sorted(
+                {
+                    m.name
+                    for m in cab.members
+                    if sum(n.name.lower() == m.name.lower() for n in cab.members) > 1
+                }
+            )
+            raise FFUError(
+                f"the CAB holds members that differ only in case or are repeated: {dup[:3]}", where
+            )
         mum = _mum(cab, cab_path)
         custom = mum.find(f"{ASM}package/{ASM}customInformation")
         special: dict[str, str] = {}
@@ -309,10 +364,18 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
                 el = custom.find(f"{ASM}{tag}")
                 if el is not None and el.get("cabpath"):
                     special[el.get("cabpath").lower()] = tag
-        files = [] if custom is None else [f for f in custom.findall(f"{ASM}file")
-                                          if f.get("cabpath") and f.get("cabpath").lower() != "update.cat"
-                                          and not f.get("cabpath").lower().endswith(".manifest")
-                                          and f.get("cabpath").lower() != "update.mum"]
+        files = (
+            []
+            if custom is None
+            else [
+                f
+                for f in custom.findall(f"{ASM}file")
+                if f.get("cabpath")
+                and f.get("cabpath").lower() != "update.cat"
+                and not f.get("cabpath").lower().endswith(".manifest")
+                and f.get("cabpath").lower() != "update.mum"
+            ]
+        )
         for f in files:
             cabpath = f.get("cabpath").lower()
             if cabpath not in members:
@@ -340,8 +403,10 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
             # The servicing stack's record of the package: its mum and catalog under \Windows\servicing.
             for member, suffix in (("update.mum", ".mum"), ("update.cat", ".cat")):
                 if member in members:
-                    rel = (f"Windows\\servicing\\Packages\\{info.name}~628844477771337a~{info.arch}~~{info.version}"
-                           f"{suffix}")
+                    rel = (
+                        f"Windows\\servicing\\Packages\\{info.name}~628844477771337a~{info.arch}~~{info.version}"
+                        f"{suffix}"
+                    )
                     n = len(p.ops)
                     op = ["svc", rel, n, members[member].size, "", members[member].name]
                     p.ops.append(op)
@@ -353,15 +418,17 @@ def replay(st: Staging, parsed: Parsed, store: Path) -> PackageInfo:
     order, then its files hard-linked (or copied) from `store` below st.root. Raises the
     package's recorded error where installing it would have."""
     info, where = parsed.info, str(parsed.cab)
-    place = parsed.error is None          # a failing package only reports, in order
+    place = parsed.error is None  # a failing package only reports, in order
     if info is not None and info.partition.lower() != st.partition.lower():
         raise FFUError(f"package {info.name} targets partition {info.partition}, not {st.partition}", where)
     for op in parsed.ops:
         kind = op[0]
         if kind == "raw":
             if st.raw_image is not None:
-                raise FFUError(f"partition {st.partition} gets a raw image from both {st.raw_image[1]} and "
-                               f"{info.name}", where)
+                raise FFUError(
+                    f"partition {st.partition} gets a raw image from both {st.raw_image[1]} and {info.name}",
+                    where,
+                )
             out = st.root.parent / f".{st.partition}.raw"
             if place:
                 _place(store / str(op[1]), out, op[2], where)
@@ -379,8 +446,11 @@ def replay(st: Staging, parsed: Parsed, store: Path) -> PackageInfo:
             if key in st.files:
                 if kind == "svc":
                     raise FFUError(f"package {info.name} is installed twice ({st.files[key].package})", where)
-                raise FFUError(f"file \\{rel} is installed by both {st.files[key].package} and {info.name}; "
-                               "remove it from one package", where)
+                raise FFUError(
+                    f"file \\{rel} is installed by both {st.files[key].package} and {info.name}; "
+                    "remove it from one package",
+                    where,
+                )
             _claim_path(st, rel, info.name, where)
             if place:
                 _place(store / str(n), _host_path(st.root, rel), label, where, st.root, st.made)
@@ -416,8 +486,11 @@ def _apply_registry(st: Staging, keys: list[str], values: list, info: PackageInf
         k = (key_name.lower(), name.lower())
         prev = st.values.get(k)
         if prev is not None and (prev.type, prev.data) != (type_, data):
-            raise FFUError(f"registry value {key_name}\\{name or '(default)'} is set by both {prev.package} and "
-                           f"{info.name} with different data", where)
+            raise FFUError(
+                f"registry value {key_name}\\{name or '(default)'} is set by both {prev.package} and "
+                f"{info.name} with different data",
+                where,
+            )
         st.values[k] = InstalledValue(key_name, name, type_, data, info.name)
 
 
@@ -427,15 +500,19 @@ def _claim_path(st: Staging, rel: str, package: str, where: str) -> None:
     for i in range(1, len(parts)):
         parent = "\\".join(parts[:i])
         if parent in st.files:
-            raise FFUError(f"file \\{rel} of {package} needs \\{st.files[parent].path} to be a directory, but "
-                           f"{st.files[parent].package} installs a file there", where)
+            raise FFUError(
+                f"file \\{rel} of {package} needs \\{st.files[parent].path} to be a directory, but "
+                f"{st.files[parent].package} installs a file there",
+                where,
+            )
         st.dirs.setdefault(parent, package)
     if rel.lower() in st.dirs:
         raise FFUError(f"file \\{rel} of {package} is a directory of {st.dirs[rel.lower()]}'s files", where)
 
 
-def _extract(cab: CabReader, member, out: Path, entry: etree._Element | None, where: str,
-             root: Path | None = None) -> str:
+def _extract(
+    cab: CabReader, member, out: Path, entry: etree._Element | None, where: str, root: Path | None = None
+) -> str:
     """Write one member to `out`, never through a symlink or over an existing file, never more bytes
     than update.mum declares (a decompression bomb stops there), checked against its declared hash."""
     size, digest = (entry.get("size"), entry.get("hash")) if entry is not None else (None, None)
@@ -445,7 +522,9 @@ def _extract(cab: CabReader, member, out: Path, entry: etree._Element | None, wh
     except ValueError:
         raise FFUError(f"update.mum gives {label} the size {size!r}, which is not a number", where) from None
     if declared is not None and declared != member.size:
-        raise FFUError(f"{label}: update.mum declares {declared} bytes, the CAB member holds {member.size}", where)
+        raise FFUError(
+            f"{label}: update.mum declares {declared} bytes, the CAB member holds {member.size}", where
+        )
     _make_parents(out, label, where, root)
     h = hashlib.sha256()
     written = 0
@@ -460,14 +539,18 @@ def _extract(cab: CabReader, member, out: Path, entry: etree._Element | None, wh
                 raise FFUError(f"{label}: the CAB member yields more than its {member.size} bytes", where)
             h.update(chunk)
             fh.write(chunk)
-        os.fchmod(fh.fileno(), READ_ONLY)   # staged files are links to it: nothing may write through them
+        os.fchmod(fh.fileno(), READ_ONLY)  # staged files are links to it: nothing may write through them
     if digest is not None and h.hexdigest().lower() != digest.lower():
-        raise FFUError(f"{label}: the content does not match its SHA-256 in update.mum (corrupt or altered "
-                       "package)", where)
+        raise FFUError(
+            f"{label}: the content does not match its SHA-256 in update.mum (corrupt or altered package)",
+            where,
+        )
     return h.hexdigest()
 
 
-def _make_parents(out: Path, label: str, where: str, root: Path | None, made: set[Path] | None = None) -> None:
+def _make_parents(
+    out: Path, label: str, where: str, root: Path | None, made: set[Path] | None = None
+) -> None:
     """`out`'s directories, made below `root` directory by directory: never through a symlink, never
     out of root. `made`: directories this staging has already checked (it is their only writer)."""
     if root is None:
@@ -485,14 +568,18 @@ def _make_parents(out: Path, label: str, where: str, root: Path | None, made: se
             os.mkdir(current)
             continue
         if not stat.S_ISDIR(mode):
-            raise FFUError(f"{label}: {current.relative_to(root)} in the staged partition is not a directory "
-                           "(a file or symbolic link); refusing to write through it", where)
+            raise FFUError(
+                f"{label}: {current.relative_to(root)} in the staged partition is not a directory "
+                "(a file or symbolic link); refusing to write through it",
+                where,
+            )
     if made is not None:
         made.add(out.parent)
 
 
-def _place(src: Path, out: Path, label: str, where: str, root: Path | None = None,
-           made: set[Path] | None = None) -> None:
+def _place(
+    src: Path, out: Path, label: str, where: str, root: Path | None = None, made: set[Path] | None = None
+) -> None:
     """Put an extracted member at `out`, checked as :func:`_extract` writes: a hard link to the
     extracted (read-only) file, or a copy where linking fails (another file system)."""
     _make_parents(out, label, where, root, made)

@@ -36,9 +36,9 @@ from ..formats.disklayout import DiskLayout, PlacedPartition
 from ..util.xmlsafe import elements, localname, namespace, parse_bytes, parse_file
 
 IMAGEUPDATE_NS = "http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"
-GPT_DISK_GUID = "{ae420040-13dd-41f2-ae7f-0dc35854c8d7}"   # ffu-format.md §5.3 normalisation
+GPT_DISK_GUID = "{ae420040-13dd-41f2-ae7f-0dc35854c8d7}"  # ffu-format.md §5.3 normalisation
 MBR_DISK_ID = "0xae420040"
-DEFAULT_PARTITION_ALIGNMENT = 0x200000      # bytes, when DefaultPartitionByteAlignment is absent
+DEFAULT_PARTITION_ALIGNMENT = 0x200000  # bytes, when DefaultPartitionByteAlignment is absent
 GPT_ENTRY_ARRAY_BYTES = 128 * 128
 GPT_MAX_NAME_CHARS = 36
 MIN_USE_ALL_SPACE_BYTES = 8 * 1024 * 1024
@@ -57,16 +57,38 @@ _NUM = re.compile(r"^(?:0[xX][0-9a-fA-F]+|[0-9]+)$")
 _GUID = re.compile(r"^\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$")
 _MBR_TYPE = re.compile(r"^0[xX]([0-9a-fA-F]{1,2})$")
 
-_PART_NUMBERS = ("TotalSectors", "MinFreeSectors", "ByteAlignment", "ClusterSize", "OffsetInSectors",
-                 "SectorAlignment")
-_PART_BOOLS = ("UseAllSpace", "Bootable", "RequiredToFlash", "AttachDriveLetter", "ReadOnly", "Hidden",
-               "PrimaryPartition", "ServicePartition", "SingleSBL")
+_PART_NUMBERS = (
+    "TotalSectors",
+    "MinFreeSectors",
+    "ByteAlignment",
+    "ClusterSize",
+    "OffsetInSectors",
+    "SectorAlignment",
+)
+_PART_BOOLS = (
+    "UseAllSpace",
+    "Bootable",
+    "RequiredToFlash",
+    "AttachDriveLetter",
+    "ReadOnly",
+    "Hidden",
+    "PrimaryPartition",
+    "ServicePartition",
+    "SingleSBL",
+)
 _PART_TEXT = ("Name", "Type", "Id", "FileSystem")
-_ATTRIBUTE_FLAGS = ("AttachDriveLetter", "ReadOnly", "Hidden", "PrimaryPartition", "ServicePartition",
-                    "SingleSBL")
+_ATTRIBUTE_FLAGS = (
+    "AttachDriveLetter",
+    "ReadOnly",
+    "Hidden",
+    "PrimaryPartition",
+    "ServicePartition",
+    "SingleSBL",
+)
 
 
 # --------------------------------------------------------------------------------------- models
+
 
 @dataclass(frozen=True)
 class Partition:
@@ -96,7 +118,7 @@ class Partition:
 @dataclass(frozen=True)
 class DeviceLayout:
     display: str
-    style: str                          # 'gpt' | 'mbr'
+    style: str  # 'gpt' | 'mbr'
     partitions: tuple[Partition, ...]
     sector_size: int = 512
     chunk_size_kib: int = 128
@@ -129,6 +151,7 @@ class DevicePlatform:
 
 # -------------------------------------------------------------------------------------- parsing
 
+
 def _parse(path_or_bytes: str | Path | bytes, display: str | None, default: str):
     if isinstance(path_or_bytes, bytes | bytearray):
         return parse_bytes(bytes(path_or_bytes), display or default), display or default
@@ -138,10 +161,14 @@ def _parse(path_or_bytes: str | Path | bytes, display: str | None, default: str)
 
 def _check_root(root, expected: str, display: str) -> None:
     if localname(root) != expected:
-        raise FFUError(f"root element is <{localname(root)}>, expected <{expected}>", display, root.sourceline)
+        raise FFUError(
+            f"root element is <{localname(root)}>, expected <{expected}>", display, root.sourceline
+        )
     ns = namespace(root)
     if ns not in (None, IMAGEUPDATE_NS):
-        raise FFUError(f"<{expected}> is in namespace {ns!r}; expected {IMAGEUPDATE_NS}", display, root.sourceline)
+        raise FFUError(
+            f"<{expected}> is in namespace {ns!r}; expected {IMAGEUPDATE_NS}", display, root.sourceline
+        )
 
 
 def _text(el, display: str, *, required: bool = True) -> str:
@@ -156,8 +183,9 @@ def _text(el, display: str, *, required: bool = True) -> str:
 def _number(el, display: str) -> int:
     text = _text(el, display)
     if not _NUM.match(text):
-        raise FFUError(f"<{localname(el)}> value {text!r} is not a number (decimal or 0x hex)",
-                       display, el.sourceline)
+        raise FFUError(
+            f"<{localname(el)}> value {text!r} is not a number (decimal or 0x hex)", display, el.sourceline
+        )
     return int(text, 0) if text[:2].lower() == "0x" else int(text, 10)
 
 
@@ -167,7 +195,9 @@ def _bool(el, display: str) -> bool:
         return True
     if text in ("false", "0"):
         return False
-    raise FFUError(f"<{localname(el)}> value {text!r} is not a boolean (true or false)", display, el.sourceline)
+    raise FFUError(
+        f"<{localname(el)}> value {text!r} is not a boolean (true or false)", display, el.sourceline
+    )
 
 
 def _children(parent, display: str, known: Iterable[str], what: str) -> dict:
@@ -176,11 +206,17 @@ def _children(parent, display: str, known: Iterable[str], what: str) -> dict:
     for child in elements(parent):
         name = localname(child)
         if name not in known:
-            raise FFUError(f"unknown element <{name}> in <{what}>; expected one of {', '.join(known)}",
-                           display, child.sourceline)
+            raise FFUError(
+                f"unknown element <{name}> in <{what}>; expected one of {', '.join(known)}",
+                display,
+                child.sourceline,
+            )
         if name in seen:
-            raise FFUError(f"<{name}> given twice in <{what}> (first on line {seen[name].sourceline})",
-                           display, child.sourceline)
+            raise FFUError(
+                f"<{name}> given twice in <{what}> (first on line {seen[name].sourceline})",
+                display,
+                child.sourceline,
+            )
         seen[name] = child
     return seen
 
@@ -200,8 +236,12 @@ def _partition(el, display: str, sector_size: int) -> Partition:
         raise FFUError("<Partition> has no <Name>", display, el.sourceline)
     name = _text(ch["Name"], display)
     if not _PART_NAME.match(name):  # it names the partition's image and manifest under build/
-        raise FFUError(f"partition name {name!r} may only contain letters, digits, '_', '-', '.' and spaces, "
-                       "and must start with a letter or digit", display, ch["Name"].sourceline)
+        raise FFUError(
+            f"partition name {name!r} may only contain letters, digits, '_', '-', '.' and spaces, "
+            "and must start with a letter or digit",
+            display,
+            ch["Name"].sourceline,
+        )
     if "Type" not in ch:
         raise FFUError(f"partition {name} has no <Type>", display, el.sourceline)
     raw_type = _text(ch["Type"], display)
@@ -212,8 +252,12 @@ def _partition(el, display: str, sector_size: int) -> Partition:
     elif m:
         ptype = f"0x{int(m.group(1), 16):02x}"
     else:
-        raise FFUError(f"partition {name}: <Type> {raw_type!r} is neither an MBR type byte (0xNN) nor a "
-                       "GPT type GUID ({…})", display, ch["Type"].sourceline)
+        raise FFUError(
+            f"partition {name}: <Type> {raw_type!r} is neither an MBR type byte (0xNN) nor a "
+            "GPT type GUID ({…})",
+            display,
+            ch["Type"].sourceline,
+        )
     kw: dict = {}
     for key in _PART_NUMBERS:
         if key in ch:
@@ -229,63 +273,120 @@ def _partition(el, display: str, sector_size: int) -> Partition:
         text = _text(ch["FileSystem"], display)
         fs = FILESYSTEMS.get(text.upper())
         if fs is None:
-            raise FFUError(f"partition {name}: unknown <FileSystem> {text!r}; use NTFS, FAT or FAT32",
-                           display, ch["FileSystem"].sourceline)
+            raise FFUError(
+                f"partition {name}: unknown <FileSystem> {text!r}; use NTFS, FAT or FAT32",
+                display,
+                ch["FileSystem"].sourceline,
+            )
     use_all = flags.pop("UseAllSpace", False)
-    modes = [k for k, on in (("TotalSectors", "TotalSectors" in kw), ("MinFreeSectors", "MinFreeSectors" in kw),
-                             ("UseAllSpace", use_all)) if on]
+    modes = [
+        k
+        for k, on in (
+            ("TotalSectors", "TotalSectors" in kw),
+            ("MinFreeSectors", "MinFreeSectors" in kw),
+            ("UseAllSpace", use_all),
+        )
+        if on
+    ]
     if len(modes) != 1:
         got = " and ".join(modes) if modes else "none"
-        raise FFUError(f"partition {name} needs exactly one of <TotalSectors>, <MinFreeSectors>, "
-                       f"<UseAllSpace>true</UseAllSpace> (got {got})", display, el.sourceline)
+        raise FFUError(
+            f"partition {name} needs exactly one of <TotalSectors>, <MinFreeSectors>, "
+            f"<UseAllSpace>true</UseAllSpace> (got {got})",
+            display,
+            el.sourceline,
+        )
     if "TotalSectors" in kw and kw["TotalSectors"] == 0:
-        raise FFUError(f"partition {name}: <TotalSectors> must be greater than 0", display, lines["TotalSectors"])
+        raise FFUError(
+            f"partition {name}: <TotalSectors> must be greater than 0", display, lines["TotalSectors"]
+        )
     if "OffsetInSectors" in kw and "TotalSectors" not in kw:
-        raise FFUError(f"partition {name}: <OffsetInSectors> needs a fixed <TotalSectors>", display,
-                       lines["OffsetInSectors"])
+        raise FFUError(
+            f"partition {name}: <OffsetInSectors> needs a fixed <TotalSectors>",
+            display,
+            lines["OffsetInSectors"],
+        )
     for key in ("ByteAlignment",):
         if key in kw and (kw[key] == 0 or kw[key] % sector_size):
-            raise FFUError(f"partition {name}: <{key}> {kw[key]:#x} must be a non-zero multiple of the "
-                           f"sector size {sector_size}", display, lines[key])
+            raise FFUError(
+                f"partition {name}: <{key}> {kw[key]:#x} must be a non-zero multiple of the "
+                f"sector size {sector_size}",
+                display,
+                lines[key],
+            )
     if "SectorAlignment" in kw and kw["SectorAlignment"] == 0:
-        raise FFUError(f"partition {name}: <SectorAlignment> must be greater than 0", display,
-                       lines["SectorAlignment"])
+        raise FFUError(
+            f"partition {name}: <SectorAlignment> must be greater than 0", display, lines["SectorAlignment"]
+        )
     if "ClusterSize" in kw:
         c = kw["ClusterSize"]
         if c < sector_size or c & (c - 1) or c > 2 * 1024 * 1024:
-            raise FFUError(f"partition {name}: <ClusterSize> {c:#x} must be a power of two between the sector "
-                           "size and 2 MiB", display, lines["ClusterSize"])
+            raise FFUError(
+                f"partition {name}: <ClusterSize> {c:#x} must be a power of two between the sector "
+                "size and 2 MiB",
+                display,
+                lines["ClusterSize"],
+            )
         if fs is None:
-            raise FFUError(f"partition {name}: <ClusterSize> needs a <FileSystem>", display, lines["ClusterSize"])
+            raise FFUError(
+                f"partition {name}: <ClusterSize> needs a <FileSystem>", display, lines["ClusterSize"]
+            )
     return Partition(
-        name=name, type=ptype, line=el.sourceline, id=pid, filesystem=fs,
-        total_sectors=kw.get("TotalSectors"), min_free_sectors=kw.get("MinFreeSectors"), use_all_space=use_all,
-        byte_alignment=kw.get("ByteAlignment"), cluster_size=kw.get("ClusterSize"),
-        offset_in_sectors=kw.get("OffsetInSectors"), sector_alignment=kw.get("SectorAlignment"),
-        bootable=flags.pop("Bootable", False), required_to_flash=flags.pop("RequiredToFlash", False),
-        attributes={k: flags[k] for k in _ATTRIBUTE_FLAGS if k in flags}, lines=lines)
+        name=name,
+        type=ptype,
+        line=el.sourceline,
+        id=pid,
+        filesystem=fs,
+        total_sectors=kw.get("TotalSectors"),
+        min_free_sectors=kw.get("MinFreeSectors"),
+        use_all_space=use_all,
+        byte_alignment=kw.get("ByteAlignment"),
+        cluster_size=kw.get("ClusterSize"),
+        offset_in_sectors=kw.get("OffsetInSectors"),
+        sector_alignment=kw.get("SectorAlignment"),
+        bootable=flags.pop("Bootable", False),
+        required_to_flash=flags.pop("RequiredToFlash", False),
+        attributes={k: flags[k] for k in _ATTRIBUTE_FLAGS if k in flags},
+        lines=lines,
+    )
 
 
 def load_device_layout(path_or_bytes: str | Path | bytes, display: str | None = None) -> DeviceLayout:
     """Parse and validate a DeviceLayout.xml (structure and IoT rules; sizes need compute_layout)."""
     root, display = _parse(path_or_bytes, display, "DeviceLayout.xml")
     _check_root(root, "DeviceLayout", display)
-    ch = _children(root, display, ("Partitions", "SectorSize", "ChunkSize", "DefaultPartitionByteAlignment",
-                                   "VersionTag"), "DeviceLayout")
+    ch = _children(
+        root,
+        display,
+        ("Partitions", "SectorSize", "ChunkSize", "DefaultPartitionByteAlignment", "VersionTag"),
+        "DeviceLayout",
+    )
     lines = {k: v.sourceline for k, v in ch.items()}
     lines["DeviceLayout"] = root.sourceline
     sector = _number(ch["SectorSize"], display) if "SectorSize" in ch else 512
     if sector < 512 or sector & (sector - 1):
-        raise FFUError(f"<SectorSize> {sector} must be a power of two of at least 512", display, lines["SectorSize"])
+        raise FFUError(
+            f"<SectorSize> {sector} must be a power of two of at least 512", display, lines["SectorSize"]
+        )
     chunk = _number(ch["ChunkSize"], display) if "ChunkSize" in ch else 128
     if chunk == 0 or (chunk * 1024) % sector:
-        raise FFUError(f"<ChunkSize> {chunk} KiB must be a non-zero multiple of the sector size", display,
-                       lines["ChunkSize"])
-    align = (_number(ch["DefaultPartitionByteAlignment"], display) if "DefaultPartitionByteAlignment" in ch
-             else DEFAULT_PARTITION_ALIGNMENT)
+        raise FFUError(
+            f"<ChunkSize> {chunk} KiB must be a non-zero multiple of the sector size",
+            display,
+            lines["ChunkSize"],
+        )
+    align = (
+        _number(ch["DefaultPartitionByteAlignment"], display)
+        if "DefaultPartitionByteAlignment" in ch
+        else DEFAULT_PARTITION_ALIGNMENT
+    )
     if align == 0 or align % sector:
-        raise FFUError(f"<DefaultPartitionByteAlignment> {align:#x} must be a non-zero multiple of the sector "
-                       f"size {sector}", display, lines["DefaultPartitionByteAlignment"])
+        raise FFUError(
+            f"<DefaultPartitionByteAlignment> {align:#x} must be a non-zero multiple of the sector "
+            f"size {sector}",
+            display,
+            lines["DefaultPartitionByteAlignment"],
+        )
     tag = _text(ch["VersionTag"], display) if "VersionTag" in ch else None
     if "Partitions" not in ch:
         raise FFUError("<DeviceLayout> has no <Partitions>", display, root.sourceline)
@@ -293,14 +394,24 @@ def load_device_layout(path_or_bytes: str | Path | bytes, display: str | None = 
     parts = []
     for el in elements(parts_el):
         if localname(el) != "Partition":
-            raise FFUError(f"unknown element <{localname(el)}> in <Partitions>; expected <Partition>", display,
-                           el.sourceline)
+            raise FFUError(
+                f"unknown element <{localname(el)}> in <Partitions>; expected <Partition>",
+                display,
+                el.sourceline,
+            )
         parts.append(_partition(el, display, sector))
     if not parts:
         raise FFUError("<Partitions> lists no partition", display, parts_el.sourceline)
-    layout = DeviceLayout(display=display, style="gpt" if parts[0].type.startswith("{") else "mbr",
-                          partitions=tuple(parts), sector_size=sector, chunk_size_kib=chunk,
-                          default_alignment=align, version_tag=tag, lines=lines)
+    layout = DeviceLayout(
+        display=display,
+        style="gpt" if parts[0].type.startswith("{") else "mbr",
+        partitions=tuple(parts),
+        sector_size=sector,
+        chunk_size_kib=chunk,
+        default_alignment=align,
+        version_tag=tag,
+        lines=lines,
+    )
     warnings = _validate(layout)
     return dataclasses.replace(layout, warnings=tuple(warnings))
 
@@ -316,61 +427,102 @@ def _validate(layout: DeviceLayout) -> list[str]:
     for i, p in enumerate(layout.partitions):
         style = "gpt" if p.type.startswith("{") else "mbr"
         if style != layout.style:
-            raise FFUError(f"partition {p.name}: <Type> {p.type} is {style.upper()}-style but partition "
-                           f"{first.name} (line {first.line}) is {layout.style.upper()}-style; use one table style",
-                           d, p.line_of("Type"))
+            raise FFUError(
+                f"partition {p.name}: <Type> {p.type} is {style.upper()}-style but partition "
+                f"{first.name} (line {first.line}) is {layout.style.upper()}-style; use one table style",
+                d,
+                p.line_of("Type"),
+            )
         key = p.name.lower()
         if key in seen:
-            raise FFUError(f"partition name {p.name} is used twice (also on line {seen[key].line}; names are "
-                           "case-insensitive)", d, p.line_of("Name"))
+            raise FFUError(
+                f"partition name {p.name} is used twice (also on line {seen[key].line}; names are "
+                "case-insensitive)",
+                d,
+                p.line_of("Name"),
+            )
         seen[key] = p
         if p.use_all_space and i != len(layout.partitions) - 1:
             others = [q for q in layout.partitions if q.use_all_space and q is not p]
             if others:
-                raise FFUError(f"partitions {p.name} and {others[0].name} both have UseAllSpace; only one (the "
-                               "last) partition can take the remaining space", d, others[0].line_of("UseAllSpace"))
-            raise FFUError(f"partition {p.name} has UseAllSpace but is not the last partition; move it to the "
-                           "end of <Partitions>", d, p.line_of("UseAllSpace"))
+                raise FFUError(
+                    f"partitions {p.name} and {others[0].name} both have UseAllSpace; only one (the "
+                    "last) partition can take the remaining space",
+                    d,
+                    others[0].line_of("UseAllSpace"),
+                )
+            raise FFUError(
+                f"partition {p.name} has UseAllSpace but is not the last partition; move it to the "
+                "end of <Partitions>",
+                d,
+                p.line_of("UseAllSpace"),
+            )
         if layout.style == "gpt":
             if len(p.name) > GPT_MAX_NAME_CHARS:
-                raise FFUError(f"partition name {p.name} is longer than {GPT_MAX_NAME_CHARS} characters (GPT limit)",
-                               d, p.line_of("Name"))
+                raise FFUError(
+                    f"partition name {p.name} is longer than {GPT_MAX_NAME_CHARS} characters (GPT limit)",
+                    d,
+                    p.line_of("Name"),
+                )
             if p.id:
                 if p.id in ids:
-                    raise FFUError(f"partition {p.name}: <Id> {p.id} is also used by {ids[p.id].name}", d,
-                                   p.line_of("Id"))
+                    raise FFUError(
+                        f"partition {p.name}: <Id> {p.id} is also used by {ids[p.id].name}",
+                        d,
+                        p.line_of("Id"),
+                    )
                 ids[p.id] = p
         else:
             if p.id:
-                raise FFUError(f"partition {p.name}: <Id> only applies to GPT partitions; remove it", d,
-                               p.line_of("Id"))
+                raise FFUError(
+                    f"partition {p.name}: <Id> only applies to GPT partitions; remove it", d, p.line_of("Id")
+                )
             if p.type in ("0x00", "0x05", "0x0f", "0xee", "0x85"):
-                raise FFUError(f"partition {p.name}: MBR <Type> {p.type} is reserved for the partition table "
-                               "itself; use the file-system type (0x07, 0x0c, …)", d, p.line_of("Type"))
+                raise FFUError(
+                    f"partition {p.name}: MBR <Type> {p.type} is reserved for the partition table "
+                    "itself; use the file-system type (0x07, 0x0c, …)",
+                    d,
+                    p.line_of("Type"),
+                )
     if layout.style == "gpt" and len(layout.partitions) > GPT_ENTRY_ARRAY_BYTES // 128:
-        raise FFUError(f"{len(layout.partitions)} partitions do not fit the 128-entry GPT", d,
-                       layout.lines.get("Partitions"))
+        raise FFUError(
+            f"{len(layout.partitions)} partitions do not fit the 128-entry GPT",
+            d,
+            layout.lines.get("Partitions"),
+        )
     if not layout.is_iot:
         return warnings
     # IoT rules (spec §5) — only with <VersionTag>IoTUAP</VersionTag>, as the kit does.
     tagline = layout.lines.get("VersionTag")
     if S != 512:
-        raise FFUError(f"<SectorSize> {S}: IoTUAP layouts require 512", d, layout.lines.get("SectorSize", tagline))
+        raise FFUError(
+            f"<SectorSize> {S}: IoTUAP layouts require 512", d, layout.lines.get("SectorSize", tagline)
+        )
     if layout.chunk_size_kib != 128:
-        raise FFUError(f"<ChunkSize> {layout.chunk_size_kib}: IoTUAP layouts require 128", d,
-                       layout.lines.get("ChunkSize", tagline))
+        raise FFUError(
+            f"<ChunkSize> {layout.chunk_size_kib}: IoTUAP layouts require 128",
+            d,
+            layout.lines.get("ChunkSize", tagline),
+        )
     for name in ("EFIESP", "MainOS", "Data"):
         if layout.find(name) is None:
-            raise FFUError(f"IoTUAP layouts need a {name} partition (EFIESP, MainOS and Data are mandatory)", d,
-                           layout.lines.get("Partitions"))
+            raise FFUError(
+                f"IoTUAP layouts need a {name} partition (EFIESP, MainOS and Data are mandatory)",
+                d,
+                layout.lines.get("Partitions"),
+            )
     esp = layout.find("EFIESP")
     if esp.filesystem not in ("FAT", "FAT32"):
         raise FFUError("partition EFIESP must have <FileSystem>FAT</FileSystem>", d, esp.line)
     if esp.total_sectors is None:
         raise FFUError("partition EFIESP must have a fixed <TotalSectors> (65536 = 32 MiB)", d, esp.line)
     if esp.total_sectors * S < IOT_EFIESP_MIN_BYTES:
-        raise FFUError(f"partition EFIESP has {esp.total_sectors} sectors; IoT needs at least "
-                       f"{IOT_EFIESP_MIN_BYTES // S} (32 MiB)", d, esp.line_of("TotalSectors"))
+        raise FFUError(
+            f"partition EFIESP has {esp.total_sectors} sectors; IoT needs at least "
+            f"{IOT_EFIESP_MIN_BYTES // S} (32 MiB)",
+            d,
+            esp.line_of("TotalSectors"),
+        )
     if not esp.required_to_flash:
         warnings.append(f"{d}:{esp.line}: partition EFIESP is not RequiredToFlash (IoT layouts set it)")
     main = layout.find("MainOS")
@@ -380,11 +532,17 @@ def _validate(layout: DeviceLayout) -> list[str]:
         raise FFUError("partition MainOS must be sized by <MinFreeSectors> (1048576 = 512 MiB)", d, main.line)
     free = main.min_free_sectors * S
     if free < IOT_MAINOS_FREE_MIN_BYTES:
-        raise FFUError(f"partition MainOS: <MinFreeSectors> {main.min_free_sectors} is below the minimum "
-                       f"{IOT_MAINOS_FREE_MIN_BYTES // S}; use 1048576 (512 MiB)", d, main.line_of("MinFreeSectors"))
+        raise FFUError(
+            f"partition MainOS: <MinFreeSectors> {main.min_free_sectors} is below the minimum "
+            f"{IOT_MAINOS_FREE_MIN_BYTES // S}; use 1048576 (512 MiB)",
+            d,
+            main.line_of("MinFreeSectors"),
+        )
     if free < IOT_MAINOS_FREE_RECOMMENDED_BYTES:
-        warnings.append(f"{d}:{main.line_of('MinFreeSectors')}: MainOS <MinFreeSectors> "
-                        f"{main.min_free_sectors} is below the kit's {IOT_MAINOS_FREE_RECOMMENDED_BYTES // S}")
+        warnings.append(
+            f"{d}:{main.line_of('MinFreeSectors')}: MainOS <MinFreeSectors> "
+            f"{main.min_free_sectors} is below the kit's {IOT_MAINOS_FREE_RECOMMENDED_BYTES // S}"
+        )
     data = layout.find("Data")
     if data.filesystem != "NTFS":
         raise FFUError("partition Data must have <FileSystem>NTFS</FileSystem>", d, data.line)
@@ -396,19 +554,34 @@ def _validate(layout: DeviceLayout) -> list[str]:
 def load_device_platform(path_or_bytes: str | Path | bytes, display: str | None = None) -> DevicePlatform:
     root, display = _parse(path_or_bytes, display, "OEMDevicePlatform.xml")
     _check_root(root, "OEMDevicePlatform", display)
-    ch = _children(root, display, ("MinSectorCount", "DevicePlatformIDs", "DevicePlatformID",
-                                   "CompressedPartitions", "AdditionalMainOSFreeSectorsRequest",
-                                   "MainOSRTCDataReservedSectors"), "OEMDevicePlatform")
+    ch = _children(
+        root,
+        display,
+        (
+            "MinSectorCount",
+            "DevicePlatformIDs",
+            "DevicePlatformID",
+            "CompressedPartitions",
+            "AdditionalMainOSFreeSectorsRequest",
+            "MainOSRTCDataReservedSectors",
+        ),
+        "OEMDevicePlatform",
+    )
     lines = {k: v.sourceline for k, v in ch.items()}
     if "MinSectorCount" not in ch:
-        raise FFUError("<OEMDevicePlatform> has no <MinSectorCount> (the disk size in sectors)", display,
-                       root.sourceline)
+        raise FFUError(
+            "<OEMDevicePlatform> has no <MinSectorCount> (the disk size in sectors)", display, root.sourceline
+        )
     count = _number(ch["MinSectorCount"], display)
     if count == 0:
         raise FFUError("<MinSectorCount> must be greater than 0", display, lines["MinSectorCount"])
     if ("DevicePlatformIDs" in ch) == ("DevicePlatformID" in ch):
-        raise FFUError("give the platform id(s) as either <DevicePlatformIDs><ID>… or <DevicePlatformID>, "
-                       "exactly one of them", display, root.sourceline)
+        raise FFUError(
+            "give the platform id(s) as either <DevicePlatformIDs><ID>… or <DevicePlatformID>, "
+            "exactly one of them",
+            display,
+            root.sourceline,
+        )
     if "DevicePlatformID" in ch:
         ids = [_text(ch["DevicePlatformID"], display)]
         id_lines = [ch["DevicePlatformID"].sourceline]
@@ -416,8 +589,11 @@ def load_device_platform(path_or_bytes: str | Path | bytes, display: str | None 
         ids, id_lines = [], []
         for el in elements(ch["DevicePlatformIDs"]):
             if localname(el) != "ID":
-                raise FFUError(f"unknown element <{localname(el)}> in <DevicePlatformIDs>; expected <ID>",
-                               display, el.sourceline)
+                raise FFUError(
+                    f"unknown element <{localname(el)}> in <DevicePlatformIDs>; expected <ID>",
+                    display,
+                    el.sourceline,
+                )
             ids.append(_text(el, display))
             id_lines.append(el.sourceline)
         if not ids:
@@ -426,27 +602,46 @@ def load_device_platform(path_or_bytes: str | Path | bytes, display: str | None 
         if not pid.isascii() or any(ord(c) < 0x20 for c in pid):
             raise FFUError(f"platform id {pid!r} must be printable ASCII", display, line)
     if sum(len(x) + 1 for x in ids) > 191:
-        raise FFUError("platform ids are longer than the FFU store header allows (191 bytes with NULs)",
-                       display, id_lines[-1])
+        raise FFUError(
+            "platform ids are longer than the FFU store header allows (191 bytes with NULs)",
+            display,
+            id_lines[-1],
+        )
     compressed = []
     if "CompressedPartitions" in ch:
         for el in elements(ch["CompressedPartitions"]):
             if localname(el) != "Name":
-                raise FFUError(f"unknown element <{localname(el)}> in <CompressedPartitions>; expected <Name>",
-                               display, el.sourceline)
+                raise FFUError(
+                    f"unknown element <{localname(el)}> in <CompressedPartitions>; expected <Name>",
+                    display,
+                    el.sourceline,
+                )
             compressed.append(_text(el, display))
-    extra = _number(ch["AdditionalMainOSFreeSectorsRequest"], display) if (
-        "AdditionalMainOSFreeSectorsRequest" in ch) else 0
+    extra = (
+        _number(ch["AdditionalMainOSFreeSectorsRequest"], display)
+        if ("AdditionalMainOSFreeSectorsRequest" in ch)
+        else 0
+    )
     rtc = _number(ch["MainOSRTCDataReservedSectors"], display) if "MainOSRTCDataReservedSectors" in ch else 0
     if rtc > MAX_RTC_RESERVED_SECTORS:
-        raise FFUError(f"<MainOSRTCDataReservedSectors> {rtc} exceeds {MAX_RTC_RESERVED_SECTORS} (100 MiB)",
-                       display, lines["MainOSRTCDataReservedSectors"])
-    return DevicePlatform(display=display, min_sector_count=count, platform_ids=tuple(ids),
-                          compressed_partitions=tuple(compressed), additional_mainos_free_sectors=extra,
-                          mainos_rtc_reserved_sectors=rtc, lines=lines)
+        raise FFUError(
+            f"<MainOSRTCDataReservedSectors> {rtc} exceeds {MAX_RTC_RESERVED_SECTORS} (100 MiB)",
+            display,
+            lines["MainOSRTCDataReservedSectors"],
+        )
+    return DevicePlatform(
+        display=display,
+        min_sector_count=count,
+        platform_ids=tuple(ids),
+        compressed_partitions=tuple(compressed),
+        additional_mainos_free_sectors=extra,
+        mainos_rtc_reserved_sectors=rtc,
+        lines=lines,
+    )
 
 
 # --------------------------------------------------------------------------------------- sizing
+
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
@@ -456,8 +651,14 @@ def _align_up(x: int, a: int) -> int:
     return _ceil_div(x, a) * a
 
 
-def estimate_used_bytes(filesystem: str | None, content_bytes: int, *, cluster_size: int | None = None,
-                        files: int | None = None, volume_bytes: int | None = None) -> int:
+def estimate_used_bytes(
+    filesystem: str | None,
+    content_bytes: int,
+    *,
+    cluster_size: int | None = None,
+    files: int | None = None,
+    volume_bytes: int | None = None,
+) -> int:
     """Bytes a partition needs for `content_bytes` of payload, file-system overhead included.
 
     A margin, not a measurement: per file half a cluster of slack (+1 KiB MFT record on NTFS), or
@@ -492,8 +693,12 @@ def check_partitions(layout: DeviceLayout, names: Iterable) -> list[str]:
         p = layout.find(name)
         if p is None:
             have = ", ".join(q.name for q in layout.partitions)
-            raise FFUError(f"partition {name} is targeted by a package but {layout.display} has no such "
-                           f"partition (it has {have})", file, line)
+            raise FFUError(
+                f"partition {name} is targeted by a package but {layout.display} has no such "
+                f"partition (it has {have})",
+                file,
+                line,
+            )
         out.append(p.name)
     return out
 
@@ -511,9 +716,13 @@ def _gpt_table_sectors(S: int) -> int:
     return _ceil_div(GPT_ENTRY_ARRAY_BYTES, S)
 
 
-def compute_layout(layout: DeviceLayout, platform: DevicePlatform | None,
-                   content_bytes: dict[str, int] | None = None, *,
-                   content_files: dict[str, int] | None = None) -> DiskLayout:
+def compute_layout(
+    layout: DeviceLayout,
+    platform: DevicePlatform | None,
+    content_bytes: dict[str, int] | None = None,
+    *,
+    content_files: dict[str, int] | None = None,
+) -> DiskLayout:
     """Size and place every partition (spec device-layout.md §4, §6).
 
     `content_bytes`: payload bytes staged into each partition (raw: image size); `content_files`
@@ -542,9 +751,12 @@ def compute_layout(layout: DeviceLayout, platform: DevicePlatform | None,
     pd = platform.display if platform else d
     pline = platform.lines.get("MinSectorCount") if platform else None
     if N is not None and (N * S) % chunk:
-        raise FFUError(f"<MinSectorCount> {N} × {S} bytes is not a multiple of the {chunk // 1024} KiB FFU "
-                       f"block; use a multiple of {chunk_sectors} sectors (e.g. {_align_up(N, chunk_sectors)})",
-                       pd, pline)
+        raise FFUError(
+            f"<MinSectorCount> {N} × {S} bytes is not a multiple of the {chunk // 1024} KiB FFU "
+            f"block; use a multiple of {chunk_sectors} sectors (e.g. {_align_up(N, chunk_sectors)})",
+            pd,
+            pline,
+        )
     if N is not None and N <= first_usable + tail:
         raise FFUError(f"<MinSectorCount> {N} is too small for any partition", pd, pline)
     logical_from = 3 if layout.style == "mbr" and len(layout.partitions) > 4 else None
@@ -561,52 +773,91 @@ def compute_layout(layout: DeviceLayout, platform: DevicePlatform | None,
             start = p.offset_in_sectors
             if start - ebr < cursor:
                 need = " (plus one sector for its EBR)" if ebr else ""
-                raise FFUError(f"partition {p.name}: <OffsetInSectors> {start} overlaps {prev}, which ends at "
-                               f"sector {cursor - 1}{need}", d, p.line_of("OffsetInSectors"))
+                raise FFUError(
+                    f"partition {p.name}: <OffsetInSectors> {start} overlaps {prev}, which ends at "
+                    f"sector {cursor - 1}{need}",
+                    d,
+                    p.line_of("OffsetInSectors"),
+                )
         else:
             start = _align_up(cursor + ebr, align)
         key = p.name.lower()
         have = content.get(key, 0)
         if p.total_sectors is not None:
             size = p.total_sectors
-            need = estimate_used_bytes(p.filesystem, have, cluster_size=p.cluster_size, files=files.get(key),
-                                       volume_bytes=size * S) if (have or files.get(key)) else 0
+            need = (
+                estimate_used_bytes(
+                    p.filesystem,
+                    have,
+                    cluster_size=p.cluster_size,
+                    files=files.get(key),
+                    volume_bytes=size * S,
+                )
+                if (have or files.get(key))
+                else 0
+            )
             if need > size * S:
                 what = "bytes" if p.filesystem is None else "bytes with file-system overhead"
-                raise FFUError(f"partition {p.name}: content needs about {need} {what} but the partition holds "
-                               f"{size * S} ({size} sectors); enlarge <TotalSectors> or remove content",
-                               d, p.line_of("TotalSectors"))
+                raise FFUError(
+                    f"partition {p.name}: content needs about {need} {what} but the partition holds "
+                    f"{size * S} ({size} sectors); enlarge <TotalSectors> or remove content",
+                    d,
+                    p.line_of("TotalSectors"),
+                )
         elif p.min_free_sectors is not None:
-            used = estimate_used_bytes(p.filesystem, have, cluster_size=p.cluster_size, files=files.get(key),
-                                       volume_bytes=have + p.min_free_sectors * S)
+            used = estimate_used_bytes(
+                p.filesystem,
+                have,
+                cluster_size=p.cluster_size,
+                files=files.get(key),
+                volume_bytes=have + p.min_free_sectors * S,
+            )
             size = _ceil_div(used, S) + p.min_free_sectors
             if platform and key == "mainos":
                 size += platform.additional_mainos_free_sectors + platform.mainos_rtc_reserved_sectors
             size = _align_up(size, align)
-        else:                                   # UseAllSpace: validated to be the last partition
+        else:  # UseAllSpace: validated to be the last partition
             if N_eff is None:
                 want = _align_up(max(min_last, align), align)
                 N_eff = _align_up(start + want + tail, chunk_sectors)
             last_usable = N_eff - 1 - tail
             size = ((last_usable - start + 1) // align) * align if last_usable >= start else 0
-            need = estimate_used_bytes(p.filesystem, have, cluster_size=p.cluster_size, files=files.get(key),
-                                       volume_bytes=max(size, 0) * S) if have else 0
+            need = (
+                estimate_used_bytes(
+                    p.filesystem,
+                    have,
+                    cluster_size=p.cluster_size,
+                    files=files.get(key),
+                    volume_bytes=max(size, 0) * S,
+                )
+                if have
+                else 0
+            )
             if size < min_last or size * S < need:
                 want = max(min_last * S, need)
-                raise FFUError(f"the layout does not fit the disk: partition {p.name} (UseAllSpace) would get "
-                               f"{max(size, 0)} sectors starting at {start}, needs at least {_ceil_div(want, S)}; "
-                               f"MinSectorCount {N_eff} is too small or the partitions before it too large",
-                               pd, pline)
+                raise FFUError(
+                    f"the layout does not fit the disk: partition {p.name} (UseAllSpace) would get "
+                    f"{max(size, 0)} sectors starting at {start}, needs at least {_ceil_div(want, S)}; "
+                    f"MinSectorCount {N_eff} is too small or the partitions before it too large",
+                    pd,
+                    pline,
+                )
         placed.append((p, start, size))
         cursor = start + size
         prev = f"partition {p.name}"
     if N_eff is None:
         N_eff = _align_up(cursor + tail, chunk_sectors)
     if cursor > N_eff - tail:
-        raise FFUError(f"the layout does not fit the disk: its partitions end at sector {cursor - 1} but "
-                       f"MinSectorCount {N_eff} leaves sectors up to {N_eff - 1 - tail} usable", pd, pline)
+        raise FFUError(
+            f"the layout does not fit the disk: its partitions end at sector {cursor - 1} but "
+            f"MinSectorCount {N_eff} leaves sectors up to {N_eff - 1 - tail} usable",
+            pd,
+            pline,
+        )
     if layout.style == "mbr" and N_eff > 0xFFFFFFFF:
-        raise FFUError(f"MBR disks cannot address {N_eff} sectors (32-bit limit); use a GPT layout", pd, pline)
+        raise FFUError(
+            f"MBR disks cannot address {N_eff} sectors (32-bit limit); use a GPT layout", pd, pline
+        )
 
     parts = []
     ns = uuid.UUID(GPT_DISK_GUID)
@@ -614,13 +865,29 @@ def compute_layout(layout: DeviceLayout, platform: DevicePlatform | None,
         pid = None
         if layout.style == "gpt":
             pid = p.id or "{" + str(uuid.uuid5(ns, p.name.lower())) + "}"
-        parts.append(PlacedPartition(name=p.name, type=p.type, first_sector=start, sector_count=size,
-                                     filesystem=p.filesystem, cluster_size=p.cluster_size, id=pid,
-                                     bootable=p.bootable, required_to_flash=p.required_to_flash,
-                                     attributes=dict(p.attributes)))
-    return DiskLayout(style=layout.style, sector_size=S, chunk_size=chunk, total_sectors=N_eff,
-                      partitions=tuple(parts), platform_ids=platform.platform_ids if platform else (),
-                      disk_id=GPT_DISK_GUID if layout.style == "gpt" else MBR_DISK_ID)
+        parts.append(
+            PlacedPartition(
+                name=p.name,
+                type=p.type,
+                first_sector=start,
+                sector_count=size,
+                filesystem=p.filesystem,
+                cluster_size=p.cluster_size,
+                id=pid,
+                bootable=p.bootable,
+                required_to_flash=p.required_to_flash,
+                attributes=dict(p.attributes),
+            )
+        )
+    return DiskLayout(
+        style=layout.style,
+        sector_size=S,
+        chunk_size=chunk,
+        total_sectors=N_eff,
+        partitions=tuple(parts),
+        platform_ids=platform.platform_ids if platform else (),
+        disk_id=GPT_DISK_GUID if layout.style == "gpt" else MBR_DISK_ID,
+    )
 
 
 @dataclass(frozen=True)
@@ -628,9 +895,9 @@ class MbrPlan:
     """Where MBR table entries go: slots 1-4 of sector 0, then the EBR chain."""
 
     primary: tuple[PlacedPartition, ...]
-    extended_start: int | None = None          # first EBR sector (start of the extended partition)
+    extended_start: int | None = None  # first EBR sector (start of the extended partition)
     extended_sectors: int = 0
-    logical: tuple[tuple[int, PlacedPartition], ...] = ()   # (EBR sector, partition)
+    logical: tuple[tuple[int, PlacedPartition], ...] = ()  # (EBR sector, partition)
 
 
 def mbr_plan(disk: DiskLayout) -> MbrPlan:
@@ -643,11 +910,16 @@ def mbr_plan(disk: DiskLayout) -> MbrPlan:
     logical = tuple((p.first_sector - 1, p) for p in parts[3:])
     start = logical[0][0]
     last = parts[-1]
-    return MbrPlan(primary=parts[:3], extended_start=start,
-                   extended_sectors=last.first_sector + last.sector_count - start, logical=logical)
+    return MbrPlan(
+        primary=parts[:3],
+        extended_start=start,
+        extended_sectors=last.first_sector + last.sector_count - start,
+        logical=logical,
+    )
 
 
 # -------------------------------------------------------------------------------------- display
+
 
 def _human(n: int) -> str:
     for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
@@ -659,8 +931,10 @@ def _human(n: int) -> str:
 def format_layout(disk: DiskLayout) -> str:
     """Human-readable table for `ffuforge layout`."""
     S = disk.sector_size
-    head = (f"{disk.style.upper()} disk {disk.disk_id}: {disk.total_sectors} sectors × {S} B = "
-            f"{_human(disk.total_bytes)}, FFU chunk {disk.chunk_size // 1024} KiB")
+    head = (
+        f"{disk.style.upper()} disk {disk.disk_id}: {disk.total_sectors} sectors × {S} B = "
+        f"{_human(disk.total_bytes)}, FFU chunk {disk.chunk_size // 1024} KiB"
+    )
     if disk.platform_ids:
         head += f", platform {';'.join(disk.platform_ids)}"
     rows = [("#", "name", "type", "start", "sectors", "size", "fs", "cluster", "flags")]
@@ -672,15 +946,29 @@ def format_layout(disk: DiskLayout) -> str:
             flags.append("flash")
         for k, v in sorted(p.attributes.items()):
             flags.append(k if v else f"!{k}")
-        rows.append((str(i), p.name, p.type, str(p.first_sector), str(p.sector_count),
-                     _human(p.sector_count * S), p.filesystem or "raw",
-                     str(p.cluster_size) if p.cluster_size else "-", ",".join(flags) or "-"))
+        rows.append(
+            (
+                str(i),
+                p.name,
+                p.type,
+                str(p.first_sector),
+                str(p.sector_count),
+                _human(p.sector_count * S),
+                p.filesystem or "raw",
+                str(p.cluster_size) if p.cluster_size else "-",
+                ",".join(flags) or "-",
+            )
+        )
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     right = {0, 3, 4, 5, 7}
     lines = [head]
     for r in rows:
-        lines.append("  ".join(v.rjust(w) if c in right else v.ljust(w)
-                               for c, (v, w) in enumerate(zip(r, widths, strict=True))).rstrip())
+        lines.append(
+            "  ".join(
+                v.rjust(w) if c in right else v.ljust(w)
+                for c, (v, w) in enumerate(zip(r, widths, strict=True))
+            ).rstrip()
+        )
     end = max((p.first_sector + p.sector_count for p in disk.partitions), default=0)
     lines.append(f"unallocated after the last partition: {disk.total_sectors - end} sectors")
     return "\n".join(lines) + "\n"
@@ -702,8 +990,13 @@ def layout_main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ffuforge layout", description="compute and show a device layout")
     ap.add_argument("layout", help="DeviceLayout.xml")
     ap.add_argument("--platform", help="OEMDevicePlatform.xml (disk size); without it the disk is minimal")
-    ap.add_argument("--content", action="append", default=[], metavar="NAME=BYTES",
-                    help="payload bytes staged into a partition (repeatable; K/M/G suffixes)")
+    ap.add_argument(
+        "--content",
+        action="append",
+        default=[],
+        metavar="NAME=BYTES",
+        help="payload bytes staged into a partition (repeatable; K/M/G suffixes)",
+    )
     args = ap.parse_args(argv)
     try:
         layout = load_device_layout(args.layout, args.layout)
@@ -716,7 +1009,10 @@ def layout_main(argv: list[str] | None = None) -> int:
     for w in layout.warnings:
         print(f"ffuforge: warning: {w}", file=sys.stderr)
     if platform and platform.compressed_partitions:
-        print(f"ffuforge: note: {', '.join(platform.compressed_partitions)} listed in CompressedPartitions "
-              "are written uncompressed (no WOF/CompactOS on Linux) and sized accordingly", file=sys.stderr)
+        print(
+            f"ffuforge: note: {', '.join(platform.compressed_partitions)} listed in CompressedPartitions "
+            "are written uncompressed (no WOF/CompactOS on Linux) and sized accordingly",
+            file=sys.stderr,
+        )
     sys.stdout.write(format_layout(disk))
     return 0

@@ -22,9 +22,18 @@ BCD_PATH = ("EFI", "Microsoft", "Boot", "BCD")
 REGISTRY_OWNER = "<registry>"
 
 
-def stage(name: str, cabs: list[Path], workdir: Path, *, epoch: int, disk_style: str = "gpt",
-          disk_id: str | int | None = None, partition_ids: dict | None = None, cache_dir: Path | None = None,
-          jobs: int = 1) -> install.Staging:
+def stage(
+    name: str,
+    cabs: list[Path],
+    workdir: Path,
+    *,
+    epoch: int,
+    disk_style: str = "gpt",
+    disk_id: str | int | None = None,
+    partition_ids: dict | None = None,
+    cache_dir: Path | None = None,
+    jobs: int = 1,
+) -> install.Staging:
     """Install `cabs` into `workdir/root` and write hives and BCD. `workdir` is emptied first.
 
     `cache_dir`: where the partition's extracted packages are kept between builds (one directory
@@ -43,8 +52,14 @@ def stage(name: str, cabs: list[Path], workdir: Path, *, epoch: int, disk_style:
         out = st.root.joinpath(*BCD_PATH)
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
-            bcd.compile_bcd([p for p, _ in st.bcd_sources], out, timestamp=epoch, disk_style=disk_style,
-                            disk_id=disk_id, partition_ids=partition_ids)
+            bcd.compile_bcd(
+                [p for p, _ in st.bcd_sources],
+                out,
+                timestamp=epoch,
+                disk_style=disk_style,
+                disk_id=disk_id,
+                partition_ids=partition_ids,
+            )
         except FFUError as exc:  # name the package, not the scratch copy of its XML
             owner = {str(p): pkg for p, pkg in st.bcd_sources}.get(exc.file or "")
             if owner is not None:
@@ -76,21 +91,26 @@ def _write_hives(st: install.Staging, epoch: int) -> None:
         b.set_value(inner, v.name, v.type, v.data, owner=v.package)
     if st.partition.lower() != "mainos":
         owners = sorted({v.package for v in st.values.values()})
-        raise FFUError(f"registry values in partition {st.partition} (from {', '.join(owners)}): only MainOS "
-                       "carries the registry hives; move them to a MainOS package")
+        raise FFUError(
+            f"registry values in partition {st.partition} (from {', '.join(owners)}): only MainOS "
+            "carries the registry hives; move them to a MainOS package"
+        )
     for name, b in sorted(builders.items()):
         rel = "\\".join((*HIVE_DIR, name))
         out = st.root.joinpath(*HIVE_DIR, name)
         out.parent.mkdir(parents=True, exist_ok=True)
         b.write(out)
         if rel.lower() in st.files:
-            raise FFUError(f"package {st.files[rel.lower()].package} installs \\{rel}, which ffuforge writes from "
-                           "the packages' registry values; remove that file from the package")
+            raise FFUError(
+                f"package {st.files[rel.lower()].package} installs \\{rel}, which ffuforge writes from "
+                "the packages' registry values; remove that file from the package"
+            )
         _record(st, rel, out, REGISTRY_OWNER)
 
 
 def _record(st: install.Staging, rel: str, path: Path, owner: str) -> None:
     import hashlib
+
     data = path.read_bytes()
     st.files[rel.lower()] = install.InstalledFile(rel, len(data), hashlib.sha256(data).hexdigest(), owner)
 

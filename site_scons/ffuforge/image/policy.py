@@ -51,5 +51,8 @@ def check_release(cabs: list[Path], release_type: str, where: str) -> None:
         if problems:
             bad.append(f"{Path(path).name} ({', '.join(problems)})")
     if bad:
-        raise FFUError(f"a {release_type} image refuses {len(bad)} package(s): {'; '.join(bad)}; "
-                       "sign them with your production certificate or drop them from the image", where)
+        raise FFUError(
+            f"a {release_type} image refuses {len(bad)} package(s): {'; '.join(bad)}; "
+            "sign them with your production certificate or drop them from the image",
+            where,
+        )

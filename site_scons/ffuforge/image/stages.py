@@ -18,8 +18,8 @@ from ..formats.cab import CabReader
 from ..util.atomic import write_bytes
 from . import install, layout, partition, policy
 
-CONTENT_GRANULARITY = 16 << 20     # content sizes are rounded up to this: small edits keep the layout
-REGISTRY_ALLOWANCE = 8 << 20       # hives and BCD are written after sizing
+CONTENT_GRANULARITY = 16 << 20  # content sizes are rounded up to this: small edits keep the layout
+REGISTRY_ALLOWANCE = 8 << 20  # hives and BCD are written after sizing
 
 
 def read_layout_files(cab_path: Path) -> dict[str, bytes]:
@@ -48,26 +48,39 @@ def content_sizes(cabs: list[Path]) -> tuple[int, int]:
                 if f.get("sourcePackage") and f.get("size") and f.get("cabpath") != "update.cat":
                     size = f.get("size")
                     if not size.isdigit() or len(size) > 15:
-                        raise FFUError(f"update.mum gives {f.get('name')} the size {size!r}, which is not a "
-                                       "byte count", str(cab_path))
+                        raise FFUError(
+                            f"update.mum gives {f.get('name')} the size {size!r}, which is not a byte count",
+                            str(cab_path),
+                        )
                     total += int(size)
                     files += 1
     return total, files
 
 
-def build_layout(layout_cab: Path, platform_cab: Path, partitions: dict[str, list[Path]], out_json: Path, *,
-                 release_type: str, where: str) -> disklayout.DiskLayout:
+def build_layout(
+    layout_cab: Path,
+    platform_cab: Path,
+    partitions: dict[str, list[Path]],
+    out_json: Path,
+    *,
+    release_type: str,
+    where: str,
+) -> disklayout.DiskLayout:
     """Check the release policy, read the layout from its packages and place every partition."""
     every = sorted({c for cabs in partitions.values() for c in cabs})
     policy.check_release(every, release_type, where)
     files = read_layout_files(layout_cab)
     if "devicelayout.xml" not in files:
-        raise FFUError(f"layout package {layout_cab.name} carries no \\Windows\\ImageUpdate\\DeviceLayout.xml", where)
+        raise FFUError(
+            f"layout package {layout_cab.name} carries no \\Windows\\ImageUpdate\\DeviceLayout.xml", where
+        )
     dl = layout.load_device_layout(files["devicelayout.xml"], f"{layout_cab.name}:DeviceLayout.xml")
     pfiles = files if platform_cab == layout_cab else read_layout_files(platform_cab)
     if "oemdeviceplatform.xml" not in pfiles:
         raise FFUError(f"device platform package {platform_cab.name} carries no OEMDevicePlatform.xml", where)
-    dp = layout.load_device_platform(pfiles["oemdeviceplatform.xml"], f"{platform_cab.name}:OEMDevicePlatform.xml")
+    dp = layout.load_device_platform(
+        pfiles["oemdeviceplatform.xml"], f"{platform_cab.name}:OEMDevicePlatform.xml"
+    )
     layout.check_partitions(dl, [(name, where, None) for name in partitions])
     content, counts = {}, {}
     for name, cabs in partitions.items():
@@ -80,8 +93,13 @@ def build_layout(layout_cab: Path, platform_cab: Path, partitions: dict[str, lis
             content[name] = -(-size // CONTENT_GRANULARITY) * CONTENT_GRANULARITY
             counts[name] = count
     disk = layout.compute_layout(dl, dp, content, content_files=counts)
-    write_bytes(out_json, json.dumps({"layout": disklayout.to_json(disk), "text": layout.format_layout(disk)},
-                                     indent=1, sort_keys=True).encode() + b"\n")
+    write_bytes(
+        out_json,
+        json.dumps(
+            {"layout": disklayout.to_json(disk), "text": layout.format_layout(disk)}, indent=1, sort_keys=True
+        ).encode()
+        + b"\n",
+    )
     return disk
 
 
@@ -89,47 +107,98 @@ def load_layout(path: Path) -> disklayout.DiskLayout:
     return disklayout.from_json(json.loads(Path(path).read_text())["layout"])
 
 
-def build_partition(layout_json: Path, name: str, cabs: list[Path], out_image: Path, out_manifest: Path, *,
-                    epoch: int, workdir: Path | None = None, cache_dir: Path | None = None, jobs: int = 1) -> None:
+def build_partition(
+    layout_json: Path,
+    name: str,
+    cabs: list[Path],
+    out_image: Path,
+    out_manifest: Path,
+    *,
+    epoch: int,
+    workdir: Path | None = None,
+    cache_dir: Path | None = None,
+    jobs: int = 1,
+) -> None:
     """Install `cabs` into partition `name` and write its image (FAT, NTFS or raw) and manifest.
     `cache_dir`, `jobs`: see :func:`partition.stage`."""
     disk = load_layout(layout_json)
     p = disk.partition(name)
     size = disk.size(p)
-    with tempfile.TemporaryDirectory(prefix=f".{out_image.name}.stage-", dir=workdir or out_image.parent) as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix=f".{out_image.name}.stage-", dir=workdir or out_image.parent
+    ) as tmp:
         ids = {q.name: q.id for q in disk.partitions if q.id}
-        st = partition.stage(p.name, cabs, Path(tmp) / "stage", epoch=epoch, disk_style=disk.style,
-                             disk_id=disk.disk_id, partition_ids=ids or None, cache_dir=cache_dir, jobs=jobs)
+        st = partition.stage(
+            p.name,
+            cabs,
+            Path(tmp) / "stage",
+            epoch=epoch,
+            disk_style=disk.style,
+            disk_id=disk.disk_id,
+            partition_ids=ids or None,
+            cache_dir=cache_dir,
+            jobs=jobs,
+        )
         if p.filesystem is None:
             if st.files:
-                raise FFUError(f"partition {p.name} is raw (no FileSystem in the layout) but packages install "
-                               f"files into it ({sorted({f.package for f in st.files.values()})})")
+                raise FFUError(
+                    f"partition {p.name} is raw (no FileSystem in the layout) but packages install "
+                    f"files into it ({sorted({f.package for f in st.files.values()})})"
+                )
             if st.raw_image is not None:
                 fsimage.write_raw(st.raw_image[0], out_image, size_bytes=size)
             else:
                 _empty_sparse(out_image, size)
         elif p.filesystem.upper() in ("FAT", "FAT32", "FAT16", "FAT12"):
-            fsimage.write_fat(st.root, out_image, size_bytes=size, cluster_size=p.cluster_size, label=p.name,
-                              fat_type="FAT32" if p.filesystem.upper() == "FAT32" else None, timestamp=epoch,
-                              sector_size=disk.sector_size, hidden_sectors=p.first_sector)
+            fsimage.write_fat(
+                st.root,
+                out_image,
+                size_bytes=size,
+                cluster_size=p.cluster_size,
+                label=p.name,
+                fat_type="FAT32" if p.filesystem.upper() == "FAT32" else None,
+                timestamp=epoch,
+                sector_size=disk.sector_size,
+                hidden_sectors=p.first_sector,
+            )
         elif p.filesystem.upper() == "NTFS":
-            fsimage.write_ntfs(st.root, out_image, size_bytes=size, cluster_size=p.cluster_size or 4096,
-                               label=p.name, timestamp=epoch, sector_size=disk.sector_size,
-                               hidden_sectors=p.first_sector)
+            fsimage.write_ntfs(
+                st.root,
+                out_image,
+                size_bytes=size,
+                cluster_size=p.cluster_size or 4096,
+                label=p.name,
+                timestamp=epoch,
+                sector_size=disk.sector_size,
+                hidden_sectors=p.first_sector,
+            )
         else:
-            raise FFUError(f"partition {p.name}: unknown file system {p.filesystem!r}; use NTFS, FAT or FAT32")
+            raise FFUError(
+                f"partition {p.name}: unknown file system {p.filesystem!r}; use NTFS, FAT or FAT32"
+            )
         partition.write_manifest(st, out_manifest)
 
 
 def _empty_sparse(out: Path, size: int) -> None:
     from ..util.atomic import atomic_output
+
     with atomic_output(out) as fh:
         fh.truncate(size)
 
 
-def build_ffu(layout_json: Path, images: dict[str, Path], out_ffu: Path, *, epoch: int, signer=None,
-              description: str = "", raw_out: Path | None = None, progress=None, ffu_version: int = 1,
-              device_path: str | None = None):
+def build_ffu(
+    layout_json: Path,
+    images: dict[str, Path],
+    out_ffu: Path,
+    *,
+    epoch: int,
+    signer=None,
+    description: str = "",
+    raw_out: Path | None = None,
+    progress=None,
+    ffu_version: int = 1,
+    device_path: str | None = None,
+):
     """Write Flash.ffu (catalog signed by the package signer) and optionally the raw disk.
 
     `ffu_version` 2 writes the multi-store format with this disk as its (main OS) store."""
@@ -137,10 +206,17 @@ def build_ffu(layout_json: Path, images: dict[str, Path], out_ffu: Path, *, epoc
 
     disk = load_layout(layout_json)
     sign = (lambda der: signer.sign_catalog(der, epoch=epoch)) if signer is not None else None
-    common = {"os_version": "10.0.17763.0", "description": description, "sign_catalog": sign,
-              "this_update": datetime.fromtimestamp(epoch, UTC), "progress": progress}
+    common = {
+        "os_version": "10.0.17763.0",
+        "description": description,
+        "sign_catalog": sign,
+        "this_update": datetime.fromtimestamp(epoch, UTC),
+        "progress": progress,
+    }
     if ffu_version == 2:
-        store = ffu.FfuStore(disk, images, device_path=device_path or ffu.DEVICE_PATH_EMMC_USER, is_main_os=True)
+        store = ffu.FfuStore(
+            disk, images, device_path=device_path or ffu.DEVICE_PATH_EMMC_USER, is_main_os=True
+        )
         result = ffu.write_ffu(out_ffu, stores=[store], **common)
     elif ffu_version == 1:
         result = ffu.write_ffu(out_ffu, disk, images, **common)

@@ -22,18 +22,22 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class BuildSettings:
-    compression: str = "none"          # pkggen default: uncompressed
-    epoch: int = 1577836800            # SOURCE_DATE_EPOCH (2020-01-01) for catalog time and CAB dates
+    compression: str = "none"  # pkggen default: uncompressed
+    epoch: int = 1577836800  # SOURCE_DATE_EPOCH (2020-01-01) for catalog time and CAB dates
     signer: signing.Signer | None = None  # None: unsigned catalog and CAB (pkggen without sign.cmd)
-    sign_pe: bool = False              # Authenticode-sign PE payloads before they are catalogued
+    sign_pe: bool = False  # Authenticode-sign PE payloads before they are catalogued
 
 
 # source path -> (size, mtime_ns, SHA-256 hex) of the file as this build read it
 SourceDigests = dict[str, tuple[int, int, str]]
 
 
-def _digest(p: Payload, signer: signing.Signer | None = None, epoch: int = 0, sources: SourceDigests | None = None,
-            ) -> tuple[cbs.FileDigest, catalog.MemberHash, bytes | None]:
+def _digest(
+    p: Payload,
+    signer: signing.Signer | None = None,
+    epoch: int = 0,
+    sources: SourceDigests | None = None,
+) -> tuple[cbs.FileDigest, catalog.MemberHash, bytes | None]:
     """One read of a payload file: its manifest digest and catalog hashes, after Authenticode-
     signing it in memory when `signer` is given and the file is a PE (its signed bytes are then
     returned, to be stored in the CAB instead of the file). The file's own digest goes to
@@ -41,12 +45,16 @@ def _digest(p: Payload, signer: signing.Signer | None = None, epoch: int = 0, so
     try:
         st = os.stat(p.source)
     except OSError:
-        raise p.where.error(f"source file {p.display} does not exist; create it or fix the source path") from None
+        raise p.where.error(
+            f"source file {p.display} does not exist; create it or fix the source path"
+        ) from None
     if not os.path.isfile(p.source):
         raise p.where.error(f"source {p.display} is not a regular file")
     if st.st_size == 0:
-        raise p.where.error(f"source file {p.display} is empty; zero-length files are not supported "
-                            "(put at least one byte in it)")
+        raise p.where.error(
+            f"source file {p.display} is empty; zero-length files are not supported "
+            "(put at least one byte in it)"
+        )
     h256, h1 = hashlib.sha256(), hashlib.sha1()
     try:
         with open(p.source, "rb") as fh:
@@ -65,18 +73,27 @@ def _digest(p: Payload, signer: signing.Signer | None = None, epoch: int = 0, so
         raise p.where.error(f"cannot read {p.display}: {exc.strerror}") from None
     except FFUError as exc:
         raise exc.at(p.display) from None
-    return cbs.FileDigest(st.st_size, h256.digest()), catalog.MemberHash("flat", h256.digest(), h1.digest(),
-                                                                         st.st_size), None
+    return (
+        cbs.FileDigest(st.st_size, h256.digest()),
+        catalog.MemberHash("flat", h256.digest(), h1.digest(), st.st_size),
+        None,
+    )
 
 
-def _record_source(sources: SourceDigests | None, p: Payload, before: os.stat_result, after: os.stat_result,
-                   h) -> None:
+def _record_source(
+    sources: SourceDigests | None, p: Payload, before: os.stat_result, after: os.stat_result, h
+) -> None:
     if sources is not None and (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns):
         sources[str(p.source)] = (after.st_size, after.st_mtime_ns, h.hexdigest())
 
 
-def _pe_digest(p: Payload, data: bytes, sha256: bytes, signer: signing.Signer | None, epoch: int,
-               ) -> tuple[cbs.FileDigest, catalog.MemberHash, bytes | None]:
+def _pe_digest(
+    p: Payload,
+    data: bytes,
+    sha256: bytes,
+    signer: signing.Signer | None,
+    epoch: int,
+) -> tuple[cbs.FileDigest, catalog.MemberHash, bytes | None]:
     """`sha256`: of `data`, the file as read."""
     signed = None
     if signer is not None:
@@ -91,8 +108,9 @@ def _pe_digest(p: Payload, data: bytes, sha256: bytes, signer: signing.Signer | 
 
 class Built(NamedTuple):
     """What the build tool can take from a package build instead of reading files again."""
-    sources: SourceDigests            # SHA-256 of every payload file as read
-    cab_signature: str | None         # cab.content_signature() of the CAB, when its writer computed it
+
+    sources: SourceDigests  # SHA-256 of every payload file as read
+    cab_signature: str | None  # cab.content_signature() of the CAB, when its writer computed it
 
 
 def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = BuildSettings()) -> Built:
@@ -107,8 +125,10 @@ def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = Bu
 def _build(v: Variant, out_path: Path, settings: BuildSettings, sources: SourceDigests) -> cab.CabInfo:
     pe_signer = settings.signer if settings.sign_pe else None
     layout_payload = [*v.payload, *(p for p in (v.bcd, v.binary_image) if p is not None)]
-    hashed = {p.device_path.lower(): _digest(p, None if p is v.bcd else pe_signer, settings.epoch, sources)
-              for p in layout_payload}
+    hashed = {
+        p.device_path.lower(): _digest(p, None if p is v.bcd else pe_signer, settings.epoch, sources)
+        for p in layout_payload
+    }
     digests = {k: d for k, (d, _, _) in hashed.items()}
     if v.bcd is not None:
         project.check_bcd(v.bcd.source, v.bcd.display, v.bcd.where)
@@ -121,27 +141,45 @@ def _build(v: Variant, out_path: Path, settings: BuildSettings, sources: SourceD
         else:
             members.append(catalog.member_hashes(catalog.CatalogMember(e.cab_path, None, e.data)))
     cat = catalog.build_catalog_v2(
-        members, package_name=v.name, test_package=v.project.release_type == "Test",
-        this_update=datetime.fromtimestamp(settings.epoch, UTC))
+        members,
+        package_name=v.name,
+        test_package=v.project.release_type == "Test",
+        this_update=datetime.fromtimestamp(settings.epoch, UTC),
+    )
     if settings.signer is not None:
         cat = settings.signer.sign_catalog(cat, epoch=settings.epoch)
-    cab_members = [cab.CabMember(entries[0].cab_path, data=entries[0].data),
-                   cab.CabMember("update.cat", data=cat)]
+    cab_members = [
+        cab.CabMember(entries[0].cab_path, data=entries[0].data),
+        cab.CabMember("update.cat", data=cat),
+    ]
     for e in entries[1:]:
         if e.payload is not None:
             signed_pe = hashed[e.payload.device_path.lower()][2]
-            cab_members.append(cab.CabMember(e.cab_path, source=None if signed_pe else e.payload.source,
-                                             data=signed_pe))
+            cab_members.append(
+                cab.CabMember(e.cab_path, source=None if signed_pe else e.payload.source, data=signed_pe)
+            )
         else:
             cab_members.append(cab.CabMember(e.cab_path, data=e.data))
     if settings.signer is None:
-        return cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=settings.epoch)
+        return cab.write_cab(
+            out_path, cab_members, compression=settings.compression, timestamp=settings.epoch
+        )
     # In-process signers sign the CAB as it is written (with the signature reserve), before it is
     # renamed into place; external tools (osslsigncode and friends) get the plain CAB to sign.
     signer, epoch = settings.signer, settings.epoch
     if isinstance(signer, signing.KeySigner):
-        return cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=epoch,
-                             reserve_signature=True,
-                             authenticode=lambda digest: signer.cab_signature(digest, epoch=epoch))
-    return cab.write_cab(out_path, cab_members, compression=settings.compression, timestamp=epoch,
-                         finish=lambda path: signer.sign_cab(path, path, epoch=epoch))
+        return cab.write_cab(
+            out_path,
+            cab_members,
+            compression=settings.compression,
+            timestamp=epoch,
+            reserve_signature=True,
+            authenticode=lambda digest: signer.cab_signature(digest, epoch=epoch),
+        )
+    return cab.write_cab(
+        out_path,
+        cab_members,
+        compression=settings.compression,
+        timestamp=epoch,
+        finish=lambda path: signer.sign_cab(path, path, epoch=epoch),
+    )

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 from ..errors import FFUError
 
-KNOWN_VARS = {"build.arch", "build.iswow", "build.isguest", "build.type", "build.language", "build.resolution"}
+KNOWN_VARS = {
+    "build.arch",
+    "build.iswow",
+    "build.isguest",
+    "build.type",
+    "build.language",
+    "build.resolution",
+}
 _TOKEN = re.compile(r"\s*(?:(\()|(\))|(!=|=)|([A-Za-z_][A-Za-z0-9_.\-]*|[0-9][A-Za-z0-9_.\-]*)|(\S))")
 _KEYWORDS = {"and", "or", "not"}
 
@@ -67,7 +74,11 @@ class _Parser:
         self.depth = 0
 
     def fail(self, what: str, col: int | None = None):
-        col = col if col is not None else (self.tokens[self.i][2] if self.i < len(self.tokens) else len(self.text) + 1)
+        col = (
+            col
+            if col is not None
+            else (self.tokens[self.i][2] if self.i < len(self.tokens) else len(self.text) + 1)
+        )
         raise FFUError(f"invalid buildFilter {self.text!r}: {what} at column {col}")
 
     def peek(self) -> tuple[str, str, int] | None:
@@ -102,7 +113,7 @@ class _Parser:
 
     def nest(self) -> None:
         self.depth += 1
-        if self.depth > MAX_DEPTH:   # parsing and evaluation recurse: stay far from Python's limit
+        if self.depth > MAX_DEPTH:  # parsing and evaluation recurse: stay far from Python's limit
             self.fail(f"nests 'not' and parentheses more than {MAX_DEPTH} deep")
 
     def unary(self) -> Expr:

@@ -10,14 +10,24 @@ import re
 
 _M64 = (1 << 64) - 1
 _M32 = (1 << 32) - 1
-_ATTR_ORDER = ("name", "culture", "type", "version", "publicKeyToken", "processorArchitecture", "versionScope")
+_ATTR_ORDER = (
+    "name",
+    "culture",
+    "type",
+    "version",
+    "publicKeyToken",
+    "processorArchitecture",
+    "versionScope",
+)
 
 
 def _h(text: str) -> int:
     lanes = [0, 0, 0, 0]
     for i, ch in enumerate(text.lower()):
         lanes[i & 3] = (lanes[i & 3] * 0x1003F + ord(ch)) & _M32
-    return (lanes[0] * 0x1E5FFFFFD27 + lanes[1] * 0xFFFFFFDC00000051 + lanes[2] * 0x1FFFFFFF7 + lanes[3]) & _M64
+    return (
+        lanes[0] * 0x1E5FFFFFD27 + lanes[1] * 0xFFFFFFDC00000051 + lanes[2] * 0x1FFFFFFF7 + lanes[3]
+    ) & _M64
 
 
 def pseudo_key(identity: dict[str, str]) -> str:

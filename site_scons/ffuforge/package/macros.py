@@ -55,10 +55,22 @@ TEXT: dict[str, str] = {
     "env.system32": r"%SystemRoot%\System32",
     "env.services": r"%SystemRoot%\System32",
     "env.drivers": r"%SystemRoot%\System32\drivers",
-    "GENERIC_READ": "GR", "GENERIC_WRITE": "GW", "GENERIC_EXECUTE": "GX", "GENERIC_ALL": "GA",
-    "FILE_ALL_ACCESS": "FA", "FILE_GENERIC_READ": "FR", "FILE_GENERIC_WRITE": "FW", "FILE_GENERIC_EXECUTE": "FX",
-    "KEY_READ": "KR", "KEY_WRITE": "KW", "KEY_EXECUTE": "KX", "KEY_ALL_ACCESS": "KA",
-    "DEVICE_READ": "GR", "DEVICE_WRITE": "GW", "DEVICE_EXECUTE": "GX", "DEVICE_ALL": "GA",
+    "GENERIC_READ": "GR",
+    "GENERIC_WRITE": "GW",
+    "GENERIC_EXECUTE": "GX",
+    "GENERIC_ALL": "GA",
+    "FILE_ALL_ACCESS": "FA",
+    "FILE_GENERIC_READ": "FR",
+    "FILE_GENERIC_WRITE": "FW",
+    "FILE_GENERIC_EXECUTE": "FX",
+    "KEY_READ": "KR",
+    "KEY_WRITE": "KW",
+    "KEY_EXECUTE": "KX",
+    "KEY_ALL_ACCESS": "KA",
+    "DEVICE_READ": "GR",
+    "DEVICE_WRITE": "GW",
+    "DEVICE_EXECUTE": "GX",
+    "DEVICE_ALL": "GA",
 }
 
 _SW = r"HKEY_LOCAL_MACHINE\Software"
@@ -101,8 +113,12 @@ def canonical_runtime(macro_id: str) -> str | None:
 class Macros:
     """Expansion context: package macros, then build variables, then the global tables."""
 
-    def __init__(self, variables: dict[str, str] | None = None, local: dict[str, str] | None = None,
-                 file: str | None = None):
+    def __init__(
+        self,
+        variables: dict[str, str] | None = None,
+        local: dict[str, str] | None = None,
+        file: str | None = None,
+    ):
         self.file = file
         self.variables = {k.lower(): v for k, v in (variables or {}).items()}
         self.local: dict[str, str] = {}
@@ -139,7 +155,7 @@ class Macros:
             value = self.local.get(low, self.variables.get(low)) if low else None
             if value is None:
                 return text
-            text = value + text[m.end():]
+            text = value + text[m.end() :]
         return text
 
     def _expand(self, text: str, line, device: bool, stack: tuple[str, ...]) -> str:
@@ -165,7 +181,10 @@ class Macros:
             if low in _REG_LC:
                 return _REG_LC[low]
             raise FFUError(
-                f"undefined macro $({key}); define it in <macros> or pass it as a build variable", self.file, line)
+                f"undefined macro $({key}); define it in <macros> or pass it as a build variable",
+                self.file,
+                line,
+            )
 
         return MACRO_RE.sub(repl, text)
 
@@ -181,16 +200,24 @@ def split_destination(expanded: str, file: str | None, line: int | None) -> tupl
     if m:
         macro = canonical_runtime(m.group(1))
         if macro is None:
-            raise FFUError(f"destinationDir {expanded!r} must start with a device path macro such as "
-                           "$(runtime.system32), not $(" + m.group(1) + ")", file, line)
+            raise FFUError(
+                f"destinationDir {expanded!r} must start with a device path macro such as "
+                "$(runtime.system32), not $(" + m.group(1) + ")",
+                file,
+                line,
+            )
         rest = m.group(2)
         if rest and not rest.startswith("\\"):
             raise FFUError(f"destinationDir {expanded!r}: a '\\' must follow the macro", file, line)
     elif text in (".", ".\\") or text.startswith(".\\"):
         macro, rest = "runtime.bootDrive", text[1:]
     else:
-        raise FFUError(f"destinationDir {expanded!r} must start with a device path macro such as "
-                       "$(runtime.system32) (absolute or relative host paths are not allowed)", file, line)
+        raise FFUError(
+            f"destinationDir {expanded!r} must start with a device path macro such as "
+            "$(runtime.system32) (absolute or relative host paths are not allowed)",
+            file,
+            line,
+        )
     return macro, normalize_relative(rest, f"destinationDir {expanded!r}", file, line)
 
 
@@ -215,7 +242,10 @@ def expand_key_name(raw: str, macros: Macros, file: str | None, line: int | None
     """Expand a regKey keyName; it must start with a registry root macro."""
     m = re.match(r"^\s*\$\(([^()]*)\)", macros.leading(raw))
     if not m or m.group(1).lower() not in _REG_LC:
-        raise FFUError(f"keyName {raw!r} must start with a registry macro such as $(hklm.software) "
-                       f"or $(hklm.system)", file, line)
+        raise FFUError(
+            f"keyName {raw!r} must start with a registry macro such as $(hklm.software) or $(hklm.system)",
+            file,
+            line,
+        )
     key = macros.expand(raw.strip(), line)
     return "\\".join(seg for seg in key.split("\\") if seg)

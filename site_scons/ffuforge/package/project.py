@@ -24,23 +24,71 @@ BCD_NS = "http://schemas.microsoft.com/phone/2011/10/BootConfiguration"
 
 # Elements of the published wm.xml schema that ffuforge does not implement yet.
 WM_UNIMPLEMENTED = {
-    "directories", "directory", "serviceGroup", "accounts", "trustInfo", "tasks", "task", "configuration",
-    "mof", "genericCommands", "certificates", "provisioningSettings", "policies", "localization",
-    "privateResources", "serviceTrigger", "triggerData", "appIds", "appId", "typeLibs", "typeLib",
-    "interfaces", "interface", "security", "accessedByCapability", "capabilities", "capability",
-    "components", "eventProviders", "notifications", "memberships", "sharedPolicies", "settings",
+    "directories",
+    "directory",
+    "serviceGroup",
+    "accounts",
+    "trustInfo",
+    "tasks",
+    "task",
+    "configuration",
+    "mof",
+    "genericCommands",
+    "certificates",
+    "provisioningSettings",
+    "policies",
+    "localization",
+    "privateResources",
+    "serviceTrigger",
+    "triggerData",
+    "appIds",
+    "appId",
+    "typeLibs",
+    "typeLib",
+    "interfaces",
+    "interface",
+    "security",
+    "accessedByCapability",
+    "capabilities",
+    "capability",
+    "components",
+    "eventProviders",
+    "notifications",
+    "memberships",
+    "sharedPolicies",
+    "settings",
 }
 PKG_UNIMPLEMENTED = {
-    "AppResource", "Application", "SvcHostGroup", "WinRTHost", "FullTrust", "InboxApp", "SettingsGroup",
-    "Capabilities", "Authorization", "ServiceDll", "RequiredCapabilities", "Security", "Interfaces",
+    "AppResource",
+    "Application",
+    "SvcHostGroup",
+    "WinRTHost",
+    "FullTrust",
+    "InboxApp",
+    "SettingsGroup",
+    "Capabilities",
+    "Authorization",
+    "ServiceDll",
+    "RequiredCapabilities",
+    "Security",
+    "Interfaces",
 }
 
-OWNER_TYPES = {"oem": "OEM", "mobileoperator": "MobileOperator", "siliconvendor": "SiliconVendor",
-               "microsoft": "Microsoft"}
+OWNER_TYPES = {
+    "oem": "OEM",
+    "mobileoperator": "MobileOperator",
+    "siliconvendor": "SiliconVendor",
+    "microsoft": "Microsoft",
+}
 RELEASE_TYPES = {"production": "Production", "test": "Test"}
 SERVICE_START = {"boot", "system", "auto", "demand", "disabled", "delayedauto"}
-SERVICE_TYPE = {"win32ownprocess", "win32shareprocess", "win32usershareprocess", "kerneldriver",
-                "filesystemdriver"}
+SERVICE_TYPE = {
+    "win32ownprocess",
+    "win32shareprocess",
+    "win32usershareprocess",
+    "kerneldriver",
+    "filesystemdriver",
+}
 ERROR_CONTROL = {"ignore", "normal", "critical", "severe"}
 ACTION_TYPES = {"none", "rebootmachine", "restartservice", "runcommand"}
 THREADING = {"both", "sta", "mta", "mainsta", "neutral", "apartment", "free"}
@@ -58,16 +106,22 @@ class Where:
 @dataclass
 class Filters:
     """Which builds an item belongs to."""
-    build: str | None = None          # wm.xml buildFilter expression
-    cpu: str | None = None            # pkg.xml CpuFilter (ARM/X86, case-sensitive)
-    language: str | None = None       # `*`, `(a;b)`, `!(a;b)`, or a wm.xml <language culture>
+
+    build: str | None = None  # wm.xml buildFilter expression
+    cpu: str | None = None  # pkg.xml CpuFilter (ARM/X86, case-sensitive)
+    language: str | None = None  # `*`, `(a;b)`, `!(a;b)`, or a wm.xml <language culture>
     resolution: str | None = None
 
     def merged(self, child: Filters) -> Filters:
         def both(a, b):
             return b if not a else a if not b else f"({a}) and ({b})"
-        return Filters(both(self.build, child.build), child.cpu or self.cpu,
-                       child.language or self.language, child.resolution or self.resolution)
+
+        return Filters(
+            both(self.build, child.build),
+            child.cpu or self.cpu,
+            child.language or self.language,
+            child.resolution or self.resolution,
+        )
 
 
 @dataclass
@@ -83,7 +137,7 @@ class FileItem:
 
 @dataclass
 class RegValueItem:
-    name: str | None                  # None = the key's default value
+    name: str | None  # None = the key's default value
     type: str
     value: str | None
     filters: Filters
@@ -136,7 +190,7 @@ class ComClass:
 
 @dataclass
 class ComServer:
-    kind: str                         # 'inproc' | 'exe'
+    kind: str  # 'inproc' | 'exe'
     path: str
     classes: list[ComClass]
     filters: Filters
@@ -152,14 +206,14 @@ class BcdItem:
 
 @dataclass
 class FirewallItem:
-    attrs: dict[str, str]             # lower-cased attribute names
+    attrs: dict[str, str]  # lower-cased attribute names
     where: Where
 
 
 @dataclass
 class Project:
     path: Path
-    schema: str                       # 'wm' | 'pkg'
+    schema: str  # 'wm' | 'pkg'
     where: Where
     owner: str
     name: str | None
@@ -200,7 +254,9 @@ def _bool(value: str | None, where: Where, attr: str, default: bool = False) -> 
 def _enum(value: str, table: dict[str, str], where: Where, attr: str) -> str:
     found = table.get(value.strip().lower())
     if found is None:
-        raise where.error(f"{attr}={value!r} is not valid; use one of {', '.join(sorted(set(table.values())))}")
+        raise where.error(
+            f"{attr}={value!r} is not valid; use one of {', '.join(sorted(set(table.values())))}"
+        )
     return found
 
 
@@ -225,16 +281,19 @@ class _Loader:
         name = xmlsafe.localname(el)
         if name in unimplemented:
             return self.where(el).error(
-                f"<{name}> is valid {schema} but ffuforge does not implement it yet; remove it or file an issue")
+                f"<{name}> is valid {schema} but ffuforge does not implement it yet; remove it or file an issue"
+            )
         return self.where(el).error(f"<{name}> is not allowed inside <{parent}> in the {schema} schema")
 
     def check_ns(self, el, ns: str):
         if xmlsafe.namespace(el) != ns:
-            raise self.where(el).error(f"<{xmlsafe.localname(el)}> has namespace {xmlsafe.namespace(el)!r}; "
-                                       f"expected {ns!r}")
+            raise self.where(el).error(
+                f"<{xmlsafe.localname(el)}> has namespace {xmlsafe.namespace(el)!r}; expected {ns!r}"
+            )
 
 
 # ---------------------------------------------------------------------------------- wm.xml
+
 
 class _WmLoader(_Loader):
     ONCE = {"bcdStore", "language", "macros", "COM", "trustInfo", "onecorePackageInfo"}
@@ -243,13 +302,23 @@ class _WmLoader(_Loader):
         w = self.where(root)
         missing = [a for a in ("owner", "name") if not root.get(a)]
         if missing:
-            raise w.error(f"<identity> lacks required attribute(s) {', '.join(missing)} "
-                          "(is this an unfilled template?); set owner, name and namespace")
+            raise w.error(
+                f"<identity> lacks required attribute(s) {', '.join(missing)} "
+                "(is this an unfilled template?); set owner, name and namespace"
+            )
         for attr in root.attrib:
             if attr not in ("owner", "name", "namespace", "legacyName", "buildWow") and "}" not in attr:
                 raise w.error(f"unknown attribute {attr!r} on <identity>")
-        p = Project(self.path, "wm", w, root.get("owner"), root.get("name"), root.get("namespace"),
-                    root.get("legacyName"), build_wow=_bool(root.get("buildWow"), w, "buildWow"))
+        p = Project(
+            self.path,
+            "wm",
+            w,
+            root.get("owner"),
+            root.get("name"),
+            root.get("namespace"),
+            root.get("legacyName"),
+            build_wow=_bool(root.get("buildWow"), w, "buildWow"),
+        )
         seen: set[str] = set()
         for el in xmlsafe.elements(root):
             self.check_ns(el, WM_NS)
@@ -273,12 +342,15 @@ class _WmLoader(_Loader):
         if el.get("ownerType"):
             p.owner_type = _enum(el.get("ownerType"), OWNER_TYPES, w, "ownerType")
             if p.owner_type == "Microsoft":
-                raise w.error("ownerType='Microsoft' is not allowed in wm.xml; use OEM, SiliconVendor or MobileOperator")
+                raise w.error(
+                    "ownerType='Microsoft' is not allowed in wm.xml; use OEM, SiliconVendor or MobileOperator"
+                )
         p.binary_partition = _bool(el.get("binaryPartition"), w, "binaryPartition")
         for child in xmlsafe.elements(el):
             if xmlsafe.localname(child) != "binaryPartition" or not child.get("imageSource"):
-                raise self.where(child).error("only <binaryPartition imageSource=\"...\"/> may appear in "
-                                              "<onecorePackageInfo>")
+                raise self.where(child).error(
+                    'only <binaryPartition imageSource="..."/> may appear in <onecorePackageInfo>'
+                )
             p.binary_image = (child.get("imageSource"), self.where(child))
         if p.binary_partition and p.binary_image is None:
             raise w.error('binaryPartition="true" needs a <binaryPartition imageSource="..."/> child')
@@ -299,8 +371,15 @@ class _WmLoader(_Loader):
                 raise self.unexpected(child, "files", WM_UNIMPLEMENTED, "wm.xml")
             if not child.get("source"):
                 raise self.where(child).error("<file> needs a source attribute")
-            out.append(FileItem(child.get("source"), child.get("destinationDir"), child.get("name"),
-                                f.merged(Filters(self.check_filter(child))), self.where(child)))
+            out.append(
+                FileItem(
+                    child.get("source"),
+                    child.get("destinationDir"),
+                    child.get("name"),
+                    f.merged(Filters(self.check_filter(child))),
+                    self.where(child),
+                )
+            )
         return out
 
     def el_files(self, p: Project, el, f):
@@ -322,9 +401,18 @@ class _WmLoader(_Loader):
                 if not v.get("type"):
                     raise self.where(v).error("<regValue> needs a type attribute")
                 if v.get("name") == "":
-                    raise self.where(v).error('<regValue name=""> is not allowed; omit name for the default value')
-                values.append(RegValueItem(v.get("name"), v.get("type"), v.get("value"),
-                                           kf.merged(Filters(self.check_filter(v))), self.where(v)))
+                    raise self.where(v).error(
+                        '<regValue name=""> is not allowed; omit name for the default value'
+                    )
+                values.append(
+                    RegValueItem(
+                        v.get("name"),
+                        v.get("type"),
+                        v.get("value"),
+                        kf.merged(Filters(self.check_filter(v))),
+                        self.where(v),
+                    )
+                )
             out.append(RegKeyItem(key.get("keyName"), values, kf, self.where(key)))
         return out
 
@@ -349,8 +437,15 @@ class _WmLoader(_Loader):
                     raise self.unexpected(child, "driver", WM_UNIMPLEMENTED, "wm.xml")
             if inf is None:
                 raise self.where(d).error('<driver> needs an <inf source="..."/> child')
-            p.drivers.append(DriverItem(inf, d.get("defaultImportPath"), overrides,
-                                        df.merged(Filters(self.check_filter(d))), self.where(d)))
+            p.drivers.append(
+                DriverItem(
+                    inf,
+                    d.get("defaultImportPath"),
+                    overrides,
+                    df.merged(Filters(self.check_filter(d))),
+                    self.where(d),
+                )
+            )
 
     def el_service(self, p: Project, el, f):
         w = self.where(el)
@@ -358,10 +453,14 @@ class _WmLoader(_Loader):
             if not el.get(attr):
                 raise w.error(f"<service> needs a {attr} attribute")
         if el.get("start").lower() not in SERVICE_START:
-            raise w.error(f"service start={el.get('start')!r} is not valid; use one of "
-                          "boot, system, auto, demand, disabled, delayedAuto")
+            raise w.error(
+                f"service start={el.get('start')!r} is not valid; use one of "
+                "boot, system, auto, demand, disabled, delayedAuto"
+            )
         if el.get("type").lower() not in SERVICE_TYPE:
-            raise w.error(f"service type={el.get('type')!r} is not valid; use win32OwnProcess or win32ShareProcess")
+            raise w.error(
+                f"service type={el.get('type')!r} is not valid; use win32OwnProcess or win32ShareProcess"
+            )
         if el.get("errorControl") and el.get("errorControl").lower() not in ERROR_CONTROL:
             raise w.error(f"service errorControl={el.get('errorControl')!r}; use ignore, normal or critical")
         failure = None
@@ -371,8 +470,9 @@ class _WmLoader(_Loader):
             else:
                 raise self.unexpected(child, "service", WM_UNIMPLEMENTED, "wm.xml")
         attrs = {k: v for k, v in el.attrib.items() if k != "buildFilter"}
-        p.services.append(ServiceItem(el.get("name"), attrs, failure,
-                                      f.merged(Filters(self.check_filter(el))), w))
+        p.services.append(
+            ServiceItem(el.get("name"), attrs, failure, f.merged(Filters(self.check_filter(el))), w)
+        )
 
     def failure(self, el, reset_attr, list_tag, item_tag, type_attr, delay_attr) -> FailureActions:
         w = self.where(el)
@@ -413,7 +513,9 @@ class _WmLoader(_Loader):
             for server in xmlsafe.elements(section):
                 stag = xmlsafe.localname(server)
                 if stag not in ("inProcServer", "exeServer") or not server.get("path"):
-                    raise self.where(server).error('<servers> holds <inProcServer path="..."> or <exeServer path="...">')
+                    raise self.where(server).error(
+                        '<servers> holds <inProcServer path="..."> or <exeServer path="...">'
+                    )
                 classes = []
                 for group in xmlsafe.elements(server):
                     if xmlsafe.localname(group) != "classes":
@@ -425,11 +527,20 @@ class _WmLoader(_Loader):
                         threading = c.get("threading")
                         if stag == "inProcServer" and (not threading or threading.lower() not in THREADING):
                             raise cw.error("in-proc COM classes need threading=Both|STA|MTA|MainSTA|Neutral")
-                        classes.append(ComClass(c.get("id"), threading, c.get("progId"), c.get("description"), cw))
+                        classes.append(
+                            ComClass(c.get("id"), threading, c.get("progId"), c.get("description"), cw)
+                        )
                 if not classes:
                     raise self.where(server).error("a COM server needs at least one <class>")
-                p.com.append(ComServer("inproc" if stag == "inProcServer" else "exe", server.get("path"), classes,
-                                       cf.merged(Filters(self.check_filter(server))), self.where(server)))
+                p.com.append(
+                    ComServer(
+                        "inproc" if stag == "inProcServer" else "exe",
+                        server.get("path"),
+                        classes,
+                        cf.merged(Filters(self.check_filter(server))),
+                        self.where(server),
+                    )
+                )
 
     def el_bcdStore(self, p: Project, el, f):
         if not el.get("source"):
@@ -457,6 +568,7 @@ class _WmLoader(_Loader):
 
 # ---------------------------------------------------------------------------------- pkg.xml
 
+
 class _PkgLoader(_Loader):
     ORDER = ["CustomMetadata", "Macros", "Capabilities", "Components", "Authorization"]
 
@@ -468,12 +580,20 @@ class _PkgLoader(_Loader):
         owner_type = _enum(root.get("OwnerType"), OWNER_TYPES, w, "OwnerType")
         if owner_type != "Microsoft" and not root.get("Platform"):
             raise w.error("<Package> needs a Platform attribute for non-Microsoft owners")
-        p = Project(self.path, "pkg", w, root.get("Owner"), root.get("SubComponent"), root.get("Component"), None,
-                    partition=(root.get("Partition") or "MainOS").strip(),
-                    release_type=_enum(root.get("ReleaseType"), RELEASE_TYPES, w, "ReleaseType"),
-                    owner_type=owner_type,
-                    binary_partition=_bool(root.get("BinaryPartition"), w, "BinaryPartition"),
-                    platform=root.get("Platform"))
+        p = Project(
+            self.path,
+            "pkg",
+            w,
+            root.get("Owner"),
+            root.get("SubComponent"),
+            root.get("Component"),
+            None,
+            partition=(root.get("Partition") or "MainOS").strip(),
+            release_type=_enum(root.get("ReleaseType"), RELEASE_TYPES, w, "ReleaseType"),
+            owner_type=owner_type,
+            binary_partition=_bool(root.get("BinaryPartition"), w, "BinaryPartition"),
+            platform=root.get("Platform"),
+        )
         last = -1
         for el in xmlsafe.elements(root):
             self.check_ns(el, PKG_NS)
@@ -481,7 +601,9 @@ class _PkgLoader(_Loader):
             if tag not in self.ORDER:
                 raise self.unexpected(el, "Package", PKG_UNIMPLEMENTED, "pkg.xml")
             if self.ORDER.index(tag) <= last:
-                raise self.where(el).error(f"<{tag}> is out of order or repeated; the order is {', '.join(self.ORDER)}")
+                raise self.where(el).error(
+                    f"<{tag}> is out of order or repeated; the order is {', '.join(self.ORDER)}"
+                )
             last = self.ORDER.index(tag)
             if tag == "Macros":
                 for m in xmlsafe.elements(el):
@@ -512,8 +634,15 @@ class _PkgLoader(_Loader):
     def file_item(self, el, f: Filters) -> FileItem:
         if not el.get("Source"):
             raise self.where(el).error("<File> needs a Source attribute")
-        return FileItem(el.get("Source"), el.get("DestinationDir"), el.get("Name"), f, self.where(el),
-                        el.get("Attributes"), el.get("EmbeddedSigningCategory"))
+        return FileItem(
+            el.get("Source"),
+            el.get("DestinationDir"),
+            el.get("Name"),
+            f,
+            self.where(el),
+            el.get("Attributes"),
+            el.get("EmbeddedSigningCategory"),
+        )
 
     def files(self, el, parent: Filters) -> list[FileItem]:
         f = parent.merged(self.group_filters(el))
@@ -568,8 +697,15 @@ class _PkgLoader(_Loader):
         if not el.get("Name"):
             raise w.error("<Service> needs a Name attribute")
         attrs = {}
-        mapping = {"Start": "start", "Type": "type", "ErrorControl": "errorControl", "DisplayName": "displayName",
-                   "Description": "description", "DependOnService": "dependOnService", "ObjectName": "objectName"}
+        mapping = {
+            "Start": "start",
+            "Type": "type",
+            "ErrorControl": "errorControl",
+            "DisplayName": "displayName",
+            "Description": "description",
+            "DependOnService": "dependOnService",
+            "ObjectName": "objectName",
+        }
         for src, dst in mapping.items():
             if el.get(src) is not None:
                 attrs[dst] = el.get(src)
@@ -629,8 +765,15 @@ class _PkgLoader(_Loader):
             for c in xmlsafe.elements(child):
                 if xmlsafe.localname(c) != "Class" or not c.get("Id"):
                     raise self.where(c).error('<Classes> holds <Class Id="{GUID}" .../>')
-                classes.append(ComClass(c.get("Id"), c.get("ThreadingModel"), c.get("ProgId"),
-                                        c.get("Description"), self.where(c)))
+                classes.append(
+                    ComClass(
+                        c.get("Id"),
+                        c.get("ThreadingModel"),
+                        c.get("ProgId"),
+                        c.get("Description"),
+                        self.where(c),
+                    )
+                )
         dest = dll_item.dest_dir or "$(runtime.system32)"
         name = dll_item.name or dll_item.source.replace("/", "\\").rsplit("\\", 1)[-1]
         p.com.append(ComServer("inproc", f"{dest}\\{name}", classes, Filters(), self.where(el)))
@@ -659,8 +802,12 @@ def load(path: str | Path, display: str | None = None) -> Project:
     elif tag == "Package" and ns == PKG_NS:
         project = _PkgLoader(path, name).load(root)
     else:
-        raise FFUError(f"root <{tag}> in namespace {ns!r} is not a package project; expected <identity "
-                       f"xmlns=\"{WM_NS}\"> or <Package xmlns=\"{PKG_NS}\">", name, root.sourceline)
+        raise FFUError(
+            f"root <{tag}> in namespace {ns!r} is not a package project; expected <identity "
+            f'xmlns="{WM_NS}"> or <Package xmlns="{PKG_NS}">',
+            name,
+            root.sourceline,
+        )
     if len(_CACHE) > 4096:
         _CACHE.clear()
     _CACHE[key] = project
@@ -671,10 +818,25 @@ def check_bcd(path: Path, display: str, where: Where) -> None:
     """A bcdStore source must be a BootConfigurationDatabase document."""
     root = xmlsafe.parse_file(path, display)
     if xmlsafe.localname(root) != "BootConfigurationDatabase" or xmlsafe.namespace(root) != BCD_NS:
-        raise where.error(f"bcdStore source {display} is not a <BootConfigurationDatabase xmlns=\"{BCD_NS}\">")
+        raise where.error(f'bcdStore source {display} is not a <BootConfigurationDatabase xmlns="{BCD_NS}">')
     from ..formats import bcd
+
     bcd.parse_document(path, display)  # unknown elements and bad values: now, located, not at image time
 
 
-__all__ = ["load", "Project", "FileItem", "RegKeyItem", "RegValueItem", "DriverItem", "ServiceItem",
-           "ComServer", "ComClass", "BcdItem", "FirewallItem", "Filters", "Where", "etree"]
+__all__ = [
+    "load",
+    "Project",
+    "FileItem",
+    "RegKeyItem",
+    "RegValueItem",
+    "DriverItem",
+    "ServiceItem",
+    "ComServer",
+    "ComClass",
+    "BcdItem",
+    "FirewallItem",
+    "Filters",
+    "Where",
+    "etree",
+]

@@ -19,7 +19,9 @@ from .project import Filters, Project, Where
 
 CPUS = ("x86", "amd64", "arm", "arm64")
 WOW_GUEST = {"arm64": "arm", "amd64": "x86"}
-FIREWALL_KEY = r"HKEY_LOCAL_MACHINE\SYSTEM\ControlSet001\Services\SharedAccess\Parameters\FirewallPolicy\FirewallRules"
+FIREWALL_KEY = (
+    r"HKEY_LOCAL_MACHINE\SYSTEM\ControlSet001\Services\SharedAccess\Parameters\FirewallPolicy\FirewallRules"
+)
 _PROTOCOLS = {"tcp": "6", "udp": "17", "icmpv4": "1", "icmp": "1", "icmpv6": "58", "any": None}
 _LANG_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
@@ -48,9 +50,9 @@ class BuildOptions:
 @dataclass
 class Payload:
     source: Path
-    display: str                     # source as shown in messages (relative to the project)
-    dest_macro: str                  # canonical runtime macro id, e.g. 'runtime.system32'
-    dest_rel: str                    # sub directory below the macro, backslash separated
+    display: str  # source as shown in messages (relative to the project)
+    dest_macro: str  # canonical runtime macro id, e.g. 'runtime.system32'
+    dest_rel: str  # sub directory below the macro, backslash separated
     name: str
     where: Where
 
@@ -66,7 +68,7 @@ class Payload:
 @dataclass
 class RegValue:
     key: str
-    name: str                        # '' = default value
+    name: str  # '' = default value
     data: regvalue.RegData
     where: Where
 
@@ -89,11 +91,12 @@ class Driver:
 @dataclass
 class Variant:
     """One output package."""
-    kind: str                        # 'base' | 'lang' | 'wow'
-    name: str                        # package identity name
+
+    kind: str  # 'base' | 'lang' | 'wow'
+    name: str  # package identity name
     cab_name: str
-    arch: str                        # processorArchitecture (host.guest for WOW)
-    language: str                    # 'neutral' or the culture
+    arch: str  # processorArchitecture (host.guest for WOW)
+    language: str  # 'neutral' or the culture
     project: Project
     options: BuildOptions
     owner: str
@@ -106,7 +109,7 @@ class Variant:
     drivers: list[Driver] = field(default_factory=list)
     bcd: Payload | None = None
     binary_image: Payload | None = None
-    extra_inputs: list[Path] = field(default_factory=list)   # read but not shipped (INF includes)
+    extra_inputs: list[Path] = field(default_factory=list)  # read but not shipped (INF includes)
     fip_features: tuple[str, ...] = ()  # feature identifier package: the feature IDs it identifies
 
     @property
@@ -143,8 +146,12 @@ class _Planner:
         self.p = p
         self.opts = opts
         self.display_dir = display_dir
-        variables = {"_RELEASEDIR": ".\\", "BSPARCH": opts.cpu.lower(), "BSPVER": opts.version,
-                     **dict(opts.variables)}
+        variables = {
+            "_RELEASEDIR": ".\\",
+            "BSPARCH": opts.cpu.lower(),
+            "BSPVER": opts.version,
+            **dict(opts.variables),
+        }
         self.macros = macros.Macros(variables, file=p.where.file)
         for key, value, line in p.macros:
             self.macros.define(key, value, line)
@@ -183,7 +190,9 @@ class _Planner:
             raise exc.at(where.file, where.line) from None
 
     # -- items ----------------------------------------------------------------------------
-    def source_path(self, raw: str, where: Where, m: macros.Macros, base: Path | None = None) -> tuple[Path, str]:
+    def source_path(
+        self, raw: str, where: Where, m: macros.Macros, base: Path | None = None
+    ) -> tuple[Path, str]:
         text = m.expand(raw, where.line)
         if "$(" in text:
             raise where.error(f"source {raw!r} still contains a device macro after expansion")
@@ -205,7 +214,12 @@ class _Planner:
         dest_raw = item.dest_dir if item.dest_dir is not None else "$(runtime.system32)"
         macro, rel = macros.split_destination(m.expand(dest_raw, w.line), w.file, w.line)
         name = m.expand(item.name, w.line) if item.name else src.name
-        if not name or name in (".", "..") or any(c in name for c in '\\/:*?"<>|') or any(ord(c) < 32 for c in name):
+        if (
+            not name
+            or name in (".", "..")
+            or any(c in name for c in '\\/:*?"<>|')
+            or any(ord(c) < 32 for c in name)
+        ):
             raise w.error(f"file name {name!r} is not a valid device file name")
         return Payload(src, shown, macro, rel, name, w)
 
@@ -214,14 +228,23 @@ class _Planner:
         base, owner, comp, sub = self.identity()
         host = opts.cpu.lower()
         is_wow = kind == "wow"
-        env = {"build.arch": host, "build.iswow": "true" if is_wow else "false",
-               "build.isguest": "true" if is_wow else "false", "build.type": opts.build_type,
-               "build.language": lang or "", "build.resolution": ""}
+        env = {
+            "build.arch": host,
+            "build.iswow": "true" if is_wow else "false",
+            "build.isguest": "true" if is_wow else "false",
+            "build.type": opts.build_type,
+            "build.language": lang or "",
+            "build.resolution": "",
+        }
         m = self.macros.with_variables({"LANGID": lang} if lang else {})
         if kind == "lang":
             name, arch, culture = f"{base}.Resources_Lang_{lang}", host, lang
         elif is_wow:
-            name, arch, culture = f"{base}_Wow_{host}.{WOW_GUEST[host]}", f"{host}.{WOW_GUEST[host]}", "neutral"
+            name, arch, culture = (
+                f"{base}_Wow_{host}.{WOW_GUEST[host]}",
+                f"{host}.{WOW_GUEST[host]}",
+                "neutral",
+            )
         else:
             name, arch, culture = base, host, "neutral"
         v = Variant(kind, name, name + ".cab", arch, culture, p, opts, owner, comp, sub)
@@ -255,15 +278,18 @@ class _Planner:
             self.firewall(v, rule, m)
         if p.bcd is not None and self.applies(p.bcd.filters, env, None, p.bcd.where):
             src, shown = self.source_path(p.bcd.source, p.bcd.where, m)
-            v.bcd = Payload(src, shown, "runtime.bootDrive", r"EFI\Microsoft\Boot\ffuforge",
-                            src.name, p.bcd.where)
+            v.bcd = Payload(
+                src, shown, "runtime.bootDrive", r"EFI\Microsoft\Boot\ffuforge", src.name, p.bcd.where
+            )
         if p.binary_image is not None:
             raw, where = p.binary_image
             src, shown = self.source_path(raw, where, m)
             v.binary_image = Payload(src, shown, "runtime.bootDrive", "", f"{p.partition}.bin", where)
             if v.payload or v.registry or v.drivers or v.services:
-                raise where.error("a binaryPartition package carries only its partition image; "
-                                  "move files, registry and drivers to another package")
+                raise where.error(
+                    "a binaryPartition package carries only its partition image; "
+                    "move files, registry and drivers to another package"
+                )
         return self.check(v)
 
     def reg_value(self, key: str, val: project.RegValueItem, m: macros.Macros) -> RegValue:
@@ -334,17 +360,34 @@ class _Planner:
         if proto:
             num = _PROTOCOLS.get(proto.lower(), proto)
             if num is not None and not num.isdigit():
-                raise rule.where.error(f"firewallRule protocol {proto!r}; use TCP, UDP, ICMPv4, ICMPv6 or a number")
+                raise rule.where.error(
+                    f"firewallRule protocol {proto!r}; use TCP, UDP, ICMPv4, ICMPv6 or a number"
+                )
             if num:
                 fields.append("Protocol=" + num)
-        for attr, label in (("profile", "Profile"), ("lport", "LPort"), ("rport", "RPort"), ("binary", "App"),
-                            ("svc", "Svc"), ("icmp4", "ICMP4"), ("icmp6", "ICMP6"), ("name", "Name"),
-                            ("desc", "Desc"), ("group", "EmbedCtxt")):
+        for attr, label in (
+            ("profile", "Profile"),
+            ("lport", "LPort"),
+            ("rport", "RPort"),
+            ("binary", "App"),
+            ("svc", "Svc"),
+            ("icmp4", "ICMP4"),
+            ("icmp6", "ICMP6"),
+            ("name", "Name"),
+            ("desc", "Desc"),
+            ("group", "EmbedCtxt"),
+        ):
             if a.get(attr):
                 fields.append(f"{label}={a[attr]}")
         value_name = a.get("internalname") or a.get("name")
-        v.registry.append(RegValue(FIREWALL_KEY, value_name,
-                                   regvalue.decode("REG_SZ", "|".join(fields) + "|", legacy=False), rule.where))
+        v.registry.append(
+            RegValue(
+                FIREWALL_KEY,
+                value_name,
+                regvalue.decode("REG_SZ", "|".join(fields) + "|", legacy=False),
+                rule.where,
+            )
+        )
 
     def check(self, v: Variant) -> Variant:
         seen: dict[str, Payload] = {}
@@ -354,30 +397,43 @@ class _Planner:
                 first = seen[key]
                 if first.source == pl.source:
                     continue
-                raise pl.where.error(f"destination {pl.device_path} is already used by {first.display} "
-                                     f"(line {first.where.line}); rename one of them")
+                raise pl.where.error(
+                    f"destination {pl.device_path} is already used by {first.display} "
+                    f"(line {first.where.line}); rename one of them"
+                )
             seen[key] = pl
-        v.payload = sorted({pl.device_path.lower(): pl for pl in v.payload}.values(),
-                           key=lambda pl: pl.device_path.lower())
+        v.payload = sorted(
+            {pl.device_path.lower(): pl for pl in v.payload}.values(), key=lambda pl: pl.device_path.lower()
+        )
         regs: dict[tuple[str, str], RegValue] = {}
         for r in v.registry:
             k = (r.key.lower(), r.name.lower())
             if k in regs and regs[k].data != r.data:
-                raise r.where.error(f"registry value {r.key}\\{r.name or '(default)'} is set twice with different "
-                                    f"data (also line {regs[k].where.line})")
+                raise r.where.error(
+                    f"registry value {r.key}\\{r.name or '(default)'} is set twice with different "
+                    f"data (also line {regs[k].where.line})"
+                )
             regs[k] = r
         v.registry = sorted(regs.values(), key=lambda r: (r.key.lower(), r.name.lower()))
         v.empty_keys = sorted(set(v.empty_keys) - {r.key for r in v.registry})
         return v
 
     def has_language_content(self, lang: str) -> bool:
-        env = {"build.arch": self.opts.cpu.lower(), "build.iswow": "false", "build.isguest": "false",
-               "build.type": self.opts.build_type, "build.language": lang, "build.resolution": ""}
+        env = {
+            "build.arch": self.opts.cpu.lower(),
+            "build.iswow": "false",
+            "build.isguest": "false",
+            "build.type": self.opts.build_type,
+            "build.language": lang,
+            "build.resolution": "",
+        }
         items = [(f.filters, f.where) for f in self.p.files] + [(k.filters, k.where) for k in self.p.regkeys]
         return any(self.applies(f, env, lang, w) for f, w in items)
 
 
-def plan(p: Project, opts: BuildOptions, display_dir: str | None = None, top: Path | None = None) -> list[Variant]:
+def plan(
+    p: Project, opts: BuildOptions, display_dir: str | None = None, top: Path | None = None
+) -> list[Variant]:
     """Every package the project yields for `opts`: base, then languages, then WOW.
 
     `top` anchors sources written `#path` (the SCons top directory)."""
@@ -388,32 +444,68 @@ def plan(p: Project, opts: BuildOptions, display_dir: str | None = None, top: Pa
             out.append(planner.build("lang", lang))
     if p.build_wow:
         if opts.cpu.lower() not in WOW_GUEST:
-            raise p.where.error(f"buildWow=\"true\" needs a 64-bit CPU (arm64 or amd64), not {opts.cpu}")
+            raise p.where.error(f'buildWow="true" needs a 64-bit CPU (arm64 or amd64), not {opts.cpu}')
         out.append(planner.build("wow", None))
     return out
 
 
-def generated_variant(name: str, partition: str, opts: BuildOptions, *, owner: str, component: str,
-                      owner_type: str = "OEM", release_type: str = "Production",
-                      registry: list[tuple[str, str, regvalue.RegData]] = (),
-                      fip_features: tuple[str, ...] = ()) -> Variant:
+def generated_variant(
+    name: str,
+    partition: str,
+    opts: BuildOptions,
+    *,
+    owner: str,
+    component: str,
+    owner_type: str = "OEM",
+    release_type: str = "Production",
+    registry: list[tuple[str, str, regvalue.RegData]] = (),
+    fip_features: tuple[str, ...] = (),
+) -> Variant:
     """A package the build itself generates (no project file): feature identifier packages and
     product packages such as the version registry package."""
     where = Where(f"<generated package {name}>", None)
-    p = Project(Path(f"{name}.generated"), "wm", where, owner, None, None, name, partition=partition,
-                release_type=release_type, owner_type=owner_type)
+    p = Project(
+        Path(f"{name}.generated"),
+        "wm",
+        where,
+        owner,
+        None,
+        None,
+        name,
+        partition=partition,
+        release_type=release_type,
+        owner_type=owner_type,
+    )
     v = Variant("base", name, name + ".cab", opts.cpu.lower(), "neutral", p, opts, owner, component, name)
     v.fip_features = tuple(fip_features)
-    v.registry = sorted((RegValue(k, n, d, where) for k, n, d in registry), key=lambda r: (r.key.lower(), r.name.lower()))
+    v.registry = sorted(
+        (RegValue(k, n, d, where) for k, n, d in registry), key=lambda r: (r.key.lower(), r.name.lower())
+    )
     return v
 
 
-def fip_variant(name: str, partition: str, feature_ids: tuple[str, ...], opts: BuildOptions, *,
-                owner: str, owner_type: str = "OEM", release_type: str = "Production") -> Variant:
+def fip_variant(
+    name: str,
+    partition: str,
+    feature_ids: tuple[str, ...],
+    opts: BuildOptions,
+    *,
+    owner: str,
+    owner_type: str = "OEM",
+    release_type: str = "Production",
+) -> Variant:
     """A feature identifier package (what FeatureMerger generates per feature and partition):
     no payload, only the identity and the feature IDs it stands for in update.mum."""
-    return generated_variant(name, partition, opts, owner=owner, component="FIP", owner_type=owner_type,
-                             release_type=release_type, fip_features=tuple(feature_ids))
+    return generated_variant(
+        name,
+        partition,
+        opts,
+        owner=owner,
+        component="FIP",
+        owner_type=owner_type,
+        release_type=release_type,
+        fip_features=tuple(feature_ids),
+    )
 
 
 def describe(v: Variant, top: Path) -> dict:
@@ -433,19 +525,32 @@ def describe(v: Variant, top: Path) -> dict:
 
     p = v.project
     return {
-        "name": v.name, "kind": v.kind, "arch": v.arch, "language": v.language,
+        "name": v.name,
+        "kind": v.kind,
+        "arch": v.arch,
+        "language": v.language,
         "identity": [v.owner, v.component, v.subcomponent],
-        "partition": p.partition, "release": p.release_type, "ownerType": p.owner_type,
-        "version": v.options.version, "buildType": v.options.build_type,
+        "partition": p.partition,
+        "release": p.release_type,
+        "ownerType": p.owner_type,
+        "version": v.options.version,
+        "buildType": v.options.build_type,
         "payload": [pl(x) for x in v.payload],
         "registry": [[r.key, r.name, r.data.type, r.data.data.hex()] for r in v.registry],
         "emptyKeys": v.empty_keys,
-        "services": [[s.name, sorted(s.attrs.items()),
-                      None if s.failure is None else [s.failure.reset_period, s.failure.command,
-                                                      s.failure.reboot_message, s.failure.actions]]
-                     for s in v.services],
+        "services": [
+            [
+                s.name,
+                sorted(s.attrs.items()),
+                None
+                if s.failure is None
+                else [s.failure.reset_period, s.failure.command, s.failure.reboot_message, s.failure.actions],
+            ]
+            for s in v.services
+        ],
         "drivers": [rel(d.inf) for d in v.drivers],
-        "bcd": pl(v.bcd), "binaryImage": pl(v.binary_image),
+        "bcd": pl(v.bcd),
+        "binaryImage": pl(v.binary_image),
         "inputs": [rel(f) for f in v.inputs()],
         "fipFeatures": list(v.fip_features),
     }

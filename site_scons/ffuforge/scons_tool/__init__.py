@@ -66,12 +66,15 @@ def signed_actions() -> tuple[_SignedFunctionAction, ...]:
     return tuple(_SIGNED_ACTIONS)
 
 
-_DISK_FULL = {errno.ENOSPC: "free space on the disk that holds the build directory and build again",
-              errno.EDQUOT: "the disk quota is exhausted; free space and build again",
-              errno.EFBIG: "the output is larger than the file size limit (ulimit -f) or the file system allows"}
+_DISK_FULL = {
+    errno.ENOSPC: "free space on the disk that holds the build directory and build again",
+    errno.EDQUOT: "the disk quota is exhausted; free space and build again",
+    errno.EFBIG: "the output is larger than the file size limit (ulimit -f) or the file system allows",
+}
 
 
 # ------------------------------------------------------------------ interrupted builds
+
 
 def _remove_leftovers(path: str) -> None:
     """Temp files and scratch directories a killed build left beside `path` (`.<name>.….partial`,
@@ -79,6 +82,7 @@ def _remove_leftovers(path: str) -> None:
     writes that target, so they are removed before it runs again."""
     import re
     import shutil
+
     directory, name = os.path.split(path)
     pattern = re.compile(rf"\.+{re.escape(name)}\.")
     try:
@@ -114,11 +118,14 @@ def _is_up_to_date(node) -> bool:
         return True  # not here (Repository, CacheDir): SCons decided
     if stamp is None or size is None:
         return True
-    return st.st_size == size and (st.st_mtime == stamp or (isinstance(stamp, int) and stamp == int(st.st_mtime)))
+    return st.st_size == size and (
+        st.st_mtime == stamp or (isinstance(stamp, int) and stamp == int(st.st_mtime))
+    )
 
 
-_FILE_IS_UP_TO_DATE = getattr(SCons.Node.FS.File.is_up_to_date, "ffuforge_original",
-                              SCons.Node.FS.File.is_up_to_date)
+_FILE_IS_UP_TO_DATE = getattr(
+    SCons.Node.FS.File.is_up_to_date, "ffuforge_original", SCons.Node.FS.File.is_up_to_date
+)
 _is_up_to_date.ffuforge_original = _FILE_IS_UP_TO_DATE
 SCons.Node.FS.File.is_up_to_date = _is_up_to_date
 
@@ -168,10 +175,15 @@ def _rel(env, node_or_path) -> str:
 
 # ------------------------------------------------------------------------------ packages
 
+
 def _options(spec: dict) -> variant.BuildOptions:
     return variant.BuildOptions(
-        cpu=spec["cpu"], version=spec["version"], variables=tuple(sorted(spec["variables"].items())),
-        languages=tuple(spec["languages"]), build_type=spec["build_type"])
+        cpu=spec["cpu"],
+        version=spec["version"],
+        variables=tuple(sorted(spec["variables"].items())),
+        languages=tuple(spec["languages"]),
+        build_type=spec["build_type"],
+    )
 
 
 def _plan_at(top: str, project_rel: str, spec: dict) -> list[variant.Variant]:
@@ -206,12 +218,21 @@ def _package_scan(node, env, path):
 
 def _package_action(target, source, env):
     from SCons.Script import GetOption
+
     job = json.loads(env["FFU_PKG_JOB"])
     signed = source[0].read()
     try:  # in a worker process with -jN (N > 1): package builds are Python and would share the GIL
-        presigned, sources = workers.call(_package_work, env.Dir("#").abspath, job["project"], job["spec"], target[0].name,
-                                 target[0].abspath, signed, _SIGNER_KEYS.get(json.loads(signed)["signer"]),
-                                 jobs=GetOption("num_jobs") or 1)
+        presigned, sources = workers.call(
+            _package_work,
+            env.Dir("#").abspath,
+            job["project"],
+            job["spec"],
+            target[0].name,
+            target[0].abspath,
+            signed,
+            _SIGNER_KEYS.get(json.loads(signed)["signer"]),
+            jobs=GetOption("num_jobs") or 1,
+        )
     except FFUError as exc:
         return SCons.Errors.BuildError(errstr=str(exc), status=2, exitstatus=2)
     _PRESIGNED[target[0].abspath] = presigned
@@ -219,19 +240,29 @@ def _package_action(target, source, env):
     return 0
 
 
-def _package_work(top: str, project_rel: str, spec: dict, cab_name: str, out_path: str, signed_json: str,
-                  signer_key: tuple | None) -> tuple[tuple[int, int, str], pkgbuild.SourceDigests]:
+def _package_work(
+    top: str,
+    project_rel: str,
+    spec: dict,
+    cab_name: str,
+    out_path: str,
+    signed_json: str,
+    signer_key: tuple | None,
+) -> tuple[tuple[int, int, str], pkgbuild.SourceDigests]:
     """The package action's work, from plain arguments (it may run in a worker process); returns the
     CAB's content signature, computed there while its bytes are in the page cache, and the SHA-256
     of every payload file the build read."""
     by_name = {v.cab_name: v for v in _plan_at(top, project_rel, spec)}
     v = by_name.get(cab_name)
     if v is None:
-        raise FFUError(f"package {cab_name} is no longer produced by this project; run scons again", project_rel)
+        raise FFUError(
+            f"package {cab_name} is no longer produced by this project; run scons again", project_rel
+        )
     signed = json.loads(signed_json)
     signer = _signer_in_process(signed["signer"], signer_key) if signed["signer"] else None
-    settings = pkgbuild.BuildSettings(compression=signed["compression"], epoch=signed["epoch"],
-                                      signer=signer, sign_pe=signed["signPE"])
+    settings = pkgbuild.BuildSettings(
+        compression=signed["compression"], epoch=signed["epoch"], signer=signer, sign_pe=signed["signPE"]
+    )
     built = pkgbuild.build_variant(v, out_path, settings)
     return content_signature(out_path, cab_file=True, known=built.cab_signature), built.sources
 
@@ -243,7 +274,9 @@ def _signer_in_process(identity: str, key: tuple | None) -> signing.Signer:
         if key[0] == "test":
             signer = testpki.ensure_test_pki(key[1])
         elif key[0] == "key":
-            signer = signing.load_key_signer(key[1], key[2], key[3], password=os.environ.get("FFU_SIGN_PASSWORD"))
+            signer = signing.load_key_signer(
+                key[1], key[2], key[3], password=os.environ.get("FFU_SIGN_PASSWORD")
+            )
         else:
             signer = signing.CommandSigner(key[1])
         if signer.identity != identity:
@@ -278,22 +311,29 @@ def signer_of(env) -> signing.Signer | None:
             directory = env.Dir(env.subst("$FFU_TEST_PKI_DIR")).abspath
             key = ("test", directory)
             if key not in _CONFIGURED:
-                _CONFIGURED[key] = testpki.ensure_test_pki(directory, env.subst("$FFU_TEST_PKI_OWNER") or "Contoso")
+                _CONFIGURED[key] = testpki.ensure_test_pki(
+                    directory, env.subst("$FFU_TEST_PKI_OWNER") or "Contoso"
+                )
         elif mode == "key":
             cert = env.subst("$FFU_SIGN_CERT")
             if not cert:
-                raise FFUError("FFU_SIGN=key needs FFU_SIGN_CERT (a PEM certificate or a .pfx) and usually "
-                               "FFU_SIGN_KEY; a release build needs your own code-signing certificate")
+                raise FFUError(
+                    "FFU_SIGN=key needs FFU_SIGN_CERT (a PEM certificate or a .pfx) and usually "
+                    "FFU_SIGN_KEY; a release build needs your own code-signing certificate"
+                )
             chain = tuple(env.File(c).abspath for c in env.Flatten(env.get("FFU_SIGN_CHAIN", [])))
             key_file = env.subst("$FFU_SIGN_KEY") or None
             key = ("key", env.File(cert).abspath, key_file and env.File(key_file).abspath, chain)
             if key not in _CONFIGURED:
                 _CONFIGURED[key] = signing.load_key_signer(
-                    key[1], key[2], chain, password=os.environ.get("FFU_SIGN_PASSWORD"))
+                    key[1], key[2], chain, password=os.environ.get("FFU_SIGN_PASSWORD")
+                )
         elif mode == "command":
             command = env.subst("$FFU_SIGN_COMMAND")
             if not command:
-                raise FFUError("FFU_SIGN=command needs FFU_SIGN_COMMAND, a program that signs the file it is given")
+                raise FFUError(
+                    "FFU_SIGN=command needs FFU_SIGN_COMMAND, a program that signs the file it is given"
+                )
             key = ("command", command)
             if key not in _CONFIGURED:
                 _CONFIGURED[key] = signing.CommandSigner(command)
@@ -310,7 +350,7 @@ def signer_of(env) -> signing.Signer | None:
 
 
 _CONFIGURED: dict[tuple, signing.Signer] = {}
-_SIGNER_KEYS: dict[str, tuple] = {}   # identity -> key of _CONFIGURED (how a worker process loads it)
+_SIGNER_KEYS: dict[str, tuple] = {}  # identity -> key of _CONFIGURED (how a worker process loads it)
 
 
 def _epoch(env) -> int:
@@ -323,8 +363,18 @@ def _epoch(env) -> int:
         _fail(f"SOURCE_DATE_EPOCH={value!r} is not an integer (seconds since 1970)")
 
 
-def Package(env, project_file, CPU=None, VARIABLES=None, VERSION=None, LANGUAGES=None, OUTDIR=None,
-            COMPRESSION=None, BUILD_TYPE=None, SIGN_PE=None):
+def Package(
+    env,
+    project_file,
+    CPU=None,
+    VARIABLES=None,
+    VERSION=None,
+    LANGUAGES=None,
+    OUTDIR=None,
+    COMPRESSION=None,
+    BUILD_TYPE=None,
+    SIGN_PE=None,
+):
     """Declare the CAB(s) of one package project (base, languages, WOW); returns the CAB nodes.
 
     Each CAB is its own target, signed by the canonical description of its content, so a
@@ -366,9 +416,13 @@ def Package(env, project_file, CPU=None, VARIABLES=None, VERSION=None, LANGUAGES
         # Variables reach the signature through the resolved content, not wholesale: a product
         # variable that a package does not use does not rebuild it.
         # The signer enters by identity (certificate fingerprints or command), never key material.
-        signed = {"content": v.content, "compression": spec["compression"],
-                  "epoch": spec["epoch"], "signer": signer.identity if signer else None,
-                  "signPE": bool(env.get("FFU_SIGN_PE") if SIGN_PE is None else SIGN_PE) and signer is not None}
+        signed = {
+            "content": v.content,
+            "compression": spec["compression"],
+            "epoch": spec["epoch"],
+            "signer": signer.identity if signer else None,
+            "signPE": bool(env.get("FFU_SIGN_PE") if SIGN_PE is None else SIGN_PE) and signer is not None,
+        }
         value = env.Value(json.dumps(signed, sort_keys=True))
         nodes += _PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
         PACKAGES[target.abspath] = PackageRecord(v.name, v.partition, v.release_type, rel, v.layout_files)
@@ -381,21 +435,22 @@ _OWNERS: dict[str, str] = {}
 @dataclass(frozen=True)
 class PackageRecord:
     """What the graph knows about a CAB before it is built (the resolver needs partitions)."""
+
     name: str
     partition: str
     release_type: str
-    origin: str                       # project file or FMFileList that declares it
+    origin: str  # project file or FMFileList that declares it
     layout_files: tuple[tuple[str, str], ...] = ()  # (devicelayout.xml|oemdeviceplatform.xml, source path)
 
 
-PACKAGES: dict[str, PackageRecord] = {}   # CAB absolute path -> record, for every CAB this build makes
+PACKAGES: dict[str, PackageRecord] = {}  # CAB absolute path -> record, for every CAB this build makes
 
 
 # ------------------------------------------------------------------ features (FeatureMerger)
 
-MERGES: list = []                      # features.MergeResult of every FeatureMerge() in this build
-_MERGED_NODES: dict[str, object] = {}   # merged FM path -> its target node
-_MERGED_XML: dict[str, bytes] = {}     # merged FM target path -> bytes computed at SConscript time
+MERGES: list = []  # features.MergeResult of every FeatureMerge() in this build
+_MERGED_NODES: dict[str, object] = {}  # merged FM path -> its target node
+_MERGED_XML: dict[str, bytes] = {}  # merged FM target path -> bytes computed at SConscript time
 
 
 def _top_file(env, path):
@@ -416,62 +471,96 @@ def partition_of(path) -> str | None:
         return rec.partition
     if os.path.isfile(str(path)):
         from ..image import install
+
         return install.read_package_info(Path(path)).partition
     return None
 
 
 def _merged_fm_action(target, source, env):
     from ..util.atomic import write_bytes
+
     write_bytes(target[0].abspath, _MERGED_XML[target[0].abspath])
     return 0
 
 
-_MERGED_FM_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
-    _merged_fm_action, "features.merge", strfunction=lambda target, source, env: f"FeatureMerge {target[0].name}"))
+_MERGED_FM_BUILDER = SCons.Builder.Builder(
+    action=_SignedFunctionAction(
+        _merged_fm_action,
+        "features.merge",
+        strfunction=lambda target, source, env: f"FeatureMerge {target[0].name}",
+    )
+)
 
 
 def _generated_variant(spec: dict) -> variant.Variant:
     """The package a generated-package target stands for: a FIP or the product's version package."""
     opts = variant.BuildOptions(cpu=spec["cpu"], version=spec["version"], build_type=spec["build_type"])
     if spec["kind"] == "fip":
-        return variant.fip_variant(spec["name"], spec["partition"], tuple(spec["features"]), opts,
-                                   owner=spec["owner"], owner_type=spec["owner_type"],
-                                   release_type=spec["release_type"])
+        return variant.fip_variant(
+            spec["name"],
+            spec["partition"],
+            tuple(spec["features"]),
+            opts,
+            owner=spec["owner"],
+            owner_type=spec["owner_type"],
+            release_type=spec["release_type"],
+        )
     import datetime
 
     from ..formats import regvalue
+
     stamp = datetime.datetime.fromtimestamp(spec["epoch"], datetime.UTC).strftime("%Y%m%d-%H%M")
     key = f"HKEY_LOCAL_MACHINE\\Software\\{spec['owner']}\\Version"
-    values = [(key, name, regvalue.decode("REG_SZ", text, legacy=False)) for name, text in (
-        ("Product", spec["product"]), ("Config", spec["config"]), ("Version", spec["version"]),
-        ("BuildTime", stamp), ("OEMInput", spec["oeminput"]))]
-    return variant.generated_variant(spec["name"], "MainOS", opts, owner=spec["owner"], component="Registry",
-                                     registry=values)
+    values = [
+        (key, name, regvalue.decode("REG_SZ", text, legacy=False))
+        for name, text in (
+            ("Product", spec["product"]),
+            ("Config", spec["config"]),
+            ("Version", spec["version"]),
+            ("BuildTime", stamp),
+            ("OEMInput", spec["oeminput"]),
+        )
+    ]
+    return variant.generated_variant(
+        spec["name"], "MainOS", opts, owner=spec["owner"], component="Registry", registry=values
+    )
 
 
 def _generated_action(target, source, env):
     spec = json.loads(source[0].read())
     try:
         signer = _SIGNERS[spec["signer"]] if spec["signer"] else None
-        pkgbuild.build_variant(_generated_variant(spec), target[0].abspath, pkgbuild.BuildSettings(
-            compression=spec["compression"], epoch=spec["epoch"], signer=signer))
+        pkgbuild.build_variant(
+            _generated_variant(spec),
+            target[0].abspath,
+            pkgbuild.BuildSettings(compression=spec["compression"], epoch=spec["epoch"], signer=signer),
+        )
     except FFUError as exc:
         return SCons.Errors.BuildError(errstr=str(exc), status=2, exitstatus=2)
     return 0
 
 
-_GENERATED_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
-    _generated_action, "package.build",
-    strfunction=lambda target, source, env: f"Package {target[0].name} (generated)"))
+_GENERATED_BUILDER = SCons.Builder.Builder(
+    action=_SignedFunctionAction(
+        _generated_action,
+        "package.build",
+        strfunction=lambda target, source, env: f"Package {target[0].name} (generated)",
+    )
+)
 
 
 def feature_variables(env) -> dict[str, str]:
     """Placeholders of FMs and OEMInputs (%PKGBLD_DIR%, %OEM_NAME%, %BLD_DIR%, …) for this build."""
     # Relative to the top of the tree: merged FMs and signatures stay free of checkout paths.
     pkg_dir = _rel(env, env.Dir(env.subst("$FFU_PKG_DIR")))
-    values = {"OEM_NAME": env.get("FFU_VARIABLES", {}).get("OEMNAME", "Contoso"), "PKGBLD_DIR": pkg_dir,
-              "BSPPKG_DIR": pkg_dir, "BLD_DIR": _rel(env, env.Dir(env.subst("$FFU_BLD_DIR"))), "SRC_DIR": ".",
-              "BUILDTYPE": env.subst("$FFU_BUILD_TYPE")}
+    values = {
+        "OEM_NAME": env.get("FFU_VARIABLES", {}).get("OEMNAME", "Contoso"),
+        "PKGBLD_DIR": pkg_dir,
+        "BSPPKG_DIR": pkg_dir,
+        "BLD_DIR": _rel(env, env.Dir(env.subst("$FFU_BLD_DIR"))),
+        "SRC_DIR": ".",
+        "BUILDTYPE": env.subst("$FFU_BUILD_TYPE"),
+    }
     values.update({str(k): str(v) for k, v in env.get("FFU_FEATURE_VARIABLES", {}).items()})
     return values
 
@@ -493,10 +582,21 @@ def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
     version = VERSION or env.subst("$FFU_VERSION")
     try:
         settings = features.MergeSettings(
-            cpu=cpu, out_pkg_dir=Path(_rel(env, pkg_dir)), version=version, variables=feature_variables(env),
-            top=Path(env.Dir("#").abspath), build_type=env.subst("$FFU_BUILD_TYPE"))
-        result = features.merge(fl.abspath, settings, out_fm_dir=out_dir.abspath, write=False,
-                                available=_available, partition_of=partition_of)
+            cpu=cpu,
+            out_pkg_dir=Path(_rel(env, pkg_dir)),
+            version=version,
+            variables=feature_variables(env),
+            top=Path(env.Dir("#").abspath),
+            build_type=env.subst("$FFU_BUILD_TYPE"),
+        )
+        result = features.merge(
+            fl.abspath,
+            settings,
+            out_fm_dir=out_dir.abspath,
+            write=False,
+            available=_available,
+            partition_of=partition_of,
+        )
     except FFUError as exc:
         _fail(str(exc.at(rel)))
     MERGES.append(result)
@@ -510,19 +610,32 @@ def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
     for fip in result.fips:
         target = _top_file(env, fip.cab)
         if target.abspath in PACKAGES and PACKAGES[target.abspath].origin != rel:
-            _fail(f"{rel}: feature identifier package {fip.name} is also declared by "
-                  f"{PACKAGES[target.abspath].origin}; give the FMs different IDs")
-        spec = {"kind": "fip", "name": fip.name, "partition": fip.partition, "features": list(fip.feature_ids), "cpu": cpu,
-                "version": version, "build_type": env.subst("$FFU_BUILD_TYPE"), "owner": fip.owner,
-                "owner_type": fip.owner_type, "release_type": fip.release_type,
-                "compression": env.subst("$FFU_COMPRESSION"), "epoch": _epoch(env),
-                "signer": signer.identity if signer else None}
+            _fail(
+                f"{rel}: feature identifier package {fip.name} is also declared by "
+                f"{PACKAGES[target.abspath].origin}; give the FMs different IDs"
+            )
+        spec = {
+            "kind": "fip",
+            "name": fip.name,
+            "partition": fip.partition,
+            "features": list(fip.feature_ids),
+            "cpu": cpu,
+            "version": version,
+            "build_type": env.subst("$FFU_BUILD_TYPE"),
+            "owner": fip.owner,
+            "owner_type": fip.owner_type,
+            "release_type": fip.release_type,
+            "compression": env.subst("$FFU_COMPRESSION"),
+            "epoch": _epoch(env),
+            "signer": signer.identity if signer else None,
+        }
         nodes += _GENERATED_BUILDER(env, target, [env.Value(json.dumps(spec, sort_keys=True))])
         PACKAGES[target.abspath] = PackageRecord(fip.name, fip.partition, fip.release_type, rel)
     return nodes
 
 
 # ------------------------------------------------------------------------------ images
+
 
 def _layout_source(env, cab: Path, which: str) -> bytes:
     """DeviceLayout.xml / OEMDevicePlatform.xml at SConscript time: from the project's source
@@ -534,6 +647,7 @@ def _layout_source(env, cab: Path, which: str) -> bytes:
                 return Path(src).read_bytes()
         raise FFUError(f"package {rec.name} ({rec.origin}) installs no \\Windows\\ImageUpdate\\{which}")
     from ..image import stages as image  # not before: its imports cost a no-op build tens of milliseconds
+
     files = image.read_layout_files(Path(cab))
     if which not in files:
         raise FFUError(f"package {Path(cab).name} carries no \\Windows\\ImageUpdate\\{which}")
@@ -542,12 +656,19 @@ def _layout_source(env, cab: Path, which: str) -> bytes:
 
 def _layout_action(target, source, env):
     from ..image import stages as image
+
     spec = json.loads(source[0].read())
     top = Path(env.Dir("#").abspath)
     try:
         parts = {name: [top / c for c in cabs] for name, cabs in spec["partitions"].items()}
-        image.build_layout(top / spec["layout_cab"], top / spec["platform_cab"], parts, Path(target[0].abspath),
-                           release_type=spec["release_type"], where=spec["oeminput"])
+        image.build_layout(
+            top / spec["layout_cab"],
+            top / spec["platform_cab"],
+            parts,
+            Path(target[0].abspath),
+            release_type=spec["release_type"],
+            where=spec["oeminput"],
+        )
     except FFUError as exc:
         return SCons.Errors.BuildError(errstr=str(exc), status=2, exitstatus=2)
     return 0
@@ -558,14 +679,21 @@ def _partition_action(target, source, env):
 
     from ..image import extractcache
     from ..image import stages as image
+
     spec = json.loads(source[1].read())
     top = Path(env.Dir("#").abspath)
     out = Path(target[0].abspath)
     try:  # packages extracted by earlier builds are reused: only changed CABs are extracted again
-        image.build_partition(Path(source[0].abspath), spec["partition"], [top / c for c in spec["cabs"]],
-                              out, Path(target[1].abspath), epoch=spec["epoch"],
-                              cache_dir=out.parent / extractcache.DIRNAME / spec["partition"],
-                              jobs=GetOption("num_jobs") or 1)
+        image.build_partition(
+            Path(source[0].abspath),
+            spec["partition"],
+            [top / c for c in spec["cabs"]],
+            out,
+            Path(target[1].abspath),
+            epoch=spec["epoch"],
+            cache_dir=out.parent / extractcache.DIRNAME / spec["partition"],
+            jobs=GetOption("num_jobs") or 1,
+        )
     except FFUError as exc:
         return SCons.Errors.BuildError(errstr=f"{spec['oeminput']}: {exc}", status=2, exitstatus=2)
     return 0
@@ -585,42 +713,71 @@ def _progress(label: str):
             if pct >= 100:
                 sys.stdout.write("\n")
             sys.stdout.flush()
+
     return report
 
 
 def _ffu_action(target, source, env):
     from ..image import stages as image
+
     spec = json.loads(source[1].read())
     images = {name: Path(s.abspath) for name, s in zip(spec["partitions"], source[2:], strict=True)}
     signer = _SIGNERS[spec["signer"]] if spec["signer"] else None
     raw = Path(target[1].abspath) if len(target) > 1 else None
     try:
-        result = image.build_ffu(Path(source[0].abspath), images, Path(target[0].abspath), epoch=spec["epoch"],
-                                 signer=signer, description=spec["description"], raw_out=raw,
-                                 progress=_progress(target[0].name), ffu_version=spec.get("ffu_version", 1),
-                                 device_path=spec.get("device_path") or None)
+        result = image.build_ffu(
+            Path(source[0].abspath),
+            images,
+            Path(target[0].abspath),
+            epoch=spec["epoch"],
+            signer=signer,
+            description=spec["description"],
+            raw_out=raw,
+            progress=_progress(target[0].name),
+            ffu_version=spec.get("ffu_version", 1),
+            device_path=spec.get("device_path") or None,
+        )
     except FFUError as exc:
         return SCons.Errors.BuildError(errstr=f"{spec['oeminput']}: {exc}", status=2, exitstatus=2)
     size = result.size
-    print(f"{target[0].path}: {size:,} bytes ({size / (1 << 20):.1f} MiB), {result.data_blocks} blocks stored"
-          + (f"; raw disk {target[1].path}" if raw else ""))
+    print(
+        f"{target[0].path}: {size:,} bytes ({size / (1 << 20):.1f} MiB), {result.data_blocks} blocks stored"
+        + (f"; raw disk {target[1].path}" if raw else "")
+    )
     return 0
 
 
 def _resolution_action(target, source, env):
     from ..util.atomic import write_bytes
+
     write_bytes(target[0].abspath, source[0].read().encode() + b"\n")
     return 0
 
 
-_LAYOUT_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
-    _layout_action, "image.stages", strfunction=lambda target, source, env: f"Layout {target[0].path}"))
-_PARTITION_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
-    _partition_action, "image.stages", strfunction=lambda target, source, env: f"Partition {target[0].path}"))
-_FFU_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
-    _ffu_action, "image.stages", strfunction=lambda target, source, env: f"FFU {target[0].path}"))
-_RESOLUTION_BUILDER = SCons.Builder.Builder(action=_SignedFunctionAction(
-    _resolution_action, "features.merge", strfunction=lambda target, source, env: f"Resolve {target[0].path}"))
+_LAYOUT_BUILDER = SCons.Builder.Builder(
+    action=_SignedFunctionAction(
+        _layout_action, "image.stages", strfunction=lambda target, source, env: f"Layout {target[0].path}"
+    )
+)
+_PARTITION_BUILDER = SCons.Builder.Builder(
+    action=_SignedFunctionAction(
+        _partition_action,
+        "image.stages",
+        strfunction=lambda target, source, env: f"Partition {target[0].path}",
+    )
+)
+_FFU_BUILDER = SCons.Builder.Builder(
+    action=_SignedFunctionAction(
+        _ffu_action, "image.stages", strfunction=lambda target, source, env: f"FFU {target[0].path}"
+    )
+)
+_RESOLUTION_BUILDER = SCons.Builder.Builder(
+    action=_SignedFunctionAction(
+        _resolution_action,
+        "features.merge",
+        strfunction=lambda target, source, env: f"Resolve {target[0].path}",
+    )
+)
 
 
 def _relative_paths(data, top: str):
@@ -630,7 +787,7 @@ def _relative_paths(data, top: str):
     if isinstance(data, list):
         return [_relative_paths(v, top) for v in data]
     if isinstance(data, str) and data.startswith(top + os.sep):
-        return data[len(top) + 1:]
+        return data[len(top) + 1 :]
     return data
 
 
@@ -653,15 +810,29 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
         fms.update(m.by_path())
     try:
         from ..features.oeminput import load as load_oeminput
+
         oi_model = load_oeminput(oi.abspath, rel)
-        res = features.resolve(oi_model, cpu=cpu, variables=feature_variables(env), ms_root=MSPACKAGE, top=top,
-                               fms=fms, available=_available, partition_of=partition_of)
+        res = features.resolve(
+            oi_model,
+            cpu=cpu,
+            variables=feature_variables(env),
+            ms_root=MSPACKAGE,
+            top=top,
+            fms=fms,
+            available=_available,
+            partition_of=partition_of,
+        )
         if res.device_layout is None or res.device_platform is None:
-            raise FFUError("the image has no device layout / device platform package (check SOC and Device "
-                           "against the FMs' DeviceLayoutPackages / OEMDevicePlatformPackages)", rel)
+            raise FFUError(
+                "the image has no device layout / device platform package (check SOC and Device "
+                "against the FMs' DeviceLayoutPackages / OEMDevicePlatformPackages)",
+                rel,
+            )
         release_type = oi_model.release_type.value
-        dl = layout.load_device_layout(_layout_source(env, res.device_layout.path, "devicelayout.xml"),
-                                       f"{res.device_layout.name}:DeviceLayout.xml")
+        dl = layout.load_device_layout(
+            _layout_source(env, res.device_layout.path, "devicelayout.xml"),
+            f"{res.device_layout.name}:DeviceLayout.xml",
+        )
         layout.check_partitions(dl, [(name, rel, None) for name in res.partitions])
     except FFUError as exc:
         _fail(str(exc.at(rel)))
@@ -675,49 +846,81 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=False, MSPA
         owner = feature_variables(env)["OEM_NAME"]
         name = f"{owner}.{product}.Registry.Version"
         pp = outdir.File(f"packages/{name}.cab")
-        pspec = {"kind": "version", "name": name, "owner": owner, "product": product, "config": config, "oeminput": rel, "cpu": cpu,
-                 "version": env.subst("$FFU_VERSION"), "build_type": env.subst("$FFU_BUILD_TYPE"), "epoch": epoch,
-                 "compression": env.subst("$FFU_COMPRESSION"), "signer": signer.identity if signer else None}
+        pspec = {
+            "kind": "version",
+            "name": name,
+            "owner": owner,
+            "product": product,
+            "config": config,
+            "oeminput": rel,
+            "cpu": cpu,
+            "version": env.subst("$FFU_VERSION"),
+            "build_type": env.subst("$FFU_BUILD_TYPE"),
+            "epoch": epoch,
+            "compression": env.subst("$FFU_COMPRESSION"),
+            "signer": signer.identity if signer else None,
+        }
         _GENERATED_BUILDER(env, pp, [env.Value(json.dumps(pspec, sort_keys=True))])
         PACKAGES[pp.abspath] = PackageRecord(name, "MainOS", "Production", rel)
         partitions["MainOS"] = sorted(partitions["MainOS"] + [_rel(env, pp)])
     layout_cab = os.path.relpath(str(top / res.device_layout.path), top)
     platform_cab = os.path.relpath(str(top / res.device_platform.path), top)
     all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
-    report = env.Value(json.dumps(_relative_paths(res.to_json(), str(top)), sort_keys=True, indent=1, default=str))
+    report = env.Value(
+        json.dumps(_relative_paths(res.to_json(), str(top)), sort_keys=True, indent=1, default=str)
+    )
     resolution_node = _RESOLUTION_BUILDER(env, outdir.File("packages.json"), [report])
     # The OEMInput names merged FMs; the image is resolved from them (in memory), so they belong
     # to its graph: an FM edit re-merges that FM even when only the image is asked for.
-    env.Depends(resolution_node, [_MERGED_NODES[str(Path(p).resolve())] for p in fms
-                                  if str(Path(p).resolve()) in _MERGED_NODES])
-    spec = {"oeminput": rel, "release_type": release_type, "partitions": partitions, "layout_cab": layout_cab,
-            "platform_cab": platform_cab}
-    layout_json = _LAYOUT_BUILDER(env, outdir.File("layout.json"),
-                                  [env.Value(json.dumps(spec, sort_keys=True))] + [env.File("#" + c) for c in all_cabs])
+    env.Depends(
+        resolution_node,
+        [_MERGED_NODES[str(Path(p).resolve())] for p in fms if str(Path(p).resolve()) in _MERGED_NODES],
+    )
+    spec = {
+        "oeminput": rel,
+        "release_type": release_type,
+        "partitions": partitions,
+        "layout_cab": layout_cab,
+        "platform_cab": platform_cab,
+    }
+    layout_json = _LAYOUT_BUILDER(
+        env,
+        outdir.File("layout.json"),
+        [env.Value(json.dumps(spec, sort_keys=True))] + [env.File("#" + c) for c in all_cabs],
+    )
     images = []
     for name, cabs in partitions.items():
         pspec = {"oeminput": rel, "partition": name, "cabs": cabs, "epoch": epoch}
-        nodes = _PARTITION_BUILDER(env, [outdir.File(f"partitions/{name}.img"), outdir.File(f"partitions/{name}.json")],
-                                   layout_json + [env.Value(json.dumps(pspec, sort_keys=True))]
-                                   + [env.File("#" + c) for c in cabs])
+        nodes = _PARTITION_BUILDER(
+            env,
+            [outdir.File(f"partitions/{name}.img"), outdir.File(f"partitions/{name}.json")],
+            layout_json + [env.Value(json.dumps(pspec, sort_keys=True))] + [env.File("#" + c) for c in cabs],
+        )
         images.append(nodes[0])
         env.Clean(nodes, outdir.Dir(f"partitions/{extractcache.DIRNAME}/{name}"))
-    fspec = {"oeminput": rel, "partitions": list(partitions), "epoch": epoch,
-             "signer": signer.identity if signer else None,
-             "description": f"{product} {config} ({cpu}) built by ffuforge",
-             "ffu_version": int(env.subst("$FFU_FORMAT_VERSION") or 1),
-             "device_path": env.subst("$FFU_DEVICE_PATH")}
+    fspec = {
+        "oeminput": rel,
+        "partitions": list(partitions),
+        "epoch": epoch,
+        "signer": signer.identity if signer else None,
+        "description": f"{product} {config} ({cpu}) built by ffuforge",
+        "ffu_version": int(env.subst("$FFU_FORMAT_VERSION") or 1),
+        "device_path": env.subst("$FFU_DEVICE_PATH"),
+    }
     targets = [outdir.File("Flash.ffu")] + ([outdir.File("Flash.img")] if RAW else [])
-    ffu_nodes = _FFU_BUILDER(env, targets, layout_json + [env.Value(json.dumps(fspec, sort_keys=True))] + images)
-    env.NoCache(ffu_nodes)   # large and cheap to re-assemble from cached partitions
+    ffu_nodes = _FFU_BUILDER(
+        env, targets, layout_json + [env.Value(json.dumps(fspec, sort_keys=True))] + images
+    )
+    env.NoCache(ffu_nodes)  # large and cheap to re-assemble from cached partitions
     for n in images + ffu_nodes:
-        n.attributes.ffuforge_blocks = True   # content signature without reading holes: _get_csig
+        n.attributes.ffuforge_blocks = True  # content signature without reading holes: _get_csig
     env.Requires(ffu_nodes, resolution_node)  # the package report comes with every image
     env.Alias(f"image-{product}-{config}".lower(), ffu_nodes)
     return ffu_nodes
 
 
 # ------------------------------------------------------------------------------ cache
+
 
 def _get_csig(node) -> str:
     """Partition images and FFUs are signed block by block, holes unread (ffuforge.contentsig),
@@ -741,8 +944,10 @@ def _get_csig(node) -> str:
             st = os.stat(path)
         except OSError:
             return _FILE_GET_CSIG(node)
-        csig = _unchanged(st, _PRESIGNED.get(path)) or content_signature(
-            path, cab_file=not getattr(node.attributes, "ffuforge_blocks", False))[2]
+        csig = (
+            _unchanged(st, _PRESIGNED.get(path))
+            or content_signature(path, cab_file=not getattr(node.attributes, "ffuforge_blocks", False))[2]
+        )
     ninfo.csig = csig
     return csig
 
@@ -780,7 +985,8 @@ def _unchanged(st: os.stat_result, known: tuple[int, int, str] | None) -> str | 
 
 def _block_signed(node) -> bool:
     return getattr(node.attributes, "ffuforge_blocks", False) or (
-        node.has_builder() and node.get_builder() is _PACKAGE_BUILDER)
+        node.has_builder() and node.get_builder() is _PACKAGE_BUILDER
+    )
 
 
 def content_signature(path: str, *, cab_file: bool = False, known: str | None = None) -> tuple[int, int, str]:
@@ -791,15 +997,17 @@ def content_signature(path: str, *, cab_file: bool = False, known: str | None = 
     st = os.stat(path)
     if cab_file and known is None:
         from ..formats.cab import content_signature as cab_signature
+
         known = cab_signature(path)
     if known is None:
         from .contentsig import file_signature
+
         known = file_signature(path)
     return st.st_size, st.st_mtime_ns, known
 
 
 _PRESIGNED: dict[str, tuple[int, int, str]] = {}  # target path -> content_signature() from its action
-_SOURCE_SIGS: pkgbuild.SourceDigests = {}         # payload path -> SHA-256 from the package build
+_SOURCE_SIGS: pkgbuild.SourceDigests = {}  # payload path -> SHA-256 from the package build
 
 _FILE_GET_CSIG = getattr(SCons.Node.FS.File.get_csig, "ffuforge_original", SCons.Node.FS.File.get_csig)
 _get_csig.ffuforge_original = _FILE_GET_CSIG
@@ -812,12 +1020,14 @@ class SparseCacheDir(SCons.CacheDir.CacheDir):
     @classmethod
     def copy_from_cache(cls, env, src, dst) -> str:
         from ..util.atomic import sparse_copy
+
         sparse_copy(src, dst)
         return dst
 
     @classmethod
     def copy_to_cache(cls, env, src, dst) -> str:
         from ..util.atomic import sparse_copy
+
         sparse_copy(src, dst)
         os.chmod(dst, os.stat(dst).st_mode | 0o200)
         return dst
@@ -828,14 +1038,16 @@ def _ignore_ctrl_c_at_exit() -> None:
     worker pool's threads and running atexit handlers — printed a KeyboardInterrupt traceback or
     killed scons silently by SIGINT. Once the build is over there is nothing left to interrupt."""
     import signal
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _hook_exit() -> None:
     import threading
-    register = getattr(threading, "_register_atexit", None)   # run first when the interpreter exits:
-    if register is not None and not _EXIT_HOOKED:              # concurrent.futures' hooks, registered
-        _EXIT_HOOKED.append(True)                              # at import, run after (in reverse order)
+
+    register = getattr(threading, "_register_atexit", None)  # run first when the interpreter exits:
+    if register is not None and not _EXIT_HOOKED:  # concurrent.futures' hooks, registered
+        _EXIT_HOOKED.append(True)  # at import, run after (in reverse order)
         register(_ignore_ctrl_c_at_exit)
 
 
@@ -847,6 +1059,7 @@ def generate(env):
     # thread; SHA-256 runs 2.3× faster than its default MD5 on CPUs with SHA extensions. A
     # --hash-format given on the command line still wins.
     from SCons.Script import SetOption
+
     SetOption("hash_format", "sha256")
     _hook_exit()
     env["CACHEDIR_CLASS"] = SparseCacheDir
@@ -870,8 +1083,8 @@ def generate(env):
         FFU_BLD_DIR="#build/${FFU_CPU}",
         FFU_MERGED_FM_DIR="#build/${FFU_CPU}/MergedFMs",
         FFU_FEATURE_VARIABLES={},
-        FFU_FORMAT_VERSION=1,           # 2: multi-store FFU (one store: this disk)
-        FFU_DEVICE_PATH="",             # v2 store device path (default: eMMC user area)
+        FFU_FORMAT_VERSION=1,  # 2: multi-store FFU (one store: this disk)
+        FFU_DEVICE_PATH="",  # v2 store device path (default: eMMC user area)
     )
     env.AddMethod(Package, "Package")
     env.AddMethod(FeatureMerge, "FeatureMerge")
@@ -887,14 +1100,24 @@ def exists(env):
 
 # ------------------------------------------------------------------- stand-in payloads
 
+
 def _standin_pe_action(target, source, env):
     from ..formats import pe
+
     spec = json.loads(source[0].read())
     try:
         from ..util.atomic import write_bytes
-        write_bytes(target[0].abspath, pe.make_minimal_pe(None, machine=spec["machine"], kind=spec["kind"],
-                                                           payload=spec["payload"].encode(),
-                                                           timestamp=spec["timestamp"]))
+
+        write_bytes(
+            target[0].abspath,
+            pe.make_minimal_pe(
+                None,
+                machine=spec["machine"],
+                kind=spec["kind"],
+                payload=spec["payload"].encode(),
+                timestamp=spec["timestamp"],
+            ),
+        )
     except FFUError as exc:
         return SCons.Errors.BuildError(errstr=f"{target[0].path}: {exc}", status=2, exitstatus=2)
     return 0
@@ -904,6 +1127,7 @@ def _standin_blob_action(target, source, env):
     import hashlib
 
     from ..util.atomic import write_bytes
+
     spec = json.loads(source[0].read())
     seed, size = spec["seed"].encode(), spec["size"]
     out = bytearray()
@@ -915,17 +1139,29 @@ def _standin_blob_action(target, source, env):
     return 0
 
 
-_STANDIN_PE = SCons.Builder.Builder(action=_SignedFunctionAction(
-    _standin_pe_action, "formats.pe", strfunction=lambda target, source, env: f"StandInPE {target[0].path}"))
-_STANDIN_BLOB = SCons.Builder.Builder(action=_SignedFunctionAction(
-    _standin_blob_action, "util.atomic", strfunction=lambda target, source, env: f"StandInBinary {target[0].path}"))
+_STANDIN_PE = SCons.Builder.Builder(
+    action=_SignedFunctionAction(
+        _standin_pe_action,
+        "formats.pe",
+        strfunction=lambda target, source, env: f"StandInPE {target[0].path}",
+    )
+)
+_STANDIN_BLOB = SCons.Builder.Builder(
+    action=_SignedFunctionAction(
+        _standin_blob_action,
+        "util.atomic",
+        strfunction=lambda target, source, env: f"StandInBinary {target[0].path}",
+    )
+)
 
 
 def StandInPE(env, target, machine=None, kind="sys", payload=""):
     """A small valid PE image standing in for a real driver or program (samples, tests, bench)."""
     machine = machine or env.subst("$FFU_CPU")
-    spec = json.dumps({"machine": machine, "kind": kind, "payload": payload or str(target),
-                       "timestamp": _epoch(env)}, sort_keys=True)
+    spec = json.dumps(
+        {"machine": machine, "kind": kind, "payload": payload or str(target), "timestamp": _epoch(env)},
+        sort_keys=True,
+    )
     return _STANDIN_PE(env, target, env.Value(spec))
 
 

@@ -65,12 +65,12 @@ def _block_order(fd: int, size: int) -> list[int]:
     the file system reports as holes (zeros, never read). A partial last block is always read."""
     order: list[int] = []
     nblocks = -(-size // BLOCK)
-    last_full = size // BLOCK               # blocks before this index are whole
-    done = 0                                # blocks already placed in order
+    last_full = size // BLOCK  # blocks before this index are whole
+    done = 0  # blocks already placed in order
     for start, end in data_extents(fd, size):
         first, stop = start // BLOCK, -(-end // BLOCK)
         first = max(first, done)
-        if first > done:                    # a run of blocks without data: zeros
+        if first > done:  # a run of blocks without data: zeros
             order.append(done - first)
         order.extend(range(first, stop))
         done = max(done, stop)
@@ -78,5 +78,5 @@ def _block_order(fd: int, size: int) -> list[int]:
         if min(nblocks, last_full) > done:
             order.append(done - min(nblocks, last_full))
         if last_full < nblocks and done <= last_full:
-            order.append(last_full)         # a partial last block is hashed as it is, never assumed
+            order.append(last_full)  # a partial last block is hashed as it is, never assumed
     return order

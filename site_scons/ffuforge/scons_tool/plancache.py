@@ -29,37 +29,52 @@ from ..util import paths, toolsig
 
 DEFAULT_FILE = "#build/.ffuforge/plans"
 FORMAT = 1
-RACY_NS = 2_000_000_000      # FAT keeps 2 s timestamps
-KEEP_GENERATIONS = 32        # an entry unused in this many saves is dropped
-_SPEC_UNUSED = ("compression", "epoch")   # build options that do not reach planning
+RACY_NS = 2_000_000_000  # FAT keeps 2 s timestamps
+KEEP_GENERATIONS = 32  # an entry unused in this many saves is dropped
+_SPEC_UNUSED = ("compression", "epoch")  # build options that do not reach planning
 
 
 class Planned(NamedTuple):
     """What the graph declares for one package of a project (see scons_tool.Package)."""
+
     cab_name: str
     name: str
     partition: str
     release_type: str
-    content: dict                                  # variant.describe()
-    layout_files: tuple[tuple[str, str], ...]      # (devicelayout.xml|oemdeviceplatform.xml, source)
+    content: dict  # variant.describe()
+    layout_files: tuple[tuple[str, str], ...]  # (devicelayout.xml|oemdeviceplatform.xml, source)
 
 
 def summarize(variants: list[variant.Variant], top: Path) -> list[Planned]:
     out = []
     for v in variants:
-        layout_files = tuple(sorted(
-            (pl.name.lower(), str(pl.source)) for pl in v.payload
-            if pl.name.lower() in ("devicelayout.xml", "oemdeviceplatform.xml")
-            and pl.dest_rel.lower().endswith("imageupdate")))
-        out.append(Planned(v.cab_name, v.name, v.partition, v.project.release_type, variant.describe(v, top),
-                           layout_files))
+        layout_files = tuple(
+            sorted(
+                (pl.name.lower(), str(pl.source))
+                for pl in v.payload
+                if pl.name.lower() in ("devicelayout.xml", "oemdeviceplatform.xml")
+                and pl.dest_rel.lower().endswith("imageupdate")
+            )
+        )
+        out.append(
+            Planned(
+                v.cab_name,
+                v.name,
+                v.partition,
+                v.project.release_type,
+                variant.describe(v, top),
+                layout_files,
+            )
+        )
     return out
 
 
 class PlanCache:
     def __init__(self, file: str, top: str):
         self.file, self.top = file, top
-        self.code = f"{toolsig.fingerprint('scons_tool.plancache')} {sys.implementation.cache_tag} {marshal.version}"
+        self.code = (
+            f"{toolsig.fingerprint('scons_tool.plancache')} {sys.implementation.cache_tag} {marshal.version}"
+        )
         self.generation, self.entries = self._load()
         self.dirty = False
         self.reused = self.planned = 0
@@ -83,8 +98,11 @@ class PlanCache:
 
     def plans(self, project_rel: str, spec: dict, plan: Callable[[], list[variant.Variant]]) -> list[Planned]:
         """The stored plan of `project_rel` for `spec` if still valid, else `plan()`'s, stored."""
-        key = project_rel + "\n" + json.dumps({k: v for k, v in spec.items() if k not in _SPEC_UNUSED},
-                                              sort_keys=True)
+        key = (
+            project_rel
+            + "\n"
+            + json.dumps({k: v for k, v in spec.items() if k not in _SPEC_UNUSED}, sort_keys=True)
+        )
         entry = self.entries.get(key)
         if entry is not None:
             try:
@@ -101,8 +119,12 @@ class PlanCache:
             result = summarize(plan(), Path(self.top))
         racy = any(isinstance(s, tuple) and s[2] > started - RACY_NS for s in seen.paths.values())
         if seen.consistent and not racy:
-            self.entries[key] = (self.generation, tuple(seen.paths.items()), tuple(seen.resolutions.items()),
-                                 tuple(tuple(p) for p in result))
+            self.entries[key] = (
+                self.generation,
+                tuple(seen.paths.items()),
+                tuple(seen.resolutions.items()),
+                tuple(tuple(p) for p in result),
+            )
             self.dirty = True
         elif self.entries.pop(key, None) is not None:
             self.dirty = True
@@ -128,6 +150,7 @@ class PlanCache:
         oldest = self.generation - KEEP_GENERATIONS
         try:
             from ..util.atomic import write_bytes
+
             entries = {k: e for k, e in self.entries.items() if _generation(e) > oldest}
             write_bytes(self.file, marshal.dumps((FORMAT, self.top, self.code, self.generation, entries)))
             self.dirty = False
@@ -145,8 +168,9 @@ def _generation(entry) -> int:
 _CACHES: dict[str, PlanCache] = {}
 
 
-def plans(file: str, top: str, project_rel: str, spec: dict,
-          plan: Callable[[], list[variant.Variant]]) -> list[Planned]:
+def plans(
+    file: str, top: str, project_rel: str, spec: dict, plan: Callable[[], list[variant.Variant]]
+) -> list[Planned]:
     """Plans of one project through the cache in `file` (absolute; '' = no cache)."""
     if not file:
         return summarize(plan(), Path(top))

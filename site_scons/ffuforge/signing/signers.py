@@ -90,7 +90,9 @@ _OBSOLETE_FILE_LINK = _der(0xA2, _der(0x80, _OBSOLETE))
 # SpcAttributeTypeAndOptionalValue of a CAB: { SPC_CAB_DATA, SpcLink } (signing.md §6).
 _CAB_DATA = _der(0x30, _oid(catalog.OID_SPC_CAB_DATA) + _OBSOLETE_FILE_LINK)
 # ... of a PE: { SPC_PE_IMAGE_DATA, SpcPeImageData { flags {includeResources}, [0] SpcLink } }.
-_PE_DATA = _der(0x30, _oid(OID_SPC_PE_IMAGE_DATA) + _der(0x30, b"\x03\x02\x07\x80" + _der(0xA0, _OBSOLETE_FILE_LINK)))
+_PE_DATA = _der(
+    0x30, _oid(OID_SPC_PE_IMAGE_DATA) + _der(0x30, b"\x03\x02\x07\x80" + _der(0xA0, _OBSOLETE_FILE_LINK))
+)
 
 
 def _tlv_value(tlv: bytes) -> bytes:
@@ -113,9 +115,13 @@ def _time_der(when: datetime) -> bytes:
 
 
 _ATTR_CONTENT_TYPE, _ATTR_SIGNING_TIME, _ATTR_MESSAGE_DIGEST = (
-    _oid(OID_CONTENT_TYPE), _oid(OID_SIGNING_TIME), _oid(OID_MESSAGE_DIGEST))
-_ATTR_STATEMENT_TYPE = _der(0x30, _oid(OID_SPC_STATEMENT_TYPE) + _der(0x31, _der(0x30, _oid(
-    OID_SPC_INDIVIDUAL_SP_KEY_PURPOSE))))
+    _oid(OID_CONTENT_TYPE),
+    _oid(OID_SIGNING_TIME),
+    _oid(OID_MESSAGE_DIGEST),
+)
+_ATTR_STATEMENT_TYPE = _der(
+    0x30, _oid(OID_SPC_STATEMENT_TYPE) + _der(0x31, _der(0x30, _oid(OID_SPC_INDIVIDUAL_SP_KEY_PURPOSE)))
+)
 
 
 def _signed_attributes(content_type: str, digest: bytes, when: datetime) -> bytes:
@@ -315,8 +321,10 @@ class KeySigner(Signer):
             span = f"valid {start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC"
             if not start <= now <= end:
                 state = "has expired" if now > end else "is not yet valid"
-                raise FFUError(f"certificate '{_cn(c)}' {state} ({span}, now {now:%Y-%m-%d %H:%M:%S} UTC)",
-                               file=self.origin)
+                raise FFUError(
+                    f"certificate '{_cn(c)}' {state} ({span}, now {now:%Y-%m-%d %H:%M:%S} UTC)",
+                    file=self.origin,
+                )
             raise FFUError(
                 f"certificate '{_cn(c)}' is not valid at the signing time {when:%Y-%m-%d %H:%M:%S} UTC "
                 f"(SOURCE_DATE_EPOCH={epoch}; {span}); choose a signing time inside that period",
@@ -328,7 +336,9 @@ class KeySigner(Signer):
     def _signer_info(self, content_type: str, content_value: bytes, when: datetime) -> bytes:
         attrs = _signed_attributes(content_type, hashlib.sha256(content_value).digest(), when)
         signature = self._key.sign(_der(0x31, attrs), padding.PKCS1v15(), hashes.SHA256())
-        return _der(0x30, _INT1 + self._sid + _SHA256_ALG + _der(0xA0, attrs) + _RSA_ALG + _der(0x04, signature))
+        return _der(
+            0x30, _INT1 + self._sid + _SHA256_ALG + _der(0xA0, attrs) + _RSA_ALG + _der(0x04, signature)
+        )
 
     def _authenticode(self, indirect: bytes, epoch: int) -> bytes:
         """PKCS#7 SignedData (ContentInfo) over an SpcIndirectDataContent."""
@@ -380,7 +390,9 @@ class KeySigner(Signer):
             return data
         image = bytearray(data) + bytes(-len(data) % 8)  # the certificate table is 8-aligned
         blob = self._authenticode(_indirect_data(_PE_DATA, pe.authenticode_digest(data)), epoch)
-        entry = bytearray(struct.pack("<IHH", 0, WIN_CERT_REVISION_2_0, WIN_CERT_TYPE_PKCS_SIGNED_DATA) + blob)
+        entry = bytearray(
+            struct.pack("<IHH", 0, WIN_CERT_REVISION_2_0, WIN_CERT_TYPE_PKCS_SIGNED_DATA) + blob
+        )
         entry += bytes(-len(entry) % 8)
         struct.pack_into("<I", entry, 0, len(entry))  # dwLength includes the padding, as osslsigncode
         struct.pack_into("<II", image, layout.certdir_offset, len(image), len(entry))
@@ -413,7 +425,9 @@ def _load_private_key(data: bytes, password: str | None, where: str):
         raise FFUError("the private key is not encrypted; do not give a password", file=where) from None
     except ValueError:
         if pw is not None:
-            raise FFUError("cannot decrypt the private key: wrong password or not a key file", file=where) from None
+            raise FFUError(
+                "cannot decrypt the private key: wrong password or not a key file", file=where
+            ) from None
         raise FFUError("not a PEM or DER private key (or an unsupported key format)", file=where) from None
     except UnsupportedAlgorithm:
         raise FFUError("unsupported private key type", file=where) from None
@@ -428,7 +442,9 @@ def _load_pfx(data: bytes, password: str | None, where: str):
             continue
     if password:
         raise FFUError("cannot open the PFX: wrong password or not a PKCS#12 file", file=where) from None
-    raise FFUError("cannot open the PFX: it needs a password (or is not a PKCS#12 file)", file=where) from None
+    raise FFUError(
+        "cannot open the PFX: it needs a password (or is not a PKCS#12 file)", file=where
+    ) from None
 
 
 def load_key_signer(
@@ -480,8 +496,9 @@ def load_key_signer(
             file=key_where,
         )
     if private_key.key_size < MIN_RSA_BITS:
-        raise FFUError(f"RSA key of {private_key.key_size} bits is too weak; use {MIN_RSA_BITS} or more",
-                       file=key_where)
+        raise FFUError(
+            f"RSA key of {private_key.key_size} bits is too weak; use {MIN_RSA_BITS} or more", file=key_where
+        )
     if private_key.public_key().public_numbers() != _rsa_numbers(leaf):
         raise FFUError(f"the private key does not match the certificate '{_cn(leaf)}'", file=key_where)
     _check_leaf_usage(leaf, where)
@@ -509,7 +526,8 @@ def _check_leaf_usage(leaf: x509.Certificate, where: str) -> None:
         eku = None
     if eku is None or ExtendedKeyUsageOID.CODE_SIGNING not in eku:
         raise FFUError(
-            f"certificate '{_cn(leaf)}' lacks the Code Signing extended key usage (1.3.6.1.5.5.7.3.3)", file=where
+            f"certificate '{_cn(leaf)}' lacks the Code Signing extended key usage (1.3.6.1.5.5.7.3.3)",
+            file=where,
         )
     try:
         usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -565,13 +583,18 @@ class CommandSigner(Signer):
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise FFUError(f"signing command '{name}' timed out after {self.timeout:g} s", file=label) from None
+            raise FFUError(
+                f"signing command '{name}' timed out after {self.timeout:g} s", file=label
+            ) from None
         except OSError as e:
             raise FFUError(f"cannot run signing command '{name}': {e.strerror or e}", file=label) from None
         if r.returncode != 0:
-            status = f"killed by signal {-r.returncode}" if r.returncode < 0 else f"exit status {r.returncode}"
-            raise FFUError(f"signing command '{name}' failed ({status}): {_last_line(r.stderr, r.stdout)}",
-                           file=label)
+            status = (
+                f"killed by signal {-r.returncode}" if r.returncode < 0 else f"exit status {r.returncode}"
+            )
+            raise FFUError(
+                f"signing command '{name}' failed ({status}): {_last_line(r.stderr, r.stdout)}", file=label
+            )
 
     def _fail(self, what: str, label: str) -> FFUError:
         return FFUError(f"signing command '{self._argv[0]}' {what}", file=label)

@@ -160,4 +160,3 @@ def root_certificate(directory: str | os.PathLike) -> x509.Certificate:
         return x509.load_pem_x509_certificate(data)
     except ValueError:
         raise FFUError("not a PEM certificate", file=str(path)) from None
-

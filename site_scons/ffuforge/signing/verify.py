@@ -73,7 +73,10 @@ class VerifyReport:
 
 
 class _Encapsulated(asn1.Sequence):
-    _fields = [("content_type", asn1.ObjectIdentifier), ("content", asn1.Any, {"explicit": 0, "optional": True})]
+    _fields = [
+        ("content_type", asn1.ObjectIdentifier),
+        ("content", asn1.Any, {"explicit": 0, "optional": True}),
+    ]
 
 
 class _SignedData(asn1.Sequence):
@@ -195,7 +198,9 @@ def _chain_problems(
             break
         issuer = next((c for c in candidates if _issued_by(cur, c)), None)
         if issuer is None:
-            problems.append(f"certificate '{_cn(cur)}' is not signed by the included issuer '{_cn(candidates[0])}'")
+            problems.append(
+                f"certificate '{_cn(cur)}' is not signed by the included issuer '{_cn(candidates[0])}'"
+            )
             break
         try:
             ca = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -237,7 +242,11 @@ def _signer_problems(
 ) -> list[str]:
     """Check every SignerInfo: attributes, messageDigest over `content_value`, signature, chain."""
     certs_field = signed_data["certificates"]
-    pool_asn1 = [] if isinstance(certs_field, asn1.Void) else [c.chosen for c in certs_field if c.name == "certificate"]
+    pool_asn1 = (
+        []
+        if isinstance(certs_field, asn1.Void)
+        else [c.chosen for c in certs_field if c.name == "certificate"]
+    )
     pool: list[x509.Certificate] = []
     for c in pool_asn1:
         try:
@@ -262,7 +271,9 @@ def _signer_problems(
             problems.append(f"contentType attribute is not {content_type}")
         md = attrs.get(OID_MESSAGE_DIGEST, [])
         if len(md) != 1 or asn1.OctetString.load(md[0]).native != hashlib.new(algo, content_value).digest():
-            problems.append("messageDigest does not match the signed content (content modified after signing)")
+            problems.append(
+                "messageDigest does not match the signed content (content modified after signing)"
+            )
         st = attrs.get(OID_SIGNING_TIME, [])
         when = _signing_time(st[0]) if st else datetime.now(UTC)
         sid = si["sid"]
@@ -315,7 +326,9 @@ def _authenticode_problems(
             problems.append(f"unsupported file digest algorithm {algo}")
         elif expected_digest(algo) != signed_digest:
             problems.append("signed digest does not match the file (modified after signing)")
-        return problems + _signer_problems(sd, OID_SPC_INDIRECT_DATA, _tlv_value(indirect_tlv), roots, signers)
+        return problems + _signer_problems(
+            sd, OID_SPC_INDIRECT_DATA, _tlv_value(indirect_tlv), roots, signers
+        )
     except _PARSE_ERRORS as e:
         return [f"malformed signature: {e}"]
 
@@ -343,7 +356,9 @@ def cab_signature(path: str | os.PathLike) -> bytes | None:
             if length == 0:
                 return None
             if offset != cb_cabinet or offset + length > size:
-                raise FFUError(f"signature area [{offset}, {offset + length}) is not at the end of the cabinet", path)
+                raise FFUError(
+                    f"signature area [{offset}, {offset + length}) is not at the end of the cabinet", path
+                )
             f.seek(offset)
             return f.read(length)
     except OSError as e:
@@ -377,7 +392,9 @@ def pe_signature(path: str | os.PathLike) -> bytes | None:
 # ----------------------------------------------------------------------------- per-kind checks
 
 
-def cab_signature_problems(path: str | os.PathLike, trusted_roots=None, signers: list[str] | None = None) -> list[str]:
+def cab_signature_problems(
+    path: str | os.PathLike, trusted_roots=None, signers: list[str] | None = None
+) -> list[str]:
     """Problems with a CAB's own Authenticode signature (not its members), each `CAB signature: …`."""
     signers = [] if signers is None else signers
     try:
@@ -397,7 +414,9 @@ def catalog_signature_problems(
     signers = [] if signers is None else signers
     try:
         parts = catalog.signed_data_parts(der)
-        found = _signer_problems(parts.signed_data, catalog.OID_CTL, catalog.signed_content(der), trusted_roots, signers)
+        found = _signer_problems(
+            parts.signed_data, catalog.OID_CTL, catalog.signed_content(der), trusted_roots, signers
+        )
     except FFUError as e:
         found = [e.message]
     except _PARSE_ERRORS as e:
@@ -417,7 +436,9 @@ def _member_hash(reader: cab.CabReader, entry: cab.CabEntry) -> catalog.MemberHa
         return catalog.member_hashes(catalog.CatalogMember(entry.name, path=tmp))
 
 
-def verify_cab(path: str | os.PathLike, *, trusted_roots: Sequence[x509.Certificate] | None = None) -> VerifyReport:
+def verify_cab(
+    path: str | os.PathLike, *, trusted_roots: Sequence[x509.Certificate] | None = None
+) -> VerifyReport:
     """Check a package CAB: its Authenticode signature, the `update.cat` signature, and that
     every member other than the catalog is listed in the catalog with its current hash."""
     report = VerifyReport(str(path))
@@ -459,7 +480,9 @@ def verify_cab(path: str | os.PathLike, *, trusted_roots: Sequence[x509.Certific
     return report
 
 
-def verify_pe(path: str | os.PathLike, *, trusted_roots: Sequence[x509.Certificate] | None = None) -> VerifyReport:
+def verify_pe(
+    path: str | os.PathLike, *, trusted_roots: Sequence[x509.Certificate] | None = None
+) -> VerifyReport:
     """Check the embedded Authenticode signature of a PE file."""
     report = VerifyReport(str(path))
     try:
@@ -467,7 +490,9 @@ def verify_pe(path: str | os.PathLike, *, trusted_roots: Sequence[x509.Certifica
         if blob is None:
             report.problems.append("signature: not signed")
             return report
-        found = _authenticode_problems(blob, lambda algo: pe.authenticode_digest(path, algo), trusted_roots, report.signers)
+        found = _authenticode_problems(
+            blob, lambda algo: pe.authenticode_digest(path, algo), trusted_roots, report.signers
+        )
         layout = pe.pe_layout(path)
         with open(path, "rb") as f:
             image = f.read()
@@ -482,7 +507,9 @@ def verify_pe(path: str | os.PathLike, *, trusted_roots: Sequence[x509.Certifica
     return report
 
 
-def verify_catalog(path: str | os.PathLike, *, trusted_roots: Sequence[x509.Certificate] | None = None) -> VerifyReport:
+def verify_catalog(
+    path: str | os.PathLike, *, trusted_roots: Sequence[x509.Certificate] | None = None
+) -> VerifyReport:
     """Check the signature of a standalone catalog file."""
     report = VerifyReport(str(path))
     try:

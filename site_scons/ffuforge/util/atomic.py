@@ -16,7 +16,7 @@ def _umask() -> int:
     return mask
 
 
-_CREATE_MODE = 0o666 & ~_umask()   # what open() would give: mkstemp's 0600 kept FFUs from the lab
+_CREATE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's 0600 kept FFUs from the lab
 
 
 @contextlib.contextmanager
@@ -65,6 +65,7 @@ def sparse_copy(src: str | Path, dst: str | Path) -> None:
     """Copy a file keeping its holes (partition images are mostly holes; a plain copy would
     write gigabytes of zeros, and an FFU made from it would store them all)."""
     import shutil
+
     with open(src, "rb") as fin, open(dst, "wb") as fout:
         size = os.fstat(fin.fileno()).st_size
         pos = 0

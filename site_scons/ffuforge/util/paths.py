@@ -111,6 +111,7 @@ def open_regular(path: str | os.PathLike) -> int:
 
 # ------------------------------------------------------------------ recording
 
+
 class Observations:
     """What one thread saw of the file system: path -> kind or file_state, and what `resolve`
     answered for a normalised path (re-asked to check it still holds: a payload that appears
@@ -127,7 +128,7 @@ class Observations:
         if old is _UNSEEN or old == state:
             self.paths[path] = state
         elif isinstance(state, tuple) and not isinstance(old, tuple) and old == state[0]:
-            self.paths[path] = state            # first its existence, then its content
+            self.paths[path] = state  # first its existence, then its content
         elif not (isinstance(old, tuple) and not isinstance(state, tuple) and old[0] == state):
             self.consistent = False
 

@@ -25,7 +25,8 @@ PKG_DIR = Path(__file__).resolve().parent.parent
 # found by text: parsing whole modules cost more than half a second of every build, no-op included.
 # A match in a comment or string only adds a module (a broader fingerprint), never loses one.
 _FROM = re.compile(
-    rb"\bfrom[ \t]*(?:(\.+)|ffuforge\b\.?)([\w.]*)[ \t]*import\b[ \t]*(\([^)]*\)|(?:[^\n;\\]|\\\n)*)")
+    rb"\bfrom[ \t]*(?:(\.+)|ffuforge\b\.?)([\w.]*)[ \t]*import\b[ \t]*(\([^)]*\)|(?:[^\n;\\]|\\\n)*)"
+)
 
 
 @cache

@@ -32,8 +32,9 @@ def _pool(jobs: int) -> concurrent.futures.ProcessPoolExecutor:
     global _POOL
     with _LOCK:
         if _POOL is None:
-            _POOL = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                                           initializer=_worker_init)
+            _POOL = concurrent.futures.ProcessPoolExecutor(
+                jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+            )
         return _POOL
 
 
@@ -44,8 +45,9 @@ def _worker_init() -> None:
     (Not PR_SET_PDEATHSIG: that fires when the SCons thread that started the worker ends.)"""
     import os
     import time
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # blocked since birth: see _submit
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since birth: see _submit
     parent = os.getppid()
 
     def watch() -> None:
@@ -64,7 +66,9 @@ def _discard(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _submit(pool: concurrent.futures.ProcessPoolExecutor, fn: Callable[..., T], *args) -> concurrent.futures.Future:
+def _submit(
+    pool: concurrent.futures.ProcessPoolExecutor, fn: Callable[..., T], *args
+) -> concurrent.futures.Future:
     """pool.submit, with Ctrl-C blocked in this thread meanwhile: the workers it may start inherit
     the mask, so a Ctrl-C while they start up (importing, before _worker_init ignores it) stays
     pending instead of printing a KeyboardInterrupt traceback from each. SCons' main thread still

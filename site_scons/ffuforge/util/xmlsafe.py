@@ -61,7 +61,7 @@ def parse_file(path: str | Path, display: str | None = None) -> etree._Element:
 
 
 def localname(el: etree._Element) -> str:
-    tag = el.tag   # not etree.QName: it rejects a namespace URI containing '}' with a ValueError
+    tag = el.tag  # not etree.QName: it rejects a namespace URI containing '}' with a ValueError
     return tag.rpartition("}")[2] if tag.startswith("{") else tag
 
 
