@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ffuforge.cli import features as features_cli
 from ffuforge.errors import FFUError
 from ffuforge.features import fm
 from ffuforge.features import merge as features
@@ -728,11 +729,11 @@ def test_cli_table_and_json(ws, capsys, monkeypatch):
         "--variables",
         "BSPPKG_DIR=build/arm/packages",
     ]
-    assert features.features_main(args) == 0
+    assert features_cli.main(args) == 0
     out = capsys.readouterr().out
     assert "Partition MainOS" in out and "Contoso.Custom.Cmd" in out and "feature OEM_CUSTOM_CMD" in out
     assert "Partition EFIESP" in out and "feature MS_IOT_SSH" in out and "[FIP]" in out
-    assert features.features_main(args + ["--json"]) == 0
+    assert features_cli.main(args + ["--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["device_layout"]["name"] == "Contoso.Layout"
     mainos = {p["name"]: p for p in data["partitions"]["MainOS"]}
@@ -755,19 +756,19 @@ def test_cli_errors(ws, capsys, monkeypatch):
         "--variables",
         "BSPPKG_DIR=build/arm/packages",
     ]
-    assert features.features_main(base + ["--check-cabs"]) == 2
+    assert features_cli.main(base + ["--check-cabs"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(
         "ffuforge: error: common/OEMCommonFM.xml:3: Missing package"
     )
-    assert features.features_main(["nope.xml"]) == 2
+    assert features_cli.main(["nope.xml"]) == 2
     assert "cannot read file" in capsys.readouterr().err
-    assert features.features_main(base[:1] + ["--cpu", "mips"]) == 2
+    assert features_cli.main(base[:1] + ["--cpu", "mips"]) == 2
     assert "not one of arm" in capsys.readouterr().err
-    assert features.features_main(["--bogus"]) == 2
+    assert features_cli.main(["--bogus"]) == 2
     ws.write("bad.xml", oeminput_xml(oem=("NOPE",)))
     assert (
-        features.features_main(
+        features_cli.main(
             ["bad.xml", "--cpu", "arm", "--fmfilelist", "bsp/BoardFMFileList.xml", "--fm-dir", "common"]
         )
         == 2

@@ -33,6 +33,7 @@ from test_ptable import (
     sparse_image,
 )
 
+from ffuforge.cli import ffu as ffu_cli
 from ffuforge.errors import FFUError
 from ffuforge.formats import catalog, diskimage, ffu, ptable
 from ffuforge.formats.disklayout import DiskLayout, PlacedPartition
@@ -702,19 +703,19 @@ def test_fuzzed_headers_only_raise_ffuerror(tmp_path_factory, edits):
 def test_not_an_ffu_and_cli(tmp_path, worked, capsys):
     junk = tmp_path / "junk.ffu"
     junk.write_bytes(b"hello" * 100)
-    assert ffu.ffu_main(["info", str(junk)]) == 1
+    assert ffu_cli.main(["info", str(junk)]) == 1
     assert "not an FFU" in capsys.readouterr().err
-    assert ffu.ffu_main(["info", str(tmp_path / "missing.ffu")]) == 1
+    assert ffu_cli.main(["info", str(tmp_path / "missing.ffu")]) == 1
     path, _, _ = worked
-    assert ffu.ffu_main(["info", str(path)]) == 0
+    assert ffu_cli.main(["info", str(path)]) == 0
     out = capsys.readouterr().out
     assert "GPT  disk GUID {ae420040-13dd-41f2-ae7f-0dc35854c8d7}" in out and "Data" in out
-    assert ffu.ffu_main(["verify", str(path)]) == 0
+    assert ffu_cli.main(["verify", str(path)]) == 0
     assert "OK (11 chunks" in capsys.readouterr().out
-    assert ffu.ffu_main(["to-raw", str(path), str(tmp_path / "r.raw")]) == 0
+    assert ffu_cli.main(["to-raw", str(path), str(tmp_path / "r.raw")]) == 0
     assert (tmp_path / "r.raw").stat().st_size == 4 << 20
     _flip(path, 0x20000 + 3 * BS)
-    assert ffu.ffu_main(["verify", str(path)]) == 1
+    assert ffu_cli.main(["verify", str(path)]) == 1
     assert "chunk 3 " in capsys.readouterr().err
 
 

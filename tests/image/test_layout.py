@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 
+from ffuforge.cli import layout as layout_cli
 from ffuforge.errors import FFUError
 from ffuforge.image.layout import (
     GPT_DISK_GUID,
@@ -12,7 +13,6 @@ from ffuforge.image.layout import (
     check_partitions,
     compute_layout,
     format_layout,
-    layout_main,
     load_device_layout,
     load_device_platform,
     mbr_plan,
@@ -589,7 +589,7 @@ def test_check_partitions():
 def test_layout_main(tmp_path, capsys):
     (tmp_path / "DL.xml").write_bytes(layout_xml(*iot_parts(mainos_free="262144")))
     (tmp_path / "P.xml").write_bytes(platform_xml())
-    rc = layout_main(
+    rc = layout_cli.main(
         [
             str(tmp_path / "DL.xml"),
             "--platform",
@@ -607,7 +607,7 @@ def test_layout_main(tmp_path, capsys):
         r"^1\s+EFIESP\s+\{c12a7328-\S+\s+4096\s+65536\s+32\.0 MiB\s+FAT\s+-\s+bootable,flash$", out, re.M
     )
     assert "warning" in err and "262144" in err
-    rc = layout_main([str(tmp_path / "DL.xml"), "--content", "MainOS=lots"])
+    rc = layout_cli.main([str(tmp_path / "DL.xml"), "--content", "MainOS=lots"])
     assert rc == 2 and "--content 'MainOS=lots'" in capsys.readouterr().err
-    rc = layout_main([str(tmp_path / "DL.xml"), "--content", "Nope=1"])
+    rc = layout_cli.main([str(tmp_path / "DL.xml"), "--content", "Nope=1"])
     assert rc == 2 and "partition Nope" in capsys.readouterr().err

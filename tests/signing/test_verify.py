@@ -1,4 +1,4 @@
-"""verify_cab / verify_pe / verify_main: signed packages pass (and pass osslsigncode and signify
+"""verify_cab / verify_pe / ffuforge verify: signed packages pass (and pass osslsigncode and signify
 too); every kind of tampering fails and names the member or signature that broke."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ffuforge.cli.verify import verify_files
 from ffuforge.errors import FFUError
 from ffuforge.formats import cab, catalog, pe
 from ffuforge.signing import testpki, verify
@@ -356,16 +357,16 @@ def test_verify_main(package, signed_pe, pki, root, tmp_path, capsys):
     bad.write_bytes(_flip(raw, 32))
     cat = tmp_path / "update.cat"
     cat.write_bytes(read_members(package)["update.cat"])
-    assert verify.verify_main([package, signed_pe / "s.sys", cat], [pki / "root.crt"]) == 0
+    assert verify_files([package, signed_pe / "s.sys", cat], [pki / "root.crt"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [f"OK {package}", f"OK {signed_pe / 's.sys'}", f"OK {cat}"]
-    assert verify.verify_main([package, bad, tmp_path / "missing.cab"], None) == 1
+    assert verify_files([package, bad, tmp_path / "missing.cab"], None) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"OK {package}"
     assert out[1] == f"{bad}: CAB signature: signed digest does not match the file (modified after signing)"
     assert out[2].startswith(f"{tmp_path / 'missing.cab'}: cannot read")
     with pytest.raises(FFUError, match="cannot read certificate file"):
-        verify.verify_main([package], [tmp_path / "nope.crt"])
+        verify_files([package], [tmp_path / "nope.crt"])
 
 
 def test_verify_accepts_osslsigncode_output(files, pki, root, tmp_path):

@@ -18,7 +18,6 @@ file before use and problems are FFUError, never an exception from deep inside.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import concurrent.futures
 import contextlib
@@ -26,7 +25,6 @@ import hashlib
 import os
 import re
 import struct
-import sys
 import tempfile
 from array import array
 from bisect import bisect_right
@@ -53,7 +51,6 @@ __all__ = [
     "FfuVerifyResult",
     "FfuWriteResult",
     "build_manifest",
-    "ffu_main",
     "write_ffu",
 ]
 
@@ -1304,47 +1301,3 @@ class FfuReader:
                 text = f"unreadable ({e.message})"
             lines += ["    " + line for line in text.split("\n")]
         return "\n".join(lines)
-
-
-# ============================================================================ CLI
-
-
-def ffu_main(argv: Sequence[str] | None = None) -> int:
-    """`ffuforge ffu info|verify|to-raw FILE [OUT]`."""
-    ap = argparse.ArgumentParser(prog="ffuforge ffu", description="inspect, verify and unpack FFU images")
-    sub = ap.add_subparsers(dest="action", required=True)
-    p = sub.add_parser("info", help="headers, manifest, stores and the partition table")
-    p.add_argument("file")
-    p = sub.add_parser("verify", help="check every chunk hash, the catalog and its signature")
-    p.add_argument("file")
-    p.add_argument("--root", action="append", default=[], help="trusted root certificate (PEM/DER)")
-    p = sub.add_parser("to-raw", help="write the (sparse) raw disk image of a store")
-    p.add_argument("file")
-    p.add_argument("out")
-    p.add_argument("--store", type=int, default=1, help="store number (1-based, default 1)")
-    args = ap.parse_args(argv)
-    try:
-        with FfuReader(args.file) as r:
-            if args.action == "info":
-                print(r.info())
-            elif args.action == "verify":
-                roots = None
-                if args.root:
-                    from ..signing.verify import load_certificates
-
-                    roots = load_certificates(args.root)
-                res = r.verify(trusted_roots=roots)
-                for line in res.problems:
-                    print(f"{args.file}: {line}", file=sys.stderr)
-                if not res.ok:
-                    return 1
-                print(
-                    f"{args.file}: OK ({res.chunks} chunks, catalog {'signed' if res.signed else 'unsigned'})"
-                )
-            else:
-                r.to_raw(args.out, args.store - 1)
-                print(args.out)
-    except FFUError as e:
-        print(f"ffuforge: {e}", file=sys.stderr)
-        return 1
-    return 0

@@ -35,7 +35,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ..errors import FFUError
 from ..formats import cab, catalog, pe
 
-__all__ = ["VerifyReport", "load_certificates", "verify_cab", "verify_catalog", "verify_main", "verify_pe"]
+__all__ = ["VerifyReport", "load_certificates", "verify_cab", "verify_catalog", "verify_pe"]
 
 OID_SPC_INDIRECT_DATA = "1.3.6.1.4.1.311.2.1.4"
 OID_SPC_PE_IMAGE_DATA = "1.3.6.1.4.1.311.2.1.15"
@@ -540,44 +540,3 @@ def load_certificates(paths: Iterable[str | os.PathLike]) -> list[x509.Certifica
         except ValueError:
             raise FFUError("not a PEM or DER certificate", str(p)) from None
     return out
-
-
-def _kind(path: str) -> str:
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head == b"MSCF":
-        return "cab"
-    if head[:2] == b"MZ" and pe.is_pe(path):
-        return "pe"
-    return "catalog"
-
-
-def verify_main(paths: Iterable[str | os.PathLike], roots: Iterable[str | os.PathLike] | None = None) -> int:
-    """Verify CABs, PE files and catalogs; print `OK <file>` or `<file>: <problem>` lines.
-
-    `roots` are certificate files to trust (None: only check internal consistency). Returns
-    0 when every file verifies, 1 otherwise. Unreadable root files raise FFUError.
-    """
-    trusted = load_certificates(roots) if roots is not None else None
-    failed = False
-    for p in paths:
-        p = str(p)
-        try:
-            kind = _kind(p)
-        except OSError as e:
-            print(f"{p}: cannot read: {e.strerror or e}")
-            failed = True
-            continue
-        except FFUError as e:
-            print(f"{p}: {e.message}")
-            failed = True
-            continue
-        verify = {"cab": verify_cab, "pe": verify_pe, "catalog": verify_catalog}[kind]
-        report = verify(p, trusted_roots=trusted)
-        if report.ok:
-            print(f"OK {p}")
-        else:
-            failed = True
-            for problem in report.problems:
-                print(f"{p}: {problem}")
-    return 1 if failed else 0
