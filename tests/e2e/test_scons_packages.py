@@ -188,9 +188,19 @@ def test_adding_a_language_builds_exactly_the_new_cab(tmp_path):
 def test_tool_code_change_rebuilds_packages(tmp_path):
     ws = _mini(tmp_path)
     scons(ws)
-    cbs = ws / "site_scons/ffuforge/cbs.py"
+    cbs = ws / "site_scons/ffuforge/package/cbs.py"
     cbs.write_text(cbs.read_text() + "\n# tool change\n")
     assert len(built(scons(ws))) == 2
+    # the glue that defines the package action counts too
+    actions = ws / "site_scons/ffuforge/scons_tool/actions.py"
+    actions.write_text(actions.read_text() + "\n# glue change\n")
+    assert len(built(scons(ws))) == 2
+    # a module the package builder does not reach rebuilds nothing
+    ffu = ws / "site_scons/ffuforge/formats/ffu/__init__.py"
+    if not ffu.exists():
+        ffu = ws / "site_scons/ffuforge/formats/ffu.py"
+    ffu.write_text(ffu.read_text() + "\n# unrelated change\n")
+    assert built(scons(ws)) == []
 
 
 @pytest.mark.parametrize(

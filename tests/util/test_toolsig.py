@@ -91,7 +91,13 @@ def test_closure_covers_every_import():
 
 
 def _clear():
-    for f in (toolsig.source_file, toolsig.imports, toolsig.closure, toolsig.fingerprint):
+    for f in (
+        toolsig.source_file,
+        toolsig.imports,
+        toolsig.closure,
+        toolsig.fingerprint,
+        toolsig.source_digest,
+    ):
         f.cache_clear()
 
 

@@ -22,6 +22,7 @@ COMMANDS = {
     "features": "resolve an OEMInput into the image's package set",
     "layout": "compute and check a device layout (DeviceLayout.xml)",
     "ffu": "inspect, verify or unpack an FFU: info | verify | to-raw",
+    "settings": "list the SCons tool's construction variables and command-line options",
 }
 
 

@@ -80,3 +80,18 @@ def _block_order(fd: int, size: int) -> list[int]:
         if last_full < nblocks and done <= last_full:
             order.append(last_full)  # a partial last block is hashed as it is, never assumed
     return order
+
+
+def content_signature(path: str, *, cab_file: bool = False, known: str | None = None) -> tuple[int, int, str]:
+    """(size, mtime_ns, content signature) of a file an action has just written. A CAB is signed
+    by cab.content_signature (`known` when its writer computed it in passing: a signed CAB's comes
+    from the Authenticode digest, so signing adds no hashing pass); other files, and what does not
+    parse as a CAB, block by block (file_signature). Either depends on the bytes alone."""
+    st = os.stat(path)
+    if cab_file and known is None:
+        from ..formats.cab import content_signature as cab_signature
+
+        known = cab_signature(path)
+    if known is None:
+        known = file_signature(path)
+    return st.st_size, st.st_mtime_ns, known

@@ -98,6 +98,15 @@ def closure(module: str) -> tuple[str, ...]:
 
 
 @cache
+def source_digest(module: str) -> str:
+    """Hex digest of `module`'s own source (not what it imports)."""
+    f = source_file(module)
+    if f is None:
+        raise ValueError(f"no ffuforge module {module!r}")
+    return hashlib.sha256(f.read_bytes()).hexdigest()
+
+
+@cache
 def fingerprint(module: str) -> str:
     """Hex digest of ffuforge's version and the source of `module` and what it imports."""
     if source_file(module) is None:

@@ -1,0 +1,395 @@
+"""Builder actions: what runs when SCons decides a target is out of date.
+
+Each action is signed by the code fingerprint of the library module it runs (toolsig) and of this
+file, not by Python bytecode, so editing the library rebuilds exactly what it produced. A user
+mistake found while building (`FFUError`) becomes one SCons BuildError line via `build_errors`;
+scratch files a killed build left beside a target are removed before its action runs again.
+Library imports inside actions are lazy: a no-op build never pays for them.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import SCons.Action
+import SCons.Builder
+import SCons.Errors
+import SCons.Scanner
+
+from ..errors import FFUError
+from ..package import build as pkgbuild
+from ..package import project, variant
+from ..util import toolsig, workers
+from .contentsig import content_signature
+from .nodes import relative_message
+from .signer import signer_in_process
+from .state import MERGED_XML, PRESIGNED, SIGNER_KEYS, SIGNERS, SOURCE_SIGS
+
+DISK_FULL = {
+    errno.ENOSPC: "free space on the disk that holds the build directory and build again",
+    errno.EDQUOT: "the disk quota is exhausted; free space and build again",
+    errno.EFBIG: "the output is larger than the file size limit (ulimit -f) or the file system allows",
+}
+
+
+class SignedFunctionAction(SCons.Action.FunctionAction):
+    """A function action whose signature is ffuforge's code fingerprint, not Python bytecode:
+    the closure of `module` (the library code the action runs) plus the source of the glue module
+    that defines the action (its own imports are glue, already covered by `module` where it matters)."""
+
+    def __init__(self, func, module: str, **kw):
+        super().__init__(func, kw)
+        self.module = module
+        self.glue = func.__module__.partition(".")[2]  # e.g. scons_tool.actions
+        SIGNED_ACTIONS.append(self)
+
+    def get_presig(self, target, source, env, executor=None):
+        code = f"{toolsig.fingerprint(self.module)}:{toolsig.source_digest(self.glue)}"
+        return f"ffuforge:{self.module}:{code}".encode()
+
+    def execute(self, target, source, env, executor=None):
+        for t in target:
+            remove_leftovers(t.get_abspath())
+        result = super().execute(target, source, env, executor)
+        exc = (getattr(result, "exc_info", None) or (None, None))[1]
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            result.errstr = f"{exc.strerror}: {DISK_FULL[exc.errno]}"
+        if result and isinstance(getattr(result, "errstr", None), str):
+            result.errstr = relative_message(result.errstr)
+        return result
+
+
+SIGNED_ACTIONS: list[SignedFunctionAction] = []
+
+
+def signed_actions() -> tuple[SignedFunctionAction, ...]:
+    """Every builder action signed by a code fingerprint (tests check what they cover)."""
+    return tuple(SIGNED_ACTIONS)
+
+
+def build_errors(where: Callable | None = None):
+    """Decorate an action: an FFUError it raises becomes SCons' one-line BuildError (exit 2),
+    prefixed with `where(target, source, env)` when given (e.g. the OEMInput being built)."""
+
+    def wrap(func):
+        @functools.wraps(func)
+        def action(target, source, env):
+            try:
+                return func(target, source, env)
+            except FFUError as exc:
+                text = f"{where(target, source, env)}: {exc}" if where else str(exc)
+                return SCons.Errors.BuildError(errstr=text, status=2, exitstatus=2)
+
+        return action
+
+    return wrap
+
+
+def builder(func, module: str, label: str, **kw) -> SCons.Builder.Builder:
+    """A Builder running `func`, signed by `module`'s code, shown as `<label> <target>`."""
+    show = kw.pop("strfunction", None) or (lambda target, source, env: f"{label} {target[0].path}")
+    return SCons.Builder.Builder(action=SignedFunctionAction(func, module, strfunction=show), **kw)
+
+
+def remove_leftovers(path: str) -> None:
+    """Temp files and scratch directories a killed build left beside `path` (`.<name>.….partial`,
+    `.<name>.stage-…`): every writer names its scratch after its target, and only this action
+    writes that target, so they are removed before it runs again."""
+    directory, name = os.path.split(path)
+    pattern = re.compile(rf"\.+{re.escape(name)}\.")
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        if pattern.match(entry):
+            full = os.path.join(directory, entry)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(full)
+                except OSError:
+                    pass
+
+
+def _oeminput(target, source, env) -> str:
+    return json.loads(source[1].read())["oeminput"]
+
+
+# ------------------------------------------------------------------------------ packages
+
+
+def build_options(spec: dict) -> variant.BuildOptions:
+    return variant.BuildOptions(
+        cpu=spec["cpu"],
+        version=spec["version"],
+        variables=tuple(sorted(spec["variables"].items())),
+        languages=tuple(spec["languages"]),
+        build_type=spec["build_type"],
+    )
+
+
+def plan_at(top: str, project_rel: str, spec: dict) -> list[variant.Variant]:
+    p = project.load(os.path.join(top, project_rel), project_rel)
+    return variant.plan(p, build_options(spec), os.path.dirname(project_rel), Path(top))
+
+
+def package_scan(node, env, path):
+    """Every file the CAB is made from: payload, INFs and what they pull in, BCD XML, raw image."""
+    content = json.loads(node.sources[0].read())["content"]
+    nodes = []
+    top = env.Dir("#").abspath
+    for rel in content["inputs"]:
+        full = os.path.join(top, rel)
+        if os.path.exists(full) and not os.path.isfile(full):
+            continue  # a directory or FIFO: SCons would fail or hang on it, the action names it
+        n = env.File(rel if os.path.isabs(rel) else "#" + rel)
+        if n.exists() or n.has_builder():
+            nodes.append(n)
+    return nodes
+
+
+@build_errors()
+def _package_action(target, source, env):
+    from SCons.Script import GetOption
+
+    job = json.loads(env["FFU_PKG_JOB"])
+    signed = source[0].read()
+    # in a worker process with -jN (N > 1): package builds are Python and would share the GIL
+    presigned, sources = workers.call(
+        package_work,
+        env.Dir("#").abspath,
+        job["project"],
+        job["spec"],
+        target[0].name,
+        target[0].abspath,
+        signed,
+        SIGNER_KEYS.get(json.loads(signed)["signer"]),
+        jobs=GetOption("num_jobs") or 1,
+    )
+    PRESIGNED[target[0].abspath] = presigned
+    SOURCE_SIGS.update(sources)
+    return 0
+
+
+def package_work(
+    top: str,
+    project_rel: str,
+    spec: dict,
+    cab_name: str,
+    out_path: str,
+    signed_json: str,
+    signer_key: tuple | None,
+) -> tuple[tuple[int, int, str], pkgbuild.SourceDigests]:
+    """The package action's work, from plain arguments (it may run in a worker process); returns the
+    CAB's content signature, computed there while its bytes are in the page cache, and the SHA-256
+    of every payload file the build read."""
+    by_name = {v.cab_name: v for v in plan_at(top, project_rel, spec)}
+    v = by_name.get(cab_name)
+    if v is None:
+        raise FFUError(
+            f"package {cab_name} is no longer produced by this project; run scons again", project_rel
+        )
+    signed = json.loads(signed_json)
+    signer = signer_in_process(signed["signer"], signer_key) if signed["signer"] else None
+    settings = pkgbuild.BuildSettings(
+        compression=signed["compression"], epoch=signed["epoch"], signer=signer, sign_pe=signed["signPE"]
+    )
+    built = pkgbuild.build_variant(v, out_path, settings)
+    return content_signature(out_path, cab_file=True, known=built.cab_signature), built.sources
+
+
+PACKAGE_BUILDER = builder(
+    _package_action,
+    "package.build",
+    "Package",
+    strfunction=lambda target, source, env: None if env.get("FFU_VERBOSE") else f"Package {target[0].name}",
+    target_scanner=SCons.Scanner.Scanner(package_scan, name="ffuforge-package"),
+)
+
+
+def generated_variant(spec: dict) -> variant.Variant:
+    """The package a generated-package target stands for: a FIP or the product's version package."""
+    opts = variant.BuildOptions(cpu=spec["cpu"], version=spec["version"], build_type=spec["build_type"])
+    if spec["kind"] == "fip":
+        return variant.fip_variant(
+            spec["name"],
+            spec["partition"],
+            tuple(spec["features"]),
+            opts,
+            owner=spec["owner"],
+            owner_type=spec["owner_type"],
+            release_type=spec["release_type"],
+        )
+    import datetime
+
+    from ..formats import regvalue
+
+    stamp = datetime.datetime.fromtimestamp(spec["epoch"], datetime.UTC).strftime("%Y%m%d-%H%M")
+    key = f"HKEY_LOCAL_MACHINE\\Software\\{spec['owner']}\\Version"
+    values = [
+        (key, name, regvalue.decode("REG_SZ", text, legacy=False))
+        for name, text in (
+            ("Product", spec["product"]),
+            ("Config", spec["config"]),
+            ("Version", spec["version"]),
+            ("BuildTime", stamp),
+            ("OEMInput", spec["oeminput"]),
+        )
+    ]
+    return variant.generated_variant(
+        spec["name"], "MainOS", opts, owner=spec["owner"], component="Registry", registry=values
+    )
+
+
+@build_errors()
+def _generated_action(target, source, env):
+    spec = json.loads(source[0].read())
+    signer = SIGNERS[spec["signer"]] if spec["signer"] else None
+    pkgbuild.build_variant(
+        generated_variant(spec),
+        target[0].abspath,
+        pkgbuild.BuildSettings(compression=spec["compression"], epoch=spec["epoch"], signer=signer),
+    )
+    return 0
+
+
+GENERATED_BUILDER = builder(
+    _generated_action,
+    "package.build",
+    "Package",
+    strfunction=lambda target, source, env: f"Package {target[0].name} (generated)",
+)
+
+
+# ------------------------------------------------------------------ features (FeatureMerger)
+
+
+def _merged_fm_action(target, source, env):
+    from ..util.atomic import write_bytes
+
+    write_bytes(target[0].abspath, MERGED_XML[target[0].abspath])
+    return 0
+
+
+MERGED_FM_BUILDER = builder(
+    _merged_fm_action,
+    "features.merge",
+    "FeatureMerge",
+    strfunction=lambda target, source, env: f"FeatureMerge {target[0].name}",
+)
+
+
+def _resolution_action(target, source, env):
+    from ..util.atomic import write_bytes
+
+    write_bytes(target[0].abspath, source[0].read().encode() + b"\n")
+    return 0
+
+
+RESOLUTION_BUILDER = builder(_resolution_action, "features.merge", "Resolve")
+
+
+# ------------------------------------------------------------------------------ images
+
+
+@build_errors()
+def _layout_action(target, source, env):
+    from ..image import stages as image
+
+    spec = json.loads(source[0].read())
+    top = Path(env.Dir("#").abspath)
+    parts = {name: [top / c for c in cabs] for name, cabs in spec["partitions"].items()}
+    image.build_layout(
+        top / spec["layout_cab"],
+        top / spec["platform_cab"],
+        parts,
+        Path(target[0].abspath),
+        release_type=spec["release_type"],
+        where=spec["oeminput"],
+    )
+    return 0
+
+
+@build_errors(where=_oeminput)
+def _partition_action(target, source, env):
+    from SCons.Script import GetOption
+
+    from ..image import extractcache
+    from ..image import stages as image
+
+    spec = json.loads(source[1].read())
+    top = Path(env.Dir("#").abspath)
+    out = Path(target[0].abspath)
+    # packages extracted by earlier builds are reused: only changed CABs are extracted again
+    image.build_partition(
+        Path(source[0].abspath),
+        spec["partition"],
+        [top / c for c in spec["cabs"]],
+        out,
+        Path(target[1].abspath),
+        epoch=spec["epoch"],
+        cache_dir=out.parent / extractcache.DIRNAME / spec["partition"],
+        jobs=GetOption("num_jobs") or 1,
+    )
+    return 0
+
+
+def _progress(label: str):
+    if not sys.stdout.isatty():
+        return None
+    state = {"last": -1}
+
+    def report(done: int, total: int) -> None:
+        pct = int(100 * done / total) if total else 100
+        if pct != state["last"]:
+            state["last"] = pct
+            bar = "#" * (pct // 4)
+            sys.stdout.write(f"\r  {label} [{bar:<25}] {pct:3d}%")
+            if pct >= 100:
+                sys.stdout.write("\n")
+            sys.stdout.flush()
+
+    return report
+
+
+@build_errors(where=_oeminput)
+def _ffu_action(target, source, env):
+    from ..image import stages as image
+
+    spec = json.loads(source[1].read())
+    images = {name: Path(s.abspath) for name, s in zip(spec["partitions"], source[2:], strict=True)}
+    signer = SIGNERS[spec["signer"]] if spec["signer"] else None
+    raw = Path(target[1].abspath) if len(target) > 1 else None
+    result = image.build_ffu(
+        Path(source[0].abspath),
+        images,
+        Path(target[0].abspath),
+        epoch=spec["epoch"],
+        signer=signer,
+        description=spec["description"],
+        raw_out=raw,
+        progress=_progress(target[0].name),
+        ffu_version=spec.get("ffu_version", 1),
+        device_path=spec.get("device_path") or None,
+    )
+    size = result.size
+    print(
+        f"{target[0].path}: {size:,} bytes ({size / (1 << 20):.1f} MiB), {result.data_blocks} blocks stored"
+        + (f"; raw disk {target[1].path}" if raw else "")
+    )
+    return 0
+
+
+LAYOUT_BUILDER = builder(_layout_action, "image.stages", "Layout")
+PARTITION_BUILDER = builder(_partition_action, "image.stages", "Partition")
+FFU_BUILDER = builder(_ffu_action, "image.stages", "FFU")

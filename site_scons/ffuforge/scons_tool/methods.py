@@ -1,0 +1,353 @@
+"""The methods an SConstruct calls: env.Package, env.FeatureMerge and env.Image.
+
+They run while SCons reads the SConscripts: they parse (through the library's one parser per
+format), declare targets with exactly the inputs that matter, and record what the resolver and
+the actions need in `state`. A user mistake stops the build here with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import ConfigError
+from . import plancache
+from .actions import (
+    FFU_BUILDER,
+    GENERATED_BUILDER,
+    LAYOUT_BUILDER,
+    MERGED_FM_BUILDER,
+    PACKAGE_BUILDER,
+    PARTITION_BUILDER,
+    RESOLUTION_BUILDER,
+    build_options,
+    plan_at,
+)
+from .configure import configured
+from .nodes import (
+    available,
+    fail,
+    partition_of,
+    rel_path,
+    relative_paths,
+    source_file,
+    stop_on_error,
+    top_file,
+)
+from .signer import signer_of
+from .state import MERGED_NODES, MERGED_XML, MERGES, OWNERS, PACKAGES, PackageRecord
+
+# ------------------------------------------------------------------------------ packages
+
+
+def planned(env, project_rel: str, spec: dict) -> list[plancache.Planned]:
+    """What Package() declares for the project, reused from the last run while its inputs are unchanged."""
+    top = env.Dir("#").abspath
+    file = env.get("FFU_PLAN_CACHE", plancache.DEFAULT_FILE)
+    file = env.subst(file) if "$" in file else file
+    if file:  # not a node: the cache is no part of the graph
+        file = os.path.join(top, file[1:].lstrip("/")) if file.startswith("#") else os.path.join(top, file)
+    return plancache.plans(file, top, project_rel, spec, lambda: plan_at(top, project_rel, spec))
+
+
+def Package(
+    env,
+    project_file,
+    CPU=None,
+    VARIABLES=None,
+    VERSION=None,
+    LANGUAGES=None,
+    OUTDIR=None,
+    COMPRESSION=None,
+    BUILD_TYPE=None,
+    SIGN_PE=None,
+):
+    """Declare the CAB(s) of one package project (base, languages, WOW); returns the CAB nodes.
+
+    Each CAB is its own target, signed by the canonical description of its content, so a
+    project edit rebuilds exactly the CABs whose content it changes. SIGN_PE overrides
+    FFU_SIGN_PE for this package (Authenticode-sign its PE payloads before cataloguing)."""
+    configured(env)
+    cpu = (CPU or env.subst("$FFU_CPU")).lower()
+    variables = dict(env.get("FFU_VARIABLES", {}))
+    variables.update(VARIABLES or {})
+    spec = {
+        "cpu": cpu,
+        "version": VERSION or env.subst("$FFU_VERSION"),
+        "variables": {str(k): str(v) for k, v in sorted(variables.items())},
+        "languages": sorted(LANGUAGES if LANGUAGES is not None else env.get("FFU_LANGUAGES", [])),
+        "build_type": BUILD_TYPE or env.subst("$FFU_BUILD_TYPE"),
+        "compression": COMPRESSION or env.subst("$FFU_COMPRESSION"),
+        "epoch": env["SOURCE_DATE_EPOCH"],
+    }
+    proj = source_file(env, project_file, "a package project (.wm.xml or .pkg.xml)")
+    rel = rel_path(env, proj)
+    outdir = env.Dir(OUTDIR or env.subst("$FFU_PKG_DIR"))
+    with stop_on_error():  # build options are the command line's, not the project's: no project location
+        if spec["compression"] not in ("none", "mszip"):
+            raise ConfigError(f"COMPRESSION={spec['compression']!r}; use none or mszip")
+        build_options(spec)
+    with stop_on_error(rel):
+        variants = planned(env, rel, spec)
+    signer = signer_of(env)
+    job = json.dumps({"project": rel, "spec": spec}, sort_keys=True)
+    nodes = []
+    for v in variants:
+        target = outdir.File(v.cab_name)
+        owner = OWNERS.setdefault(target.abspath, rel)
+        if owner != rel:
+            fail(f"{rel}: package {v.cab_name} is also built from {owner}; give one of them another name")
+        # Variables reach the signature through the resolved content, not wholesale: a product
+        # variable that a package does not use does not rebuild it.
+        # The signer enters by identity (certificate fingerprints or command), never key material.
+        signed = {
+            "content": v.content,
+            "compression": spec["compression"],
+            "epoch": spec["epoch"],
+            "signer": signer.identity if signer else None,
+            "signPE": bool(env.get("FFU_SIGN_PE") if SIGN_PE is None else SIGN_PE) and signer is not None,
+        }
+        value = env.Value(json.dumps(signed, sort_keys=True))
+        nodes += PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
+        PACKAGES[target.abspath] = PackageRecord(v.name, v.partition, v.release_type, rel, v.layout_files)
+    return nodes
+
+
+# ------------------------------------------------------------------ features (FeatureMerger)
+
+
+def feature_variables(env) -> dict[str, str]:
+    """Placeholders of FMs and OEMInputs (%PKGBLD_DIR%, %OEM_NAME%, %BLD_DIR%, …) for this build."""
+    # Relative to the top of the tree: merged FMs and signatures stay free of checkout paths.
+    pkg_dir = rel_path(env, env.Dir(env.subst("$FFU_PKG_DIR")))
+    values = {
+        "OEM_NAME": env["FFU_VARIABLES"].get("OEMNAME") or env["FFU_OEM_NAME"],
+        "PKGBLD_DIR": pkg_dir,
+        "BSPPKG_DIR": pkg_dir,
+        "BLD_DIR": rel_path(env, env.Dir(env.subst("$FFU_BLD_DIR"))),
+        "SRC_DIR": ".",
+        "BUILDTYPE": env.subst("$FFU_BUILD_TYPE"),
+    }
+    values.update({str(k): str(v) for k, v in env.get("FFU_FEATURE_VARIABLES", {}).items()})
+    return values
+
+
+def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
+    """FeatureMerger for one FMFileList: merged FMs and the feature identifier packages (CABs).
+
+    Returns the merged FM and FIP nodes. The merge itself runs now (it is cheap and the resolver needs
+    it to know every image's packages); the targets only write what it computed, so an FMFileList
+    or FM edit re-merges exactly the FMs whose inputs changed."""
+    from ..features import merge as features
+
+    configured(env)
+    cpu = env.subst("$FFU_CPU").lower()
+    fl = source_file(env, fmfilelist, "an FMFileList")
+    rel = rel_path(env, fl)
+    out_dir = env.Dir(OUTDIR or env.subst("$FFU_MERGED_FM_DIR"))
+    pkg_dir = env.Dir(env.subst("$FFU_PKG_DIR"))
+    signer = signer_of(env)
+    version = VERSION or env.subst("$FFU_VERSION")
+    with stop_on_error(rel):
+        settings = features.MergeSettings(
+            cpu=cpu,
+            out_pkg_dir=Path(rel_path(env, pkg_dir)),
+            version=version,
+            variables=feature_variables(env),
+            top=Path(env.Dir("#").abspath),
+            build_type=env.subst("$FFU_BUILD_TYPE"),
+        )
+        result = features.merge(
+            fl.abspath,
+            settings,
+            out_fm_dir=out_dir.abspath,
+            write=False,
+            available=available,
+            partition_of=partition_of,
+        )
+    MERGES.append(result)
+    nodes = []
+    for m in result.merged:
+        target = top_file(env, m.out_path)
+        MERGED_XML[target.abspath] = m.xml
+        nodes += MERGED_FM_BUILDER(env, target, [env.Value(m.digest)])
+        MERGED_NODES[target.abspath] = target
+        env.Depends(target, [fl, top_file(env, m.source)])
+    for fip in result.fips:
+        target = top_file(env, fip.cab)
+        if target.abspath in PACKAGES and PACKAGES[target.abspath].origin != rel:
+            fail(
+                f"{rel}: feature identifier package {fip.name} is also declared by "
+                f"{PACKAGES[target.abspath].origin}; give the FMs different IDs"
+            )
+        spec = {
+            "kind": "fip",
+            "name": fip.name,
+            "partition": fip.partition,
+            "features": list(fip.feature_ids),
+            "cpu": cpu,
+            "version": version,
+            "build_type": env.subst("$FFU_BUILD_TYPE"),
+            "owner": fip.owner,
+            "owner_type": fip.owner_type,
+            "release_type": fip.release_type,
+            "compression": env.subst("$FFU_COMPRESSION"),
+            "epoch": env["SOURCE_DATE_EPOCH"],
+            "signer": signer.identity if signer else None,
+        }
+        nodes += GENERATED_BUILDER(env, target, [env.Value(json.dumps(spec, sort_keys=True))])
+        PACKAGES[target.abspath] = PackageRecord(fip.name, fip.partition, fip.release_type, rel)
+    return nodes
+
+
+# ------------------------------------------------------------------------------ images
+
+
+def layout_source(env, cab: Path, which: str) -> bytes:
+    """DeviceLayout.xml / OEMDevicePlatform.xml at SConscript time: from the project's source
+    file for a CAB this build makes, else from the (vendor) CAB itself."""
+    rec = PACKAGES.get(os.path.abspath(str(cab)))
+    if rec is not None:
+        for name, src in rec.layout_files:
+            if name == which:
+                return Path(src).read_bytes()
+        raise ConfigError(f"package {rec.name} ({rec.origin}) installs no \\Windows\\ImageUpdate\\{which}")
+    from ..image import stages as image  # not before: its imports cost a no-op build tens of milliseconds
+
+    files = image.read_layout_files(Path(cab))
+    if which not in files:
+        raise ConfigError(f"package {Path(cab).name} carries no \\Windows\\ImageUpdate\\{which}")
+    return files[which]
+
+
+def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPACKAGE=None):
+    """Declare an image: the package set from the OEMInput and the merged FMs of this build, the
+    layout, one target per partition (depending on exactly the CABs that land on it) and the FFU.
+    Returns [Flash.ffu (, Flash.img)]."""
+    from ..features import merge as features
+    from ..image import extractcache, layout
+
+    configured(env)
+    RAW = env["FFU_RAW"] if RAW is None else RAW
+    MSPACKAGE = MSPACKAGE or env["FFU_MSPACKAGE"] or None
+    PRODUCT = PRODUCT or env["FFU_PRODUCT"] or None
+    CONFIG = CONFIG or env["FFU_CONFIG"] or None
+
+    cpu = env.subst("$FFU_CPU").lower()
+    oi = source_file(env, oeminput, "an OEMInput file")
+    rel = rel_path(env, oi)
+    product = PRODUCT or Path(rel).parent.name
+    config = CONFIG or ("Retail" if Path(rel).name.lower().startswith("retail") else "Test")
+    outdir = env.Dir(OUTDIR or f"#build/{cpu}/{product}/{config}")
+    top = Path(env.Dir("#").abspath)
+    fms = {}
+    for m in MERGES:
+        fms.update(m.by_path())
+    with stop_on_error(rel):
+        from ..features.oeminput import load as load_oeminput
+
+        oi_model = load_oeminput(oi.abspath, rel)
+        res = features.resolve(
+            oi_model,
+            cpu=cpu,
+            variables=feature_variables(env),
+            ms_root=MSPACKAGE,
+            top=top,
+            fms=fms,
+            available=available,
+            partition_of=partition_of,
+        )
+        if res.device_layout is None or res.device_platform is None:
+            raise ConfigError(
+                "the image has no device layout / device platform package (check SOC and Device "
+                "against the FMs' DeviceLayoutPackages / OEMDevicePlatformPackages)",
+                rel,
+            )
+        release_type = oi_model.release_type.value
+        dl = layout.load_device_layout(
+            layout_source(env, res.device_layout.path, "devicelayout.xml"),
+            f"{res.device_layout.name}:DeviceLayout.xml",
+        )
+        layout.check_partitions(dl, [(name, rel, None) for name in res.partitions])
+    # Every layout partition gets an image; packages land on theirs (names as the layout spells them).
+    partitions = {p.name: [] for p in dl.partitions}
+    for name, pkgs in res.partitions.items():
+        partitions[dl.find(name).name] = sorted(os.path.relpath(str(top / pk.path), top) for pk in pkgs)
+    signer = signer_of(env)
+    epoch = env["SOURCE_DATE_EPOCH"]
+    if "MainOS" in partitions:  # the product's version package, like the kit's Registry.Version
+        owner = feature_variables(env)["OEM_NAME"]
+        name = f"{owner}.{product}.Registry.Version"
+        pp = outdir.File(f"packages/{name}.cab")
+        pspec = {
+            "kind": "version",
+            "name": name,
+            "owner": owner,
+            "product": product,
+            "config": config,
+            "oeminput": rel,
+            "cpu": cpu,
+            "version": env.subst("$FFU_VERSION"),
+            "build_type": env.subst("$FFU_BUILD_TYPE"),
+            "epoch": epoch,
+            "compression": env.subst("$FFU_COMPRESSION"),
+            "signer": signer.identity if signer else None,
+        }
+        GENERATED_BUILDER(env, pp, [env.Value(json.dumps(pspec, sort_keys=True))])
+        PACKAGES[pp.abspath] = PackageRecord(name, "MainOS", "Production", rel)
+        partitions["MainOS"] = sorted(partitions["MainOS"] + [rel_path(env, pp)])
+    layout_cab = os.path.relpath(str(top / res.device_layout.path), top)
+    platform_cab = os.path.relpath(str(top / res.device_platform.path), top)
+    all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
+    report = env.Value(
+        json.dumps(relative_paths(res.to_json(), str(top)), sort_keys=True, indent=1, default=str)
+    )
+    resolution_node = RESOLUTION_BUILDER(env, outdir.File("packages.json"), [report])
+    # The OEMInput names merged FMs; the image is resolved from them (in memory), so they belong
+    # to its graph: an FM edit re-merges that FM even when only the image is asked for.
+    env.Depends(
+        resolution_node,
+        [MERGED_NODES[str(Path(p).resolve())] for p in fms if str(Path(p).resolve()) in MERGED_NODES],
+    )
+    spec = {
+        "oeminput": rel,
+        "release_type": release_type,
+        "partitions": partitions,
+        "layout_cab": layout_cab,
+        "platform_cab": platform_cab,
+    }
+    layout_json = LAYOUT_BUILDER(
+        env,
+        outdir.File("layout.json"),
+        [env.Value(json.dumps(spec, sort_keys=True))] + [env.File("#" + c) for c in all_cabs],
+    )
+    images = []
+    for name, cabs in partitions.items():
+        pspec = {"oeminput": rel, "partition": name, "cabs": cabs, "epoch": epoch}
+        nodes = PARTITION_BUILDER(
+            env,
+            [outdir.File(f"partitions/{name}.img"), outdir.File(f"partitions/{name}.json")],
+            layout_json + [env.Value(json.dumps(pspec, sort_keys=True))] + [env.File("#" + c) for c in cabs],
+        )
+        images.append(nodes[0])
+        env.Clean(nodes, outdir.Dir(f"partitions/{extractcache.DIRNAME}/{name}"))
+    fspec = {
+        "oeminput": rel,
+        "partitions": list(partitions),
+        "epoch": epoch,
+        "signer": signer.identity if signer else None,
+        "description": f"{product} {config} ({cpu}) built by ffuforge",
+        "ffu_version": int(env.subst("$FFU_FORMAT_VERSION") or 1),
+        "device_path": env.subst("$FFU_DEVICE_PATH"),
+    }
+    targets = [outdir.File("Flash.ffu")] + ([outdir.File("Flash.img")] if RAW else [])
+    ffu_nodes = FFU_BUILDER(
+        env, targets, layout_json + [env.Value(json.dumps(fspec, sort_keys=True))] + images
+    )
+    env.NoCache(ffu_nodes)  # large and cheap to re-assemble from cached partitions
+    for n in images + ffu_nodes:
+        n.attributes.ffuforge_blocks = True  # content signature without reading holes: _get_csig
+    env.Requires(ffu_nodes, resolution_node)  # the package report comes with every image
+    env.Alias(f"image-{product}-{config}".lower(), ffu_nodes)
+    return ffu_nodes

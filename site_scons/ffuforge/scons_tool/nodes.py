@@ -1,0 +1,92 @@
+"""Nodes, paths and messages at SConscript time: relative to the top of the tree, one line to stop.
+
+Signatures and messages name paths relative to the top of the tree (`#`), never the checkout's
+absolute path, so a shared cache works across checkouts and messages read as the user typed them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn
+
+import SCons.Node.FS
+
+from ..errors import FFUError
+from .state import PACKAGES
+
+
+def source_file(env, path, what: str):
+    """The source File node for `path`, or a one-line stop when a directory stands there."""
+    try:
+        return env.File(path).srcnode()
+    except TypeError:  # SCons: "Tried to lookup Dir … as a File"
+        fail(f"{rel_path(env, str(path))}: is a directory, not {what}")
+
+
+def fail(message: str) -> NoReturn:
+    """Stop at SConscript time with one line (SCons' UserError adds a Python frame line)."""
+    sys.stderr.write(f"scons: *** {relative_message(message)}\n")
+    raise SystemExit(2)
+
+
+def relative_message(message: str) -> str:
+    """Paths in messages relative to the top of the tree, as the user typed them."""
+    top = SCons.Node.FS.get_default_fs().Top.get_abspath()
+    return message.replace(top + os.sep, "") if top != os.sep else message
+
+
+def rel_path(env, node_or_path) -> str:
+    """Path relative to the top of the SCons tree, for stable messages and signatures."""
+    path = getattr(node_or_path, "abspath", None) or os.path.abspath(str(node_or_path))
+    try:
+        return os.path.relpath(path, env.Dir("#").abspath)
+    except ValueError:
+        return path
+
+
+@contextmanager
+def stop_on_error(where: str | None = None) -> Iterator[None]:
+    """A user mistake found while reading SConscripts stops the build with one line, located at
+    `where` (a workspace-relative file) unless the error names its own file."""
+    try:
+        yield
+    except FFUError as exc:
+        fail(str(exc.at(where) if where else exc))
+
+
+def top_file(env, path):
+    """A File node for a path that is absolute or relative to the top of the tree."""
+    text = str(path)
+    return env.File(text if os.path.isabs(text) else "#" + text)
+
+
+def available(path) -> bool:
+    p = os.path.abspath(str(path))
+    return p in PACKAGES or os.path.isfile(p)
+
+
+def partition_of(path) -> str | None:
+    """Target partition of a CAB: from the graph for CABs this build makes, else its update.mum."""
+    rec = PACKAGES.get(os.path.abspath(str(path)))
+    if rec is not None:
+        return rec.partition
+    if os.path.isfile(str(path)):
+        from ..image import install
+
+        return install.read_package_info(Path(path)).partition
+    return None
+
+
+def relative_paths(data, top: str):
+    """The same JSON with paths below `top` made relative (reports must not name the checkout)."""
+    if isinstance(data, dict):
+        return {k: relative_paths(v, top) for k, v in data.items()}
+    if isinstance(data, list):
+        return [relative_paths(v, top) for v in data]
+    if isinstance(data, str) and data.startswith(top + os.sep):
+        return data[len(top) + 1 :]
+    return data
