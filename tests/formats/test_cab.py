@@ -34,6 +34,7 @@ from ffuforge.formats.cab import (
     insert_signature_reserve,
     write_cab,
 )
+from ffuforge.formats.cab import writer as cab_writer
 
 TOOLS = ("cabextract", "7z", "gcab")
 
@@ -596,7 +597,7 @@ def test_refuses_cabinet_over_2gib_before_writing(tmp_path):
 
 
 def test_mszip_over_limit_aborts_and_cleans_up(tmp_path, monkeypatch):
-    monkeypatch.setattr(cab, "MAX_CABINET_SIZE", 200_000)
+    monkeypatch.setattr(cab_writer, "MAX_CABINET_SIZE", 200_000)  # the name write_cab reads
     data = random.Random(3).randbytes(1_000_000)
     with pytest.raises(FFUError, match="exceeds 200000"):
         write_cab(tmp_path / "a.cab", [CabMember("r", data=data)], compression="mszip")
