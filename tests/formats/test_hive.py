@@ -350,11 +350,11 @@ def test_fast_packers_match_the_construct_declarations():
         name_length=10,
         class_length=0,
     )
-    packed = hive._NK_P.pack(**nk)
+    packed = hive.NK_P.pack(**nk)
     assert packed == hive.NK.build(nk) and len(packed) == hive.NK_SIZE == 76
-    assert {k: v for k, v in hive._NK_P.unpack(packed).items() if k != "signature"} == nk
+    assert {k: v for k, v in hive.NK_P.unpack(packed).items() if k != "signature"} == nk
     vk = dict(name_length=3, data_size=0x80000004, data_offset=0x01020304, type=4, flags=1, spare=0)
-    assert hive._VK_P.pack(**vk) == hive.VK.build(vk) and hive.VK_SIZE == 20
+    assert hive.VK_P.pack(**vk) == hive.VK.build(vk) and hive.VK_SIZE == 20
 
 
 def test_lh_hash_and_upper_case_order():
