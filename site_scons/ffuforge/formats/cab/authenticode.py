@@ -13,7 +13,7 @@ from pathlib import Path
 
 from construct import ConstructError
 
-from ...errors import FFUError
+from ...errors import ConfigError, FFUError, FormatError, SigningError
 from .structs import (
     CFFOLDER,
     CFFOLDER_SIZE,
@@ -38,27 +38,27 @@ def _read_header(f, path: str) -> tuple[bytes, object, int]:
     size = os.fstat(f.fileno()).st_size
     head = f.read(CFHEADER_FIXED_SIZE + 4 + MAX_HEADER_RESERVE + 4 * 256)
     if head[:4] != b"MSCF":
-        raise FFUError("not a cabinet file (signature is not 'MSCF')", path)
+        raise FormatError("not a cabinet file (signature is not 'MSCF')", path)
     try:
         h = CFHEADER.parse(head)
     except ConstructError:
-        raise FFUError("file is truncated or has a corrupt header", path) from None
+        raise FormatError("file is truncated or has a corrupt header", path) from None
     if h.cbCabinet > size or h.cbCabinet < h.end:
-        raise FFUError(f"cbCabinet {h.cbCabinet} is inconsistent with the file size {size}", path)
+        raise FormatError(f"cbCabinet {h.cbCabinet} is inconsistent with the file size {size}", path)
     return head, h, size
 
 
 def _sig_reserve(h, path: str):
     r = h.reserve
     if r.cbCFHeader != SIG_RESERVE_SIZE or r.cbCFFolder or r.cbCFData:
-        raise FFUError(
+        raise FormatError(
             f"reserve ({r.cbCFHeader}/{r.cbCFFolder}/{r.cbCFData}) is not an Authenticode signature reserve",
             path,
         )
     try:
         return SIG_RESERVE.parse(r.abReserve)
     except ConstructError:
-        raise FFUError("header reserve is not an Authenticode signature reserve", path) from None
+        raise FormatError("header reserve is not an Authenticode signature reserve", path) from None
 
 
 def _hash_range(h, f, start: int, end: int) -> None:
@@ -143,7 +143,7 @@ def cab_hash(path: str | os.PathLike, algo: str = "sha256") -> bytes:
                 return h.digest()
             sig = _sig_reserve(hdr, path)
             if sig.sigOffset not in (0, hdr.cbCabinet):
-                raise FFUError(
+                raise FormatError(
                     f"signature offset {sig.sigOffset} differs from cbCabinet {hdr.cbCabinet}", path
                 )
             h.update(signed_layout_header(head))
@@ -151,14 +151,14 @@ def cab_hash(path: str | os.PathLike, algo: str = "sha256") -> bytes:
             h.update(head[pos : hdr.end])  # prev/next cabinet strings with their NULs
             folders_end = hdr.end + CFFOLDER_SIZE * hdr.cFolders
             if folders_end != hdr.coffFiles or hdr.coffFiles > hdr.cbCabinet:
-                raise FFUError(
+                raise FormatError(
                     f"corrupt coffFiles {hdr.coffFiles} (folder table ends at {folders_end})", path
                 )
             _hash_range(h, f, hdr.end, hdr.cbCabinet)
     except OSError as exc:
         raise FFUError(f"cannot read cabinet: {exc.strerror}", path) from None
     except EOFError:
-        raise FFUError("file is truncated", path) from None
+        raise FormatError("file is truncated", path) from None
     return h.digest()
 
 
@@ -187,7 +187,7 @@ def _copy_range(fin, fout, start: int, end: int, path: str) -> None:
     while left > 0:
         chunk = fin.read(min(left, 1 << 20))
         if not chunk:
-            raise FFUError("file is truncated", path)
+            raise FormatError("file is truncated", path)
         fout.write(chunk)
         left -= len(chunk)
 
@@ -200,14 +200,16 @@ def insert_signature_reserve(src: str | os.PathLike, dst: str | os.PathLike) -> 
     def build(fin, fout) -> None:
         head, h, size = _read_header(fin, src)
         if h.flags & FLAG_RESERVE_PRESENT:
-            raise FFUError("cabinet already has a reserve area", src)
+            raise FormatError("cabinet already has a reserve area", src)
         if size != h.cbCabinet:
-            raise FFUError(f"file size {size} differs from cbCabinet {h.cbCabinet}", src)
+            raise FormatError(f"file size {size} differs from cbCabinet {h.cbCabinet}", src)
         if h.cbCabinet + SIG_INSERT_SIZE > MAX_CABINET_SIZE:
-            raise FFUError(f"cabinet would exceed {MAX_CABINET_SIZE} bytes with the signature reserve", src)
+            raise ConfigError(
+                f"cabinet would exceed {MAX_CABINET_SIZE} bytes with the signature reserve", src
+            )
         folders_end = h.end + CFFOLDER_SIZE * h.cFolders
         if folders_end > h.cbCabinet:
-            raise FFUError("folder table extends past the end of the cabinet", src)
+            raise FormatError("folder table extends past the end of the cabinet", src)
         fin.seek(h.end)
         table = fin.read(CFFOLDER_SIZE * h.cFolders)
         new = dict(h)
@@ -237,15 +239,15 @@ def append_signature(path: str | os.PathLike, blob: bytes, out_path: str | os.Pa
     Writes ``out_path`` (atomically) or patches ``path`` in place."""
     path = str(path)
     if not blob:
-        raise FFUError("empty signature blob", path)
+        raise SigningError("empty signature blob", path)
     padded = bytes(blob) + bytes(-len(blob) % 8)
     with open(path, "rb") as f:
         _head, h, _size = _read_header(f, path)
     if not h.flags & FLAG_RESERVE_PRESENT:
-        raise FFUError("cabinet has no signature reserve (use insert_signature_reserve first)", path)
+        raise FormatError("cabinet has no signature reserve (use insert_signature_reserve first)", path)
     sig = _sig_reserve(h, path)
     if sig.sigOffset not in (0, h.cbCabinet):
-        raise FFUError(f"signature offset {sig.sigOffset} differs from cbCabinet {h.cbCabinet}", path)
+        raise FormatError(f"signature offset {sig.sigOffset} differs from cbCabinet {h.cbCabinet}", path)
     fields = h.cbCabinet.to_bytes(4, "little") + len(padded).to_bytes(4, "little")
 
     def patch(f) -> None:

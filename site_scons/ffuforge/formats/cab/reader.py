@@ -17,7 +17,7 @@ from pathlib import Path
 
 from construct import ConstructError
 
-from ...errors import FFUError
+from ...errors import ConfigError, FFUError, FormatError
 from ...util.paths import open_regular
 from .structs import (
     ATTR_NAME_IS_UTF,
@@ -113,14 +113,14 @@ class _FolderCursor:
                 while self._cur is not None and self._cur[0] + len(self._cur[1]) <= start:
                     self._cur = next(self._gen, None)
                 if self._cur is None:
-                    raise FFUError(f"data of folder {self._i} ends before the member does")
+                    raise FormatError(f"data of folder {self._i} ends before the member does")
                 base, data = self._cur
                 a, b = start - base, min(len(data), end - base)
                 yield memoryview(data)[a:b]
                 start = base + b
         except FFUError as exc:
             self._gen = self._cur = None
-            raise FFUError(f"member {label!r}: {exc.message}", self._r.path) from None
+            raise type(exc)(f"member {label!r}: {exc.message}", self._r.path) from None  # keeps the kind
 
 
 class CabReader:
@@ -153,8 +153,8 @@ class CabReader:
             os.close(self._fd)
             self._fd = -1
 
-    def _err(self, msg: str) -> FFUError:
-        return FFUError(msg, self.path)
+    def _err(self, msg: str) -> FormatError:
+        return FormatError(msg, self.path)
 
     def _pread(self, n: int, off: int) -> bytes:
         if off < 0 or off + n > self.cb_cabinet:
@@ -375,7 +375,7 @@ class CabReader:
         if isinstance(name, CabEntry):
             return name
         if name not in self._by_name:
-            raise self._err(f"no member named {name!r}")
+            raise ConfigError(f"no member named {name!r}", self.path)
         e = self._by_name[name]
         if e is None:
             raise self._err(f"member name {name!r} occurs more than once")

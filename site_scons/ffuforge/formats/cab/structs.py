@@ -30,7 +30,7 @@ from construct import (
     this,
 )
 
-from ...errors import FFUError
+from ...errors import ConfigError
 
 # --- format constants -------------------------------------------------------------------------
 
@@ -232,7 +232,7 @@ def dos_datetime_of(timestamp: int | None = None) -> tuple[int, int]:
         return DEFAULT_DOS_DATETIME
     t = time.gmtime(int(timestamp))
     if not 1980 <= t.tm_year <= 2107:
-        raise FFUError(f"timestamp {timestamp} is outside the DOS date range 1980-2107")
+        raise ConfigError(f"timestamp {timestamp} is outside the DOS date range 1980-2107")
     return (
         ((t.tm_year - 1980) << 9) | (t.tm_mon << 5) | t.tm_mday,
         (t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2),

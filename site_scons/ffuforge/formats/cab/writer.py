@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import FFUError
+from ...errors import ConfigError, FFUError
 from .authenticode import cab_hash, plain_content_signature, signed_content_hash, signed_layout_header
 from .structs import (
     ATTR_NAME_IS_UTF,
@@ -66,18 +66,18 @@ class _Planned:
 
 def _plan_members(members: list[CabMember]) -> list[_Planned]:
     if not members:
-        raise FFUError("a cabinet needs at least one member")
+        raise ConfigError("a cabinet needs at least one member")
     if len(members) > MAX_FILES:
-        raise FFUError(f"{len(members)} members exceed the CAB limit of {MAX_FILES} files")
+        raise ConfigError(f"{len(members)} members exceed the CAB limit of {MAX_FILES} files")
     seen: dict[str, str] = {}
     out: list[_Planned] = []
     for m in members:
         problem = name_problem(m.name)
         if problem:
-            raise FFUError(f"CAB member name {m.name!r} {problem}")
+            raise ConfigError(f"CAB member name {m.name!r} {problem}")
         key = m.name.casefold()
         if key in seen:
-            raise FFUError(f"duplicate CAB member name {m.name!r} (clashes with {seen[key]!r})")
+            raise ConfigError(f"duplicate CAB member name {m.name!r} (clashes with {seen[key]!r})")
         seen[key] = m.name
         attribs = m.attribs
         if m.name.isascii():
@@ -86,11 +86,11 @@ def _plan_members(members: list[CabMember]) -> list[_Planned]:
             raw = m.name.encode("utf-8")
             attribs |= ATTR_NAME_IS_UTF
         if len(raw) > MAX_NAME_BYTES:
-            raise FFUError(f"CAB member name {m.name!r} is longer than {MAX_NAME_BYTES} bytes")
+            raise ConfigError(f"CAB member name {m.name!r} is longer than {MAX_NAME_BYTES} bytes")
         if not 0 <= attribs <= 0xFFFF:
-            raise FFUError(f"CAB member {m.name!r}: attributes {attribs:#x} do not fit 16 bits")
+            raise ConfigError(f"CAB member {m.name!r}: attributes {attribs:#x} do not fit 16 bits")
         if (m.source is None) == (m.data is None):
-            raise FFUError(f"CAB member {m.name!r} needs exactly one of source= or data=")
+            raise ConfigError(f"CAB member {m.name!r} needs exactly one of source= or data=")
         if m.data is not None:
             size, source = len(m.data), None
         else:
@@ -100,10 +100,10 @@ def _plan_members(members: list[CabMember]) -> list[_Planned]:
             except OSError as exc:
                 raise FFUError(f"cannot read {m.name!r}: {exc.strerror}", source) from None
             if not stat.S_ISREG(st.st_mode):
-                raise FFUError(f"CAB member source for {m.name!r} is not a regular file", source)
+                raise ConfigError(f"CAB member source for {m.name!r} is not a regular file", source)
             size = st.st_size
         if size > MAX_FILE_SIZE:
-            raise FFUError(
+            raise ConfigError(
                 f"CAB member {m.name!r} is {size} bytes; a cabinet file is limited to {MAX_FILE_SIZE} bytes",
                 source,
             )
@@ -120,7 +120,9 @@ def _plan_folders(planned: list[_Planned], max_blocks: int) -> list[tuple[int, i
     first, cur = 0, 0
     for i, p in enumerate(planned):
         if p.size > cap:
-            raise FFUError(f"CAB member {p.name!r} ({p.size} bytes) does not fit in one folder ({cap} bytes)")
+            raise ConfigError(
+                f"CAB member {p.name!r} ({p.size} bytes) does not fit in one folder ({cap} bytes)"
+            )
         if cur + p.size > cap and i > first:
             folders.append((first, i, cur))
             first, cur = i, 0
@@ -128,7 +130,7 @@ def _plan_folders(planned: list[_Planned], max_blocks: int) -> list[tuple[int, i
         cur += p.size
     folders.append((first, len(planned), cur))
     if len(folders) > MAX_FOLDERS:
-        raise FFUError(f"payload needs {len(folders)} folders; the CAB limit is {MAX_FOLDERS}")
+        raise ConfigError(f"payload needs {len(folders)} folders; the CAB limit is {MAX_FOLDERS}")
     return folders
 
 
@@ -202,14 +204,14 @@ def write_cab(
     """
     out = Path(out_path)
     if compression not in ("none", "mszip"):
-        raise FFUError(f"unknown CAB compression {compression!r} (use 'none' or 'mszip')")
+        raise ConfigError(f"unknown CAB compression {compression!r} (use 'none' or 'mszip')")
     if not 0 <= level <= 9:
-        raise FFUError(f"MSZIP level {level} is not in 0..9")
+        raise ConfigError(f"MSZIP level {level} is not in 0..9")
     if dos_datetime is not None and timestamp is not None:
         raise ValueError("give dos_datetime or timestamp, not both")
     date, tm = dos_datetime if dos_datetime is not None else dos_datetime_of(timestamp)
     if not (0 <= date <= 0xFFFF and 0 <= tm <= 0xFFFF):
-        raise FFUError(f"DOS date/time {date:#x}/{tm:#x} does not fit 16 bits")
+        raise ConfigError(f"DOS date/time {date:#x}/{tm:#x} does not fit 16 bits")
 
     if authenticode is not None and not reserve_signature:
         raise ValueError("authenticode signing needs reserve_signature=True")
@@ -237,7 +239,7 @@ def write_cab(
     if compression == "none":
         total = data_start + sum(n * CFDATA_SIZE for n in nblocks) + sum(f[2] for f in folders)
         if total > MAX_CABINET_SIZE:
-            raise FFUError(
+            raise ConfigError(
                 f"the cabinet would be {total} bytes; a CAB is limited to {MAX_CABINET_SIZE} bytes "
                 "(split the package)",
                 str(out),
@@ -331,7 +333,7 @@ def write_cab(
                     pos += CFDATA_SIZE + cb
                     count += 1
                     if pos > MAX_CABINET_SIZE:
-                        raise FFUError(
+                        raise ConfigError(
                             f"the compressed cabinet exceeds {MAX_CABINET_SIZE} bytes (split the package)",
                             str(out),
                         )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from construct import ConstructError
 
-from ...errors import FFUError
+from ...errors import FFUError, FormatError
 from ...util.paths import open_regular
 from .structs import (
     BASE_BLOCK,
@@ -95,8 +95,8 @@ class _Reader:
         self.bin_starts: list[int] = []
         self.visited: set[int] = set()
 
-    def fail(self, message: str) -> FFUError:
-        return FFUError(f"malformed registry hive: {message}", self.name)
+    def fail(self, message: str) -> FormatError:
+        return FormatError(f"malformed registry hive: {message}", self.name)
 
     def cell(self, offset: int, what: str) -> memoryview:
         """Payload of the allocated cell at ``offset`` (relative to the bins), bounded by its bin."""
@@ -282,7 +282,7 @@ def read_hive(path: str | os.PathLike, *, max_size: int = DEFAULT_READ_MAX) -> H
     except OSError as exc:
         raise FFUError(f"cannot read registry hive: {exc.strerror}", name) from None
     if len(data) > max_size:
-        raise FFUError(f"registry hive is larger than {max_size} bytes", name)
+        raise FormatError(f"registry hive is larger than {max_size} bytes", name)
     return parse_hive(data, name)
 
 

@@ -25,7 +25,7 @@ from construct import (
 )
 from construct import Bytes as CBytes
 
-from ...errors import FFUError
+from ...errors import ConfigError
 
 # --- constants --------------------------------------------------------------------------------
 
@@ -240,7 +240,7 @@ def utf16_len(name: str) -> int:
 
 def filetime(unix_time: int) -> int:
     if unix_time < -EPOCH_DELTA:
-        raise FFUError(f"timestamp {unix_time} is before 1601-01-01")
+        raise ConfigError(f"timestamp {unix_time} is before 1601-01-01")
     return (int(unix_time) + EPOCH_DELTA) * 10_000_000
 
 
@@ -337,13 +337,15 @@ def hive_for_key(full_key: str, *, allow_bcd: bool = False) -> tuple[str, str]:
     if parts and parts[-1] == "":
         parts.pop()
     if not parts or not parts[0]:
-        raise FFUError(f"registry key {full_key!r} does not start with a root key such as HKEY_LOCAL_MACHINE")
+        raise ConfigError(
+            f"registry key {full_key!r} does not start with a root key such as HKEY_LOCAL_MACHINE"
+        )
     root = _ROOTS.get(parts[0].upper())
     rest = parts[1:]
     if any(p == "" for p in rest):
-        raise FFUError(f"registry key {full_key!r} has an empty component (doubled backslash)")
+        raise ConfigError(f"registry key {full_key!r} has an empty component (doubled backslash)")
     if root is None:
-        raise FFUError(
+        raise ConfigError(
             f"registry key {full_key!r}: unknown root {parts[0]!r}; use HKEY_LOCAL_MACHINE, "
             "HKEY_USERS\\.DEFAULT, HKEY_CURRENT_USER or HKEY_CLASSES_ROOT"
         )
@@ -354,32 +356,32 @@ def hive_for_key(full_key: str, *, allow_bcd: bool = False) -> tuple[str, str]:
     if root == "HKU":
         if rest and rest[0].upper() == ".DEFAULT":
             return "DEFAULT", "\\".join(rest[1:])
-        raise FFUError(f"registry key {full_key!r}: only HKEY_USERS\\.DEFAULT exists in an offline image")
+        raise ConfigError(f"registry key {full_key!r}: only HKEY_USERS\\.DEFAULT exists in an offline image")
     if root == "HKCC":
-        raise FFUError(
+        raise ConfigError(
             f"registry key {full_key!r}: HKEY_CURRENT_CONFIG is created at boot and cannot be "
             "written offline; write HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet001\\Hardware Profiles"
         )
     if not rest:
-        raise FFUError(
+        raise ConfigError(
             f"registry key {full_key!r} names no hive; use HKEY_LOCAL_MACHINE\\SYSTEM, \\SOFTWARE, …"
         )
     top = rest[0].upper()
     if top == "HARDWARE":
-        raise FFUError(
+        raise ConfigError(
             f"registry key {full_key!r}: HKEY_LOCAL_MACHINE\\HARDWARE is volatile (built at every "
             "boot) and cannot be written offline"
         )
     if top == "BCD" or top.startswith("BCD0"):
         if allow_bcd:
             return "BCD", "\\".join(rest[1:])
-        raise FFUError(
+        raise ConfigError(
             f"registry key {full_key!r}: the BCD store is not a MainOS hive; describe boot "
             "settings in a bcdStore XML instead"
         )
     hive = _HKLM_HIVES.get(top)
     if hive is None:
-        raise FFUError(
+        raise ConfigError(
             f"registry key {full_key!r}: unknown hive {rest[0]!r} under HKEY_LOCAL_MACHINE; "
             f"use one of {', '.join(_HKLM_HIVES)}"
         )
@@ -395,5 +397,5 @@ def split_path(path: str) -> list[str]:
         return []
     parts = text.split("\\")
     if any(p == "" for p in parts):
-        raise FFUError(f"registry key {path!r} has an empty component (doubled backslash)")
+        raise ConfigError(f"registry key {path!r} has an empty component (doubled backslash)")
     return parts

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import FFUError
+from ...errors import ConfigError
 from ...util.atomic import atomic_output
 from ..regvalue import TYPE_NAMES
 from .structs import (
@@ -109,7 +109,7 @@ class HiveBuilder:
         key = self.root
         for depth, part in enumerate(split_path(path), start=1):
             if depth >= MAX_DEPTH:
-                raise FFUError(f"registry key {path!r} is nested deeper than {MAX_DEPTH} levels")
+                raise ConfigError(f"registry key {path!r} is nested deeper than {MAX_DEPTH} levels")
             folded = upcase(part)
             child = key.children.get(folded)
             if child is None:
@@ -127,12 +127,14 @@ class HiveBuilder:
     def set_value(self, path: str, name: str, type: int, data: bytes, *, owner: str | None = None) -> None:
         """Set ``path\\name`` (``''`` = the default value). A different second setting is an error."""
         if not 0 <= type <= 0xFFFFFFFF:
-            raise FFUError(f"registry value type {type} is out of range")
+            raise ConfigError(f"registry value type {type} is out of range")
         if utf16_len(name) > MAX_VALUE_NAME:
-            raise FFUError(f"registry value name {name[:40]!r}… is longer than {MAX_VALUE_NAME} characters")
+            raise ConfigError(
+                f"registry value name {name[:40]!r}… is longer than {MAX_VALUE_NAME} characters"
+            )
         data = bytes(data)
         if len(data) > MAX_SEGMENTS * BIG_DATA_SEGMENT:
-            raise FFUError(
+            raise ConfigError(
                 f"registry value {name!r} under {path!r} is {len(data)} bytes; the hive limit is "
                 f"{MAX_SEGMENTS * BIG_DATA_SEGMENT}"
             )
@@ -147,11 +149,11 @@ class HiveBuilder:
             return
         where = f"{path}\\{old.name or '(default)'}" if path else (old.name or "(default)")
         if old.owner == owner:
-            raise FFUError(
+            raise ConfigError(
                 f"registry value {where} is set twice by {_owner_text(owner)} with different data "
                 f"({_describe(old)} vs {_describe(new)})"
             )
-        raise FFUError(
+        raise ConfigError(
             f"registry value {where} is set by both {_owner_text(old.owner)} ({_describe(old)}) and "
             f"{_owner_text(owner)} ({_describe(new)}); make one package own it"
         )
@@ -351,7 +353,7 @@ class HiveBuilder:
         bins.append((start, size, used))
         total = start + size
         if total > 0x7FFFF000:
-            raise FFUError("registry hive would exceed 2 GiB")
+            raise ConfigError("registry hive would exceed 2 GiB")
         buf = bytearray(PAGE + total)
         for i, (b_start, b_size, b_used) in enumerate(bins):
             buf[PAGE + b_start : PAGE + b_start + BIN_HEADER_SIZE] = HBIN_C.build(
@@ -387,11 +389,11 @@ class HiveBuilder:
 
 def _check_key_name(name: str, what: str) -> None:
     if not name:
-        raise FFUError(f"empty {what}")
+        raise ConfigError(f"empty {what}")
     if "\\" in name or "\0" in name:
-        raise FFUError(f"{what} {name!r} contains a backslash or NUL")
+        raise ConfigError(f"{what} {name!r} contains a backslash or NUL")
     if utf16_len(name) > MAX_KEY_NAME:
-        raise FFUError(f"{what} {name[:40]!r}… is longer than {MAX_KEY_NAME} characters")
+        raise ConfigError(f"{what} {name[:40]!r}… is longer than {MAX_KEY_NAME} characters")
 
 
 def _base_block(ft: int, root_offset: int, bins_size: int, file_name: str) -> bytes:
