@@ -55,7 +55,7 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def ref_checksum(data: bytes, seed: int = 0) -> int:
-    """Per-word reference of cab-format.md §4 (slow on purpose)."""
+    """Per-word reference of the CFDATA checksum, libmspack's cabd_checksum (slow on purpose)."""
     c = seed
     n = len(data) // 4
     for i in range(n):

@@ -73,7 +73,7 @@ def _hash_range(h, f, start: int, end: int) -> None:
 
 
 def signed_layout_header(head: bytes) -> bytes:
-    """The header bytes the signed-layout digest covers (signing.md §5.2): all but reserved1 and
+    """The header bytes the signed-layout digest covers: all but reserved1 and
     the 24-byte reserve fields; prev/next cabinet strings are not used by our writer."""
     return head[0:4] + head[8:34] + head[56:60]
 
@@ -126,7 +126,7 @@ def content_signature(path: str | os.PathLike) -> str | None:
 
 
 def cab_hash(path: str | os.PathLike, algo: str = "sha256") -> bytes:
-    """Authenticode/catalog digest of a CAB (signing.md §5.2), signed or unsigned layout.
+    """Authenticode/catalog digest of a CAB (the one osslsigncode embeds), signed or unsigned layout.
 
     With the signature reserve (signed, or reserved with sigOffset 0) the signed-layout rule is
     used, so the result is the digest a signer embeds; it ignores sigOffset/sigLen and any
@@ -194,7 +194,7 @@ def _copy_range(fin, fout, start: int, end: int, path: str) -> None:
 
 def insert_signature_reserve(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Copy an unsigned CAB without reserve to ``dst`` with the 24-byte signature reserve inserted
-    after offset 36 (signing.md §6); every absolute offset moves by +24."""
+    after offset 36 (as osslsigncode does); every absolute offset moves by +24."""
     src, dst = str(src), str(dst)
 
     def build(fin, fout) -> None:

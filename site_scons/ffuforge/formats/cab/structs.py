@@ -175,7 +175,8 @@ def _xor_words(data) -> int:
 
 
 def cab_checksum(data, seed: int = 0) -> int:
-    """FOLD of cab-format.md §4: XOR of LE words, 1-3 leftover bytes packed big-endian."""
+    """The CFDATA checksum fold (as libmspack's cabd_checksum computes it): XOR of LE words,
+    1-3 leftover bytes packed big-endian."""
     n = len(data)
     c = seed ^ _xor_words(data)
     r = n & 3

@@ -331,7 +331,7 @@ def hive_for_key(full_key: str, *, allow_bcd: bool = False) -> tuple[str, str]:
     hive is copied from Users\\Default\\NTUSER.DAT). ``SYSTEM\\CurrentControlSet`` is a link
     Windows creates at boot; it is written as ControlSet001 (a real key of that name would break
     the link). HARDWARE and HKEY_CURRENT_CONFIG are volatile and refused; BCD only with
-    ``allow_bcd`` (the store lives on EFIESP, see :mod:`ffuforge.bcd`).
+    ``allow_bcd`` (the store lives on EFIESP, see :mod:`ffuforge.formats.bcd`).
     """
     parts = [p for p in full_key.replace("/", "\\").split("\\")]
     if parts and parts[-1] == "":
