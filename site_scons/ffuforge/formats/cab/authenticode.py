@@ -11,7 +11,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from construct import ConstructError
+from construct import ConstructError, Container
 
 from ...errors import ConfigError, FFUError, FormatError, SigningError
 from .structs import (
@@ -33,7 +33,7 @@ from .structs import (
 # --- Authenticode helpers ---------------------------------------------------------------------
 
 
-def _read_header(f, path: str) -> tuple[bytes, object, int]:
+def _read_header(f, path: str) -> tuple[bytes, Container, int]:
     """(raw header bytes, parsed CFHEADER, file size) for the signature helpers."""
     size = os.fstat(f.fileno()).st_size
     head = f.read(CFHEADER_FIXED_SIZE + 4 + MAX_HEADER_RESERVE + 4 * 256)
@@ -260,8 +260,8 @@ def append_signature(path: str | os.PathLike, blob: bytes, out_path: str | os.Pa
         f.write(padded)
 
     if out_path is None or os.path.abspath(out_path) == os.path.abspath(path):
-        with open(path, "r+b") as f:
-            patch(f)
+        with open(path, "r+b") as fw:
+            patch(fw)
         return
 
     def build(fin, fout) -> None:

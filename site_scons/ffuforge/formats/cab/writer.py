@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from ...errors import ConfigError, FFUError
 from .authenticode import cab_hash, plain_content_signature, signed_content_hash, signed_layout_header
@@ -94,7 +95,7 @@ def _plan_members(members: list[CabMember]) -> list[_Planned]:
         if m.data is not None:
             size, source = len(m.data), None
         else:
-            source = os.fspath(m.source)
+            source = os.fspath(cast("str | os.PathLike[str]", m.source))  # not None: data is None
             try:
                 st = os.stat(source)
             except OSError as exc:
@@ -153,7 +154,7 @@ def _folder_stream(planned: list[_Planned], out_label: str) -> Iterator[memoryvi
                     fill = 0
             continue
         try:
-            with open(p.source, "rb", buffering=0) as f:
+            with open(cast(str, p.source), "rb", buffering=0) as f:  # not None: data is None
                 remaining = p.size
                 while remaining:
                     n = f.readinto(view[fill : fill + min(BLOCK_SIZE - fill, remaining)])
@@ -187,7 +188,7 @@ def write_cab(
     reserve_signature: bool = False,
     max_blocks_per_folder: int = MAX_BLOCKS_PER_FOLDER,
     mszip_history: bool = False,
-    finish: Callable[[str], None] | None = None,
+    finish: Callable[[Path], None] | None = None,
     authenticode: Callable[[bytes], bytes] | None = None,
 ) -> CabInfo:
     """Write ``members`` (in the given order) to a deterministic single-cabinet CAB, atomically.
@@ -313,6 +314,7 @@ def write_cab(
                 hist = None
                 for block in _folder_stream(planned[first:end], str(out)):
                     n = len(block)
+                    ab: bytes | memoryview
                     if compression == "none":
                         ab = block
                     else:

@@ -53,12 +53,13 @@ class RegKey:
     subkeys: list[RegKey] = field(default_factory=list)
 
     def subkey(self, path: str) -> RegKey | None:
-        key: RegKey | None = self
+        key = self
         for part in split_path(path):
             folded = upcase(part)
-            key = next((k for k in key.subkeys if upcase(k.name) == folded), None)
-            if key is None:
+            found = next((k for k in key.subkeys if upcase(k.name) == folded), None)
+            if found is None:
                 return None
+            key = found
         return key
 
     def value(self, name: str) -> RegValue | None:
@@ -173,6 +174,7 @@ class _Reader:
                 parent.subkeys.append(key)
             for sub in reversed(subkey_offsets):
                 stack.append((sub, dep + 1, key))
+        assert root_key is not None  # the first entry popped is the root
         return root_key
 
     def node(self, offset: int) -> tuple[RegKey, list[int]]:

@@ -190,7 +190,7 @@ VK_P = _Packer(VK)
 HBIN_C = HBIN_HEADER.compile()
 
 
-def checksum(block: bytes) -> int:
+def checksum(block: bytes | memoryview) -> int:
     x = 0
     for i in range(0, 0x1FC, 4):
         x ^= int.from_bytes(block[i : i + 4], "little")

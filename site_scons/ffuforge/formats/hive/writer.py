@@ -10,6 +10,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from ...errors import ConfigError
 from ...util.atomic import atomic_output
@@ -139,6 +140,7 @@ class HiveBuilder:
                 f"{MAX_SEGMENTS * BIG_DATA_SEGMENT}"
             )
         key = self._walk(path, True)
+        assert key is not None  # create=True always finds or makes the key
         folded = upcase(name)
         new = _Value(name, type, data, owner)
         old = key.values.get(folded)
@@ -205,7 +207,7 @@ class HiveBuilder:
                         volatile_subkey_list=NIL,
                         value_count=len(values),
                         value_list=holder["values"].offset if holder["values"] else NIL,
-                        security=sk_cell.offset,
+                        security=cast(_Cell, sk_cell).offset,  # set while the root is emitted
                         class_name=NIL,
                         max_subkey_class=0,
                         work_var=0,
@@ -224,8 +226,8 @@ class HiveBuilder:
                         SK.build(
                             {
                                 "reserved": 0,
-                                "flink": sk_cell.offset,
-                                "blink": sk_cell.offset,
+                                "flink": cast(_Cell, sk_cell).offset,
+                                "blink": cast(_Cell, sk_cell).offset,
                                 "reference_count": key_count,
                                 "descriptor_size": len(sd),
                             }
@@ -257,6 +259,7 @@ class HiveBuilder:
             for child, parent_nk in reversed(kids):
                 stack.append((child, parent_nk, child_cells))
         # child nk cells were appended in sorted order (stack pops the first child first)
+        assert root_cell is not None  # the root is emitted first
         return cells, root_cell
 
     @staticmethod
@@ -277,7 +280,7 @@ class HiveBuilder:
                 VK_P.pack(
                     name_length=len(name_bytes),
                     data_size=size_field,
-                    data_offset=inline if inline is not None else ref["data"].offset,
+                    data_offset=inline if inline is not None else cast(_Cell, ref["data"]).offset,
                     type=v.type,
                     flags=VALUE_COMP_NAME if compressed else 0,
                     spare=0,
