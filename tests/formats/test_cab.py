@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError, FormatError, SigningError
 from ffuforge.formats import cab
 from ffuforge.formats.cab import (
     CFDATA,
@@ -34,6 +34,7 @@ from ffuforge.formats.cab import (
     insert_signature_reserve,
     write_cab,
 )
+from ffuforge.formats.cab import writer as cab_writer
 
 TOOLS = ("cabextract", "7z", "gcab")
 
@@ -54,7 +55,7 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def ref_checksum(data: bytes, seed: int = 0) -> int:
-    """Per-word reference of cab-format.md §4 (slow on purpose)."""
+    """Per-word reference of the CFDATA checksum, libmspack's cabd_checksum (slow on purpose)."""
     c = seed
     n = len(data) // 4
     for i in range(n):
@@ -596,7 +597,7 @@ def test_refuses_cabinet_over_2gib_before_writing(tmp_path):
 
 
 def test_mszip_over_limit_aborts_and_cleans_up(tmp_path, monkeypatch):
-    monkeypatch.setattr(cab, "MAX_CABINET_SIZE", 200_000)
+    monkeypatch.setattr(cab_writer, "MAX_CABINET_SIZE", 200_000)  # the name write_cab reads
     data = random.Random(3).randbytes(1_000_000)
     with pytest.raises(FFUError, match="exceeds 200000"):
         write_cab(tmp_path / "a.cab", [CabMember("r", data=data)], compression="mszip")
@@ -939,3 +940,50 @@ def test_not_a_file(tmp_path):
         CabReader(tmp_path / "missing.cab")
     with pytest.raises(FFUError, match="not a regular file|cannot open"):
         CabReader(tmp_path)
+
+
+# --- error kinds ------------------------------------------------------------------------------
+
+
+def test_damaged_cabinets_are_format_errors(tmp_path, good):
+    """Truncation, a wrong signature and a corrupt block are bad bytes: FormatError, also when the
+    reader adds the member's name to a block error."""
+    for blob in (good[:100], b"MSCX" + good[4:]):
+        (tmp_path / "bad.cab").write_bytes(blob)
+        with pytest.raises(FormatError):
+            CabReader(tmp_path / "bad.cab")
+        with pytest.raises(FormatError):
+            cab_hash(tmp_path / "bad.cab")
+    blob = bytearray(good)
+    _h, folders = layout(good)
+    blob[folders[0].coffCabStart + 8 + 5] ^= 1
+    (tmp_path / "bad.cab").write_bytes(blob)
+    with CabReader(tmp_path / "bad.cab") as r, pytest.raises(FormatError, match="'a.txt'.*checksum"):
+        r.read("a.txt")
+
+
+def test_bad_writer_settings_are_config_errors(tmp_path):
+    member = CabMember("a.txt", data=b"a")
+    with pytest.raises(ConfigError, match="compression"):
+        write_cab(tmp_path / "a.cab", [member], compression="lzx")
+    with pytest.raises(ConfigError, match="path segment"):
+        write_cab(tmp_path / "a.cab", [CabMember("..\\a.txt", data=b"a")])
+    with pytest.raises(ConfigError, match="duplicate"):
+        write_cab(tmp_path / "a.cab", [member, CabMember("A.TXT", data=b"b")])
+    with pytest.raises(ConfigError, match="DOS date range"):
+        dos_datetime_of(0)
+    write_cab(tmp_path / "a.cab", [member])
+    with CabReader(tmp_path / "a.cab") as r, pytest.raises(ConfigError, match="no member named"):
+        r.read("b.txt")
+    assert os.listdir(tmp_path) == ["a.cab"]
+
+
+def test_signature_problems_are_signing_or_format_errors(tmp_path):
+    write_cab(tmp_path / "plain.cab", [CabMember("a", data=b"a")])
+    write_cab(tmp_path / "ready.cab", [CabMember("a", data=b"a")], reserve_signature=True)
+    with pytest.raises(SigningError, match="empty signature"):
+        append_signature(tmp_path / "ready.cab", b"")
+    with pytest.raises(FormatError, match="no signature reserve"):
+        append_signature(tmp_path / "plain.cab", b"blob")
+    with pytest.raises(FormatError, match="already has a reserve"):
+        insert_signature_reserve(tmp_path / "ready.cab", tmp_path / "out.cab")

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from ffuforge.errors import FFUError
-from ffuforge.formats import hive
+from ffuforge.errors import ConfigError, FFUError, FormatError
+from ffuforge.formats import hive, regvalue
 
 TS = 1577836800  # 2020-01-01
 FILETIME_2020 = 132223104000000000
@@ -350,11 +350,11 @@ def test_fast_packers_match_the_construct_declarations():
         name_length=10,
         class_length=0,
     )
-    packed = hive._NK_P.pack(**nk)
+    packed = hive.NK_P.pack(**nk)
     assert packed == hive.NK.build(nk) and len(packed) == hive.NK_SIZE == 76
-    assert {k: v for k, v in hive._NK_P.unpack(packed).items() if k != "signature"} == nk
+    assert {k: v for k, v in hive.NK_P.unpack(packed).items() if k != "signature"} == nk
     vk = dict(name_length=3, data_size=0x80000004, data_offset=0x01020304, type=4, flags=1, spare=0)
-    assert hive._VK_P.pack(**vk) == hive.VK.build(vk) and hive.VK_SIZE == 20
+    assert hive.VK_P.pack(**vk) == hive.VK.build(vk) and hive.VK_SIZE == 20
 
 
 def test_lh_hash_and_upper_case_order():
@@ -608,3 +608,47 @@ def test_reader_never_crashes_on_mutations(flips, cut):
         hive.parse_hive(bytes(data), "fuzz")
     except FFUError:
         pass
+
+
+# --- error kinds ------------------------------------------------------------------------------
+
+
+def test_damaged_hives_are_format_errors(tmp_path):
+    corruptions = _corruptions()
+    for case in ("truncated header", "bad checksum", "subkey loop", "hbin signature"):
+        with pytest.raises(FormatError):
+            hive.parse_hive(corruptions[case])
+    (tmp_path / "hive").write_bytes(_SMALL)
+    with pytest.raises(FormatError, match="larger than"):
+        hive.read_hive(tmp_path / "hive", max_size=len(_SMALL) - 1)
+
+
+def test_bad_keys_and_values_are_config_errors():
+    for full in ("HKEY_CURRENT_CONFIG\\X", "HKEY_LOCAL_MACHINE\\HARDWARE\\X", "HKLM\\NOPE\\X", "X\\Y"):
+        with pytest.raises(ConfigError):
+            hive.hive_for_key(full)
+    b = hive.HiveBuilder(timestamp=0)
+    with pytest.raises(ConfigError, match="empty component"):
+        b.ensure_key("A\\\\B")
+    b.set_value("A", "v", 4, b"\1\0\0\0", owner="pkg1")
+    with pytest.raises(ConfigError, match="set by both"):
+        b.set_value("A", "V", 4, b"\2\0\0\0", owner="pkg2")
+    with pytest.raises(ConfigError, match="before 1601"):
+        hive.HiveBuilder(timestamp=-(10**12))
+
+
+@pytest.mark.parametrize(
+    "type_name, text, legacy",
+    [
+        ("REG_DWORD", "0xZZ", False),
+        ("REG_QWORD", "0x1" + "0" * 16, False),
+        ("REG_BINARY", "ABC", False),
+        ("REG_BINARY", "1,2,XYZ", True),
+        ("REG_HEX", "hex(7):00", False),
+        ("REG_HEX", "7:00", True),
+        ("REG_WORD", "1", False),
+    ],
+)
+def test_bad_authored_values_are_config_errors(type_name, text, legacy):
+    with pytest.raises(ConfigError):
+        regvalue.decode(type_name, text, legacy=legacy)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import FFUError
+from ..errors import ConfigError
 
 TYPES = {
     "REG_NONE": 0,
@@ -71,10 +71,10 @@ def _int(text: str, bits: int, what: str) -> bytes:
     if t[:2].lower() == "0x":
         t = t[2:]
     if not t or not _HEX.match(t):
-        raise FFUError(f"{what} value {text!r} is not hexadecimal; write it like 0x{'0' * (bits // 4)}")
+        raise ConfigError(f"{what} value {text!r} is not hexadecimal; write it like 0x{'0' * (bits // 4)}")
     value = int(t, 16)
     if value >= 1 << bits:
-        raise FFUError(f"{what} value {text!r} does not fit in {bits} bits")
+        raise ConfigError(f"{what} value {text!r} does not fit in {bits} bits")
     return value.to_bytes(bits // 8, "little")
 
 
@@ -83,9 +83,9 @@ def _binary_hex(text: str) -> bytes:
     if t[:2].lower() == "0x":
         t = t[2:]
     if t and not _HEX.match(t):
-        raise FFUError(f"REG_BINARY value {text[:40]!r} is not contiguous hexadecimal (e.g. 12ABCDEF)")
+        raise ConfigError(f"REG_BINARY value {text[:40]!r} is not contiguous hexadecimal (e.g. 12ABCDEF)")
     if len(t) % 2:
-        raise FFUError(
+        raise ConfigError(
             f"REG_BINARY value has an odd number of hex digits ({len(t)}); pad it with a leading 0"
         )
     return bytes.fromhex(t)
@@ -98,13 +98,13 @@ def _binary_commas(text: str) -> bytes:
     out = bytearray()
     for item in t.split(","):
         if not _HEX.match(item) or len(item) > 2:
-            raise FFUError(f"REG_BINARY byte {item!r} is not one or two hex digits (write 12,AB,CD)")
+            raise ConfigError(f"REG_BINARY byte {item!r} is not one or two hex digits (write 12,AB,CD)")
         out.append(int(item, 16))
     return bytes(out)
 
 
 def decode(type_name: str, value: str | None, *, legacy: bool) -> RegData:
-    """Decode an authored value. `legacy` selects the pkg.xml spellings. Raises FFUError."""
+    """Decode an authored value. `legacy` selects the pkg.xml spellings. Raises ConfigError."""
     t = type_name.strip().upper()
     text = value if value is not None else ""
     if t == "REG_SZ":
@@ -124,9 +124,11 @@ def decode(type_name: str, value: str | None, *, legacy: bool) -> RegData:
         return RegData(3, _binary_hex(text))
     if t == "REG_HEX":
         if not legacy:
-            raise FFUError("REG_HEX is only valid in legacy .pkg.xml files; use REG_BINARY or a typed value")
+            raise ConfigError(
+                "REG_HEX is only valid in legacy .pkg.xml files; use REG_BINARY or a typed value"
+            )
         m = re.match(r"^\s*hex\(([0-9A-Fa-f]{1,8})\):(.*)$", text, re.S)
         if not m:
-            raise FFUError(f"REG_HEX value {text[:40]!r} must look like hex(7):aa,bb,...")
+            raise ConfigError(f"REG_HEX value {text[:40]!r} must look like hex(7):aa,bb,...")
         return RegData(int(m.group(1), 16), _binary_commas(m.group(2)))
-    raise FFUError(f"unknown registry value type {type_name!r}; use one of {', '.join(AUTHORED)}")
+    raise ConfigError(f"unknown registry value type {type_name!r}; use one of {', '.join(AUTHORED)}")

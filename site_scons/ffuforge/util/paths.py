@@ -17,8 +17,8 @@ from pathlib import Path
 def resolve(base: Path, win_path: str) -> Path:
     """Join a backslash path to `base`; fall back to case-insensitive matching per component."""
     text = win_path.strip().replace("\\", "/")
-    path = Path(text) if os.path.isabs(text) else base / text
-    path = os.path.normpath(path)
+    joined = Path(text) if os.path.isabs(text) else base / text
+    path = os.path.normpath(joined)
     log = getattr(_LOCAL, "log", None)
     if log is None:
         return Path(resolve_normalized(path))
