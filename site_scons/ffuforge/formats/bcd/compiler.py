@@ -45,9 +45,9 @@ from pathlib import Path
 from construct import Bytes as CBytes
 from construct import Int32ul, Int64ul, Struct
 
-from ..errors import FFUError
-from ..util import xmlsafe
-from .hive import HiveBuilder
+from ...errors import FFUError
+from ...util import xmlsafe
+from ..hive import HiveBuilder
 
 BCD_NS = "http://schemas.microsoft.com/phone/2011/10/BootConfiguration"
 STORE_ROOT = "NewStoreRoot"
