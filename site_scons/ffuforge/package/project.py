@@ -7,7 +7,7 @@ cheap; :mod:`ffuforge.package.variant` turns a model into a concrete package for
 
 Model, constants and the shared loader base live in :mod:`.projectmodel`, the two readers in
 :mod:`.wmxml` and :mod:`.pkgxml`; this module picks the reader, caches loaded models and
-re-exports the model, so ``from ffuforge.package.project import Project`` keeps working.
+re-exports the model, so importers of this module keep working unchanged.
 """
 
 from __future__ import annotations
