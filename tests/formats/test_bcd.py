@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError
 from ffuforge.formats import bcd, hive
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ DISK_GUID = "{AE420040-13DD-41F2-AE7F-0DC35854C8D7}"
 DISK_SIG = 0xAE420040
 MMOS_OFFSET = 0x2A00000
 
-# Independent expectations, from the public BCD element/object documentation (not from bcd.py).
+# Independent expectations, from the public BCD element/object documentation (not from ffuforge.formats.bcd).
 ELEMENT_IDS = {
     "Boot UX Progress Animation Disable": 0x16000069,  # bcdedit custom:16000069
     "Allow Pre-release Signatures": 0x16000049,  # BcdLibraryBoolean_AllowPrereleaseSignatures
@@ -564,3 +564,28 @@ def test_element_table_matches_documented_ids():
     # every WellKnownType used anywhere in the corpus is supported
     used = {e.text.strip() for p in CORPUS for e in etree.parse(str(p)).getroot().iter(Q + "WellKnownType")}
     assert used <= set(bcd.ELEMENT_TYPES) and used <= set(ELEMENT_IDS)
+
+
+def test_error_kinds_are_config_errors(tmp_path):
+    """A BCD document is user content: bad values, unknown names, a wrong root element and a bad disk
+    style are ConfigErrors, raised by the reader, the encoder and the compiler alike."""
+    x = tmp_path / "x.xml"
+    x.write_text(
+        doc(obj("Windows Boot Manager", element("Timeout Value", "<IntegerValue>0xZZ</IntegerValue>")))
+    )
+    with pytest.raises(ConfigError, match="hexadecimal"):
+        bcd.build_bcd([x], timestamp=TS)
+    x.write_text(
+        doc(obj("Windows Boot Manager", element("No Such Element", "<BooleanValue>1</BooleanValue>")))
+    )
+    with pytest.raises(ConfigError, match="unknown BCD element"):
+        bcd.parse_document(x)
+    x.write_text('<identity xmlns="urn:Microsoft.CompPlat/ManifestSchema.v1.00"/>')
+    with pytest.raises(ConfigError, match="not a BCD description"):
+        bcd.parse_document(x)
+    gpt = tmp_path / "gpt.xml"
+    gpt.write_text(base_xml("gpt"))
+    with pytest.raises(ConfigError, match="'gpt' or 'mbr'"):
+        bcd.build_bcd([gpt], timestamp=TS, disk_style="apm")
+    with pytest.raises(ConfigError, match="GPTDevice> in a BCD for an MBR disk"):
+        bcd.build_bcd([gpt], timestamp=TS, disk_style="mbr", partition_ids=partition_ids("mbr"))

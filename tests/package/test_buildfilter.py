@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError
 from ffuforge.package.buildfilter import evaluate, parse
 
 ARM = {"build.arch": "arm", "build.iswow": "false"}
@@ -50,6 +50,11 @@ def test_errors(text, fragment):
     with pytest.raises(FFUError) as exc:
         parse(text)
     assert fragment in str(exc.value)
+
+
+def test_errors_are_config_errors():
+    with pytest.raises(ConfigError, match="missing '\\)'"):
+        parse("(build.arch = arm")
 
 
 def test_variables():

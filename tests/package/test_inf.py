@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError, FormatError
 from ffuforge.package.inf import (
     ARCHES,
     DIRID_MACROS,
@@ -348,6 +348,18 @@ def test_oversized_files_are_refused(tmp_path):
     assert info.value.file == "big.inf"
     with pytest.raises(FFUError, match="limit"):
         parse_inf_bytes(b" " * (MAX_INF_BYTES + 1), "t.inf")
+
+
+def test_error_kinds_of_unreadable_inf_text(tmp_path):
+    """Text that cannot be an INF is a FormatError; a missing INF is the project's ConfigError."""
+    with pytest.raises(FormatError, match="over the 16777216-byte limit"):
+        parse_inf_bytes(b" " * (MAX_INF_BYTES + 1), "t.inf")
+    with pytest.raises(FormatError, match=r"missing '\]'"):
+        inf("[A]\n[Broken\nk=v\n")
+    with pytest.raises(FormatError, match="over the 65536 limit"):
+        parse_inf_text("[A]\nk=" + "x" * (MAX_LINE_CHARS + 1) + "\n", "t.inf")
+    with pytest.raises(ConfigError, match="cannot read INF"):
+        parse_inf(tmp_path / "absent.inf", "absent.inf")
 
 
 # --------------------------------------------------------------------------- import walk
@@ -698,6 +710,19 @@ def test_unused_bad_destination_is_not_an_error():
         "DefaultDestDir = 12", "DefaultDestDir = 12\nX = 16422"
     )
     assert len(import_driver(inf(text), "arm").files) == 1
+
+
+def test_error_kinds_of_the_import_walk():
+    """A lexable INF whose content cannot be packaged, or a bad arch setting, is a ConfigError."""
+    with pytest.raises(ConfigError, match="x64 is spelled amd64"):
+        import_driver(parse_inf_text(BSP_INF, "t.inf"), "x64")
+    text = _minimal("NTarm", "[Models.NTarm]\nd = Inst").replace(
+        "CopyFiles = Files", "CopyFiles = Files, Missing"
+    )
+    with pytest.raises(ConfigError, match="which does not exist"):
+        import_driver(inf(text), "arm")
+    with pytest.raises(ConfigError, match="no models section for arm64"):
+        import_driver(inf(_minimal("NTarm", "[Models.NTarm]\nd = Inst")), "arm64")
 
 
 def test_copyfiles_to_unknown_section():

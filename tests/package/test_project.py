@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError
 from ffuforge.package import project
 
 from pairs_norm import summary
@@ -164,6 +164,25 @@ def test_malformed_and_foreign_roots(tmp_path):
     with pytest.raises(FFUError, match="is not a package project"):
         project.load(tmp_path / "fm.xml")
     with pytest.raises(FFUError, match="cannot read package project"):
+        project.load(tmp_path / "missing.wm.xml")
+
+
+def test_error_kinds_are_config_errors(tmp_path):
+    """Schema mistakes in either reader, a bad buildFilter, a foreign root and a missing project are
+    ConfigErrors, not bare FFUErrors."""
+    with pytest.raises(ConfigError, match="releaseType='Beta' is not valid"):
+        _load(tmp_path, '<onecorePackageInfo releaseType="Beta"/>')
+    with pytest.raises(ConfigError, match="invalid buildFilter") as exc:
+        _load(tmp_path, '<files buildFilter="build.arch = "><file source="a"/></files>')
+    assert str(exc.value).startswith("x.wm.xml:2:")
+    with pytest.raises(ConfigError, match="out of order"):
+        _load(tmp_path, "<Components/><Macros/>", PKG, "x.pkg.xml")
+    (tmp_path / "fm.xml").write_text(
+        '<FeatureManifest xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"/>'
+    )
+    with pytest.raises(ConfigError, match="is not a package project"):
+        project.load(tmp_path / "fm.xml")
+    with pytest.raises(ConfigError, match="cannot read package project"):
         project.load(tmp_path / "missing.wm.xml")
 
 

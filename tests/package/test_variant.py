@@ -2,7 +2,8 @@
 
 import pytest
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError
+from ffuforge.package import variant
 
 from helpers import plan, wm
 
@@ -162,3 +163,19 @@ def test_case_insensitive_source_lookup(tmp_path):
     v = plan(wm(tmp_path, '<files><file source=".\\RPi2\\file.txt"/></files>'))[0]
     assert v.payload[0].source == tmp_path / "Rpi2" / "File.TXT"
     assert v.payload[0].name == "File.TXT"
+
+
+def test_error_kinds_are_config_errors(tmp_path):
+    """Bad build options, macros and device paths are the user's settings: ConfigError."""
+    with pytest.raises(ConfigError, match="CPU='x64' is not supported"):
+        variant.BuildOptions(cpu="x64")
+    (tmp_path / "a.txt").write_text("a")
+    p = wm(tmp_path, '<files><file source="$(NOPE)\\a.txt"/></files>', filename="x.wm.xml")
+    with pytest.raises(ConfigError, match="undefined macro"):
+        plan(p)
+    p = wm(tmp_path, '<files><file source=".\\a.txt" destinationDir="C:\\x"/></files>', filename="y.wm.xml")
+    with pytest.raises(ConfigError, match="must start with a device path macro"):
+        plan(p)
+    p = wm(tmp_path, '<regKeys><regKey keyName="HKEY_LOCAL_MACHINE\\x"/></regKeys>', filename="z.wm.xml")
+    with pytest.raises(ConfigError, match="must start with a registry macro"):
+        plan(p)

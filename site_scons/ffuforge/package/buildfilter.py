@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import FFUError
+from ..errors import ConfigError
 
 KNOWN_VARS = {
     "build.arch",
@@ -79,7 +79,7 @@ class _Parser:
             if col is not None
             else (self.tokens[self.i][2] if self.i < len(self.tokens) else len(self.text) + 1)
         )
-        raise FFUError(f"invalid buildFilter {self.text!r}: {what} at column {col}")
+        raise ConfigError(f"invalid buildFilter {self.text!r}: {what} at column {col}")
 
     def peek(self) -> tuple[str, str, int] | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -158,7 +158,7 @@ _CACHE: dict[str, Expr] = {}
 
 
 def parse(text: str) -> Expr:
-    """Parse a buildFilter; raises FFUError (without location; callers add file:line)."""
+    """Parse a buildFilter; raises ConfigError (without location; callers add file:line)."""
     expr = _CACHE.get(text)
     if expr is None:
         expr = _CACHE[text] = _Parser(text).parse()

@@ -1,6 +1,6 @@
 """CBS package manifests: `update.mum`, the deployment and the component manifest.
 
-Written to match what the servicing stack and Microsoft's tools expect (cbs-package spec):
+Written to match what the servicing stack and Microsoft's tools (pkggen) expect:
 identity attribute order, key-form names, SHA-256 file digests. Generation is a pure
 function of the variant and payload digests so that the bytes are reproducible.
 """

@@ -6,18 +6,19 @@ twice: as SCons dependencies (rebuild when a .sys changes) and as CAB/manifest c
 vendor-written, often UTF-16, and full of Windows leniencies, so the reader is permissive about
 syntax, bounded in size and work, and strict (with file:line errors) only where a wrong guess
 would put the wrong bytes in an image.
+
+This module holds the import walk and is the facade of the INF reader: the data model lives in
+:mod:`.infmodel` and lexing (decoding, sections, quoting, [Strings]) in :mod:`.inflex`; their
+public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import codecs
-import os
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from ..errors import FFUError
-from ..util.paths import open_regular
+from ..errors import ConfigError, FFUError
+from .inflex import MAX_INF_BYTES, MAX_LINE_CHARS, WS, parse_inf, parse_inf_bytes, parse_inf_text
+from .infmodel import DriverImport, Inf, InfFile, InfLine, InfSection, InfService
 
 __all__ = [
     "ARCHES",
@@ -36,8 +37,6 @@ __all__ = [
     "parse_inf_text",
 ]
 
-MAX_INF_BYTES = 16 * 1024 * 1024
-MAX_LINE_CHARS = 64 * 1024
 ARCHES = ("x86", "amd64", "arm", "arm64")
 
 #: Device directory (macro form) for each installable dirid.  13 (run from driver store) maps to
@@ -56,9 +55,6 @@ DIRID_MACROS: dict[int, str] = {
 }
 _DIRID_DEFAULT = 11  # setupapi.h: DIRID_DEFAULT == DIRID_SYSTEM
 
-_WS = " \t\f\v\x00\x1a"  # \x1a: DOS end-of-file marker left in old INFs
-_LINE_SPLIT = re.compile(r"\r\n|\r|\n")
-_TOKEN = re.compile(r"%([^%]*)%")
 _ARCH_TOKEN = re.compile(re.escape("$arch$"), re.IGNORECASE)
 _DEFAULT_INSTALL = re.compile(r"defaultinstall\.nt[^.]*")
 _NUMBER = re.compile(r"-?(?:0[xX][0-9a-fA-F]{1,8}|[0-9]{1,10})")
@@ -68,378 +64,11 @@ _NON_FILE_LISTS = frozenset(
 )
 
 
-def _latin1_fallback(exc: UnicodeError) -> tuple[str, int]:
-    # cp1252 leaves 0x81/0x8D/0x8F/0x90/0x9D undefined; Windows maps them to the C1 controls.
-    assert isinstance(exc, UnicodeDecodeError)
-    return exc.object[exc.start : exc.end].decode("latin-1"), exc.end
-
-
-codecs.register_error("ffuforge.inf.latin1", _latin1_fallback)
-
-
-# --------------------------------------------------------------------------- data model
-
-
-@dataclass(frozen=True, slots=True)
-class InfLine:
-    """One logical line after quote removal and %strings% substitution."""
-
-    line: int  # 1-based physical line where the logical line starts
-    key: str | None  # text before '=', or None for a bare value line
-    values: tuple[str, ...]
-    #: (value index, token) for each %token% with no [Strings] entry; index -1 is the key.
-    unresolved: tuple[tuple[int, str], ...] = ()
-
-
-@dataclass(slots=True)
-class InfSection:
-    name: str  # as first written
-    line: int  # line of the first header (duplicate headers merge into this section)
-    lines: list[InfLine] = field(default_factory=list)
-    _index: dict[str, list[InfLine]] = field(default_factory=dict, repr=False)
-
-    def get(self, key: str) -> InfLine | None:
-        """First line whose key matches case-insensitively."""
-        found = self._index.get(key.lower())
-        return found[0] if found else None
-
-    def get_all(self, key: str) -> list[InfLine]:
-        return self._index.get(key.lower(), [])
-
-
-@dataclass(slots=True)
-class Inf:
-    path: str  # name used in messages
-    encoding: str
-    sections: dict[str, InfSection]  # keyed by lower-cased name
-    strings: dict[str, str]  # lower-cased token -> value (locale section already applied)
-
-    def section(self, name: str) -> InfSection | None:
-        return self.sections.get(name.lower())
-
-
-@dataclass(frozen=True, slots=True)
-class InfFile:
-    source_name: str  # file name on the source disk
-    source_subdir: str  # disk path + SourceDisksFiles subdir, backslash-joined, '' for the root
-    dest_name: str
-    dest_dir: str  # macro form, e.g. '$(runtime.drivers)' or '$(runtime.windows)\INF\sub'
-    dirid: int
-    section: str  # file-list section (or install section for CopyFiles=@file)
-    line: int
-    run_from_driver_store: bool = False  # dirid 13: the caller decides the real location
-    flags: int = 0  # COPYFLG_* from the file-list entry
-
-
-@dataclass(frozen=True, slots=True)
-class InfService:
-    name: str
-    binary: str | None  # ServiceBinary as written after %strings%, e.g. '%12%\foo.sys'
-    section: str  # service-install section
-    line: int  # the AddService line
-
-
-@dataclass(slots=True)
-class DriverImport:
-    arch: str
-    files: list[InfFile]
-    catalog_file: str | None
-    includes: list[str]  # Include= INFs (inbox; recorded, not followed)
-    needs: list[str]  # Needs= sections in those INFs
-    copy_infs: list[str]  # CopyINF= extra INFs the package must also carry
-    services: list[InfService]
-    install_sections: list[str]  # install sections used, decorated name as looked up
-    inf_class: str | None = None
-    class_guid: str | None = None
-    provider: str | None = None
-    driver_ver: str | None = None
-    warnings: list[str] = field(default_factory=list)  # 'file:line: message' strings
-
-
-# --------------------------------------------------------------------------- lexing
-
-
-def parse_inf(path: str | Path, display_name: str | None = None, *, lcid: int = 0x0409) -> Inf:
-    """Read and lex an INF file; errors name ``display_name`` (default: the path)."""
-    name = display_name if display_name is not None else str(path)
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size > MAX_INF_BYTES:
-            raise _too_big(size, name)
-        with os.fdopen(open_regular(p), "rb") as fh:
-            data = fh.read(MAX_INF_BYTES + 1)
-    except OSError as exc:
-        raise FFUError(f"cannot read INF ({exc.strerror or exc}); check the inf source path", name) from exc
-    return parse_inf_bytes(data, name, lcid=lcid)
-
-
-def parse_inf_bytes(data: bytes, name: str, *, lcid: int = 0x0409) -> Inf:
-    if len(data) > MAX_INF_BYTES:
-        raise _too_big(len(data), name)
-    text, encoding = _decode(data)
-    return parse_inf_text(text, name, lcid=lcid, encoding=encoding)
-
-
-def parse_inf_text(text: str, name: str, *, lcid: int = 0x0409, encoding: str = "text") -> Inf:
-    if len(text) > MAX_INF_BYTES:
-        raise _too_big(len(text), name)
-    raw = _lex(text, name)
-    strings = _strings_table(raw, lcid)
-    sections: dict[str, InfSection] = {}
-    for key, (sname, sline, rlines) in raw.items():
-        sec = InfSection(sname, sline)
-        is_strings = key == "strings" or key.startswith("strings.")
-        for lineno, rkey, rvalues in rlines:
-            if is_strings:
-                ln = InfLine(lineno, rkey, tuple(rvalues))
-            else:
-                ln = _substitute(lineno, rkey, rvalues, strings)
-            sec.lines.append(ln)
-            if ln.key is not None:
-                sec._index.setdefault(ln.key.lower(), []).append(ln)
-        sections[key] = sec
-    return Inf(name, encoding, sections, strings)
-
-
-def _too_big(size: int, name: str) -> FFUError:
-    return FFUError(
-        f"INF is {size} bytes, over the {MAX_INF_BYTES}-byte limit; this is not a driver INF "
-        "(or is corrupt) - point <inf source> at the real INF",
-        name,
-    )
-
-
-def _decode(data: bytes) -> tuple[str, str]:
-    if data.startswith(b"\xff\xfe"):
-        enc, body = "utf-16-le", data[2:]
-    elif data.startswith(b"\xfe\xff"):
-        enc, body = "utf-16-be", data[2:]
-    elif data.startswith(b"\xef\xbb\xbf"):
-        enc, body = "utf-8", data[3:]
-    else:
-        sniffed = _sniff_utf16(data)
-        if sniffed is None:
-            try:
-                return data.decode("utf-8"), "utf-8"
-            except UnicodeDecodeError:
-                return data.decode("cp1252", errors="ffuforge.inf.latin1"), "cp1252"
-        enc, body = sniffed, data
-    # A BOM promises the encoding; stray bytes (e.g. an odd trailing LF added by a text-mode
-    # checkout) become U+FFFD instead of failing the whole INF.
-    return body.decode(enc, errors="replace"), enc
-
-
-def _sniff_utf16(data: bytes) -> str | None:
-    sample = data[:4096]
-    pairs = len(sample) // 2
-    if pairs < 2:
-        return None
-    even = sample[0 : pairs * 2 : 2].count(0)
-    odd = sample[1 : pairs * 2 : 2].count(0)
-    if odd >= pairs * 0.3 and even <= pairs * 0.05:
-        return "utf-16-le"
-    if even >= pairs * 0.3 and odd <= pairs * 0.05:
-        return "utf-16-be"
-    return None
-
-
-_RawLine = tuple[int, str | None, list[str]]
-
-
-def _lex(text: str, name: str) -> dict[str, tuple[str, int, list[_RawLine]]]:
-    """Split into sections of (line, key, values) with quotes removed, no substitution yet."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    sections: dict[str, tuple[str, int, list[_RawLine]]] = {}
-    current: list[_RawLine] | None = None
-    pending: list[str] = []
-    pending_len = 0
-    start = 0
-    for lineno, phys in enumerate(_LINE_SPLIT.split(text), 1):
-        if len(phys) > MAX_LINE_CHARS:
-            raise FFUError(
-                f"line is {len(phys)} characters long, over the {MAX_LINE_CHARS} limit; "
-                "the INF is corrupt or not an INF",
-                name,
-                lineno,
-            )
-        body, open_quote = _strip_comment(phys)
-        body = body.rstrip(_WS)
-        if not pending:
-            start = lineno
-        if not open_quote and body.endswith("\\"):
-            pending.append(body[:-1])
-            pending_len += len(body)
-            if pending_len > MAX_LINE_CHARS:
-                raise FFUError(
-                    f"continued line ('\\' at line ends) exceeds {MAX_LINE_CHARS} characters; "
-                    "the INF is corrupt or not an INF",
-                    name,
-                    start,
-                )
-            continue
-        pending.append(body)
-        logical = "".join(pending).strip(_WS)
-        pending.clear()
-        pending_len = 0
-        if not logical:
-            continue
-        if logical[0] == "[":
-            end = logical.find("]")
-            if end < 0:
-                raise FFUError("section header is missing ']'; write it as [SectionName]", name, start)
-            sname = logical[1:end].strip(_WS)
-            if not sname:
-                raise FFUError(
-                    "empty section name '[]'; give the section a name or delete the line", name, start
-                )
-            entry = sections.get(sname.lower())
-            if entry is None:  # duplicate headers merge, as in setupapi
-                entry = sections[sname.lower()] = (sname, start, [])
-            current = entry[2]
-            continue
-        if current is None:
-            continue  # text before the first section is ignored by Windows
-        key, values = _split_fields(logical)
-        current.append((start, key, values))
-    if pending:
-        logical = "".join(pending).strip(_WS)
-        if logical and current is not None and logical[0] != "[":
-            key, values = _split_fields(logical)
-            current.append((start, key, values))
-    return sections
-
-
-def _strip_comment(line: str) -> tuple[str, bool]:
-    """Cut a ';' comment outside quotes; also report whether a quote is still open at the end."""
-    if '"' not in line:
-        cut = line.find(";")
-        return (line if cut < 0 else line[:cut]), False
-    in_q = False
-    for i, ch in enumerate(line):
-        if ch == '"':
-            in_q = not in_q
-        elif ch == ";" and not in_q:
-            return line[:i], False
-    return line, in_q
-
-
-def _split_fields(s: str) -> tuple[str | None, list[str]]:
-    """'key = v1, "v,2" , v3' -> ('key', ['v1', 'v,2', 'v3']); bare lines give key None."""
-    if '"' not in s:
-        eq = s.find("=")
-        comma = s.find(",")
-        key = None
-        if eq >= 0 and (comma < 0 or eq < comma):
-            key, s = s[:eq].strip(_WS), s[eq + 1 :]
-        return key, [f.strip(_WS) for f in s.split(",")]
-
-    key: str | None = None
-    fields: list[str] = []
-    buf: list[str] = []
-    lo: int | None = None  # buf index of the first quoted char of this field
-    hi = 0  # buf index just past the last quoted char
-
-    def finish() -> str:
-        text = "".join(buf)
-        if lo is None:
-            return text.strip(_WS)
-        return text[:lo].lstrip(_WS) + text[lo:hi] + text[hi:].rstrip(_WS)
-
-    i, n, in_q = 0, len(s), False
-    while i < n:
-        ch = s[i]
-        if in_q:
-            if ch == '"':
-                if i + 1 < n and s[i + 1] == '"':
-                    buf.append('"')
-                    hi = len(buf)
-                    i += 2
-                    continue
-                in_q = False
-            else:
-                buf.append(ch)
-                hi = len(buf)
-        elif ch == '"':
-            in_q = True
-            if lo is None:
-                lo = len(buf)
-            hi = len(buf)
-        elif ch == "=" and key is None and not fields:
-            key = finish()
-            buf, lo, hi = [], None, 0
-        elif ch == ",":
-            fields.append(finish())
-            buf, lo, hi = [], None, 0
-        else:
-            buf.append(ch)
-        i += 1
-    fields.append(finish())
-    return key, fields
-
-
-def _strings_table(raw: dict[str, tuple[str, int, list[_RawLine]]], lcid: int) -> dict[str, str]:
-    def load(lines: list[_RawLine]) -> dict[str, str]:
-        table: dict[str, str] = {}
-        for _, key, values in lines:
-            if key is not None:
-                table.setdefault(key.lower(), ",".join(values).replace("%%", "%"))
-        return table
-
-    table = load(raw["strings"][2]) if "strings" in raw else {}
-    exact: list[_RawLine] | None = None
-    primary: list[_RawLine] | None = None
-    for key, (_, _, lines) in raw.items():
-        if not key.startswith("strings."):
-            continue
-        deco = key[len("strings.") :]
-        try:
-            value = int(deco, 16)
-        except ValueError:
-            continue
-        if value == lcid:
-            exact = lines
-        elif value == (lcid & 0x3FF) and primary is None:
-            primary = lines
-    override = exact if exact is not None else primary
-    if override is not None:
-        table.update(load(override))
-    return table
-
-
-def _substitute(lineno: int, key: str | None, values: list[str], strings: dict[str, str]) -> InfLine:
-    unresolved: list[tuple[int, str]] = []
-
-    def sub(text: str, index: int) -> str:
-        if "%" not in text:
-            return text
-
-        def repl(m: re.Match[str]) -> str:
-            tok = m.group(1)
-            if not tok:
-                return "%"
-            found = strings.get(tok.lower())
-            if found is None:
-                unresolved.append((index, tok))
-                return m.group(0)
-            return found
-
-        return _TOKEN.sub(repl, text)
-
-    new_key = sub(key, -1) if key is not None else None
-    new_values = tuple(sub(v, i) for i, v in enumerate(values))
-    return InfLine(lineno, new_key, new_values, tuple(unresolved))
-
-
-# --------------------------------------------------------------------------- import
-
-
 def import_driver(inf: Inf, arch: str) -> DriverImport:
     """Collect the files an INF installs for ``arch`` and where they go on the device."""
     if arch not in ARCHES:
         hint = " (x64 is spelled amd64 in INFs)" if arch.lower() in ("x64", "amd64") else ""
-        raise FFUError(f"unknown architecture {arch!r}; use one of {', '.join(ARCHES)}{hint}")
+        raise ConfigError(f"unknown architecture {arch!r}; use one of {', '.join(ARCHES)}{hint}")
     return _Importer(inf, arch).run()
 
 
@@ -470,7 +99,7 @@ def _stamped(inf: Inf, arch: str) -> Inf:
             stamped = InfLine(ln.line, key, values, ln.unresolved)
             new.lines.append(stamped)
             if key is not None:
-                new._index.setdefault(key.lower(), []).append(stamped)
+                new.index.setdefault(key.lower(), []).append(stamped)
     return Inf(inf.path, inf.encoding, sections, inf.strings)
 
 
@@ -510,8 +139,8 @@ class _Importer:
     def find(self, name: str) -> InfSection | None:
         return self.inf.sections.get(name.lower())
 
-    def err(self, message: str, line: int | None = None) -> FFUError:
-        return FFUError(message, self.name, line)
+    def err(self, message: str, line: int | None = None) -> ConfigError:
+        return ConfigError(message, self.name, line)
 
     def warn(self, message: str, line: int | None = None) -> None:
         self.warnings.append(str(FFUError(message, self.name, line)))
@@ -681,7 +310,7 @@ class _Importer:
             if not value:
                 continue
             if value.startswith("@"):
-                fname = value[1:].strip(_WS)
+                fname = value[1:].strip(WS)
                 self.check_name(fname, "CopyFiles=@ file name", ln, index)
                 dirid, dest_dir, _ = self.dest_dir("DefaultDestDir", ln.line)
                 self.add(
@@ -770,7 +399,7 @@ class _Importer:
             )
 
     def number(self, text: str, what: str, line: int) -> int:
-        t = text.strip(_WS)
+        t = text.strip(WS)
         if not _NUMBER.fullmatch(t):
             raise self.err(f"{what} is {text!r}, not a number; write a decimal or 0x number", line)
         return int(t, 16) if "x" in t.lower() else int(t, 10)
@@ -825,15 +454,15 @@ class _Importer:
                 f"subdirectory {text!r} uses %{missing[0]}%, which [Strings] does not define; define it",
                 ln.line,
             )
-        parts = [p for p in text.replace("/", "\\").split("\\") if p.strip(_WS) not in ("", ".")]
+        parts = [p for p in text.replace("/", "\\").split("\\") if p.strip(WS) not in ("", ".")]
         for p in parts:
-            if p.strip(_WS) == ".." or _BAD_NAME_CHARS.search(p):
+            if p.strip(WS) == ".." or _BAD_NAME_CHARS.search(p):
                 raise self.err(
                     f"subdirectory {text!r} must be a relative path without '..', drive letters or "
                     "wildcards; fix the entry",
                     ln.line,
                 )
-        return "\\".join(p.strip(_WS) for p in parts)
+        return "\\".join(p.strip(WS) for p in parts)
 
     # -- sources
     def source_of(self, name: str, line: int | None = None) -> tuple[str, str]:
@@ -899,7 +528,7 @@ class _Importer:
 
 
 def _disk_key(text: str) -> str:
-    t = text.strip(_WS)
+    t = text.strip(WS)
     return str(int(t)) if t.isascii() and t.isdigit() and len(t) < 12 else t.lower()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import FFUError
+from ..errors import ConfigError
 
 MACRO_RE = re.compile(r"\$\(([^()$]*)\)")
 _NESTED_RE = re.compile(r"\$\([^()]*\$\(")
@@ -128,11 +128,11 @@ class Macros:
     def define(self, key: str, value: str, line: int | None = None) -> None:
         low = key.lower()
         if not _ID_RE.match(key):
-            raise FFUError(f"invalid macro id {key!r}: use letters, digits, '_' and '.'", self.file, line)
+            raise ConfigError(f"invalid macro id {key!r}: use letters, digits, '_' and '.'", self.file, line)
         if low in GLOBAL_IDS:
-            raise FFUError(f"macro $({key}) redefines a global macro; choose another id", self.file, line)
+            raise ConfigError(f"macro $({key}) redefines a global macro; choose another id", self.file, line)
         if low in self.local:
-            raise FFUError(f"macro $({key}) is defined twice (ids are case-insensitive)", self.file, line)
+            raise ConfigError(f"macro $({key}) is defined twice (ids are case-insensitive)", self.file, line)
         self.local[low] = value
 
     def with_variables(self, extra: dict[str, str]) -> Macros:
@@ -162,14 +162,14 @@ class Macros:
         if "$(" not in text:
             return text
         if _NESTED_RE.search(text):
-            raise FFUError(f"nested macro reference in {text!r} is not supported", self.file, line)
+            raise ConfigError(f"nested macro reference in {text!r} is not supported", self.file, line)
 
         def repl(m: re.Match) -> str:
             key = m.group(1)
             low = key.lower()
             if low in stack:
                 chain = " -> ".join(f"$({s})" for s in (*stack, low))
-                raise FFUError(f"macro recursion {chain}; break the cycle", self.file, line)
+                raise ConfigError(f"macro recursion {chain}; break the cycle", self.file, line)
             if low in self.local:
                 return self._expand(self.local[low], line, device, (*stack, low))
             if low in self.variables:
@@ -180,7 +180,7 @@ class Macros:
                 return _TEXT_LC[low]
             if low in _REG_LC:
                 return _REG_LC[low]
-            raise FFUError(
+            raise ConfigError(
                 f"undefined macro $({key}); define it in <macros> or pass it as a build variable",
                 self.file,
                 line,
@@ -200,7 +200,7 @@ def split_destination(expanded: str, file: str | None, line: int | None) -> tupl
     if m:
         macro = canonical_runtime(m.group(1))
         if macro is None:
-            raise FFUError(
+            raise ConfigError(
                 f"destinationDir {expanded!r} must start with a device path macro such as "
                 "$(runtime.system32), not $(" + m.group(1) + ")",
                 file,
@@ -208,11 +208,11 @@ def split_destination(expanded: str, file: str | None, line: int | None) -> tupl
             )
         rest = m.group(2)
         if rest and not rest.startswith("\\"):
-            raise FFUError(f"destinationDir {expanded!r}: a '\\' must follow the macro", file, line)
+            raise ConfigError(f"destinationDir {expanded!r}: a '\\' must follow the macro", file, line)
     elif text in (".", ".\\") or text.startswith(".\\"):
         macro, rest = "runtime.bootDrive", text[1:]
     else:
-        raise FFUError(
+        raise ConfigError(
             f"destinationDir {expanded!r} must start with a device path macro such as "
             "$(runtime.system32) (absolute or relative host paths are not allowed)",
             file,
@@ -229,11 +229,11 @@ def normalize_relative(path: str, what: str, file: str | None, line: int | None)
             continue
         if seg == "..":
             if not parts:
-                raise FFUError(f"{what} escapes its root directory with '..'", file, line)
+                raise ConfigError(f"{what} escapes its root directory with '..'", file, line)
             parts.pop()
             continue
         if ":" in seg or any(ord(c) < 32 for c in seg) or any(c in seg for c in '<>"|?*'):
-            raise FFUError(f"{what} contains an invalid path segment {seg!r}", file, line)
+            raise ConfigError(f"{what} contains an invalid path segment {seg!r}", file, line)
         parts.append(seg)
     return "\\".join(parts)
 
@@ -242,7 +242,7 @@ def expand_key_name(raw: str, macros: Macros, file: str | None, line: int | None
     """Expand a regKey keyName; it must start with a registry root macro."""
     m = re.match(r"^\s*\$\(([^()]*)\)", macros.leading(raw))
     if not m or m.group(1).lower() not in _REG_LC:
-        raise FFUError(
+        raise ConfigError(
             f"keyName {raw!r} must start with a registry macro such as $(hklm.software) or $(hklm.system)",
             file,
             line,

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import FFUError
+from ..errors import ConfigError, FFUError
 from ..formats import regvalue
 from ..util import paths
 from . import buildfilter, inf, macros, project
@@ -36,15 +36,15 @@ class BuildOptions:
 
     def __post_init__(self):
         if self.cpu.lower() not in CPUS:
-            raise FFUError(f"CPU={self.cpu!r} is not supported; use one of {', '.join(CPUS)}")
+            raise ConfigError(f"CPU={self.cpu!r} is not supported; use one of {', '.join(CPUS)}")
         parts = self.version.split(".")
         if len(parts) != 4 or not all(p.isdigit() and int(p) < 65536 for p in parts):
-            raise FFUError(f"VERSION={self.version!r} must be four numbers a.b.c.d, each below 65536")
+            raise ConfigError(f"VERSION={self.version!r} must be four numbers a.b.c.d, each below 65536")
         for lang in self.languages:
             if not _LANG_RE.match(lang):
-                raise FFUError(f"language {lang!r} is not a culture name like en-us")
+                raise ConfigError(f"language {lang!r} is not a culture name like en-us")
         if self.build_type not in ("fre", "chk"):
-            raise FFUError(f"build type {self.build_type!r}; use fre or chk")
+            raise ConfigError(f"build type {self.build_type!r}; use fre or chk")
 
 
 @dataclass

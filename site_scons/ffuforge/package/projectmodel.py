@@ -1,0 +1,290 @@
+"""The package-project model shared by the wm.xml and pkg.xml readers, and their common base.
+
+Holds the schema namespaces, the value tables both schemas validate against, the dataclasses a
+project loads into, and :class:`Loader` (location, filter and namespace checks). Separate so the
+two readers (:mod:`.wmxml`, :mod:`.pkgxml`) and :mod:`.project` (which picks one) share it without
+importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError, FFUError
+from ..util import xmlsafe
+from . import buildfilter
+
+WM_NS = "urn:Microsoft.CompPlat/ManifestSchema.v1.00"
+PKG_NS = "urn:Microsoft.WindowsPhone/PackageSchema.v8.00"
+
+# Elements of the published wm.xml schema that ffuforge does not implement yet.
+WM_UNIMPLEMENTED = {
+    "directories",
+    "directory",
+    "serviceGroup",
+    "accounts",
+    "trustInfo",
+    "tasks",
+    "task",
+    "configuration",
+    "mof",
+    "genericCommands",
+    "certificates",
+    "provisioningSettings",
+    "policies",
+    "localization",
+    "privateResources",
+    "serviceTrigger",
+    "triggerData",
+    "appIds",
+    "appId",
+    "typeLibs",
+    "typeLib",
+    "interfaces",
+    "interface",
+    "security",
+    "accessedByCapability",
+    "capabilities",
+    "capability",
+    "components",
+    "eventProviders",
+    "notifications",
+    "memberships",
+    "sharedPolicies",
+    "settings",
+}
+PKG_UNIMPLEMENTED = {
+    "AppResource",
+    "Application",
+    "SvcHostGroup",
+    "WinRTHost",
+    "FullTrust",
+    "InboxApp",
+    "SettingsGroup",
+    "Capabilities",
+    "Authorization",
+    "ServiceDll",
+    "RequiredCapabilities",
+    "Security",
+    "Interfaces",
+}
+
+OWNER_TYPES = {
+    "oem": "OEM",
+    "mobileoperator": "MobileOperator",
+    "siliconvendor": "SiliconVendor",
+    "microsoft": "Microsoft",
+}
+RELEASE_TYPES = {"production": "Production", "test": "Test"}
+SERVICE_START = {"boot", "system", "auto", "demand", "disabled", "delayedauto"}
+SERVICE_TYPE = {
+    "win32ownprocess",
+    "win32shareprocess",
+    "win32usershareprocess",
+    "kerneldriver",
+    "filesystemdriver",
+}
+ERROR_CONTROL = {"ignore", "normal", "critical", "severe"}
+ACTION_TYPES = {"none", "rebootmachine", "restartservice", "runcommand"}
+THREADING = {"both", "sta", "mta", "mainsta", "neutral", "apartment", "free"}
+
+
+@dataclass
+class Where:
+    file: str
+    line: int | None
+
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(message, self.file, self.line)
+
+
+@dataclass
+class Filters:
+    """Which builds an item belongs to."""
+
+    build: str | None = None  # wm.xml buildFilter expression
+    cpu: str | None = None  # pkg.xml CpuFilter (ARM/X86, case-sensitive)
+    language: str | None = None  # `*`, `(a;b)`, `!(a;b)`, or a wm.xml <language culture>
+    resolution: str | None = None
+
+    def merged(self, child: Filters) -> Filters:
+        def both(a, b):
+            return b if not a else a if not b else f"({a}) and ({b})"
+
+        return Filters(
+            both(self.build, child.build),
+            child.cpu or self.cpu,
+            child.language or self.language,
+            child.resolution or self.resolution,
+        )
+
+
+@dataclass
+class FileItem:
+    source: str
+    dest_dir: str | None
+    name: str | None
+    filters: Filters
+    where: Where
+    attributes: str | None = None
+    signing_category: str | None = None
+
+
+@dataclass
+class RegValueItem:
+    name: str | None  # None = the key's default value
+    type: str
+    value: str | None
+    filters: Filters
+    where: Where
+
+
+@dataclass
+class RegKeyItem:
+    key_name: str
+    values: list[RegValueItem]
+    filters: Filters
+    where: Where
+
+
+@dataclass
+class DriverItem:
+    inf: str
+    default_import_path: str | None
+    overrides: list[FileItem]
+    filters: Filters
+    where: Where
+
+
+@dataclass
+class FailureActions:
+    reset_period: str
+    command: str | None
+    reboot_message: str | None
+    actions: list[tuple[str, int]]
+
+
+@dataclass
+class ServiceItem:
+    name: str
+    attrs: dict[str, str]
+    failure: FailureActions | None
+    filters: Filters
+    where: Where
+    executable: FileItem | None = None  # pkg.xml <Executable>
+
+
+@dataclass
+class ComClass:
+    clsid: str
+    threading: str | None
+    prog_id: str | None
+    description: str | None
+    where: Where
+
+
+@dataclass
+class ComServer:
+    kind: str  # 'inproc' | 'exe'
+    path: str
+    classes: list[ComClass]
+    filters: Filters
+    where: Where
+
+
+@dataclass
+class BcdItem:
+    source: str
+    filters: Filters
+    where: Where
+
+
+@dataclass
+class FirewallItem:
+    attrs: dict[str, str]  # lower-cased attribute names
+    where: Where
+
+
+@dataclass
+class Project:
+    path: Path
+    schema: str  # 'wm' | 'pkg'
+    where: Where
+    owner: str
+    name: str | None
+    namespace: str | None
+    legacy_name: str | None
+    build_wow: bool = False
+    partition: str = "MainOS"
+    release_type: str = "Production"
+    owner_type: str = "OEM"
+    binary_partition: bool = False
+    binary_image: tuple[str, Where] | None = None
+    platform: str | None = None
+    macros: list[tuple[str, str, int | None]] = field(default_factory=list)
+    files: list[FileItem] = field(default_factory=list)
+    regkeys: list[RegKeyItem] = field(default_factory=list)
+    drivers: list[DriverItem] = field(default_factory=list)
+    services: list[ServiceItem] = field(default_factory=list)
+    com: list[ComServer] = field(default_factory=list)
+    bcd: BcdItem | None = None
+    firewall: list[FirewallItem] = field(default_factory=list)
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+
+def parse_bool(value: str | None, where: Where, attr: str, default: bool = False) -> bool:
+    if value is None:
+        return default
+    low = value.strip().lower()
+    if low in ("true", "1", "yes"):
+        return True
+    if low in ("false", "0", "no"):
+        return False
+    raise where.error(f"{attr}={value!r} is not a boolean; use true or false")
+
+
+def parse_enum(value: str, table: dict[str, str], where: Where, attr: str) -> str:
+    found = table.get(value.strip().lower())
+    if found is None:
+        raise where.error(
+            f"{attr}={value!r} is not valid; use one of {', '.join(sorted(set(table.values())))}"
+        )
+    return found
+
+
+class Loader:
+    """Base of the wm.xml and pkg.xml readers: locations, buildFilter and namespace checks."""
+
+    def __init__(self, path: Path, display: str):
+        self.path = path
+        self.file = display
+
+    def where(self, el) -> Where:
+        return Where(self.file, el.sourceline)
+
+    def check_filter(self, el, attr: str = "buildFilter") -> str | None:
+        text = el.get(attr)
+        if text is not None:
+            try:
+                buildfilter.parse(text)
+            except FFUError as exc:
+                raise exc.at(self.file, el.sourceline) from None
+        return text
+
+    def unexpected(self, el, parent: str, unimplemented: set[str], schema: str):
+        name = xmlsafe.localname(el)
+        if name in unimplemented:
+            return self.where(el).error(
+                f"<{name}> is valid {schema} but ffuforge does not implement it yet; remove it or file an issue"
+            )
+        return self.where(el).error(f"<{name}> is not allowed inside <{parent}> in the {schema} schema")
+
+    def check_ns(self, el, ns: str):
+        if xmlsafe.namespace(el) != ns:
+            raise self.where(el).error(
+                f"<{xmlsafe.localname(el)}> has namespace {xmlsafe.namespace(el)!r}; expected {ns!r}"
+            )
