@@ -139,7 +139,7 @@ def _cn(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string() or "<empty subject>"
 
 
-def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
     try:
         child.verify_directly_issued_by(parent)
         return True
@@ -186,17 +186,17 @@ def _chain_problems(
     path, cur, anchor = [leaf], leaf, None
     while anchor is None:
         if roots is not None:
-            anchor = next((r for r in roots if cur == r or _issued_by(cur, r)), None)
+            anchor = next((r for r in roots if cur == r or issued_by(cur, r)), None)
             if anchor is not None:
                 break
         if cur.issuer == cur.subject:
-            if not _issued_by(cur, cur):
+            if not issued_by(cur, cur):
                 problems.append(f"self-signed certificate '{_cn(cur)}' has an invalid signature")
             break
         candidates = [c for c in pool if c.subject == cur.issuer and c not in path]
         if not candidates:
             break
-        issuer = next((c for c in candidates if _issued_by(cur, c)), None)
+        issuer = next((c for c in candidates if issued_by(cur, c)), None)
         if issuer is None:
             problems.append(
                 f"certificate '{_cn(cur)}' is not signed by the included issuer '{_cn(candidates[0])}'"
