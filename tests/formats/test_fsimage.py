@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ffuforge.errors import FFUError
-from ffuforge.formats import fsimage
+from ffuforge.formats import fat, fstools
 from ffuforge.formats.fsimage import fat_parameters, write_fat, write_ntfs, write_raw
 
 EPOCH = 1577836800  # 2020-01-01
@@ -314,7 +314,7 @@ def test_fat_content_too_large(tmp_path):
 
 def test_fat_disk_full_from_mtools(tmp_path, monkeypatch):
     need("mkfs.fat", "mcopy")
-    monkeypatch.setattr(fsimage, "_fat_check_fits", lambda *a: None)  # reach the tool's own check
+    monkeypatch.setattr(fat, "_fat_check_fits", lambda *a: None)  # reach the tool's own check
     src = make_tree(tmp_path / "src")
     out = tmp_path / "out" / "esp.img"
     with pytest.raises(
@@ -511,8 +511,8 @@ def test_staged_tree_rules(tmp_path, setup, message):
 
 
 def test_missing_tool_names_debian_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(fsimage.shutil, "which", lambda name: None)
-    monkeypatch.setattr(fsimage, "_SBIN", ())
+    monkeypatch.setattr(fstools.shutil, "which", lambda name: None)
+    monkeypatch.setattr(fstools, "_SBIN", ())
     with pytest.raises(FFUError, match=r"mkntfs not found; install the Debian package ntfs-3g"):
         write_ntfs(tmp_path, tmp_path / "x.img", size_bytes=8 * MiB, label="X", timestamp=0)
     with pytest.raises(FFUError, match=r"mkfs.fat not found; install the Debian package dosfstools"):
@@ -523,8 +523,8 @@ def test_tool_failure_reports_last_stderr_line(tmp_path, monkeypatch):
     fake = tmp_path / "fake-mkntfs"
     fake.write_text("#!/bin/sh\necho 'first line' >&2\necho 'the real reason' >&2\nexit 3\n")
     fake.chmod(0o755)
-    real = fsimage._tool
-    monkeypatch.setattr(fsimage, "_tool", lambda n, p: str(fake) if n == "mkntfs" else real(n, p))
+    real = fstools.find_tool
+    monkeypatch.setattr(fstools, "find_tool", lambda n, p: str(fake) if n == "mkntfs" else real(n, p))
     src = tmp_path / "src"
     src.mkdir()
     out = tmp_path / "o" / "x.img"
