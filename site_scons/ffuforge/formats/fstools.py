@@ -65,11 +65,12 @@ def run(
         raise FFUError(f"cannot run {argv[0]}: {exc.strerror}", str(out)) from None
     if res.returncode < 0:  # Ctrl-C reaches the whole process group: not the tool's fault, say so
         sig = -res.returncode
-        why = {
+        reasons: dict[int, str] = {
             signal.SIGINT: "was interrupted (Ctrl-C)",
             signal.SIGTERM: "was terminated (SIGTERM)",
             signal.SIGXFSZ: "exceeded the file size limit (SIGXFSZ, ulimit -f)",
-        }.get(sig)
+        }
+        why = reasons.get(sig)
         if why is None:
             why = f"was killed by {signal.Signals(sig).name if sig in signal.valid_signals() else f'signal {sig}'}"
         raise ToolRunError(f"{name} {why}", str(out), "", res.returncode)

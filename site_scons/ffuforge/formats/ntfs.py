@@ -169,7 +169,7 @@ def _fixup(buf: bytearray, sector: int) -> None:
 
 def _runlist(buf: bytes | bytearray, off: int) -> list[tuple[int, int | None]]:
     """Decode a mapping-pairs array into (cluster count, LCN or None for a sparse run)."""
-    runs = []
+    runs: list[tuple[int, int | None]] = []
     lcn = 0
     while buf[off]:
         hdr = buf[off]
