@@ -112,7 +112,7 @@ def read_package_info(cab_path: Path) -> PackageInfo:
         return _package_info(cab, cab_path)
 
 
-def _mum(cab: CabReader, cab_path: Path) -> etree._Element:
+def read_mum(cab: CabReader, cab_path: Path) -> etree._Element:
     names = {m.name.lower(): m for m in cab.members}
     if "update.mum" not in names:
         raise FFUError("not a CBS package: no update.mum member", str(cab_path))
@@ -120,7 +120,7 @@ def _mum(cab: CabReader, cab_path: Path) -> etree._Element:
 
 
 def _package_info(cab: CabReader, cab_path: Path) -> PackageInfo:
-    mum = _mum(cab, cab_path)
+    mum = read_mum(cab, cab_path)
     ident = mum.find(f"{ASM}assemblyIdentity")
     pkg = mum.find(f"{ASM}package")
     if ident is None or pkg is None:
@@ -356,7 +356,7 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
             raise FFUError(
                 f"the CAB holds members that differ only in case or are repeated: {dup[:3]}", where
             )
-        mum = _mum(cab, cab_path)
+        mum = read_mum(cab, cab_path)
         custom = mum.find(f"{ASM}package/{ASM}customInformation")
         special: dict[str, str] = {}
         if custom is not None:

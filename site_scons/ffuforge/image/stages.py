@@ -26,7 +26,7 @@ def read_layout_files(cab_path: Path) -> dict[str, bytes]:
     """DeviceLayout.xml / OEMDevicePlatform.xml carried by a package, by lower-case file name."""
     out = {}
     with CabReader(cab_path) as cab:
-        mum = install._mum(cab, cab_path)
+        mum = install.read_mum(cab, cab_path)
         members = {m.name.lower(): m for m in cab.members}
         for f in mum.iter(f"{install.ASM}file"):
             name = (f.get("name") or "").replace("/", "\\")
@@ -43,7 +43,7 @@ def content_sizes(cabs: list[Path]) -> tuple[int, int]:
     total = files = 0
     for cab_path in cabs:
         with CabReader(cab_path) as cab:
-            mum = install._mum(cab, cab_path)
+            mum = install.read_mum(cab, cab_path)
             for f in mum.iter(f"{install.ASM}file"):
                 if f.get("sourcePackage") and f.get("size") and f.get("cabpath") != "update.cat":
                     size = f.get("size")
