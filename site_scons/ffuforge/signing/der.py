@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from asn1crypto import core as asn1
 
-from ..errors import FFUError
+from ..errors import ConfigError
 from ..formats import catalog
 
 OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
@@ -55,7 +55,7 @@ def tlv_value(tlv: bytes) -> bytes:
 
 def epoch_datetime(epoch: int) -> datetime:
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= 253402300799:
-        raise FFUError(f"signing time {epoch!r} is not a Unix time in seconds (0 .. year 9999)")
+        raise ConfigError(f"signing time {epoch!r} is not a Unix time in seconds (0 .. year 9999)")
     return datetime.fromtimestamp(epoch, UTC)
 
 

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import FFUError
+from ..errors import FFUError, FormatError, SigningError
 from ..formats import cab, pe
 from ..util.atomic import atomic_output, write_bytes
 from ..util.paths import open_regular
@@ -26,7 +26,7 @@ def read_file(path: str | os.PathLike) -> bytes:
         with os.fdopen(open_regular(path), "rb") as fh:
             return fh.read()
     except OSError as e:
-        raise FFUError(f"cannot read file: {e.strerror or e}", file=str(path)) from None
+        raise SigningError(f"cannot read file: {e.strerror or e}", file=str(path)) from None
 
 
 def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
@@ -34,7 +34,7 @@ def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         with open(src, "rb") as fin, atomic_output(dst) as fout:
             shutil.copyfileobj(fin, fout, 1 << 20)
     except OSError as e:
-        raise FFUError(f"cannot copy to {dst}: {e.strerror or e}", file=str(src)) from None
+        raise SigningError(f"cannot copy to {dst}: {e.strerror or e}", file=str(src)) from None
 
 
 def signable_pe_layout(data: bytes, where: str) -> pe.PeLayout:
@@ -43,14 +43,14 @@ def signable_pe_layout(data: bytes, where: str) -> pe.PeLayout:
     except FFUError as e:
         raise e.at(where) from None
     if layout is None:
-        raise FFUError("not a PE image (no MZ/PE signature); cannot embed a signature", file=where)
+        raise FormatError("not a PE image (no MZ/PE signature); cannot embed a signature", file=where)
     return layout
 
 
 def has_reserve(path: str | os.PathLike) -> bool:
     head = _read_head(path, 36)
     if len(head) < 36 or head[:4] != b"MSCF":
-        raise FFUError("not a cabinet file (signature is not 'MSCF')", file=str(path))
+        raise FormatError("not a cabinet file (signature is not 'MSCF')", file=str(path))
     return bool(struct.unpack_from("<H", head, 30)[0] & cab.FLAG_RESERVE_PRESENT)
 
 
@@ -59,14 +59,14 @@ def _read_head(path: str | os.PathLike, n: int) -> bytes:
         with open(path, "rb") as f:
             return f.read(n)
     except OSError as e:
-        raise FFUError(f"cannot read file: {e.strerror or e}", file=str(path)) from None
+        raise SigningError(f"cannot read file: {e.strerror or e}", file=str(path)) from None
 
 
 def write_file(dst: str | os.PathLike, data: bytes) -> None:
     try:
         write_bytes(dst, data)
     except OSError as e:
-        raise FFUError(f"cannot write file: {e.strerror or e}", file=str(dst)) from None
+        raise SigningError(f"cannot write file: {e.strerror or e}", file=str(dst)) from None
 
 
 @contextlib.contextmanager
@@ -77,7 +77,7 @@ def temp_beside(dst: Path, suffix: str) -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=suffix, dir=dst.parent)
         os.close(fd)
     except OSError as e:
-        raise FFUError(f"cannot write file: {e.strerror or e}", file=str(dst)) from None
+        raise SigningError(f"cannot write file: {e.strerror or e}", file=str(dst)) from None
     try:
         yield Path(tmp)
     finally:
@@ -91,6 +91,6 @@ def cab_with_reserve(src: str | os.PathLike, tmp: Path) -> None:
         try:
             shutil.copyfile(src, tmp)  # append_signature truncates any old signature at cbCabinet
         except OSError as e:
-            raise FFUError(f"cannot copy file: {e.strerror or e}", file=str(src)) from None
+            raise SigningError(f"cannot copy file: {e.strerror or e}", file=str(src)) from None
     else:
         cab.insert_signature_reserve(src, tmp)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ..errors import FFUError
+from ..errors import SigningError
 from . import verify
 
 # ----------------------------------------------------------------------------- certificates
@@ -61,7 +61,7 @@ def load_certs(data: bytes, where: str) -> list[x509.Certificate]:
             return x509.load_pem_x509_certificates(data) if b"CERTIFICATE-----" in data else []
         return [x509.load_der_x509_certificate(data)]
     except ValueError:
-        raise FFUError("not a PEM or DER certificate file", file=where) from None
+        raise SigningError("not a PEM or DER certificate file", file=where) from None
 
 
 def load_private_key(data: bytes, password: str | None, where: str):
@@ -72,16 +72,18 @@ def load_private_key(data: bytes, password: str | None, where: str):
         return serialization.load_der_private_key(data, pw)
     except TypeError:
         if pw is None:
-            raise FFUError("the private key is encrypted; give its password", file=where) from None
-        raise FFUError("the private key is not encrypted; do not give a password", file=where) from None
+            raise SigningError("the private key is encrypted; give its password", file=where) from None
+        raise SigningError("the private key is not encrypted; do not give a password", file=where) from None
     except ValueError:
         if pw is not None:
-            raise FFUError(
+            raise SigningError(
                 "cannot decrypt the private key: wrong password or not a key file", file=where
             ) from None
-        raise FFUError("not a PEM or DER private key (or an unsupported key format)", file=where) from None
+        raise SigningError(
+            "not a PEM or DER private key (or an unsupported key format)", file=where
+        ) from None
     except UnsupportedAlgorithm:
-        raise FFUError("unsupported private key type", file=where) from None
+        raise SigningError("unsupported private key type", file=where) from None
 
 
 def load_pfx(data: bytes, password: str | None, where: str):
@@ -92,8 +94,8 @@ def load_pfx(data: bytes, password: str | None, where: str):
         except ValueError:
             continue
     if password:
-        raise FFUError("cannot open the PFX: wrong password or not a PKCS#12 file", file=where) from None
-    raise FFUError(
+        raise SigningError("cannot open the PFX: wrong password or not a PKCS#12 file", file=where) from None
+    raise SigningError(
         "cannot open the PFX: it needs a password (or is not a PKCS#12 file)", file=where
     ) from None
 
@@ -109,7 +111,7 @@ def check_leaf_usage(leaf: x509.Certificate, where: str) -> None:
     except x509.ExtensionNotFound:
         eku = None
     if eku is None or ExtendedKeyUsageOID.CODE_SIGNING not in eku:
-        raise FFUError(
+        raise SigningError(
             f"certificate '{common_name(leaf)}' lacks the Code Signing extended key usage (1.3.6.1.5.5.7.3.3)",
             file=where,
         )
@@ -118,6 +120,6 @@ def check_leaf_usage(leaf: x509.Certificate, where: str) -> None:
     except x509.ExtensionNotFound:
         return
     if not usage.digital_signature:
-        raise FFUError(
+        raise SigningError(
             f"certificate '{common_name(leaf)}' does not allow digitalSignature (keyUsage)", file=where
         )

@@ -41,7 +41,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from ..errors import FFUError
+from ..errors import ConfigError, FFUError, SigningError, ToolError
 from ..formats import cab, catalog, pe
 from . import verify
 from .der import (
@@ -153,7 +153,7 @@ class KeySigner(Signer):
     # -- validity
 
     def check_validity(self, epoch: int) -> None:
-        """FFUError unless every certificate is valid both at `epoch` and now."""
+        """SigningError unless every certificate is valid both at `epoch` and now."""
         when = epoch_datetime(epoch)
         now = datetime.now(UTC)
         for c in self.certificates:
@@ -163,11 +163,11 @@ class KeySigner(Signer):
             span = f"valid {start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC"
             if not start <= now <= end:
                 state = "has expired" if now > end else "is not yet valid"
-                raise FFUError(
+                raise SigningError(
                     f"certificate '{common_name(c)}' {state} ({span}, now {now:%Y-%m-%d %H:%M:%S} UTC)",
                     file=self.origin,
                 )
-            raise FFUError(
+            raise SigningError(
                 f"certificate '{common_name(c)}' is not valid at the signing time {when:%Y-%m-%d %H:%M:%S} UTC "
                 f"(SOURCE_DATE_EPOCH={epoch}; {span}); choose a signing time inside that period",
                 file=self.origin,
@@ -262,21 +262,21 @@ def load_key_signer(
     extra: list[x509.Certificate] = []
     if where.lower().endswith((".pfx", ".p12")):
         if key is not None:
-            raise FFUError("a PFX holds its own key; do not give a separate key file", file=where)
+            raise SigningError("a PFX holds its own key; do not give a separate key file", file=where)
         bundle = load_pfx(data, password, where)
         if bundle.key is None or bundle.cert is None:
-            raise FFUError("the PFX does not contain both a certificate and its private key", file=where)
+            raise SigningError("the PFX does not contain both a certificate and its private key", file=where)
         private_key, leaf = bundle.key, bundle.cert.certificate
         extra = [c.certificate for c in bundle.additional_certs]
         key_where = where
     else:
         certs = load_certs(data, where)
         if not certs:
-            raise FFUError("no certificate in the file", file=where)
+            raise SigningError("no certificate in the file", file=where)
         leaf, extra = certs[0], certs[1:]
         if key is None:
             if b"PRIVATE KEY-----" not in data:
-                raise FFUError("no private key: give the key file (or use a PFX)", file=where)
+                raise SigningError("no private key: give the key file (or use a PFX)", file=where)
             key_where, key_data = where, data
         else:
             key_where, key_data = str(key), read_file(key)
@@ -285,23 +285,23 @@ def load_key_signer(
         extra += load_certs(read_file(p), str(p))
 
     if not isinstance(private_key, rsa.RSAPrivateKey):
-        raise FFUError(
+        raise SigningError(
             f"unsupported key type {type(private_key).__name__.lstrip('_')}: only RSA keys are supported "
             "(RSA PKCS#1 v1.5 keeps signatures reproducible)",
             file=key_where,
         )
     if private_key.key_size < MIN_RSA_BITS:
-        raise FFUError(
+        raise SigningError(
             f"RSA key of {private_key.key_size} bits is too weak; use {MIN_RSA_BITS} or more", file=key_where
         )
     if private_key.public_key().public_numbers() != rsa_numbers(leaf):
-        raise FFUError(
+        raise SigningError(
             f"the private key does not match the certificate '{common_name(leaf)}'", file=key_where
         )
     check_leaf_usage(leaf, where)
     ordered = order_chain(leaf, extra)
     if not self_signed(leaf) and len(ordered) == 1:
-        raise FFUError(
+        raise SigningError(
             f"the issuer '{leaf.issuer.rfc4514_string()}' of '{common_name(leaf)}' is missing; "
             "give the intermediate certificate(s) as the chain",
             file=where,
@@ -336,11 +336,11 @@ class CommandSigner(Signer):
         try:
             self._argv = shlex.split(command)
         except ValueError as e:
-            raise FFUError(f"cannot parse the signing command: {e}") from None
+            raise ConfigError(f"cannot parse the signing command: {e}") from None
         if not self._argv:
-            raise FFUError("the signing command is empty")
+            raise ConfigError("the signing command is empty")
         if timeout <= 0:
-            raise FFUError(f"signing command timeout must be positive, not {timeout}")
+            raise ConfigError(f"signing command timeout must be positive, not {timeout}")
         self.command = command
         self.timeout = timeout
         self.identity = f"command:{command}"
@@ -357,21 +357,21 @@ class CommandSigner(Signer):
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise FFUError(
+            raise ToolError(
                 f"signing command '{name}' timed out after {self.timeout:g} s", file=label
             ) from None
         except OSError as e:
-            raise FFUError(f"cannot run signing command '{name}': {e.strerror or e}", file=label) from None
+            raise ToolError(f"cannot run signing command '{name}': {e.strerror or e}", file=label) from None
         if r.returncode != 0:
             status = (
                 f"killed by signal {-r.returncode}" if r.returncode < 0 else f"exit status {r.returncode}"
             )
-            raise FFUError(
+            raise ToolError(
                 f"signing command '{name}' failed ({status}): {_last_line(r.stderr, r.stdout)}", file=label
             )
 
-    def _fail(self, what: str, label: str) -> FFUError:
-        return FFUError(f"signing command '{self._argv[0]}' {what}", file=label)
+    def _fail(self, what: str, label: str) -> SigningError:
+        return SigningError(f"signing command '{self._argv[0]}' {what}", file=label)
 
     @contextlib.contextmanager
     def _work(self, name: str) -> Iterator[Path]:
@@ -407,7 +407,7 @@ class CommandSigner(Signer):
             try:
                 shutil.copyfile(src, tmp)
             except OSError as e:
-                raise FFUError(f"cannot copy file: {e.strerror or e}", file=label) from None
+                raise SigningError(f"cannot copy file: {e.strerror or e}", file=label) from None
             self._run(tmp, label)
             try:
                 blob, digest = verify.cab_signature(tmp), cab.cab_hash(tmp)
