@@ -15,7 +15,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from ..errors import FFUError
+from ..errors import ConfigError
 from ..util.atomic import atomic_path
 from . import fstools
 
@@ -79,12 +79,12 @@ def fat_parameters(
     """
     kind = {None: None, "FAT": None, "FAT12": 12, "FAT16": 16, "FAT32": 32, 12: 12, 16: 16, 32: 32}
     if fat_type not in kind:
-        raise FFUError(f"unknown FAT type {fat_type!r}; use FAT, FAT32, 12, 16 or 32")
+        raise ConfigError(f"unknown FAT type {fat_type!r}; use FAT, FAT32, 12, 16 or 32")
     want = kind[fat_type]
     if cluster_size is not None and (
         cluster_size < sector_size or cluster_size & (cluster_size - 1) or cluster_size > 64 * 1024
     ):
-        raise FFUError(
+        raise ConfigError(
             f"FAT cluster size {cluster_size} must be a power of two between the sector size and 64 KiB"
         )
     if want == 32:
@@ -97,13 +97,13 @@ def fat_parameters(
         ):
             cluster //= 2
         if _fat_clusters(size_bytes, sector_size, 32, cluster) < FAT16_MAX_CLUSTERS + 1 + _MARGIN:
-            raise FFUError(
+            raise ConfigError(
                 f"a {size_bytes}-byte volume is too small for FAT32 (needs at least 65525 clusters, "
                 "about 33 MiB); use FAT"
             )
         return 32, cluster
     if size_bytes > (4 << 30):
-        raise FFUError(f"a {size_bytes}-byte volume is too large for FAT12/16 (4 GiB at most); use FAT32")
+        raise ConfigError(f"a {size_bytes}-byte volume is too large for FAT12/16 (4 GiB at most); use FAT32")
     if cluster_size:
         cluster = cluster_size
     elif size_bytes < 7 << 20:
@@ -123,7 +123,7 @@ def fat_parameters(
             n16 = _fat_clusters(size_bytes, sector_size, 16, cluster)
         want = 12 if _fat_clusters(size_bytes, sector_size, 12, cluster) <= FAT12_MAX_CLUSTERS else 16
         if want == 16 and n16 > FAT16_MAX_CLUSTERS:
-            raise FFUError(
+            raise ConfigError(
                 f"cluster size {cluster} gives {n16} clusters, too many for FAT16; use a larger "
                 "cluster size or FAT32"
             )
@@ -169,7 +169,7 @@ def _fat_boot_clusters(img: Path) -> tuple[int, int, int]:
 
 def _fat_label(label: str) -> str:
     if len(label) > 11 or not label.isascii() or any(c in _FAT_LABEL_BAD or ord(c) < 0x20 for c in label):
-        raise FFUError(
+        raise ConfigError(
             f'FAT volume label {label!r} must be at most 11 ASCII characters without <>:"/\\|?*+,.;=[]'
         )
     return label.upper()
@@ -224,7 +224,7 @@ def write_fat(
         fstools.run(argv + [str(tmp)], out)
         real_bits, clusters, real_cluster = _fat_boot_clusters(tmp)
         if real_bits != bits or real_cluster != cluster:
-            raise FFUError(
+            raise ConfigError(
                 f"mkfs.fat made FAT{real_bits} with {clusters} clusters of {real_cluster} bytes, "
                 f"expected FAT{bits}/{cluster}; choose another size or cluster size",
                 str(out),
@@ -260,7 +260,7 @@ def write_fat(
                     )
                 except fstools.ToolRunError as exc:
                     if "disk full" in exc.stderr.lower():
-                        raise FFUError(
+                        raise ConfigError(
                             f"content does not fit in the {size_bytes}-byte FAT partition ({exc.message})",
                             str(out),
                         ) from None
@@ -287,7 +287,7 @@ def _fat_check_fits(
             n += 1  # volume label entry
             if bits != 32:
                 if n > 512:
-                    raise FFUError(
+                    raise ConfigError(
                         f"the FAT{bits} root directory holds 512 entries; the staged root needs {n} "
                         "(move files into a subdirectory)",
                         str(out),
@@ -297,7 +297,7 @@ def _fat_check_fits(
             n += 2  # "." and ".."
         need += max(1, fstools.ceil_div(n * 32, cluster))
     if need > clusters:
-        raise FFUError(
+        raise ConfigError(
             f"content does not fit: {total} bytes in {len(entries)} entries need {need} clusters of "
             f"{cluster} bytes, the {size_bytes}-byte FAT{bits} partition has {clusters}",
             str(out),

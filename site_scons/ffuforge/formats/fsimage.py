@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import FFUError
+from ..errors import ConfigError
 from ..util.atomic import atomic_path
 from .fat import FAT12_MAX_CLUSTERS, FAT16_MAX_CLUSTERS, fat_parameters, write_fat
 from .fstools import ToolRunError
@@ -56,9 +56,11 @@ def write_raw(image_file: str | Path, out_path: str | Path, *, size_bytes: int) 
     try:
         length = src.stat().st_size
     except OSError as exc:
-        raise FFUError(f"cannot read raw partition image: {exc.strerror}", str(src)) from None
+        raise ConfigError(f"cannot read raw partition image: {exc.strerror}", str(src)) from None
     if length > size_bytes:
-        raise FFUError(f"raw image is {length} bytes, larger than its {size_bytes}-byte partition", str(src))
+        raise ConfigError(
+            f"raw image is {length} bytes, larger than its {size_bytes}-byte partition", str(src)
+        )
     with atomic_path(out, mode=0o644) as tmp, open(src, "rb") as inp, open(tmp, "r+b") as dst:
         dst.truncate(size_bytes)
         copied = 0
@@ -69,5 +71,5 @@ def write_raw(image_file: str | Path, out_path: str | Path, *, size_bytes: int) 
             dst.write(chunk)
             copied += len(chunk)
         if copied != length:
-            raise FFUError("raw partition image changed while it was being copied", str(src))
+            raise ConfigError("raw partition image changed while it was being copied", str(src))
     return out

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FFUError
+from ..errors import ConfigError, ToolError
 
 _SBIN = ("/usr/sbin", "/sbin")
 _WIN_BAD = set('<>:"/\\|?*')
@@ -33,7 +33,7 @@ def find_tool(name: str, package: str) -> str:
                 found = cand
                 break
     if not found:
-        raise FFUError(f"{name} not found; install the Debian package {package} (apt-get install {package})")
+        raise ToolError(f"{name} not found; install the Debian package {package} (apt-get install {package})")
     return found
 
 
@@ -46,7 +46,7 @@ def no_fsync() -> list[str]:
     return [found] if found else []
 
 
-class ToolRunError(FFUError):
+class ToolRunError(ToolError):
     """An external tool failed; `stderr` keeps its whole error output, `status` its exit status."""
 
     def __init__(self, message: str, file: str | None, stderr: str, status: int | None = None):
@@ -62,7 +62,7 @@ def run(
     try:
         res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, check=False)
     except OSError as exc:
-        raise FFUError(f"cannot run {argv[0]}: {exc.strerror}", str(out)) from None
+        raise ToolError(f"cannot run {argv[0]}: {exc.strerror}", str(out)) from None
     if res.returncode < 0:  # Ctrl-C reaches the whole process group: not the tool's fault, say so
         sig = -res.returncode
         reasons: dict[int, str] = {
@@ -95,29 +95,29 @@ def scan(staged_dir: str | Path) -> list[Entry]:
     """Every entry of the staged tree, parents before children, siblings sorted by name."""
     root = Path(staged_dir)
     if not root.is_dir():
-        raise FFUError("staged directory does not exist", str(root))
+        raise ConfigError("staged directory does not exist", str(root))
     out: list[Entry] = []
 
     def walk(d: Path, rel: tuple[str, ...]) -> None:
         try:
             names = sorted(os.listdir(d))
         except OSError as exc:
-            raise FFUError(f"cannot read directory: {exc.strerror}", str(d)) from None
+            raise ConfigError(f"cannot read directory: {exc.strerror}", str(d)) from None
         folded: dict[str, str] = {}
         for name in names:
             p = d / name
             try:
                 name.encode("utf-8")
             except UnicodeEncodeError:
-                raise FFUError("file name is not valid UTF-8", str(p)) from None
+                raise ConfigError("file name is not valid UTF-8", str(p)) from None
             if any(c in _WIN_BAD or ord(c) < 0x20 for c in name) or name.endswith((" ", ".")):
-                raise FFUError(
+                raise ConfigError(
                     f"file name {name!r} is not valid on Windows (reserved character or trailing dot/space)",
                     str(p),
                 )
             key = name.casefold()
             if key in folded:
-                raise FFUError(
+                raise ConfigError(
                     f"{name!r} and {folded[key]!r} differ only in case; Windows file systems "
                     "cannot hold both",
                     str(p),
@@ -131,7 +131,7 @@ def scan(staged_dir: str | Path) -> list[Entry]:
                 out.append(Entry(rel + (name,), p, False, st.st_size))
             else:
                 kind = "symbolic link" if stat.S_ISLNK(st.st_mode) else "special file"
-                raise FFUError(
+                raise ConfigError(
                     f"{kind} in a staged partition tree; only files and directories can be imaged", str(p)
                 )
 
@@ -145,7 +145,7 @@ def ceil_div(a: int, b: int) -> int:
 
 def prepare(tmp: Path, size_bytes: int, sector_size: int) -> None:
     if size_bytes <= 0 or size_bytes % sector_size:
-        raise FFUError(
+        raise ConfigError(
             f"partition size {size_bytes} is not a positive multiple of the sector size {sector_size}",
             str(tmp),
         )

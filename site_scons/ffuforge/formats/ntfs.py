@@ -17,7 +17,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from ..errors import FFUError
+from ..errors import ConfigError, FormatError
 from ..util.atomic import atomic_path
 from . import fstools, wimapply
 
@@ -44,12 +44,12 @@ def write_ntfs(
     wimlib = fstools.find_tool("wimlib-imagex", "wimtools")
     out = Path(out_path)
     if cluster_size < sector_size or cluster_size & (cluster_size - 1) or cluster_size > 2 * 1024 * 1024:
-        raise FFUError(
+        raise ConfigError(
             f"NTFS cluster size {cluster_size} must be a power of two between the sector size and 2 MiB",
             str(out),
         )
     if len(label) > 32:
-        raise FFUError(f"NTFS volume label {label!r} is longer than 32 characters", str(out))
+        raise ConfigError(f"NTFS volume label {label!r} is longer than 32 characters", str(out))
     entries = fstools.scan(staged_dir)
     # Lower bound of what the tree needs (data clusters + 1 KiB MFT record each + mkntfs metadata ≈ 0.5 %);
     # the real check is libntfs-3g running out of space, reported below.
@@ -57,7 +57,7 @@ def write_ntfs(
     need += 1024 * len(entries) + size_bytes // 200 + (1 << 20)
     if need > size_bytes:
         total = sum(e.size for e in entries)
-        raise FFUError(
+        raise ConfigError(
             f"content does not fit: {total} bytes in {len(entries)} entries need about {need} bytes, "
             f"the NTFS partition has {size_bytes}",
             str(out),
@@ -99,7 +99,7 @@ def write_ntfs(
                 _apply_tree(Path(staged_dir), tmp, out, env, wimlib)
             except fstools.ToolRunError as exc:
                 if "no space left" in exc.stderr.lower():
-                    raise FFUError(
+                    raise ConfigError(
                         f"content does not fit in the {size_bytes}-byte NTFS partition ({exc.message})",
                         str(out),
                     ) from None
@@ -154,7 +154,7 @@ def _unfixup(buf: bytearray, sector: int, what: str) -> None:
     for i in range(1, usa_count):
         end = i * sector
         if buf[end - 2 : end] != usn:
-            raise FFUError(f"NTFS {what} fails its update-sequence check; the volume is corrupt")
+            raise FormatError(f"NTFS {what} fails its update-sequence check; the volume is corrupt")
         buf[end - 2 : end] = buf[usa_ofs + 2 * i : usa_ofs + 2 * i + 2]
 
 
@@ -202,7 +202,7 @@ class _Extents:
                 length -= n
             vpos += span
         if length > 0:
-            raise FFUError("NTFS attribute runlist is shorter than its data; the volume is corrupt")
+            raise FormatError("NTFS attribute runlist is shorter than its data; the volume is corrupt")
 
     def read(self, offset: int, length: int) -> bytearray:
         out = bytearray()
@@ -254,7 +254,7 @@ def normalize_ntfs(image: str | Path, timestamp: int, *, serial: int | None = No
     with open(image, "r+b") as fh:
         boot = bytearray(fh.read(512))
         if boot[3:11] != b"NTFS    ":
-            raise FFUError("not an NTFS volume", str(image))
+            raise FormatError("not an NTFS volume", str(image))
         bps, spc = struct.unpack_from("<HB", boot, 11)
         spc = 1 << (256 - spc) if spc > 0x80 else spc
         cluster = bps * spc
@@ -267,14 +267,14 @@ def normalize_ntfs(image: str | Path, timestamp: int, *, serial: int | None = No
         mft_runs, mft_size = None, 0
         for atype, off, nonres, name in _attributes(rec0):
             if atype == _AT_ATTRIBUTE_LIST:
-                raise FFUError(
+                raise FormatError(
                     "the $MFT is too fragmented ($ATTRIBUTE_LIST) to normalise timestamps", str(image)
                 )
             if atype == _AT_DATA and nonres and not name:
                 mft_runs = _runlist(rec0, off + struct.unpack_from("<H", rec0, off + 0x20)[0])
                 mft_size = struct.unpack_from("<q", rec0, off + 0x30)[0]
         if mft_runs is None:
-            raise FFUError("NTFS $MFT has no data attribute", str(image))
+            raise FormatError("NTFS $MFT has no data attribute", str(image))
         mft = _Extents(fh, cluster, mft_runs)
         indexes: dict[int, list[tuple[int, list, int]]] = {}
         mirror_runs, mirror_size = None, 0
