@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError, FormatError
 from ffuforge.formats import cab, fsimage, fstools, ntfs, wimapply
 from ffuforge.image import extractcache, install, partition
 from ffuforge.package.build import build_variant
@@ -449,3 +449,20 @@ def test_incremental_partition_equals_a_clean_build(tmp_path):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_error_kinds_of_damaged_packages(tmp_path):
+    a = _files(tmp_path, "A")
+    bad = _altered(a, tmp_path / "bad.cab")
+    with pytest.raises(FormatError, match="does not match its SHA-256"):
+        _stage([bad], tmp_path / "w", tmp_path / "cache")
+    target = tmp_path / "outside"
+    target.mkdir()
+    root = tmp_path / "stage" / "root"
+    (root / "Windows").mkdir(parents=True)
+    os.symlink(target, root / "Windows" / "System32")
+    store = tmp_path / "store"
+    store.mkdir()
+    parsed = install.parse_package(a, "MainOS", store)
+    with pytest.raises(ConfigError, match="not a directory .*symbolic link"):
+        install.replay(install.Staging("MainOS", root), parsed, store)
