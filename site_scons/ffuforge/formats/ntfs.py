@@ -113,7 +113,7 @@ _LIBWIM = {"usable": True}  # until the helper finds no libwim in this process's
 
 def _apply_tree(staged_dir: Path, volume: Path, out: Path, env: dict[str, str], wimlib: str) -> None:
     """Write the staged tree into the NTFS volume file: libwim straight from the tree (see
-    :mod:`ffuforge.wimapply`), else `wimlib-imagex` capture into a WIM file, then apply. Same bytes."""
+    :mod:`ffuforge.formats.wimapply`), else `wimlib-imagex` capture into a WIM file, then apply. Same bytes."""
     if _LIBWIM["usable"]:
         try:
             fstools.run(

@@ -40,7 +40,7 @@ RSA_ALG = der(0x30, oid(OID_RSA_ENCRYPTION) + _NULL)
 _OBSOLETE = "<<<Obsolete>>>".encode("utf-16-be")
 # SpcLink [2] file -> SpcString [0] unicode "<<<Obsolete>>>", as signtool and osslsigncode write it.
 _OBSOLETE_FILE_LINK = der(0xA2, der(0x80, _OBSOLETE))
-# SpcAttributeTypeAndOptionalValue of a CAB: { SPC_CAB_DATA, SpcLink } (signing.md §6).
+# SpcAttributeTypeAndOptionalValue of a CAB: { SPC_CAB_DATA, SpcLink }, as osslsigncode writes it.
 CAB_DATA = der(0x30, oid(catalog.OID_SPC_CAB_DATA) + _OBSOLETE_FILE_LINK)
 # ... of a PE: { SPC_PE_IMAGE_DATA, SpcPeImageData { flags {includeResources}, [0] SpcLink } }.
 PE_DATA = der(

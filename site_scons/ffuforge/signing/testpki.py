@@ -2,7 +2,7 @@
 
 Builds must produce signed, verifiable packages without anyone handing out keys, yet such
 signatures must never pass for production: every CN says "TEST ONLY" (the release policy
-keys on it, signing.md §7) and the chain is ours, not Microsoft's public OEM test chain,
+keys on it, see :mod:`ffuforge.image.policy`) and the chain is ours, not Microsoft's public OEM test chain,
 whose root lacks basicConstraints and which OpenSSL-based verifiers therefore reject.
 
 The chain is generated once per directory and then reused, so packages signed in different
