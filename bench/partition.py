@@ -23,7 +23,7 @@ def worker(spec_path: str) -> int:
     then stage once more into spec["stage"] for the reference copy."""
     spec = json.loads(Path(spec_path).read_text())
     sys.path.insert(0, spec["site_scons"])
-    from ffuforge.formats import fsimage
+    from ffuforge.formats import fstools, ntfs
     from ffuforge.image import partition
     from ffuforge.image import stages as image
     from ffuforge.util import workers  # noqa: PLC0415
@@ -42,7 +42,7 @@ def worker(spec_path: str) -> int:
         return wrapper
 
     def tool(argv, *a, **kw):
-        if os.path.basename(argv[0]) == "eatmydata":  # fsimage._no_fsync
+        if os.path.basename(argv[0]) == "eatmydata":  # fstools.no_fsync
             argv = argv[1:]
         name = os.path.basename(argv[0])
         if any(str(x).endswith("wimapply.py") for x in argv):
@@ -51,8 +51,8 @@ def worker(spec_path: str) -> int:
 
     stage = partition.stage
     partition.stage = timed("install packages (extract, hives)", stage)
-    fsimage._run = timed(tool, fsimage._run)
-    fsimage.normalize_ntfs = timed("normalize NTFS times", fsimage.normalize_ntfs)
+    fstools.run = timed(tool, fstools.run)
+    ntfs.normalize_ntfs = timed("normalize NTFS times", ntfs.normalize_ntfs)
     layout_json = Path(spec["layout"])
     cabs = [Path(c) for c in spec["cabs"]]
     cache = Path(spec["cache"])

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ffuforge.errors import FFUError
-from ffuforge.formats import fsimage
-from ffuforge.formats.fsimage import fat_parameters, write_fat, write_ntfs, write_raw
+from ffuforge.errors import ConfigError, FFUError, FormatError, ToolError
+from ffuforge.formats import fat, fstools
+from ffuforge.formats.fsimage import fat_parameters, normalize_ntfs, write_fat, write_ntfs, write_raw
 
 EPOCH = 1577836800  # 2020-01-01
 MiB = 1 << 20
@@ -314,7 +314,7 @@ def test_fat_content_too_large(tmp_path):
 
 def test_fat_disk_full_from_mtools(tmp_path, monkeypatch):
     need("mkfs.fat", "mcopy")
-    monkeypatch.setattr(fsimage, "_fat_check_fits", lambda *a: None)  # reach the tool's own check
+    monkeypatch.setattr(fat, "_fat_check_fits", lambda *a: None)  # reach the tool's own check
     src = make_tree(tmp_path / "src")
     out = tmp_path / "out" / "esp.img"
     with pytest.raises(
@@ -511,8 +511,8 @@ def test_staged_tree_rules(tmp_path, setup, message):
 
 
 def test_missing_tool_names_debian_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(fsimage.shutil, "which", lambda name: None)
-    monkeypatch.setattr(fsimage, "_SBIN", ())
+    monkeypatch.setattr(fstools.shutil, "which", lambda name: None)
+    monkeypatch.setattr(fstools, "_SBIN", ())
     with pytest.raises(FFUError, match=r"mkntfs not found; install the Debian package ntfs-3g"):
         write_ntfs(tmp_path, tmp_path / "x.img", size_bytes=8 * MiB, label="X", timestamp=0)
     with pytest.raises(FFUError, match=r"mkfs.fat not found; install the Debian package dosfstools"):
@@ -523,8 +523,8 @@ def test_tool_failure_reports_last_stderr_line(tmp_path, monkeypatch):
     fake = tmp_path / "fake-mkntfs"
     fake.write_text("#!/bin/sh\necho 'first line' >&2\necho 'the real reason' >&2\nexit 3\n")
     fake.chmod(0o755)
-    real = fsimage._tool
-    monkeypatch.setattr(fsimage, "_tool", lambda n, p: str(fake) if n == "mkntfs" else real(n, p))
+    real = fstools.find_tool
+    monkeypatch.setattr(fstools, "find_tool", lambda n, p: str(fake) if n == "mkntfs" else real(n, p))
     src = tmp_path / "src"
     src.mkdir()
     out = tmp_path / "o" / "x.img"
@@ -551,3 +551,62 @@ def test_raw_image(tmp_path):
     assert not (tmp_path / "o2" / "x.img").exists()
     with pytest.raises(FFUError, match="cannot read raw partition image"):
         write_raw(tmp_path / "missing", tmp_path / "o3.img", size_bytes=512)
+
+
+# ---------------------------------------------------------------------------- error kinds
+
+
+def test_error_kinds_of_settings(tmp_path):
+    with pytest.raises(ConfigError, match="unknown FAT type"):
+        fat_parameters(8 * MiB, fat_type="FAT64")
+    with pytest.raises(ConfigError, match="too small for FAT32"):
+        fat_parameters(8 * MiB, fat_type="FAT32")
+    src = tmp_path / "fw.bin"
+    src.write_bytes(bytes(4096))
+    with pytest.raises(ConfigError, match="larger than its 1024-byte partition"):
+        write_raw(src, tmp_path / "o.img", size_bytes=1024)
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "bad:name").write_bytes(b"1")
+    with pytest.raises(ConfigError, match="not valid on Windows"):
+        fstools.scan(root)
+    with pytest.raises(ConfigError, match="staged directory does not exist"):
+        fstools.scan(tmp_path / "missing")
+
+
+def test_error_kinds_of_ntfs_bytes(tmp_path):
+    need("mkntfs", "wimlib-imagex")
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(bytes(4096))
+    with pytest.raises(FormatError, match="not an NTFS volume"):
+        normalize_ntfs(junk, EPOCH)
+    src = tmp_path / "src"
+    src.mkdir()
+    img = write_ntfs(src, tmp_path / "n.img", size_bytes=8 * MiB, label="X", timestamp=EPOCH)
+    with open(img, "r+b") as fh:
+        boot = fh.read(512)
+        bps, spc = struct.unpack_from("<HB", boot, 11)
+        mft_lcn = struct.unpack_from("<q", boot, 0x30)[0]
+        fh.seek(mft_lcn * bps * spc + bps - 2)  # last two bytes of record 0's first sector: the USN copy
+        fh.write(b"\xde\xad")
+    with pytest.raises(FormatError, match="MFT record 0 fails its update-sequence check"):
+        normalize_ntfs(img, EPOCH)
+
+
+def test_error_kinds_of_tools(tmp_path, monkeypatch):
+    need("mkntfs")
+    fake = tmp_path / "fake-mkntfs"
+    fake.write_text("#!/bin/sh\necho 'no luck' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    real = fstools.find_tool
+    monkeypatch.setattr(fstools, "find_tool", lambda n, p: str(fake) if n == "mkntfs" else real(n, p))
+    src = tmp_path / "src"
+    src.mkdir()
+    with pytest.raises(ToolError, match="fake-mkntfs failed: no luck") as ei:
+        write_ntfs(src, tmp_path / "x.img", size_bytes=8 * MiB, label="X", timestamp=0)
+    assert isinstance(ei.value, fstools.ToolRunError) and ei.value.status == 3
+    monkeypatch.setattr(fstools, "find_tool", real)
+    monkeypatch.setattr(fstools.shutil, "which", lambda name: None)
+    monkeypatch.setattr(fstools, "_SBIN", ())
+    with pytest.raises(ToolError, match="mkfs.fat not found"):
+        write_fat(src, tmp_path / "x.img", size_bytes=8 * MiB, label="X", timestamp=0)

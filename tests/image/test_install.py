@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError, FormatError
 from ffuforge.image import install
 from ffuforge.package.build import build_variant
 
@@ -118,3 +118,22 @@ def test_binary_partition_and_bcd_are_set_aside(tmp_path):
     assert st.raw_image[0].read_bytes() == b"\x01" * 5000 and not st.files
     with pytest.raises(FFUError, match="raw image from both"):
         install.install_package(st, tmp_path / "fw.cab")
+
+
+def test_error_kinds(tmp_path):
+    from ffuforge.formats.cab import CabMember, write_cab
+
+    plain = tmp_path / "plain.cab"
+    write_cab(plain, [CabMember("x.txt", data=b"x")])
+    with pytest.raises(FormatError, match="not a CBS package"):
+        install.read_package_info(plain)
+    with pytest.raises(FormatError, match="unknown device path macro"):
+        install.device_to_relative("$(runtime.nosuchplace)\\x.dll", "update.mum")
+    a = _cab(tmp_path, '<files><file source=".\\a.txt"/></files>', name="A")
+    b = _cab(tmp_path, '<files><file source=".\\a.txt"/></files>', name="B")
+    st = install.Staging("MainOS", tmp_path / "root")
+    install.install_package(st, a)
+    with pytest.raises(ConfigError, match="installed by both"):
+        install.install_package(st, b)
+    with pytest.raises(ConfigError, match="targets partition MainOS, not EFIESP"):
+        install.install_package(install.Staging("EFIESP", tmp_path / "efi"), a)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ffuforge.errors import FFUError
-from ffuforge.formats import cab, fsimage
+from ffuforge.errors import ConfigError, FFUError, FormatError
+from ffuforge.formats import cab, fsimage, fstools, ntfs, wimapply
 from ffuforge.image import extractcache, install, partition
 from ffuforge.package.build import build_variant
 from ffuforge.util import workers
@@ -385,16 +385,16 @@ def test_libwim_and_wimlib_commands_write_the_same_volume(tmp_path, monkeypatch)
         p.write_bytes(os.urandom(i * 997))
     out = {}
     for engine in ("libwim", "commands", "unavailable"):
-        monkeypatch.setitem(fsimage._LIBWIM, "usable", engine != "commands")
+        monkeypatch.setitem(ntfs._LIBWIM, "usable", engine != "commands")
         if engine == "unavailable":  # libwim cannot be loaded: the helper says so, the commands run
             fake = tmp_path / "nolib.py"
-            fake.write_text(f"import sys\nsys.exit({fsimage.wimapply.UNAVAILABLE})\n")
-            monkeypatch.setattr(fsimage.wimapply, "__file__", str(fake))
+            fake.write_text(f"import sys\nsys.exit({wimapply.UNAVAILABLE})\n")
+            monkeypatch.setattr(wimapply, "__file__", str(fake))
         out[engine] = fsimage.write_ntfs(
             tree, tmp_path / f"{engine}.img", size_bytes=16 << 20, label="MainOS", timestamp=EPOCH
         ).read_bytes()
     assert out["libwim"] == out["commands"] == out["unavailable"]
-    assert fsimage._LIBWIM["usable"] is False
+    assert ntfs._LIBWIM["usable"] is False
 
 
 def test_skipping_fsync_changes_no_byte(tmp_path, monkeypatch):
@@ -405,11 +405,11 @@ def test_skipping_fsync_changes_no_byte(tmp_path, monkeypatch):
         p = tree / f"d{i % 4}" / f"f{i}.bin"
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(os.urandom(i * 1499))
-    assert fsimage._no_fsync()
+    assert fstools.no_fsync()
     synced = fsimage.write_ntfs(
         tree, tmp_path / "a.img", size_bytes=16 << 20, label="MainOS", timestamp=EPOCH
     )
-    monkeypatch.setattr(fsimage, "_no_fsync", lambda: [])
+    monkeypatch.setattr(fstools, "no_fsync", lambda: [])
     plain = fsimage.write_ntfs(tree, tmp_path / "b.img", size_bytes=16 << 20, label="MainOS", timestamp=EPOCH)
     assert synced.read_bytes() == plain.read_bytes()
 
@@ -449,3 +449,20 @@ def test_incremental_partition_equals_a_clean_build(tmp_path):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_error_kinds_of_damaged_packages(tmp_path):
+    a = _files(tmp_path, "A")
+    bad = _altered(a, tmp_path / "bad.cab")
+    with pytest.raises(FormatError, match="does not match its SHA-256"):
+        _stage([bad], tmp_path / "w", tmp_path / "cache")
+    target = tmp_path / "outside"
+    target.mkdir()
+    root = tmp_path / "stage" / "root"
+    (root / "Windows").mkdir(parents=True)
+    os.symlink(target, root / "Windows" / "System32")
+    store = tmp_path / "store"
+    store.mkdir()
+    parsed = install.parse_package(a, "MainOS", store)
+    with pytest.raises(ConfigError, match="not a directory .*symbolic link"):
+        install.replay(install.Staging("MainOS", root), parsed, store)

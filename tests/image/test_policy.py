@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError
 from ffuforge.image import policy
 from ffuforge.package.build import BuildSettings, build_variant
 from ffuforge.signing import testpki
@@ -76,3 +76,9 @@ def test_production_image_policy(tmp_path):
     assert "Contoso-Test-Good.cab" not in msg
     # Test images accept all of them.
     policy.check_release([good, test_pkg, test_signed, unsigned], "Test", "TestOEMInput.xml")
+
+
+def test_policy_violation_is_a_config_error(tmp_path):
+    unsigned = _cab(tmp_path, "Unsigned")
+    with pytest.raises(ConfigError, match="a Production image refuses 1 package"):
+        policy.check_release([unsigned], "Production", "RetailOEMInput.xml")

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError, FormatError, SigningError, ToolError
 from ffuforge.formats import cab, catalog, pe
 from ffuforge.scons_tool import contentsig
 from ffuforge.signing import testpki, verify
@@ -870,3 +870,51 @@ def test_cab_signer_failure_leaves_nothing(tmp_path):
             tmp_path / "x.cab", [cab.CabMember("a", data=b"a")], reserve_signature=True, authenticode=fail
         )
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- error kinds
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_key_inputs_are_signing_errors(bad_inputs, case):
+    kwargs, _fragment, _filename = bad_inputs[case]
+    with pytest.raises(SigningError):
+        load_key_signer(**kwargs)
+
+
+def test_error_kinds_of_key_signing(signer, unsigned, tmp_path):
+    (tmp_path / "x.cab").write_bytes(b"MZ not a cab")
+    (tmp_path / "x.sys").write_bytes(b"not a PE at all")
+    with pytest.raises(FormatError, match="not a cabinet"):
+        signer.sign_cab(tmp_path / "x.cab", tmp_path / "out" / "x.cab", epoch=EPOCH)
+    with pytest.raises(FormatError, match="not a PE image"):
+        signer.sign_pe(tmp_path / "x.sys", tmp_path / "out" / "x.sys", epoch=EPOCH)
+    with pytest.raises(ConfigError, match="not a Unix time"):
+        signer.sign_catalog((unsigned / "update.cat").read_bytes(), epoch=-1)
+    with pytest.raises(SigningError, match="cannot read"):
+        signer.sign_pe(tmp_path / "missing.sys", tmp_path / "out" / "m.sys", epoch=EPOCH)
+
+
+def test_error_kinds_of_the_command_signer(unsigned, tmp_path):
+    with pytest.raises(ConfigError, match="empty"):
+        CommandSigner("  ")
+    with pytest.raises(ConfigError, match="timeout must be positive"):
+        CommandSigner("true", timeout=0)
+    with pytest.raises(ToolError, match=r"failed \(exit status 1\)"):
+        CommandSigner("false").sign_pe(unsigned / "x86.dll", tmp_path / "f.dll", epoch=EPOCH)
+    with pytest.raises(ToolError, match="cannot run signing command"):
+        CommandSigner("no-such-signing-tool-xyz").sign_pe(
+            unsigned / "x86.dll", tmp_path / "m.dll", epoch=EPOCH
+        )
+    with pytest.raises(SigningError, match="did not sign"):
+        CommandSigner("true").sign_pe(unsigned / "x86.dll", tmp_path / "t.dll", epoch=EPOCH)
+
+
+def test_error_kinds_of_the_test_pki(tmp_path):
+    with pytest.raises(ConfigError, match="invalid OEM name"):
+        testpki.ensure_test_pki(tmp_path / "pki", oem_name="Con\ntoso")
+    with pytest.raises(SigningError, match="cannot read the test root"):
+        testpki.root_certificate(tmp_path)
+    (tmp_path / "root.crt").write_bytes(b"-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
+    with pytest.raises(SigningError, match="not a PEM certificate"):
+        testpki.root_certificate(tmp_path)

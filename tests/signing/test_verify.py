@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ffuforge.cli.verify import verify_files
-from ffuforge.errors import FFUError
+from ffuforge.errors import FFUError, FormatError, SigningError
 from ffuforge.formats import cab, catalog, pe
 from ffuforge.signing import testpki, verify
 
@@ -406,3 +406,19 @@ def test_verify_accepts_osslsigncode_output(files, pki, root, tmp_path):
     pkg = write_package(tmp_path / "p.cab", files, None, catalog_der=(tmp_path / "s.cat").read_bytes())
     ossl_sign(pkg, tmp_path / "s.cab")
     assert verify.verify_cab(tmp_path / "s.cab", trusted_roots=[root]).problems == []
+
+
+def test_error_kinds(tmp_path):
+    (tmp_path / "x.cab").write_bytes(b"MZ not a cabinet file at all, but long enough to read a header")
+    (tmp_path / "x.sys").write_bytes(b"not a PE image at all")
+    (tmp_path / "bad.crt").write_bytes(b"not a certificate")
+    with pytest.raises(FormatError, match="not a cabinet file"):
+        verify.cab_signature(tmp_path / "x.cab")
+    with pytest.raises(FormatError, match="cannot read"):
+        verify.cab_signature(tmp_path / "missing.cab")
+    with pytest.raises(FormatError, match="not a PE image"):
+        verify.pe_signature(tmp_path / "x.sys")
+    with pytest.raises(SigningError, match="not a PEM or DER certificate"):
+        verify.load_certificates([tmp_path / "bad.crt"])
+    with pytest.raises(SigningError, match="cannot read certificate file"):
+        verify.load_certificates([tmp_path / "missing.crt"])

@@ -9,28 +9,26 @@ name.
 Installing is two steps: :func:`parse_package` reads one CAB on its own (members extracted and
 verified, a bad package's error recorded where it arose), :func:`replay` applies that result to
 the staged partition in package order (collision checks, files hard-linked into the tree). So the
-first step can run in worker processes or be kept between builds (:mod:`ffuforge.extractcache`)
+first step can run in worker processes or be kept between builds (:mod:`ffuforge.image.extractcache`)
 while errors stay those of a sequential install.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import shutil
-import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lxml import etree
 
-from ..errors import FFUError
+from ..errors import ConfigError, FFUError, FormatError
 from ..formats import regvalue
 from ..formats.cab import CabReader
 from ..package import macros
 from ..util import xmlsafe
+from .members import extract_member, place_member
 
 ASM = "{urn:schemas-microsoft-com:asm.v3}"
 SERVICES_KEY = r"HKEY_LOCAL_MACHINE\SYSTEM\ControlSet001\Services"
@@ -45,7 +43,6 @@ _TYPE = {
 _ERROR = {"ignore": 0, "normal": 1, "severe": 2, "critical": 3}
 _ACTION = {"none": 0, "restartservice": 1, "rebootmachine": 2, "runcommand": 3}
 _SID_TYPE = {"none": 0, "unrestricted": 1, "restricted": 3}
-READ_ONLY = 0o444
 
 
 @dataclass
@@ -112,19 +109,19 @@ def read_package_info(cab_path: Path) -> PackageInfo:
         return _package_info(cab, cab_path)
 
 
-def _mum(cab: CabReader, cab_path: Path) -> etree._Element:
+def read_mum(cab: CabReader, cab_path: Path) -> etree._Element:
     names = {m.name.lower(): m for m in cab.members}
     if "update.mum" not in names:
-        raise FFUError("not a CBS package: no update.mum member", str(cab_path))
+        raise FormatError("not a CBS package: no update.mum member", str(cab_path))
     return xmlsafe.parse_bytes(cab.read(names["update.mum"], 16 << 20), f"{cab_path}:update.mum")
 
 
 def _package_info(cab: CabReader, cab_path: Path) -> PackageInfo:
-    mum = _mum(cab, cab_path)
+    mum = read_mum(cab, cab_path)
     ident = mum.find(f"{ASM}assemblyIdentity")
     pkg = mum.find(f"{ASM}package")
     if ident is None or pkg is None:
-        raise FFUError("update.mum lacks assemblyIdentity or package", str(cab_path))
+        raise FormatError("update.mum lacks assemblyIdentity or package", str(cab_path))
     phone = pkg.find(f"{ASM}customInformation/{ASM}phoneInformation")
     info = PackageInfo(
         name=ident.get("name", cab_path.stem),
@@ -142,7 +139,7 @@ def _package_info(cab: CabReader, cab_path: Path) -> PackageInfo:
         ("targetPartition", info.partition.replace(" ", "_")),
     ):
         if not _IDENTITY.match(value) or value in (".", ".."):  # they name files of the image and the build
-            raise FFUError(
+            raise FormatError(
                 f"update.mum {what}={value!r} is not a valid package identity (letters, digits, "
                 "'.', '_', '-')",
                 str(cab_path),
@@ -159,7 +156,7 @@ def device_to_relative(device_path: str, where: str) -> str:
     if m:
         macro = macros.canonical_runtime(m.group(1))
         if macro is None:
-            raise FFUError(f"unknown device path macro in {device_path!r}", where)
+            raise FormatError(f"unknown device path macro in {device_path!r}", where)
         text = macros.RUNTIME[macro] + m.group(2)
     else:
         text = device_path
@@ -170,7 +167,7 @@ def _host_path(root: Path, rel: str) -> Path:
     out = root.joinpath(*rel.split("\\"))
     # normalize_relative has refused '..' and drive letters; this is a second line of defence.
     if os.path.commonpath([os.path.abspath(out), os.path.abspath(root)]) != os.path.abspath(root):
-        raise FFUError(f"device path {rel!r} escapes the partition")
+        raise FormatError(f"device path {rel!r} escapes the partition")
     return out
 
 
@@ -266,7 +263,7 @@ def _dword(text: str, what: str, service: str | None) -> int:
     except ValueError:
         value = -1
     if not 0 <= value <= 0xFFFFFFFF:
-        raise FFUError(f"service {service}: {what} {text!r} is not a decimal number below 2^32")
+        raise FormatError(f"service {service}: {what} {text!r} is not a decimal number below 2^32")
     return value
 
 
@@ -291,7 +288,7 @@ def _parse_manifest_value(v: etree._Element, where: str) -> regvalue.RegData:
         try:
             return regvalue.RegData(code, bytes.fromhex(text))
         except ValueError:
-            raise FFUError(
+            raise FormatError(
                 f"registry value {v.get('name')!r} of type {type_name} is not hexadecimal", where
             ) from None
     m = re.match(r"^REG_TYPE_(\d{1,10})$", type_name)
@@ -299,10 +296,10 @@ def _parse_manifest_value(v: etree._Element, where: str) -> regvalue.RegData:
         try:
             return regvalue.RegData(int(m.group(1)), bytes.fromhex(text))
         except ValueError:
-            raise FFUError(
+            raise FormatError(
                 f"registry value {v.get('name')!r} of type {type_name} is not hexadecimal", where
             ) from None
-    raise FFUError(f"unknown registry value type {type_name!r}", where)
+    raise FormatError(f"unknown registry value type {type_name!r}", where)
 
 
 @dataclass
@@ -343,7 +340,9 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
     with CabReader(cab_path) as cab:
         info = p.info = _package_info(cab, cab_path)
         if info.partition.lower() != partition.lower():
-            raise FFUError(f"package {info.name} targets partition {info.partition}, not {partition}", where)
+            raise ConfigError(
+                f"package {info.name} targets partition {info.partition}, not {partition}", where
+            )
         members = {m.name.lower(): m for m in cab.members}
         if len(members) != len(cab.members):
             dup = sorted(
@@ -353,10 +352,10 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
                     if sum(n.name.lower() == m.name.lower() for n in cab.members) > 1
                 }
             )
-            raise FFUError(
+            raise FormatError(
                 f"the CAB holds members that differ only in case or are repeated: {dup[:3]}", where
             )
-        mum = _mum(cab, cab_path)
+        mum = read_mum(cab, cab_path)
         custom = mum.find(f"{ASM}package/{ASM}customInformation")
         special: dict[str, str] = {}
         if custom is not None:
@@ -379,22 +378,22 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
         for f in files:
             cabpath = f.get("cabpath").lower()
             if cabpath not in members:
-                raise FFUError(f"update.mum lists {f.get('cabpath')} but the CAB lacks it", where)
+                raise FormatError(f"update.mum lists {f.get('cabpath')} but the CAB lacks it", where)
             kind = special.get(cabpath)
             n = len(p.ops)
             if kind == "binaryPartition":
                 p.ops.append(("raw", n, f.get("name")))
-                _extract(cab, members[cabpath], store / str(n), f, where)
+                extract_member(cab, members[cabpath], store / str(n), f, where)
                 continue
             rel = device_to_relative(f.get("name"), where)
             if kind == "bcdStore":
                 p.ops.append(("bcd", n, f.get("name")))
-                _extract(cab, members[cabpath], store / str(n), f, where)
+                extract_member(cab, members[cabpath], store / str(n), f, where)
                 continue
             op = ["file", rel, n, members[cabpath].size, "", f.get("name")]
             p.ops.append(op)
             _host_path(store, rel)
-            op[4] = _extract(cab, members[cabpath], store / str(n), f, where)
+            op[4] = extract_member(cab, members[cabpath], store / str(n), f, where)
         for name, member in sorted(members.items()):
             if name.endswith(".manifest") and "\\" not in name:
                 keys, values = _manifest_registry(cab.read(member, 64 << 20), f"{where}:{member.name}")
@@ -410,7 +409,7 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
                     n = len(p.ops)
                     op = ["svc", rel, n, members[member].size, "", members[member].name]
                     p.ops.append(op)
-                    op[4] = _extract(cab, members[member], store / str(n), None, where)
+                    op[4] = extract_member(cab, members[member], store / str(n), None, where)
 
 
 def replay(st: Staging, parsed: Parsed, store: Path) -> PackageInfo:
@@ -420,23 +419,25 @@ def replay(st: Staging, parsed: Parsed, store: Path) -> PackageInfo:
     info, where = parsed.info, str(parsed.cab)
     place = parsed.error is None  # a failing package only reports, in order
     if info is not None and info.partition.lower() != st.partition.lower():
-        raise FFUError(f"package {info.name} targets partition {info.partition}, not {st.partition}", where)
+        raise ConfigError(
+            f"package {info.name} targets partition {info.partition}, not {st.partition}", where
+        )
     for op in parsed.ops:
         kind = op[0]
         if kind == "raw":
             if st.raw_image is not None:
-                raise FFUError(
+                raise ConfigError(
                     f"partition {st.partition} gets a raw image from both {st.raw_image[1]} and {info.name}",
                     where,
                 )
             out = st.root.parent / f".{st.partition}.raw"
             if place:
-                _place(store / str(op[1]), out, op[2], where)
+                place_member(store / str(op[1]), out, op[2], where)
             st.raw_image = (out, info.name)
         elif kind == "bcd":
             out = st.root.parent / f".{st.partition}.bcd" / f"{len(st.bcd_sources):03d}.xml"
             if place:
-                _place(store / str(op[1]), out, op[2], where)
+                place_member(store / str(op[1]), out, op[2], where)
             st.bcd_sources.append((out, info.name))
         elif kind == "reg":
             _apply_registry(st, op[2], op[3], info, f"{where}:{op[1]}")
@@ -445,15 +446,17 @@ def replay(st: Staging, parsed: Parsed, store: Path) -> PackageInfo:
             key = rel.lower()
             if key in st.files:
                 if kind == "svc":
-                    raise FFUError(f"package {info.name} is installed twice ({st.files[key].package})", where)
-                raise FFUError(
+                    raise ConfigError(
+                        f"package {info.name} is installed twice ({st.files[key].package})", where
+                    )
+                raise ConfigError(
                     f"file \\{rel} is installed by both {st.files[key].package} and {info.name}; "
                     "remove it from one package",
                     where,
                 )
             _claim_path(st, rel, info.name, where)
             if place:
-                _place(store / str(n), _host_path(st.root, rel), label, where, st.root, st.made)
+                place_member(store / str(n), _host_path(st.root, rel), label, where, st.root, st.made)
             st.files[key] = InstalledFile(rel, size, digest, info.name)
     if parsed.error is not None:
         raise parsed.error
@@ -486,7 +489,7 @@ def _apply_registry(st: Staging, keys: list[str], values: list, info: PackageInf
         k = (key_name.lower(), name.lower())
         prev = st.values.get(k)
         if prev is not None and (prev.type, prev.data) != (type_, data):
-            raise FFUError(
+            raise ConfigError(
                 f"registry value {key_name}\\{name or '(default)'} is set by both {prev.package} and "
                 f"{info.name} with different data",
                 where,
@@ -500,99 +503,13 @@ def _claim_path(st: Staging, rel: str, package: str, where: str) -> None:
     for i in range(1, len(parts)):
         parent = "\\".join(parts[:i])
         if parent in st.files:
-            raise FFUError(
+            raise ConfigError(
                 f"file \\{rel} of {package} needs \\{st.files[parent].path} to be a directory, but "
                 f"{st.files[parent].package} installs a file there",
                 where,
             )
         st.dirs.setdefault(parent, package)
     if rel.lower() in st.dirs:
-        raise FFUError(f"file \\{rel} of {package} is a directory of {st.dirs[rel.lower()]}'s files", where)
-
-
-def _extract(
-    cab: CabReader, member, out: Path, entry: etree._Element | None, where: str, root: Path | None = None
-) -> str:
-    """Write one member to `out`, never through a symlink or over an existing file, never more bytes
-    than update.mum declares (a decompression bomb stops there), checked against its declared hash."""
-    size, digest = (entry.get("size"), entry.get("hash")) if entry is not None else (None, None)
-    label = entry.get("name") if entry is not None else member.name
-    try:
-        declared = int(size) if size is not None else None
-    except ValueError:
-        raise FFUError(f"update.mum gives {label} the size {size!r}, which is not a number", where) from None
-    if declared is not None and declared != member.size:
-        raise FFUError(
-            f"{label}: update.mum declares {declared} bytes, the CAB member holds {member.size}", where
+        raise ConfigError(
+            f"file \\{rel} of {package} is a directory of {st.dirs[rel.lower()]}'s files", where
         )
-    _make_parents(out, label, where, root)
-    h = hashlib.sha256()
-    written = 0
-    try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise FFUError(f"{label}: cannot create {out}: {exc.strerror}", where) from None
-    with os.fdopen(fd, "wb") as fh:
-        for chunk in cab.iter_chunks(member):
-            written += len(chunk)
-            if written > member.size:
-                raise FFUError(f"{label}: the CAB member yields more than its {member.size} bytes", where)
-            h.update(chunk)
-            fh.write(chunk)
-        os.fchmod(fh.fileno(), READ_ONLY)  # staged files are links to it: nothing may write through them
-    if digest is not None and h.hexdigest().lower() != digest.lower():
-        raise FFUError(
-            f"{label}: the content does not match its SHA-256 in update.mum (corrupt or altered package)",
-            where,
-        )
-    return h.hexdigest()
-
-
-def _make_parents(
-    out: Path, label: str, where: str, root: Path | None, made: set[Path] | None = None
-) -> None:
-    """`out`'s directories, made below `root` directory by directory: never through a symlink, never
-    out of root. `made`: directories this staging has already checked (it is their only writer)."""
-    if root is None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return
-    if made is not None and out.parent in made:
-        return
-    root.mkdir(parents=True, exist_ok=True)
-    current = root
-    for part in out.parent.relative_to(root).parts:
-        current = current / part
-        try:
-            mode = os.lstat(current).st_mode
-        except FileNotFoundError:
-            os.mkdir(current)
-            continue
-        if not stat.S_ISDIR(mode):
-            raise FFUError(
-                f"{label}: {current.relative_to(root)} in the staged partition is not a directory "
-                "(a file or symbolic link); refusing to write through it",
-                where,
-            )
-    if made is not None:
-        made.add(out.parent)
-
-
-def _place(
-    src: Path, out: Path, label: str, where: str, root: Path | None = None, made: set[Path] | None = None
-) -> None:
-    """Put an extracted member at `out`, checked as :func:`_extract` writes: a hard link to the
-    extracted (read-only) file, or a copy where linking fails (another file system)."""
-    _make_parents(out, label, where, root, made)
-    try:
-        os.link(src, out, follow_symlinks=False)
-        return
-    except FileExistsError as exc:
-        raise FFUError(f"{label}: cannot create {out}: {exc.strerror}", where) from None
-    except OSError:
-        pass
-    try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, READ_ONLY)
-    except OSError as exc:
-        raise FFUError(f"{label}: cannot create {out}: {exc.strerror}", where) from None
-    with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-        shutil.copyfileobj(fin, fout, 1 << 20)

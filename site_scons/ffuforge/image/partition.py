@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ..errors import FFUError
+from ..errors import ConfigError, FFUError
 from ..formats import bcd, hive
 from ..util.atomic import write_bytes
 from . import extractcache, install
@@ -78,7 +78,7 @@ def _write_hives(st: install.Staging, epoch: int) -> None:
         try:
             name, inner = hive.hive_for_key(full_key)
         except FFUError as exc:
-            raise FFUError(f"{exc.message} (value from {package})" if package else exc.message) from None
+            raise ConfigError(f"{exc.message} (value from {package})" if package else exc.message) from None
         if name not in builders:
             builders[name] = hive.HiveBuilder(name, timestamp=epoch, file_name=name)
         return builders[name], inner
@@ -91,7 +91,7 @@ def _write_hives(st: install.Staging, epoch: int) -> None:
         b.set_value(inner, v.name, v.type, v.data, owner=v.package)
     if st.partition.lower() != "mainos":
         owners = sorted({v.package for v in st.values.values()})
-        raise FFUError(
+        raise ConfigError(
             f"registry values in partition {st.partition} (from {', '.join(owners)}): only MainOS "
             "carries the registry hives; move them to a MainOS package"
         )
@@ -101,7 +101,7 @@ def _write_hives(st: install.Staging, epoch: int) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         b.write(out)
         if rel.lower() in st.files:
-            raise FFUError(
+            raise ConfigError(
                 f"package {st.files[rel.lower()].package} installs \\{rel}, which ffuforge writes from "
                 "the packages' registry values; remove that file from the package"
             )

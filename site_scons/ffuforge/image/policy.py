@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import FFUError
+from ..errors import ConfigError
 from ..formats import catalog
 from ..formats.cab import CabReader
 from ..signing import verify
@@ -44,14 +44,14 @@ def package_problems(cab_path: Path, release_type: str) -> list[str]:
 
 
 def check_release(cabs: list[Path], release_type: str, where: str) -> None:
-    """Raise one FFUError naming every package that violates the policy for `release_type`."""
+    """Raise one ConfigError naming every package that violates the policy for `release_type`."""
     bad = []
     for path in cabs:
         problems = package_problems(Path(path), release_type)
         if problems:
             bad.append(f"{Path(path).name} ({', '.join(problems)})")
     if bad:
-        raise FFUError(
+        raise ConfigError(
             f"a {release_type} image refuses {len(bad)} package(s): {'; '.join(bad)}; "
             "sign them with your production certificate or drop them from the image",
             where,

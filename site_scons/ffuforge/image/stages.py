@@ -12,7 +12,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import FFUError
+from ..errors import ConfigError, FormatError
 from ..formats import disklayout, fsimage
 from ..formats.cab import CabReader
 from ..util.atomic import write_bytes
@@ -26,7 +26,7 @@ def read_layout_files(cab_path: Path) -> dict[str, bytes]:
     """DeviceLayout.xml / OEMDevicePlatform.xml carried by a package, by lower-case file name."""
     out = {}
     with CabReader(cab_path) as cab:
-        mum = install._mum(cab, cab_path)
+        mum = install.read_mum(cab, cab_path)
         members = {m.name.lower(): m for m in cab.members}
         for f in mum.iter(f"{install.ASM}file"):
             name = (f.get("name") or "").replace("/", "\\")
@@ -43,12 +43,12 @@ def content_sizes(cabs: list[Path]) -> tuple[int, int]:
     total = files = 0
     for cab_path in cabs:
         with CabReader(cab_path) as cab:
-            mum = install._mum(cab, cab_path)
+            mum = install.read_mum(cab, cab_path)
             for f in mum.iter(f"{install.ASM}file"):
                 if f.get("sourcePackage") and f.get("size") and f.get("cabpath") != "update.cat":
                     size = f.get("size")
                     if not size.isdigit() or len(size) > 15:
-                        raise FFUError(
+                        raise FormatError(
                             f"update.mum gives {f.get('name')} the size {size!r}, which is not a byte count",
                             str(cab_path),
                         )
@@ -71,13 +71,15 @@ def build_layout(
     policy.check_release(every, release_type, where)
     files = read_layout_files(layout_cab)
     if "devicelayout.xml" not in files:
-        raise FFUError(
+        raise ConfigError(
             f"layout package {layout_cab.name} carries no \\Windows\\ImageUpdate\\DeviceLayout.xml", where
         )
     dl = layout.load_device_layout(files["devicelayout.xml"], f"{layout_cab.name}:DeviceLayout.xml")
     pfiles = files if platform_cab == layout_cab else read_layout_files(platform_cab)
     if "oemdeviceplatform.xml" not in pfiles:
-        raise FFUError(f"device platform package {platform_cab.name} carries no OEMDevicePlatform.xml", where)
+        raise ConfigError(
+            f"device platform package {platform_cab.name} carries no OEMDevicePlatform.xml", where
+        )
     dp = layout.load_device_platform(
         pfiles["oemdeviceplatform.xml"], f"{platform_cab.name}:OEMDevicePlatform.xml"
     )
@@ -141,7 +143,7 @@ def build_partition(
         )
         if p.filesystem is None:
             if st.files:
-                raise FFUError(
+                raise ConfigError(
                     f"partition {p.name} is raw (no FileSystem in the layout) but packages install "
                     f"files into it ({sorted({f.package for f in st.files.values()})})"
                 )
@@ -173,7 +175,7 @@ def build_partition(
                 hidden_sectors=p.first_sector,
             )
         else:
-            raise FFUError(
+            raise ConfigError(
                 f"partition {p.name}: unknown file system {p.filesystem!r}; use NTFS, FAT or FAT32"
             )
         partition.write_manifest(st, out_manifest)
@@ -221,7 +223,7 @@ def build_ffu(
     elif ffu_version == 1:
         result = ffu.write_ffu(out_ffu, disk, images, **common)
     else:
-        raise FFUError(f"FFU version {ffu_version}; use 1 or 2")
+        raise ConfigError(f"FFU version {ffu_version}; use 1 or 2")
     if raw_out is not None:
         diskimage.assemble_raw(disk, images, raw_out)
     return result

@@ -2,7 +2,7 @@
 
 Builds must produce signed, verifiable packages without anyone handing out keys, yet such
 signatures must never pass for production: every CN says "TEST ONLY" (the release policy
-keys on it, signing.md §7) and the chain is ours, not Microsoft's public OEM test chain,
+keys on it, see :mod:`ffuforge.image.policy`) and the chain is ours, not Microsoft's public OEM test chain,
 whose root lacks basicConstraints and which OpenSSL-based verifiers therefore reject.
 
 The chain is generated once per directory and then reused, so packages signed in different
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-from ..errors import FFUError
+from ..errors import ConfigError, SigningError
 from ..util.atomic import atomic_output
 from .signers import KeySigner, load_key_signer
 
@@ -132,7 +132,7 @@ def ensure_test_pki(directory: str | os.PathLike, oem_name: str = "Contoso") -> 
     """
     directory = Path(directory)
     if not oem_name or any(c in oem_name for c in "\0\r\n"):
-        raise FFUError(f"invalid OEM name {oem_name!r} for the test certificates")
+        raise ConfigError(f"invalid OEM name {oem_name!r} for the test certificates")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with _locked(directory):
@@ -141,7 +141,7 @@ def ensure_test_pki(directory: str | os.PathLike, oem_name: str = "Contoso") -> 
                     _write(directory / name, data, 0o600 if name.endswith(".key") else 0o644)
                 _write(directory / _MARKER, _README.format(oem=oem_name).encode(), 0o644)
     except OSError as e:
-        raise FFUError(f"cannot create the test PKI: {e.strerror or e}", file=str(directory)) from None
+        raise SigningError(f"cannot create the test PKI: {e.strerror or e}", file=str(directory)) from None
     return load_key_signer(
         directory / "leaf.crt",
         directory / "leaf.key",
@@ -155,8 +155,10 @@ def root_certificate(directory: str | os.PathLike) -> x509.Certificate:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise FFUError(f"cannot read the test root certificate: {e.strerror or e}", file=str(path)) from None
+        raise SigningError(
+            f"cannot read the test root certificate: {e.strerror or e}", file=str(path)
+        ) from None
     try:
         return x509.load_pem_x509_certificate(data)
     except ValueError:
-        raise FFUError("not a PEM certificate", file=str(path)) from None
+        raise SigningError("not a PEM certificate", file=str(path)) from None

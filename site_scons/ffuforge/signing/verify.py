@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ..errors import FFUError
+from ..errors import FFUError, FormatError, SigningError
 from ..formats import cab, catalog, pe
 
 __all__ = ["VerifyReport", "load_certificates", "verify_cab", "verify_catalog", "verify_pe"]
@@ -139,7 +139,7 @@ def _cn(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string() or "<empty subject>"
 
 
-def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
     try:
         child.verify_directly_issued_by(parent)
         return True
@@ -186,17 +186,17 @@ def _chain_problems(
     path, cur, anchor = [leaf], leaf, None
     while anchor is None:
         if roots is not None:
-            anchor = next((r for r in roots if cur == r or _issued_by(cur, r)), None)
+            anchor = next((r for r in roots if cur == r or issued_by(cur, r)), None)
             if anchor is not None:
                 break
         if cur.issuer == cur.subject:
-            if not _issued_by(cur, cur):
+            if not issued_by(cur, cur):
                 problems.append(f"self-signed certificate '{_cn(cur)}' has an invalid signature")
             break
         candidates = [c for c in pool if c.subject == cur.issuer and c not in path]
         if not candidates:
             break
-        issuer = next((c for c in candidates if _issued_by(cur, c)), None)
+        issuer = next((c for c in candidates if issued_by(cur, c)), None)
         if issuer is None:
             problems.append(
                 f"certificate '{_cn(cur)}' is not signed by the included issuer '{_cn(candidates[0])}'"
@@ -344,7 +344,7 @@ def cab_signature(path: str | os.PathLike) -> bytes | None:
             head = f.read(60)
             size = os.fstat(f.fileno()).st_size
             if head[:4] != b"MSCF" or len(head) < 36:
-                raise FFUError("not a cabinet file", path)
+                raise FormatError("not a cabinet file", path)
             flags = struct.unpack_from("<H", head, 30)[0]
             if not flags & cab.FLAG_RESERVE_PRESENT or len(head) < 60:
                 return None
@@ -356,20 +356,20 @@ def cab_signature(path: str | os.PathLike) -> bytes | None:
             if length == 0:
                 return None
             if offset != cb_cabinet or offset + length > size:
-                raise FFUError(
+                raise FormatError(
                     f"signature area [{offset}, {offset + length}) is not at the end of the cabinet", path
                 )
             f.seek(offset)
             return f.read(length)
     except OSError as e:
-        raise FFUError(f"cannot read: {e.strerror or e}", path) from None
+        raise FormatError(f"cannot read: {e.strerror or e}", path) from None
 
 
 def pe_signature(path: str | os.PathLike) -> bytes | None:
     """The PKCS#7 blob of the first WIN_CERTIFICATE of a PE file, or None if unsigned."""
     layout = pe.pe_layout(path)
     if layout is None:
-        raise FFUError("not a PE image", str(path))
+        raise FormatError("not a PE image", str(path))
     if not layout.signed:
         return None
     try:
@@ -377,12 +377,12 @@ def pe_signature(path: str | os.PathLike) -> bytes | None:
             f.seek(layout.cert_offset)
             table = f.read(layout.cert_size)
     except OSError as e:
-        raise FFUError(f"cannot read: {e.strerror or e}", str(path)) from None
+        raise FormatError(f"cannot read: {e.strerror or e}", str(path)) from None
     pos = 0
     while pos + 8 <= len(table):
         length, _revision, kind = struct.unpack_from("<IHH", table, pos)
         if length < 8 or pos + length > len(table):
-            raise FFUError("malformed certificate table", str(path))
+            raise FormatError("malformed certificate table", str(path))
         if kind == WIN_CERT_TYPE_PKCS_SIGNED_DATA:
             return table[pos + 8 : pos + length]
         pos += (length + 7) & ~7
@@ -525,18 +525,18 @@ def verify_catalog(
 
 
 def load_certificates(paths: Iterable[str | os.PathLike]) -> list[x509.Certificate]:
-    """Certificates from PEM (one or more per file) or DER files; FFUError naming a bad file."""
+    """Certificates from PEM (one or more per file) or DER files; SigningError naming a bad file."""
     out: list[x509.Certificate] = []
     for p in paths:
         try:
             data = Path(p).read_bytes()
         except OSError as e:
-            raise FFUError(f"cannot read certificate file: {e.strerror or e}", str(p)) from None
+            raise SigningError(f"cannot read certificate file: {e.strerror or e}", str(p)) from None
         try:
             if b"-----BEGIN" in data:
                 out += x509.load_pem_x509_certificates(data)
             else:
                 out.append(x509.load_der_x509_certificate(data))
         except ValueError:
-            raise FFUError("not a PEM or DER certificate", str(p)) from None
+            raise SigningError("not a PEM or DER certificate", str(p)) from None
     return out
