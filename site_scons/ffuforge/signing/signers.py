@@ -72,7 +72,7 @@ _PE_SUFFIXES = (".exe", ".sys", ".dll")
 # ----------------------------------------------------------------------------- DER helpers
 
 
-_der = catalog._der  # one DER TLV encoder for the package
+_der = catalog.der_tlv  # one DER TLV encoder for the package
 
 
 @functools.lru_cache(maxsize=64)

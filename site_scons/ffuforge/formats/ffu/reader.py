@@ -321,7 +321,7 @@ class FfuReader:
         if st.compression is not None:
             raise FormatError("compressed FFU payload is not supported")
         fmap = self._final_map(st)
-        disk, bs = st.disk_bytes, st.block_size
+        disk, bs = self._disk_size(st), st.block_size  # checked by _final_map already
 
         def read(offset: int, length: int) -> bytes:
             if offset < 0 or length < 0 or offset + length > disk:
@@ -571,7 +571,7 @@ class FfuReader:
                 f"{h['final_count']}; payload {st.payload_blocks} blocks at {st.payload_offset:#x}"
             )
             disk, ss = st.disk_bytes, st.sector_size
-            if disk is None or st.compression is not None:
+            if disk is None or ss is None or st.compression is not None:  # ss is set when disk is
                 lines.append("  partition table: not available")
                 continue
             lines.append(f"  disk {disk} bytes ({disk // ss} sectors of {ss} B); partition table:")

@@ -285,11 +285,12 @@ def _stream_store_payload(plan: _StorePlan, w: _ChunkWriter) -> None:
     base: dict[int, bytes | None] = dict.fromkeys(table_blocks)
 
     def table_block(b: int, tables: ptable.PartitionTables) -> bytes:
-        if base[b] is None:
+        data = base[b]
+        if data is None:
             view = memoryview(bytearray(bs))
             plan.src.read(view, b * bs)
-            base[b] = view.tobytes()
-        block = bytearray(base[b])
+            data = base[b] = view.tobytes()
+        block = bytearray(data)
         tables.overlay(memoryview(block), b * bs)
         return bytes(block)
 
