@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ffuforge.formats import ffu, hive
+from ffuforge.signing.verify import catalog_signature_problems
 
 from scons_util import copy_workspace, scons
 
@@ -29,7 +30,9 @@ def ws(tmp_path_factory):
 
 def test_ffu_verifies_and_round_trips(ws, tmp_path):
     flash = ws / OUT / "Flash.ffu"
-    result = ffu.FfuReader(flash).verify(trusted_roots=None)
+    result = ffu.FfuReader(flash).verify(
+        catalog_check=lambda der, signers: catalog_signature_problems(der, where="catalog", signers=signers)
+    )
     assert result.ok, result.problems
     assert result.signed
     raw = tmp_path / "back.img"

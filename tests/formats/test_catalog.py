@@ -18,7 +18,7 @@ from asn1crypto import x509 as asn1_x509
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError, FormatError
 from ffuforge.formats.catalog import (
     CatalogContentInfo,
     CatalogMember,
@@ -523,3 +523,36 @@ def test_round_trip(items, name, test_package, when):
         == der
     )
     assert ctl_der(der) in der
+
+
+# ----------------------------------------------------------------------------- error kinds
+
+
+def test_damaged_catalogs_are_format_errors():
+    good = v2([member(b"a")])
+    for bad in (good[: len(good) // 2], b"\x30\x84\xff\xff\xff\xff" + good[2:], b"not asn1"):
+        with pytest.raises(FormatError, match="not a valid catalog"):
+            signed_content(bad)
+        with pytest.raises(FormatError):
+            parse_catalog(bad)
+
+
+def test_bad_catalog_settings_are_config_errors():
+    hashes = [member(b"a")]
+    with pytest.raises(ConfigError, match="NUL"):
+        v2(hashes, package_name="Contoso\0Drivers")
+    with pytest.raises(ConfigError, match="UTCTime range"):
+        v2(hashes, this_update=datetime.datetime(2050, 1, 1, tzinfo=UTC))
+    with pytest.raises(ConfigError, match="16 bytes"):
+        v2(hashes, list_identifier=b"short")
+    data = b"same"
+    h = MemberHash("flat", hashlib.sha256(data).digest(), hashlib.sha1(data).digest(), 4)
+    with pytest.raises(ConfigError, match="listed twice"):
+        v2([h, MemberHash("pe", h.sha256, h.sha1, 4)])
+
+
+def test_malformed_pe_member_is_a_format_error():
+    bad = bytearray(make_minimal_pe(None, machine="x86", kind="sys"))
+    bad[0x80 + 24] = 0x77  # optional header magic
+    with pytest.raises(FormatError, match="malformed PE image"):
+        member_hashes(CatalogMember("drivers/bad.sys", data=bytes(bad)))

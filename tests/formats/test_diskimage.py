@@ -9,7 +9,7 @@ import tracemalloc
 import pytest
 from test_ptable import BS, MIB, gpt_layout, images_for, mbr_layout, sparse_image
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError, FormatError
 from ffuforge.formats import diskimage, ptable
 from ffuforge.formats.disklayout import DiskLayout
 
@@ -131,3 +131,21 @@ def test_disk_source_reads_across_partitions(tmp_path):
         assert bytes(view[1024 : 3 * BS]) == boot.ljust(3 * BS - 1024, b"\0")
         blocks = src.partition_blocks(layout.partition("BOOTLOADER"), BS)
         assert list(blocks) == list(range(0, (1024 + len(boot) - 1) // BS + 1))
+
+
+def test_error_kinds(tmp_path):
+    layout = gpt_layout()
+    out = tmp_path / "disk.raw"
+    big = sparse_image(tmp_path / "big.img", layout.size(layout.partition("BOOTFW")) + 1, [])
+    with pytest.raises(ConfigError, match="holds only"):
+        diskimage.assemble_raw(layout, {"BOOTFW": big}, out)
+    with pytest.raises(ConfigError, match="does not have"):
+        diskimage.assemble_raw(layout, {"Nope": big}, out)
+    with pytest.raises(ConfigError, match="two images"):
+        diskimage.assemble_raw(layout, {"MainOS": big, "mainos": big}, out)
+    with pytest.raises(FormatError, match="cannot read partition image"):
+        diskimage.assemble_raw(layout, {"MainOS": tmp_path / "missing.img"}, out)
+    with pytest.raises(FormatError, match="not a regular file"):
+        diskimage.assemble_raw(layout, {"MainOS": tmp_path}, out)
+    with pytest.raises(ConfigError, match="not a multiple of the block size"):
+        list(diskimage.iter_data_blocks(layout, {}, layout.total_bytes + 512))

@@ -34,9 +34,10 @@ from test_ptable import (
 )
 
 from ffuforge.cli import ffu as ffu_cli
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError, FormatError, SigningError
 from ffuforge.formats import catalog, diskimage, ffu, ptable
 from ffuforge.formats.disklayout import DiskLayout, PlacedPartition
+from ffuforge.signing.verify import catalog_signature_problems
 
 WORKED_MANIFEST = (
     "[FullFlash]\r\n"
@@ -419,7 +420,7 @@ def test_v2_two_stores(tmp_path):
 
 
 def _get(d, key):
-    return ffu._get(d, key)
+    return ffu.lookup(d, key)
 
 
 # ----------------------------------------------------------------------------- tampering / signing
@@ -507,6 +508,15 @@ def _test_signer():
     return sign, cert
 
 
+def _signature_check(roots=None):
+    """The catalog signature check the CLI passes to `FfuReader.verify` (from the signing layer)."""
+
+    def check(der: bytes, signers: list[str]) -> list[str]:
+        return catalog_signature_problems(der, roots, where="catalog", signers=signers)
+
+    return check
+
+
 @pytest.fixture(scope="module")
 def signer():
     return _test_signer()
@@ -520,12 +530,12 @@ def test_signed_catalog_verifies_and_tamper_is_named(tmp_path, signer):
     res = ffu.write_ffu(out, layout, {"Data": img}, sign_catalog=sign)
     assert res.catalog_size > 328
     with ffu.FfuReader(out) as r:
-        v = r.verify(trusted_roots=[cert])
+        v = r.verify(catalog_check=_signature_check([cert]))
         assert v.ok and v.signed, v.problems
         lid = catalog.parse_catalog(r.catalog).list_identifier
         at = 32 + r.catalog.index(lid)
     _flip(out, at + 3)  # inside the signed CTL
-    v = ffu.FfuReader(out).verify()
+    v = ffu.FfuReader(out).verify(catalog_check=_signature_check())
     assert not v.ok and any(p.startswith("catalog: messageDigest does not match") for p in v.problems)
 
 
@@ -546,7 +556,7 @@ def test_signed_catalog_growing_across_a_chunk_moves_the_body(tmp_path, signer):
     assert len(calls) == 2 and res.catalog_size > BS
     with ffu.FfuReader(out) as r:
         assert r.image_offset == 2 * BS and r.size == res.size == 2 * BS + 2 * BS + 6 * BS
-        v = r.verify(trusted_roots=[cert])
+        v = r.verify(catalog_check=_signature_check([cert]))
         assert v.ok, v.problems
         got = r.to_raw(tmp_path / "got.raw")
     assert _cmp(got, diskimage.assemble_raw(layout, {"Data": img}, tmp_path / "exp.raw"))
@@ -842,3 +852,66 @@ def test_stored_blocks_are_exactly_data_and_tables(tmp_path):
     assert os.path.getsize(out) == 3 * BS + BS * (
         1 + len(want) + 1 + 1
     )  # + wipe, flash-only MBR, block 0 again
+
+
+# ----------------------------------------------------------------------------- error kinds
+
+
+@pytest.mark.parametrize("cut", [10, 0x20010, 0x40000 + 300, 0x180000 - 1])
+def test_truncated_ffu_is_a_format_error(worked, cut):
+    path, _, _ = worked
+    path.write_bytes(path.read_bytes()[:cut])
+    with pytest.raises(FormatError):
+        ffu.FfuReader(path)
+
+
+def test_damaged_manifest_is_a_format_error(worked):
+    path, _, _ = worked
+    old, new = b"UEFI              = True", b"version           = 2.0 "
+    path.write_bytes(path.read_bytes().replace(old, new))
+    with pytest.raises(FormatError, match="repeated"):
+        ffu.FfuReader(path)
+
+
+def test_bad_settings_are_config_errors(tmp_path, worked):
+    base = worked_layout()
+    out = tmp_path / "x.ffu"
+    with pytest.raises(ConfigError, match="a.b.c.d"):
+        ffu.write_ffu(out, base, {}, os_version="10.0")
+    with pytest.raises(ConfigError, match="device path"):
+        ffu.write_ffu(out, stores=[ffu.FfuStore(base, {}), ffu.FfuStore(base, {})])
+    with pytest.raises(ConfigError, match="ASCII"):
+        ffu.write_ffu(out, base, {}, description="caf\u00e9")
+    path, _, _ = worked
+    with ffu.FfuReader(path) as r, pytest.raises(ConfigError, match="store 2 does not exist"):
+        r.to_raw(tmp_path / "x.raw", store=1)
+
+
+def test_signer_returning_nothing_is_a_signing_error(tmp_path):
+    img = sparse_image(tmp_path / "d.img", 4096 * 512, [(0, 4096)])
+    with pytest.raises(SigningError, match="returned no catalog"):
+        ffu.write_ffu(tmp_path / "x.ffu", worked_layout(), {"Data": img}, sign_catalog=lambda cat: b"")
+
+
+def test_catalog_signature_is_checked_only_through_catalog_check(tmp_path, signer):
+    sign, cert = signer
+    img = sparse_image(tmp_path / "d.img", 4096 * 512, [(0, 4096)])
+    out = tmp_path / "signed.ffu"
+    ffu.write_ffu(out, worked_layout(), {"Data": img}, sign_catalog=sign)
+    calls = []
+
+    def check(der, signers):
+        calls.append(der)
+        return _signature_check([cert])(der, signers)
+
+    with ffu.FfuReader(out) as r:
+        v = r.verify(catalog_check=check)
+        assert v.ok and v.signed and v.signers, v.problems
+        assert calls == [r.catalog]
+        lid = catalog.parse_catalog(r.catalog).list_identifier
+        at = 32 + r.catalog.index(lid)
+    _flip(out, at + 3)  # inside the signed CTL: the hash table still matches, the signature does not
+    unchecked = ffu.FfuReader(out).verify()
+    assert unchecked.ok and unchecked.signed and unchecked.signers == []
+    checked = ffu.FfuReader(out).verify(catalog_check=_signature_check([cert]))
+    assert not checked.ok and any(p.startswith("catalog: messageDigest") for p in checked.problems)

@@ -16,7 +16,7 @@ from asn1crypto import cms
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError, FormatError
 from ffuforge.formats.pe import (
     MACHINES,
     NT_HEADERS,
@@ -434,3 +434,35 @@ def test_in_memory_and_stream_sources_agree():
         == reference_digest(data)
     )
     assert is_pe(io.BytesIO(data).getvalue())
+
+
+# ----------------------------------------------------------------------------- error kinds
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        BASE[: _L.pe_offset + 10],
+        _mutate(BASE, _L.pe_offset + 24, "<H", 0x107),
+        _mutate(BASE, _L.certdir_offset, "<I", 0x400),
+    ],
+)
+def test_malformed_pe_is_a_format_error(data):
+    with pytest.raises(FormatError, match="malformed PE image"):
+        authenticode_digest(data)
+
+
+def test_not_a_pe_and_unreadable_files_are_format_errors(tmp_path):
+    with pytest.raises(FormatError, match="not a PE image"):
+        authenticode_digest(b"hello world, not a PE at all" * 4)
+    with pytest.raises(FormatError, match="cannot read file"):
+        is_pe(tmp_path / "nope.sys")
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(machine="mips", kind="sys"), dict(machine="arm", kind="efi"), dict(timestamp=-1)]
+)
+def test_bad_sample_pe_arguments_are_config_errors(kwargs):
+    args = dict(machine="arm", kind="sys") | kwargs
+    with pytest.raises(ConfigError):
+        make_minimal_pe(None, **args)

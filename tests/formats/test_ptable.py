@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError, FormatError
 from ffuforge.formats import diskimage, ptable
 from ffuforge.formats.disklayout import DiskLayout, PlacedPartition
 
@@ -532,3 +532,38 @@ def test_read_mbr_rejects_hostile_chains():
         disk[i * 512 : (i + 1) * 512] = _mbr([(0x07, 1, 1), (0x05, i + 1, 2)])
     with pytest.raises(FFUError, match="too long"):
         ptable.read_mbr(bytes_reader(bytes(disk)), n, 512)
+
+
+# ----------------------------------------------------------------------------- error kinds
+
+
+def test_damaged_tables_are_format_errors():
+    disk = _gpt_disk()
+    with pytest.raises(FormatError, match="truncated"):
+        ptable.parse_gpt(bytes_reader(bytes(disk[:1000])), 128 * MIB, 512)
+    bad = bytearray(disk)
+    bad[520] ^= 1
+    with pytest.raises(FormatError, match="header CRC32"):
+        ptable.parse_gpt(bytes_reader(bytes(bad)), 128 * MIB, 512)
+    bad = bytearray(disk)
+    bad[510] = 0
+    with pytest.raises(FormatError, match="55 AA"):
+        ptable.read_partitions(bytes_reader(bytes(bad)), 128 * MIB, 512)
+
+
+def test_bad_layouts_are_config_errors():
+    base = gpt_layout()
+    twice = base.partitions[:3] + (PlacedPartition("EFIESP", BASIC, 80 * MIB, 8),)
+    with pytest.raises(ConfigError, match="listed twice"):
+        ptable.build_gpt(DiskLayout("gpt", 512, BS, base.total_sectors, twice))
+    not_guid = base.partitions[:3] + (PlacedPartition("Data", "0x07", 80 * MIB, 8),)
+    with pytest.raises(ConfigError, match="not a GUID"):
+        ptable.build_gpt(DiskLayout("gpt", 512, BS, base.total_sectors, not_guid))
+    parts = list(mbr_layout().partitions)
+    parts[0] = PlacedPartition("BOOTLOADER", "0x05", 2, 4096)
+    with pytest.raises(ConfigError, match="cannot be used"):
+        ptable.build_mbr(DiskLayout("mbr", 512, BS, 256 * MIB, tuple(parts)))
+    with pytest.raises(ConfigError, match="neither 'gpt' nor 'mbr'"):
+        ptable.build_tables(DiskLayout("apm", 512, BS, base.total_sectors, base.partitions))
+    with pytest.raises(ConfigError, match="not a hex number"):
+        ptable.build_mbr(DiskLayout("mbr", 512, BS, 256 * MIB, mbr_layout().partitions, disk_id="0xZZ"))

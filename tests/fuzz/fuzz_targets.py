@@ -122,8 +122,14 @@ def fuzz_cab(data: bytes) -> None:
 
 
 def fuzz_ffu(data: bytes) -> None:
+    from ffuforge.signing.verify import catalog_signature_problems
+
     with ffu.FfuReader(_file(data, ".ffu")) as r:
-        r.verify()
+        r.verify(
+            catalog_check=lambda der, signers: catalog_signature_problems(
+                der, where="catalog", signers=signers
+            )
+        )
 
 
 def fuzz_hive(data: bytes) -> None:

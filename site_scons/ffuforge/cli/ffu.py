@@ -29,12 +29,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.action == "info":
                 print(r.info())
             elif args.action == "verify":
-                roots = None
-                if args.root:
-                    from ..signing.verify import load_certificates
+                from ..signing.verify import catalog_signature_problems, load_certificates
 
-                    roots = load_certificates(args.root)
-                res = r.verify(trusted_roots=roots)
+                roots = load_certificates(args.root) if args.root else None
+
+                def check(der: bytes, signers: list[str]) -> list[str]:
+                    return catalog_signature_problems(der, roots, where="catalog", signers=signers)
+
+                res = r.verify(catalog_check=check)
                 for line in res.problems:
                     print(f"{args.file}: {line}", file=sys.stderr)
                 if not res.ok:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FFUError
+from ..errors import ConfigError, FFUError, FormatError
 from ..util.atomic import atomic_output
 from . import ptable
 from .disklayout import DiskLayout, PlacedPartition
@@ -88,21 +88,21 @@ class DiskSource:
             try:
                 p = layout.partition(name)
             except KeyError:
-                raise FFUError(
+                raise ConfigError(
                     f"image given for partition {name!r}, which the layout does not have", file=str(path)
                 ) from None
             if p.name.lower() in seen:
-                raise FFUError(f"two images given for partition {p.name}", file=str(path))
+                raise ConfigError(f"two images given for partition {p.name}", file=str(path))
             seen.add(p.name.lower())
             path = Path(path)
             try:
                 st = path.stat()
             except OSError as e:
-                raise FFUError(f"cannot read partition image: {e.strerror}", file=str(path)) from e
+                raise FormatError(f"cannot read partition image: {e.strerror}", file=str(path)) from e
             if not path.is_file():
-                raise FFUError("partition image is not a regular file", file=str(path))
+                raise FormatError("partition image is not a regular file", file=str(path))
             if st.st_size > layout.size(p):
-                raise FFUError(
+                raise ConfigError(
                     f"image is {st.st_size} bytes but partition {p.name} holds only "
                     f"{layout.size(p)}; enlarge the partition or shrink the image",
                     file=str(path),
@@ -118,7 +118,7 @@ class DiskSource:
                 self._fds.append(os.open(img.path, os.O_RDONLY))
         except OSError as e:
             self.close()
-            raise FFUError(f"cannot open partition image: {e.strerror}", file=str(e.filename)) from e
+            raise FormatError(f"cannot open partition image: {e.strerror}", file=str(e.filename)) from e
 
     def close(self) -> None:
         for fd in self._fds:
@@ -194,7 +194,7 @@ class DiskSource:
         while len(view):
             n = os.preadv(fd, [view], offset)
             if n <= 0:
-                raise FFUError(
+                raise FormatError(
                     "partition image changed while it was read (shorter than before)",
                     file=str(self.images[i].path),
                 )
@@ -256,7 +256,7 @@ def iter_data_blocks(
     """(disk block index, content) for every block of the final disk holding table bytes or
     image data, ascending, each block read once. The view is reused: copy it to keep it."""
     if bs <= 0 or layout.total_bytes % bs:
-        raise FFUError(f"disk size {layout.total_bytes} is not a multiple of the block size {bs}")
+        raise ConfigError(f"disk size {layout.total_bytes} is not a multiple of the block size {bs}")
     with DiskSource(layout, images, gpt_entries=gpt_entries) as src:
         tables = src.tables()
         sources = [iter(tables.blocks(bs))] + [iter(src.partition_blocks(p, bs)) for p in layout.partitions]
@@ -295,7 +295,7 @@ def _copy_range(src_fd: int, dst_fd: int, src_off: int, dst_off: int, length: in
             if n > 0:
                 os.pwrite(dst_fd, view[:n], dst_off)
         if n <= 0:
-            raise FFUError("partition image changed while it was copied (shorter than before)")
+            raise FormatError("partition image changed while it was copied (shorter than before)")
         src_off += n
         dst_off += n
         length -= n

@@ -1,7 +1,8 @@
 """PE helpers: Authenticode image hashing for catalogs, and tiny valid PE images for samples.
 
 The catalog must list the Authenticode hash of every PE member (what Code Integrity looks up),
-not its plain file hash, so the hashing follows the linear rule of signing.md §5.1 that makecat
+not its plain file hash, so the hashing follows the linear rule of Microsoft's "Windows
+Authenticode Portable Executable Signature Format" (calculating the PE image hash) that makecat
 and osslsigncode were shown to produce, including the zero padding of unsigned files whose
 length is not a multiple of 8.
 
@@ -38,7 +39,7 @@ from construct import (
     Struct,
 )
 
-from ..errors import FFUError
+from ..errors import ConfigError, FormatError
 
 __all__ = [
     "MACHINES",
@@ -182,7 +183,7 @@ def _open(source: Source) -> tuple[BinaryIO, str | None]:
     try:
         return open(name, "rb"), str(name)  # closed by callers
     except OSError as e:
-        raise FFUError(f"cannot read file: {e.strerror or e}", file=name) from e
+        raise FormatError(f"cannot read file: {e.strerror or e}", file=name) from e
 
 
 def _size(f: BinaryIO) -> int:
@@ -221,7 +222,7 @@ class PeLayout:
 
     @property
     def padding(self) -> int:
-        """Zero bytes appended to the hashed data (unsigned files only, signing.md §5.1 step 4)."""
+        """Zero bytes appended to the hashed data (unsigned files only, as makecat and osslsigncode hash them)."""
         return 0 if self.signed else (-self.size) % 8
 
     def hashed_ranges(self) -> list[tuple[int, int]]:
@@ -234,7 +235,7 @@ class PeLayout:
 
 
 def _pe_offset(f: BinaryIO, size: int) -> int | None:
-    """e_lfanew if the file has `MZ`, an in-range e_lfanew and `PE\\0\\0` there (signing.md §4)."""
+    """e_lfanew if the file has `MZ`, an in-range e_lfanew and `PE\\0\\0` there."""
     head = _read_at(f, 0, _DOS_SIZE)
     if len(head) < _DOS_SIZE or head[:2] != b"MZ":
         return None
@@ -251,8 +252,8 @@ def _layout(f: BinaryIO, name: str | None) -> PeLayout | None:
         return None
 
     # From here on the file claims to be a PE: inconsistencies are errors, not "flat".
-    def bad(why: str) -> FFUError:
-        return FFUError(f"malformed PE image: {why}", file=name)
+    def bad(why: str) -> FormatError:
+        return FormatError(f"malformed PE image: {why}", file=name)
 
     nt_raw = _read_at(f, pe, _NT_SIZE)
     if len(nt_raw) < _NT_SIZE:
@@ -310,17 +311,17 @@ def pe_layout(source: Source) -> PeLayout | None:
         try:
             return _layout(f, name)
         except OSError as e:
-            raise FFUError(f"cannot read file: {e.strerror or e}", file=name) from e
+            raise FormatError(f"cannot read file: {e.strerror or e}", file=name) from e
 
 
 def is_pe(data_or_path: Source) -> bool:
-    """True if the file has `MZ`, an in-range e_lfanew and `PE\\0\\0` there (signing.md §4)."""
+    """True if the file has `MZ`, an in-range e_lfanew and `PE\\0\\0` there."""
     f, name = _open(data_or_path)
     with f:
         try:
             return _pe_offset(f, _size(f)) is not None
         except OSError as e:
-            raise FFUError(f"cannot read file: {e.strerror or e}", file=name) from e
+            raise FormatError(f"cannot read file: {e.strerror or e}", file=name) from e
 
 
 # ----------------------------------------------------------------------------- hashing
@@ -342,7 +343,7 @@ def authenticode_digests(source: Source, algos: Iterable[str] = _ALGOS) -> dict[
         try:
             layout = _layout(f, name)
             if layout is None:
-                raise FFUError("not a PE image (no MZ/PE signature)", file=name)
+                raise FormatError("not a PE image (no MZ/PE signature)", file=name)
             hashers = [hashlib.new(a) for a in algos]
             for start, end in layout.hashed_ranges():
                 f.seek(start)
@@ -350,7 +351,7 @@ def authenticode_digests(source: Source, algos: Iterable[str] = _ALGOS) -> dict[
                 while left:
                     chunk = f.read(min(left, _CHUNK))
                     if not chunk:
-                        raise FFUError("file shrank while hashing", file=name)
+                        raise FormatError("file shrank while hashing", file=name)
                     for h in hashers:
                         h.update(chunk)
                     left -= len(chunk)
@@ -358,12 +359,12 @@ def authenticode_digests(source: Source, algos: Iterable[str] = _ALGOS) -> dict[
             for h in hashers:
                 h.update(pad)
         except OSError as e:
-            raise FFUError(f"cannot read file: {e.strerror or e}", file=name) from e
+            raise FormatError(f"cannot read file: {e.strerror or e}", file=name) from e
     return {a: h.digest() for a, h in zip(algos, hashers, strict=True)}
 
 
 def authenticode_digest(path: Source, algo: str = "sha256") -> bytes:
-    """Authenticode PE image hash (signing.md §5.1) of a path, or of bytes given directly."""
+    """Authenticode PE image hash of a path, or of bytes given directly."""
     return authenticode_digests(path, (algo,))[algo]
 
 
@@ -445,11 +446,11 @@ def make_minimal_pe(
     payloads give different files. Output depends only on the arguments.
     """
     if machine not in MACHINES:
-        raise FFUError(f"unknown machine {machine!r} (expected one of {', '.join(MACHINES)})")
+        raise ConfigError(f"unknown machine {machine!r} (expected one of {', '.join(MACHINES)})")
     if kind not in _SUBSYSTEM:
-        raise FFUError(f"unknown PE kind {kind!r} (expected sys, dll or exe)")
+        raise ConfigError(f"unknown PE kind {kind!r} (expected sys, dll or exe)")
     if not 0 <= timestamp <= 0xFFFFFFFF:
-        raise FFUError(f"PE timestamp {timestamp} out of range")
+        raise ConfigError(f"PE timestamp {timestamp} out of range")
     plus = _PLUS[machine]
     code = _STUBS[machine, kind]
 

@@ -25,7 +25,7 @@ OID_SPC_INDIVIDUAL_SP_KEY_PURPOSE = "1.3.6.1.4.1.311.2.1.21"
 OID_SPC_PE_IMAGE_DATA = "1.3.6.1.4.1.311.2.1.15"
 OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
 
-der = catalog._der  # one DER TLV encoder for the package
+der = catalog.der_tlv  # one DER TLV encoder for the package
 
 
 @functools.lru_cache(maxsize=64)

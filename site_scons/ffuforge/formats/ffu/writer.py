@@ -1,0 +1,456 @@
+"""The FFU writer: plans each store's descriptors, streams the payload while hashing every
+chunk on a worker thread, then fills in the catalog, hash table and security header.
+
+Separate from the reader: writing needs the disk sources and partition-table builders,
+reading only the file.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import hashlib
+import os
+import tempfile
+from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ...errors import ConfigError, FormatError, SigningError
+from ...util.atomic import atomic_output
+from .. import catalog, ptable
+from ..diskimage import DiskSource
+from ..disklayout import DiskLayout
+from .manifest import build_manifest, check_ascii, store_device_path
+from .structs import (
+    ALG_SHA256,
+    BLOCK_SIZE,
+    DEFAULT_TIME,
+    DESC1,
+    DISK_BEGIN,
+    DISK_END,
+    HASHTABLE_MEMBER,
+    IMAGE_HEADER,
+    IMAGE_SIGNATURE,
+    MAX_DEVICE_PATH,
+    MAX_STORES,
+    PLATFORM_ID_BYTES,
+    SECURITY_HEADER,
+    SECURITY_SIGNATURE,
+    STORE_HEADER,
+    STORE_HEADER_V2,
+    U32X2,
+    FfuStore,
+    FfuWriteResult,
+    Progress,
+    align,
+)
+
+
+@dataclass
+class _StorePlan:
+    """Descriptor list of one store, in ImgGen's phase order (initial, flash-only, final)."""
+
+    index: int
+    spec: FfuStore
+    src: DiskSource
+    bs: int
+    disk_blocks: int
+    initial_locations: list[tuple[int, int]]
+    phase2: array  # disk block indices (1 location, DISK_BEGIN)
+    flash_tables: ptable.PartitionTables
+    flash_blocks: list[int]
+    phase3: array
+    pad: int  # 0/1 LocationCount-0 descriptors keeping the metadata off a block boundary
+    final_tables: ptable.PartitionTables
+    final_locations: list[tuple[int, int, int]]  # (disk block, method, index)
+    header: bytes = b""
+
+    @property
+    def count(self) -> int:
+        return (
+            1
+            + len(self.phase2)
+            + len(self.flash_blocks)
+            + len(self.phase3)
+            + self.pad
+            + len(self.final_locations)
+        )
+
+    @property
+    def descriptor_length(self) -> int:
+        return (
+            8
+            + 8 * len(self.initial_locations)
+            + 16 * (self.count - 1 - self.pad - len(self.final_locations))
+            + 8 * self.pad
+            + 16 * len(self.final_locations)
+        )
+
+    @property
+    def meta_length(self) -> int:
+        return len(self.header) + self.descriptor_length
+
+    def descriptors(self) -> Iterator[bytes]:
+        yield U32X2.pack(len(self.initial_locations), 1) + b"".join(
+            U32X2.pack(*loc) for loc in self.initial_locations
+        )
+        for blocks in (self.phase2, self.flash_blocks):
+            for i in range(0, len(blocks), 8192):
+                yield b"".join(DESC1.pack(1, 1, DISK_BEGIN, b) for b in blocks[i : i + 8192])
+        for i in range(0, len(self.phase3), 8192):
+            yield b"".join(DESC1.pack(1, 1, DISK_BEGIN, b) for b in self.phase3[i : i + 8192])
+        yield U32X2.pack(0, 1) * self.pad
+        yield b"".join(DESC1.pack(1, 1, method, index) for _, method, index in self.final_locations)
+
+
+def _plan_store(k: int, spec: FfuStore, src: DiskSource, bs: int) -> _StorePlan:
+    layout = spec.layout
+    if layout.chunk_size != BLOCK_SIZE:
+        raise ConfigError(f"layout ChunkSize is {layout.chunk_size // 1024} KiB; FFUs need 128")
+    if layout.total_bytes % bs:
+        raise ConfigError(
+            f"disk size {layout.total_sectors} × {layout.sector_size} B is not a multiple of "
+            f"{bs // 1024} KiB (MinSectorCount must be)"
+        )
+    disk_blocks = layout.total_bytes // bs
+    gpt = layout.style == "gpt"
+    if gpt and disk_blocks < 2:
+        raise ConfigError("disk too small for a GPT and its backup in separate blocks")
+    flash_tables = src.tables(flash_only=True)
+    final_tables = src.tables()
+
+    # Data blocks: RequiredToFlash partitions first (phase 2), then the rest (phase 3), each in
+    # table order; a block shared by two partitions belongs to the first that claims it.
+    edges = set()
+    for p in layout.partitions:
+        edges.add(layout.offset(p) // bs)
+        edges.add((layout.offset(p) + layout.size(p) - 1) // bs)
+    claimed: set[int] = set()
+    phases = (array("Q"), array("Q"))
+    for want_required, out in zip((True, False), phases, strict=True):
+        for p in layout.partitions:
+            if p.required_to_flash != want_required:
+                continue
+            blocks = src.partition_blocks(p, bs)
+            if any(b in edges for b in (blocks[:1].tolist() + blocks[-1:].tolist())):
+                keep = array("Q")
+                for b in blocks:
+                    if b in edges:
+                        if b in claimed:
+                            continue
+                        claimed.add(b)
+                    keep.append(b)
+                blocks = keep
+            out.extend(blocks)
+    flash_blocks = flash_tables.blocks(bs)
+    final_locations = [(b, DISK_BEGIN, b) for b in final_tables.blocks(bs, ("primary", "mbr", "ebr"))]
+    begin = {b for b, _, _ in final_locations}
+    final_locations += [
+        (b, DISK_END, disk_blocks - 1 - b) for b in final_tables.blocks(bs, ("backup",)) if b not in begin
+    ]
+    initial = [(DISK_BEGIN, 0), (DISK_END, 0)] if gpt else [(DISK_BEGIN, 0)]
+    return _StorePlan(
+        k,
+        spec,
+        src,
+        bs,
+        disk_blocks,
+        initial,
+        phases[0],
+        flash_tables,
+        flash_blocks,
+        phases[1],
+        0,
+        final_tables,
+        final_locations,
+    )
+
+
+def _platform_field(ids: Sequence[str]) -> bytes:
+    raw = b"".join(check_ascii(i, "DevicePlatformId").encode("ascii") + b"\0" for i in ids)
+    if not ids:
+        raise ConfigError("no device platform ID (OEMDevicePlatform.xml DevicePlatformIDs) for the FFU")
+    if len(raw) > PLATFORM_ID_BYTES - 1:
+        raise ConfigError(f"device platform IDs take {len(raw)} bytes with their NULs; an FFU holds 191")
+    return raw.ljust(PLATFORM_ID_BYTES, b"\0")
+
+
+def _store_header(plan: _StorePlan, version: int, nstores: int) -> bytes:
+    flash_index = 1 + len(plan.phase2)
+    final_index = flash_index + len(plan.flash_blocks) + len(plan.phase3) + plan.pad
+    head = STORE_HEADER.build(
+        dict(
+            update_type=0,
+            major=version,
+            minor=0,
+            ff_major=2,
+            ff_minor=0,
+            platform_id=_platform_field(plan.spec.layout.platform_ids),
+            block_size=plan.bs,
+            write_descriptor_count=plan.count,
+            write_descriptor_length=plan.descriptor_length,
+            validate_descriptor_count=0,
+            validate_descriptor_length=0,
+            initial_index=0,
+            initial_count=BLOCK_SIZE // plan.bs,
+            flash_only_index=flash_index,
+            flash_only_count=len(plan.flash_blocks),
+            final_index=final_index,
+            final_count=len(plan.final_locations),
+        )
+    )
+    if version == 2:
+        path = store_device_path(plan.spec, plan.index).encode("utf-16-le")
+        if len(path) // 2 > MAX_DEVICE_PATH:
+            raise ConfigError("device path too long")
+        head += (
+            STORE_HEADER_V2.build(
+                dict(
+                    num_stores=nstores,
+                    store_index=plan.index + 1,
+                    store_payload_size=plan.bs * plan.count,
+                    device_path_length=len(path) // 2,
+                )
+            )
+            + path
+        )
+    return head
+
+
+def _hash_chunks(view: memoryview | bytes, chunk: int) -> bytes:
+    sha = hashlib.sha256
+    return b"".join([sha(view[o : o + chunk]).digest() for o in range(0, len(view), chunk)])
+
+
+class _ChunkWriter:
+    """Sequential output from the image header on; one SHA-256 per chunk, hashed on a worker
+    thread while the main thread writes and reads the next run."""
+
+    def __init__(self, f, chunk: int, total: int, progress: Progress | None, pool):
+        self.f, self.chunk, self.total, self.progress, self.pool = f, chunk, total, progress, pool
+        self.buf = bytearray()
+        self.digests = bytearray()
+        self.pending: collections.deque = collections.deque()
+        self.done = 0
+
+    def _drain(self, keep: int = 0) -> None:
+        while len(self.pending) > keep:
+            self.digests += self.pending.popleft().result()
+
+    def meta(self, data: bytes) -> None:
+        """Unaligned metadata; hashed as complete chunks accumulate."""
+        self.buf += data
+        if len(self.buf) >= self.chunk:
+            n = len(self.buf) // self.chunk * self.chunk
+            self._aligned(bytes(self.buf[:n]))
+            del self.buf[:n]
+
+    def pad(self) -> None:
+        if self.buf:
+            self.buf += bytes(-len(self.buf) % self.chunk)
+            self._aligned(bytes(self.buf))
+            self.buf.clear()
+
+    def blocks(self, view: memoryview | bytes) -> None:
+        """Whole chunks. `view` must stay unchanged until the next call returns."""
+        assert not self.buf and len(view) % self.chunk == 0
+        self._aligned(view)
+
+    def _aligned(self, view) -> None:
+        if self.pool is None:
+            self.digests += _hash_chunks(view, self.chunk)
+            self.f.write(view)
+        else:
+            self.pending.append(self.pool.submit(_hash_chunks, view, self.chunk))
+            self.f.write(view)
+            self._drain(keep=1)
+        self.done += len(view)
+        if self.progress:
+            self.progress(self.done, self.total)
+
+    def finish(self) -> bytes:
+        self.pad()
+        self._drain()
+        return bytes(self.digests)
+
+
+def _stream_store_payload(plan: _StorePlan, w: _ChunkWriter) -> None:
+    bs = plan.bs
+    zero = bytes(bs)
+    table_blocks = set(plan.flash_blocks) | {b for b, _, _ in plan.final_locations}
+    base: dict[int, bytes | None] = dict.fromkeys(table_blocks)
+
+    def table_block(b: int, tables: ptable.PartitionTables) -> bytes:
+        data = base[b]
+        if data is None:
+            view = memoryview(bytearray(bs))
+            plan.src.read(view, b * bs)
+            data = base[b] = view.tobytes()
+        block = bytearray(data)
+        tables.overlay(memoryview(block), b * bs)
+        return bytes(block)
+
+    w.blocks(zero)  # initial wipe
+    for _, _, view in plan.src.iter_runs(plan.phase2, bs, tables=plan.flash_tables, capture=base):
+        w.blocks(view)
+    for b in plan.flash_blocks:
+        w.blocks(table_block(b, plan.flash_tables))
+    for _, _, view in plan.src.iter_runs(plan.phase3, bs, tables=plan.final_tables, capture=base):
+        w.blocks(view)
+    for _ in range(plan.pad):
+        w.blocks(zero)
+    for b, _, _ in plan.final_locations:
+        w.blocks(table_block(b, plan.final_tables))
+
+
+def _catalog(hash_table: bytes, this_update: datetime, sign: Callable[[bytes], bytes] | None) -> bytes:
+    cat = catalog.build_catalog_v1(
+        [(HASHTABLE_MEMBER, hashlib.sha1(hash_table).digest())], this_update=this_update
+    )
+    if sign is not None:
+        cat = sign(cat)
+        if not isinstance(cat, bytes | bytearray) or not cat:
+            raise SigningError("the catalog signer returned no catalog")
+    return bytes(cat)
+
+
+def write_ffu(
+    out_path: str | os.PathLike,
+    layout: DiskLayout | None = None,
+    images: Mapping[str, str | os.PathLike] | None = None,
+    *,
+    stores: Sequence[FfuStore] | None = None,
+    os_version: str | None = None,
+    description: str | None = None,
+    antitheft_version: str = "1.1",
+    this_update: datetime = DEFAULT_TIME,
+    sign_catalog: Callable[[bytes], bytes] | None = None,
+    only_defined_gpt_entries: bool = False,
+    progress: Progress | None = None,
+    threads: bool | None = None,
+) -> FfuWriteResult:
+    """Write an FFU for `layout` + `images` (v1), or for `stores` (v2, one store per device).
+
+    `images` maps partition names to image files (sparse files: only data extents are stored);
+    `sign_catalog(unsigned_catalog) -> signed_catalog` signs the image catalog; `progress(done,
+    total)` gets bytes written after the header area. Same inputs give identical bytes.
+    """
+    if stores is None:
+        if layout is None:
+            raise ConfigError("write_ffu needs a layout (or stores)")
+        specs, version = [FfuStore(layout, images or {})], 1
+    else:
+        if layout is not None or images is not None:
+            raise ConfigError("write_ffu takes either layout/images or stores, not both")
+        specs, version = list(stores), 2
+        if not 0 < len(specs) <= MAX_STORES:
+            raise ConfigError(f"an FFU holds 1-{MAX_STORES} stores, not {len(specs)}")
+    bs = chunk = BLOCK_SIZE
+    gpt_entries = 4096 // ptable.GPT_ENTRY_SIZE if only_defined_gpt_entries else ptable.GPT_DEFAULT_ENTRIES
+    out_path = Path(out_path)
+    use_threads = (os.cpu_count() or 1) > 1 if threads is None else threads
+
+    with contextlib.ExitStack() as stack:
+        plans = []
+        for k, spec in enumerate(specs):
+            src = stack.enter_context(DiskSource(spec.layout, spec.images, gpt_entries=gpt_entries))
+            plans.append(_plan_store(k, spec, src, bs))
+        for plan in plans:
+            plan.header = _store_header(plan, version, len(plans))
+            if plan.meta_length % bs == 0:  # Microsoft's reader would skip a block
+                plan.pad = 1
+                plan.header = _store_header(plan, version, len(plans))
+        manifest = build_manifest(
+            specs,
+            version=version,
+            os_version=os_version,
+            description=description,
+            antitheft_version=antitheft_version,
+            only_defined_gpt_entries=only_defined_gpt_entries,
+        )
+        image_region = (
+            IMAGE_HEADER.build(
+                dict(
+                    cbSize=24,
+                    signature=IMAGE_SIGNATURE,
+                    manifest_length=len(manifest),
+                    chunk_kb=chunk // 1024,
+                )
+            )
+            + manifest
+        )
+        body = (
+            align(len(image_region), chunk)
+            + sum(align(p.meta_length, p.bs) for p in plans)
+            + sum(p.bs * p.count for p in plans)
+        )
+        nchunks = body // chunk
+        ht_size = 32 * nchunks
+        cat_size = len(_catalog(bytes(ht_size), this_update, sign_catalog))
+        img = align(32 + cat_size + ht_size, chunk)
+
+        pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(1)) if use_threads else None
+        with atomic_output(out_path) as f:
+            f.seek(img)
+            w = _ChunkWriter(f, chunk, body, progress, pool)
+            w.meta(image_region)
+            w.pad()
+            for plan in plans:
+                w.meta(plan.header)
+                for part in plan.descriptors():
+                    w.meta(part)
+                w.pad()
+            for plan in plans:
+                _stream_store_payload(plan, w)
+            hash_table = w.finish()
+            assert len(hash_table) == ht_size and w.done == body
+            cat = _catalog(hash_table, this_update, sign_catalog)
+            new_img = align(32 + len(cat) + ht_size, chunk)
+            if new_img != img:
+                f.flush()
+                _move_body(f, img, new_img, body, out_path.parent)
+                img = new_img
+            f.seek(0)
+            f.write(
+                SECURITY_HEADER.build(
+                    dict(
+                        cbSize=32,
+                        signature=SECURITY_SIGNATURE,
+                        chunk_kb=chunk // 1024,
+                        alg_id=ALG_SHA256,
+                        catalog_size=len(cat),
+                        hash_table_size=ht_size,
+                    )
+                )
+            )
+            f.write(cat)
+            f.write(hash_table)
+            f.write(bytes(img - 32 - len(cat) - ht_size))  # zero padding (overwrites nothing else)
+            f.flush()
+            size = img + body
+    data_blocks = sum(len(p.phase2) + len(p.phase3) for p in plans)
+    return FfuWriteResult(out_path, size, sum(p.count for p in plans), data_blocks, nchunks, len(cat))
+
+
+def _move_body(f, old: int, new: int, length: int, scratch_dir: Path) -> None:
+    """Shift [old, old+length) to `new` through a scratch file (rare: the signed catalog grew or
+    shrank across a chunk boundary). The caller then rewrites everything before `new`."""
+    fd = f.fileno()
+    with tempfile.TemporaryFile(dir=scratch_dir) as tmp:
+        _copy(fd, tmp.fileno(), old, 0, length)
+        _copy(tmp.fileno(), fd, 0, new, length)
+    os.ftruncate(fd, new + length)
+
+
+def _copy(src: int, dst: int, so: int, do: int, n: int) -> None:
+    buf = memoryview(bytearray(8 << 20))
+    while n > 0:
+        got = os.preadv(src, [buf[: min(n, len(buf))]], so)
+        if got <= 0:
+            raise FormatError("FFU body shorter than written")
+        os.pwrite(dst, buf[:got], do)
+        so, do, n = so + got, do + got, n - got
