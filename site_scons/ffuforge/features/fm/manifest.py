@@ -19,8 +19,8 @@ from pathlib import Path
 
 from lxml import etree
 
-from ..errors import FFUError
-from ..util import xmlsafe
+from ...errors import FFUError
+from ...util import xmlsafe
 
 NS = "http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"
 _NS_HTTPS = "https://schemas.microsoft.com/embedded/2004/10/ImageUpdate"
