@@ -17,11 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, FFUError
-from .fm import (
-    PackageFile,
-    Variables,
-    normalize_cpu,
-)
+from .fm import PackageFile, Variables, normalize_cpu
 
 DEFAULT_PARTITION = "MainOS"
 

@@ -17,16 +17,7 @@ from ..errors import FFUError
 from ..util import paths
 from . import fm as fmmod
 from . import oeminput as oimod
-from .fm import (
-    FeatureManifest,
-    PackageFile,
-    Variables,
-    expand,
-    fold,
-    is_ms_placeholder,
-    normalize_cpu,
-    same,
-)
+from .fm import FeatureManifest, PackageFile, Variables, expand, fold, is_ms_placeholder, normalize_cpu, same
 from .model import (
     DEFAULT_PARTITION,
     Available,

@@ -25,12 +25,7 @@ from .fm import (
     input_implicit_id,
     is_ms_placeholder,
 )
-from .model import (
-    MissingFMError,
-    Skipped,
-    availability,
-    key,
-)
+from .model import MissingFMError, Skipped, availability, key
 from .oeminput import Item, OEMInput
 
 
