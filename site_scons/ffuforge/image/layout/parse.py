@@ -29,9 +29,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import FFUError
-from ..formats.disklayout import DiskLayout, PlacedPartition
-from ..util.xmlsafe import elements, localname, namespace, parse_bytes, parse_file
+from ...errors import FFUError
+from ...formats.disklayout import DiskLayout, PlacedPartition
+from ...util.xmlsafe import elements, localname, namespace, parse_bytes, parse_file
 
 IMAGEUPDATE_NS = "http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"
 GPT_DISK_GUID = "{ae420040-13dd-41f2-ae7f-0dc35854c8d7}"  # ffu-format.md §5.3 normalisation
