@@ -1,4 +1,4 @@
-"""OEMInput.xml: the image description ImageApp reads (features-and-oeminput.md §6).
+"""OEMInput.xml: the image description ImageApp reads.
 
 Children may appear in any order (the XSD uses xs:all); element names are case-sensitive;
 values compare case-insensitively. `%VAR%` placeholders are expanded from an explicit variable
