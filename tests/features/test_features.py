@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ffuforge.cli import features as features_cli
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError
 from ffuforge.features import fm, model
 from ffuforge.features import merge as features
 
@@ -698,6 +698,37 @@ def test_fip_name_collision(ws):
     lst, settings = setup_merge(ws, board)
     with pytest.raises(FFUError, match="two feature identifier packages would be written to"):
         features.merge(lst, settings, available=model.assume_available)
+
+
+# --------------------------------------------------------------------------- error kinds
+
+
+def test_resolve_errors_are_config_errors(ws):
+    with pytest.raises(ConfigError, match="unknown OEM feature CUSTOM_CMDD"):
+        ws.resolve(oeminput_xml(oem=("CUSTOM_CMDD",)), features_fm())
+    ws.cabs("Contoso.Base.cab", "Contoso.Layout.cab")
+    with pytest.raises(ConfigError, match="missing package"):
+        ws.resolve(oeminput_xml(oem=("CUSTOM_CMD",)), features_fm(), available=None)
+    with pytest.raises(ConfigError, match="is not one of arm, arm64, x86, amd64"):
+        model.canon_cpu("mips")
+
+
+def test_missing_fm_is_a_config_error(ws):
+    ws.write("fms/BoardFM.xml", board_fm())
+    with pytest.raises(ConfigError, match="no such file") as exc:
+        ws.resolve(oeminput_xml(fms=("fms/BoardFM.xml", r"fms\Missing.xml")))
+    assert isinstance(exc.value, model.MissingFMError)
+
+
+def test_merge_errors_are_config_errors(ws):
+    lst, settings = setup_merge(ws)
+    with pytest.raises(ConfigError, match="Missing package: "):
+        features.merge(lst, settings, available=[ws.pkgs / "Contoso.Version.cab"])
+    s2 = features.MergeSettings(
+        **{**settings.__dict__, "variables": {"PKGBLD_DIR": str(ws.pkgs), "BSPPKG_DIR": str(ws.pkgs)}}
+    )
+    with pytest.raises(ConfigError, match="no owner name"):
+        features.merge(lst, s2, available=model.assume_available)
 
 
 # ---------------------------------------------------------------------------------- CLI

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..errors import FFUError
+from ..errors import ConfigError, FFUError
 from ..util import paths
 from . import fm as fmmod
 from .fm import (
@@ -167,7 +167,7 @@ def _locate_fm(fl: FMFileList, entry: FMEntry, settings: MergeSettings) -> Path:
         rest = raw[m.end() :]
         rest, missing = expand(rest, settings.variables)
         if missing:
-            raise FFUError(
+            raise ConfigError(
                 f"FM {entry.id}: undefined variable {missing[0]} in Path={raw!r}", fl.file, entry.line
             )
         dirs = list(settings.fm_dirs) or [base]
@@ -182,7 +182,9 @@ def _locate_fm(fl: FMFileList, entry: FMEntry, settings: MergeSettings) -> Path:
         )
     text, missing = expand(raw, settings.variables)
     if missing:
-        raise FFUError(f"FM {entry.id}: undefined variable {missing[0]} in Path={raw!r}", fl.file, entry.line)
+        raise ConfigError(
+            f"FM {entry.id}: undefined variable {missing[0]} in Path={raw!r}", fl.file, entry.line
+        )
     cand = paths.resolve(base, text)
     if not cand.is_file():
         raise MissingFMError(f"FM {entry.id}: cannot read {cand}: no such file", fl.file, entry.line)
@@ -195,13 +197,13 @@ def _entry_cpu(fl: FMFileList, entry: FMEntry, cpu: str) -> None:
     raw = entry.cpu_type.strip()
     value = cpu if raw == "CPU_TYPE" else normalize_cpu(raw)
     if value is None:
-        raise FFUError(
+        raise ConfigError(
             f"FM {entry.id}: CPUType={raw!r} is not one of ARM, ARM64, X86, AMD64 (an unfilled template?)",
             fl.file,
             entry.line,
         )
     if value != cpu:
-        raise FFUError(
+        raise ConfigError(
             f"FM {entry.id} is listed for CPUType {raw} but this merge is for {cpu}", fl.file, entry.line
         )
 
@@ -248,9 +250,11 @@ def merge(
         src = _locate_fm(fl, entry, settings)
         k = key(src.resolve())
         if own is not None and k == own:
-            raise FFUError(f"FM {entry.id} is this FMFileList itself (cyclic reference)", fl.file, entry.line)
+            raise ConfigError(
+                f"FM {entry.id} is this FMFileList itself (cyclic reference)", fl.file, entry.line
+            )
         if k in sources:
-            raise FFUError(
+            raise ConfigError(
                 f"FM {entry.id}: {src} is already listed as FM {sources[k].id} (line {sources[k].line})",
                 fl.file,
                 entry.line,
@@ -258,7 +262,7 @@ def merge(
         sources[k] = entry
         if fold(src.name) in outputs:
             o = outputs[fold(src.name)]
-            raise FFUError(
+            raise ConfigError(
                 f"FMs {o.id} and {entry.id} would both be merged into {src.name}; merged FMs keep their "
                 "file name, so FM file names must be unique in an FMFileList",
                 fl.file,
@@ -268,7 +272,7 @@ def merge(
         try:
             f = fmmod.load_fm(src, str(src))
         except FFUError as exc:
-            raise FFUError(f"FM {entry.id} is unusable: {exc}", fl.file, entry.line) from None
+            raise ConfigError(f"FM {entry.id} is unusable: {exc}", fl.file, entry.line) from None
         result.warnings.extend(f.warnings)
         loaded.append((entry, src, f))
     check_groups([f for _, _, f in loaded])
@@ -280,11 +284,11 @@ def merge(
         else:
             owner, missing = expand(owner, vars_)
             if missing:
-                raise FFUError(
+                raise ConfigError(
                     f"FM {entry.id}: undefined variable {missing[0]} in OwnerName", fl.file, entry.line
                 )
         if not owner:
-            raise FFUError(
+            raise ConfigError(
                 f"FM {entry.id}: no owner name for its feature identifier packages; set OwnerName= or "
                 "the OEM_NAME variable",
                 fl.file,
@@ -341,7 +345,7 @@ def _merge_one(
         missing = m1 + m2
         ms_left = bool(missing) and all(is_ms_placeholder(t) for t in missing) and settings.ms_root is None
         if missing and not ms_left:
-            raise FFUError(
+            raise ConfigError(
                 f"undefined variable {missing[0]} in the path of {msg_pkg(p)}; pass it in the variables",
                 f.file,
                 p.line,
@@ -360,14 +364,14 @@ def _merge_one(
         else:
             host = paths.resolve(settings.top, join(path_text, name_text))
             if not avail(host):
-                raise FFUError(
+                raise ConfigError(
                     f"Missing package: {host} ({msg_pkg(p, name_text)}); build it or fix the FM",
                     f.file,
                     p.line,
                 )
             other = names.get(fold(host.name))
             if other is not None and key(other[0]) != key(host):
-                raise FFUError(
+                raise ConfigError(
                     f"package {host.name} is listed twice with different paths: {host} and {other[0]} "
                     f"({other[1]})",
                     f.file,
@@ -434,7 +438,7 @@ def _merge_one(
     seen_fip: dict[str, FIP] = {}
     for x in fips:
         if fold(x.name) in seen_fip:
-            raise FFUError(
+            raise ConfigError(
                 f"two feature identifier packages would be written to {x.cab} (groups "
                 f"{seen_fip[fold(x.name)].group} and {x.group}); make the feature IDs differ beyond case "
                 "and punctuation",

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, FFUError
+from ..errors import ConfigError
 from .fm import PackageFile, Variables, normalize_cpu
 
 DEFAULT_PARTITION = "MainOS"
@@ -189,5 +189,5 @@ def image_variables(
 def canon_cpu(cpu: str) -> str:
     c = normalize_cpu(cpu)
     if c is None:
-        raise FFUError(f"CPU {cpu!r} is not one of arm, arm64, x86, amd64")
+        raise ConfigError(f"CPU {cpu!r} is not one of arm, arm64, x86, amd64")
     return c

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import FFUError
+from ..errors import ConfigError, FFUError
 from ..util import paths
 from . import fm as fmmod
 from . import oeminput as oimod
@@ -284,7 +284,7 @@ class _Resolver(FeatureSelector):
                     )
                 )
                 return None
-            raise FFUError(
+            raise ConfigError(
                 f"undefined variable {missing[0]} in the path of {msg_pkg(p)}; "
                 "pass it in the build variables",
                 f.file,
@@ -371,7 +371,7 @@ class _Resolver(FeatureSelector):
             if where not in rp.sources:
                 rp.sources.append(where)
             if explicit and fold(partition) != fold(rp.partition):
-                raise FFUError(
+                raise ConfigError(
                     f"package {name} is assigned to partition {partition} here but to {rp.partition} at "
                     f"{rp.sources[0]}",
                     file,
@@ -381,7 +381,7 @@ class _Resolver(FeatureSelector):
             return rp
         other = self.by_name.get(fold(name))
         if other is not None:
-            raise FFUError(
+            raise ConfigError(
                 f"package {name} is listed twice with different paths: {host} ({', '.join(reasons)}) and "
                 f"{other.path} ({', '.join(other.reasons)}, {other.sources[0]})",
                 file,
@@ -399,7 +399,7 @@ class _Resolver(FeatureSelector):
         if missing:
             rp = missing[0]
             more = f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""
-            raise FFUError(
+            raise ConfigError(
                 f"missing package {rp.path} (package {rp.name}, {', '.join(rp.reasons)}); build it or fix "
                 f"the FM{more}",
                 rp.fm,
@@ -415,7 +415,7 @@ class _Resolver(FeatureSelector):
                 k = (fold(rp.partition), fold(dest.replace("/", "\\")))
                 prev = owners.get(k)
                 if prev is not None and prev is not rp:
-                    raise FFUError(
+                    raise ConfigError(
                         f"packages {prev.name} ({', '.join(prev.reasons)}, {prev.sources[0]}) and "
                         f"{rp.name} ({', '.join(rp.reasons)}) both install {dest} on partition "
                         f"{rp.partition}",
@@ -457,7 +457,7 @@ def _image_checks(oi: OEMInput) -> list[str]:
 def _expand_item(item: Item, vars_: Variables, what: str, file: str) -> Item:
     text, missing = expand(item.value, vars_)
     if missing:
-        raise FFUError(
+        raise ConfigError(
             f"<{what}>{item.value}</{what}>: undefined variable {missing[0]}; define it in the "
             "build variables",
             file,
@@ -500,11 +500,11 @@ def resolve(
     user_vars = Variables(variables)
     bt = _expand_item(oi.build_type, user_vars, "BuildType", oi.file)
     if bt.value.lower() not in oimod.BUILD_TYPES:
-        raise FFUError(f"<BuildType>{bt.value}</BuildType> must be fre or chk", oi.file, bt.line)
+        raise ConfigError(f"<BuildType>{bt.value}</BuildType> must be fre or chk", oi.file, bt.line)
     rel = _expand_item(oi.release_type, user_vars, "ReleaseType", oi.file)
     canon = fmmod.RELEASE_TYPES.get(rel.value.lower())
     if canon is None:
-        raise FFUError(
+        raise ConfigError(
             f"<ReleaseType>{rel.value}</ReleaseType> must be Test or Production", oi.file, rel.line
         )
     oi = replace(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from ..errors import FFUError
+from ..errors import ConfigError, FFUError
 from ..util import paths
 from . import fm as fmmod
 from .fm import (
@@ -81,8 +81,8 @@ class FeatureSelector:
             self._warned.add(key)
             self.warnings.append(text)
 
-    def err(self, message: str, line: int | None = None) -> FFUError:
-        return FFUError(message, self.oi.file, line)
+    def err(self, message: str, line: int | None = None) -> ConfigError:
+        return ConfigError(message, self.oi.file, line)
 
     # -- FMs
     def load_fms(self) -> list[FeatureManifest]:
@@ -272,7 +272,7 @@ class FeatureSelector:
                         )
                     )
                     continue
-                raise FFUError(
+                raise ConfigError(
                     f"ConditionalFeature {c.feature_id} is defined, but no FM of this image defines the "
                     "feature itself (imaging would fail: 'the corresponding Feature is missing')",
                     f.file,

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import FFUError
+from ...errors import ConfigError
 from ...util import xmlsafe
 from .loader import XmlLoader, check_root
 from .manifest import RELEASE_TYPES
@@ -103,7 +103,7 @@ class _FMFileListLoader(XmlLoader):
         ids: dict[str, FMEntry] = {}
         for e in fl.fms:
             if fold(e.id) in ids:
-                raise FFUError(
+                raise ConfigError(
                     f"FM ID {e.id!r} is used twice (also line {ids[fold(e.id)].line}); "
                     "FM IDs name the generated packages and must be unique",
                     self.file,

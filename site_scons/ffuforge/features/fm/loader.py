@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from ...errors import FFUError
+from ...errors import ConfigError, FFUError
 from ...util import xmlsafe
 from .text import hint_name
 
@@ -41,7 +41,7 @@ def check_root(root, expected: str, file: str) -> None:
             "FMCollectionManifest": "an FMFileList (<FMCollectionManifest>)",
             "OEMInput": "an OEMInput (<OEMInput>)",
         }[expected]
-        raise FFUError(f"this is {what}, not {want}", file, root.sourceline)
+        raise ConfigError(f"this is {what}, not {want}", file, root.sourceline)
     ns = xmlsafe.namespace(root)
     if ns != NS:
         if ns == _NS_HTTPS:
@@ -50,7 +50,7 @@ def check_root(root, expected: str, file: str) -> None:
             hint = f'add xmlns="{NS}"'
         else:
             hint = f"expected {NS!r}"
-        raise FFUError(f"<{expected}> has namespace {ns!r}; {hint}", file, root.sourceline)
+        raise ConfigError(f"<{expected}> has namespace {ns!r}; {hint}", file, root.sourceline)
 
 
 class XmlLoader:
@@ -58,8 +58,8 @@ class XmlLoader:
         self.file = file
         self.warnings: list[str] = []
 
-    def err(self, el, message: str) -> FFUError:
-        return FFUError(message, self.file, el.sourceline if el is not None else None)
+    def err(self, el, message: str) -> ConfigError:
+        return ConfigError(message, self.file, el.sourceline if el is not None else None)
 
     def warn(self, el, message: str) -> None:
         self.warnings.append(str(FFUError(message, self.file, el.sourceline if el is not None else None)))
@@ -74,7 +74,7 @@ class XmlLoader:
             out.append(c)
         return out
 
-    def unknown(self, el, parent: str, allowed: Iterable[str]) -> FFUError:
+    def unknown(self, el, parent: str, allowed: Iterable[str]) -> ConfigError:
         name = xmlsafe.localname(el)
         allowed = list(allowed)
         return self.err(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from ...errors import FFUError
+from ...errors import ConfigError
 from ...util import xmlsafe
 from .loader import XmlLoader, check_root
 from .text import Filter, fm_implicit_id, fold, normalize_cpu, parse_bool, parse_filter
@@ -418,7 +418,7 @@ def check_groups(fms: Iterable[FeatureManifest]) -> None:
             for g in top.walk():
                 if g.owner == "OEM" and g.name and fold(g.name) in ms_names:
                     ofm, og = ms_names[fold(g.name)]
-                    raise FFUError(
+                    raise ConfigError(
                         f"OEM FeatureGroup {g.name!r} has the name of the Microsoft group defined at "
                         f"{ofm.file}:{og.line}; OEM groups cannot override Microsoft groups",
                         fm.file,
@@ -430,7 +430,7 @@ def check_groups(fms: Iterable[FeatureManifest]) -> None:
                     prev = exclusive.get(fold(fid))
                     if prev is not None and prev[1] is not g:
                         pfm, pg = prev
-                        raise FFUError(
+                        raise ConfigError(
                             f"feature {fid} is in two mutually exclusive feature groups: this "
                             f"{g.constraint} group and the {pg.constraint} group at {pfm.file}:{pg.line}; "
                             "a feature may belong to only one ZeroOrOne/OneAndOnlyOne group",

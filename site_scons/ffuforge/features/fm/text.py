@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from ...errors import FFUError
+from ...errors import ConfigError
 
 # ------------------------------------------------------------------------------- small helpers
 
@@ -33,7 +33,7 @@ def parse_bool(text: str | None, file: str, line: int | None, what: str) -> bool
         return True
     if value in ("false", "0"):
         return False
-    raise FFUError(f"{what} must be true or false, not {text!r}", file, line)
+    raise ConfigError(f"{what} must be true or false, not {text!r}", file, line)
 
 
 CPU_TYPES = {"arm": "ARM", "arm64": "ARM64", "x86": "X86", "amd64": "AMD64"}
@@ -93,8 +93,8 @@ def parse_filter(
     attr = "Language" if what == "language" else "Resolution"
     raw = text.strip()
 
-    def bad(msg: str) -> FFUError:
-        return FFUError(f"{attr}={text!r}: {msg}; write '*', '(a;b)' or '!(a;b)'", file, line)
+    def bad(msg: str) -> ConfigError:
+        return ConfigError(f"{attr}={text!r}: {msg}; write '*', '(a;b)' or '!(a;b)'", file, line)
 
     if raw == "*":
         return Filter("all", (), what)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from ...errors import FFUError
+from ...errors import ConfigError
 from ...util.xmlsafe import elements, localname, namespace, parse_bytes, parse_file
 from .model import (
     DEFAULT_PARTITION_ALIGNMENT,
@@ -70,12 +70,12 @@ def _parse(path_or_bytes: str | Path | bytes, display: str | None, default: str)
 
 def _check_root(root, expected: str, display: str) -> None:
     if localname(root) != expected:
-        raise FFUError(
+        raise ConfigError(
             f"root element is <{localname(root)}>, expected <{expected}>", display, root.sourceline
         )
     ns = namespace(root)
     if ns not in (None, IMAGEUPDATE_NS):
-        raise FFUError(
+        raise ConfigError(
             f"<{expected}> is in namespace {ns!r}; expected {IMAGEUPDATE_NS}", display, root.sourceline
         )
 
@@ -83,16 +83,16 @@ def _check_root(root, expected: str, display: str) -> None:
 def _text(el, display: str, *, required: bool = True) -> str:
     text = (el.text or "").strip()
     if required and not text:
-        raise FFUError(f"<{localname(el)}> is empty", display, el.sourceline)
+        raise ConfigError(f"<{localname(el)}> is empty", display, el.sourceline)
     if len(elements(el)):
-        raise FFUError(f"<{localname(el)}> must contain text, not elements", display, el.sourceline)
+        raise ConfigError(f"<{localname(el)}> must contain text, not elements", display, el.sourceline)
     return text
 
 
 def _number(el, display: str) -> int:
     text = _text(el, display)
     if not _NUM.match(text):
-        raise FFUError(
+        raise ConfigError(
             f"<{localname(el)}> value {text!r} is not a number (decimal or 0x hex)", display, el.sourceline
         )
     return int(text, 0) if text[:2].lower() == "0x" else int(text, 10)
@@ -104,7 +104,7 @@ def _bool(el, display: str) -> bool:
         return True
     if text in ("false", "0"):
         return False
-    raise FFUError(
+    raise ConfigError(
         f"<{localname(el)}> value {text!r} is not a boolean (true or false)", display, el.sourceline
     )
 
@@ -115,13 +115,13 @@ def _children(parent, display: str, known: Iterable[str], what: str) -> dict:
     for child in elements(parent):
         name = localname(child)
         if name not in known:
-            raise FFUError(
+            raise ConfigError(
                 f"unknown element <{name}> in <{what}>; expected one of {', '.join(known)}",
                 display,
                 child.sourceline,
             )
         if name in seen:
-            raise FFUError(
+            raise ConfigError(
                 f"<{name}> given twice in <{what}> (first on line {seen[name].sourceline})",
                 display,
                 child.sourceline,
@@ -142,17 +142,17 @@ def _partition(el, display: str, sector_size: int) -> Partition:
     ch = _children(el, display, _PART_TEXT + _PART_NUMBERS + _PART_BOOLS, "Partition")
     lines = {k: v.sourceline for k, v in ch.items()}
     if "Name" not in ch:
-        raise FFUError("<Partition> has no <Name>", display, el.sourceline)
+        raise ConfigError("<Partition> has no <Name>", display, el.sourceline)
     name = _text(ch["Name"], display)
     if not _PART_NAME.match(name):  # it names the partition's image and manifest under build/
-        raise FFUError(
+        raise ConfigError(
             f"partition name {name!r} may only contain letters, digits, '_', '-', '.' and spaces, "
             "and must start with a letter or digit",
             display,
             ch["Name"].sourceline,
         )
     if "Type" not in ch:
-        raise FFUError(f"partition {name} has no <Type>", display, el.sourceline)
+        raise ConfigError(f"partition {name} has no <Type>", display, el.sourceline)
     raw_type = _text(ch["Type"], display)
     gtype = _guid(raw_type)
     m = _MBR_TYPE.match(raw_type)
@@ -161,7 +161,7 @@ def _partition(el, display: str, sector_size: int) -> Partition:
     elif m:
         ptype = f"0x{int(m.group(1), 16):02x}"
     else:
-        raise FFUError(
+        raise ConfigError(
             f"partition {name}: <Type> {raw_type!r} is neither an MBR type byte (0xNN) nor a "
             "GPT type GUID ({…})",
             display,
@@ -176,13 +176,13 @@ def _partition(el, display: str, sector_size: int) -> Partition:
     if "Id" in ch:
         pid = _guid(_text(ch["Id"], display))
         if pid is None:
-            raise FFUError(f"partition {name}: <Id> is not a GUID", display, ch["Id"].sourceline)
+            raise ConfigError(f"partition {name}: <Id> is not a GUID", display, ch["Id"].sourceline)
     fs = None
     if "FileSystem" in ch:
         text = _text(ch["FileSystem"], display)
         fs = FILESYSTEMS.get(text.upper())
         if fs is None:
-            raise FFUError(
+            raise ConfigError(
                 f"partition {name}: unknown <FileSystem> {text!r}; use NTFS, FAT or FAT32",
                 display,
                 ch["FileSystem"].sourceline,
@@ -199,45 +199,45 @@ def _partition(el, display: str, sector_size: int) -> Partition:
     ]
     if len(modes) != 1:
         got = " and ".join(modes) if modes else "none"
-        raise FFUError(
+        raise ConfigError(
             f"partition {name} needs exactly one of <TotalSectors>, <MinFreeSectors>, "
             f"<UseAllSpace>true</UseAllSpace> (got {got})",
             display,
             el.sourceline,
         )
     if "TotalSectors" in kw and kw["TotalSectors"] == 0:
-        raise FFUError(
+        raise ConfigError(
             f"partition {name}: <TotalSectors> must be greater than 0", display, lines["TotalSectors"]
         )
     if "OffsetInSectors" in kw and "TotalSectors" not in kw:
-        raise FFUError(
+        raise ConfigError(
             f"partition {name}: <OffsetInSectors> needs a fixed <TotalSectors>",
             display,
             lines["OffsetInSectors"],
         )
     for key in ("ByteAlignment",):
         if key in kw and (kw[key] == 0 or kw[key] % sector_size):
-            raise FFUError(
+            raise ConfigError(
                 f"partition {name}: <{key}> {kw[key]:#x} must be a non-zero multiple of the "
                 f"sector size {sector_size}",
                 display,
                 lines[key],
             )
     if "SectorAlignment" in kw and kw["SectorAlignment"] == 0:
-        raise FFUError(
+        raise ConfigError(
             f"partition {name}: <SectorAlignment> must be greater than 0", display, lines["SectorAlignment"]
         )
     if "ClusterSize" in kw:
         c = kw["ClusterSize"]
         if c < sector_size or c & (c - 1) or c > 2 * 1024 * 1024:
-            raise FFUError(
+            raise ConfigError(
                 f"partition {name}: <ClusterSize> {c:#x} must be a power of two between the sector "
                 "size and 2 MiB",
                 display,
                 lines["ClusterSize"],
             )
         if fs is None:
-            raise FFUError(
+            raise ConfigError(
                 f"partition {name}: <ClusterSize> needs a <FileSystem>", display, lines["ClusterSize"]
             )
     return Partition(
@@ -274,12 +274,12 @@ def load_device_layout(path_or_bytes: str | Path | bytes, display: str | None = 
     lines["DeviceLayout"] = root.sourceline
     sector = _number(ch["SectorSize"], display) if "SectorSize" in ch else 512
     if sector < 512 or sector & (sector - 1):
-        raise FFUError(
+        raise ConfigError(
             f"<SectorSize> {sector} must be a power of two of at least 512", display, lines["SectorSize"]
         )
     chunk = _number(ch["ChunkSize"], display) if "ChunkSize" in ch else 128
     if chunk == 0 or (chunk * 1024) % sector:
-        raise FFUError(
+        raise ConfigError(
             f"<ChunkSize> {chunk} KiB must be a non-zero multiple of the sector size",
             display,
             lines["ChunkSize"],
@@ -290,7 +290,7 @@ def load_device_layout(path_or_bytes: str | Path | bytes, display: str | None = 
         else DEFAULT_PARTITION_ALIGNMENT
     )
     if align == 0 or align % sector:
-        raise FFUError(
+        raise ConfigError(
             f"<DefaultPartitionByteAlignment> {align:#x} must be a non-zero multiple of the sector "
             f"size {sector}",
             display,
@@ -298,19 +298,19 @@ def load_device_layout(path_or_bytes: str | Path | bytes, display: str | None = 
         )
     tag = _text(ch["VersionTag"], display) if "VersionTag" in ch else None
     if "Partitions" not in ch:
-        raise FFUError("<DeviceLayout> has no <Partitions>", display, root.sourceline)
+        raise ConfigError("<DeviceLayout> has no <Partitions>", display, root.sourceline)
     parts_el = ch["Partitions"]
     parts = []
     for el in elements(parts_el):
         if localname(el) != "Partition":
-            raise FFUError(
+            raise ConfigError(
                 f"unknown element <{localname(el)}> in <Partitions>; expected <Partition>",
                 display,
                 el.sourceline,
             )
         parts.append(_partition(el, display, sector))
     if not parts:
-        raise FFUError("<Partitions> lists no partition", display, parts_el.sourceline)
+        raise ConfigError("<Partitions> lists no partition", display, parts_el.sourceline)
     layout = DeviceLayout(
         display=display,
         style="gpt" if parts[0].type.startswith("{") else "mbr",
@@ -343,14 +343,14 @@ def load_device_platform(path_or_bytes: str | Path | bytes, display: str | None 
     )
     lines = {k: v.sourceline for k, v in ch.items()}
     if "MinSectorCount" not in ch:
-        raise FFUError(
+        raise ConfigError(
             "<OEMDevicePlatform> has no <MinSectorCount> (the disk size in sectors)", display, root.sourceline
         )
     count = _number(ch["MinSectorCount"], display)
     if count == 0:
-        raise FFUError("<MinSectorCount> must be greater than 0", display, lines["MinSectorCount"])
+        raise ConfigError("<MinSectorCount> must be greater than 0", display, lines["MinSectorCount"])
     if ("DevicePlatformIDs" in ch) == ("DevicePlatformID" in ch):
-        raise FFUError(
+        raise ConfigError(
             "give the platform id(s) as either <DevicePlatformIDs><ID>… or <DevicePlatformID>, "
             "exactly one of them",
             display,
@@ -363,7 +363,7 @@ def load_device_platform(path_or_bytes: str | Path | bytes, display: str | None 
         ids, id_lines = [], []
         for el in elements(ch["DevicePlatformIDs"]):
             if localname(el) != "ID":
-                raise FFUError(
+                raise ConfigError(
                     f"unknown element <{localname(el)}> in <DevicePlatformIDs>; expected <ID>",
                     display,
                     el.sourceline,
@@ -371,12 +371,12 @@ def load_device_platform(path_or_bytes: str | Path | bytes, display: str | None 
             ids.append(_text(el, display))
             id_lines.append(el.sourceline)
         if not ids:
-            raise FFUError("<DevicePlatformIDs> lists no <ID>", display, lines["DevicePlatformIDs"])
+            raise ConfigError("<DevicePlatformIDs> lists no <ID>", display, lines["DevicePlatformIDs"])
     for pid, line in zip(ids, id_lines, strict=True):
         if not pid.isascii() or any(ord(c) < 0x20 for c in pid):
-            raise FFUError(f"platform id {pid!r} must be printable ASCII", display, line)
+            raise ConfigError(f"platform id {pid!r} must be printable ASCII", display, line)
     if sum(len(x) + 1 for x in ids) > 191:
-        raise FFUError(
+        raise ConfigError(
             "platform ids are longer than the FFU store header allows (191 bytes with NULs)",
             display,
             id_lines[-1],
@@ -385,7 +385,7 @@ def load_device_platform(path_or_bytes: str | Path | bytes, display: str | None 
     if "CompressedPartitions" in ch:
         for el in elements(ch["CompressedPartitions"]):
             if localname(el) != "Name":
-                raise FFUError(
+                raise ConfigError(
                     f"unknown element <{localname(el)}> in <CompressedPartitions>; expected <Name>",
                     display,
                     el.sourceline,
@@ -398,7 +398,7 @@ def load_device_platform(path_or_bytes: str | Path | bytes, display: str | None 
     )
     rtc = _number(ch["MainOSRTCDataReservedSectors"], display) if "MainOSRTCDataReservedSectors" in ch else 0
     if rtc > MAX_RTC_RESERVED_SECTORS:
-        raise FFUError(
+        raise ConfigError(
             f"<MainOSRTCDataReservedSectors> {rtc} exceeds {MAX_RTC_RESERVED_SECTORS} (100 MiB)",
             display,
             lines["MainOSRTCDataReservedSectors"],

@@ -8,7 +8,7 @@ EFIESP, MainOS and Data partitions with their file systems and sizes.
 
 from __future__ import annotations
 
-from ...errors import FFUError
+from ...errors import ConfigError
 from .model import (
     GPT_ENTRY_ARRAY_BYTES,
     GPT_MAX_NAME_CHARS,
@@ -31,7 +31,7 @@ def validate(layout: DeviceLayout) -> list[str]:
     for i, p in enumerate(layout.partitions):
         style = "gpt" if p.type.startswith("{") else "mbr"
         if style != layout.style:
-            raise FFUError(
+            raise ConfigError(
                 f"partition {p.name}: <Type> {p.type} is {style.upper()}-style but partition "
                 f"{first.name} (line {first.line}) is {layout.style.upper()}-style; use one table style",
                 d,
@@ -39,7 +39,7 @@ def validate(layout: DeviceLayout) -> list[str]:
             )
         key = p.name.lower()
         if key in seen:
-            raise FFUError(
+            raise ConfigError(
                 f"partition name {p.name} is used twice (also on line {seen[key].line}; names are "
                 "case-insensitive)",
                 d,
@@ -49,13 +49,13 @@ def validate(layout: DeviceLayout) -> list[str]:
         if p.use_all_space and i != len(layout.partitions) - 1:
             others = [q for q in layout.partitions if q.use_all_space and q is not p]
             if others:
-                raise FFUError(
+                raise ConfigError(
                     f"partitions {p.name} and {others[0].name} both have UseAllSpace; only one (the "
                     "last) partition can take the remaining space",
                     d,
                     others[0].line_of("UseAllSpace"),
                 )
-            raise FFUError(
+            raise ConfigError(
                 f"partition {p.name} has UseAllSpace but is not the last partition; move it to the "
                 "end of <Partitions>",
                 d,
@@ -63,14 +63,14 @@ def validate(layout: DeviceLayout) -> list[str]:
             )
         if layout.style == "gpt":
             if len(p.name) > GPT_MAX_NAME_CHARS:
-                raise FFUError(
+                raise ConfigError(
                     f"partition name {p.name} is longer than {GPT_MAX_NAME_CHARS} characters (GPT limit)",
                     d,
                     p.line_of("Name"),
                 )
             if p.id:
                 if p.id in ids:
-                    raise FFUError(
+                    raise ConfigError(
                         f"partition {p.name}: <Id> {p.id} is also used by {ids[p.id].name}",
                         d,
                         p.line_of("Id"),
@@ -78,18 +78,18 @@ def validate(layout: DeviceLayout) -> list[str]:
                 ids[p.id] = p
         else:
             if p.id:
-                raise FFUError(
+                raise ConfigError(
                     f"partition {p.name}: <Id> only applies to GPT partitions; remove it", d, p.line_of("Id")
                 )
             if p.type in ("0x00", "0x05", "0x0f", "0xee", "0x85"):
-                raise FFUError(
+                raise ConfigError(
                     f"partition {p.name}: MBR <Type> {p.type} is reserved for the partition table "
                     "itself; use the file-system type (0x07, 0x0c, …)",
                     d,
                     p.line_of("Type"),
                 )
     if layout.style == "gpt" and len(layout.partitions) > GPT_ENTRY_ARRAY_BYTES // 128:
-        raise FFUError(
+        raise ConfigError(
             f"{len(layout.partitions)} partitions do not fit the 128-entry GPT",
             d,
             layout.lines.get("Partitions"),
@@ -99,29 +99,29 @@ def validate(layout: DeviceLayout) -> list[str]:
     # IoT rules — only with <VersionTag>IoTUAP</VersionTag>, as the kit does.
     tagline = layout.lines.get("VersionTag")
     if S != 512:
-        raise FFUError(
+        raise ConfigError(
             f"<SectorSize> {S}: IoTUAP layouts require 512", d, layout.lines.get("SectorSize", tagline)
         )
     if layout.chunk_size_kib != 128:
-        raise FFUError(
+        raise ConfigError(
             f"<ChunkSize> {layout.chunk_size_kib}: IoTUAP layouts require 128",
             d,
             layout.lines.get("ChunkSize", tagline),
         )
     for name in ("EFIESP", "MainOS", "Data"):
         if layout.find(name) is None:
-            raise FFUError(
+            raise ConfigError(
                 f"IoTUAP layouts need a {name} partition (EFIESP, MainOS and Data are mandatory)",
                 d,
                 layout.lines.get("Partitions"),
             )
     esp = layout.find("EFIESP")
     if esp.filesystem not in ("FAT", "FAT32"):
-        raise FFUError("partition EFIESP must have <FileSystem>FAT</FileSystem>", d, esp.line)
+        raise ConfigError("partition EFIESP must have <FileSystem>FAT</FileSystem>", d, esp.line)
     if esp.total_sectors is None:
-        raise FFUError("partition EFIESP must have a fixed <TotalSectors> (65536 = 32 MiB)", d, esp.line)
+        raise ConfigError("partition EFIESP must have a fixed <TotalSectors> (65536 = 32 MiB)", d, esp.line)
     if esp.total_sectors * S < IOT_EFIESP_MIN_BYTES:
-        raise FFUError(
+        raise ConfigError(
             f"partition EFIESP has {esp.total_sectors} sectors; IoT needs at least "
             f"{IOT_EFIESP_MIN_BYTES // S} (32 MiB)",
             d,
@@ -131,12 +131,14 @@ def validate(layout: DeviceLayout) -> list[str]:
         warnings.append(f"{d}:{esp.line}: partition EFIESP is not RequiredToFlash (IoT layouts set it)")
     main = layout.find("MainOS")
     if main.filesystem != "NTFS":
-        raise FFUError("partition MainOS must have <FileSystem>NTFS</FileSystem>", d, main.line)
+        raise ConfigError("partition MainOS must have <FileSystem>NTFS</FileSystem>", d, main.line)
     if main.min_free_sectors is None:
-        raise FFUError("partition MainOS must be sized by <MinFreeSectors> (1048576 = 512 MiB)", d, main.line)
+        raise ConfigError(
+            "partition MainOS must be sized by <MinFreeSectors> (1048576 = 512 MiB)", d, main.line
+        )
     free = main.min_free_sectors * S
     if free < IOT_MAINOS_FREE_MIN_BYTES:
-        raise FFUError(
+        raise ConfigError(
             f"partition MainOS: <MinFreeSectors> {main.min_free_sectors} is below the minimum "
             f"{IOT_MAINOS_FREE_MIN_BYTES // S}; use 1048576 (512 MiB)",
             d,
@@ -149,7 +151,7 @@ def validate(layout: DeviceLayout) -> list[str]:
         )
     data = layout.find("Data")
     if data.filesystem != "NTFS":
-        raise FFUError("partition Data must have <FileSystem>NTFS</FileSystem>", d, data.line)
+        raise ConfigError("partition Data must have <FileSystem>NTFS</FileSystem>", d, data.line)
     if not data.use_all_space:
-        raise FFUError("partition Data must have <UseAllSpace>true</UseAllSpace>", d, data.line)
+        raise ConfigError("partition Data must have <UseAllSpace>true</UseAllSpace>", d, data.line)
     return warnings

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ...errors import FFUError
+from ...errors import ConfigError
 from ...formats.disklayout import DiskLayout, PlacedPartition
 from .model import (
     GPT_DISK_GUID,
@@ -77,7 +77,7 @@ def check_partitions(layout: DeviceLayout, names: Iterable) -> list[str]:
         p = layout.find(name)
         if p is None:
             have = ", ".join(q.name for q in layout.partitions)
-            raise FFUError(
+            raise ConfigError(
                 f"partition {name} is targeted by a package but {layout.display} has no such "
                 f"partition (it has {have})",
                 file,
@@ -124,7 +124,7 @@ def compute_layout(
     files = {layout.find(k).name.lower(): v for k, v in files.items()}
     for k, v in content.items():
         if v < 0:
-            raise FFUError(f"content size for {k} is negative")
+            raise ConfigError(f"content size for {k} is negative")
 
     if layout.style == "gpt":
         table = _gpt_table_sectors(S)
@@ -135,14 +135,14 @@ def compute_layout(
     pd = platform.display if platform else d
     pline = platform.lines.get("MinSectorCount") if platform else None
     if N is not None and (N * S) % chunk:
-        raise FFUError(
+        raise ConfigError(
             f"<MinSectorCount> {N} × {S} bytes is not a multiple of the {chunk // 1024} KiB FFU "
             f"block; use a multiple of {chunk_sectors} sectors (e.g. {_align_up(N, chunk_sectors)})",
             pd,
             pline,
         )
     if N is not None and N <= first_usable + tail:
-        raise FFUError(f"<MinSectorCount> {N} is too small for any partition", pd, pline)
+        raise ConfigError(f"<MinSectorCount> {N} is too small for any partition", pd, pline)
     logical_from = 3 if layout.style == "mbr" and len(layout.partitions) > 4 else None
     min_last = _ceil_div(MIN_USE_ALL_SPACE_BYTES, S)
 
@@ -157,7 +157,7 @@ def compute_layout(
             start = p.offset_in_sectors
             if start - ebr < cursor:
                 need = " (plus one sector for its EBR)" if ebr else ""
-                raise FFUError(
+                raise ConfigError(
                     f"partition {p.name}: <OffsetInSectors> {start} overlaps {prev}, which ends at "
                     f"sector {cursor - 1}{need}",
                     d,
@@ -182,7 +182,7 @@ def compute_layout(
             )
             if need > size * S:
                 what = "bytes" if p.filesystem is None else "bytes with file-system overhead"
-                raise FFUError(
+                raise ConfigError(
                     f"partition {p.name}: content needs about {need} {what} but the partition holds "
                     f"{size * S} ({size} sectors); enlarge <TotalSectors> or remove content",
                     d,
@@ -219,7 +219,7 @@ def compute_layout(
             )
             if size < min_last or size * S < need:
                 want = max(min_last * S, need)
-                raise FFUError(
+                raise ConfigError(
                     f"the layout does not fit the disk: partition {p.name} (UseAllSpace) would get "
                     f"{max(size, 0)} sectors starting at {start}, needs at least {_ceil_div(want, S)}; "
                     f"MinSectorCount {N_eff} is too small or the partitions before it too large",
@@ -232,14 +232,14 @@ def compute_layout(
     if N_eff is None:
         N_eff = _align_up(cursor + tail, chunk_sectors)
     if cursor > N_eff - tail:
-        raise FFUError(
+        raise ConfigError(
             f"the layout does not fit the disk: its partitions end at sector {cursor - 1} but "
             f"MinSectorCount {N_eff} leaves sectors up to {N_eff - 1 - tail} usable",
             pd,
             pline,
         )
     if layout.style == "mbr" and N_eff > 0xFFFFFFFF:
-        raise FFUError(
+        raise ConfigError(
             f"MBR disks cannot address {N_eff} sectors (32-bit limit); use a GPT layout", pd, pline
         )
 
