@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ffuforge.features import merge as features
+from ffuforge.features import model
+from ffuforge.features import resolve as resolver
 
 XMLNS = 'xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"'
 
@@ -97,12 +98,12 @@ class Workspace:
             "BLD_DIR": str(self.root / "build" / self.cpu),
         }
 
-    def resolve(self, oeminput_text: str, fm_text: str | None = None, **kw) -> features.Resolution:
+    def resolve(self, oeminput_text: str, fm_text: str | None = None, **kw) -> model.Resolution:
         if fm_text is not None:
             self.write("fms/BoardFM.xml", fm_text)
         oi = self.write("Products/P/TestOEMInput.xml", oeminput_text)
-        kw.setdefault("available", features.assume_available)
-        return features.resolve(
+        kw.setdefault("available", model.assume_available)
+        return resolver.resolve(
             oi,
             cpu=kw.pop("cpu", self.cpu),
             variables=kw.pop("variables", self.variables),
@@ -111,9 +112,9 @@ class Workspace:
         )
 
 
-def names(res: features.Resolution, partition: str = "MainOS") -> list[str]:
+def names(res: model.Resolution, partition: str = "MainOS") -> list[str]:
     return [p.name for p in res.partitions.get(partition, [])]
 
 
-def reasons(res: features.Resolution) -> dict[str, list[str]]:
+def reasons(res: model.Resolution) -> dict[str, list[str]]:
     return {p.name: p.reasons for p in res.packages()}

@@ -11,8 +11,9 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from ffuforge.features import fm
+from ffuforge.features import fm, model
 from ffuforge.features import merge as features
+from ffuforge.features import resolve as resolver
 
 ARCHES = {"arm": "arm", "arm64": "arm64", "x64": "amd64", "x86": "x86"}
 
@@ -54,20 +55,20 @@ def merged_fms(root: Path, arch: str, cpu: str, bld: Path) -> dict[Path, fm.Feat
             fm_dirs=(lst.parent, root / "Common" / "Packages", src / "Packages"),
         )
         res = features.merge(
-            lst, settings, out_fm_dir=bld / "MergedFMs", write=False, available=features.assume_available
+            lst, settings, out_fm_dir=bld / "MergedFMs", write=False, available=model.assume_available
         )
         out.update(res.by_path())
     return out
 
 
-def resolve(oeminput: Path, bld: Path) -> features.Resolution:
+def resolve(oeminput: Path, bld: Path) -> model.Resolution:
     where = layout(oeminput)
     assert where is not None
     root, arch, cpu = where
-    return features.resolve(
+    return resolver.resolve(
         oeminput,
         cpu=cpu,
         variables=variables(root, arch, bld),
         fms=merged_fms(root, arch, cpu, bld),
-        available=features.assume_available,
+        available=model.assume_available,
     )

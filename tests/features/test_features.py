@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ffuforge.cli import features as features_cli
-from ffuforge.errors import FFUError
-from ffuforge.features import fm
+from ffuforge.errors import ConfigError, FFUError
+from ffuforge.features import fm, model
 from ffuforge.features import merge as features
 
 import kit_layout
@@ -382,7 +382,7 @@ def test_undefined_placeholder(ws):
 
 def test_additional_fm_errors(ws):
     ws.write("fms/BoardFM.xml", board_fm())
-    with pytest.raises(features.MissingFMError) as exc:
+    with pytest.raises(model.MissingFMError) as exc:
         ws.resolve(oeminput_xml(fms=("fms/BoardFM.xml", r"fms\Missing.xml")))
     assert exc.value.line == 13 and "no such file" in str(exc.value)
     with pytest.raises(FFUError, match="is this OEMInput itself"):
@@ -488,7 +488,7 @@ def test_merge_fips(ws):
     res = features.merge(
         lst,
         settings,
-        available=features.assume_available,
+        available=model.assume_available,
         partition_of=lambda p: "Data" if "Recovery" in p.name else None,
     )
     assert [m.entry.id for m in res.merged] == ["OEMCOMMON", "Board"]
@@ -530,7 +530,7 @@ def test_explicit_fip_suppresses_generation(ws):
         f"{pkg('B.cab', ids=('F',))}</OEM></Features>"
     )
     lst, settings = setup_merge(ws, board)
-    res = features.merge(lst, settings, available=features.assume_available)
+    res = features.merge(lst, settings, available=model.assume_available)
     assert "Contoso.OEM_F.Board.MainOS" not in {f.name for f in res.fips}
     assert "Contoso.BASE.Board.MainOS" in {f.name for f in res.fips}
 
@@ -538,12 +538,12 @@ def test_explicit_fip_suppresses_generation(ws):
 def test_merge_write_incremental_and_resolve(ws):
     lst, settings = setup_merge(ws)
     out = ws.root / "build" / "arm" / "MergedFMs"
-    res = features.merge(lst, settings, out_fm_dir=out, available=features.assume_available)
+    res = features.merge(lst, settings, out_fm_dir=out, available=model.assume_available)
     assert all(m.remerged for m in res.merged)
     files = sorted(p.name for p in out.iterdir())
     assert files == ["BoardFM.xml", "OEMCommonFM.xml"]
     stamp = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    again = features.merge(lst, settings, out_fm_dir=out, available=features.assume_available)
+    again = features.merge(lst, settings, out_fm_dir=out, available=model.assume_available)
     assert [m.remerged for m in again.merged] == [False, False]
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp
     ws.write(
@@ -553,7 +553,7 @@ def test_merge_write_incremental_and_resolve(ws):
             f"{pkg('Board.Extra.cab', '%BSPPKG_DIR%', ('BOARD_DRIVERS',))}</OEM></Features>"
         ),
     )
-    third = features.merge(lst, settings, out_fm_dir=out, available=features.assume_available)
+    third = features.merge(lst, settings, out_fm_dir=out, available=model.assume_available)
     assert [m.remerged for m in third.merged] == [False, True]
     assert (out / "OEMCommonFM.xml").stat().st_mtime_ns == stamp["OEMCommonFM.xml"]
     # a variable only the board FM uses re-merges only the board FM
@@ -562,16 +562,14 @@ def test_merge_write_incremental_and_resolve(ws):
     )
     assert [
         m.remerged
-        for m in features.merge(
-            lst, s2, out_fm_dir=out, write=False, available=features.assume_available
-        ).merged
+        for m in features.merge(lst, s2, out_fm_dir=out, write=False, available=model.assume_available).merged
     ] == [False, True]
     # a changed setting re-merges everything
     fourth = features.merge(
         lst,
         features.MergeSettings(**{**settings.__dict__, "version": "10.0.2.0"}),
         out_fm_dir=out,
-        available=features.assume_available,
+        available=model.assume_available,
     )
     assert all(m.remerged for m in fourth.merged)
 
@@ -614,7 +612,7 @@ def test_merge_microsoft_packages_not_checked(ws):
         f"<BasePackages>{pkg('RASPBERRYPI.RPi2.BootFirmware.cab', '%MSPKG_DIR%')}</BasePackages>"
     )
     lst, settings = setup_merge(ws, board)
-    res = features.merge(lst, settings, available=features.assume_available)
+    res = features.merge(lst, settings, available=model.assume_available)
     assert [s.name for s in res.skipped] == ["RASPBERRYPI.RPi2.BootFirmware"]
     kept = [p for p in res.merged[1].fm.packages if p.name == "RASPBERRYPI.RPi2.BootFirmware.cab"]
     assert kept[0].path == "%MSPKG_DIR%"  # resolved later, when a Microsoft root is known
@@ -661,16 +659,16 @@ def test_merge_errors(ws, edit, fragment, missing_fm):
     ws.write("bsp/Other/OEMCommonFM.xml", COMMON_FM)
     lst, settings = setup_merge(ws, fmlist=edit(FMLIST))
     with pytest.raises(FFUError) as exc:
-        features.merge(lst, settings, available=features.assume_available)
+        features.merge(lst, settings, available=model.assume_available)
     assert fragment in str(exc.value) and exc.value.file.endswith("BoardFMFileList.xml") and exc.value.line
-    assert isinstance(exc.value, features.MissingFMError) == missing_fm
+    assert isinstance(exc.value, model.MissingFMError) == missing_fm
 
 
 def test_merge_same_package_two_paths(ws):
     board = board_fm(f"<BasePackages>{pkg('Contoso.Version.cab', 'elsewhere')}</BasePackages>")
     lst, settings = setup_merge(ws, board)
     with pytest.raises(FFUError, match="Contoso.Version.cab is listed twice with different paths"):
-        features.merge(lst, settings, available=features.assume_available)
+        features.merge(lst, settings, available=model.assume_available)
 
 
 def test_merge_owner_and_replacement(ws):
@@ -679,7 +677,7 @@ def test_merge_owner_and_replacement(ws):
         **{**settings.__dict__, "variables": {"PKGBLD_DIR": str(ws.pkgs), "BSPPKG_DIR": str(ws.pkgs)}}
     )
     with pytest.raises(FFUError, match="no owner name"):
-        features.merge(lst, s2, available=features.assume_available)
+        features.merge(lst, s2, available=model.assume_available)
     s3 = features.MergeSettings(
         **{
             **s2.__dict__,
@@ -688,7 +686,7 @@ def test_merge_owner_and_replacement(ws):
             "variables": {**s2.variables, "OEM_NAME": "Fabrikam"},
         }
     )
-    res = features.merge(lst, s3, available=features.assume_available)
+    res = features.merge(lst, s3, available=model.assume_available)
     assert all(f.owner == "Fabrikam" and f.name.startswith("Fabrikam.") for f in res.fips)
     assert {p.path for p in res.merged[0].fm.packages} == {"%PKGS%"}
 
@@ -699,7 +697,38 @@ def test_fip_name_collision(ws):
     )
     lst, settings = setup_merge(ws, board)
     with pytest.raises(FFUError, match="two feature identifier packages would be written to"):
-        features.merge(lst, settings, available=features.assume_available)
+        features.merge(lst, settings, available=model.assume_available)
+
+
+# --------------------------------------------------------------------------- error kinds
+
+
+def test_resolve_errors_are_config_errors(ws):
+    with pytest.raises(ConfigError, match="unknown OEM feature CUSTOM_CMDD"):
+        ws.resolve(oeminput_xml(oem=("CUSTOM_CMDD",)), features_fm())
+    ws.cabs("Contoso.Base.cab", "Contoso.Layout.cab")
+    with pytest.raises(ConfigError, match="missing package"):
+        ws.resolve(oeminput_xml(oem=("CUSTOM_CMD",)), features_fm(), available=None)
+    with pytest.raises(ConfigError, match="is not one of arm, arm64, x86, amd64"):
+        model.canon_cpu("mips")
+
+
+def test_missing_fm_is_a_config_error(ws):
+    ws.write("fms/BoardFM.xml", board_fm())
+    with pytest.raises(ConfigError, match="no such file") as exc:
+        ws.resolve(oeminput_xml(fms=("fms/BoardFM.xml", r"fms\Missing.xml")))
+    assert isinstance(exc.value, model.MissingFMError)
+
+
+def test_merge_errors_are_config_errors(ws):
+    lst, settings = setup_merge(ws)
+    with pytest.raises(ConfigError, match="Missing package: "):
+        features.merge(lst, settings, available=[ws.pkgs / "Contoso.Version.cab"])
+    s2 = features.MergeSettings(
+        **{**settings.__dict__, "variables": {"PKGBLD_DIR": str(ws.pkgs), "BSPPKG_DIR": str(ws.pkgs)}}
+    )
+    with pytest.raises(ConfigError, match="no owner name"):
+        features.merge(lst, s2, available=model.assume_available)
 
 
 # ---------------------------------------------------------------------------------- CLI
@@ -789,7 +818,7 @@ def test_corpus_resolution(corpus, tmp_path):
             continue  # Templates/ (no Source-<arch>)
         try:
             res = kit_layout.resolve(p, bld)
-        except features.MissingFMError as exc:
+        except model.MissingFMError as exc:
             missing_fm.append((p, str(exc)))
             continue
         except FFUError as exc:
@@ -850,7 +879,7 @@ def test_corpus_merge_all_fmfilelists(corpus, tmp_path):
             settings,
             out_fm_dir=tmp_path / "MergedFMs" / str(merged),
             write=True,
-            available=features.assume_available,
+            available=model.assume_available,
         )
         for m in res.merged:
             again = fm.load_fm(m.out_path)

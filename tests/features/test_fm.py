@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError
 from ffuforge.features import fm
 
 from fmkit import XMLNS, fm_xml, pkg
@@ -410,6 +410,32 @@ def test_bad_fmfilelist(tmp_path, edit, fragment):
     with pytest.raises(FFUError) as exc:
         fm.load_fmfilelist(p, "L.xml")
     assert fragment in str(exc.value) and str(exc.value).startswith("L.xml:")
+
+
+# --------------------------------------------------------------------------- error kinds
+
+
+def test_bad_filter_is_a_config_error():
+    with pytest.raises(ConfigError, match="separated by ';'"):
+        fm.parse_filter("(en-US,zh-CN)", "language", "x/FM.xml", 7)
+
+
+def test_bad_fm_content_is_a_config_error(tmp_path):
+    text = fm_xml(
+        "<Features><MSFeatureGroups><FeatureGroup Name='G'/></MSFeatureGroups><OEMFeatureGroups>"
+        "<FeatureGroup Name='g'/></OEMFeatureGroups></Features>"
+    )
+    with pytest.raises(ConfigError, match="cannot override Microsoft groups"):
+        load_text(tmp_path, text)
+    with pytest.raises(ConfigError, match="this is an OEMInput, not a feature manifest"):
+        load_text(tmp_path, f"<OEMInput {XMLNS}/>")
+
+
+def test_bad_fmfilelist_is_a_config_error(tmp_path):
+    p = tmp_path / "L.xml"
+    p.write_text(FL.replace('ID="OEMFM"', 'ID="oemcommon"'))
+    with pytest.raises(ConfigError, match="is used twice"):
+        fm.load_fmfilelist(p, "L.xml")
 
 
 # -------------------------------------------------------------------------------- corpus

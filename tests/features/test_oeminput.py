@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError
 from ffuforge.features import oeminput
 
 from fmkit import XMLNS, oeminput_xml
@@ -151,6 +151,25 @@ def test_bad_oeminput(tmp_path, edit, fragment):
         load(tmp_path, text)
     assert fragment in str(exc.value)
     assert str(exc.value).startswith("TestOEMInput.xml:")
+
+
+@pytest.mark.parametrize(
+    "edit,fragment",
+    [
+        (_drop("SOC"), "no <SOC>; it is required"),
+        (lambda t: t.replace("<ReleaseType>Test", "<ReleaseType>Retail"), "must be Test or Production"),
+        (lambda t: t.replace("<BuildType>fre", "<BuildType>debug"), "must be fre or chk"),
+        (lambda t: t.replace("<BootLocale>en-us", "<BootLocale>en_US"), "not a language tag"),
+    ],
+)
+def test_bad_oeminput_is_a_config_error(tmp_path, edit, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load(tmp_path, edit(oeminput_xml(oem=("A",))))
+
+
+def test_undefined_variable_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"undefined variable %BUILDTYPE%"):
+        load(tmp_path, oeminput_xml(build="%BUILDTYPE%"), variables={})
 
 
 def test_corpus_oeminputs_load(corpus):

@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from ffuforge.cli import layout as layout_cli
-from ffuforge.errors import FFUError
+from ffuforge.errors import ConfigError, FFUError
 from ffuforge.image.layout import (
     GPT_DISK_GUID,
     MBR_DISK_ID,
@@ -581,6 +581,32 @@ def test_check_partitions():
     assert str(e).startswith("pkg/P.wm.xml:3: partition PLAT is targeted by a package but DL.xml has no such")
     e = error(compute_layout, layout, plat(), {"CrashDump": 5})
     assert "partition CrashDump" in e.message and e.file == "DL.xml"
+
+
+# ----------------------------------------------------------------------------------- error kinds
+
+
+def test_bad_layout_xml_is_a_config_error():
+    with pytest.raises(ConfigError, match="root element is <Layout>"):
+        load_device_layout(b"<Layout/>", "x.xml")
+    with pytest.raises(ConfigError, match="longer than 36 characters"):
+        load(part("P" * 37, BASIC, TotalSectors=10), tag=None)
+
+
+def test_iot_rule_is_a_config_error():
+    parts = iot_parts()
+    parts[0] = part("EFIESP", ESP_GPT, FileSystem="NTFS", TotalSectors=65536)
+    with pytest.raises(ConfigError, match="partition EFIESP must have <FileSystem>FAT</FileSystem>"):
+        load(*parts)
+
+
+def test_bad_platform_and_sizing_are_config_errors():
+    with pytest.raises(ConfigError, match="<MinSectorCount> must be greater than 0"):
+        plat(sectors=0)
+    with pytest.raises(ConfigError, match="not a multiple of the 128 KiB FFU block"):
+        compute_layout(load(*iot_parts()), plat(sectors=7372801), {})
+    with pytest.raises(ConfigError, match="partition PLAT is targeted by a package"):
+        check_partitions(load(*iot_parts()), ["PLAT"])
 
 
 # ------------------------------------------------------------------------------------------ CLI

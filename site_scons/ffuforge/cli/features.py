@@ -13,7 +13,9 @@ from ..errors import FFUError
 from ..features import fm as fmmod
 from ..features import oeminput as oimod
 from ..features.fm import FeatureManifest, Variables, expand
-from ..features.merge import MergeSettings, Resolution, Skipped, assume_available, canon_cpu, merge, resolve
+from ..features.merge import MergeSettings, merge
+from ..features.model import Resolution, Skipped, assume_available, canon_cpu
+from ..features.resolve import resolve
 from ..util import paths
 
 

@@ -1,4 +1,4 @@
-"""OEMInput.xml: the image description ImageApp reads (features-and-oeminput.md §6).
+"""OEMInput.xml: the image description ImageApp reads.
 
 Children may appear in any order (the XSD uses xs:all); element names are case-sensitive;
 values compare case-insensitively. `%VAR%` placeholders are expanded from an explicit variable
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import FFUError
+from ..errors import ConfigError, FFUError
 from ..util import xmlsafe
 from .fm import (
     LANG_RE,
@@ -190,7 +190,7 @@ class _OEMInputLoader(XmlLoader):
         if not placeholders(rel.value):
             canon = RELEASE_TYPES.get(rel.value.lower())
             if canon is None:
-                raise FFUError(
+                raise ConfigError(
                     f"<ReleaseType>{rel.value}</ReleaseType> must be Test or Production", self.file, rel.line
                 )
             if canon != rel.value:
@@ -207,7 +207,7 @@ class _OEMInputLoader(XmlLoader):
         bt: Item = got["BuildType"]
         if not placeholders(bt.value):
             if bt.value.lower() not in BUILD_TYPES:
-                raise FFUError(f"<BuildType>{bt.value}</BuildType> must be fre or chk", self.file, bt.line)
+                raise ConfigError(f"<BuildType>{bt.value}</BuildType> must be fre or chk", self.file, bt.line)
             bt = Item(bt.value.lower(), bt.line)
         for key in ("BootUILanguage", "BootLocale"):
             v: Item = got[key]
@@ -243,7 +243,7 @@ class _OEMInputLoader(XmlLoader):
 
     def lang_item(self, item: Item, what: str) -> None:
         if not LANG_RE.match(item.value):
-            raise FFUError(
+            raise ConfigError(
                 f"<{what}>{item.value}</{what}> is not a language tag like en-us", self.file, item.line
             )
 

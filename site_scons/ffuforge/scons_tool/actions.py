@@ -296,7 +296,7 @@ def _resolution_action(target, source, env):
     return 0
 
 
-RESOLUTION_BUILDER = builder(_resolution_action, "features.merge", "Resolve")
+RESOLUTION_BUILDER = builder(_resolution_action, "features.resolve", "Resolve")
 
 
 # ------------------------------------------------------------------------------ images

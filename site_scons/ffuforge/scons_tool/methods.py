@@ -225,7 +225,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     """Declare an image: the package set from the OEMInput and the merged FMs of this build, the
     layout, one target per partition (depending on exactly the CABs that land on it) and the FFU.
     Returns [Flash.ffu (, Flash.img)]."""
-    from ..features import merge as features
+    from ..features import resolve as features
     from ..image import extractcache, layout
 
     configured(env)
