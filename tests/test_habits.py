@@ -51,11 +51,10 @@ def test_types_of_the_lower_layers():
 
 def _modules() -> dict[str, Path]:
     out = {}
-    for f in sorted(LIB.rglob("*.py")):
-        parts = list(f.relative_to(LIB).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        out[".".join(parts)] = f
+    for m in toolsig.modules():
+        f = toolsig.source_file(m)
+        assert f is not None
+        out[m] = f
     return out
 
 

@@ -17,18 +17,7 @@ from ..features.merge import MergeSettings, merge
 from ..features.model import Resolution, Skipped, assume_available, canon_cpu
 from ..features.resolve import resolve
 from ..util import paths
-
-
-def _parse_variables(text: str | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in (text or "").split(";"):
-        if not item.strip():
-            continue
-        if "=" not in item:
-            raise FFUError(f"--variables item {item!r} is not NAME=VALUE")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v
-    return out
+from ..util.assignments import parse_assignments
 
 
 def default_variables(cpu: str, oem_name: str, top: Path) -> dict[str, str]:
@@ -128,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cpu = canon_cpu(args.cpu)
         top = Path(args.top)
         variables = default_variables(cpu, args.oem_name, top)
-        variables.update(_parse_variables(args.variables))
+        variables.update(parse_assignments(args.variables, "--variables"))
         vars_ = Variables(variables)
         oi = oimod.load(args.oeminput, args.oeminput, variables=vars_)
         merged: dict[Path, FeatureManifest] = {}

@@ -6,19 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import ConfigError
-
-
-def _variables(text: str | None) -> tuple[tuple[str, str], ...]:
-    out = []
-    for item in (text or "").split(";"):
-        if not item.strip():
-            continue
-        if "=" not in item:
-            raise ConfigError(f"--variables item {item!r} is not NAME=VALUE")
-        key, value = item.split("=", 1)
-        out.append((key.strip(), value))
-    return tuple(sorted(out))
+from ..util.assignments import parse_assignments
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = variant.BuildOptions(
         cpu=args.cpu,
         version=args.version,
-        variables=_variables(args.variables),
+        variables=tuple(sorted(parse_assignments(args.variables, "--variables").items())),
         languages=tuple(x for x in (args.languages or "").split(";") if x),
         build_type=args.build,
     )

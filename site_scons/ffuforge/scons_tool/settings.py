@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..util.assignments import parse_assignments
 
 DEFAULT_EPOCH = 1577836800  # 2020-01-01T00:00:00Z, used when SOURCE_DATE_EPOCH is unset
 
@@ -170,14 +171,7 @@ def from_text(s: Setting, text: str) -> Any:
     if s.kind == "list":
         return [x for x in text.split(";") if x.strip()]
     if s.kind == "dict":
-        out = {}
-        for item in text.split(";"):
-            if item.strip():
-                if "=" not in item:
-                    raise ConfigError(f"{s.arg}: {item!r} is not NAME=VALUE")
-                key, value = item.split("=", 1)
-                out[key.strip()] = value
-        return out
+        return parse_assignments(text, s.arg or s.name)
     return text
 
 

@@ -40,6 +40,15 @@ def source_file(module: str) -> Path | None:
     return None
 
 
+def modules() -> list[str]:
+    """Every module of the library, as dotted names relative to the package ('' is the root)."""
+    out = []
+    for f in sorted(PKG_DIR.rglob("*.py")):
+        parts = list(f.relative_to(PKG_DIR).with_suffix("").parts)
+        out.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return out
+
+
 def _package(module: str) -> str:
     """The package a module's relative imports start from."""
     f = source_file(module)
