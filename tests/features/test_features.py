@@ -837,7 +837,7 @@ def test_corpus_resolution(corpus, tmp_path):
     assert len(resolved) >= 190, (len(resolved), missing_fm[:3], refused[:3])
     assert len(all_microsoft) <= 10
     for _p, msg in refused:
-        # the spec's OEM_ rule: <Feature>OEM_CustomCmd</Feature> becomes OEM_OEM_CustomCmd
+        # the OEM_ prefix rule (IoT add-on kit): <Feature>OEM_CustomCmd</Feature> becomes OEM_OEM_CustomCmd
         assert "unknown OEM feature" in msg, msg
     assert sum("(implicit ID OEM_OEM_" in m for _, m in refused) >= 70
     for _p, msg in missing_fm:

@@ -317,7 +317,7 @@ def test_attach_signature_der_keeps_the_ctl_and_sorts_sets():
 
 
 def test_v1_ffu_catalog_shape():
-    """ffu-format.md §3.2: MakeCat's single-member catalog is 328 bytes, SHA-1 at offset 206."""
+    """MakeCat's single-member catalog is 328 bytes, SHA-1 at offset 206."""
     table_hash = hashlib.sha1(b"hash table").digest()
     der = build_catalog_v1([("HashTable.blob", table_hash)], this_update=WHEN, list_identifier=bytes(16))
     assert len(der) == 328
@@ -387,7 +387,7 @@ def test_osslsigncode_signs_and_verifies_catalog(signed_catalog, pki):
     r = run("osslsigncode", "verify", "-in", signed, "-CAfile", pki["root"])
     assert r.returncode == 0 and "Succeeded" in r.stdout, r.stdout + r.stderr
     # osslsigncode keeps our CTL bytes; its messageDigest covers the CTL's contents octets
-    # (RFC 2315 §9.3), not the whole TLV as signing.md §6 claims.
+    # (RFC 2315 §9.3), not the whole TLV.
     der = signed.read_bytes()
     assert ctl_der(der) == ctl_der(unsigned.read_bytes())
     assert ctl_der(der) == ctl_der(der)[:4] + signed_content(der) and ctl_der(der)[:2] == b"\x30\x82"
@@ -424,7 +424,7 @@ def test_signify_verifies_osslsigncode_signed_catalog(signed_catalog, pki):
 
 
 def _signer_info(der: bytes, pki) -> tuple[cms.SignerInfo, asn1_x509.Certificate]:
-    """A minimal signing step (signing.md §6) built only from the hooks catalog.py exposes."""
+    """A minimal signing step built only from the hooks catalog.py exposes."""
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import padding
 

@@ -1,5 +1,5 @@
-"""FFU writer and reader: the spec's worked example byte for byte, ImgGen's phase rules, round
-trips against the independently assembled raw disk (compared with cmp), the spec's edge cases,
+"""FFU writer and reader: a hand-computed worked example byte for byte, ImgGen's phase rules, round
+trips against the independently assembled raw disk (compared with cmp), the format's edge cases,
 tampering, hostile files, determinism, memory and speed."""
 
 import filecmp
@@ -79,7 +79,7 @@ def worked_layout() -> DiskLayout:
 
 @pytest.fixture
 def worked(tmp_path):
-    """ffu-format.md §8: 4 MiB disk, Data at blocks 8-23 with blocks 8, 9, 10, 11, 20 allocated."""
+    """Worked example: 4 MiB disk, Data at blocks 8-23 with blocks 8, 9, 10, 11, 20 allocated."""
     img = sparse_image(tmp_path / "data.img", 4096 * 512, [(b * BS, 1000) for b in (0, 1, 2, 3, 12)], seed=8)
     layout = worked_layout()
     out = tmp_path / "worked.ffu"
@@ -304,7 +304,7 @@ def test_4k_sector_roundtrip(tmp_path):
 
 
 def test_data_on_table_blocks_merged(tmp_path):
-    """Spec §6: a raw partition inside the first block (i.MX BOOTLOADER at sector 66) and data in
+    """A raw partition inside the first block (i.MX BOOTLOADER at sector 66) and data in
     the last block next to the backup GPT: every copy of those blocks carries both."""
     layout = gpt_layout(bootloader_at=66, data_to_end=True)
     images = images_for(layout, tmp_path)
@@ -357,7 +357,7 @@ def test_disk_end_locations(tmp_path):
 
 
 def test_descriptor_area_never_ends_on_block_boundary(tmp_path):
-    """Spec §5.4: 248 + 24 + 16 × (8172 + 3) = 131072 exactly; the writer adds a LocationCount-0
+    """A full first chunk: 248 + 24 + 16 × (8172 + 3) = 131072 exactly; the writer adds a LocationCount-0
     descriptor so Microsoft's reader does not skip a block."""
     n = (2 << 30) // 512
     layout = DiskLayout(

@@ -133,7 +133,7 @@ def embedded_digest(signed: bytes) -> tuple[str, bytes]:
 
 
 def reference_digest(data: bytes, algo: str = "sha256") -> bytes:
-    """signing.md §5.1 written out naively on an in-memory image."""
+    """The Authenticode PE digest (Microsoft's Authenticode PE specification) written out naively on an in-memory image."""
     pe = struct.unpack_from("<I", data, 0x3C)[0]
     opt = pe + 24
     magic = struct.unpack_from("<H", data, opt)[0]

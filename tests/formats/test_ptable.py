@@ -196,7 +196,7 @@ def test_gpt_seen_by_sfdisk(tmp_path):
     assert [(p["start"], p["size"], p["type"].lower(), p["name"]) for p in t["partitions"]] == [
         (q.first_sector, q.sector_count, q.type.strip("{}"), q.name) for q in layout.partitions
     ]
-    # MainOS asked for no drive letter; the final table clears that bit (ffu-format.md §5.3)
+    # MainOS asked for no drive letter; the final table clears that bit (as ImgGen writes it)
     assert all("attrs" not in p for p in t["partitions"])
 
 
