@@ -16,8 +16,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..formats.diskimage import data_extents
-
 BLOCK = 1 << 20
 _ZERO = hashlib.sha256(bytes(BLOCK)).digest()
 _TAG = b"ffuforge-blocks-sha256-v1\0"
@@ -63,6 +61,8 @@ def file_signature(path: str | os.PathLike, threads: int | None = None) -> str:
 def _block_order(fd: int, size: int) -> list[int]:
     """The file's blocks in order: a block index to read and hash, or -n for a run of n blocks
     the file system reports as holes (zeros, never read). A partial last block is always read."""
+    from ..formats.diskimage import data_extents  # not at import: a no-op build never needs it
+
     order: list[int] = []
     nblocks = -(-size // BLOCK)
     last_full = size // BLOCK  # blocks before this index are whole
