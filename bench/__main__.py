@@ -2,6 +2,7 @@
 
     python -m bench scale      [--packages 300] [--mib 1024] [--dist lognormal]   (issue 7)
     python -m bench partition  [--packages 300] [--mib 1024]                      (issue 5)
+    python -m bench ntfs       [--mib 1024] [--repeat 5]                          (issue 14)
     python -m bench ffu        [--disk-gib 8] [--data-mib 1536]                   (issue 6)
     python -m bench cab        [--packages 200] [--mib 256]                       (issue 2)
     python -m bench sign       [--packages 200] [--mib 128]                       (issue 3)
@@ -183,6 +184,10 @@ def main(argv=None) -> int:
     pa.add_argument("--packages", type=int, default=300)
     pa.add_argument("--mib", type=int, default=1024, help="total payload in MiB")
     pa.add_argument("--dist", choices=workspace.DISTRIBUTIONS, default="lognormal")
+    nt = sub.add_parser("ntfs", help="the MainOS volume write alone against cp -r of the tree (issue 14)")
+    nt.add_argument("--mib", type=int, default=1024, help="total payload in MiB")
+    nt.add_argument("--files", type=int, default=2100)
+    nt.add_argument("--repeat", type=int, default=5, help="interleaved runs of each")
     ff = sub.add_parser("ffu", help="FFU writer throughput against sha256sum, and its memory")
     ff.add_argument("--disk-gib", type=int, default=8, help="disk size in GiB")
     ff.add_argument("--data-mib", type=int, default=1536, help="bytes of partition data on the disk, in MiB")
@@ -220,6 +225,10 @@ def main(argv=None) -> int:
             argv,
             start,
         )
+    elif args.what == "ntfs":
+        from bench.ntfs import bench_ntfs
+
+        _report(f"NTFS volume write, {args.mib} MiB", bench_ntfs(args), args, argv, start)
     elif args.what == "ffu":
         from bench.ffu import bench_ffu
 

@@ -45,9 +45,9 @@ def worker(spec_path: str) -> int:
         if os.path.basename(argv[0]) == "eatmydata":  # fstools.no_fsync
             argv = argv[1:]
         name = os.path.basename(argv[0])
-        if any(str(x).endswith("wimapply.py") for x in argv):
-            return "libwim tree → NTFS"
-        return f"{name} {argv[1]}" if name.startswith("wimlib") else name
+        if any(str(x).endswith("ntfswrite.py") for x in argv):
+            return "libntfs-3g tree → NTFS"
+        return name
 
     stage = partition.stage
     partition.stage = timed("install packages (extract, hives)", stage)

@@ -1,6 +1,6 @@
 """Interrupted builds: SIGKILL and Ctrl-C at chosen moments of the full sample build.
 
-A build machine dies (SIGKILL of the whole process group: scons and the mkntfs/wimlib it runs)
+A build machine dies (SIGKILL of the whole process group: scons and the mkntfs/libntfs-3g helper it runs)
 while a CAB is written or signed, a partition image is written or the FFU is assembled. Every
 kill is followed by a check that nothing under build/ lies: each file with an output's name is
 byte-identical to the clean build's (half-written data only ever sits under hidden temp names),
@@ -303,7 +303,7 @@ def test_sigkill_during_edit_then_revert(reference, ws):
     [
         ("scons: Reading SConscript files ...", 0.3),  # while the SConscripts are read
         ("Package Contoso.Services.Heartbeat.cab", 0.01),  # CAB writing and signing
-        ("Partition build/arm64/SampleA/Test/partitions/MainOS.img", 0.02),  # mkntfs / libwim running
+        ("Partition build/arm64/SampleA/Test/partitions/MainOS.img", 0.02),  # mkntfs / libntfs-3g running
         ("FFU build/arm64/SampleA/Test/Flash.ffu", 0.05),  # FFU writing
         ("scons: done building targets.", 0.0),  # scons exiting: joining its workers
     ],

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ffuforge.errors import ConfigError, FFUError, FormatError
-from ffuforge.formats import cab, fsimage, fstools, ntfs, wimapply
+from ffuforge.formats import cab, fsimage, fstools
 from ffuforge.image import extractcache, install, partition
 from ffuforge.package.build import build_variant
 from ffuforge.util import workers
@@ -372,29 +372,7 @@ def test_copy_when_hard_links_fail(tmp_path, monkeypatch):
     assert not staged.stat().st_mode & stat.S_IWUSR
 
 
-# --------------------------------------------------------------------------------- NTFS engines
-
-
-def test_libwim_and_wimlib_commands_write_the_same_volume(tmp_path, monkeypatch):
-    if not shutil.which("wimlib-imagex") or not os.access("/usr/sbin/mkntfs", os.X_OK):
-        pytest.skip("wimtools and ntfs-3g are installed by ./bootstrap")
-    tree = tmp_path / "tree"
-    for i in range(40):
-        p = tree / f"d{i % 5}" / f"f{i}.bin"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(os.urandom(i * 997))
-    out = {}
-    for engine in ("libwim", "commands", "unavailable"):
-        monkeypatch.setitem(ntfs._LIBWIM, "usable", engine != "commands")
-        if engine == "unavailable":  # libwim cannot be loaded: the helper says so, the commands run
-            fake = tmp_path / "nolib.py"
-            fake.write_text(f"import sys\nsys.exit({wimapply.UNAVAILABLE})\n")
-            monkeypatch.setattr(wimapply, "__file__", str(fake))
-        out[engine] = fsimage.write_ntfs(
-            tree, tmp_path / f"{engine}.img", size_bytes=16 << 20, label="MainOS", timestamp=EPOCH
-        ).read_bytes()
-    assert out["libwim"] == out["commands"] == out["unavailable"]
-    assert ntfs._LIBWIM["usable"] is False
+# ---------------------------------------------------------------------------------- NTFS fsync
 
 
 def test_skipping_fsync_changes_no_byte(tmp_path, monkeypatch):

@@ -1,8 +1,8 @@
 """Partition images (FAT, NTFS, raw) from a staged directory tree, without root or FUSE.
 
 Debian's own tools write the file systems, so their on-disk format is exactly what Linux and
-fsck already trust: FAT with dosfstools + mtools, NTFS with mkntfs + wimlib (which writes into
-an NTFS volume *file* through libntfs-3g). What they do not give us is reproducibility, so:
+fsck already trust: FAT with dosfstools + mtools, NTFS with mkntfs + libntfs-3g (driven through
+ctypes by a helper process, writing into the volume *file*, with Windows' security descriptors). What they do not give us is reproducibility, so:
 
 * FAT: ``mkfs.fat --invariant -i <id>`` fixes the serial and boot-sector constants; mtools
   honours ``SOURCE_DATE_EPOCH`` for every directory-entry time (files are copied without

@@ -56,11 +56,17 @@ class ToolRunError(ToolError):
 
 
 def run(
-    argv: list[str], out: Path, env: dict[str, str] | None = None, name: str | None = None
+    argv: list[str],
+    out: Path,
+    env: dict[str, str] | None = None,
+    name: str | None = None,
+    input: bytes | None = None,
 ) -> subprocess.CompletedProcess:
+    """Run a tool; `input` is its stdin (else /dev/null). Raises ToolRunError with its last error line."""
     name = name or os.path.basename(argv[1] if os.path.basename(argv[0]) == "eatmydata" else argv[0])
+    stdin = None if input is not None else subprocess.DEVNULL
     try:
-        res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, check=False)
+        res = subprocess.run(argv, input=input, stdin=stdin, capture_output=True, env=env, check=False)
     except OSError as exc:
         raise ToolError(f"cannot run {argv[0]}: {exc.strerror}", str(out)) from None
     if res.returncode < 0:  # Ctrl-C reaches the whole process group: not the tool's fault, say so
@@ -77,7 +83,9 @@ def run(
     if res.returncode != 0:
         text = (res.stderr or b"").decode("utf-8", "replace").replace("\r", "\n")
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        errors = [ln for ln in lines if ln.startswith("[ERROR]")]  # wimlib: the cause precedes a summary
+        errors = [
+            ln for ln in lines if ln.startswith("[ERROR]")
+        ]  # ntfswrite: the cause, among libntfs-3g's lines
         last = errors[-1] if errors else lines[-1] if lines else f"exit status {res.returncode}"
         raise ToolRunError(f"{name} failed: {last}", str(out), text, res.returncode)
     return res
@@ -132,7 +140,9 @@ def scan(staged_dir: str | Path) -> list[Entry]:
             else:
                 kind = "symbolic link" if stat.S_ISLNK(st.st_mode) else "special file"
                 raise ConfigError(
-                    f"{kind} in a staged partition tree; only files and directories can be imaged", str(p)
+                    f"{kind} in a staged partition tree; only files and directories can be imaged "
+                    "(reparse points, named streams and NTFS hard links are not written)",
+                    str(p),
                 )
 
     walk(root, ())

@@ -1,27 +1,36 @@
-"""NTFS partition images with mkntfs and wimlib, made reproducible by :func:`normalize_ntfs`.
+"""NTFS partition images: mkntfs, then the staged tree written through libntfs-3g, made
+reproducible by :func:`normalize_ntfs`.
 
-``mkntfs -T`` seeds its "random" values from a zero clock, so the bare volume is fixed; wimlib
-(libntfs-3g) then writes the tree into the volume *file* and stamps the MFT-change time of every
-record it touches with the wall clock. Afterwards every time in the MFT and in the ``$I30`` index
-entries is rewritten to the build epoch (and the volume serial replaced, otherwise equal for all
-volumes), re-applying NTFS update-sequence fix-ups. Separate from :mod:`.fat`: the two file
-systems share only the tool runner in :mod:`.fstools`.
+``mkntfs -T`` seeds its "random" values from a zero clock, so the bare volume is fixed; the
+helper :mod:`.ntfswrite` (its own process, under eatmydata) then creates every entry in sorted
+order with Windows' security descriptors (:mod:`.secdesc`: the WRP defaults, or one given per
+path) and attributes, and libntfs-3g stamps the MFT-change time of every record it touches with
+the wall clock. Afterwards every time in the MFT and in the ``$I30`` index entries is rewritten
+to the build epoch (and the volume serial replaced, otherwise equal for all volumes), re-applying
+NTFS update-sequence fix-ups. Measured design: ``../shared/spec/ntfs-libntfs3g.md`` (issue 14).
+
+Not written (refused by :func:`.fstools.scan` with a message that says so): hard links, named
+streams, reparse points, sparse or compressed files, DOS 8.3 short names (names are in the POSIX
+namespace, as wimlib also writes a tree captured on Linux).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import sys
-import tempfile
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import ConfigError, FormatError
 from ..util.atomic import atomic_path
-from . import fstools, wimapply
+from . import fstools, ntfswrite, secdesc
 
 FILETIME_EPOCH_OFFSET = 11644473600
+FILE_ATTRIBUTE_ARCHIVE = 0x20  # what Windows gives a file it creates; directories get none settable
+MAX_NAME_UNITS = 255  # ntfs_create takes a u8 length; NTFS's own limit too
 
 
 # ------------------------------------------------------------------------------------------ NTFS
@@ -38,10 +47,14 @@ def write_ntfs(
     sector_size: int = 512,
     hidden_sectors: int = 0,
     serial: int | None = None,
+    security: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write an NTFS image of `staged_dir` (mkntfs, then wimlib applies the tree into the volume file)."""
+    """Write an NTFS image of `staged_dir` (mkntfs, then libntfs-3g writes the tree into the volume file).
+
+    Every file and directory gets the WRP default descriptor (:func:`.secdesc.wrp_default`) unless
+    `security` maps its path (``/``-separated, relative to the volume root, compared without case)
+    to SDDL. The volume root keeps what mkntfs gives it (HIDDEN|SYSTEM, mkntfs' descriptor)."""
     mkntfs = fstools.find_tool("mkntfs", "ntfs-3g")
-    wimlib = fstools.find_tool("wimlib-imagex", "wimtools")
     out = Path(out_path)
     if cluster_size < sector_size or cluster_size & (cluster_size - 1) or cluster_size > 2 * 1024 * 1024:
         raise ConfigError(
@@ -51,6 +64,13 @@ def write_ntfs(
     if len(label) > 32:
         raise ConfigError(f"NTFS volume label {label!r} is longer than 32 characters", str(out))
     entries = fstools.scan(staged_dir)
+    for e in entries:
+        if len(e.rel[-1].encode("utf-16-le")) > 2 * MAX_NAME_UNITS:
+            raise ConfigError(
+                f"file name is longer than {MAX_NAME_UNITS} UTF-16 units, the NTFS limit; shorten it",
+                str(e.path),
+            )
+    job = _job(entries, security or {}, out)
     # Lower bound of what the tree needs (data clusters + 1 KiB MFT record each + mkntfs metadata ≈ 0.5 %);
     # the real check is libntfs-3g running out of space, reported below.
     need = sum(fstools.ceil_div(e.size, cluster_size) * cluster_size for e in entries if e.size > 512)
@@ -95,12 +115,14 @@ def write_ntfs(
             env,
         )
         if entries:
+            argv = [*fstools.no_fsync(), sys.executable, "-I", "-S", ntfswrite.__file__, "-", str(tmp)]
             try:
-                _apply_tree(Path(staged_dir), tmp, out, env, wimlib)
+                fstools.run(argv, out, env, "libntfs-3g", input=job)
             except fstools.ToolRunError as exc:
                 if "no space left" in exc.stderr.lower():
                     raise ConfigError(
-                        f"content does not fit in the {size_bytes}-byte NTFS partition ({exc.message})",
+                        f"content does not fit in the {size_bytes}-byte NTFS partition ({exc.message}); "
+                        "make the partition larger or the content smaller",
                         str(out),
                     ) from None
                 raise
@@ -108,44 +130,38 @@ def write_ntfs(
     return out
 
 
-_LIBWIM = {"usable": True}  # until the helper finds no libwim in this process's environment
+def _job(entries: list[fstools.Entry], security: Mapping[str, str], out: Path) -> bytes:
+    """The helper's input: distinct descriptors (binary, hex) and every entry in creation order."""
+    blobs: dict[bytes, int] = {}
 
+    def index(blob: bytes) -> int:
+        return blobs.setdefault(blob, len(blobs))
 
-def _apply_tree(staged_dir: Path, volume: Path, out: Path, env: dict[str, str], wimlib: str) -> None:
-    """Write the staged tree into the NTFS volume file: libwim straight from the tree (see
-    :mod:`ffuforge.formats.wimapply`), else `wimlib-imagex` capture into a WIM file, then apply. Same bytes."""
-    if _LIBWIM["usable"]:
+    given: dict[str, bytes] = {}
+    for path, sddl in security.items():
+        key = path.replace("\\", "/").strip("/").casefold()
         try:
-            fstools.run(
-                [
-                    *fstools.no_fsync(),
-                    sys.executable,
-                    "-I",
-                    "-S",
-                    wimapply.__file__,
-                    str(staged_dir),
-                    str(volume),
-                ],
-                out,
-                env,
-                "wimlib",
-            )
-            return
-        except fstools.ToolRunError as exc:
-            if exc.status != wimapply.UNAVAILABLE:
-                raise
-            _LIBWIM["usable"] = False
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.wim-", dir=out.parent) as td:
-        wim = os.path.join(td, "tree.wim")
-        fstools.run(
-            [wimlib, "capture", str(staged_dir), wim, "--compress=none", "--no-acls", "--norpfix"], out, env
+            given[key] = secdesc.sddl_to_binary(sddl)
+        except FormatError as exc:
+            raise ConfigError(f"security descriptor for {path}: {exc.message}", str(out)) from None
+    defaults = {True: secdesc.wrp_default(True), False: secdesc.wrp_default(False)}
+    rows = []
+    for e in entries:
+        rel = "/".join(e.rel)
+        blob = given.pop(rel.casefold(), None) or defaults[e.is_dir]
+        attrib = 0 if e.is_dir else FILE_ATTRIBUTE_ARCHIVE
+        rows.append([rel, None if e.is_dir else str(e.path), e.is_dir, index(blob), attrib])
+    if given:
+        raise ConfigError(
+            f"security descriptor given for {sorted(given)[0]!r}, which is not in the partition", str(out)
         )
-        fstools.run([*fstools.no_fsync(), wimlib, "apply", wim, "1", str(volume), "--no-acls"], out, env)
+    return json.dumps({"descriptors": [b.hex() for b in blobs], "entries": rows}).encode()
 
 
 # NTFS on-disk constants
 _AT_STANDARD_INFORMATION, _AT_ATTRIBUTE_LIST, _AT_FILE_NAME, _AT_DATA = 0x10, 0x20, 0x30, 0x80
 _AT_INDEX_ROOT, _AT_INDEX_ALLOCATION, _AT_END = 0x90, 0xA0, 0xFFFFFFFF
+_FILE_ATTR_I30_INDEX_PRESENT = 0x10000000
 
 
 def _unfixup(buf: bytearray, sector: int, what: str) -> None:
@@ -249,7 +265,11 @@ def _patch_index_entries(buf: bytearray, header: int, stamp: bytes) -> None:
 
 
 def normalize_ntfs(image: str | Path, timestamp: int, *, serial: int | None = None) -> None:
-    """Rewrite every MFT/index timestamp of an NTFS volume file to `timestamp` (and the serial)."""
+    """Rewrite every MFT/index timestamp of an NTFS volume file to `timestamp` (and the serial).
+
+    Also gives each record's own ``$FILE_NAME`` the attributes of its ``$STANDARD_INFORMATION``
+    (libntfs-3g, like Windows, updates only the parent's index entry when they change), so that
+    all three places agree."""
     stamp = struct.pack("<Q", (int(timestamp) + FILETIME_EPOCH_OFFSET) * 10_000_000)
     with open(image, "r+b") as fh:
         boot = bytearray(fh.read(512))
@@ -286,12 +306,20 @@ def normalize_ntfs(image: str | Path, timestamp: int, *, serial: int | None = No
             used = struct.unpack_from("<I", rec, 0x18)[0]
             rec[used:] = bytes(len(rec) - used)  # slack may keep stale copies (with wall-clock times)
             base = struct.unpack_from("<Q", rec, 0x20)[0] & 0xFFFFFFFFFFFF or n
+            si_flags = None
             for atype, off, nonres, name in _attributes(rec):
                 voff = off + struct.unpack_from("<H", rec, off + 0x14)[0] if not nonres else 0
                 if atype == _AT_STANDARD_INFORMATION and not nonres:
                     rec[voff : voff + 32] = stamp * 4
+                    si_flags = struct.unpack_from("<I", rec, voff + 0x20)[0]
                 elif atype == _AT_FILE_NAME and not nonres:
                     rec[voff + 8 : voff + 40] = stamp * 4
+                    if si_flags is not None:  # the record's own $FILE_NAME copy keeps creation-time flags
+                        fn_flags = struct.unpack_from("<I", rec, voff + 0x38)[0]
+                        flags = (fn_flags & _FILE_ATTR_I30_INDEX_PRESENT) | (
+                            si_flags & ~_FILE_ATTR_I30_INDEX_PRESENT
+                        )
+                        struct.pack_into("<I", rec, voff + 0x38, flags)
                 elif atype == _AT_INDEX_ROOT and not nonres and name == "$I30":
                     _patch_index_entries(rec, voff + 16, stamp)
                 elif atype == _AT_INDEX_ALLOCATION and nonres and name == "$I30":
