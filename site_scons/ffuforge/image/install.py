@@ -11,6 +11,12 @@ verified, a bad package's error recorded where it arose), :func:`replay` applies
 the staged partition in package order (collision checks, files hard-linked into the tree). So the
 first step can run in worker processes or be kept between builds (:mod:`ffuforge.image.extractcache`)
 while errors stay those of a sequential install.
+
+Registry values are read and merged as CSI applies them (:mod:`.registry`: ``operationHint="append"``,
+``$(runtime.*)``/``$(build.*)``, service layouts); :mod:`.partition` writes them into the hives of
+Windows' new-image skeleton, always with ``SYSTEM\\Select`` and ``ControlSet001``, and its docstring
+lists what Microsoft's OS packages are expected to supply (``Control``, inbox services, SAM/SECURITY,
+the default user hive).
 """
 
 from __future__ import annotations
