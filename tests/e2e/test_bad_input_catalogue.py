@@ -299,6 +299,27 @@ CASES: list[Case] = [
         "</regKey></regKeys>",
     ),
     Case(
+        "multi-string-empty-item",
+        "mini",
+        r"pkg/P\.wm\.xml:7: REG_MULTI_SZ item 2 of 3 is empty; Windows ends the list at an empty string",
+        extra='<regKeys><regKey keyName="$(hklm.software)\\C"><regValue name="x" type="REG_MULTI_SZ" '
+        'value="a;;b" /></regKey></regKeys>',
+    ),
+    Case(
+        "append-on-a-string",
+        "mini",
+        r"pkg/P\.wm\.xml:7: operationHint='append' needs type REG_MULTI_SZ",
+        extra='<regKeys><regKey keyName="$(hklm.svchost)"><regValue name="g" type="REG_SZ" value="a" '
+        'operationHint="append" /></regKey></regKeys>',
+    ),
+    Case(
+        "service-trigger-unknown-type",
+        "mini",
+        r"pkg/P\.wm\.xml:7: serviceTrigger type='OnBoot'",
+        extra='<service name="S" start="demand" type="win32OwnProcess"><serviceTrigger action="start" '
+        'type="OnBoot" subtype="DOMAIN_JOIN_GUID" /></service>',
+    ),
+    Case(
         "registry-value-twice",
         "mini",
         r"pkg/P\.wm\.xml:7: registry value .*x is set twice",
@@ -458,6 +479,18 @@ CASES: list[Case] = [
         "sample",
         r"SOURCE_DATE_EPOCH='1\.5e9' is not an integer",
         args=("SOURCE_DATE_EPOCH=1.5e9",),
+    ),
+    Case(
+        "append-to-a-value-set-as-string",
+        "sample",
+        r"Contoso\.Services\.Heartbeat\.cab:[^:]+\.manifest: registry value .*ContosoGroup: "
+        r"Contoso\.Services\.Heartbeat appends REG_MULTI_SZ items to it, but Contoso\.Registry\.Settings sets it as REG_SZ",
+        files={
+            "packages/Registry.Settings/Registry.Settings.wm.xml": _sub(
+                'type="REG_MULTI_SZ" value="ContosoSettings" operationHint="append"',
+                'type="REG_SZ" value="ContosoSettings"',
+            )
+        },
     ),
     Case(
         "unknown-feature",

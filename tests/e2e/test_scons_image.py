@@ -119,6 +119,50 @@ def test_filesystems_cut_from_the_disk(ws, tmp_path):
     )
     svc = hive.read_hive(system).as_dict()["ControlSet001\\Services\\ContosoHeartbeat"]
     assert svc["Start"] == (4, (2).to_bytes(4, "little"))
+    _registry_rules_on_the_sample(software, system)
+
+
+def _registry_rules_on_the_sample(software: Path, system: Path) -> None:
+    """Issue 15: Select/ControlSet001, append merge across two packages, ';' in an item, CSI
+    variables and a service trigger, read by our reader, hivexsh and regipy."""
+
+    def multi(*items):
+        return "".join(f"{i}\0" for i in items).encode("utf-16-le") + b"\0\0"
+
+    sw = hive.read_hive(software).as_dict()
+    group = sw[r"Microsoft\Windows NT\CurrentVersion\SvcHost"]["ContosoGroup"]
+    assert group == (
+        7,
+        multi("ContosoSettings", "ContosoHeartbeat"),
+    )  # Registry.Settings + Services.Heartbeat
+    assert sw["Contoso\\SampleA"]["Endpoints"] == (7, multi("tcp:8181;udp:8181", "local"))
+    assert sw["Contoso\\SampleA"]["LogDir"] == (2, "%ProgramData%\\Contoso\\Logs\0".encode("utf-16-le"))
+    tree = hive.read_hive(system).as_dict()
+    assert {n: int.from_bytes(d, "little") for n, (_, d) in tree["Select"].items()} == {
+        "Current": 1,
+        "Default": 1,
+        "Failed": 0,
+        "LastKnownGood": 1,
+    }
+    assert not any(k.lower().startswith("currentcontrolset") for k in tree)
+    trig = tree[r"ControlSet001\Services\ContosoHeartbeat\TriggerInfo\0"]
+    assert trig["Type"] == (4, (2).to_bytes(4, "little")) and trig["Action"] == (4, (1).to_bytes(4, "little"))
+    assert trig["GUID"] == (3, bytes.fromhex("def2274fe2140b43a5497cd48cbc8245"))  # FIRST_IP_ADDRESS_ARRIVAL
+    if shutil.which("hivexsh"):
+        out = subprocess.run(
+            ["hivexsh", str(system)], input="cd \\Select\nlsval\n", capture_output=True, text=True, check=True
+        ).stdout
+        assert '"Current"=dword:00000001' in out and '"Failed"=dword:00000000' in out
+    try:
+        from regipy.registry import RegistryHive
+    except ImportError:
+        return
+    reg = RegistryHive(str(software))
+    values = {
+        v.name: v.value for v in reg.get_key(r"\Microsoft\Windows NT\CurrentVersion\SvcHost").iter_values()
+    }
+    assert values["ContosoGroup"] == ["ContosoSettings", "ContosoHeartbeat"]
+    assert RegistryHive(str(system)).get_key("\\Select").get_value("LastKnownGood") == 1
 
 
 def test_noop_and_one_payload_edit(ws):

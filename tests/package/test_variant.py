@@ -81,7 +81,8 @@ def test_registry_encodings(tmp_path):
     assert regs["dw"].data.data == b"\x01\x00\x00\x00"
     assert regs["qw"].data.data == (0x1005C).to_bytes(8, "little")
     assert regs["bin"].data.data == bytes.fromhex("12abcdef")
-    assert regs["multi"].data.data == "a\0b\0\\Windows\\System32\\x.exe\0\0".encode("utf-16-le")
+    # runtime variables stay for the installer, which expands them as CSI does (pkggen keeps them too)
+    assert regs["multi"].data.data == "a\0b\0$(runtime.system32)\\x.exe\0\0".encode("utf-16-le")
     assert regs["multi"].data.warning
     assert regs["exp"].data.type == 2
 

@@ -2,6 +2,13 @@
 
 Both schemas spell the same data differently (`0x00007530` vs `7530`, `12ABCDEF` vs
 `12,AB,CD,EF`); decoding to raw bytes here lets manifests and offline hives share one truth.
+
+REG_MULTI_SZ items: pkg.xml and the documented wm.xml form separate items with ``;`` (pkg.xml
+cannot escape it). pkggen copies a wm.xml ``value`` into the component manifest unchanged
+(PkgBldr ``WmToCsi/RegValue.cs``), where CSI reads the quoted form ``"a;b","c"`` — so a wm.xml
+value written in that form (first character ``"``) is read as CSI reads it, and an item may then
+hold ``;`` or ``,`` (``""`` is a literal quote). An empty item is refused: Windows ends a
+multi-string at the first empty string, so every item after it would be lost.
 """
 
 from __future__ import annotations
@@ -45,8 +52,8 @@ class RegData:
         if self.type in (1, 2):
             return self.data.decode("utf-16-le").rstrip("\0")
         if self.type == 7:
-            parts = self.data.decode("utf-16-le").split("\0")
-            return ",".join(f'"{p}"' for p in parts[:-2]) if len(parts) > 2 else '""'
+            items = multi_items(self.data)
+            return ",".join('"' + p.replace('"', '""') + '"' for p in items) if items else '""'
         if self.type == 4:
             return f"0x{int.from_bytes(self.data, 'little'):08X}"
         if self.type == 11:
@@ -58,12 +65,65 @@ def _sz(text: str) -> bytes:
     return (text + "\0").encode("utf-16-le")
 
 
-def _multi(text: str) -> tuple[bytes, str | None]:
+def multi_data(items: list[str]) -> bytes:
+    """REG_MULTI_SZ bytes: each item NUL-terminated, then the empty string that ends the list."""
+    for i, item in enumerate(items):
+        if item == "":
+            raise ConfigError(
+                f"REG_MULTI_SZ item {i + 1} of {len(items)} is empty; Windows ends the list at an "
+                "empty string, so remove it (a doubled or trailing ';' or an empty \"\" item)"
+            )
+        if "\0" in item:
+            raise ConfigError(f"REG_MULTI_SZ item {item[:40]!r} contains a NUL character")
+    return b"".join(_sz(s) for s in items) + b"\0\0"
+
+
+def multi_items(data: bytes) -> list[str]:
+    """The items of REG_MULTI_SZ bytes (up to the first empty string, as Windows reads them)."""
+    text = data.decode("utf-16-le", errors="replace")
+    out: list[str] = []
+    for item in text.split("\0"):
+        if item == "":
+            break
+        out.append(item)
+    return out
+
+
+_QUOTED_ITEM = re.compile(r'\s*"((?:[^"]|"")*)"\s*')
+
+
+def quoted_items(text: str) -> list[str] | None:
+    """Items of the CSI manifest form ``"a","b;c"`` (``""`` inside an item is one quote), or None
+    when `text` is not in that form. A lone ``""`` is the empty list (how manifests write one)."""
+    if not text.lstrip().startswith('"'):
+        return None
+    items, pos = [], 0
+    while True:
+        m = _QUOTED_ITEM.match(text, pos)
+        if m is None:
+            return None
+        items.append(m.group(1).replace('""', '"'))
+        pos = m.end()
+        if pos == len(text):
+            break
+        if text[pos] != ",":
+            return None
+        pos += 1
+    return [] if items == [""] else items
+
+
+def _multi(text: str, legacy: bool) -> tuple[bytes, str | None]:
     warning = None
     if text.endswith("\\0"):
         text, warning = text[:-2], "REG_MULTI_SZ value ends with a literal \\0; it was dropped"
-    items = [s for s in text.split(";")] if text else []
-    return b"".join(_sz(s) for s in items) + b"\0\0", warning
+    quoted = None if legacy else quoted_items(text)
+    if quoted is None and not legacy and text.lstrip().startswith('"'):
+        raise ConfigError(
+            f"REG_MULTI_SZ value {text[:40]!r} starts with a quote but is not a list of quoted items; "
+            'write "a","b;c" (quotes doubled inside an item) or a;b without quotes'
+        )
+    items = quoted if quoted is not None else (text.split(";") if text else [])
+    return multi_data(items), warning
 
 
 def _int(text: str, bits: int, what: str) -> bytes:
@@ -112,7 +172,7 @@ def decode(type_name: str, value: str | None, *, legacy: bool) -> RegData:
     if t == "REG_EXPAND_SZ":
         return RegData(2, _sz(text))
     if t == "REG_MULTI_SZ":
-        data, warning = _multi(text)
+        data, warning = _multi(text, legacy)
         return RegData(7, data, warning)
     if t == "REG_DWORD":
         return RegData(4, _int(text, 32, "REG_DWORD"))

@@ -171,7 +171,9 @@ def _fill(
 def _to_json(p: install.Parsed, key: str) -> dict:
     info = {k: v for k, v in vars(p.info).items() if k != "cab"}
     ops = [
-        [op[0], op[1], op[2], [[k, n, t, d.hex()] for k, n, t, d in op[3]]] if op[0] == "reg" else list(op)
+        [op[0], op[1], op[2], [[k, n, t, d.hex(), a] for k, n, t, d, a in op[3]]]
+        if op[0] == "reg"
+        else list(op)
         for op in p.ops
     ]
     return {"format": FORMAT, "key": key, "info": info, "ops": ops}
@@ -180,7 +182,7 @@ def _to_json(p: install.Parsed, key: str) -> dict:
 def _from_json(rec: dict, cab: Path) -> install.Parsed:
     info = install.PackageInfo(cab=cab, **rec["info"])
     ops = [
-        (op[0], op[1], op[2], [(k, n, t, bytes.fromhex(d)) for k, n, t, d in op[3]])
+        (op[0], op[1], op[2], [(k, n, t, bytes.fromhex(d), a) for k, n, t, d, a in op[3]])
         if op[0] == "reg"
         else tuple(op)
         for op in rec["ops"]

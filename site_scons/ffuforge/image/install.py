@@ -11,6 +11,12 @@ verified, a bad package's error recorded where it arose), :func:`replay` applies
 the staged partition in package order (collision checks, files hard-linked into the tree). So the
 first step can run in worker processes or be kept between builds (:mod:`ffuforge.image.extractcache`)
 while errors stay those of a sequential install.
+
+Registry values are read and merged as CSI applies them (:mod:`.registry`: ``operationHint="append"``,
+``$(runtime.*)``/``$(build.*)``, service layouts); :mod:`.partition` writes them into the hives of
+Windows' new-image skeleton, always with ``SYSTEM\\Select`` and ``ControlSet001``, and its docstring
+lists what Microsoft's OS packages are expected to supply (``Control``, inbox services, SAM/SECURITY,
+the default user hive).
 """
 
 from __future__ import annotations
@@ -28,21 +34,11 @@ from ..formats import regvalue
 from ..formats.cab import CabReader
 from ..package import macros
 from ..util import xmlsafe
+from . import registry
 from .members import extract_member, place_member
 
 ASM = "{urn:schemas-microsoft-com:asm.v3}"
-SERVICES_KEY = r"HKEY_LOCAL_MACHINE\SYSTEM\ControlSet001\Services"
-_START = {"boot": 0, "system": 1, "auto": 2, "delayedauto": 2, "demand": 3, "disabled": 4}
-_TYPE = {
-    "kerneldriver": 1,
-    "filesystemdriver": 2,
-    "win32ownprocess": 0x10,
-    "win32shareprocess": 0x20,
-    "win32usershareprocess": 0x60,
-}
-_ERROR = {"ignore": 0, "normal": 1, "severe": 2, "critical": 3}
-_ACTION = {"none": 0, "restartservice": 1, "rebootmachine": 2, "runcommand": 3}
-_SID_TYPE = {"none": 0, "unrestricted": 1, "restricted": 3}
+SERVICES_KEY = registry.SERVICES_KEY
 
 
 @dataclass
@@ -69,8 +65,11 @@ class InstalledValue:
     key: str
     name: str
     type: int
-    data: bytes
-    package: str
+    data: bytes  # what the hive gets: `base` with the appended items merged in
+    package: str  # the package that sets the value (the first appender while none does)
+    base: bytes | None = None  # data set without operationHint="append"
+    appended: list[str] = field(default_factory=list)  # REG_MULTI_SZ items appended, in order
+    appenders: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -98,6 +97,7 @@ class Staging:
             "files": [vars(f) for f in sorted(self.files.values(), key=lambda f: f.path.lower())],
             "registry": [
                 {"key": v.key, "name": v.name, "type": v.type, "data": v.data.hex(), "package": v.package}
+                | ({"appended_by": v.appenders} if v.appenders else {})
                 for v in sorted(self.values.values(), key=lambda v: (v.key.lower(), v.name.lower()))
             ],
         }
@@ -169,137 +169,6 @@ def _host_path(root: Path, rel: str) -> Path:
     if os.path.commonpath([os.path.abspath(out), os.path.abspath(root)]) != os.path.abspath(root):
         raise FormatError(f"device path {rel!r} escapes the partition")
     return out
-
-
-def _device_command(value: str) -> str:
-    """A command line whose path starts with a device macro, in the form the SCM expands."""
-    m = re.match(r"^\$\(([^()]+)\)(.*)$", value, re.S)
-    macro = macros.canonical_runtime(m.group(1)) if m else None
-    if macro is None:
-        return value
-    path = macros.RUNTIME[macro] + m.group(2)
-    if path.lower().startswith("\\windows"):
-        return "%SystemRoot%" + path[len("\\Windows") :]
-    return "%SystemDrive%" + path
-
-
-def _service_values(svc: etree._Element) -> list[tuple[str, str, regvalue.RegData]]:
-    """Registry values the service control manager expects for one <serviceData>."""
-    name = svc.get("name")
-    key = f"{SERVICES_KEY}\\{name}"
-    out: list[tuple[str, str, regvalue.RegData]] = []
-
-    def dword(n: str, v: int):
-        out.append((key, n, regvalue.RegData(4, v.to_bytes(4, "little"))))
-
-    def text(n: str, v: str, t: int = 1):
-        out.append((key, n, regvalue.RegData(t, (v + "\0").encode("utf-16-le"))))
-
-    start = (svc.get("start") or "demand").lower()
-    dword("Start", _START.get(start, 3))
-    if start == "delayedauto":
-        dword("DelayedAutostart", 1)
-    dword("Type", _TYPE.get((svc.get("type") or "win32OwnProcess").lower(), 0x10))
-    dword("ErrorControl", _ERROR.get((svc.get("errorControl") or "normal").lower(), 1))
-    if svc.get("imagePath"):
-        text("ImagePath", _device_command(svc.get("imagePath")), 2)
-    for attr, value_name in (
-        ("displayName", "DisplayName"),
-        ("description", "Description"),
-        ("objectName", "ObjectName"),
-        ("group", "Group"),
-    ):
-        if svc.get(attr):
-            text(value_name, svc.get(attr))
-    if svc.get("dependOnService"):
-        items = [s for s in svc.get("dependOnService").split(";") if s]
-        out.append(
-            (
-                key,
-                "DependOnService",
-                regvalue.RegData(7, b"".join((s + "\0").encode("utf-16-le") for s in items) + b"\0\0"),
-            )
-        )
-    if svc.get("requiredPrivileges"):
-        items = [s.strip() for s in svc.get("requiredPrivileges").split(",") if s.strip()]
-        out.append(
-            (
-                key,
-                "RequiredPrivileges",
-                regvalue.RegData(7, b"".join((s + "\0").encode("utf-16-le") for s in items) + b"\0\0"),
-            )
-        )
-    if svc.get("sidType"):
-        dword("ServiceSidType", _SID_TYPE.get(svc.get("sidType").lower(), 0))
-    fa = svc.find(f"{ASM}failureActions")
-    if fa is not None:
-        actions = [
-            (a.get("type", "none"), _dword(a.get("delay", "0"), "failure action delay", name))
-            for a in fa.iter(f"{ASM}action")
-        ]
-        reset = fa.get("resetPeriod", "0")
-        reset_value = 0xFFFFFFFF if reset.upper() == "INFINITE" else _dword(reset, "resetPeriod", name)
-        # SERVICE_FAILURE_ACTIONS as the SCM stores it: dwResetPeriod, lpRebootMsg, lpCommand,
-        # cActions, lpsaActions (pointer fields are placeholders), then the SC_ACTION array.
-        blob = (
-            reset_value.to_bytes(4, "little")
-            + b"\0" * 4 * 2
-            + len(actions).to_bytes(4, "little")
-            + (0x14).to_bytes(4, "little")
-        )
-        for kind, delay in actions:
-            blob += _ACTION.get(kind.lower(), 0).to_bytes(4, "little") + delay.to_bytes(4, "little")
-        out.append((key, "FailureActions", regvalue.RegData(3, blob)))
-        if fa.get("command"):
-            text("FailureCommand", fa.get("command"))
-        if fa.get("rebootMessage"):
-            text("RebootMessage", fa.get("rebootMessage"))
-    return out
-
-
-def _dword(text: str, what: str, service: str | None) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 0xFFFFFFFF:
-        raise FormatError(f"service {service}: {what} {text!r} is not a decimal number below 2^32")
-    return value
-
-
-def _parse_manifest_value(v: etree._Element, where: str) -> regvalue.RegData:
-    type_name = v.get("valueType", "REG_SZ").upper()
-    text = v.get("value", "")
-    if type_name == "REG_MULTI_SZ":
-        items = re.findall(r'"((?:[^"]|"")*)"', text) if text.strip() else []
-        joined = ";".join(i.replace('""', '"') for i in items)
-        data = (
-            b"".join((s + "\0").encode("utf-16-le") for s in (joined.split(";") if items else [])) + b"\0\0"
-        )
-        return regvalue.RegData(7, data)
-    if type_name in regvalue.TYPES:
-        code = regvalue.TYPES[type_name]
-        if code in (1, 2):
-            return regvalue.RegData(code, (text + "\0").encode("utf-16-le"))
-        if code == 4:
-            return regvalue.decode("REG_DWORD", text, legacy=False)
-        if code == 11:
-            return regvalue.decode("REG_QWORD", text, legacy=False)
-        try:
-            return regvalue.RegData(code, bytes.fromhex(text))
-        except ValueError:
-            raise FormatError(
-                f"registry value {v.get('name')!r} of type {type_name} is not hexadecimal", where
-            ) from None
-    m = re.match(r"^REG_TYPE_(\d{1,10})$", type_name)
-    if m and int(m.group(1)) <= 0xFFFFFFFF:
-        try:
-            return regvalue.RegData(int(m.group(1)), bytes.fromhex(text))
-        except ValueError:
-            raise FormatError(
-                f"registry value {v.get('name')!r} of type {type_name} is not hexadecimal", where
-            ) from None
-    raise FormatError(f"unknown registry value type {type_name!r}", where)
 
 
 @dataclass
@@ -396,7 +265,11 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
             op[4] = extract_member(cab, members[cabpath], store / str(n), f, where)
         for name, member in sorted(members.items()):
             if name.endswith(".manifest") and "\\" not in name:
-                keys, values = _manifest_registry(cab.read(member, 64 << 20), f"{where}:{member.name}")
+                keys, values = registry.manifest_registry(
+                    cab.read(member, 64 << 20),
+                    registry.build_values(info.arch, info.version),
+                    f"{where}:{member.name}",
+                )
                 p.ops.append(("reg", member.name, keys, values))
         if not info.binary_partition and info.partition.lower() in ("mainos",):
             # The servicing stack's record of the package: its mum and catalog under \Windows\servicing.
@@ -464,37 +337,49 @@ def replay(st: Staging, parsed: Parsed, store: Path) -> PackageInfo:
     return info
 
 
-def _manifest_registry(data: bytes, where: str) -> tuple[list[str], list[tuple[str, str, int, bytes]]]:
-    """Empty keys and (key, name, type, data) values a component manifest sets, services included."""
-    root = xmlsafe.parse_bytes(data, where)
-    keys: list[str] = []
-    values: list[tuple[str, str, int, bytes]] = []
-    for key in root.iter(f"{ASM}registryKey"):
-        key_name = key.get("keyName", "")
-        vals = key.findall(f"{ASM}registryValue")
-        if not vals:
-            keys.append(key_name)
-        for v in vals:
-            reg = _parse_manifest_value(v, where)
-            values.append((key_name, v.get("name", ""), reg.type, reg.data))
-    for svc in root.iter(f"{ASM}serviceData"):
-        values.extend((k, n, reg.type, reg.data) for k, n, reg in _service_values(svc))
-    return keys, values
-
-
 def _apply_registry(st: Staging, keys: list[str], values: list, info: PackageInfo, where: str) -> None:
+    """Merge a manifest's values: equal settings agree, different ones collide, and REG_MULTI_SZ
+    appends add their items to whatever the value holds (see :mod:`.registry`)."""
     for key_name in keys:
-        st.keys.setdefault(key_name.lower(), key_name)
-    for key_name, name, type_, data in values:
-        k = (key_name.lower(), name.lower())
+        st.keys.setdefault(registry.canonical_key(key_name), key_name)
+    for key_name, name, type_, data, append in values:
+        k = (registry.canonical_key(key_name), name.lower())
         prev = st.values.get(k)
-        if prev is not None and (prev.type, prev.data) != (type_, data):
+        label = f"{key_name}\\{name or '(default)'}"
+        if append:
+            items = regvalue.multi_items(data)
+            if prev is None:
+                st.values[k] = InstalledValue(key_name, name, 7, data, info.name, None, items, [info.name])
+                continue
+            if prev.type != 7:
+                raise ConfigError(
+                    f"registry value {label}: {info.name} appends REG_MULTI_SZ items to it, but "
+                    f"{prev.package} sets it as {regvalue.RegData(prev.type, b'').type_name}",
+                    where,
+                )
+            prev.appended = registry.merged_items(prev.appended, items)
+            prev.appenders = sorted({*prev.appenders, info.name})
+        elif prev is None:
+            st.values[k] = InstalledValue(key_name, name, type_, data, info.name, data)
+            continue
+        elif prev.base is None:  # so far only appends: this package sets the value they extend
+            if type_ != 7:
+                raise ConfigError(
+                    f"registry value {label}: {info.name} sets it as "
+                    f"{regvalue.RegData(type_, b'').type_name}, but {', '.join(prev.appenders)} append "
+                    "REG_MULTI_SZ items to it",
+                    where,
+                )
+            prev.base, prev.package, prev.key, prev.name = data, info.name, key_name, name
+        elif (prev.type, prev.base) != (type_, data):
             raise ConfigError(
-                f"registry value {key_name}\\{name or '(default)'} is set by both {prev.package} and "
-                f"{info.name} with different data",
+                f"registry value {label} is set by both {prev.package} and {info.name} with different data",
                 where,
             )
-        st.values[k] = InstalledValue(key_name, name, type_, data, info.name)
+        else:
+            continue
+        base = regvalue.multi_items(prev.base) if prev.base is not None else []
+        prev.data = regvalue.multi_data(registry.merged_items(base, prev.appended))
 
 
 def _claim_path(st: Staging, rel: str, package: str, where: str) -> None:

@@ -4,6 +4,26 @@ Packages are installed from their CABs (see :mod:`ffuforge.install`); the regist
 carry are merged into the offline hives under `\\Windows\\System32\\config`, `bcdStore` XML is
 compiled into `\\EFI\\Microsoft\\Boot\\BCD`. The result is a staged tree plus a manifest of every
 installed file and value with its owning package.
+
+Hives as Windows has them:
+
+* Only hives of the new-Windows skeleton ImageApp starts from (``wcp.dll!CreateNewWindows``,
+  IUT ``Imaging.cs``): ``SYSTEM``, ``SOFTWARE``, ``DEFAULT``, ``SAM``, ``SECURITY``, ``DRIVERS``
+  (``COMPONENTS`` belongs to the servicing stack; we write none). Their root key is named
+  ``CsiTool-CreateHive-{00000000-0000-0000-0000-000000000000}``, the name hives created by
+  Windows 8+ setup tooling carry (seen in real SYSTEM, SOFTWARE, SAM and NTUSER hives: libregf's
+  root-key check, the test hives of EricZimmerman/Registry and python-registry).
+* MainOS always gets ``SYSTEM`` with ``Select`` = Current 1, Default 1, Failed 0,
+  LastKnownGood 1 (a new image has one control set, ``ControlSet001``, that nothing has
+  rejected; value meanings: Microsoft KB Q102984; these values: offline hive dumps, see
+  ``../shared/spec/drivers.md`` §5) and a ``ControlSet001`` key. ``CurrentControlSet`` is the
+  link the kernel makes at boot: every package key below it lands in ``ControlSet001``.
+  ``Select`` is ffuforge's; a package that writes it is refused.
+* Other hives are written only when a package puts values in them. Microsoft's OS packages are
+  expected to supply the rest of a bootable registry: ``SYSTEM\\ControlSet001\\Control`` (Session
+  Manager, hive list, group order), the inbox ``Services``, ``SOFTWARE\\Microsoft\\Windows NT``,
+  the ``SAM``/``SECURITY`` account and policy databases and the ``DEFAULT`` user hive. An image
+  built without ``MSPACKAGE`` carries only the OEM part and does not boot on its own.
 """
 
 from __future__ import annotations
@@ -20,6 +40,8 @@ from . import extractcache, install
 HIVE_DIR = ("Windows", "System32", "config")
 BCD_PATH = ("EFI", "Microsoft", "Boot", "BCD")
 REGISTRY_OWNER = "<registry>"
+HIVE_ROOT_NAME = "CsiTool-CreateHive-{00000000-0000-0000-0000-000000000000}"
+SELECT = (("Current", 1), ("Default", 1), ("Failed", 0), ("LastKnownGood", 1))
 
 
 def stage(
@@ -70,7 +92,8 @@ def stage(
 
 
 def _write_hives(st: install.Staging, epoch: int) -> None:
-    if not st.values and not st.keys:
+    mainos = st.partition.lower() == "mainos"
+    if not st.values and not st.keys and not mainos:
         return
     builders: dict[str, hive.HiveBuilder] = {}
 
@@ -79,8 +102,13 @@ def _write_hives(st: install.Staging, epoch: int) -> None:
             name, inner = hive.hive_for_key(full_key)
         except FFUError as exc:
             raise ConfigError(f"{exc.message} (value from {package})" if package else exc.message) from None
+        if name == "SYSTEM" and (inner.lower() == "select" or inner.lower().startswith("select\\")):
+            raise ConfigError(
+                f"registry key {full_key} (from {package or 'a package'}) is written by ffuforge "
+                "(control set selection of a new image); remove it from the package"
+            )
         if name not in builders:
-            builders[name] = hive.HiveBuilder(name, timestamp=epoch, file_name=name)
+            builders[name] = hive.HiveBuilder(HIVE_ROOT_NAME, timestamp=epoch, file_name=name)
         return builders[name], inner
 
     for key in sorted(st.keys.values(), key=str.lower):
@@ -89,12 +117,18 @@ def _write_hives(st: install.Staging, epoch: int) -> None:
     for v in sorted(st.values.values(), key=lambda v: (v.key.lower(), v.name.lower())):
         b, inner = builder(v.key, v.package)
         b.set_value(inner, v.name, v.type, v.data, owner=v.package)
-    if st.partition.lower() != "mainos":
+    if not mainos:
         owners = sorted({v.package for v in st.values.values()})
         raise ConfigError(
             f"registry values in partition {st.partition} (from {', '.join(owners)}): only MainOS "
             "carries the registry hives; move them to a MainOS package"
         )
+    system = builders.setdefault(
+        "SYSTEM", hive.HiveBuilder(HIVE_ROOT_NAME, timestamp=epoch, file_name="SYSTEM")
+    )
+    system.ensure_key("ControlSet001")
+    for value_name, number in SELECT:
+        system.set_value("Select", value_name, 4, number.to_bytes(4, "little"), owner=REGISTRY_OWNER)
     for name, b in sorted(builders.items()):
         rel = "\\".join((*HIVE_DIR, name))
         out = st.root.joinpath(*HIVE_DIR, name)

@@ -136,13 +136,15 @@ class PackageLayout:
             for name in names:
                 by_key[name] = etree.SubElement(keys, f"{{{ASM_V3}}}registryKey", keyName=name)
             for r in self.v.registry:
-                etree.SubElement(
+                el = etree.SubElement(
                     by_key[r.key],
                     f"{{{ASM_V3}}}registryValue",
                     name=r.name,
                     valueType=r.data.type_name,
                     value=r.data.manifest_text(),
                 )
+                if r.append:
+                    el.set("operationHint", "append")
         for svc in self.v.services:
             self._service(root, svc)
         return _xml(root)
@@ -172,6 +174,12 @@ class PackageLayout:
             acts = etree.SubElement(fa, f"{{{ASM_V3}}}actions")
             for kind, delay in svc.failure.actions:
                 etree.SubElement(acts, f"{{{ASM_V3}}}action", type=kind, delay=str(delay))
+        for t in svc.triggers:  # copied as written, as PkgBldr's WmToCsi/ServiceTrigger.cs does
+            trig = etree.SubElement(
+                data, f"{{{ASM_V3}}}serviceTrigger", action=t.action, type=t.type, subtype=t.subtype
+            )
+            for kind, value in t.data:
+                etree.SubElement(trig, f"{{{ASM_V3}}}triggerData", type=kind, value=value)
 
     # -- deployment manifest --------------------------------------------------------------
     def deployment_manifest(self) -> bytes:

@@ -141,11 +141,15 @@ class Macros:
         clone.local = dict(self.local)
         return clone
 
-    def expand(self, text: str | None, line: int | None = None, *, device: bool = False) -> str:
-        """Expand every macro. Device path macros stay symbolic unless `device` is True."""
+    def expand(
+        self, text: str | None, line: int | None = None, *, device: bool = False, csi: bool = False
+    ) -> str:
+        """Expand every macro. Device path macros stay symbolic unless `device` is True; with
+        `csi`, undefined ``$(build.*)`` variables also stay symbolic (pkggen leaves them to the
+        manifest, PkgBldr ``Macros_WmToCsi.xml``; the installer gives them values)."""
         if text is None:
             return None
-        return self._expand(text, line, device, ())
+        return self._expand(text, line, device, (), csi)
 
     def leading(self, text: str) -> str:
         """`text` with package macros/variables at its start replaced, to see what it starts with."""
@@ -158,7 +162,7 @@ class Macros:
             text = value + text[m.end() :]
         return text
 
-    def _expand(self, text: str, line, device: bool, stack: tuple[str, ...]) -> str:
+    def _expand(self, text: str, line, device: bool, stack: tuple[str, ...], csi: bool = False) -> str:
         if "$(" not in text:
             return text
         if _NESTED_RE.search(text):
@@ -171,15 +175,17 @@ class Macros:
                 chain = " -> ".join(f"$({s})" for s in (*stack, low))
                 raise ConfigError(f"macro recursion {chain}; break the cycle", self.file, line)
             if low in self.local:
-                return self._expand(self.local[low], line, device, (*stack, low))
+                return self._expand(self.local[low], line, device, (*stack, low), csi)
             if low in self.variables:
-                return self._expand(self.variables[low], line, device, (*stack, low))
+                return self._expand(self.variables[low], line, device, (*stack, low), csi)
             if low in _RUNTIME_LC:
                 return RUNTIME[_RUNTIME_LC[low]] if device else f"$({_RUNTIME_LC[low]})"
             if low in _TEXT_LC:
                 return _TEXT_LC[low]
             if low in _REG_LC:
                 return _REG_LC[low]
+            if csi and low.startswith("build."):
+                return f"$({key})"
             raise ConfigError(
                 f"undefined macro $({key}); define it in <macros> or pass it as a build variable",
                 self.file,

@@ -35,8 +35,6 @@ WM_UNIMPLEMENTED = {
     "policies",
     "localization",
     "privateResources",
-    "serviceTrigger",
-    "triggerData",
     "appIds",
     "appId",
     "typeLibs",
@@ -87,6 +85,35 @@ SERVICE_TYPE = {
 }
 ERROR_CONTROL = {"ignore", "normal", "critical", "severe"}
 ACTION_TYPES = {"none", "rebootmachine", "restartservice", "runcommand"}
+# SERVICE_TRIGGER_TYPE_* (winsvc.h), by the names manifests and wm.xml use (case-insensitive).
+TRIGGER_TYPES = {
+    "deviceinterfacearrival": 1,
+    "ipaddressavailability": 2,
+    "domainjoin": 3,
+    "firewallportevent": 4,
+    "grouppolicy": 5,
+    "networkendpoint": 6,
+    "networkendpointevent": 6,
+    "customsystemstatechange": 7,
+    "custom": 20,
+    "aggregate": 30,
+}
+TRIGGER_ACTIONS = {"start": 1, "stop": 2}
+TRIGGER_DATA = {"binary": 1, "string": 2, "level": 3, "keywordany": 4, "keywordall": 5}
+# Subtype GUIDs winsvc.h names (values as in the Windows SDK header).
+TRIGGER_SUBTYPES = {
+    "NETWORK_MANAGER_FIRST_IP_ADDRESS_ARRIVAL_GUID": "4f27f2de-14e2-430b-a549-7cd48cbc8245",
+    "NETWORK_MANAGER_LAST_IP_ADDRESS_REMOVAL_GUID": "cc4ba62a-162e-4648-847a-b6bdf993e335",
+    "DOMAIN_JOIN_GUID": "1ce20aba-9851-4421-9430-1ddeb766e809",
+    "DOMAIN_LEAVE_GUID": "ddaf516e-58c2-4866-9574-c3b615d42ea1",
+    "FIREWALL_PORT_OPEN_GUID": "b7569e07-8421-4ee0-ad10-86915afdad09",
+    "FIREWALL_PORT_CLOSE_GUID": "a144ed38-8e12-4de4-9d96-e64740b1a524",
+    "MACHINE_POLICY_PRESENT_GUID": "659fcae6-5bdb-4da9-b1ff-ca2a178d46e0",
+    "USER_POLICY_PRESENT_GUID": "54fb46c8-f089-464c-b1fd-59d1b62c3b50",
+    "RPC_INTERFACE_EVENT_GUID": "bc90d167-9470-4139-a9ba-be0bbbf5b74d",
+    "NAMED_PIPE_EVENT_GUID": "1f81d131-3fac-4537-9e0c-7e7b0c2f4b55",
+}
+
 THREADING = {"both", "sta", "mta", "mainsta", "neutral", "apartment", "free"}
 
 
@@ -138,6 +165,7 @@ class RegValueItem:
     value: str | None
     filters: Filters
     where: Where
+    append: bool = False  # wm.xml operationHint="append" (REG_MULTI_SZ merged across packages)
 
 
 @dataclass
@@ -166,6 +194,18 @@ class FailureActions:
 
 
 @dataclass
+class TriggerItem:
+    """A wm.xml <serviceTrigger>: attributes and (type, value) data items, kept as written; the
+    installer validates and encodes them (:mod:`ffuforge.image.registry`)."""
+
+    action: str
+    type: str
+    subtype: str
+    data: list[tuple[str, str]]
+    where: Where
+
+
+@dataclass
 class ServiceItem:
     name: str
     attrs: dict[str, str]
@@ -173,6 +213,7 @@ class ServiceItem:
     filters: Filters
     where: Where
     executable: FileItem | None = None  # pkg.xml <Executable>
+    triggers: list[TriggerItem] = field(default_factory=list)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import ConfigError, FFUError
@@ -71,6 +71,7 @@ class RegValue:
     name: str  # '' = default value
     data: regvalue.RegData
     where: Where
+    append: bool = False  # operationHint="append": items merged into other packages' value
 
 
 @dataclass
@@ -79,6 +80,7 @@ class Service:
     attrs: dict[str, str]
     failure: project.FailureActions | None
     where: Where
+    triggers: list = field(default_factory=list)  # projectmodel.TriggerItem, macros expanded
 
 
 @dataclass
@@ -270,7 +272,15 @@ class _Planner:
         for svc in p.services:
             if self.applies(svc.filters, env, None, svc.where):
                 attrs = {k: m.expand(val, svc.where.line) for k, val in svc.attrs.items()}
-                v.services.append(Service(svc.name, attrs, svc.failure, svc.where))
+                triggers = [
+                    replace(
+                        t,
+                        subtype=m.expand(t.subtype, t.where.line),
+                        data=[(kind, m.expand(val, t.where.line)) for kind, val in t.data],
+                    )
+                    for t in svc.triggers
+                ]
+                v.services.append(Service(svc.name, attrs, svc.failure, svc.where, triggers))
         for server in p.com:
             if self.applies(server.filters, env, None, server.where):
                 self.com(v, server, m)
@@ -295,12 +305,15 @@ class _Planner:
     def reg_value(self, key: str, val: project.RegValueItem, m: macros.Macros) -> RegValue:
         w = val.where
         name = m.expand(val.name, w.line) if val.name is not None else ""
-        text = m.expand(val.value, w.line, device=True) if val.value is not None else None
+        # String values keep $(runtime.*) and $(build.*) for the installer to expand as CSI does
+        # (pkggen leaves them in the manifest); other types are numbers and bytes.
+        textual = val.type.strip().upper() in ("REG_SZ", "REG_EXPAND_SZ", "REG_MULTI_SZ")
+        text = m.expand(val.value, w.line, device=not textual, csi=textual) if val.value is not None else None
         try:
             data = regvalue.decode(val.type, text, legacy=self.p.schema == "pkg")
         except FFUError as exc:
             raise exc.at(w.file, w.line) from None
-        return RegValue(key, name, data, w)
+        return RegValue(key, name, data, w, val.append)
 
     def driver(self, v: Variant, drv: project.DriverItem, m: macros.Macros) -> None:
         w = drv.where
@@ -408,7 +421,7 @@ class _Planner:
         regs: dict[tuple[str, str], RegValue] = {}
         for r in v.registry:
             k = (r.key.lower(), r.name.lower())
-            if k in regs and regs[k].data != r.data:
+            if k in regs and (regs[k].data, regs[k].append) != (r.data, r.append):
                 raise r.where.error(
                     f"registry value {r.key}\\{r.name or '(default)'} is set twice with different "
                     f"data (also line {regs[k].where.line})"
@@ -536,7 +549,7 @@ def describe(v: Variant, top: Path) -> dict:
         "version": v.options.version,
         "buildType": v.options.build_type,
         "payload": [pl(x) for x in v.payload],
-        "registry": [[r.key, r.name, r.data.type, r.data.data.hex()] for r in v.registry],
+        "registry": [[r.key, r.name, r.data.type, r.data.data.hex(), r.append] for r in v.registry],
         "emptyKeys": v.empty_keys,
         "services": [
             [
@@ -545,6 +558,7 @@ def describe(v: Variant, top: Path) -> dict:
                 None
                 if s.failure is None
                 else [s.failure.reset_period, s.failure.command, s.failure.reboot_message, s.failure.actions],
+                [[t.action, t.type, t.subtype, t.data] for t in s.triggers],
             ]
             for s in v.services
         ],

@@ -7,6 +7,8 @@ picks the reader by the document's root element.
 
 from __future__ import annotations
 
+import re
+
 from ..util import xmlsafe
 from .projectmodel import (
     ACTION_TYPES,
@@ -16,6 +18,10 @@ from .projectmodel import (
     SERVICE_START,
     SERVICE_TYPE,
     THREADING,
+    TRIGGER_ACTIONS,
+    TRIGGER_DATA,
+    TRIGGER_SUBTYPES,
+    TRIGGER_TYPES,
     WM_NS,
     WM_UNIMPLEMENTED,
     BcdItem,
@@ -31,11 +37,15 @@ from .projectmodel import (
     RegKeyItem,
     RegValueItem,
     ServiceItem,
+    TriggerItem,
     parse_bool,
     parse_enum,
 )
 
 __all__ = ["WmLoader"]
+
+_GUID = re.compile(r"^\{?[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}?$")
+_REGVALUE_ATTRS = ("name", "type", "value", "buildFilter", "operationHint")
 
 
 class WmLoader(Loader):
@@ -147,6 +157,21 @@ class WmLoader(Loader):
                     raise self.where(v).error(
                         '<regValue name=""> is not allowed; omit name for the default value'
                     )
+                for attr in v.attrib:
+                    if attr not in _REGVALUE_ATTRS and "}" not in attr:
+                        raise self.where(v).error(
+                            f"unknown attribute {attr!r} on <regValue>; use {', '.join(_REGVALUE_ATTRS)}"
+                        )
+                hint = v.get("operationHint")
+                if hint is not None and hint != "append":
+                    raise self.where(v).error(
+                        f"operationHint={hint!r} is not supported; the only hint is 'append' (REG_MULTI_SZ)"
+                    )
+                if hint is not None and v.get("type").upper() != "REG_MULTI_SZ":
+                    raise self.where(v).error(
+                        f"operationHint='append' needs type REG_MULTI_SZ, not {v.get('type')}: only "
+                        "multi-string items can be merged into what other packages set"
+                    )
                 values.append(
                     RegValueItem(
                         v.get("name"),
@@ -154,6 +179,7 @@ class WmLoader(Loader):
                         v.get("value"),
                         kf.merged(Filters(self.check_filter(v))),
                         self.where(v),
+                        append=hint is not None,
                     )
                 )
             out.append(RegKeyItem(key.get("keyName"), values, kf, self.where(key)))
@@ -207,15 +233,58 @@ class WmLoader(Loader):
         if el.get("errorControl") and el.get("errorControl").lower() not in ERROR_CONTROL:
             raise w.error(f"service errorControl={el.get('errorControl')!r}; use ignore, normal or critical")
         failure = None
+        triggers = []
         for child in xmlsafe.elements(el):
             if xmlsafe.localname(child) == "failureActions":
                 failure = self.failure(child, "resetPeriod", "actions", "action", "type", "delay")
+            elif xmlsafe.localname(child) == "serviceTrigger":
+                triggers.append(self.trigger(child))
             else:
                 raise self.unexpected(child, "service", WM_UNIMPLEMENTED, "wm.xml")
         attrs = {k: v for k, v in el.attrib.items() if k != "buildFilter"}
         p.services.append(
-            ServiceItem(el.get("name"), attrs, failure, f.merged(Filters(self.check_filter(el))), w)
+            ServiceItem(
+                el.get("name"),
+                attrs,
+                failure,
+                f.merged(Filters(self.check_filter(el))),
+                w,
+                triggers=triggers,
+            )
         )
+
+    def trigger(self, el) -> TriggerItem:
+        w = self.where(el)
+        for attr in el.attrib:
+            if attr not in ("action", "type", "subtype"):
+                raise w.error(f"unknown attribute {attr!r} on <serviceTrigger>; use action, type, subtype")
+        missing = [a for a in ("action", "type", "subtype") if not el.get(a)]
+        if missing:
+            raise w.error(f"<serviceTrigger> needs {', '.join(missing)}")
+        for attr, table in (("type", TRIGGER_TYPES), ("action", TRIGGER_ACTIONS)):
+            if el.get(attr).lower() not in table:
+                raise w.error(
+                    f"serviceTrigger {attr}={el.get(attr)!r}; use one of {', '.join(sorted(table))}"
+                )
+        sub = el.get("subtype")
+        if sub.upper() not in TRIGGER_SUBTYPES and not _GUID.match(sub):
+            raise w.error(
+                f"serviceTrigger subtype={sub!r} is not a GUID ({{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}}) "
+                f"or one of {', '.join(sorted(TRIGGER_SUBTYPES))}"
+            )
+        data = []
+        for d in xmlsafe.elements(el):
+            dw = self.where(d)
+            if xmlsafe.localname(d) != "triggerData":
+                raise dw.error('<serviceTrigger> holds only <triggerData type="..." value="..."/>')
+            if not d.get("type") or d.get("value") is None or set(d.attrib) - {"type", "value"}:
+                raise dw.error(
+                    '<triggerData> takes exactly type="string|binary|level|keywordAny|keywordAll" and value'
+                )
+            if d.get("type").lower() not in TRIGGER_DATA:
+                raise dw.error(f"triggerData type={d.get('type')!r}; use one of {', '.join(TRIGGER_DATA)}")
+            data.append((d.get("type"), d.get("value")))
+        return TriggerItem(el.get("action"), el.get("type"), el.get("subtype"), data, w)
 
     def failure(self, el, reset_attr, list_tag, item_tag, type_attr, delay_attr) -> FailureActions:
         w = self.where(el)
