@@ -488,10 +488,17 @@ digests = st.tuples(
 )
 
 
+def test_a_lone_surrogate_in_the_package_name_is_refused():
+    with pytest.raises(ConfigError, match="lone surrogate"):
+        build_catalog_v2(
+            [], package_name="P\ud800", test_package=False, this_update=datetime.datetime(2020, 1, 1)
+        )
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     items=st.lists(st.tuples(digests, st.integers(0, 3)), max_size=12),
-    name=st.text(st.characters(exclude_characters="\0"), min_size=1, max_size=40),
+    name=st.text(st.characters(exclude_characters="\0", exclude_categories=("Cs",)), min_size=1, max_size=40),
     test_package=st.booleans(),
     when=st.datetimes(
         min_value=datetime.datetime(1950, 1, 1), max_value=datetime.datetime(2049, 12, 31, 23, 59, 59)

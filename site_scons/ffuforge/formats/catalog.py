@@ -250,6 +250,12 @@ def build_catalog_v2(
     attr_name = DEBUG_PACKAGE if test_package else package_name
     if not attr_name:
         raise ConfigError("catalog needs a package name")
+    try:
+        package_name.encode("utf-16-le")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"package name {package_name!r} is not valid Unicode text (a lone surrogate)"
+        ) from None
     if list_identifier is None:
         list_identifier = _default_list_identifier(
             b"v2", sorted(entries), package_name, "test" if test_package else "production"
