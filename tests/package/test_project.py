@@ -87,7 +87,7 @@ def _load(tmp_path, body, template=WM, name="x.wm.xml"):
     "body,fragment",
     [
         ("<bogus/>", "x.wm.xml:2: <bogus> is not allowed inside <identity>"),
-        ("<directories/>", "x.wm.xml:2: <directories> is valid wm.xml but ffuforge does not implement it"),
+        ("<accounts/>", "x.wm.xml:2: <accounts> is valid wm.xml but ffuforge does not implement it"),
         ("<files><file/></files>", "x.wm.xml:2: <file> needs a source attribute"),
         ('<files buildFilter="build.arch = "><file source="a"/></files>', "invalid buildFilter"),
         ('<onecorePackageInfo releaseType="Beta"/>', "releaseType='Beta' is not valid"),

@@ -34,7 +34,7 @@ from ..formats import regvalue
 from ..formats.cab import CabReader
 from ..package import macros
 from ..util import xmlsafe
-from . import registry
+from . import registry, security
 from .members import extract_member, place_member
 
 ASM = "{urn:schemas-microsoft-com:asm.v3}"
@@ -86,9 +86,21 @@ class Staging:
     raw_image: tuple[Path, str] | None = None
     dirs: dict[str, str] = field(default_factory=dict)  # lower-case directory → first package
     made: set[Path] = field(default_factory=set, repr=False)  # host directories checked or created
+    # package-given descriptors: lower-case path / canonical key → (spelling, SDDL, package)
+    security: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    key_security: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     def manifest(self) -> dict:
-        return {
+        extra = {}
+        if self.security or self.key_security:
+            extra["security"] = [
+                {"path": p, "sddl": sddl, "package": pkg}
+                for p, sddl, pkg in sorted(self.security.values(), key=lambda t: t[0].lower())
+            ] + [
+                {"key": k, "sddl": sddl, "package": pkg}
+                for k, sddl, pkg in sorted(self.key_security.values(), key=lambda t: t[0].lower())
+            ]
+        return extra | {
             "partition": self.partition,
             "packages": [
                 {"name": p.name, "cab": p.cab.name, "version": p.version, "release": p.release_type}
@@ -265,12 +277,16 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
             op[4] = extract_member(cab, members[cabpath], store / str(n), f, where)
         for name, member in sorted(members.items()):
             if name.endswith(".manifest") and "\\" not in name:
+                data = cab.read(member, 64 << 20)
                 keys, values = registry.manifest_registry(
-                    cab.read(member, 64 << 20),
-                    registry.build_values(info.arch, info.version),
-                    f"{where}:{member.name}",
+                    data, registry.build_values(info.arch, info.version), f"{where}:{member.name}"
                 )
                 p.ops.append(("reg", member.name, keys, values))
+                sec_files, sec_dirs, sec_keys = security.manifest_security(data, f"{where}:{member.name}")
+                if sec_files or sec_dirs or sec_keys:
+                    rel_files = [[device_to_relative(d, where), s] for d, s in sec_files]
+                    rel_dirs = [[device_to_relative(d, where), s] for d, s in sec_dirs]
+                    p.ops.append(("sec", member.name, rel_files, rel_dirs, [list(k) for k in sec_keys]))
         if not info.binary_partition and info.partition.lower() in ("mainos",):
             # The servicing stack's record of the package: its mum and catalog under \Windows\servicing.
             for member, suffix in (("update.mum", ".mum"), ("update.cat", ".cat")):
@@ -314,6 +330,8 @@ def replay(st: Staging, parsed: Parsed, store: Path) -> PackageInfo:
             st.bcd_sources.append((out, info.name))
         elif kind == "reg":
             _apply_registry(st, op[2], op[3], info, f"{where}:{op[1]}")
+        elif kind == "sec":
+            _apply_security(st, op, info.name, f"{where}:{op[1]}", place)
         else:
             _, rel, n, size, digest, label = op
             key = rel.lower()
@@ -398,3 +416,41 @@ def _claim_path(st: Staging, rel: str, package: str, where: str) -> None:
         raise ConfigError(
             f"file \\{rel} of {package} is a directory of {st.dirs[rel.lower()]}'s files", where
         )
+
+
+def _apply_security(st: Staging, op, package: str, where: str, place: bool) -> None:
+    """Record a manifest's descriptors. A file's applies only where this package installs it (a
+    Microsoft manifest also describes files its CAB does not carry); a declared directory is
+    created. Two packages giving one path or key different descriptors are refused by name."""
+    _, _, files, dirs, keys = op
+
+    def claim(table: dict, k: str, spelling: str, sddl: str, what: str) -> None:
+        prev = table.get(k)
+        if prev is not None and not security.same(prev[1], sddl):
+            raise ConfigError(
+                f"{what} {spelling} gets security descriptor {prev[1]!r} from {prev[2]} and {sddl!r} "
+                f"from {package}; give it one descriptor",
+                where,
+            )
+        if prev is None:
+            table[k] = (spelling, sddl, package)
+
+    for rel, sddl in files:
+        f = st.files.get(rel.lower())
+        if f is not None and f.package == package:
+            claim(st.security, rel.lower(), rel, sddl, "file")
+    for rel, sddl in dirs:
+        if rel.lower() in st.files:
+            raise ConfigError(
+                f"directory \\{rel} of {package} is a file of {st.files[rel.lower()].package}", where
+            )
+        _claim_path(st, rel + "\\x", package, where)  # its parents are directories, not files
+        st.dirs.setdefault(rel.lower(), package)
+        if place:
+            _host_path(st.root, rel).mkdir(parents=True, exist_ok=True)
+        if sddl is not None:
+            claim(st.security, rel.lower(), rel, sddl, "directory")
+    for key, sddl in keys:
+        canon = registry.canonical_key(key)
+        st.keys.setdefault(canon, key)
+        claim(st.key_security, canon, key, sddl, "registry key")

@@ -19,6 +19,13 @@ Hives as Windows has them:
   ``../shared/spec/drivers.md`` §5) and a ``ControlSet001`` key. ``CurrentControlSet`` is the
   link the kernel makes at boot: every package key below it lands in ``ControlSet001``.
   ``Select`` is ffuforge's; a package that writes it is refused.
+* Keys a manifest gives a ``securityDescriptor`` get that descriptor in their own ``sk`` cell
+  (:meth:`ffuforge.formats.hive.HiveBuilder.set_key_security`); every other key keeps the hive
+  writer's default (owner Administrators, SYSTEM and Administrators full, Users read, all
+  container-inherit). That default is *not* Windows' skeleton: keys Windows creates carry
+  TrustedInstaller-owned WRP descriptors (``WRP_REGKEY_DEFAULT_SDDL`` in its manifests) and
+  inherited ACEs; subkeys of a key given a descriptor do not inherit its ACEs here (no
+  inheritance is computed offline).
 * Other hives are written only when a package puts values in them. Microsoft's OS packages are
   expected to supply the rest of a bootable registry: ``SYSTEM\\ControlSet001\\Control`` (Session
   Manager, hive list, group order), the inbox ``Services``, ``SOFTWARE\\Microsoft\\Windows NT``,
@@ -33,7 +40,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import ConfigError, FFUError
-from ..formats import bcd, hive
+from ..formats import bcd, hive, secdesc
 from ..util.atomic import write_bytes
 from . import extractcache, install
 
@@ -117,6 +124,9 @@ def _write_hives(st: install.Staging, epoch: int) -> None:
     for v in sorted(st.values.values(), key=lambda v: (v.key.lower(), v.name.lower())):
         b, inner = builder(v.key, v.package)
         b.set_value(inner, v.name, v.type, v.data, owner=v.package)
+    for key, sddl, package in sorted(st.key_security.values(), key=lambda t: t[0].lower()):
+        b, inner = builder(key, package)
+        b.set_key_security(inner, secdesc.sddl_to_binary(sddl), owner=package)
     if not mainos:
         owners = sorted({v.package for v in st.values.values()})
         raise ConfigError(

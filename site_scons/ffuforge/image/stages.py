@@ -152,6 +152,7 @@ def build_partition(
             else:
                 _empty_sparse(out_image, size)
         elif p.filesystem.upper() in ("FAT", "FAT32", "FAT16", "FAT12"):
+            # FAT has no security descriptors: what manifests give its files is not kept (as on Windows)
             fsimage.write_fat(
                 st.root,
                 out_image,
@@ -173,6 +174,7 @@ def build_partition(
                 timestamp=epoch,
                 sector_size=disk.sector_size,
                 hidden_sectors=p.first_sector,
+                security={rel.replace("\\", "/"): sddl for rel, sddl, _ in st.security.values()},
             )
         else:
             raise ConfigError(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from . import security
 from .keyform import key_form
 from .variant import Payload, Variant
 
@@ -94,6 +95,7 @@ class PackageLayout:
         self.component_key = key_form(self.component_ident)
         self.deployment_ident = identity(v, deployment_name(v.name), True)
         self.deployment_key = key_form(self.deployment_ident)
+        self.security = security.for_variant(v)
         self._cab_paths: dict[int, str] = {}
         used: set[str] = set()
         for i, p in enumerate(self.content_payload()):
@@ -112,8 +114,12 @@ class PackageLayout:
 
     # -- component manifest ---------------------------------------------------------------
     def component_manifest(self) -> bytes:
+        """Files, declared directories, registry, services, then the descriptors they name, in the
+        order and shape of Windows' manifests (``<securityDescriptor name>`` first in a ``<file>``,
+        last in a ``<registryKey>``; definitions in ``trustInfo`` at the end)."""
         root = _assembly()
         _identity_el(root, self.component_ident)
+        sec = self.security
         for p in self.content_payload():
             d = self.digests[p.device_path.lower()]
             f = etree.SubElement(
@@ -124,11 +130,21 @@ class PackageLayout:
                 sourceName=p.name,
                 importPath="$(build.nttree)\\",
             )
+            if p.device_path.lower() in sec.files:
+                etree.SubElement(f, f"{{{ASM_V3}}}securityDescriptor", name=sec.files[p.device_path.lower()])
             h = etree.SubElement(f, f"{{{ASM_V2}}}hash", nsmap={"asmv2": ASM_V2, "dsig": DSIG})
             t = etree.SubElement(etree.SubElement(h, f"{{{DSIG}}}Transforms"), f"{{{DSIG}}}Transform")
             t.set("Algorithm", "urn:schemas-microsoft-com:HashTransforms.Identity")
             etree.SubElement(h, f"{{{DSIG}}}DigestMethod", Algorithm=DSIG + "sha256")
             etree.SubElement(h, f"{{{DSIG}}}DigestValue").text = base64.b64encode(d.sha256).decode()
+        if sec.directories:
+            dirs = etree.SubElement(root, f"{{{ASM_V3}}}directories")
+            for path, name in sec.directories:
+                el = etree.SubElement(
+                    dirs, f"{{{ASM_V3}}}directory", destinationPath=path + "\\", owner="true"
+                )
+                if name:
+                    etree.SubElement(el, f"{{{ASM_V3}}}securityDescriptor", name=name)
         if self.v.registry or self.v.empty_keys:
             keys = etree.SubElement(root, f"{{{ASM_V3}}}registryKeys")
             by_key: dict[str, etree._Element] = {}
@@ -145,8 +161,23 @@ class PackageLayout:
                 )
                 if r.append:
                     el.set("operationHint", "append")
+            for name, key_el in by_key.items():
+                if name in sec.keys:
+                    etree.SubElement(key_el, f"{{{ASM_V3}}}securityDescriptor", name=sec.keys[name])
         for svc in self.v.services:
             self._service(root, svc)
+        if sec.definitions:
+            defs = root
+            for tag in ("trustInfo", "security", "accessControl", "securityDescriptorDefinitions"):
+                defs = etree.SubElement(defs, f"{{{ASM_V3}}}{tag}")
+            for name, sddl in sec.definitions.items():
+                etree.SubElement(
+                    defs,
+                    f"{{{ASM_V3}}}securityDescriptorDefinition",
+                    name=name,
+                    sddl=sddl,
+                    operationHint="replace",
+                )
         return _xml(root)
 
     def _service(self, root, svc) -> None:

@@ -20,11 +20,8 @@ PKG_NS = "urn:Microsoft.WindowsPhone/PackageSchema.v8.00"
 
 # Elements of the published wm.xml schema that ffuforge does not implement yet.
 WM_UNIMPLEMENTED = {
-    "directories",
-    "directory",
     "serviceGroup",
     "accounts",
-    "trustInfo",
     "tasks",
     "task",
     "configuration",
@@ -156,6 +153,7 @@ class FileItem:
     where: Where
     attributes: str | None = None
     signing_category: str | None = None
+    security: str | None = None  # securityDescriptor: a name defined in <trustInfo>
 
 
 @dataclass
@@ -173,6 +171,25 @@ class RegKeyItem:
     key_name: str
     values: list[RegValueItem]
     filters: Filters
+    where: Where
+    security: str | None = None  # securityDescriptor: a name defined in <trustInfo>
+
+
+@dataclass
+class DirectoryItem:
+    """A directory the package declares (wm.xml ``<directories><directory path=…>``)."""
+
+    path: str  # device path, macros unexpanded
+    security: str | None
+    where: Where
+
+
+@dataclass
+class SecurityDefinition:
+    """A named SDDL (``securityDescriptorDefinition``), checked by :mod:`ffuforge.formats.secdesc`."""
+
+    name: str
+    sddl: str
     where: Where
 
 
@@ -271,6 +288,8 @@ class Project:
     com: list[ComServer] = field(default_factory=list)
     bcd: BcdItem | None = None
     firewall: list[FirewallItem] = field(default_factory=list)
+    directories: list[DirectoryItem] = field(default_factory=list)
+    security: dict[str, SecurityDefinition] = field(default_factory=dict)  # by name
 
     @property
     def directory(self) -> Path:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from ..errors import FFUError
+from ..formats import secdesc
 from ..util import xmlsafe
 from .projectmodel import (
     ACTION_TYPES,
@@ -27,6 +29,7 @@ from .projectmodel import (
     BcdItem,
     ComClass,
     ComServer,
+    DirectoryItem,
     DriverItem,
     FailureActions,
     FileItem,
@@ -36,6 +39,7 @@ from .projectmodel import (
     Project,
     RegKeyItem,
     RegValueItem,
+    SecurityDefinition,
     ServiceItem,
     TriggerItem,
     parse_bool,
@@ -84,7 +88,71 @@ class WmLoader(Loader):
             if handler is None:
                 raise self.unexpected(el, "identity", WM_UNIMPLEMENTED, "wm.xml")
             handler(p, el, Filters())
+        self.check_security(p)
         return p
+
+    def check_security(self, p: Project) -> None:
+        """Every securityDescriptor names a definition (which may come later in the file)."""
+        users = [*p.files, *p.regkeys, *p.directories]
+        for item in sorted(users, key=lambda i: i.where.line or 0):
+            if item.security is not None and item.security not in p.security:
+                known = ", ".join(sorted(p.security)) or "none"
+                raise item.where.error(
+                    f"security descriptor {item.security!r} is not defined (defined: {known}); add "
+                    f'<securityDescriptorDefinition name="{item.security}" sddl="..."/> to '
+                    "<trustInfo><security><accessControl><securityDescriptorDefinitions>"
+                )
+
+    def el_trustInfo(self, p: Project, el, _f):
+        """``trustInfo/security/accessControl/securityDescriptorDefinitions`` as in Windows' manifests."""
+        path = ("security", "accessControl", "securityDescriptorDefinitions")
+        level = el
+        for tag in path:
+            kids = list(xmlsafe.elements(level))
+            if len(kids) != 1 or xmlsafe.localname(kids[0]) != tag:
+                bad = next((k for k in kids if xmlsafe.localname(k) != tag), level)
+                raise self.where(bad).error(
+                    f"<{xmlsafe.localname(level)}> must hold exactly one <{tag}>; the form is "
+                    "<trustInfo><security><accessControl><securityDescriptorDefinitions>"
+                )
+            level = kids[0]
+            self.check_ns(level, WM_NS)
+        for d in xmlsafe.elements(level):
+            w = self.where(d)
+            if xmlsafe.localname(d) != "securityDescriptorDefinition":
+                raise self.unexpected(d, "securityDescriptorDefinitions", WM_UNIMPLEMENTED, "wm.xml")
+            for attr in d.attrib:
+                if attr not in ("name", "sddl", "operationHint", "description") and "}" not in attr:
+                    raise w.error(
+                        f"unknown attribute {attr!r} on <securityDescriptorDefinition>; use name, sddl, "
+                        "operationHint, description"
+                    )
+            name, sddl = d.get("name"), d.get("sddl")
+            if not name or not sddl:
+                raise w.error('<securityDescriptorDefinition> needs name="..." and sddl="..."')
+            if d.get("operationHint", "replace") != "replace":
+                raise w.error(f"operationHint={d.get('operationHint')!r}: the only hint is 'replace'")
+            if name in p.security:
+                raise w.error(
+                    f"security descriptor {name!r} is already defined on line {p.security[name].where.line}"
+                )
+            try:
+                secdesc.sddl_to_binary(sddl)
+            except FFUError as exc:
+                raise w.error(f"security descriptor {name!r}: {exc.message}") from None
+            p.security[name] = SecurityDefinition(name, sddl, w)
+
+    def el_directories(self, p: Project, el, _f):
+        for d in xmlsafe.elements(el):
+            w = self.where(d)
+            if xmlsafe.localname(d) != "directory":
+                raise self.unexpected(d, "directories", WM_UNIMPLEMENTED, "wm.xml")
+            for attr in d.attrib:
+                if attr not in ("path", "securityDescriptor") and "}" not in attr:
+                    raise w.error(f"unknown attribute {attr!r} on <directory>; use path, securityDescriptor")
+            if not d.get("path"):
+                raise w.error('<directory> needs path="$(runtime.…)\\…"')
+            p.directories.append(DirectoryItem(d.get("path"), d.get("securityDescriptor"), w))
 
     def el_onecorePackageInfo(self, p: Project, el, _f):
         w = self.where(el)
@@ -131,6 +199,7 @@ class WmLoader(Loader):
                     child.get("name"),
                     f.merged(Filters(self.check_filter(child))),
                     self.where(child),
+                    security=child.get("securityDescriptor"),
                 )
             )
         return out
@@ -182,7 +251,11 @@ class WmLoader(Loader):
                         append=hint is not None,
                     )
                 )
-            out.append(RegKeyItem(key.get("keyName"), values, kf, self.where(key)))
+            out.append(
+                RegKeyItem(
+                    key.get("keyName"), values, kf, self.where(key), security=key.get("securityDescriptor")
+                )
+            )
         return out
 
     def el_regKeys(self, p: Project, el, f):

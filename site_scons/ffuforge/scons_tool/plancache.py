@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from ..package import variant
+from ..package import security, variant
 from ..util import paths, toolsig
 
 DEFAULT_FILE = "#build/.ffuforge/plans"
@@ -41,13 +41,17 @@ class Planned(NamedTuple):
     name: str
     partition: str
     release_type: str
-    content: dict  # variant.describe()
+    content: dict  # variant.describe() (+ "security": package.security's description)
     layout_files: tuple[tuple[str, str], ...]  # (devicelayout.xml|oemdeviceplatform.xml, source)
 
 
 def summarize(variants: list[variant.Variant], top: Path) -> list[Planned]:
     out = []
     for v in variants:
+        content = variant.describe(v, top)
+        sec = security.for_variant(v)
+        if sec:  # only then: the signatures of CABs without descriptors stay what they were
+            content["security"] = sec.describe()
         layout_files = tuple(
             sorted(
                 (pl.name.lower(), str(pl.source))
@@ -62,7 +66,7 @@ def summarize(variants: list[variant.Variant], top: Path) -> list[Planned]:
                 v.name,
                 v.partition,
                 v.project.release_type,
-                variant.describe(v, top),
+                content,
                 layout_files,
             )
         )

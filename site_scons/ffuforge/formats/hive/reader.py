@@ -27,6 +27,8 @@ from .structs import (
     NK_P,
     NK_SIZE,
     PAGE,
+    SK,
+    SK_SIZE,
     VALUE_COMP_NAME,
     VK_P,
     VK_SIZE,
@@ -51,6 +53,8 @@ class RegKey:
     timestamp: int  # FILETIME
     values: list[RegValue] = field(default_factory=list)
     subkeys: list[RegKey] = field(default_factory=list)
+    security: bytes = b""  # the self-relative descriptor of the key's sk cell
+    security_cell: int = -1  # offset of that sk cell (shared by keys with the same descriptor)
 
     def subkey(self, path: str) -> RegKey | None:
         key = self
@@ -95,6 +99,7 @@ class _Reader:
         self.bins: list[tuple[int, int]] = []  # absolute (start, end)
         self.bin_starts: list[int] = []
         self.visited: set[int] = set()
+        self.sk_cache: dict[int, bytes] = {}
 
     def fail(self, message: str) -> FormatError:
         return FormatError(f"malformed registry hive: {message}", self.name)
@@ -188,6 +193,8 @@ class _Reader:
         raw = bytes(c[NK_SIZE : NK_SIZE + name_length])
         name = raw.decode("latin-1") if nk["flags"] & KEY_COMP_NAME else raw.decode("utf-16-le", "replace")
         key = RegKey(name=name, timestamp=nk["timestamp"])
+        key.security_cell = nk["security"]
+        key.security = self.security(nk["security"], name)
         value_count, subkey_count = nk["value_count"], nk["subkey_count"]
         if value_count:
             vl = self.cell(nk["value_list"], "value list")
@@ -201,6 +208,20 @@ class _Reader:
             if len(subkeys) != subkey_count:
                 raise self.fail(f"key {name!r} claims {subkey_count} subkeys, its index lists {len(subkeys)}")
         return key, subkeys
+
+    def security(self, offset: int, name: str) -> bytes:
+        """The descriptor of an ``sk`` cell (read once per cell)."""
+        cached = self.sk_cache.get(offset)
+        if cached is not None:
+            return cached
+        c = self.cell(offset, "security")
+        if len(c) < SK_SIZE or bytes(c[:2]) != b"sk":
+            raise self.fail(f"key {name!r} points to 0x{offset:x} for its security, which is not an sk cell")
+        size = SK.parse(bytes(c[:SK_SIZE])).descriptor_size
+        if SK_SIZE + size > len(c):
+            raise self.fail(f"security descriptor at 0x{offset:x} runs past its cell")
+        out = self.sk_cache[offset] = bytes(c[SK_SIZE : SK_SIZE + size])
+        return out
 
     def index(self, offset: int, out: list[int], level: int, limit: int) -> None:
         c = self.cell(offset, "subkey index")

@@ -73,6 +73,8 @@ class _Key:
     name: str
     children: dict[str, _Key] = field(default_factory=dict)  # by upcase(name)
     values: dict[str, _Value] = field(default_factory=dict)  # by upcase(name)
+    security: bytes | None = None  # self-relative descriptor; None = the hive's default
+    security_owner: str | None = None
 
 
 class _Cell:
@@ -160,6 +162,20 @@ class HiveBuilder:
             f"{_owner_text(owner)} ({_describe(new)}); make one package own it"
         )
 
+    def set_key_security(self, path: str, descriptor: bytes, *, owner: str | None = None) -> None:
+        """Give the key (created if needed) its own self-relative descriptor, written as an ``sk``
+        cell shared with every other key that has the same bytes. A different second one is an error."""
+        key = self._walk(path, True)
+        assert key is not None
+        descriptor = bytes(descriptor)
+        if key.security is not None and key.security != descriptor:
+            raise ConfigError(
+                f"registry key {path} gets a security descriptor from both {_owner_text(key.security_owner)} "
+                f"and {_owner_text(owner)}, and they differ; make one package own it"
+            )
+        if key.security is None:
+            key.security, key.security_owner = descriptor, owner
+
     def has_key(self, path: str) -> bool:
         return self._walk(path, False) is not None
 
@@ -169,18 +185,47 @@ class HiveBuilder:
         cells: list[_Cell] = []
         ft = self.filetime
         sd = self.security_descriptor
-        key_count = 0
 
         def add(payload_len: int, render: Callable[[], bytes]) -> _Cell:
             c = _Cell(payload_len, render)
             cells.append(c)
             return c
 
-        sk_cell: _Cell | None = None
+        # One sk cell per distinct descriptor, each placed after the first key (depth first) that
+        # uses it (the root's first). All sk cells form one flink/blink ring in that
+        # order, each counting the keys that point to it (REGF: CM_KEY_SECURITY).
+        sk_cells: dict[bytes, _Cell] = {}
+        ring: list[_Cell] = []
+        refs: dict[bytes, int] = {}
+
+        def sk_for(descriptor: bytes) -> _Cell:
+            cell = sk_cells.get(descriptor)
+            if cell is not None:
+                return cell
+            pos = len(ring)
+
+            def render_sk() -> bytes:
+                return (
+                    SK.build(
+                        {
+                            "reserved": 0,
+                            "flink": ring[(pos + 1) % len(ring)].offset,
+                            "blink": ring[pos - 1].offset,
+                            "reference_count": refs[descriptor],
+                            "descriptor_size": len(descriptor),
+                        }
+                    )
+                    + descriptor
+                )
+
+            cell = sk_cells[descriptor] = add(SK_SIZE + len(descriptor), render_sk)
+            ring.append(cell)
+            return cell
 
         def emit(key: _Key, parent: _Cell | None) -> tuple[_Cell, list[tuple[_Key, _Cell]], list[_Cell]]:
-            nonlocal sk_cell, key_count
-            key_count += 1
+            descriptor = sd if key.security is None else key.security
+            refs[descriptor] = refs.get(descriptor, 0) + 1
+            sk_holder: list[_Cell] = []
             name_bytes, compressed = encode_name(key.name)
             children = sorted(key.children.values(), key=lambda k: sort_key(k.name))
             values = sorted(key.values.values(), key=lambda v: sort_key(v.name))
@@ -207,7 +252,7 @@ class HiveBuilder:
                         volatile_subkey_list=NIL,
                         value_count=len(values),
                         value_list=holder["values"].offset if holder["values"] else NIL,
-                        security=cast(_Cell, sk_cell).offset,  # set while the root is emitted
+                        security=sk_holder[0].offset,
                         class_name=NIL,
                         max_subkey_class=0,
                         work_var=0,
@@ -219,22 +264,7 @@ class HiveBuilder:
                 )
 
             nk = add(NK_P.size + len(name_bytes), render_nk)
-            if is_root:
-                sk_cell = add(
-                    SK_SIZE + len(sd),
-                    lambda: (
-                        SK.build(
-                            {
-                                "reserved": 0,
-                                "flink": cast(_Cell, sk_cell).offset,
-                                "blink": cast(_Cell, sk_cell).offset,
-                                "reference_count": key_count,
-                                "descriptor_size": len(sd),
-                            }
-                        )
-                        + sd
-                    ),
-                )
+            sk_holder.append(sk_for(descriptor))
             if values:
                 vk_cells: list[_Cell] = []
                 holder["values"] = add(
