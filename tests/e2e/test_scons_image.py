@@ -120,6 +120,46 @@ def test_filesystems_cut_from_the_disk(ws, tmp_path):
     svc = hive.read_hive(system).as_dict()["ControlSet001\\Services\\ContosoHeartbeat"]
     assert svc["Start"] == (4, (2).to_bytes(4, "little"))
     _registry_rules_on_the_sample(software, system)
+    _security_on_the_sample(main, software)
+
+
+def _audited(img: Path, path: str) -> bytes:
+    """The descriptor ntfssecaudit -v dumps for `path` from $Secure (its hex lines)."""
+    tool = shutil.which("ntfssecaudit") or "/usr/sbin/ntfssecaudit"
+    out = subprocess.run([tool, "-v", str(img), path], capture_output=True, text=True, check=True).stdout
+    words = [
+        w
+        for line in out.splitlines()
+        if (m := re.match(r"\s+[0-9a-f]{6}\s+((?:[0-9a-f]{2,8}\s*)+)$", line))
+        for w in m.group(1).split()
+    ]
+    assert words, out
+    return bytes.fromhex("".join(words))
+
+
+def _security_on_the_sample(main: Path, software: Path) -> None:
+    """Issue 14/15: Custom.Files gives settings.json and its Provisioning key their own descriptors;
+    every other file keeps the WRP default. Read back by ntfssecaudit and regipy."""
+    from ffuforge.formats import secdesc
+
+    private = secdesc.sddl_to_binary("O:BAG:SYD:P(A;;FA;;;SY)(A;;FA;;;BA)")
+    assert _audited(main, "/ProgramData/Contoso/settings.json") == private
+    assert _audited(main, "/Windows/System32/oemcustomization.cmd") == secdesc.wrp_default(False)
+    assert _audited(main, "/ProgramData/Contoso") == secdesc.wrp_default(True)
+    keys = dict(hive.read_hive(software).walk())
+    key_sd = secdesc.sddl_to_binary("O:BAG:SYD:P(A;CI;KA;;;SY)(A;CI;KA;;;BA)")
+    assert keys["Contoso\\Provisioning"].security == key_sd
+    assert keys["Contoso\\SampleA"].security == hive.default_security_descriptor()
+    try:
+        from regipy.registry import RegistryHive
+    except ImportError:
+        return
+    info = RegistryHive(str(software)).get_key("\\Contoso\\Provisioning").get_security_key_info()
+    assert (info["owner"], info["group"]) == ("S-1-5-32-544", "S-1-5-18")
+    assert [(a["sid"], a["flags"]["CONTAINER_INHERIT_ACE"]) for a in info["dacl"]] == [
+        ("S-1-5-18", True),
+        ("S-1-5-32-544", True),
+    ]
 
 
 def _registry_rules_on_the_sample(software: Path, system: Path) -> None:

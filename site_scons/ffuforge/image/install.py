@@ -175,6 +175,15 @@ def device_to_relative(device_path: str, where: str) -> str:
     return macros.normalize_relative(text, f"device path {device_path!r}", where, None)
 
 
+def _installed_rel(device_path: str, where: str) -> str | None:
+    """A manifest file's path, or None when no installed file can have it (a Microsoft manifest
+    also describes files under macros the CAB does not install)."""
+    try:
+        return device_to_relative(device_path, where)
+    except FFUError:
+        return None
+
+
 def _host_path(root: Path, rel: str) -> Path:
     out = root.joinpath(*rel.split("\\"))
     # normalize_relative has refused '..' and drive letters; this is a second line of defence.
@@ -284,8 +293,8 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
                 p.ops.append(("reg", member.name, keys, values))
                 sec_files, sec_dirs, sec_keys = security.manifest_security(data, f"{where}:{member.name}")
                 if sec_files or sec_dirs or sec_keys:
-                    rel_files = [[device_to_relative(d, where), s] for d, s in sec_files]
-                    rel_dirs = [[device_to_relative(d, where), s] for d, s in sec_dirs]
+                    rel_files = [[r, s] for d, s in sec_files if (r := _installed_rel(d, where))]
+                    rel_dirs = [[device_to_relative(d, where), s] for d, s in sec_dirs if d]
                     p.ops.append(("sec", member.name, rel_files, rel_dirs, [list(k) for k in sec_keys]))
         if not info.binary_partition and info.partition.lower() in ("mainos",):
             # The servicing stack's record of the package: its mum and catalog under \Windows\servicing.

@@ -18,10 +18,14 @@ Layout rules (all observable in the output, all chosen for determinism):
 * data of at most 4 bytes is stored in the value cell, more than 16344 bytes as ``db`` big data;
 * names are stored compressed (one byte per character) only when pure ASCII, else UTF-16LE;
   case-insensitive matching uses the Unicode simple upper-case mapping per character;
-* no class names; one ``sk`` cell shared by every key: owner Administrators, group SYSTEM,
-  DACL granting KEY_ALL_ACCESS to SYSTEM and Administrators and KEY_READ to Users (all
-  container-inherit), i.e. what a stock hive grants on most keys. Keys that need tighter
-  ACLs (SAM, SECURITY) are not modelled yet.
+* no class names; by default one ``sk`` cell shared by every key: owner Administrators, group
+  SYSTEM, DACL granting KEY_ALL_ACCESS to SYSTEM and Administrators and KEY_READ to Users (all
+  container-inherit). This is ffuforge's choice, not Windows' skeleton (Windows' own keys are
+  TrustedInstaller-owned with WRP descriptors and inherited ACEs). A key given its own descriptor
+  (:meth:`HiveBuilder.set_key_security`) points to an ``sk`` cell shared by every key with the
+  same bytes, placed after the first such key (depth first); all ``sk`` cells form one
+  flink/blink ring in that order, each with the count of keys referring to it, as REGF's
+  ``CM_KEY_SECURITY`` list requires. Subkeys do not inherit a given descriptor's ACEs.
 
 ``hive_for_key`` maps a full ``HKEY_...`` path to one of the offline hive files.
 
