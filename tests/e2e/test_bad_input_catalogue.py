@@ -327,6 +327,27 @@ CASES: list[Case] = [
         '<regValue name="x" type="REG_SZ" value="2" /></regKey></regKeys>',
     ),
     Case(
+        "undefined-security-descriptor",
+        "mini",
+        r"pkg/P\.wm\.xml:7: security descriptor 'NOPE' is not defined",
+        extra='<regKeys><regKey keyName="$(hklm.software)\\C" securityDescriptor="NOPE">'
+        '<regValue name="x" type="REG_SZ" value="1" /></regKey></regKeys>',
+    ),
+    Case(
+        "unwritable-sddl",
+        "mini",
+        r"pkg/P\.wm\.xml:7: security descriptor 'X': .*object and conditional ACEs",
+        extra="<trustInfo><security><accessControl><securityDescriptorDefinitions>"
+        '<securityDescriptorDefinition name="X" sddl="D:(XA;;FA;;;WD)" />'
+        "</securityDescriptorDefinitions></accessControl></security></trustInfo>",
+    ),
+    Case(
+        "directory-that-is-a-root",
+        "mini",
+        r"pkg/P\.wm\.xml:7: directory .* is a root macro's own directory",
+        extra='<directories><directory path="$(runtime.programData)" /></directories>',
+    ),
+    Case(
         "bad-buildfilter",
         "mini",
         r"pkg/P\.wm\.xml:7: .*invalid buildFilter",
@@ -489,6 +510,24 @@ CASES: list[Case] = [
             "packages/Registry.Settings/Registry.Settings.wm.xml": _sub(
                 'type="REG_MULTI_SZ" value="ContosoSettings" operationHint="append"',
                 'type="REG_SZ" value="ContosoSettings"',
+            )
+        },
+    ),
+    Case(
+        "two-packages-one-key-two-descriptors",
+        "sample",
+        r"Contoso\.(Custom\.Files|Registry\.Settings)\.cab:[^:]+\.manifest: registry key "
+        r"HKEY_LOCAL_MACHINE\\Software\\Contoso\\Provisioning gets security descriptor '[^']+' from "
+        r"Contoso\.(Custom\.Files|Registry\.Settings) and '[^']+' from Contoso\.(Custom\.Files|Registry\.Settings)",
+        files={
+            "packages/Registry.Settings/Registry.Settings.wm.xml": lambda text: text.replace(
+                '<regKey keyName="$(hklm.software)\\$(OEMNAME)\\Vendor&amp;Id" >',
+                '<regKey keyName="$(hklm.software)\\$(OEMNAME)\\Provisioning" securityDescriptor="OPEN">',
+            ).replace(
+                "</identity>",
+                "<trustInfo><security><accessControl><securityDescriptorDefinitions>"
+                '<securityDescriptorDefinition name="OPEN" sddl="O:BAG:SYD:(A;CI;KA;;;WD)" />'
+                "</securityDescriptorDefinitions></accessControl></security></trustInfo></identity>",
             )
         },
     ),
