@@ -362,3 +362,17 @@ def test_installed_files_and_directories_get_their_descriptor_on_ntfs(tmp_path):
     assert audited(img, "/ProgramData/Contoso") == given
     assert audited(img, "/Windows/System32/Contoso/b.txt") == secdesc.wrp_default(False)
     assert audited(img, "/ProgramData/Plain") == secdesc.wrp_default(True)
+
+
+def test_a_key_pointing_elsewhere_for_its_security_is_refused():
+    b = hive.HiveBuilder("ROOT", timestamp=EPOCH)
+    b.ensure_key("A")
+    data = bytearray(b.to_bytes("H"))
+    root = hive.parse_hive(bytes(data)).root
+    root_cell = int.from_bytes(data[36:40], "little")  # base block: root cell offset
+    assert data[4096 + root_cell + 4 : 4096 + root_cell + 6] == b"nk"
+    pos = 4096 + root_cell + 4 + 44  # CM_KEY_NODE.Security
+    assert int.from_bytes(data[pos : pos + 4], "little") == root.security_cell
+    data[pos : pos + 4] = root_cell.to_bytes(4, "little")  # the key node itself
+    with pytest.raises(FormatError, match="not an sk cell"):
+        hive.parse_hive(bytes(data))

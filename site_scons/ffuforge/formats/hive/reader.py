@@ -210,7 +210,9 @@ class _Reader:
         return key, subkeys
 
     def security(self, offset: int, name: str) -> bytes:
-        """The descriptor of an ``sk`` cell (read once per cell)."""
+        """The descriptor of an ``sk`` cell (read once per cell); none for NIL (volatile keys)."""
+        if offset == NIL:
+            return b""
         cached = self.sk_cache.get(offset)
         if cached is not None:
             return cached
