@@ -197,9 +197,9 @@ CASES: list[Case] = [
     Case(
         "unimplemented-element",
         "mini",
-        r"pkg/P\.wm\.xml:7: <directories> is valid wm\.xml but ffuforge does "
+        r"pkg/P\.wm\.xml:7: <accounts> is valid wm\.xml but ffuforge does "
         r"not implement it",
-        extra="<directories/>",
+        extra="<accounts/>",
     ),
     Case(
         "undefined-macro",
