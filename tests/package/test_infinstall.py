@@ -301,3 +301,37 @@ def test_sample_infs():
     assert v[(k, "Start")] == dw(3) and v[(k, "Type")] == dw(1) and v[(k, "ErrorControl")] == dw(1)
     assert v[(k + "\\Parameters", "BaudRate")] == dw(115200)
     assert v[(k + "\\Parameters\\Wdf", "KmdfLibraryVersion")] == (1, sz("1.15"))
+
+
+def test_locale_strings_and_coinstallers():
+    text = (
+        HEAD
+        + textwrap.dedent(
+            """
+            [Dev.NT]
+            [Dev.NT.CoInstallers]
+            AddReg = Co_AddReg
+            [Co_AddReg]
+            HKR,,CoInstallers32,0x00010000,"WdfCoInstaller01015.dll,WdfCoInstaller"
+            [Dev.NT.Services]
+            AddService = s, 2, S_Inst
+            [S_Inst]
+            DisplayName = %SVC%
+            ServiceType = 1
+            StartType = 3
+            ErrorControl = 1
+            ServiceBinary = %12%\\s.sys
+            [Strings.0407]
+            SVC="Testdienst"
+            [Strings.0409]
+            SVC="US service"
+            """
+        )
+        + STRINGS
+    )
+    for lcid, shown in ((0x0409, "US service"), (0x0407, "Testdienst"), (0x0411, "Test Service")):
+        parsed = parse_inf_text(text, "t.inf", lcid=lcid)
+        r = install_registry(parsed, import_driver(parsed, "arm64"), "t.inf")
+        assert vals(r)[(f"{SERVICES}\\s", "DisplayName")] == (1, sz(f"@t.inf,%SVC%;{shown}"))
+        # the co-installer's HKR is the device's software key: kept for the driver database
+        assert [(d[0], d[1], d[3]) for d in r.deferred] == [("Driver", "Dev.NT", "CoInstallers32")]
