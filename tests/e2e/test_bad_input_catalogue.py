@@ -172,6 +172,34 @@ def _driver(
     return setup
 
 
+SERVICE_INF = """
+[Dev_Inst.NT.Services]
+AddService = d, 0x00000002, Dev_Service
+
+[Dev_Service]
+ServiceType   = 1
+StartType     = 3
+ErrorControl  = 1
+ServiceBinary = {binary}
+"""
+
+
+def _driver_inf(
+    edit: Callable[[str], str] = lambda t: t, binary: str = r"%12%\d.sys", encoding: str = "utf-8"
+):
+    """The mini driver with a service, one mistake applied to its INF text and encoding."""
+
+    def setup(ws: Path, _) -> None:
+        (ws / "pkg/d.sys").write_bytes(b"not a real driver, just bytes")
+        text = INF.format(
+            models="Standard,NT$ARCH$", models_section="Standard.NT$ARCH$", copyfiles="Dev_Inst.CopyFiles"
+        )
+        text = edit(text + SERVICE_INF.format(binary=binary))
+        (ws / "pkg/d.inf").write_bytes(text.replace("\n", "\r\n").encode(encoding))
+
+    return setup
+
+
 def _second_project(ws: Path, _) -> None:
     (ws / "pkg/Q.wm.xml").write_text(
         MINI_WM.format(extra="").replace('name="P"', 'name="P" legacyName="Contoso-T-P"')
@@ -422,6 +450,34 @@ CASES: list[Case] = [
         r"\[Nowhere\], which does not exist",
         extra=DRIVER,
         setup=_driver(copyfiles="Nowhere"),
+    ),
+    Case(
+        "inf-without-version-section",
+        "mini",
+        r"pkg/d\.inf:1: INF has no \[Version\] section",
+        extra=DRIVER,
+        setup=_driver_inf(lambda t: t.replace("[Version]", "[Versions]")),
+    ),
+    Case(
+        "inf-utf16-without-bom",
+        "mini",
+        r"pkg/d\.inf:1: INF is UTF-16-LE without a byte-order mark",
+        extra=DRIVER,
+        setup=_driver_inf(encoding="utf-16-le"),
+    ),
+    Case(
+        "inf-no-models-for-cpu",
+        "mini",
+        r"pkg/d\.inf:19: \[Manufacturer\] has no models section for arm64 \(decorations: NTamd64\)",
+        extra=DRIVER,
+        setup=_driver_inf(lambda t: t.replace("NT$ARCH$", "NTamd64")),
+    ),
+    Case(
+        "inf-service-binary-outside-dirids",
+        "mini",
+        r"pkg/d\.inf:\d+: ServiceBinary 'C:\\\\drivers\\\\d\.sys' in \[Dev_Service\] is not below a DIRID",
+        extra=DRIVER,
+        setup=_driver_inf(binary=r"C:\drivers\d.sys"),
     ),
     Case(
         "two-projects-one-cab",

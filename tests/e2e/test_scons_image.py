@@ -119,6 +119,37 @@ def test_filesystems_cut_from_the_disk(ws, tmp_path):
     )
     svc = hive.read_hive(system).as_dict()["ControlSet001\\Services\\ContosoHeartbeat"]
     assert svc["Start"] == (4, (2).to_bytes(4, "little"))
+    # the UART INF's service, as installing it writes it (AddService, service AddReg, KMDF)
+    regs = hive.read_hive(system).as_dict()
+    uart = regs["ControlSet001\\Services\\contosouart"]
+    assert uart["ImagePath"] == (2, "\\SystemRoot\\System32\\drivers\\contosouart.sys\0".encode("utf-16-le"))
+    assert (uart["Start"], uart["Type"], uart["ErrorControl"]) == (
+        (4, b"\3\0\0\0"),
+        (4, b"\1\0\0\0"),
+        (4, b"\1\0\0\0"),
+    )
+    assert not any(k.startswith(("ControlSet001\\Enum", "ControlSet001\\Control\\Class\\")) for k in regs)
+    if shutil.which("hivexregedit"):
+        export = subprocess.run(
+            ["hivexregedit", "--export", str(system), "\\ControlSet001\\Services\\contosouart"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        hexed = ",".join(
+            f"{b:02x}" for b in "\\SystemRoot\\System32\\drivers\\contosouart.sys\0".encode("utf-16-le")
+        )
+        for line in (
+            "[\\ControlSet001\\Services\\contosouart]",
+            f'"ImagePath"=hex(2):{hexed}',
+            '"Start"=dword:00000003',
+            '"Type"=dword:00000001',
+            '"ErrorControl"=dword:00000001',
+            "[\\ControlSet001\\Services\\contosouart\\Parameters]",
+            '"BaudRate"=dword:0001c200',
+            "[\\ControlSet001\\Services\\contosouart\\Parameters\\Wdf]",
+        ):
+            assert line in export.splitlines(), (line, export)
     _registry_rules_on_the_sample(software, system)
     _security_on_the_sample(main, software)
 

@@ -25,7 +25,7 @@ from ffuforge.errors import FFUError  # noqa: E402
 from ffuforge.features import fm, oeminput
 from ffuforge.formats import bcd, cab, ffu, hive
 from ffuforge.image import install, layout
-from ffuforge.package import buildfilter, inf, project, variant
+from ffuforge.package import buildfilter, inf, infinstall, project, variant
 from ffuforge.util import xmlsafe
 
 _TMP = Path(tempfile.mkdtemp(prefix="ffuforge-fuzz-"))
@@ -110,7 +110,7 @@ def fuzz_inf(data: bytes) -> None:
     parsed = inf.parse_inf_bytes(data, "fuzz.inf")
     for arch in ("arm64", "x86"):
         try:
-            inf.import_driver(parsed, arch)
+            infinstall.install_registry(parsed, inf.import_driver(parsed, arch), "fuzz.inf")
         except FFUError:
             pass
 

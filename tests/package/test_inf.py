@@ -177,7 +177,7 @@ def test_encodings_give_identical_results():
         assert parsed.strings == reference.strings, label
         for arch, want in expected.items():
             assert import_driver(parsed, arch) == want, (label, arch)
-    assert seen == {"utf-16-le", "utf-16-be", "utf-8", "cp1252"}
+    assert seen == {"utf-16-le", "utf-16-le-nobom", "utf-16-be", "utf-8", "cp1252"}
 
 
 def test_encoding_detection_and_files(tmp_path):

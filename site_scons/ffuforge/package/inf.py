@@ -35,6 +35,7 @@ __all__ = [
     "parse_inf",
     "parse_inf_bytes",
     "parse_inf_text",
+    "stamped",
 ]
 
 ARCHES = ("x86", "amd64", "arm", "arm64")
@@ -76,7 +77,7 @@ def _expand_arch(text: str, arch: str) -> str:
     return _ARCH_TOKEN.sub(arch, text) if "$" in text else text
 
 
-def _stamped(inf: Inf, arch: str) -> Inf:
+def stamped(inf: Inf, arch: str) -> Inf:
     """Replace $ARCH$ everywhere, as stampinf does when the WDK builds an unstamped source INF."""
 
     def has(text: str | None) -> bool:
@@ -96,10 +97,10 @@ def _stamped(inf: Inf, arch: str) -> Inf:
         for ln in sec.lines:
             key = _expand_arch(ln.key, arch) if ln.key is not None else None
             values = tuple(_expand_arch(v, arch) for v in ln.values)
-            stamped = InfLine(ln.line, key, values, ln.unresolved)
-            new.lines.append(stamped)
+            out = InfLine(ln.line, key, values, ln.unresolved, ln.refs)
+            new.lines.append(out)
             if key is not None:
-                new.index.setdefault(key.lower(), []).append(stamped)
+                new.index.setdefault(key.lower(), []).append(out)
     return Inf(inf.path, inf.encoding, sections, inf.strings)
 
 
@@ -125,7 +126,7 @@ def _version_key(parts: list[str]) -> tuple[int, int, int]:
 
 class _Importer:
     def __init__(self, inf: Inf, arch: str):
-        self.inf = _stamped(inf, arch)
+        self.inf = stamped(inf, arch)
         self.arch = arch
         self.name = inf.path
         self.warnings: list[str] = []

@@ -24,6 +24,7 @@ MAX_LINE_CHARS = 64 * 1024
 WS = " \t\f\v\x00\x1a"  # \x1a: DOS end-of-file marker left in old INFs
 _LINE_SPLIT = re.compile(r"\r\n|\r|\n")
 _TOKEN = re.compile(r"%([^%]*)%")
+_WHOLE_TOKEN = re.compile(r"%([^%]+)%")
 
 
 def _latin1_fallback(exc: UnicodeError) -> tuple[str, int]:
@@ -102,7 +103,8 @@ def _decode(data: bytes) -> tuple[str, str]:
                 return data.decode("utf-8"), "utf-8"
             except UnicodeDecodeError:
                 return data.decode("cp1252", errors="ffuforge.inf.latin1"), "cp1252"
-        enc, body = sniffed, data
+        # Readable, but Windows' setupapi does not sniff: the package build refuses it (infinstall).
+        return data.decode(sniffed, errors="replace"), sniffed + "-nobom"
     # A BOM promises the encoding; stray bytes (e.g. an odd trailing LF added by a text-mode
     # checkout) become U+FFFD instead of failing the whole INF.
     return body.decode(enc, errors="replace"), enc
@@ -307,4 +309,9 @@ def _substitute(lineno: int, key: str | None, values: list[str], strings: dict[s
 
     new_key = sub(key, -1) if key is not None else None
     new_values = tuple(sub(v, i) for i, v in enumerate(values))
-    return InfLine(lineno, new_key, new_values, tuple(unresolved))
+    refs = tuple(
+        (i, m.group(1))
+        for i, v in enumerate(values)
+        if "%" in v and (m := _WHOLE_TOKEN.fullmatch(v)) is not None and m.group(1).lower() in strings
+    )
+    return InfLine(lineno, new_key, new_values, tuple(unresolved), refs)

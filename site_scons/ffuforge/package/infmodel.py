@@ -20,6 +20,9 @@ class InfLine:
     values: tuple[str, ...]
     #: (value index, token) for each %token% with no [Strings] entry; index -1 is the key.
     unresolved: tuple[tuple[int, str], ...] = ()
+    #: (value index, token as written) for each value that was exactly one resolved %token%:
+    #: service DisplayName/Description keep the reference (``@inf,%token%;text``) as Windows does.
+    refs: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(slots=True)

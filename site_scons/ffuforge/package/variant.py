@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import ConfigError, FFUError
 from ..formats import regvalue
 from ..util import paths
-from . import buildfilter, inf, macros, project
+from . import buildfilter, inf, infinstall, macros, project
 from .project import Filters, Project, Where
 
 CPUS = ("x86", "amd64", "arm", "arm64")
@@ -342,6 +342,10 @@ class _Planner:
                 src, shown = self.source_path(rel, w, m, base=import_dir)
             macro, sub = macros.split_destination(f.dest_dir, w.file, w.line)
             v.payload.append(Payload(src, shown, macro, sub, f.dest_name, w))
+        reg = infinstall.install_registry(parsed, imported, inf_path.name)
+        for iv in reg.values:
+            v.registry.append(RegValue(iv.key, iv.name, iv.data, Where(inf_shown, iv.line)))
+        v.empty_keys.extend(key for key, _ in reg.keys)
         v.drivers.append(Driver(inf_path, inf_shown, w))
 
     def com(self, v: Variant, server: project.ComServer, m: macros.Macros) -> None:
