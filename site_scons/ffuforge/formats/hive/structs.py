@@ -11,11 +11,9 @@ import struct
 
 from construct import (
     Array,
-    BytesInteger,
     Const,
     FormatField,
     GreedyRange,
-    Int8ul,
     Int16ul,
     Int32sl,
     Int32ul,
@@ -26,6 +24,7 @@ from construct import (
 from construct import Bytes as CBytes
 
 from ...errors import ConfigError
+from ..secdesc import ACE, ACL_HEADER, SD_HEADER, SID
 
 # --- constants --------------------------------------------------------------------------------
 
@@ -136,25 +135,7 @@ SK = Struct(
 )
 SK_SIZE = SK.sizeof()
 
-SID = Struct(
-    "revision" / Const(1, Int8ul),
-    "sub_authority_count" / Int8ul,
-    "authority" / BytesInteger(6),  # big-endian
-    "sub_authorities" / Array(this.sub_authority_count, Int32ul),
-)
-ACE = Struct("type" / Int8ul, "flags" / Int8ul, "size" / Int16ul, "mask" / Int32ul, "sid" / SID)
-ACL_HEADER = Struct(
-    "revision" / Int8ul, "sbz1" / Int8ul, "size" / Int16ul, "ace_count" / Int16ul, "sbz2" / Int16ul
-)
-SD_HEADER = Struct(
-    "revision" / Int8ul,
-    "sbz1" / Int8ul,
-    "control" / Int16ul,
-    "owner" / Int32ul,
-    "group" / Int32ul,
-    "sacl" / Int32ul,
-    "dacl" / Int32ul,
-)
+# SID, ACE, ACL and security-descriptor layouts: one declaration, in formats.secdesc
 
 
 class _Packer:
