@@ -323,3 +323,48 @@ def test_fm_edit_remerges_only_that_fm(ws):
     steps = _steps(proc)
     assert "ContosoBoardFM.xml" in steps and "OEMFM.xml" not in steps
     assert not any(s.endswith(("EFIESP.img", "BOOTLOADER.img", "Data.img")) for s in steps), steps
+
+
+IMGGEN_IDS = {  # ImgGen's normalised unique partition GUIDs (DD2FFU ImageConstants)
+    "MainOS": "A76B8CE2-0187-4C13-8FCA-8651C9B0620A",
+    "EFIESP": "8183040A-8B44-4592-92F7-C6D9EE0560F7",
+}
+
+
+@pytest.mark.skipif(not shutil.which("sgdisk"), reason="sgdisk (gdisk) not installed")
+def test_partition_ids_are_imggens(ws, tmp_path):
+    """`sgdisk -i` on the disk from `ffuforge ffu to-raw` shows ImgGen's fixed IDs; the flash-only
+    table stored in the FFU (parsed here by hand, LBA 2 entries) carries the same EFIESP ID."""
+    import sys
+
+    flash = ws / OUT / "Flash.ffu"
+    raw = tmp_path / "disk.img"
+    env_py = [sys.executable, "-m", "ffuforge"]
+    subprocess.run([*env_py, "ffu", "to-raw", str(flash), str(raw)], check=True, cwd=ws, capture_output=True)
+    listing = subprocess.run(["sgdisk", "-p", str(raw)], capture_output=True, text=True, check=True).stdout
+    numbers = {
+        m.group(2): m.group(1) for m in re.finditer(r"^\s+(\d+)\s+\d+\s+\d+\s+.*?(\S+)\s*$", listing, re.M)
+    }
+    for name, want in IMGGEN_IDS.items():
+        info = subprocess.run(
+            ["sgdisk", "-i", numbers[name], str(raw)], capture_output=True, text=True, check=True
+        ).stdout
+        assert f"Partition unique GUID: {want}" in info, info
+    data = subprocess.run(["sgdisk", "-i", numbers["Data"], str(raw)], capture_output=True, text=True).stdout
+    assert not any(v in data for v in IMGGEN_IDS.values())
+    # the flash-only table: the FFU's payload block at dwFlashOnlyTableIndex
+    import uuid as _uuid
+
+    r = ffu.FfuReader(flash)
+    st = r.stores[0]
+    i = st.header["flash_only_index"]
+    with open(flash, "rb") as f:
+        f.seek(st.payload_offset + st.payload_start[i] * st.block_size)
+        block = f.read(st.block_size)
+    entries = {}
+    for k in range(128):
+        e = block[1024 + 128 * k : 1024 + 128 * (k + 1)]
+        if e[:16] != bytes(16):
+            entries[e[56:128].decode("utf-16-le").rstrip("\0")] = str(_uuid.UUID(bytes_le=e[16:32])).upper()
+    assert entries.get("EFIESP") == IMGGEN_IDS["EFIESP"]
+    assert "MainOS" not in entries  # not RequiredToFlash: zeroed in the flash-only table

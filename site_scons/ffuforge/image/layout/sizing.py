@@ -16,6 +16,7 @@ from ...errors import ConfigError
 from ...formats.disklayout import DiskLayout, PlacedPartition
 from .model import (
     GPT_DISK_GUID,
+    IMGGEN_PARTITION_IDS,
     GPT_ENTRY_ARRAY_BYTES,
     MBR_DISK_ID,
     MIN_USE_ALL_SPACE_BYTES,
@@ -248,7 +249,7 @@ def compute_layout(
     for p, start, size in placed:
         pid = None
         if layout.style == "gpt":
-            pid = p.id or "{" + str(uuid.uuid5(ns, p.name.lower())) + "}"
+            pid = IMGGEN_PARTITION_IDS.get(p.name) or p.id or "{" + str(uuid.uuid5(ns, p.name.lower())) + "}"
         parts.append(
             PlacedPartition(
                 name=p.name,
