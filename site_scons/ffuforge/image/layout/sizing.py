@@ -16,8 +16,8 @@ from ...errors import ConfigError
 from ...formats.disklayout import DiskLayout, PlacedPartition
 from .model import (
     GPT_DISK_GUID,
-    IMGGEN_PARTITION_IDS,
     GPT_ENTRY_ARRAY_BYTES,
+    IMGGEN_PARTITION_IDS,
     MBR_DISK_ID,
     MIN_USE_ALL_SPACE_BYTES,
     DeviceLayout,
