@@ -174,7 +174,7 @@ def _show(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(_show(v) for v in value) or "(empty)"
     if isinstance(value, dict):
-        return " ".join(f"{k}={_show(v) if isinstance(v, dict) else v}" for k, v in value.items())
+        return " ".join(f"{k}=({_show(v)})" if isinstance(v, dict) else f"{k}={v}" for k, v in value.items())
     return str(value)
 
 
