@@ -323,3 +323,72 @@ def test_fm_edit_remerges_only_that_fm(ws):
     steps = _steps(proc)
     assert "ContosoBoardFM.xml" in steps and "OEMFM.xml" not in steps
     assert not any(s.endswith(("EFIESP.img", "BOOTLOADER.img", "Data.img")) for s in steps), steps
+
+
+IMGGEN_IDS = {  # ImgGen's normalised unique partition GUIDs (DD2FFU ImageConstants)
+    "MainOS": "A76B8CE2-0187-4C13-8FCA-8651C9B0620A",
+    "EFIESP": "8183040A-8B44-4592-92F7-C6D9EE0560F7",
+}
+
+
+@pytest.mark.skipif(not shutil.which("sgdisk"), reason="sgdisk (gdisk) not installed")
+def test_partition_ids_are_imggens(ws, tmp_path):
+    """`sgdisk -i` on the disk from `ffuforge ffu to-raw` shows ImgGen's fixed IDs; the flash-only
+    table stored in the FFU (parsed here by hand, LBA 2 entries) carries the same EFIESP ID."""
+    import os
+    import sys
+
+    flash = ws / OUT / "Flash.ffu"
+    raw = tmp_path / "disk.img"
+    env_py = [sys.executable, "-m", "ffuforge"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "site_scons")}
+    subprocess.run([*env_py, "ffu", "to-raw", str(flash), str(raw)], check=True, capture_output=True, env=env)
+    listing = subprocess.run(["sgdisk", "-p", str(raw)], capture_output=True, text=True, check=True).stdout
+    numbers = {
+        m.group(2): m.group(1) for m in re.finditer(r"^\s+(\d+)\s+\d+\s+\d+\s+.*?(\S+)\s*$", listing, re.M)
+    }
+    for name, want in IMGGEN_IDS.items():
+        info = subprocess.run(
+            ["sgdisk", "-i", numbers[name], str(raw)], capture_output=True, text=True, check=True
+        ).stdout
+        assert f"Partition unique GUID: {want}" in info, info
+    data = subprocess.run(["sgdisk", "-i", numbers["Data"], str(raw)], capture_output=True, text=True).stdout
+    assert not any(v in data for v in IMGGEN_IDS.values())
+    # the flash-only table: the FFU's payload block at dwFlashOnlyTableIndex
+    import uuid as _uuid
+
+    r = ffu.FfuReader(flash)
+    st = r.stores[0]
+    i = st.header["flash_only_index"]
+    with open(flash, "rb") as f:
+        f.seek(st.payload_offset + st.payload_start[i] * st.block_size)
+        block = f.read(st.block_size)
+    entries = {}
+    for k in range(128):
+        e = block[1024 + 128 * k : 1024 + 128 * (k + 1)]
+        if e[:16] != bytes(16):
+            entries[e[56:128].decode("utf-16-le").rstrip("\0")] = str(_uuid.UUID(bytes_le=e[16:32])).upper()
+    assert entries.get("EFIESP") == IMGGEN_IDS["EFIESP"]
+    assert "MainOS" not in entries  # not RequiredToFlash: zeroed in the flash-only table
+
+
+def test_bcd_dump_of_the_ffu(ws):
+    """`ffuforge bcd dump Flash.ffu` reads the store on the FFU's EFIESP: the sample's bcdStore XML
+    (Custom.BCD: boot manager, progress animation off, timeout 3)."""
+    import json
+    import os
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "site_scons")}
+    argv = [sys.executable, "-m", "ffuforge", "bcd", "dump", "--json", str(ws / OUT / "Flash.ffu")]
+    store = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout)
+    (mgr,) = [o for o in store["objects"] if o["name"] == "Windows Boot Manager"]
+    values = {e["name"]: e["value"] for e in mgr["elements"]}
+    assert values == {"Boot UX Progress Animation Disable": True, "Timeout Value": 3}
+    argv[-2:] = [str(ws / OUT / "partitions" / "EFIESP.img")]
+    img = json.loads(
+        subprocess.run(
+            [*argv[:-1], "--json", argv[-1]], capture_output=True, text=True, check=True, env=env
+        ).stdout
+    )
+    assert img == store

@@ -589,3 +589,41 @@ def test_error_kinds_are_config_errors(tmp_path):
         bcd.build_bcd([gpt], timestamp=TS, disk_style="apm")
     with pytest.raises(ConfigError, match="GPTDevice> in a BCD for an MBR disk"):
         bcd.build_bcd([gpt], timestamp=TS, disk_style="mbr", partition_ids=partition_ids("mbr"))
+
+
+@pytest.mark.parametrize(
+    "xml", CORPUS, ids=[str(p.relative_to(ROOT.parent / "shared" / "corpus")) for p in CORPUS]
+)
+def test_dump_decodes_every_corpus_element(xml, tmp_path):
+    """`bcd dump` decodes every element of every corpus store: no raw or unexpected values, element
+    names and values agree with the independent decoding of `expected_elements`."""
+    import json
+
+    from ffuforge.formats.bcd.dump import describe_store, format_store
+
+    style = style_of(xml)
+    base = tmp_path / "base.xml"
+    base.write_text(base_xml(style))
+    out = tmp_path / "BCD"
+    bcd.compile_bcd([base, xml], out, timestamp=TS, disk_style=style, partition_ids=partition_ids(style))
+    store = describe_store(hive.read_hive(out))
+    text = json.dumps(store)
+    assert '"raw"' not in text and '"unexpected"' not in text and "device type" not in text
+    want = expected_elements([base, xml])
+    got = {o["id"]: {int(e["id"], 16) for e in o["elements"]} for o in store["objects"]}
+    assert got == {g.lower(): set(els) for g, els in want.items()}
+    for o in store["objects"]:
+        for e in o["elements"]:
+            assert e["name"], e  # every element the corpus uses has a name
+            if e["format"] == "device":
+                kind = e["value"]["kind"]
+                assert kind in ("gpt partition", "mbr partition", "ramdisk"), e
+                if kind == "ramdisk":
+                    assert e["value"]["path"] == "\\winpe.wim" and e["value"]["on"]["kind"].endswith(
+                        "partition"
+                    )
+                    assert "Ramdisk Options" in e["value"]["options"]
+                if kind == "gpt partition" and e["value"]["partition"] in bcd.GPT_PARTITION_IDS.values():
+                    assert e["value"]["partition_name"] in ("MainOS", "EFIESP", "MMOS")
+    lines = format_store(store).splitlines()
+    assert sum(ln.startswith("  0x") for ln in lines) == sum(len(o["elements"]) for o in store["objects"])

@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,7 +134,13 @@ def fuzz_ffu(data: bytes) -> None:
 
 
 def fuzz_hive(data: bytes) -> None:
-    hive.parse_hive(data, "fuzz-hive").as_dict()
+    """A hive, and `bcd dump`'s decoding of it as a store (refused when it is none)."""
+    from ffuforge.formats.bcd.dump import describe_store, format_store
+
+    h = hive.parse_hive(data, "fuzz-hive")
+    h.as_dict()
+    if h.root.subkey("Objects") is not None:
+        format_store(describe_store(h))
 
 
 def fuzz_install(data: bytes) -> None:
@@ -241,6 +248,21 @@ def _small_hive() -> bytes:
     return b.to_bytes("SOFTWARE")
 
 
+def _small_bcd() -> bytes:
+    """A store with a GPT device, a ramdisk device, an object list and an integer list."""
+    from ffuforge.formats.bcd import gpt_partition_device, new_store, ramdisk_device
+
+    b = new_store(1577836800)
+    obj = "Objects\\{7619dcc9-fafe-11d9-b411-000476eba25f}"
+    b.set_value(obj + "\\Description", "Type", 4, (0x10200003).to_bytes(4, "little"))
+    part = gpt_partition_device(uuid.UUID(int=1), uuid.UUID(int=2))
+    b.set_value(obj + "\\Elements\\21000001", "Element", 3, bytes(16) + part)
+    b.set_value(obj + "\\Elements\\11000001", "Element", 3, bytes(16) + ramdisk_device("\\a.wim", part))
+    b.set_value(obj + "\\Elements\\14000006", "Element", 7, "{a}\0{b}\0\0".encode("utf-16-le"))
+    b.set_value(obj + "\\Elements\\27000030", "Element", 3, bytes(16))
+    return b.to_bytes("BCD")
+
+
 def _utf16(rel: str) -> bytes:
     return _read(rel)
 
@@ -275,7 +297,7 @@ SEEDS = {
     ],
     "cab": lambda: [_package_cab(), _mszip_cab()],
     "ffu": lambda: [_small_ffu()],
-    "hive": lambda: [_small_hive()],
+    "hive": lambda: [_small_hive(), _small_bcd()],
     "install": lambda: [_package_cab()],
     "xml": lambda: [_read("packages/OEMFM.xml"), b'<?xml version="1.0"?><a b="c">d<e/></a>'],
 }

@@ -173,7 +173,9 @@ def test_gpt4gb_exact_placement(corpus):
     esp = disk.partition("efiesp")
     assert esp.type == ESP_GPT and esp.bootable and esp.required_to_flash and esp.filesystem == "FAT"
     assert disk.partition("Data").cluster_size == 0x4000 and disk.partition("MainOS").cluster_size == 0x1000
-    assert esp.id == "{" + str(uuid.uuid5(uuid.UUID(GPT_DISK_GUID), "efiesp")) + "}"
+    assert esp.id == "{8183040a-8b44-4592-92f7-c6d9ee0560f7}"  # ImgGen's fixed EFIESP ID
+    assert disk.partition("MainOS").id == "{a76b8ce2-0187-4c13-8fca-8651c9b0620a}"
+    assert disk.partition("Data").id == "{" + str(uuid.uuid5(uuid.UUID(GPT_DISK_GUID), "data")) + "}"
 
     # 1 GiB of MainOS payload (file count unknown): + 1/16 slack = 1088 MiB; NTFS metadata for a
     # 1536 MiB volume = 8053063 + 4194304 B; total 1153098055 B = 2252145 sectors; + 1048576 free
@@ -301,14 +303,48 @@ def test_mbr_extended_partition_for_more_than_four():
 def test_layout_ids_and_determinism():
     fixed = "{11111111-2222-3333-4444-555555555555}"
     layout = load(
-        *iot_parts()[:1],
-        part("MainOS", BASIC, FileSystem="NTFS", MinFreeSectors=1048576, Id=fixed.upper()),
-        iot_parts()[2],
+        *iot_parts()[:2],
+        part("Data", BASIC, FileSystem="NTFS", UseAllSpace="true", Id=fixed.upper()),
     )
     d1 = compute_layout(layout, plat(), {"MainOS": 123})
     d2 = compute_layout(layout, plat(), {"mainos": 123})
     assert d1 == d2
-    assert d1.partition("MainOS").id == fixed
+    assert d1.partition("Data").id == fixed
+    assert not layout.warnings
+
+
+def test_imggen_fixed_partition_ids():
+    """MainOS/EFIESP/MMOS get ImgGen's normalised IDs (DD2FFU ImageConstants), also over a layout
+    Id (with a warning); the match is by exact name as in NormalizeGptIds; a layout Id equal to a
+    fixed one on another partition is refused."""
+    mmos = part("MMOS", BASIC, FileSystem="FAT32", TotalSectors=4096000)
+    own = "{11111111-2222-3333-4444-555555555555}"
+    layout = load(
+        *iot_parts()[:1],
+        part("MainOS", BASIC, FileSystem="NTFS", MinFreeSectors=1048576, Id=own),
+        mmos,
+        iot_parts()[2],
+    )
+    disk = compute_layout(layout, plat(sectors=15155200), {})
+    ids = {p.name: p.id for p in disk.partitions}
+    assert ids["MainOS"] == "{a76b8ce2-0187-4c13-8fca-8651c9b0620a}"
+    assert ids["EFIESP"] == "{8183040a-8b44-4592-92f7-c6d9ee0560f7}"
+    assert ids["MMOS"] == "{27a47557-8243-4c8e-9d30-846844c29c52}"
+    assert len(set(ids.values())) == 4
+    assert len(layout.warnings) == 1 and "replaced by ImgGen's fixed ID" in layout.warnings[0]
+    assert layout.warnings[0].startswith("DL.xml:")
+    # ImgGen compares names ordinally: "mmos" is not normalised
+    other = load(*iot_parts(extra=[part("mmos", BASIC, FileSystem="FAT32", TotalSectors=4096000)]))
+    got = compute_layout(other, plat(sectors=15155200), {}).partition("mmos").id
+    assert got == "{" + str(uuid.uuid5(uuid.UUID(GPT_DISK_GUID), "mmos")) + "}"
+    e = error(
+        load,
+        *iot_parts()[:2],
+        part(
+            "Data", BASIC, FileSystem="NTFS", UseAllSpace="true", Id="{A76B8CE2-0187-4C13-8FCA-8651C9B0620A}"
+        ),
+    )
+    assert "also used by MainOS (ImgGen's fixed ID for it)" in str(e) and str(e).startswith("DL.xml:")
 
 
 def test_sizes_and_numbers_in_hex_and_bool_forms():

@@ -2,7 +2,9 @@
 
 Packages are installed from their CABs (see :mod:`ffuforge.install`); the registry values they
 carry are merged into the offline hives under `\\Windows\\System32\\config`, `bcdStore` XML is
-compiled into `\\EFI\\Microsoft\\Boot\\BCD`. The result is a staged tree plus a manifest of every
+compiled into `\\EFI\\Microsoft\\Boot\\BCD`, and values under ``HKEY_LOCAL_MACHINE\\BCD`` (the form
+Microsoft's BCD packages carry, EFIESP only) are merged into that store with the rule of
+:mod:`ffuforge.formats.bcd.store`. The result is a staged tree plus a manifest of every
 installed file and value with its owning package.
 
 Hives as Windows has them:
@@ -76,26 +78,92 @@ def stage(
     for parsed, store in cache.parsed([Path(c) for c in cabs], jobs):
         install.replay(st, parsed, store)
     cache.evict()
+    bcd_values, bcd_keys = _take_bcd_registry(st)
     _write_hives(st, epoch)
-    if st.bcd_sources:
+    if st.bcd_sources or bcd_values or bcd_keys:
         out = st.root.joinpath(*BCD_PATH)
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
-            bcd.compile_bcd(
-                [p for p, _ in st.bcd_sources],
-                out,
-                timestamp=epoch,
-                disk_style=disk_style,
-                disk_id=disk_id,
-                partition_ids=partition_ids,
+            store = (
+                bcd.build_bcd(
+                    [p for p, _ in st.bcd_sources],
+                    timestamp=epoch,
+                    disk_style=disk_style,
+                    disk_id=disk_id,
+                    partition_ids=partition_ids,
+                    owners=[f"{pkg} (bcdStore XML)" for _, pkg in st.bcd_sources],
+                )
+                if st.bcd_sources
+                else bcd.new_store(epoch)
             )
         except FFUError as exc:  # name the package, not the scratch copy of its XML
             owner = {str(p): pkg for p, pkg in st.bcd_sources}.get(exc.file or "")
             if owner is not None:
                 exc.file = f"{owner} (bcdStore XML)"
             raise
-        _record(st, "\\".join(BCD_PATH), out, ",".join(sorted({pkg for _, pkg in st.bcd_sources})))
+        bcd.add_registry_values(store, bcd_values, bcd_keys)
+        objects = {}
+        for inner, _n, _t, _d, pkg in bcd_values:
+            parts = inner.split("\\")
+            if len(parts) > 1 and parts[0].lower() == "objects":
+                objects.setdefault(parts[1].lower(), pkg)
+        bcd.check_store(store, objects)
+        store.write(out)
+        owners = {pkg for _, pkg in st.bcd_sources} | {v[4] for v in bcd_values} | {k[1] for k in bcd_keys}
+        _record(st, "\\".join(BCD_PATH), out, ",".join(sorted(owners)))
     return st
+
+
+def _take_bcd_registry(
+    st: install.Staging,
+) -> tuple[list[tuple[str, str, int, bytes, str]], list[tuple[str, str]]]:
+    """Remove the registry data under ``HKEY_LOCAL_MACHINE\\BCD`` (Microsoft's form of a BCD
+    package) from `st` and return it as (key inside the store, name, type, data, package) values
+    and (key, package) empty keys. Only EFIESP holds the store."""
+    values, keys = [], []
+
+    def inner_of(full_key: str) -> str | None:
+        try:
+            name, inner = hive.hive_for_key(full_key, allow_bcd=True)
+        except FFUError:
+            return None  # reported with the other hives
+        return inner if name == "BCD" else None
+
+    for k, v in list(st.values.items()):
+        inner = inner_of(v.key)
+        if inner is None:
+            continue
+        if st.partition.lower() != "efiesp":
+            raise ConfigError(
+                f"registry key {v.key!r} (from {v.package}): the BCD store lives on EFIESP; give the "
+                f"package targetPartition EFIESP (it is installed to {st.partition})"
+            )
+        if v.appenders:
+            raise ConfigError(
+                f"registry value {v.key}\\{v.name} (from {', '.join(v.appenders)}): operationHint "
+                "'append' does not apply to BCD elements; set the whole value"
+            )
+        values.append((inner, v.name, v.type, v.data, v.package))
+        del st.values[k]
+    for canon, spelling in list(st.keys.items()):
+        inner = inner_of(spelling)
+        if inner is None:
+            continue
+        owner = next((v[4] for v in values if v[0].lower().startswith(inner.lower())), st.partition)
+        if st.partition.lower() != "efiesp":
+            raise ConfigError(
+                f"registry key {spelling!r}: the BCD store lives on EFIESP; give the package "
+                f"targetPartition EFIESP (it is installed to {st.partition})"
+            )
+        keys.append((inner, owner))
+        del st.keys[canon]
+    for spelling, _sddl, package in st.key_security.values():
+        if inner_of(spelling) is not None:
+            raise ConfigError(
+                f"registry key {spelling!r} (from {package}): security descriptors on BCD keys are not "
+                "supported; remove the securityDescriptor"
+            )
+    return values, keys
 
 
 def _write_hives(st: install.Staging, epoch: int) -> None:

@@ -32,9 +32,13 @@ identifier whose parent is such a partition, with the Ramdisk Options object's G
 count 2 (reproduced as the serializer wrote it); RawType element data types are refused as pkggen
 did.
 
+Microsoft's own BCD packages carry the store as registry values under ``HKEY_LOCAL_MACHINE\\BCD``
+instead; :mod:`.store` merges those with the compiled XML (see there for the rule), and
+:mod:`.dump` decodes a store back into objects and elements for ``ffuforge bcd dump``.
+
 The package is split by stage: :mod:`.schema` (element types, well-known objects),
-:mod:`.devices` (device blobs), :mod:`.document` (XML reading) and :mod:`.compiler` (encoding and
-compiling, the main part); the public API is re-exported here.
+:mod:`.devices` (device blobs), :mod:`.document` (XML reading), :mod:`.compiler` (encoding and
+compiling, the main part), :mod:`.store` and :mod:`.dump`; the public API is re-exported here.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from .compiler import build_bcd, compile_bcd
 from .devices import gpt_partition_device, mbr_partition_device, ramdisk_device
 from .document import parse_document
 from .schema import BCD_NS, ELEMENT_TYPES, GPT_PARTITION_IDS, WELL_KNOWN_OBJECTS
+from .store import STORE_FILE_NAME, STORE_ROOT, add_registry_values, check_store, new_store
 
 __all__ = [
     "compile_bcd",
@@ -55,4 +60,9 @@ __all__ = [
     "gpt_partition_device",
     "mbr_partition_device",
     "ramdisk_device",
+    "new_store",
+    "add_registry_values",
+    "check_store",
+    "STORE_ROOT",
+    "STORE_FILE_NAME",
 ]

@@ -39,11 +39,10 @@ from .schema import (
     RAMDISK_OPTIONS,
     WELL_KNOWN_OBJECTS,
 )
+from .store import new_store
 
-__all__ = ["DiskContext", "STORE_FILE_NAME", "STORE_ROOT", "build_bcd", "compile_bcd"]
+__all__ = ["DiskContext", "build_bcd", "compile_bcd"]
 
-STORE_ROOT = "NewStoreRoot"
-STORE_FILE_NAME = "\\EFI\\Microsoft\\Boot\\BCD"
 
 # --- encoding ---------------------------------------------------------------------------------
 
@@ -239,8 +238,11 @@ def build_bcd(
     disk_id: str | int | None = None,
     partition_ids: Mapping[str, str | int] | None = None,
     displays: Sequence[str] | None = None,
+    owners: Sequence[str] | None = None,
 ) -> HiveBuilder:
-    """Merge the BCD XML documents (in order) into a store hive, not yet written."""
+    """Merge the BCD XML documents (in order) into a store hive, not yet written. ``owners``
+    (one per document, e.g. the package) are recorded on the values they set, so that registry
+    values merged later (:func:`~.store.add_registry_values`) can name them on a conflict."""
     style = disk_style.lower()
     if style not in ("gpt", "mbr"):
         raise ConfigError(f"disk style {disk_style!r} must be 'gpt' or 'mbr'")
@@ -248,11 +250,19 @@ def build_bcd(
     names = list(displays) if displays is not None else [str(p) for p in xml_paths]
     if len(names) != len(xml_paths):
         raise ConfigError("build_bcd: displays and xml_paths differ in length")
+    who = list(owners) if owners is not None else [None] * len(xml_paths)
+    if len(who) != len(xml_paths):
+        raise ConfigError("build_bcd: owners and xml_paths differ in length")
+    element_owner: dict[int, str | None] = {}  # id(Element) → owner
+    type_owner: dict[str, str | None] = {}  # object guid → owner of its first typed declaration
 
     merged: dict[str, Object] = {}  # by guid
     order: list[str] = []
-    for path, display in zip(xml_paths, names, strict=True):
+    for path, display, owner in zip(xml_paths, names, who, strict=True):
         for obj in parse_document(path, display):
+            element_owner.update((id(e), owner) for e in obj.elements)
+            if obj.type is not None:
+                type_owner.setdefault(obj.guid, owner)
             cur = merged.get(obj.guid)
             if cur is None:
                 merged[obj.guid] = Object(obj.name, obj.guid, obj.type, obj.loc, list(obj.elements))
@@ -273,11 +283,7 @@ def build_bcd(
         by_name[obj.name.casefold()] = obj.guid
     enc = _Encoder(by_name, disk)
 
-    store = HiveBuilder(STORE_ROOT, timestamp=timestamp, file_name=STORE_FILE_NAME)
-    store.set_value("Description", "KeyName", 1, "BCD00000000\0".encode("utf-16-le"))
-    store.set_value("Description", "System", 4, (1).to_bytes(4, "little"))
-    store.set_value("Description", "TreatAsSystem", 4, (1).to_bytes(4, "little"))
-    store.ensure_key("Objects")
+    store = new_store(timestamp)
     for guid in order:
         obj = merged[guid]
         if obj.type is None:
@@ -285,13 +291,15 @@ def build_bcd(
                 f"object {obj.name!r} has no type; add <RawType> (e.g. 0x10200003 for an OS loader)"
             )
         base = f"Objects\\{guid}"
-        store.set_value(base + "\\Description", "Type", 4, obj.type.to_bytes(4, "little"))
+        store.set_value(
+            base + "\\Description", "Type", 4, obj.type.to_bytes(4, "little"), owner=type_owner.get(guid)
+        )
         store.ensure_key(base + "\\Elements")
-        final: dict[int, tuple[int, bytes]] = {}
+        final: dict[int, tuple[int, bytes, str | None]] = {}
         for e in obj.elements:  # later documents/elements replace earlier ones
-            final[e.type_id] = enc.encode(e)
-        for type_id, (reg_type, data) in final.items():
-            store.set_value(f"{base}\\Elements\\{type_id:08x}", "Element", reg_type, data)
+            final[e.type_id] = (*enc.encode(e), element_owner.get(id(e)))
+        for type_id, (reg_type, data, owner) in final.items():
+            store.set_value(f"{base}\\Elements\\{type_id:08x}", "Element", reg_type, data, owner=owner)
     return store
 
 

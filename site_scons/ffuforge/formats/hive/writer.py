@@ -176,6 +176,17 @@ class HiveBuilder:
         if key.security is None:
             key.security, key.security_owner = descriptor, owner
 
+    def get_value(self, path: str, name: str) -> tuple[int, bytes, str | None] | None:
+        """(type, data, owner) of ``path\\name``, or None."""
+        key = self._walk(path, False)
+        v = key.values.get(upcase(name)) if key is not None else None
+        return None if v is None else (v.type, v.data, v.owner)
+
+    def subkey_names(self, path: str) -> list[str]:
+        """Names of the subkeys of ``path`` as first spelt (empty if it does not exist)."""
+        key = self._walk(path, False)
+        return [] if key is None else [k.name for k in key.children.values()]
+
     def has_key(self, path: str) -> bool:
         return self._walk(path, False) is not None
 

@@ -7,8 +7,10 @@ offsets.
 
 Conventions chosen where Microsoft's documentation leaves room (all deterministic):
 
-* GPT unique partition GUIDs: the layout's ``Id``, else ``uuid5(<normalised disk GUID>,
-  name.lower())``. All GUIDs (disk, type, id) are lower case in braces.
+* GPT unique partition GUIDs: ``MainOS``, ``EFIESP`` and ``MMOS`` (exact spelling) get ImgGen's
+  fixed IDs (:data:`IMGGEN_PARTITION_IDS`, which win over a layout ``Id`` as in ImgGen), so BCD
+  stores built by Microsoft's tools find them; others the layout's ``Id``, else
+  ``uuid5(<normalised disk GUID>, name.lower())`` (ImgGen: random). All GUIDs (disk, type, id) are lower case in braces.
 * Content-sized partitions (``MinFreeSectors``): payload bytes plus a file-system overhead
   estimate (:func:`estimate_used_bytes`), plus ``MinFreeSectors`` (plus the OEMDevicePlatform
   MainOS reserves for MainOS), rounded up to the partition alignment.
@@ -39,6 +41,7 @@ from .model import (
     GPT_ENTRY_ARRAY_BYTES,
     GPT_MAX_NAME_CHARS,
     IMAGEUPDATE_NS,
+    IMGGEN_PARTITION_IDS,
     IOT_EFIESP_MIN_BYTES,
     IOT_MAINOS_FREE_MIN_BYTES,
     IOT_MAINOS_FREE_RECOMMENDED_BYTES,
@@ -72,6 +75,7 @@ __all__ = [
     "GPT_DISK_GUID",
     "GPT_ENTRY_ARRAY_BYTES",
     "GPT_MAX_NAME_CHARS",
+    "IMGGEN_PARTITION_IDS",
     "IMAGEUPDATE_NS",
     "IOT_EFIESP_MIN_BYTES",
     "IOT_MAINOS_FREE_MIN_BYTES",

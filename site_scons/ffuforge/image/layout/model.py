@@ -12,6 +12,16 @@ from dataclasses import dataclass, field
 IMAGEUPDATE_NS = "http://schemas.microsoft.com/embedded/2004/10/ImageUpdate"
 GPT_DISK_GUID = "{ae420040-13dd-41f2-ae7f-0dc35854c8d7}"  # fixed, so that equal inputs give equal disks
 MBR_DISK_ID = "0xae420040"
+# ImgGen's normalised unique partition GUIDs (ImageStorageServiceManaged ImageConstants MAINOS_/SYSTEM_/
+# MMOS_PARTITION_ID, applied by GuidPartitionTable.NormalizeGptIds to the flash-only and final tables of
+# the main-OS store; public decompilation gus33000/DD2FFU). The name match there is ordinal
+# (case-sensitive), and only these three are fixed: Data and every other partition keeps the ID its
+# virtual disk got (random in ImgGen; here the layout's Id or a uuid5, see sizing).
+IMGGEN_PARTITION_IDS = {
+    "MainOS": "{a76b8ce2-0187-4c13-8fca-8651c9b0620a}",
+    "EFIESP": "{8183040a-8b44-4592-92f7-c6d9ee0560f7}",
+    "MMOS": "{27a47557-8243-4c8e-9d30-846844c29c52}",
+}
 DEFAULT_PARTITION_ALIGNMENT = 0x200000  # bytes, when DefaultPartitionByteAlignment is absent
 GPT_ENTRY_ARRAY_BYTES = 128 * 128
 GPT_MAX_NAME_CHARS = 36

@@ -12,6 +12,7 @@ from ...errors import ConfigError
 from .model import (
     GPT_ENTRY_ARRAY_BYTES,
     GPT_MAX_NAME_CHARS,
+    IMGGEN_PARTITION_IDS,
     IOT_EFIESP_MIN_BYTES,
     IOT_MAINOS_FREE_MIN_BYTES,
     IOT_MAINOS_FREE_RECOMMENDED_BYTES,
@@ -68,14 +69,22 @@ def validate(layout: DeviceLayout) -> list[str]:
                     d,
                     p.line_of("Name"),
                 )
-            if p.id:
-                if p.id in ids:
+            fixed = IMGGEN_PARTITION_IDS.get(p.name)
+            if fixed and p.id and p.id != fixed:
+                warnings.append(
+                    f"{d}:{p.line_of('Id')}: partition {p.name}: <Id> {p.id} is replaced by ImgGen's fixed "
+                    f"ID {fixed} (BCD stores point at it); remove the <Id>"
+                )
+            pid = fixed or p.id
+            if pid:
+                if pid in ids:
                     raise ConfigError(
-                        f"partition {p.name}: <Id> {p.id} is also used by {ids[p.id].name}",
+                        f"partition {p.name}: <Id> {pid} is also used by {ids[pid].name}"
+                        + (" (ImgGen's fixed ID for it)" if ids[pid].name in IMGGEN_PARTITION_IDS else ""),
                         d,
-                        p.line_of("Id"),
+                        p.line_of("Id") or p.line_of("Name"),
                     )
-                ids[p.id] = p
+                ids[pid] = p
         else:
             if p.id:
                 raise ConfigError(

@@ -17,6 +17,7 @@ from ...formats.disklayout import DiskLayout, PlacedPartition
 from .model import (
     GPT_DISK_GUID,
     GPT_ENTRY_ARRAY_BYTES,
+    IMGGEN_PARTITION_IDS,
     MBR_DISK_ID,
     MIN_USE_ALL_SPACE_BYTES,
     DeviceLayout,
@@ -248,7 +249,7 @@ def compute_layout(
     for p, start, size in placed:
         pid = None
         if layout.style == "gpt":
-            pid = p.id or "{" + str(uuid.uuid5(ns, p.name.lower())) + "}"
+            pid = IMGGEN_PARTITION_IDS.get(p.name) or p.id or "{" + str(uuid.uuid5(ns, p.name.lower())) + "}"
         parts.append(
             PlacedPartition(
                 name=p.name,
