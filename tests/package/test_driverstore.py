@@ -242,3 +242,17 @@ def test_dual_manifest_and_update_mum_driver_entry(tmp_path):
     update = drivers[0].getparent()
     assert update.get("restart") == "required" and len(update.get("name")) == 32
     assert cbs.driver_identity(v, "x.inf")["type"] == "dualModeDriver"
+
+
+def test_run_from_driver_store_files_live_only_in_the_store(tmp_path):
+    """DIRID 13: no System32\\drivers copy; ImagePath points into the package's folder (drivers.md §4.1)."""
+    text = INF.replace("DefaultDestDir = 12", "DefaultDestDir = 13").replace(r"%12%\XKmdfDriver", r"%13%\x")
+    (tmp_path / "x.inf").write_text(text.replace("XKmdfDriver.sys", "x.sys"))
+    (tmp_path / "x.sys").write_bytes(b"driver bytes")
+    v = plan(wm(tmp_path, '<drivers><driver><inf source="x.inf"/></driver></drivers>'))[0]
+    folder = v.drivers[0].folder
+    assert [x.device_path for x in v.payload if x.name == "x.sys"] == [
+        rf"$(runtime.system32)\DriverStore\FileRepository\{folder}\x.sys"
+    ]
+    image = next(r for r in v.registry if r.name == "ImagePath")
+    assert image.data.data == sz(rf"\SystemRoot\System32\DriverStore\FileRepository\{folder}\x.sys")

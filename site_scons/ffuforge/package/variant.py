@@ -362,11 +362,12 @@ class _Planner:
             else:
                 rel = "\\".join(x for x in (f.source_subdir, f.source_name) if x)
                 src, shown = self.source_path(rel, w, m, base=import_dir)
-            macro, sub = macros.split_destination(f.dest_dir, w.file, w.line)
-            v.payload.append(Payload(src, shown, macro, sub, f.dest_name, w, published))
+            if not f.run_from_driver_store:  # DIRID 13: the store copy is the one that runs
+                macro, sub = macros.split_destination(f.dest_dir, w.file, w.line)
+                v.payload.append(Payload(src, shown, macro, sub, f.dest_name, w, published))
             in_store = "\\".join(x for x in (store, f.source_subdir) if x)
             v.payload.append(Payload(src, shown, "runtime.system32", in_store, f.source_name, w, published))
-        reg = infinstall.install_registry(parsed, imported, published)
+        reg = infinstall.install_registry(parsed, imported, published, folder)
         catalog = imported.catalog_file if cat_src is not None else None
         for iv in reg.values + driverstore.database(parsed, imported, reg, published, folder, catalog):
             v.registry.append(RegValue(iv.key, iv.name, iv.data, Where(inf_shown, iv.line), driver=published))
