@@ -256,3 +256,32 @@ def test_run_from_driver_store_files_live_only_in_the_store(tmp_path):
     ]
     image = next(r for r in v.registry if r.name == "ImagePath")
     assert image.data.data == sz(rf"\SystemRoot\System32\DriverStore\FileRepository\{folder}\x.sys")
+
+
+def test_corpus_infs_get_a_database_entry(corpus):
+    """Every real INF that installs on an architecture gets DriverInfFiles, a package with its ClassGuid
+    in Version, and a DeviceIds key per model hardware ID."""
+    from ffuforge.package.inf import parse_inf
+
+    infs = sorted(corpus.rglob("*.inf"), key=str)
+    done = 0
+    for path in infs:
+        inf = parse_inf(path, path.name)
+        for arch in ("arm", "arm64", "x86", "amd64"):
+            try:
+                imp = import_driver(inf, arch)
+                reg = install_registry(inf, imp, path.name)
+            except ConfigError:
+                continue  # no models for this architecture
+            folder = driverstore.folder_name(path.name, arch, path.read_bytes())
+            db = {
+                (v.key, v.name): v.data for v in driverstore.database(inf, imp, reg, path.name, folder, None)
+            }
+            assert db[(rf"{DB}\DriverInfFiles\{path.name}", "Active")].data == sz(folder)
+            version = db[(rf"{DB}\DriverPackages\{folder}", "Version")].data
+            guid = driverstore.version_bytes(imp.class_guid, None)[8:24]
+            assert version[8:24] == guid and len(version) == 48
+            for model in imp.models:
+                assert (rf"{DB}\DeviceIds\{model.ids[0]}", path.name) in db
+            done += 1
+    assert done >= len(infs)
