@@ -152,6 +152,64 @@ def test_filesystems_cut_from_the_disk(ws, tmp_path):
             assert line in export.splitlines(), (line, export)
     _registry_rules_on_the_sample(software, system)
     _security_on_the_sample(main, software)
+    _driver_store_on_the_sample(ws, main, system)
+
+
+def _driver_store_on_the_sample(ws: Path, main: Path, system: Path) -> None:
+    """Issue 15: the UART driver's store folder, driver database and dual_<inf> manifest, read by
+    ntfsls, hivexregedit, regipy and cabextract."""
+    repo = "/Windows/System32/DriverStore/FileRepository"
+    ls = subprocess.run(["ntfsls", "-f", "-p", repo, str(main)], capture_output=True, text=True, check=True)
+    folders = [n for n in ls.stdout.split() if n.startswith("contosouart.inf_arm64_")]
+    assert len(folders) == 1 and re.fullmatch(r"contosouart\.inf_arm64_[0-9a-f]{16}", folders[0]), ls.stdout
+    folder = folders[0]
+    inside = subprocess.run(
+        ["ntfsls", "-f", "-p", f"{repo}/{folder}", str(main)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert {"contosouart.inf", "contosouart.sys", "helpers"} <= set(inside), inside
+    inf = subprocess.run(["ntfscat", str(main), f"{repo}/{folder}/contosouart.inf"], capture_output=True)
+    assert inf.stdout == (ws / "bsp/ContosoBoard/Packages/ContosoBoard.UART/contosouart.inf").read_bytes()
+    published = subprocess.run(["ntfscat", str(main), "/Windows/INF/contosouart.inf"], capture_output=True)
+    assert published.stdout == inf.stdout
+    if shutil.which("hivexregedit"):
+        export = subprocess.run(
+            ["hivexregedit", "--export", str(system), "\\DriverDatabase"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+
+        def hexed(text: str) -> str:
+            return ",".join(f"{b:02x}" for b in (text + "\0").encode("utf-16-le"))
+
+        pkg = f"[\\DriverDatabase\\DriverPackages\\{folder}]"
+        for line in (
+            "[\\DriverDatabase\\DriverInfFiles\\contosouart.inf]",
+            f'"Active"=hex(1):{hexed(folder)}',
+            pkg,
+            '"SignerScore"=dword:0d000003',
+            f"[\\DriverDatabase\\DriverPackages\\{folder}\\Configurations\\UART_Device.NT]",
+            f'"Service"=hex(1):{hexed("contosouart")}',
+            f"[\\DriverDatabase\\DriverPackages\\{folder}\\Descriptors\\ACPI\\CTSO0002]",
+            "[\\DriverDatabase\\DeviceIds\\ACPI\\CTSO0002]",
+            '"contosouart.inf"=hex(3):01,ff,00,00',
+        ):
+            assert line in export, (line, export)
+        version = export[export.index(pkg) + 1 :]
+        assert any(v.startswith('"Version"=hex(3):ff,ff,05,00,00,00,00,00,78,e9,36,4d') for v in version)
+    if shutil.which("cabextract"):
+        listing = subprocess.run(
+            ["cabextract", "-l", str(ws / "build/arm64/packages/Contoso.ContosoBoard.UART.cab")],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert re.search(r"arm64_dual_contosouart\.inf_628844477771337a_\S+\.manifest", listing), listing
+    try:
+        from regipy.registry import RegistryHive
+    except ImportError:
+        return
+    key = RegistryHive(str(system)).get_key("\\DriverDatabase\\DriverInfFiles\\contosouart.inf")
+    assert {v.name: v.value for v in key.iter_values()}["Active"] == folder
 
 
 def _audited(img: Path, path: str) -> bytes:

@@ -1,5 +1,7 @@
 """Making a project concrete: names, filters, macros, languages, WOW, drivers, collisions."""
 
+import hashlib
+
 import pytest
 
 from ffuforge.errors import ConfigError, FFUError
@@ -152,8 +154,15 @@ def test_driver_files_come_from_the_inf(tmp_path):
     (tmp_path / "out" / "x.sys").write_bytes(b"MZ")
     p = wm(tmp_path, '<drivers><driver defaultImportPath=".\\out"><inf source="x.inf"/></driver></drivers>')
     v = plan(p)[0]
-    assert [x.device_path for x in v.payload] == [r"$(runtime.drivers)\x.sys", r"$(runtime.inf)\x.inf"]
-    assert v.payload[0].source == tmp_path / "out" / "x.sys"
+    store = (
+        "$(runtime.system32)\\DriverStore\\FileRepository\\x.inf_arm64_"
+        + (hashlib.sha256((tmp_path / "x.inf").read_bytes()).hexdigest()[:16])
+    )
+    assert sorted(x.device_path for x in v.payload) == sorted(
+        [r"$(runtime.drivers)\x.sys", r"$(runtime.inf)\x.inf", store + r"\x.inf", store + r"\x.sys"]
+    )
+    assert {x.source for x in v.payload if x.name == "x.sys"} == {tmp_path / "out" / "x.sys"}
+    assert {x.driver for x in v.payload} == {"x.inf"}
     with pytest.raises(FFUError, match="no models section for x86|NTx86|x86"):
         plan(p, cpu="x86")
 

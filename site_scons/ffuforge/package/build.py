@@ -132,7 +132,7 @@ def _build(v: Variant, out_path: Path, settings: BuildSettings, sources: SourceD
     digests = {k: d for k, (d, _, _) in hashed.items()}
     if v.bcd is not None:
         project.check_bcd(v.bcd.source, v.bcd.display, v.bcd.where)
-    layout = cbs.PackageLayout(v, digests)
+    layout = cbs.PackageLayout(v, digests, settings.epoch)
     entries, _ = layout.entries()
     members = []
     for e in entries:

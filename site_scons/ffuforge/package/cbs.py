@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from . import security
+from ..formats.regvalue import RegData
+from . import driverstore, security
 from .keyform import key_form
-from .variant import Payload, Variant
+from .variant import Driver, Payload, RegValue, Variant
 
 ASM_V3 = "urn:schemas-microsoft-com:asm.v3"
 ASM_V2 = "urn:schemas-microsoft-com:asm.v2"
@@ -23,6 +24,7 @@ OEM_PKT = "628844477771337a"
 MS_PKT = "31bf3856ad364e35"
 CATROOT = r"$(runtime.system32)\catroot\{F750E6C3-38EE-11D1-85E5-00C04FC295EE}"
 CBS_RELEASE_TYPE = "Feature Pack"
+DEFAULT_EPOCH = 1577836800  # 2020-01-01, SOURCE_DATE_EPOCH when none is given
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,11 @@ def identity(v: Variant, name: str, non_sxs: bool) -> dict[str, str]:
         ident["versionScope"] = "nonSxS"
     ident["buildType"] = "release" if v.options.build_type == "fre" else "debug"
     return ident
+
+
+def driver_identity(v: Variant, inf_name: str) -> dict[str, str]:
+    """``dual_<inf>`` with the package's version, architecture and token (drivers.md §1.3)."""
+    return identity(v, f"dual_{inf_name}", True) | {"type": "dualModeDriver"}
 
 
 def deployment_name(package: str) -> str:
@@ -88,20 +95,25 @@ def _assembly() -> etree._Element:
 class PackageLayout:
     """Names and bytes of everything in one CBS package except the catalog."""
 
-    def __init__(self, v: Variant, digests: dict[str, FileDigest]):
+    def __init__(self, v: Variant, digests: dict[str, FileDigest], epoch: int = DEFAULT_EPOCH):
         self.v = v
         self.digests = digests  # by device path (lower case)
+        self.epoch = epoch  # the drivers' ImportDate
         self.component_ident = identity(v, f"{v.name}-Component", True)
         self.component_key = key_form(self.component_ident)
         self.deployment_ident = identity(v, deployment_name(v.name), True)
         self.deployment_key = key_form(self.deployment_ident)
         self.security = security.for_variant(v)
+        # driver manifests (drivers.md §1.2, §7.7): one dual_<inf> component per driver INF
+        self.driver_idents = {d.inf.name: driver_identity(v, d.inf.name) for d in v.drivers}
+        self.driver_keys = {name: key_form(ident) for name, ident in self.driver_idents.items()}
         self._cab_paths: dict[int, str] = {}
         used: set[str] = set()
         for i, p in enumerate(self.content_payload()):
-            path = f"{self.component_key}\\{p.name}"
+            folder = self.driver_keys[p.driver] if p.driver else self.component_key
+            path = f"{folder}\\{p.name}"
             if path.lower() in used:  # same file name in two device directories
-                path = f"{self.component_key}\\{i}\\{p.name}"
+                path = f"{folder}\\{i}\\{p.name}"
             used.add(path.lower())
             self._cab_paths[id(p)] = path
 
@@ -121,22 +133,8 @@ class PackageLayout:
         _identity_el(root, self.component_ident)
         sec = self.security
         for p in self.content_payload():
-            d = self.digests[p.device_path.lower()]
-            f = etree.SubElement(
-                root,
-                f"{{{ASM_V3}}}file",
-                name=p.name,
-                destinationPath=p.device_dir + "\\",
-                sourceName=p.name,
-                importPath="$(build.nttree)\\",
-            )
-            if p.device_path.lower() in sec.files:
-                etree.SubElement(f, f"{{{ASM_V3}}}securityDescriptor", name=sec.files[p.device_path.lower()])
-            h = etree.SubElement(f, f"{{{ASM_V2}}}hash", nsmap={"asmv2": ASM_V2, "dsig": DSIG})
-            t = etree.SubElement(etree.SubElement(h, f"{{{DSIG}}}Transforms"), f"{{{DSIG}}}Transform")
-            t.set("Algorithm", "urn:schemas-microsoft-com:HashTransforms.Identity")
-            etree.SubElement(h, f"{{{DSIG}}}DigestMethod", Algorithm=DSIG + "sha256")
-            etree.SubElement(h, f"{{{DSIG}}}DigestValue").text = base64.b64encode(d.sha256).decode()
+            if not p.driver:
+                self._file(root, p)
         if sec.directories:
             dirs = etree.SubElement(root, f"{{{ASM_V3}}}directories")
             for path, name in sec.directories:
@@ -145,25 +143,7 @@ class PackageLayout:
                 )
                 if name:
                     etree.SubElement(el, f"{{{ASM_V3}}}securityDescriptor", name=name)
-        if self.v.registry or self.v.empty_keys:
-            keys = etree.SubElement(root, f"{{{ASM_V3}}}registryKeys")
-            by_key: dict[str, etree._Element] = {}
-            names = sorted({r.key for r in self.v.registry} | set(self.v.empty_keys), key=str.lower)
-            for name in names:
-                by_key[name] = etree.SubElement(keys, f"{{{ASM_V3}}}registryKey", keyName=name)
-            for r in self.v.registry:
-                el = etree.SubElement(
-                    by_key[r.key],
-                    f"{{{ASM_V3}}}registryValue",
-                    name=r.name,
-                    valueType=r.data.type_name,
-                    value=r.data.manifest_text(),
-                )
-                if r.append:
-                    el.set("operationHint", "append")
-            for name, key_el in by_key.items():
-                if name in sec.keys:
-                    etree.SubElement(key_el, f"{{{ASM_V3}}}securityDescriptor", name=sec.keys[name])
+        self._registry(root, [r for r in self.v.registry if not r.driver], self.v.empty_keys)
         for svc in self.v.services:
             self._service(root, svc)
         if sec.definitions:
@@ -178,6 +158,71 @@ class PackageLayout:
                     sddl=sddl,
                     operationHint="replace",
                 )
+        return _xml(root)
+
+    def _file(self, root: etree._Element, p: Payload) -> etree._Element:
+        d = self.digests[p.device_path.lower()]
+        f = etree.SubElement(
+            root,
+            f"{{{ASM_V3}}}file",
+            name=p.name,
+            destinationPath=p.device_dir + "\\",
+            sourceName=p.name,
+            importPath="$(build.nttree)\\",
+        )
+        if p.device_path.lower() in self.security.files:
+            etree.SubElement(
+                f, f"{{{ASM_V3}}}securityDescriptor", name=self.security.files[p.device_path.lower()]
+            )
+        h = etree.SubElement(f, f"{{{ASM_V2}}}hash", nsmap={"asmv2": ASM_V2, "dsig": DSIG})
+        t = etree.SubElement(etree.SubElement(h, f"{{{DSIG}}}Transforms"), f"{{{DSIG}}}Transform")
+        t.set("Algorithm", "urn:schemas-microsoft-com:HashTransforms.Identity")
+        etree.SubElement(h, f"{{{DSIG}}}DigestMethod", Algorithm=DSIG + "sha256")
+        etree.SubElement(h, f"{{{DSIG}}}DigestValue").text = base64.b64encode(d.sha256).decode()
+        return f
+
+    def _registry(self, root: etree._Element, values: list[RegValue], empty_keys: list[str]) -> None:
+        if not values and not empty_keys:
+            return
+        sec = self.security
+        keys = etree.SubElement(root, f"{{{ASM_V3}}}registryKeys")
+        by_key: dict[str, etree._Element] = {}
+        for name in sorted({r.key for r in values} | set(empty_keys), key=str.lower):
+            by_key[name] = etree.SubElement(keys, f"{{{ASM_V3}}}registryKey", keyName=name)
+        for r in values:
+            el = etree.SubElement(
+                by_key[r.key],
+                f"{{{ASM_V3}}}registryValue",
+                name=r.name,
+                valueType=r.data.type_name,
+                value=r.data.manifest_text(),
+            )
+            if r.append:
+                el.set("operationHint", "append")
+        for name, key_el in by_key.items():
+            if name in sec.keys:
+                etree.SubElement(key_el, f"{{{ASM_V3}}}securityDescriptor", name=sec.keys[name])
+
+    # -- driver manifest ------------------------------------------------------------------
+    def driver_manifest(self, drv: Driver) -> bytes:
+        """``dual_<inf>`` (type dualModeDriver): the driver's files, the INF marked ``<infFile/>``,
+        its registry (services, AddReg, driver database) and an empty ``<deployment/>``, the shape
+        PkgBldr's WmToCsi driver plugin gives a deconstructed driver (drivers.md §1.2)."""
+        inf = drv.inf.name
+        root = _assembly()
+        _identity_el(root, self.driver_idents[inf])
+        for p in self.content_payload():
+            if p.driver == inf:
+                f = self._file(root, p)
+                if p.dest_macro == "runtime.inf" and p.name.lower() == inf.lower():
+                    f.insert(0, etree.Element(f"{{{ASM_V3}}}infFile"))
+        values = [r for r in self.v.registry if r.driver == inf]
+        if drv.folder:
+            key = f"{driverstore.DATABASE}\\DriverPackages\\{drv.folder}"
+            data = RegData(3, driverstore.filetime(self.epoch))
+            values.append(RegValue(key, "ImportDate", data, drv.where, driver=inf))
+        self._registry(root, sorted(values, key=lambda r: (r.key.lower(), r.name.lower())), drv.empty_keys)
+        etree.SubElement(root, f"{{{ASM_V3}}}deployment")
         return _xml(root)
 
     def _service(self, root, svc) -> None:
@@ -286,11 +331,11 @@ class PackageLayout:
             etree.SubElement(ci, f"{{{ASM_V3}}}binaryPartition", cabpath=self.cab_path(v.binary_image))
         upd = etree.SubElement(pkg, f"{{{ASM_V3}}}update", name=self.deployment_ident["name"])
         _identity_el(etree.SubElement(upd, f"{{{ASM_V3}}}component"), self.deployment_ident)
-        for drv in v.drivers:
-            upd = etree.SubElement(pkg, f"{{{ASM_V3}}}update", name=drv.inf.name.lower(), restart="required")
-            etree.SubElement(
-                upd, f"{{{ASM_V3}}}driver", inf=f"{self.component_key}\\{drv.inf.name}", ranking="1"
-            )
+        for drv in v.drivers:  # Windows 11 mums: name = 32 hex digits (here from the INF's SHA-256)
+            inf_digest = self.digests[f"$(runtime.inf)\\{drv.inf.name}".lower()].sha256
+            upd = etree.SubElement(pkg, f"{{{ASM_V3}}}update", name=inf_digest.hex()[:32], restart="required")
+            el = etree.SubElement(upd, f"{{{ASM_V3}}}driver", inf=drv.inf.name, ranking="normal")
+            _identity_el(el, self.driver_idents[drv.inf.name])
         return _xml(root)
 
     def entries(self) -> tuple[list[CabEntry], dict[str, bytes]]:
@@ -299,6 +344,8 @@ class PackageLayout:
             f"{self.deployment_key}.manifest": self.deployment_manifest(),
             f"{self.component_key}.manifest": self.component_manifest(),
         }
+        for drv in self.v.drivers:
+            manifests[f"{self.driver_keys[drv.inf.name]}.manifest"] = self.driver_manifest(drv)
         mum = self.update_mum(manifests)
         out = [CabEntry("update.mum", data=mum)]
         out += [CabEntry(name, data=data) for name, data in manifests.items()]

@@ -18,7 +18,7 @@ import re
 
 from ..errors import ConfigError, FFUError
 from .inflex import MAX_INF_BYTES, MAX_LINE_CHARS, WS, parse_inf, parse_inf_bytes, parse_inf_text
-from .infmodel import DriverImport, Inf, InfFile, InfLine, InfSection, InfService
+from .infmodel import DriverImport, Inf, InfFile, InfLine, InfModel, InfSection, InfService
 
 __all__ = [
     "ARCHES",
@@ -27,6 +27,7 @@ __all__ = [
     "Inf",
     "InfFile",
     "InfLine",
+    "InfModel",
     "InfSection",
     "InfService",
     "MAX_INF_BYTES",
@@ -104,6 +105,10 @@ def stamped(inf: Inf, arch: str) -> Inf:
     return Inf(inf.path, inf.encoding, sections, inf.strings)
 
 
+def _key_token(ln: InfLine) -> str | None:
+    return next((t for i, t in ln.refs if i == -1), None)
+
+
 def _dedupe(items: list[str]) -> list[str]:
     seen: set[str] = set()
     out: list[str] = []
@@ -135,6 +140,7 @@ class _Importer:
         self.done_lists: set[str] = set()
         self._disk_index: dict[str, InfLine] | None = None
         self.models_names: list[str] = []
+        self.models: list[InfModel] = []
 
     # -- helpers
     def find(self, name: str) -> InfSection | None:
@@ -203,6 +209,7 @@ class _Importer:
             class_guid=ver("ClassGuid"),
             provider=ver("Provider"),
             driver_ver=ver("DriverVer"),
+            models=self.models,
             warnings=self.warnings,
         )
 
@@ -213,6 +220,7 @@ class _Importer:
             return self.default_install(man)
         decorations: list[str] = []
         models: list[tuple[str, InfSection]] = []
+        makers: dict[str, InfLine] = {}  # models section -> its [Manufacturer] line
         for ln in man.lines:
             base = ln.values[0] if ln.values else ""
             if not base:
@@ -248,6 +256,7 @@ class _Importer:
                 )
             self.models_names.append(target)
             models.append((target, sec))
+            makers.setdefault(target.lower(), ln)
         if not models:
             shown = ", ".join(_dedupe(decorations)) or "none"
             raise self.err(
@@ -267,6 +276,18 @@ class _Importer:
                         ln.line,
                     )
                 name, sec = self.best_install(inst, f"[{mname}]", ln.line)
+                maker = makers[mname.lower()]
+                self.models.append(
+                    InfModel(
+                        ln.key or "",
+                        _key_token(ln),
+                        maker.key or "",
+                        _key_token(maker),
+                        name,
+                        tuple(i.strip(WS) for i in ln.values[1:] if i.strip(WS)),
+                        ln.line,
+                    )
+                )
                 if name.lower() not in seen:
                     seen.add(name.lower())
                     roots.append((name, sec))

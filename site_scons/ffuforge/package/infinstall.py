@@ -20,13 +20,13 @@ Decisions and inferences (the next step, driver store + DriverDatabase, builds o
   (``Control\\Class\\{guid}\\NNNN``), in ``.HW`` the hardware key (``Enum\\…\\Device Parameters``).
   Neither exists until PnP finds the device, and pkggen does not create them: it keeps these
   values in ``DriverDatabase\\DriverPackages\\<pkg>\\Configurations\\<section>\\Driver`` / ``Device``
-  (drivers.md §3.3, §5). They are returned in :attr:`InfRegistry.deferred` and not shipped
-  until the DriverDatabase step lands.
+  (drivers.md §3.3, §5). They are returned in :attr:`InfRegistry.deferred`, which
+  :mod:`.driverstore` writes there.
 * Absolute roots (``HKLM``, ``HKCR``) in any section are written as they are. [I: Windows
   applies DDInstall ones at device install; whether pkggen's reflection writes them is unknown.]
 * ``ImagePath`` of a kernel driver: ``\\SystemRoot\\<dir>\\x.sys``; of a Win32 service
-  ``%SystemRoot%\\<dir>\\x.exe`` (drivers.md §4.1). DIRID 13 files are placed in
-  ``System32\\drivers`` until the driver store lands, so their ImagePath points there for now.
+  ``%SystemRoot%\\<dir>\\x.exe`` (drivers.md §4.1); DIRID 13 (run from driver store) points into
+  the package's ``DriverStore\\FileRepository`` folder when the caller gives it.
 * ``DisplayName``/``Description`` that are one ``%token%`` become ``@<inf>,%token%;<text>``
   (Windows' indirect form; for Description [I]); ``Owners`` = the INF's own name (Inbox import).
 * No ``Tag`` (pkggen drops GroupOrderList), no ``Services\\WUDFRd`` (OS-owned, pkggen drops it),
@@ -93,9 +93,12 @@ class InfRegistry:
     warnings: list[str] = field(default_factory=list)
 
 
-def install_registry(inf: Inf, imported: DriverImport, inf_name: str) -> InfRegistry:
-    """The registry items installing ``inf`` (already walked by import_driver) writes."""
-    return _Installer(inf, imported, inf_name).run()
+def install_registry(
+    inf: Inf, imported: DriverImport, inf_name: str, store_folder: str | None = None
+) -> InfRegistry:
+    """The registry items installing ``inf`` (already walked by import_driver) writes;
+    ``store_folder``: its DriverStore\\FileRepository folder, where DIRID 13 points."""
+    return _Installer(inf, imported, inf_name, store_folder).run()
 
 
 def _sz(text: str) -> bytes:
@@ -112,11 +115,14 @@ def _split_multi(data: bytes) -> list[str]:
 
 
 class _Installer:
-    def __init__(self, inf: Inf, imported: DriverImport, inf_name: str):
+    def __init__(self, inf: Inf, imported: DriverImport, inf_name: str, store_folder: str | None = None):
         self.inf = stamped(inf, imported.arch)
         self.imp = imported
         self.arch = imported.arch
         self.inf_name = inf_name
+        self.dirs = dict(_DIRID_DIRS)
+        if store_folder:
+            self.dirs[13] = rf"System32\DriverStore\FileRepository\{store_folder}"
         self.out = InfRegistry()
         # (key lower, name lower) -> InfValue, in the order setupapi would apply them
         self.values: dict[tuple[str, str], InfValue] = {}
@@ -461,7 +467,7 @@ class _Installer:
         text = ln.values[0].strip(WS)
         m = _BINARY_DIRID.fullmatch(text)
         dirid = int(m.group(1)) if m else None
-        if m is None or dirid not in _DIRID_DIRS:
+        if m is None or dirid not in self.dirs:
             raise self.err(
                 f"ServiceBinary {text!r} in [{section}] is not below a DIRID a package can install to; "
                 r"write %12%\x.sys (System32\drivers), %11%\ (System32), %10%\ (Windows) or %13%\ (driver store)",
@@ -472,7 +478,7 @@ class _Installer:
             raise self.err(
                 f"ServiceBinary {text!r} in [{section}] is not a plain relative path; fix it", ln.line
             )
-        rel = "\\".join(([_DIRID_DIRS[dirid]] if _DIRID_DIRS[dirid] else []) + parts)
+        rel = "\\".join(([self.dirs[dirid]] if self.dirs[dirid] else []) + parts)
         return ("\\SystemRoot\\" if kernel else "%SystemRoot%\\") + rel
 
     def event_log(self, service: str, ln: InfLine) -> None:

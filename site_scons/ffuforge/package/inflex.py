@@ -311,7 +311,7 @@ def _substitute(lineno: int, key: str | None, values: list[str], strings: dict[s
     new_values = tuple(sub(v, i) for i, v in enumerate(values))
     refs = tuple(
         (i, m.group(1))
-        for i, v in enumerate(values)
+        for i, v in ([(-1, key)] if key is not None else []) + list(enumerate(values))
         if "%" in v and (m := _WHOLE_TOKEN.fullmatch(v)) is not None and m.group(1).lower() in strings
     )
     return InfLine(lineno, new_key, new_values, tuple(unresolved), refs)

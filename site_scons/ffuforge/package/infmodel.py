@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["DriverImport", "Inf", "InfFile", "InfLine", "InfSection", "InfService"]
+__all__ = ["DriverImport", "Inf", "InfFile", "InfLine", "InfModel", "InfSection", "InfService"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,8 +20,9 @@ class InfLine:
     values: tuple[str, ...]
     #: (value index, token) for each %token% with no [Strings] entry; index -1 is the key.
     unresolved: tuple[tuple[int, str], ...] = ()
-    #: (value index, token as written) for each value that was exactly one resolved %token%:
-    #: service DisplayName/Description keep the reference (``@inf,%token%;text``) as Windows does.
+    #: (value index, token as written) for each value that was exactly one resolved %token%
+    #: (index -1: the key): service DisplayName/Description keep the reference
+    #: (``@inf,%token%;text``) as Windows does, and so do driver-database descriptors.
     refs: tuple[tuple[int, str], ...] = ()
 
 
@@ -73,6 +74,20 @@ class InfService:
     line: int  # the AddService line
 
 
+@dataclass(frozen=True, slots=True)
+class InfModel:
+    """One device entry of a models section: what the driver database's Descriptors and DeviceIds
+    record (drivers.md §3.3, §3.4)."""
+
+    description: str  # expanded text
+    description_token: str | None  # the %token% it was written as, if one
+    manufacturer: str  # expanded [Manufacturer] name
+    manufacturer_token: str | None
+    install: str  # decorated install section, as looked up
+    ids: tuple[str, ...]  # hardware ID first, then compatible IDs
+    line: int
+
+
 @dataclass(slots=True)
 class DriverImport:
     arch: str
@@ -87,4 +102,5 @@ class DriverImport:
     class_guid: str | None = None
     provider: str | None = None
     driver_ver: str | None = None
+    models: list[InfModel] = field(default_factory=list)  # every device entry, INF order
     warnings: list[str] = field(default_factory=list)  # 'file:line: message' strings

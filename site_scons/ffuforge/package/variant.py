@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import ConfigError, FFUError
 from ..formats import regvalue
 from ..util import paths
-from . import buildfilter, inf, infinstall, macros, project
+from . import buildfilter, driverstore, inf, infinstall, macros, project
 from .project import Filters, Project, Where
 
 CPUS = ("x86", "amd64", "arm", "arm64")
@@ -55,6 +55,7 @@ class Payload:
     dest_rel: str  # sub directory below the macro, backslash separated
     name: str
     where: Where
+    driver: str = ""  # the driver INF (published name) whose manifest lists the file, or ''
 
     @property
     def device_dir(self) -> str:
@@ -72,6 +73,7 @@ class RegValue:
     data: regvalue.RegData
     where: Where
     append: bool = False  # operationHint="append": items merged into other packages' value
+    driver: str = ""  # the driver INF whose manifest carries the value, or ''
 
 
 @dataclass
@@ -88,6 +90,8 @@ class Driver:
     inf: Path
     inf_display: str
     where: Where
+    folder: str = ""  # DriverStore\FileRepository folder (driverstore.folder_name)
+    empty_keys: list[str] = field(default_factory=list)  # keys the INF creates without values
 
 
 @dataclass
@@ -332,7 +336,25 @@ class _Planner:
             oname = m.expand(o.name, o.where.line) if o.name else None
             src, shown = self.source_path(o.source, o.where, m)
             overrides[(oname or src.name).lower()] = (src, shown)
-        v.payload.append(Payload(inf_path, inf_shown, "runtime.inf", "", inf_path.name, w))
+        published = inf_path.name
+        cat_src: tuple[Path, str] | None = None
+        if imported.catalog_file:
+            src, shown = self.source_path(imported.catalog_file, w, m, base=import_dir)
+            if paths.kind(src) == "f":
+                cat_src = (src, shown)
+        folder = driverstore.folder_name(
+            published,
+            imported.arch,
+            driverstore.read_source(inf_path, inf_shown),
+            driverstore.read_source(*cat_src) if cat_src else b"",
+        )
+        store = f"{driverstore.STORE_DIR}\\{folder}"
+        v.payload.append(Payload(inf_path, inf_shown, "runtime.inf", "", published, w, published))
+        v.payload.append(Payload(inf_path, inf_shown, "runtime.system32", store, published, w, published))
+        if cat_src is not None:
+            v.payload.append(
+                Payload(*cat_src, "runtime.system32", store, imported.catalog_file, w, published)
+            )
         for f in imported.files:
             key = f.source_name.lower()
             if key in overrides:
@@ -340,13 +362,16 @@ class _Planner:
             else:
                 rel = "\\".join(x for x in (f.source_subdir, f.source_name) if x)
                 src, shown = self.source_path(rel, w, m, base=import_dir)
-            macro, sub = macros.split_destination(f.dest_dir, w.file, w.line)
-            v.payload.append(Payload(src, shown, macro, sub, f.dest_name, w))
-        reg = infinstall.install_registry(parsed, imported, inf_path.name)
-        for iv in reg.values:
-            v.registry.append(RegValue(iv.key, iv.name, iv.data, Where(inf_shown, iv.line)))
-        v.empty_keys.extend(key for key, _ in reg.keys)
-        v.drivers.append(Driver(inf_path, inf_shown, w))
+            if not f.run_from_driver_store:  # DIRID 13: the store copy is the one that runs
+                macro, sub = macros.split_destination(f.dest_dir, w.file, w.line)
+                v.payload.append(Payload(src, shown, macro, sub, f.dest_name, w, published))
+            in_store = "\\".join(x for x in (store, f.source_subdir) if x)
+            v.payload.append(Payload(src, shown, "runtime.system32", in_store, f.source_name, w, published))
+        reg = infinstall.install_registry(parsed, imported, published, folder)
+        catalog = imported.catalog_file if cat_src is not None else None
+        for iv in reg.values + driverstore.database(parsed, imported, reg, published, folder, catalog):
+            v.registry.append(RegValue(iv.key, iv.name, iv.data, Where(inf_shown, iv.line), driver=published))
+        v.drivers.append(Driver(inf_path, inf_shown, w, folder, [key for key, _ in reg.keys]))
 
     def com(self, v: Variant, server: project.ComServer, m: macros.Macros) -> None:
         path = m.expand(server.path, server.where.line, device=True)
@@ -566,7 +591,8 @@ def describe(v: Variant, top: Path) -> dict:
             ]
             for s in v.services
         ],
-        "drivers": [rel(d.inf) for d in v.drivers],
+        "drivers": [[rel(d.inf), d.folder, d.empty_keys] for d in v.drivers],
+        "driverFiles": [i for i, p in enumerate(v.payload) if p.driver],
         "bcd": pl(v.bcd),
         "binaryImage": pl(v.binary_image),
         "inputs": [rel(f) for f in v.inputs()],
