@@ -3,6 +3,7 @@ ntfs-3g's own view of the volumes, and shown independent of how sparse the image
 
 import filecmp
 import os
+import random
 import re
 import shutil
 import struct
@@ -201,3 +202,25 @@ def test_damaged_volumes_are_format_errors(tmp_path, fs, offset, value, message)
     with pytest.raises(FormatError) as e, diskimage.DiskSource(layout, {"X": img}) as s:
         s.partition_blocks(layout.partition("X"), BS)
     assert str(img) in str(e.value)
+
+
+@pytest.mark.parametrize("fs", ["NTFS", "FAT"])
+def test_random_damage_is_a_format_error_or_a_bounded_answer(tmp_path, fs):
+    """Bytes flipped in the boot sector, the FAT and the first MFT records (where $Bitmap is
+    found): every outcome is ranges inside the image or a FormatError, never another exception."""
+    img = _ntfs(tmp_path / "v.img", 16 * MB) if fs == "NTFS" else _fat(tmp_path / "v.img", 4 * MB, 12)
+    good = img.read_bytes()
+    boot = good[:512]
+    mft = struct.unpack_from("<q", boot, 0x30)[0] * 4096 if fs == "NTFS" else 512
+    rng = random.Random(7)
+    for _ in range(150):
+        buf = bytearray(good)
+        for _ in range(rng.randint(1, 4)):
+            base = rng.choice((0, mft, mft + 6 * 1024))
+            buf[base + rng.randrange(1024)] = rng.randrange(256)
+        img.write_bytes(buf)
+        try:
+            ranges = _ranges(img, fs)
+        except FormatError:
+            continue
+        assert all(0 <= s < e <= len(buf) for s, e in ranges)

@@ -173,7 +173,7 @@ def _unnamed_data(rec: bytearray) -> tuple[bool, int, int, int]:
         atype, alen = struct.unpack_from("<II", rec, off)
         if atype == 0xFFFFFFFF:
             break
-        if alen < 16 or off + alen > len(rec):
+        if alen < 0x18 or off + alen > len(rec):
             raise FormatError("NTFS attribute length out of range; the volume is damaged")
         if atype == 0x20:
             raise FormatError("NTFS $Bitmap has an attribute list (too fragmented to read here)")
