@@ -244,8 +244,9 @@ def iter_data_blocks(
     *,
     gpt_entries: int = ptable.GPT_DEFAULT_ENTRIES,
 ) -> Iterator[tuple[int, memoryview]]:
-    """(disk block index, content) for every block of the final disk holding table bytes or
-    image data, ascending, each block read once. The view is reused: copy it to keep it."""
+    """(disk block index, content) for every block of the final disk an FFU stores (table bytes,
+    file-system allocation, raw partitions), ascending, each block read once. The view is
+    reused: copy it to keep it."""
     if bs <= 0 or layout.total_bytes % bs:
         raise ConfigError(f"disk size {layout.total_bytes} is not a multiple of the block size {bs}")
     with DiskSource(layout, images, gpt_entries=gpt_entries) as src:
