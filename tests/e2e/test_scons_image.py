@@ -41,6 +41,33 @@ def test_ffu_verifies_and_round_trips(ws, tmp_path):
 
 
 @pytest.mark.skipif(not shutil.which("sgdisk"), reason="sgdisk (gdisk) not installed")
+def test_ffu_is_independent_of_holes(ws, tmp_path):
+    """Issue 16: `cp --sparse=always` / `--sparse=never` of the partition images give the same FFU
+    bytes (blocks follow the FAT/NTFS allocation, not the holes); the sample's raw BOOTLOADER at
+    sector 66 lies in block 0, which is stored only as table blocks."""
+    from ffuforge.image import stages
+
+    parts = ws / OUT / "partitions"
+    names = [p.stem for p in sorted(parts.glob("*.img"))]
+    outs = []
+    for mode in ("always", "never"):
+        d = tmp_path / mode
+        d.mkdir()
+        for n in names:
+            subprocess.run(["cp", f"--sparse={mode}", str(parts / f"{n}.img"), str(d)], check=True)
+        out = tmp_path / f"{mode}.ffu"
+        stages.build_ffu(ws / OUT / "layout.json", {n: d / f"{n}.img" for n in names}, out, epoch=1577836800)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    with ffu.FfuReader(tmp_path / "always.ffu") as r:
+        st_ = r.stores[0]
+        h = st_.header
+        tables = range(h["flash_only_index"], h["flash_only_index"] + h["flash_only_count"])
+        finals = range(h["final_index"], st_.descriptor_count)
+        zero = [i for i in range(1, st_.descriptor_count) if (0, 0) in st_.locations(i)]
+        assert zero and all(i in tables or i in finals for i in zero)
+
+
 def test_partition_tools_accept_the_raw_disk(ws):
     raw = ws / OUT / "Flash.img"
     v = subprocess.run(["sgdisk", "-v", str(raw)], capture_output=True, text=True)

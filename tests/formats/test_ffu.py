@@ -25,6 +25,7 @@ from test_ptable import (
     BASIC,
     BS,
     MIB,
+    VENDOR,
     bytes_reader,
     gpt4k_layout,
     gpt_layout,
@@ -61,6 +62,7 @@ WORKED_MANIFEST = (
     "Primary         = False\r\n"
     "TotalSectors    = 4096\r\n"
     "UsedSectors     = 4096\r\n"
+    "FileSystem      = NTFS\r\n"
     "RequiredToFlash = True\r\n"
     "\r\n"
 )
@@ -72,14 +74,15 @@ def worked_layout() -> DiskLayout:
         512,
         BS,
         8192,
-        (PlacedPartition("Data", BASIC, 2048, 4096, required_to_flash=True),),
+        (PlacedPartition("Data", BASIC, 2048, 4096, filesystem="NTFS", required_to_flash=True),),
         platform_ids=("Synthetic.Test.Board",),
     )
 
 
 @pytest.fixture
 def worked(tmp_path):
-    """Worked example: 4 MiB disk, Data at blocks 8-23 with blocks 8, 9, 10, 11, 20 allocated."""
+    """Worked example: 4 MiB disk, Data at blocks 8-23 with blocks 8, 9, 10, 11, 20 holding data (an
+    image that is no FAT or NTFS volume: its non-zero pages are stored)."""
     img = sparse_image(tmp_path / "data.img", 4096 * 512, [(b * BS, 1000) for b in (0, 1, 2, 3, 12)], seed=8)
     layout = worked_layout()
     out = tmp_path / "worked.ffu"
@@ -136,9 +139,9 @@ def test_worked_example_layout(worked):
     )
     assert data[32 + 328 + 352 : 0x20000] == bytes(0x20000 - 712)  # zero padding
     ih = ffu.IMAGE_HEADER.parse(data[0x20000:0x20018])
-    assert (ih.cbSize, ih.signature, ih.manifest_length, ih.chunk_kb) == (24, b"ImageFlash  ", 596, 128)
-    assert data[0x20018 : 0x20018 + 596].decode("ascii") == WORKED_MANIFEST
-    assert data[0x20018 + 596 : 0x40000] == bytes(0x40000 - 0x20018 - 596)
+    assert (ih.cbSize, ih.signature, ih.manifest_length, ih.chunk_kb) == (24, b"ImageFlash  ", 620, 128)
+    assert data[0x20018 : 0x20018 + 620].decode("ascii") == WORKED_MANIFEST
+    assert data[0x20018 + 620 : 0x40000] == bytes(0x40000 - 0x20018 - 620)
     h = ffu.STORE_HEADER.parse(data[0x40000 : 0x40000 + 248])
     assert (h.update_type, h.major, h.minor, h.ff_major, h.ff_minor, h.block_size) == (0, 1, 0, 2, 0, BS)
     assert h.platform_id == b"Synthetic.Test.Board\0".ljust(192, b"\0")
@@ -271,13 +274,20 @@ def test_mbr_six_partitions_roundtrip(tmp_path):
         assert st_.locations(0) == [(0, 0)]  # MBR: no DISK_END anywhere
         assert all(m == 0 for m in st_.loc_method)
         h = st_.header
-        # the BOOTLOADER at sector 2 shares block 0 with the MBR: its phase-2 block carries the
-        # flash-only MBR, and the final table block carries the loader bytes
-        first = _payload(r, st_, 1)
-        assert st_.locations(1) == [(0, 0)] and first[510:512] == b"\x55\xaa"
-        assert first[1024 : 1024 + 1000] == images["BOOTLOADER"].read_bytes()[:1000]
-        _, parts = ptable.read_mbr(bytes_reader(first), layout.total_sectors, 512)
+        # the BOOTLOADER at sector 2 shares block 0 with the MBR: block 0 is written only as
+        # table blocks, each the whole staged chunk (loader bytes from sector 2) with a table
+        _strict_check(st_)
+        boot = images["BOOTLOADER"].read_bytes()
+        flash0 = _payload(r, st_, h["flash_only_index"])
+        assert st_.locations(h["flash_only_index"]) == [(0, 0)] and flash0[510:512] == b"\x55\xaa"
+        assert flash0[1024 : 1024 + 1000] == boot[:1000]
+        _, parts = ptable.read_mbr(bytes_reader(flash0), layout.total_sectors, 512)
         assert [p.number for p in parts] == [1, 2]
+        final0 = _payload(r, st_, h["final_index"])
+        assert final0[1024:] == flash0[1024:] and final0[:1024] != flash0[:1024]
+        # the raw partition's full chunk range: blocks 1-16 (block 16 holds its last 1 KiB)
+        data = [x[0][1] for x in _desc_blocks(st_, 1, h["flash_only_index"])]
+        assert data[:16] == list(range(1, 17))
         finals = _desc_blocks(st_, h["final_index"], st_.descriptor_count)
         ebr_blocks = sorted({(p.first_sector - 1) * 512 // BS for p in layout.partitions[3:]})
         assert sorted(x[0][1] for x in finals) == sorted({0, *ebr_blocks})
@@ -303,9 +313,31 @@ def test_4k_sector_roundtrip(tmp_path):
         assert all(p.name in o.stdout or str(p.first_sector) in o.stdout for p in layout.partitions)
 
 
-def test_data_on_table_blocks_merged(tmp_path):
-    """A raw partition inside the first block (i.MX BOOTLOADER at sector 66) and data in
-    the last block next to the backup GPT: every copy of those blocks carries both."""
+def _strict_check(st_) -> None:
+    """wor-flasher's rules (spec/updateos-chunk0.md B3): one block per descriptor; no data
+    descriptor on a table location; each table location is written flash-only (if at all) then
+    final; before the final phase no block carries the final table (checked by the callers)."""
+    h = st_.header
+    flash = range(h["flash_only_index"], h["flash_only_index"] + h["flash_only_count"])
+    final = range(h["final_index"], h["final_index"] + h["final_count"])
+    tables = {loc for i in (*flash, *final) for loc in st_.locations(i)}
+    seen = set()
+    for i in range(1, st_.descriptor_count):
+        if i in flash or i in final:
+            continue
+        for loc in st_.locations(i):
+            assert loc not in tables, f"data descriptor {i} writes table location {loc}"
+            assert loc not in seen, f"data location {loc} written twice"
+            seen.add(loc)
+    assert {loc for i in final for loc in st_.locations(i)} >= {
+        loc for i in flash for loc in st_.locations(i)
+    }
+
+
+def test_table_blocks_are_staged_chunks_and_never_data(tmp_path):
+    """A raw partition inside the first block (i.MX BOOTLOADER at sector 66) and data in the last
+    block next to the backup GPT: those blocks are stored only as table blocks (the whole staged
+    chunk with the table overlaid), the final table only in the final phase; same final disk."""
     layout = gpt_layout(bootloader_at=66, data_to_end=True)
     images = images_for(layout, tmp_path)
     out, got = _roundtrip(tmp_path, layout, images)
@@ -318,22 +350,63 @@ def test_data_on_table_blocks_merged(tmp_path):
     with ffu.FfuReader(out) as r:
         st_ = r.stores[0]
         h = st_.header
-        assert st_.locations(1) == [(0, 0)]  # first phase-2 block is disk block 0 ...
-        blk0 = _payload(r, st_, 1)
-        assert blk0[66 * 512 : 66 * 512 + 4096] == boot[:4096]  # ... with the loader
-        flash = ptable.parse_gpt(bytes_reader(blk0), layout.total_sectors, 512)  # ... and the flash-only GPT
-        assert [e.name for e in flash.entries] == ["BOOTFW", "EFIESP"]
-        assert _payload(r, st_, h["flash_only_index"]) == blk0
+        _strict_check(st_)
+        flash = h["flash_only_index"]
+        stored = [
+            x[0][1] for x in _desc_blocks(st_, 1, flash) + _desc_blocks(st_, flash + 1, h["final_index"]) if x
+        ]
+        assert 0 not in stored and last not in stored
+        for i in range(h["final_index"]):  # before the final phase block 0 has the flash-only GPT
+            if (0, 0) in st_.locations(i) and i:
+                gpt = ptable.parse_gpt(bytes_reader(_payload(r, st_, i)), layout.total_sectors, 512)
+                assert [e.name for e in gpt.entries] == ["BOOTFW", "EFIESP"], i
+        blk0 = _payload(r, st_, h["flash_only_index"])
+        assert blk0[66 * 512 : 66 * 512 + 4096] == boot[:4096]  # the loader rides along
         final0 = _payload(r, st_, h["final_index"])
-        assert final0[66 * 512 : 66 * 512 + 4096] == boot[:4096]
-        # the Data partition's last block is the disk's last block: phase 3 stores it (BEGIN),
-        # the backup GPT (END 0) rewrites it with the data kept
-        assert [(0, last)] in _desc_blocks(st_, h["flash_only_index"] + 1, h["final_index"])
+        assert final0[66 * 512 :] == blk0[66 * 512 :]
+        final = ptable.parse_gpt(bytes_reader(final0), layout.total_sectors, 512)
+        assert [e.name for e in final.entries] == ["BOOTFW", "EFIESP", "MainOS", "Data"]
         backup = _payload(r, st_, st_.descriptor_count - 1)
         assert st_.locations(st_.descriptor_count - 1) == [(2, 0)]
         tail_in_block = layout.offset(layout.partition("Data")) + len(data) - last * BS
         assert backup[tail_in_block - 4096 : tail_in_block] == data[-4096:]
         assert backup[-512:-504] == b"EFI PART"
+
+
+@pytest.mark.parametrize("style", ["mbr", "gpt"])
+def test_raw_partitions_at_sector_2_and_66_build(tmp_path, style):
+    """Two raw loaders inside block 0 (i.MX6 SPL at sector 2, an i.MX8M-style image at 66):
+    every chunk-0 write carries both, the FFU passes the strict rules and replays to the disk."""
+    gpt = style == "gpt"
+    raw = VENDOR if gpt else "0x4d"
+    first = 40 if gpt else 2  # the GPT entry array ends at sector 33
+    layout = DiskLayout(
+        style,
+        512,
+        BS,
+        64 * MIB,
+        (
+            PlacedPartition("SPL", raw, first, 66 - first, required_to_flash=True),
+            PlacedPartition("BOOTLOADER", raw, 66, 4000, required_to_flash=True),
+            PlacedPartition("MainOS", BASIC if gpt else "0x07", 8 * MIB, 32 * MIB, filesystem="NTFS"),
+        ),
+        platform_ids=("Contoso.Imx.Board",),
+    )
+    images = images_for(layout, tmp_path)
+    out, _ = _roundtrip(tmp_path, layout, images)
+    spl, loader = images["SPL"].read_bytes(), images["BOOTLOADER"].read_bytes()
+    with ffu.FfuReader(out) as r:
+        st_ = r.stores[0]
+        _strict_check(st_)
+        writes = [i for i in range(1, st_.descriptor_count) if (0, 0) in st_.locations(i)]
+        assert writes == [st_.header["flash_only_index"], st_.header["final_index"]]
+        for i in writes:
+            blk = _payload(r, st_, i)
+            assert blk[first * 512 : 66 * 512] == spl[: (66 - first) * 512]
+            assert blk[66 * 512 :] == loader[: BS - 66 * 512]
+        # BOOTLOADER's last sectors (66 + 4000 = 4066 → block 15) are stored as phase-2 data
+        phase2 = [x[0][1] for x in _desc_blocks(st_, 1, st_.header["flash_only_index"])]
+        assert phase2 == list(range(1, (66 + 4000) * 512 // BS + 1))
 
 
 def test_disk_end_locations(tmp_path):
@@ -361,7 +434,12 @@ def test_descriptor_area_never_ends_on_block_boundary(tmp_path):
     descriptor so Microsoft's reader does not skip a block."""
     n = (2 << 30) // 512
     layout = DiskLayout(
-        "gpt", 512, BS, n, (PlacedPartition("Data", BASIC, 2048, 8200 * 256),), platform_ids=("Edge.Board",)
+        "gpt",
+        512,
+        BS,
+        n,
+        (PlacedPartition("Data", BASIC, 2048, 8200 * 256, filesystem="NTFS"),),
+        platform_ids=("Edge.Board",),
     )
     img = tmp_path / "data.img"
     with open(img, "wb") as f:
@@ -848,10 +926,15 @@ def test_stored_blocks_are_exactly_data_and_tables(tmp_path):
     with ffu.FfuReader(out) as r:
         st_ = r.stores[0]
         got = {x for i in range(1, st_.descriptor_count) for _, x in st_.locations(i)}
+        h = st_.header
     assert got == want
+    tables = set(ptable.build_tables(layout).blocks(BS)) | set(
+        ptable.build_tables(layout, flash_only=True).blocks(BS)
+    )
+    # wipe + data (never a table block) + flash-only + final table blocks
     assert os.path.getsize(out) == 3 * BS + BS * (
-        1 + len(want) + 1 + 1
-    )  # + wipe, flash-only MBR, block 0 again
+        1 + len(want - tables) + h["flash_only_count"] + h["final_count"]
+    )
 
 
 # ----------------------------------------------------------------------------- error kinds

@@ -271,6 +271,22 @@ def test_imx_raw_bootloader_offsets():
     assert disk.partition("BOOTLOADER").first_sector == 66
 
 
+def test_offset_in_sectors_zero_is_not_set():
+    """DeviceLayout.xsd defaults OffsetInSectors to "0" and ImgGen places a 0 like an absent one;
+    it used to fail as overlapping the partition table."""
+    zero = load(part("BOOTLOADER", "0x4d", TotalSectors=4096, OffsetInSectors=0), *iot_parts("mbr"))
+    none = load(part("BOOTLOADER", "0x4d", TotalSectors=4096), *iot_parts("mbr"))
+    a, b = compute_layout(zero, plat(), {}), compute_layout(none, plat(), {})
+    assert [(p.name, p.first_sector) for p in a.partitions] == [
+        (p.name, p.first_sector) for p in b.partitions
+    ]
+    assert a.partition("BOOTLOADER").first_sector > 0
+    assert zero.find("BOOTLOADER").offset_in_sectors is None
+    # and, being "not set", it needs no fixed <TotalSectors>
+    free = load(part("BOOTLOADER", "0x4d", MinFreeSectors=4096, OffsetInSectors=0), *iot_parts("mbr"))
+    assert compute_layout(free, plat(), {}).partition("BOOTLOADER").first_sector > 0
+
+
 def test_mbr_extended_partition_for_more_than_four():
     crash = part("CrashDump", "0x0C", FileSystem="FAT32", TotalSectors=1228800)
     layout = load(

@@ -2,9 +2,11 @@
 
 Disks are gigabytes of mostly nothing, so nothing here is proportional to the disk: the raw
 image is written sparse (only partition-image data extents, found with SEEK_DATA/SEEK_HOLE,
-plus the tables), and the FFU writer gets the same content as "blocks that hold data", read in
-multi-block runs straight into reusable buffers. Both paths use the same partition tables
-(ptable) and the same extents, which is what makes `to_raw(ffu) == assemble_raw` hold.
+plus the tables), and the FFU writer gets the blocks the device must receive (each file
+system's allocation, every block of a raw partition: :mod:`.fsalloc`), read in multi-block runs
+straight into reusable buffers. Both paths use the same partition tables (ptable), so
+`to_raw(ffu)` equals `assemble_raw` wherever a file system allocates (and everywhere when
+unallocated space is zero, as mkfs.fat and mkntfs leave it).
 """
 
 from __future__ import annotations
@@ -20,36 +22,14 @@ from pathlib import Path
 
 from ..errors import ConfigError, FFUError, FormatError
 from ..util.atomic import atomic_output
-from . import ptable
+from . import fsalloc, ptable
 from .disklayout import DiskLayout, PlacedPartition
+from .fsalloc import data_extents
 
-__all__ = ["DiskSource", "assemble_raw", "data_extents", "iter_data_blocks"]
+__all__ = ["DiskSource", "assemble_raw", "data_extents", "iter_data_blocks"]  # data_extents: from fsalloc
 
 Progress = Callable[[int, int], None]
 COPY_CHUNK = 8 << 20
-
-
-def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """[start, end) byte ranges of `fd` holding data, up to `size` (whole file if the file system
-    cannot tell)."""
-    pos = 0
-    while pos < size:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError as e:
-            if e.errno == errno.ENXIO:
-                return
-            if e.errno in (errno.EINVAL, errno.EOPNOTSUPP):
-                yield pos, size
-                return
-            raise
-        if start >= size:
-            return
-        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
-        if end <= start:  # racing writer; be safe
-            end = size
-        yield start, end
-        pos = end
 
 
 @dataclass(frozen=True)
@@ -153,13 +133,24 @@ class DiskSource:
         return None
 
     def partition_blocks(self, p: PlacedPartition, bs: int) -> array:
-        """Sorted disk block indices (size bs) holding data of p's image."""
+        """Sorted disk block indices (size bs) the device must get for p: the whole partition if
+        it is raw, else the blocks its file system allocates (:mod:`.fsalloc`), whatever the
+        image's holes. A partition without an image stores nothing."""
         out = array("Q")
         img = self.image(p.name)
         if img is None:
             return out
+        if p.filesystem is None:
+            off = self.layout.offset(p)
+            out.extend(range(off // bs, -(-(off + self.layout.size(p)) // bs)))
+            return out
+        fd = self._fds[self.images.index(img)]
+        try:
+            ranges = fsalloc.allocated_ranges(fd, img.size, p.filesystem)
+        except FFUError as err:
+            raise err.at(str(img.path)) from None
         last = -1
-        for s, e in self.extents(img):
+        for s, e in ranges:
             first = max((img.offset + s) // bs, last + 1)
             stop = (img.offset + e - 1) // bs + 1
             if first < stop:
@@ -253,8 +244,9 @@ def iter_data_blocks(
     *,
     gpt_entries: int = ptable.GPT_DEFAULT_ENTRIES,
 ) -> Iterator[tuple[int, memoryview]]:
-    """(disk block index, content) for every block of the final disk holding table bytes or
-    image data, ascending, each block read once. The view is reused: copy it to keep it."""
+    """(disk block index, content) for every block of the final disk an FFU stores (table bytes,
+    file-system allocation, raw partitions), ascending, each block read once. The view is
+    reused: copy it to keep it."""
     if bs <= 0 or layout.total_bytes % bs:
         raise ConfigError(f"disk size {layout.total_bytes} is not a multiple of the block size {bs}")
     with DiskSource(layout, images, gpt_entries=gpt_entries) as src:

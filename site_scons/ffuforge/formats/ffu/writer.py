@@ -3,6 +3,27 @@ chunk on a worker thread, then fills in the catalog, hash table and security hea
 
 Separate from the reader: writing needs the disk sources and partition-table builders,
 reading only the file.
+
+Blocks shared with a partition table (spec/updateos-chunk0.md B2-B4; IUT
+``ImageStorageServiceManaged/*DataEntryGenerator.cs``, DD2FFU for ``OffsetInSectors``):
+
+* A table block is ImgGen's: the whole chunk of the staged disk with the table sectors overlaid,
+  so a raw loader at sector 2 or 66 rides along in every chunk-0 table write. The flash-only
+  table is only in phase 2, the final one only in the final phase.
+* A data block on a table block is **dropped**, not stored with the temporary (flash-only)
+  overlay as ImgGen's ``FilterPartitionTablesFromDataBlocks`` does. Evidence: ImgGen's copy is
+  byte-identical to the flash-only table block written just before it in phase 2, and the final
+  table block rewrites the chunk last, so the final disk is the same either way (every reader in
+  B3 replays in order, last writer wins: Microsoft's ``PayloadReader``/``ImagePayloadSource``,
+  uuu, img2ffu, WPinternals). The strictest reader, wor-flasher's ``iot-ffu.py``, rejects any data
+  descriptor on a table location ("overlapping data or duplicate table locations are unsafe")
+  and so would reject ImgGen's own i.MX6 FFUs; dropped, ours pass it. Not verified here: DISM's and
+  the device-side flash app's handling (native, not public), which accept ImgGen's duplicates
+  and need nothing our FFU lacks.
+* A partition not starting on a block gets its full chunk range, ``[floor(start), ceil(end))``
+  (ImgGen's MBR path drops the last partial chunk; its GPT raw path throws instead).
+* Which blocks a partition stores is its file system's allocation (:mod:`..fsalloc`), every
+  block for a raw partition: never the image file's holes.
 """
 
 from __future__ import annotations
@@ -14,6 +35,7 @@ import hashlib
 import os
 import tempfile
 from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -107,6 +129,28 @@ class _StorePlan:
         yield b"".join(DESC1.pack(1, 1, method, index) for _, method, index in self.final_locations)
 
 
+def _unclaimed(blocks: array, special: list[int], claimed: set[int]) -> array:
+    """`blocks` (sorted) without those already claimed; claims its edge and table blocks.
+    Only the few `special` blocks (partition edges, tables) are looked at, not every block."""
+    if not blocks:
+        return blocks
+    drop = []
+    for s in special[bisect_left(special, blocks[0]) : bisect_right(special, blocks[-1])]:
+        i = bisect_left(blocks, s)
+        if i < len(blocks) and blocks[i] == s:
+            if s in claimed:
+                drop.append(i)
+            claimed.add(s)
+    if not drop:
+        return blocks
+    keep, prev = array("Q"), 0
+    for i in drop:
+        keep.extend(blocks[prev:i])
+        prev = i + 1
+    keep.extend(blocks[prev:])
+    return keep
+
+
 def _plan_store(k: int, spec: FfuStore, src: DiskSource, bs: int) -> _StorePlan:
     layout = spec.layout
     if layout.chunk_size != BLOCK_SIZE:
@@ -124,28 +168,25 @@ def _plan_store(k: int, spec: FfuStore, src: DiskSource, bs: int) -> _StorePlan:
     final_tables = src.tables()
 
     # Data blocks: RequiredToFlash partitions first (phase 2), then the rest (phase 3), each in
-    # table order; a block shared by two partitions belongs to the first that claims it.
-    edges = set()
-    for p in layout.partitions:
-        edges.add(layout.offset(p) // bs)
-        edges.add((layout.offset(p) + layout.size(p) - 1) // bs)
-    claimed: set[int] = set()
+    # table order; a block shared by two partitions belongs to the first that claims it. A block
+    # that also carries a partition table is not stored as data (see the module docstring).
+    tables = set(flash_tables.blocks(bs)) | set(final_tables.blocks(bs))
+    special = sorted(
+        tables.union(
+            *(
+                (o // bs, (o + layout.size(p) - 1) // bs)
+                for p in layout.partitions
+                for o in (layout.offset(p),)
+            )
+        )
+    )
+    claimed: set[int] = set(tables)
     phases = (array("Q"), array("Q"))
     for want_required, out in zip((True, False), phases, strict=True):
         for p in layout.partitions:
             if p.required_to_flash != want_required:
                 continue
-            blocks = src.partition_blocks(p, bs)
-            if any(b in edges for b in (blocks[:1].tolist() + blocks[-1:].tolist())):
-                keep = array("Q")
-                for b in blocks:
-                    if b in edges:
-                        if b in claimed:
-                            continue
-                        claimed.add(b)
-                    keep.append(b)
-                blocks = keep
-            out.extend(blocks)
+            out.extend(_unclaimed(src.partition_blocks(p, bs), special, claimed))
     flash_blocks = flash_tables.blocks(bs)
     final_locations = [(b, DISK_BEGIN, b) for b in final_tables.blocks(bs, ("primary", "mbr", "ebr"))]
     begin = {b for b, _, _ in final_locations}
@@ -281,25 +322,20 @@ class _ChunkWriter:
 def _stream_store_payload(plan: _StorePlan, w: _ChunkWriter) -> None:
     bs = plan.bs
     zero = bytes(bs)
-    table_blocks = set(plan.flash_blocks) | {b for b, _, _ in plan.final_locations}
-    base: dict[int, bytes | None] = dict.fromkeys(table_blocks)
 
     def table_block(b: int, tables: ptable.PartitionTables) -> bytes:
-        data = base[b]
-        if data is None:
-            view = memoryview(bytearray(bs))
-            plan.src.read(view, b * bs)
-            data = base[b] = view.tobytes()
-        block = bytearray(data)
-        tables.overlay(memoryview(block), b * bs)
-        return bytes(block)
+        """ImgGen's table block: the whole chunk of the staged disk, table sectors overlaid."""
+        view = memoryview(bytearray(bs))
+        plan.src.read(view, b * bs)
+        tables.overlay(view, b * bs)
+        return view.tobytes()
 
     w.blocks(zero)  # initial wipe
-    for _, _, view in plan.src.iter_runs(plan.phase2, bs, tables=plan.flash_tables, capture=base):
+    for _, _, view in plan.src.iter_runs(plan.phase2, bs):
         w.blocks(view)
     for b in plan.flash_blocks:
         w.blocks(table_block(b, plan.flash_tables))
-    for _, _, view in plan.src.iter_runs(plan.phase3, bs, tables=plan.final_tables, capture=base):
+    for _, _, view in plan.src.iter_runs(plan.phase3, bs):
         w.blocks(view)
     for _ in range(plan.pad):
         w.blocks(zero)

@@ -209,6 +209,10 @@ def _partition(el, display: str, sector_size: int) -> Partition:
         raise ConfigError(
             f"partition {name}: <TotalSectors> must be greater than 0", display, lines["TotalSectors"]
         )
+    if kw.get("OffsetInSectors") == 0:
+        # DeviceLayout.xsd (newer schema, DD2FFU) defaults OffsetInSectors to "0" and the native
+        # placement uses it only when non-zero: 0 means "not set" (spec/updateos-chunk0.md B1).
+        del kw["OffsetInSectors"]
     if "OffsetInSectors" in kw and "TotalSectors" not in kw:
         raise ConfigError(
             f"partition {name}: <OffsetInSectors> needs a fixed <TotalSectors>",
