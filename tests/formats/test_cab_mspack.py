@@ -284,3 +284,36 @@ def test_virtual_cabinet_cuts_folder_in_chunks():
     assert h.cFiles == 4 and h.cbCabinet == len(head) + 1000 and h.cFolders == 1
     f = CFFOLDER.parse(head[h.end : h.end + 8])
     assert (f.coffCabStart, f.cCFData, f.typeCompress) == (len(head), 100, 3 | (21 << 8))
+
+
+def test_lzx_package_installs_like_its_mszip_twin(corpus, tmp_path):
+    """Microsoft compresses packages with LZX: the extract cache and the installer take them."""
+    from ffuforge.image import partition
+    from ffuforge.package.build import build_variant
+
+    from helpers import plan, wm
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(_payload(corpus, 300_000))
+    v = plan(
+        wm(src, '<files><file source=".\\a.txt" destinationDir="$(runtime.system32)"/></files>', name="L")
+    )[0]
+    mszip = tmp_path / "mszip" / v.cab_name
+    build_variant(v, mszip)
+    with CabReader(mszip) as r:
+        members = [(m.name, r.read(m)) for m in r.members]
+    lzx = tmp_path / "lzx" / v.cab_name
+    lzx.parent.mkdir()
+    lzx_cab(lzx, members)
+    with CabReader(lzx) as r:
+        assert {f.comp & 0xF for f in r._folders} == {3}
+    staged = {}
+    for kind, c in (("mszip", mszip), ("lzx", lzx)):
+        st = partition.stage(
+            "MainOS", [c], tmp_path / kind / "w", epoch=1577836800, cache_dir=tmp_path / kind / "cache"
+        )
+        root = tmp_path / kind / "w" / "root"
+        staged[kind] = (st.manifest(), tree(root))
+    assert staged["lzx"] == staged["mszip"]
+    assert (tmp_path / "lzx/w/root/Windows/System32/a.txt").read_bytes() == (src / "a.txt").read_bytes()
