@@ -317,3 +317,56 @@ def test_lzx_package_installs_like_its_mszip_twin(corpus, tmp_path):
         staged[kind] = (st.manifest(), tree(root))
     assert staged["lzx"] == staged["mszip"]
     assert (tmp_path / "lzx/w/root/Windows/System32/a.txt").read_bytes() == (src / "a.txt").read_bytes()
+
+
+def test_mutated_lzx_and_quantum_data_never_crash(corpus, tmp_path):
+    """Byte flips inside the LZX and Quantum folders with CFDATA checksums cleared, so that the
+    decoders themselves see the damage. A child process under time and memory limits: a crash or
+    hang fails the test; every outcome is bytes or one FFUError."""
+    src = corpus / "cab-libmspack" / "mszip_lzx_qtm.cab"
+    script = f"""
+import random, struct, sys
+from ffuforge.errors import FFUError
+from ffuforge.formats.cab import CabReader
+blob = bytearray(open({str(src)!r}, "rb").read())
+r = CabReader({str(src)!r})
+spans = []
+for f in r._folders:
+    pos = f.coff
+    for _ in range(f.blocks):
+        cb = struct.unpack_from("<H", blob, pos + 4)[0]
+        blob[pos : pos + 4] = bytes(4)  # no checksum
+        if f.comp & 0xF in (2, 3):
+            spans.append((pos + 8, pos + 8 + cb))
+        pos += 8 + cb
+rng = random.Random(1234)
+path = {str(tmp_path / "m.cab")!r}
+outcomes = {{"ok": 0, "refused": 0}}
+for i in range(1500):
+    m = bytearray(blob)
+    for _ in range(rng.randint(1, 4)):
+        a, b = rng.choice(spans)
+        m[rng.randrange(a, b)] = rng.randrange(256)
+    open(path, "wb").write(m)
+    try:
+        with CabReader(path) as c:
+            for e in c.members:
+                assert len(c.read(e)) == e.size
+        outcomes["ok"] += 1
+    except FFUError as exc:
+        assert "\\n" not in str(exc)
+        outcomes["refused"] += 1
+print(outcomes["ok"], outcomes["refused"])
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "site_scons"))
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limit,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    ok, refused = map(int, out.stdout.split())
+    assert refused > 100 and ok + refused == 1500
