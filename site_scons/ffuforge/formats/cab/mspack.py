@@ -30,7 +30,8 @@ import ctypes
 import itertools
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from ...errors import FormatError, ToolError
 from .structs import (
@@ -184,11 +185,11 @@ _files: dict[int, _Input | _Output] = {}
 _owners: dict[int, _Session] = {}  # address of an mspack_system -> its session
 
 
-def _guard(default):
+def _guard(default: int | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Callbacks must not raise into C: record the exception on the session, return ``default``."""
 
-    def wrap(fn):
-        def call(*args):
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
             try:
                 return fn(*args)
             except BaseException as exc:  # noqa: BLE001 - re-raised after libmspack returns
@@ -206,7 +207,7 @@ _current: dict[int, int] = {}  # thread -> system address being driven (for _gua
 
 
 @_guard(None)
-def _cb_open(sysp, name, mode):
+def _cb_open(sysp: int, name: bytes, mode: int) -> int | None:
     session = _owners[sysp]
     if mode == 0 and name == b"in":
         obj: _Input | _Output = _Input(session.fd, session.header, session.data_off, session.data_len)
@@ -221,12 +222,12 @@ def _cb_open(sysp, name, mode):
 
 
 @_guard(None)
-def _cb_close(fh):
+def _cb_close(fh: int | None) -> None:
     _files.pop(fh or 0, None)
 
 
 @_guard(-1)
-def _cb_read(fh, buf, n):
+def _cb_read(fh: int, buf: int, n: int) -> int:
     f = _files[fh]
     if not isinstance(f, _Input) or n < 0:
         return -1
@@ -234,7 +235,7 @@ def _cb_read(fh, buf, n):
 
 
 @_guard(-1)
-def _cb_write(fh, buf, n):
+def _cb_write(fh: int, buf: int, n: int) -> int:
     f = _files[fh]
     if not isinstance(f, _Output) or n < 0 or len(f.data) + n > f.limit:
         return -1
@@ -243,7 +244,7 @@ def _cb_write(fh, buf, n):
 
 
 @_guard(-1)
-def _cb_seek(fh, off, mode):
+def _cb_seek(fh: int, off: int, mode: int) -> int:
     f = _files[fh]
     if not isinstance(f, _Input):
         return -1
@@ -255,18 +256,18 @@ def _cb_seek(fh, off, mode):
 
 
 @_guard(-1)
-def _cb_tell(fh):
+def _cb_tell(fh: int) -> int:
     f = _files[fh]
     return f.pos if isinstance(f, _Input) else -1
 
 
 @_guard(None)
-def _cb_message(fh, fmt):
+def _cb_message(fh: int | None, fmt: bytes) -> None:
     return None  # libmspack's warnings; our reader reports its own findings
 
 
 @_guard(None)
-def _cb_alloc(sysp, n):
+def _cb_alloc(sysp: int, n: int) -> int | None:
     return _libc.calloc(1, n) if 0 < n <= MAX_ALLOC else None
 
 
@@ -357,10 +358,10 @@ class _Session:
             f = f.contents.next
         return files
 
-    def extract(self, f: ctypes._Pointer) -> tuple[int, bytes]:
+    def extract(self, f: ctypes._Pointer) -> tuple[int, bytearray]:
         self.out = None
         rc = self._call(self.vt.extract, self.dec, f, b"out")
-        data = bytes(self.out.data) if self.out is not None else b""
+        data = self.out.data if self.out is not None else bytearray()
         self.out = None
         return rc, data
 
@@ -426,7 +427,7 @@ def decode_folder(
     data_len: int,
     total: int,
     reserve: int,
-) -> Iterator[tuple[int, bytes]]:
+) -> Iterator[tuple[int, bytearray]]:
     """(uncompressed offset, bytes) of an LZX/Quantum folder in order, CHUNK bytes at a time."""
     kind = "LZX" if comp & 0xF == 3 else "Quantum"
     if total == 0:

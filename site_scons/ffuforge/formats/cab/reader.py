@@ -109,8 +109,8 @@ class _FolderCursor:
     def __init__(self, reader: CabReader, index: int):
         self._r = reader
         self._i = index
-        self._gen: Iterator[tuple[int, bytes | memoryview]] | None = None
-        self._cur: tuple[int, bytes | memoryview] | None = None
+        self._gen: Iterator[tuple[int, bytes | bytearray | memoryview]] | None = None
+        self._cur: tuple[int, bytes | bytearray | memoryview] | None = None
 
     def chunks(self, start: int, length: int, label: str) -> Iterator[memoryview]:
         end = start + length
@@ -363,7 +363,7 @@ class CabReader:
             self._index[fi] = idx
         return idx
 
-    def _blocks(self, fi: int, want: int) -> Iterator[tuple[int, bytes | memoryview]]:
+    def _blocks(self, fi: int, want: int) -> Iterator[tuple[int, bytes | bytearray | memoryview]]:
         """(uncompressed offset, data) of folder ``fi``'s blocks from the one holding ``want``
         (stored folders seek via the sparse index; MSZIP needs the history from block 0)."""
         folder = self._check_folder(fi)
