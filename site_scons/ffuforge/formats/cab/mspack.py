@@ -22,6 +22,14 @@ bytes never written (cabextract then prints heap garbage), which must not make o
 depend on the heap. Struct layouts and constants: ``mspack.h`` of libmspack 0.11 (``mspack_system``,
 ``mscab_decompressor``, ``mscabd_cabinet``, ``mscabd_file``, ``MSPACK_ERR_*``); ``off_t`` is 64-bit
 (checked with ``mspack_sys_selftest_internal`` before use).
+
+Limits, stated rather than hidden: a hang inside libmspack's C code could not be interrupted from
+Python (Ctrl-C is honoured at the next callback, at least every 32 KiB of input); the libmspack
+0.11 CVE reproducers all end promptly (tests run them under time and memory limits). The
+variadic ``message`` callback is declared with its two fixed arguments, which is sound on the
+x86-64 and AArch64 Linux calling conventions. That the Quantum garbage cabextract prints is
+uninitialised heap is inferred (two runs on the same cabinet gave zeros and other bytes;
+ours is always zeros), not traced in the source.
 """
 
 from __future__ import annotations
