@@ -211,6 +211,12 @@ def _mszip_cab() -> bytes:
     return p.read_bytes()
 
 
+def _lzx_quantum_cab() -> list[bytes]:
+    """libmspack's MSZIP+LZX+Quantum test cabinet (../shared/corpus), when the corpus is there."""
+    p = ROOT.parent / "shared" / "corpus" / "cab-libmspack" / "mszip_lzx_qtm.cab"
+    return [p.read_bytes()] if p.is_file() else []
+
+
 @functools.cache
 def _small_ffu() -> bytes:
     from ffuforge.formats.disklayout import DiskLayout, PlacedPartition
@@ -295,7 +301,7 @@ SEEDS = {
         _read("bsp/ContosoBoard/Packages/ContosoBoard.UART/contosouart.inf"),
         _read("bsp/ContosoBoard/Packages/ContosoBoard.GPIO/contosogpio.inf").decode("utf-16").encode(),
     ],
-    "cab": lambda: [_package_cab(), _mszip_cab()],
+    "cab": lambda: [_package_cab(), _mszip_cab(), *_lzx_quantum_cab()],
     "ffu": lambda: [_small_ffu()],
     "hive": lambda: [_small_hive(), _small_bcd()],
     "install": lambda: [_package_cab()],

@@ -9,8 +9,11 @@ digest are those of osslsigncode's CAB support: tests/formats/test_cab.py checks
 insertion plus appended signature equal osslsigncode's output byte for byte, and that its digest
 equals :func:`cab_hash`.
 
+The reader decodes stored, MSZIP (zlib), LZX and Quantum (libmspack, see :mod:`.mspack`) folders;
+the writer writes stored and MSZIP ones.
+
 The package: :mod:`.structs` (layout, checksum, names, data types), :mod:`.writer`,
-:mod:`.reader` and :mod:`.authenticode` (signature reserve, digest, content signature); this
+:mod:`.reader`, :mod:`.mspack` and :mod:`.authenticode` (signature reserve, digest, content signature); this
 module re-exports their public API.
 """
 
@@ -29,8 +32,10 @@ from .structs import (
     CFFOLDER_SIZE,
     CFHEADER,
     CFHEADER_FIXED_SIZE,
+    COMP_LZX,
     COMP_MSZIP,
     COMP_NONE,
+    COMP_QUANTUM,
     DEFAULT_DOS_DATETIME,
     DEFAULT_READ_MAX,
     FLAG_NEXT_CABINET,
@@ -72,8 +77,10 @@ __all__ = [
     "CFFOLDER_SIZE",
     "CFHEADER",
     "CFHEADER_FIXED_SIZE",
+    "COMP_LZX",
     "COMP_MSZIP",
     "COMP_NONE",
+    "COMP_QUANTUM",
     "DEFAULT_DOS_DATETIME",
     "DEFAULT_READ_MAX",
     "FLAG_NEXT_CABINET",

@@ -1,6 +1,7 @@
-"""The CAB reader: a single (non-spanned) cabinet with stored and MSZIP folders, every input treated
-as hostile (vendor CABs): bounds, sizes, checksums and names are checked before use, and
-extraction never writes outside its directory or through symlinks.
+"""The CAB reader: a single (non-spanned) cabinet with stored, MSZIP, LZX and Quantum folders (the
+last two decoded by libmspack, :mod:`.mspack`), every input treated as hostile (vendor CABs):
+bounds, sizes, checksums and names are checked before use, and extraction never writes outside
+its directory or through symlinks.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from construct import ConstructError
 
 from ...errors import ConfigError, FFUError, FormatError
 from ...util.paths import open_regular
+from . import mspack
 from .structs import (
     ATTR_NAME_IS_UTF,
     BLOCK_SIZE,
@@ -30,18 +32,23 @@ from .structs import (
     CFFOLDER_SIZE,
     CFHEADER,
     CFHEADER_FIXED_SIZE,
+    COMP_LZX,
     COMP_MSZIP,
     COMP_NAMES,
     COMP_NONE,
+    COMP_QUANTUM,
     DEFAULT_READ_MAX,
     FLAG_NEXT_CABINET,
     FLAG_PREV_CABINET,
     FLAG_RESERVE_PRESENT,
+    LZX_WINDOWS,
     MAX_FILE_SIZE,
     MAX_FILES,
     MAX_HEADER_RESERVE,
     MAX_MSZIP_CBDATA,
+    MAX_NAME_BYTES,
     MAX_READ_NAME_BYTES,
+    QUANTUM_WINDOWS,
     SEPARATORS,
     CabEntry,
     cfdata_checksum,
@@ -59,6 +66,7 @@ class _Folder:
 
 
 _INDEX_STRIDE = 64  # keep (file offset, uncompressed offset) of every 64th block
+_IDLE_CURSORS = 4  # folders whose decoder state iter_chunks keeps between members (LZX: up to 2 MiB each)
 
 
 @dataclass
@@ -66,6 +74,7 @@ class _FolderIndex:
     uoffs: array
     offsets: array
     total: int = 0
+    end: int = 0  # file offset after the folder's last block
 
 
 class _ChunkRaw(io.RawIOBase):
@@ -100,8 +109,8 @@ class _FolderCursor:
     def __init__(self, reader: CabReader, index: int):
         self._r = reader
         self._i = index
-        self._gen: Iterator[tuple[int, bytes | memoryview]] | None = None
-        self._cur: tuple[int, bytes | memoryview] | None = None
+        self._gen: Iterator[tuple[int, bytes | bytearray | memoryview]] | None = None
+        self._cur: tuple[int, bytes | bytearray | memoryview] | None = None
 
     def chunks(self, start: int, length: int, label: str) -> Iterator[memoryview]:
         end = start + length
@@ -119,12 +128,19 @@ class _FolderCursor:
                 yield memoryview(data)[a:b]
                 start = base + b
         except FFUError as exc:
-            self._gen = self._cur = None
+            self.close()
             raise type(exc)(f"member {label!r}: {exc.message}", self._r.path) from None  # keeps the kind
+
+    def close(self) -> None:
+        """Free the decoder state (an LZX window, libmspack's decompressor) now, not at collection."""
+        gen, self._gen, self._cur = self._gen, None, None
+        close = getattr(gen, "close", None)
+        if close:
+            close()
 
 
 class CabReader:
-    """Read a single (non-spanned) cabinet: none and MSZIP folders, hostile input checked."""
+    """Read a single (non-spanned) cabinet: none, MSZIP, LZX and Quantum folders, hostile input checked."""
 
     def __init__(self, path: str | os.PathLike, *, max_members: int = MAX_FILES):
         self.path = str(path)
@@ -149,6 +165,8 @@ class CabReader:
         self.close()
 
     def close(self) -> None:
+        for cursor in getattr(self, "_idle", {}).values():
+            cursor.close()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -220,6 +238,10 @@ class CabReader:
         self._folders = folders
 
         # files
+        if h.cFiles == 0:
+            raise self._err(
+                "the cabinet lists no files ([MS-CAB] needs at least one; cabextract refuses it too)"
+            )
         if h.cFiles > max_members:
             raise self._err(f"{h.cFiles} members exceed the limit of {max_members}")
         if h.cFiles and not data_min <= h.coffFiles <= h.cbCabinet:
@@ -241,6 +263,10 @@ class CabReader:
             except ConstructError:
                 raise self._err(f"file entry {k} is truncated or its name is too long") from None
             pos += CFFILE_FIXED_SIZE + len(e.szName) + 1
+            if len(e.szName) > MAX_NAME_BYTES:  # CB_MAX_FILENAME; libmspack and Windows refuse longer
+                raise self._err(
+                    f"file entry {k}: name is {len(e.szName)} bytes, more than the {MAX_NAME_BYTES} allowed"
+                )
             try:
                 name = e.szName.decode("utf-8" if e.attribs & ATTR_NAME_IS_UTF else "latin-1")
             except UnicodeDecodeError:
@@ -281,6 +307,10 @@ class CabReader:
             )
         if comp == COMP_MSZIP and not 2 < cb_data <= MAX_MSZIP_CBDATA:
             raise self._err(f"folder {fi} block {j}: MSZIP cbData {cb_data} is out of range")
+        if comp in (COMP_LZX, COMP_QUANTUM) and not 0 < cb_data <= MAX_MSZIP_CBDATA:
+            # libmspack's CAB_INPUTMAX: 32768 + 6144 input bytes per block
+            kind = COMP_NAMES[comp]
+            raise self._err(f"folder {fi} block {j}: {kind} cbData {cb_data} is not in 1..{MAX_MSZIP_CBDATA}")
         if pos + hl + cb_data > self.cb_cabinet:
             raise self._err(f"folder {fi} block {j}: data extends past the end of the cabinet")
         return csum, cb_data, cb_uncomp, hl
@@ -295,10 +325,16 @@ class CabReader:
 
     def _check_folder(self, fi: int) -> _Folder:
         folder = self._folders[fi]
-        if folder.comp & 0xF not in (COMP_NONE, COMP_MSZIP):
-            kind = COMP_NAMES.get(folder.comp & 0xF, f"#{folder.comp & 0xF}")
+        comp, window = folder.comp & 0xF, (folder.comp >> 8) & 0x1F
+        if comp not in COMP_NAMES:
             raise self._err(
-                f"folder {fi}: compression type {kind} is not supported; re-pack the CAB with MSZIP or none"
+                f"folder {fi}: compression type #{comp} is not supported; re-pack the CAB with LZX, MSZIP or none"
+            )
+        windows = {COMP_LZX: LZX_WINDOWS, COMP_QUANTUM: QUANTUM_WINDOWS}.get(comp)
+        if windows is not None and window not in windows:
+            raise self._err(
+                f"folder {fi}: {COMP_NAMES[comp]} window 2^{window} is outside 2^{windows[0]}..2^{windows[-1]} "
+                f"(typeCompress 0x{folder.comp:04x}); the cabinet is corrupt"
             )
         return folder
 
@@ -317,7 +353,7 @@ class CabReader:
                 _c, cb, cu, hl = self._block_header(fi, j, pos, comp)
                 pos += hl + cb
                 total += cu
-            idx.total = total
+            idx.total, idx.end = total, pos
             for m in self._folder_members.get(fi, ()):
                 if m.offset + m.size > total:
                     raise self._err(
@@ -327,12 +363,18 @@ class CabReader:
             self._index[fi] = idx
         return idx
 
-    def _blocks(self, fi: int, want: int) -> Iterator[tuple[int, bytes | memoryview]]:
+    def _blocks(self, fi: int, want: int) -> Iterator[tuple[int, bytes | bytearray | memoryview]]:
         """(uncompressed offset, data) of folder ``fi``'s blocks from the one holding ``want``
         (stored folders seek via the sparse index; MSZIP needs the history from block 0)."""
         folder = self._check_folder(fi)
         comp = folder.comp & 0xF
         idx = self._folder_index(fi)
+        if comp in (COMP_LZX, COMP_QUANTUM):  # LZX/Quantum history spans the folder: from block 0
+            yield from mspack.decode_folder(
+                self._fd, self.path, fi, folder.comp, folder.blocks, folder.coff, idx.end - folder.coff,
+                idx.total, self.cb_cf_data,
+            )  # fmt: skip
+            return
         k = max(bisect_right(idx.uoffs, want) - 1, 0) if comp == COMP_NONE else 0
         pos, uoff = (idx.offsets[k], idx.uoffs[k]) if idx.offsets else (folder.coff, 0)
         hist = b""
@@ -395,6 +437,8 @@ class CabReader:
             yield from cursor.chunks(e.offset, e.size, e.name)
         finally:
             self._idle[e.folder] = cursor
+            while len(self._idle) > _IDLE_CURSORS:  # bounded memory with many compressed folders
+                self._idle.pop(next(iter(self._idle))).close()
 
     def open(self, name: str | CabEntry) -> io.BufferedReader:
         """A read-only binary stream over one member (bounded memory)."""
@@ -441,10 +485,16 @@ class CabReader:
                 m, segs = self.members[k], parts[k]
                 dfd = self._open_dirs(dirs, segs[:-1], dest)
                 target = dest.joinpath(*segs)
-                cursor = cursors.setdefault(m.folder, _FolderCursor(self, m.folder))
+                if m.folder not in cursors:
+                    for done in cursors.values():  # members go folder by folder: free the last decoder
+                        done.close()
+                    cursors = {m.folder: _FolderCursor(self, m.folder)}
+                cursor = cursors[m.folder]
                 self._write_member(dfd, segs[-1], target, cursor.chunks(m.offset, m.size, m.name))
                 written[k] = target
         finally:
+            for cursor in cursors.values():
+                cursor.close()
             for fd in dirs.values():
                 os.close(fd)
         return written

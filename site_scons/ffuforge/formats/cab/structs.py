@@ -40,6 +40,11 @@ FLAG_RESERVE_PRESENT = 0x0004
 
 COMP_NONE = 0
 COMP_MSZIP = 1
+COMP_QUANTUM = 2
+COMP_LZX = 3
+# Window sizes (log2, bits 8-12 of typeCompress) the decoders accept: libmspack lzxd_init / qtmd_init.
+LZX_WINDOWS = range(15, 22)
+QUANTUM_WINDOWS = range(10, 22)
 COMP_NAMES = {0: "none", 1: "MSZIP", 2: "Quantum", 3: "LZX"}
 
 ATTR_NAME_IS_UTF = 0x80
