@@ -35,6 +35,19 @@ def _limit() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEM_LIMIT, MEM_LIMIT))
 
 
+def _run_limited(script: str, timeout: int) -> subprocess.CompletedProcess:
+    """`script` in a child Python with the library on its path, under _limit's resource limits."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "site_scons"))
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=_limit,
+    )
+
+
 def run_extract(cab: Path, dest: Path, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "site_scons"))
     return subprocess.run(
@@ -232,15 +245,7 @@ def test_large_lzx_folder_streams_in_bounded_memory(corpus, tmp_path):
         "    for c in r.iter_chunks(m): h.update(c)\n"
         "print(h.hexdigest(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss-base)\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "site_scons"))
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=_limit,
-    )
+    out = _run_limited(script, timeout=120)
     assert out.returncode == 0, out.stderr
     digest, grown_kib = out.stdout.split()
     assert digest == hashlib.sha256(data).hexdigest()
@@ -358,15 +363,7 @@ for i in range(1500):
         outcomes["refused"] += 1
 print(outcomes["ok"], outcomes["refused"])
 """
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "site_scons"))
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=_limit,
-    )
+    out = _run_limited(script, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     ok, refused = map(int, out.stdout.split())
     assert refused > 100 and ok + refused == 1500
