@@ -12,8 +12,10 @@ the staged partition in package order (collision checks, files hard-linked into 
 first step can run in worker processes or be kept between builds (:mod:`ffuforge.image.extractcache`)
 while errors stay those of a sequential install.
 
-Registry values are read and merged as CSI applies them (:mod:`.registry`: ``operationHint="append"``,
-``$(runtime.*)``/``$(build.*)``, service layouts); :mod:`.partition` writes them into the hives of
+Files come from update.mum's list (pkggen's form) and from the component manifests' ``<file>``
+elements (Microsoft's form, :mod:`.components`). Registry values are read and merged as CSI
+applies them (:mod:`.registry`: ``operationHint="append"``, ``$(runtime.*)``/``$(build.*)``,
+service layouts); :mod:`.partition` writes them into the hives of
 Windows' new-image skeleton, always with ``SYSTEM\\Select`` and ``ControlSet001``, and its docstring
 lists what Microsoft's OS packages are expected to supply (``Control``, inbox services, SAM/SECURITY,
 the default user hive).
@@ -273,6 +275,7 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
         )
         listed: set[str] = set()  # device paths update.mum installs (pkggen's form)
         used: set[str] = set()  # CAB members update.mum lists
+        placed: dict[str, str] = {}  # device paths manifests install → manifest
         for f in files:
             cabpath = f.get("cabpath").lower()
             used.add(cabpath)
@@ -298,7 +301,7 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
             if name.endswith(".manifest") and "\\" not in name:
                 mwhere = f"{where}:{member.name}"
                 data = components.read_manifest(cab.read(member, 64 << 20), mwhere)
-                _manifest_files(p, cab, data, member.name, members, (listed, used), store, mwhere)
+                _manifest_files(p, cab, data, member.name, members, (listed, used, placed), store, mwhere)
                 keys, values = registry.manifest_registry(
                     data, registry.build_values(info.arch, info.version), mwhere
                 )
@@ -323,12 +326,19 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
 
 
 def _manifest_files(
-    p, cab, root, name: str, members: dict, seen: tuple[set[str], set[str]], store: Path, where: str
+    p,
+    cab,
+    root,
+    name: str,
+    members: dict,
+    seen: tuple[set[str], set[str], dict[str, str]],
+    store: Path,
+    where: str,
 ) -> None:
     """Install the files a component manifest describes that update.mum does not list (Microsoft's
     form; see :mod:`.components`), each checked against the manifest's digest."""
     for mf in components.manifest_files(root, name, members, where):
-        listed, used = seen
+        listed, used, placed = seen
         rel = device_to_relative(mf.device_path, where)
         if rel.lower() in listed or (mf.member is not None and mf.member.lower() in used):
             continue  # pkggen's form: update.mum lists it, installed (and checked) from there
@@ -339,8 +349,14 @@ def _manifest_files(
                 where,
                 mf.line,
             )
-        listed.add(rel.lower())
-        used.add(mf.member.lower())
+        if rel.lower() in placed:
+            raise ConfigError(
+                f"\\{rel} is installed by both {placed[rel.lower()]} and {name}; a package installs a "
+                "file once",
+                where,
+                mf.line,
+            )
+        placed[rel.lower()] = name
         _host_path(store, rel)
         n = len(p.ops)
         entry = members[mf.member.lower()]
