@@ -12,8 +12,10 @@ the staged partition in package order (collision checks, files hard-linked into 
 first step can run in worker processes or be kept between builds (:mod:`ffuforge.image.extractcache`)
 while errors stay those of a sequential install.
 
-Registry values are read and merged as CSI applies them (:mod:`.registry`: ``operationHint="append"``,
-``$(runtime.*)``/``$(build.*)``, service layouts); :mod:`.partition` writes them into the hives of
+Files come from update.mum's list (pkggen's form) and from the component manifests' ``<file>``
+elements (Microsoft's form, :mod:`.components`). Registry values are read and merged as CSI
+applies them (:mod:`.registry`: ``operationHint="append"``, ``$(runtime.*)``/``$(build.*)``,
+service layouts); :mod:`.partition` writes them into the hives of
 Windows' new-image skeleton, always with ``SYSTEM\\Select`` and ``ControlSet001``, and its docstring
 lists what Microsoft's OS packages are expected to supply (``Control``, inbox services, SAM/SECURITY,
 the default user hive).
@@ -21,6 +23,7 @@ the default user hive).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -34,10 +37,11 @@ from ..formats import regvalue
 from ..formats.cab import CabReader
 from ..package import macros
 from ..util import xmlsafe
-from . import registry, security
+from . import components, registry, security
 from .members import extract_member, place_member
 
 ASM = "{urn:schemas-microsoft-com:asm.v3}"
+OEM_TOKEN = "628844477771337a"  # pkggen's OEM key token, for a mum that gives none
 SERVICES_KEY = registry.SERVICES_KEY
 
 
@@ -50,6 +54,7 @@ class PackageInfo:
     binary_partition: bool
     version: str
     arch: str
+    token: str = OEM_TOKEN  # publicKeyToken: names the servicing record
 
 
 @dataclass
@@ -143,7 +148,10 @@ def _package_info(cab: CabReader, cab_path: Path) -> PackageInfo:
         binary_partition=(pkg.get("binaryPartition") or "false").lower() == "true",
         version=ident.get("version", ""),
         arch=ident.get("processorArchitecture", ""),
+        token=(ident.get("publicKeyToken") or OEM_TOKEN).lower(),
     )
+    if not re.fullmatch(r"[0-9a-f]{16}", info.token):
+        raise FormatError(f"update.mum publicKeyToken={info.token!r} is not 16 hex digits", str(cab_path))
     for what, value in (
         ("name", info.name),
         ("version", info.version),
@@ -166,10 +174,10 @@ def device_to_relative(device_path: str, where: str) -> str:
     """`$(runtime.system32)\\x.dll` → `Windows\\System32\\x.dll` (relative to the partition root)."""
     m = re.match(r"^\$\(([^()]+)\)(.*)$", device_path)
     if m:
-        macro = macros.canonical_runtime(m.group(1))
-        if macro is None:
+        base = registry.runtime_device_path(m.group(1))
+        if base is None:
             raise FormatError(f"unknown device path macro in {device_path!r}", where)
-        text = macros.RUNTIME[macro] + m.group(2)
+        text = base + m.group(2)
     else:
         text = device_path
     return macros.normalize_relative(text, f"device path {device_path!r}", where, None)
@@ -265,8 +273,12 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
                 and f.get("cabpath").lower() != "update.mum"
             ]
         )
+        listed: set[str] = set()  # device paths update.mum installs (pkggen's form)
+        used: set[str] = set()  # CAB members update.mum lists
+        placed: dict[str, str] = {}  # device paths manifests install → manifest
         for f in files:
             cabpath = f.get("cabpath").lower()
+            used.add(cabpath)
             if cabpath not in members:
                 raise FormatError(f"update.mum lists {f.get('cabpath')} but the CAB lacks it", where)
             kind = special.get(cabpath)
@@ -282,13 +294,16 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
                 continue
             op = ["file", rel, n, members[cabpath].size, "", f.get("name")]
             p.ops.append(op)
+            listed.add(rel.lower())
             _host_path(store, rel)
             op[4] = extract_member(cab, members[cabpath], store / str(n), f, where)
         for name, member in sorted(members.items()):
             if name.endswith(".manifest") and "\\" not in name:
-                data = cab.read(member, 64 << 20)
+                mwhere = f"{where}:{member.name}"
+                data = components.read_manifest(cab.read(member, 64 << 20), mwhere)
+                _manifest_files(p, cab, data, member.name, members, (listed, used, placed), store, mwhere)
                 keys, values = registry.manifest_registry(
-                    data, registry.build_values(info.arch, info.version), f"{where}:{member.name}"
+                    data, registry.build_values(info.arch, info.version), mwhere
                 )
                 p.ops.append(("reg", member.name, keys, values))
                 sec_files, sec_dirs, sec_keys = security.manifest_security(data, f"{where}:{member.name}")
@@ -301,13 +316,68 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
             for member, suffix in (("update.mum", ".mum"), ("update.cat", ".cat")):
                 if member in members:
                     rel = (
-                        f"Windows\\servicing\\Packages\\{info.name}~628844477771337a~{info.arch}~~{info.version}"
+                        f"Windows\\servicing\\Packages\\{info.name}~{info.token}~{info.arch}~~{info.version}"
                         f"{suffix}"
                     )
                     n = len(p.ops)
                     op = ["svc", rel, n, members[member].size, "", members[member].name]
                     p.ops.append(op)
                     op[4] = extract_member(cab, members[member], store / str(n), None, where)
+
+
+def _manifest_files(
+    p,
+    cab,
+    root,
+    name: str,
+    members: dict,
+    seen: tuple[set[str], set[str], dict[str, str]],
+    store: Path,
+    where: str,
+) -> None:
+    """Install the files a component manifest describes that update.mum does not list (Microsoft's
+    form; see :mod:`.components`), each checked against the manifest's digest."""
+    for mf in components.manifest_files(root, name, members, where):
+        listed, used, placed = seen
+        rel = device_to_relative(mf.device_path, where)
+        if rel.lower() in listed or (mf.member is not None and mf.member.lower() in used):
+            continue  # pkggen's form: update.mum lists it, installed (and checked) from there
+        if mf.member is None:
+            raise FormatError(
+                f"{name} describes {mf.device_path!r}, but the CAB has no member "
+                f"{mf.candidates[0]!r}; rebuild the package with its payload",
+                where,
+                mf.line,
+            )
+        if rel.lower() in placed:
+            raise ConfigError(
+                f"\\{rel} is installed by both {placed[rel.lower()]} and {name}; a package installs a "
+                "file once",
+                where,
+                mf.line,
+            )
+        placed[rel.lower()] = name
+        _host_path(store, rel)
+        n = len(p.ops)
+        entry = members[mf.member.lower()]
+        op = ["file", rel, n, entry.size, "", mf.device_path]
+        p.ops.append(op)
+        op[4] = extract_member(cab, entry, store / str(n), None, where)
+        if mf.digest is not None:
+            algo, want = mf.digest
+            got = bytes.fromhex(op[4]) if algo == "sha256" else _file_digest(store / str(n), algo)
+            if got != want:
+                raise FormatError(
+                    f"{mf.member}: the content does not match its {algo.upper()} in the manifest "
+                    "(corrupt or altered package)",
+                    where,
+                    mf.line,
+                )
+
+
+def _file_digest(path: Path, algo: str) -> bytes:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, algo).digest()
 
 
 def replay(st: Staging, parsed: Parsed, store: Path) -> PackageInfo:

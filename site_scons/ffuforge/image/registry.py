@@ -101,6 +101,36 @@ def runtime_text(macro_id: str) -> str | None:
     return "%SystemDrive%" + path
 
 
+# Where the environment variables of the CSI forms above point on an IoT Core device (Windows'
+# defaults; the device runs from one volume). Only used for ids pkggen's table lacks.
+_ENV_DEVICE = {
+    "%systemroot%": r"\Windows",
+    "%systemdrive%": "",
+    "%programfiles%": r"\Program Files",
+    "%programfiles(x86)%": r"\Program Files (x86)",
+    "%programdata%": r"\ProgramData",
+    "%public%": r"\Users\Public",
+    "%commonprogramfiles%": r"\Program Files\Common Files",
+}
+
+
+def runtime_device_path(macro_id: str) -> str | None:
+    """Where a ``$(runtime.*)`` destination lies below the partition root (``\\Windows\\System32``),
+    or None. pkggen's table (:data:`ffuforge.package.macros.RUNTIME`) first, so a Microsoft manifest's
+    files land where our own packages' do; an id only CSI knows (``runtime.public``,
+    ``runtime.startMenu``) from the CSI table above with its variable replaced by the device default.
+    One table for both uses: a path CSI writes into a value names the file installed there."""
+    canon = macros.canonical_runtime(macro_id)
+    if canon is not None:
+        return macros.RUNTIME[canon]
+    text = _CSI_RUNTIME.get(macro_id.lower())
+    if text is None:
+        return None
+    var, sep, rest = text.partition("%")[2].partition("%")
+    base = _ENV_DEVICE.get(f"%{var.lower()}%") if sep else None
+    return None if base is None else base + rest
+
+
 def build_values(arch: str, version: str) -> dict[str, str]:
     return {
         "build.arch": arch.rpartition(".")[2],
@@ -207,10 +237,12 @@ def merged_items(base: list[str], extra: list[str]) -> list[str]:
     return out
 
 
-def manifest_registry(data: bytes, build: dict[str, str], where: str) -> tuple[list[str], list[tuple]]:
+def manifest_registry(
+    data: bytes | etree._Element, build: dict[str, str], where: str
+) -> tuple[list[str], list[tuple]]:
     """Empty keys and (key, name, type, data, append) values a component manifest sets,
     services included."""
-    root = xmlsafe.parse_bytes(data, where)
+    root = data if isinstance(data, etree._Element) else xmlsafe.parse_bytes(data, where)
     keys: list[str] = []
     values: list[tuple] = []
     for key in root.iter(f"{ASM}registryKey"):
