@@ -1,5 +1,6 @@
 """End to end: `scons` turns the sample product into a verified Flash.ffu; independent tools read it."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -7,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ffuforge.formats import ffu, hive
+from ffuforge.formats import blocksig, ffu, hive
 from ffuforge.signing.verify import catalog_signature_problems
 
-from scons_util import copy_workspace, scons
+from scons_util import copy_workspace, scons, stored_csigs
 
 pytestmark = pytest.mark.e2e
 OUT = Path("build/arm64/SampleA/Test")
@@ -38,6 +39,22 @@ def test_ffu_verifies_and_round_trips(ws, tmp_path):
     raw = tmp_path / "back.img"
     ffu.FfuReader(flash).to_raw(raw)
     assert subprocess.run(["cmp", str(raw), str(ws / OUT / "Flash.img")]).returncode == 0
+
+
+def _writer_signatures_are_the_files(ws) -> None:
+    """The partition and FFU writers hand SCons their content signatures; what SCons stored must
+    be what reading the file gives (blocksig, holes unread), sparse images included."""
+    csigs = stored_csigs(ws)
+    outputs = [ws / OUT / "Flash.ffu", *sorted((ws / OUT / "partitions").glob("*.img"))]
+    assert len(outputs) > 3
+    for path in outputs:
+        assert csigs[str(path.relative_to(ws))] == blocksig.file_signature(path), path.name
+    sparse = [p for p in outputs if os.stat(p).st_blocks * 512 < os.stat(p).st_size // 2]
+    assert sparse, "the sample has sparse partition images: this check covers them"
+
+
+def test_stored_signatures_of_images_and_ffu(ws):
+    _writer_signatures_are_the_files(ws)
 
 
 @pytest.mark.skipif(not shutil.which("sgdisk"), reason="sgdisk (gdisk) not installed")
@@ -338,6 +355,7 @@ def test_noop_and_one_payload_edit(ws):
     }
     # layout.json is re-evaluated from the new CAB but comes out identical: EFIESP, Data, … untouched.
     assert scons(ws, "RAW=1", "-q", check=False).returncode == 0
+    _writer_signatures_are_the_files(ws)  # MainOS and the FFU as the edit wrote them
 
 
 def test_retail_image_with_oem_certificate(ws, tmp_path):

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import ConfigError, FormatError
-from ..formats import disklayout, fsimage
+from ..formats import blocksig, disklayout, fsimage
 from ..formats.cab import CabReader
 from ..util.atomic import write_bytes
 from . import install, layout, partition, policy
@@ -120,9 +120,11 @@ def build_partition(
     workdir: Path | None = None,
     cache_dir: Path | None = None,
     jobs: int = 1,
-) -> None:
-    """Install `cabs` into partition `name` and write its image (FAT, NTFS or raw) and manifest.
-    `cache_dir`, `jobs`: see :func:`partition.stage`."""
+) -> str:
+    """Install `cabs` into partition `name` and write its image (FAT, NTFS or raw) and manifest;
+    returns the image's content signature (blocksig.file_signature: mkntfs, libntfs-3g and mtools
+    write it in other processes, so it is read back once here, holes unread, on the action's
+    thread rather than SCons' taskmaster). `cache_dir`, `jobs`: see :func:`partition.stage`."""
     disk = load_layout(layout_json)
     p = disk.partition(name)
     size = disk.size(p)
@@ -181,6 +183,7 @@ def build_partition(
                 f"partition {p.name}: unknown file system {p.filesystem!r}; use NTFS, FAT or FAT32"
             )
         partition.write_manifest(st, out_manifest)
+    return blocksig.file_signature(out_image)
 
 
 def _empty_sparse(out: Path, size: int) -> None:

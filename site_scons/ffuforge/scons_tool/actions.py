@@ -331,7 +331,7 @@ def _partition_action(target, source, env):
     top = Path(env.Dir("#").abspath)
     out = Path(target[0].abspath)
     # packages extracted by earlier builds are reused: only changed CABs are extracted again
-    image.build_partition(
+    signature = image.build_partition(
         Path(source[0].abspath),
         spec["partition"],
         [top / c for c in spec["cabs"]],
@@ -341,6 +341,7 @@ def _partition_action(target, source, env):
         cache_dir=out.parent / extractcache.DIRNAME / spec["partition"],
         jobs=GetOption("num_jobs") or 1,
     )
+    PRESIGNED[str(out)] = content_signature(str(out), known=signature)
     return 0
 
 
@@ -382,6 +383,7 @@ def _ffu_action(target, source, env):
         ffu_version=spec.get("ffu_version", 1),
         device_path=spec.get("device_path") or None,
     )
+    PRESIGNED[target[0].abspath] = content_signature(target[0].abspath, known=result.signature)
     size = result.size
     print(
         f"{target[0].path}: {size:,} bytes ({size / (1 << 20):.1f} MiB), {result.data_blocks} blocks stored"
