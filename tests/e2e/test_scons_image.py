@@ -1,5 +1,6 @@
 """End to end: `scons` turns the sample product into a verified Flash.ffu; independent tools read it."""
 
+import json
 import os
 import re
 import shutil
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ffuforge.errors import ConfigError
 from ffuforge.formats import blocksig, ffu, hive
 from ffuforge.signing.verify import catalog_signature_problems
 
@@ -336,6 +338,42 @@ def _registry_rules_on_the_sample(software: Path, system: Path) -> None:
     }
     assert values["ContosoGroup"] == ["ContosoSettings", "ContosoHeartbeat"]
     assert RegistryHive(str(system)).get_key("\\Select").get_value("LastKnownGood") == 1
+
+
+def test_layout_from_kept_cab_facts_is_the_same(ws, tmp_path, monkeypatch):
+    """Layout re-evaluation from the facts an earlier run kept gives the same layout.json and the
+    same release-policy verdict as reading every CAB, and reads no unchanged CAB."""
+    from ffuforge.image import cabfacts, stages
+
+    monkeypatch.setattr(cabfacts, "RACY_NS", 0)  # the CABs were just built
+    names = [p["name"] for p in json.loads((ws / OUT / "layout.json").read_text())["layout"]["partitions"]]
+    parts = {name: [] for name in names}
+    parts["MainOS"] = sorted((ws / "build/arm64/packages").glob("*.cab"))  # every CAB read, once
+    layout_cab = platform_cab = ws / "build/arm64/packages/Contoso.ContosoBoard.DeviceLayout.cab"
+    kw = dict(release_type="Test", where="TestOEMInput.xml")
+    plain = stages.build_layout(layout_cab, platform_cab, parts, tmp_path / "plain.json", **kw)
+    store = str(tmp_path / "facts")
+    first = cabfacts.CabFacts(store)
+    stages.build_layout(layout_cab, platform_cab, parts, tmp_path / "first.json", facts=first, **kw)
+    first.save()
+    again = cabfacts.CabFacts(store)
+    kept = stages.build_layout(layout_cab, platform_cab, parts, tmp_path / "kept.json", facts=again, **kw)
+    assert kept == plain and again.misses == 0 and again.hits >= len({c for v in parts.values() for c in v})
+    assert (tmp_path / "kept.json").read_bytes() == (tmp_path / "plain.json").read_bytes()
+    errors = []
+    for facts in (None, again, again):  # Production refuses the test-signed CABs: the same message
+        with pytest.raises(ConfigError) as e:
+            stages.build_layout(
+                layout_cab,
+                platform_cab,
+                parts,
+                tmp_path / "p.json",
+                release_type="Production",
+                where="x",
+                facts=facts,
+            )
+        errors.append(str(e.value))
+    assert errors[0] == errors[1] == errors[2] and "TEST ONLY" in errors[0]
 
 
 def test_noop_and_one_payload_edit(ws):

@@ -304,7 +304,9 @@ RESOLUTION_BUILDER = builder(_resolution_action, "features.resolve", "Resolve")
 
 @build_errors()
 def _layout_action(target, source, env):
+    from ..image import cabfacts
     from ..image import stages as image
+    from .plancache import cache_file
 
     spec = json.loads(source[0].read())
     top = Path(env.Dir("#").abspath)
@@ -316,6 +318,7 @@ def _layout_action(target, source, env):
         Path(target[0].abspath),
         release_type=spec["release_type"],
         where=spec["oeminput"],
+        facts=cabfacts.cache(cache_file(env, cabfacts.FILENAME)),
     )
     return 0
 
