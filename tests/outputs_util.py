@@ -65,7 +65,12 @@ def snapshot(ws: Path) -> tuple[dict[str, str], list[str]]:
                 dirnames.remove(name)
         for name in filenames:
             rel = str((d / name).relative_to(ws))
-            if d == build and name.startswith(".sconsign") or d.name == ".ffuforge" and name == "plans":
+            if (
+                d == build
+                and name.startswith(".sconsign")
+                or d.name == ".ffuforge"
+                and name in ("plans", "cabfacts")
+            ):
                 continue
             if name.startswith(".") or name.endswith(".partial"):
                 temps.append(rel)

@@ -42,3 +42,23 @@ def scons(cwd: Path, *args: str, check: bool = True, env: dict | None = None) ->
 
 def built(proc: subprocess.CompletedProcess, verb: str = "Package") -> list[str]:
     return sorted(re.findall(rf"^{verb} (\S+)$", proc.stdout, re.M))
+
+
+def stored_csigs(ws) -> dict[str, str]:
+    """path (relative to ws) -> content signature, as SCons stored it."""
+    db = next((ws / "build").glob(".sconsign-py*.dblite"))
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("sconsign")), "-c", str(db)],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    csigs, directory = {}, ""
+    for line in out.splitlines():
+        if line.startswith("=== "):
+            directory = line[4:].rstrip(":")
+        elif ": " in line:
+            name, csig = line.split(": ", 1)
+            csigs[f"{directory}/{name}"] = csig.strip()
+    return csigs

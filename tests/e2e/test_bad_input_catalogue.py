@@ -918,7 +918,7 @@ def _leftovers(ws: Path) -> list[str]:
             rel = Path(dirpath, name).relative_to(ws)
             if name.startswith(".sconsign") and Path(dirpath) == build:
                 continue
-            if str(rel) in ("build/.ffuforge", "build/.ffuforge/plans"):  # ffuforge.scons_tool.plancache
+            if str(rel) in ("build/.ffuforge", "build/.ffuforge/plans", "build/.ffuforge/cabfacts"):  # caches
                 continue
             if (
                 name == ".ffuforge-extract" and Path(dirpath).name == "partitions"

@@ -1,5 +1,7 @@
 """End to end: `scons` turns the sample product into a verified Flash.ffu; independent tools read it."""
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -7,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ffuforge.formats import ffu, hive
+from ffuforge.errors import ConfigError
+from ffuforge.formats import blocksig, ffu, hive
 from ffuforge.signing.verify import catalog_signature_problems
 
-from scons_util import copy_workspace, scons
+from scons_util import copy_workspace, scons, stored_csigs
 
 pytestmark = pytest.mark.e2e
 OUT = Path("build/arm64/SampleA/Test")
@@ -38,6 +41,22 @@ def test_ffu_verifies_and_round_trips(ws, tmp_path):
     raw = tmp_path / "back.img"
     ffu.FfuReader(flash).to_raw(raw)
     assert subprocess.run(["cmp", str(raw), str(ws / OUT / "Flash.img")]).returncode == 0
+
+
+def _writer_signatures_are_the_files(ws) -> None:
+    """The partition and FFU writers hand SCons their content signatures; what SCons stored must
+    be what reading the file gives (blocksig, holes unread), sparse images included."""
+    csigs = stored_csigs(ws)
+    outputs = [ws / OUT / "Flash.ffu", *sorted((ws / OUT / "partitions").glob("*.img"))]
+    assert len(outputs) > 3
+    for path in outputs:
+        assert csigs[str(path.relative_to(ws))] == blocksig.file_signature(path), path.name
+    sparse = [p for p in outputs if os.stat(p).st_blocks * 512 < os.stat(p).st_size // 2]
+    assert sparse, "the sample has sparse partition images: this check covers them"
+
+
+def test_stored_signatures_of_images_and_ffu(ws):
+    _writer_signatures_are_the_files(ws)
 
 
 @pytest.mark.skipif(not shutil.which("sgdisk"), reason="sgdisk (gdisk) not installed")
@@ -321,6 +340,42 @@ def _registry_rules_on_the_sample(software: Path, system: Path) -> None:
     assert RegistryHive(str(system)).get_key("\\Select").get_value("LastKnownGood") == 1
 
 
+def test_layout_from_kept_cab_facts_is_the_same(ws, tmp_path, monkeypatch):
+    """Layout re-evaluation from the facts an earlier run kept gives the same layout.json and the
+    same release-policy verdict as reading every CAB, and reads no unchanged CAB."""
+    from ffuforge.image import cabfacts, stages
+
+    monkeypatch.setattr(cabfacts, "RACY_NS", 0)  # the CABs were just built
+    names = [p["name"] for p in json.loads((ws / OUT / "layout.json").read_text())["layout"]["partitions"]]
+    parts = {name: [] for name in names}
+    parts["MainOS"] = sorted((ws / "build/arm64/packages").glob("*.cab"))  # every CAB read, once
+    layout_cab = platform_cab = ws / "build/arm64/packages/Contoso.ContosoBoard.DeviceLayout.cab"
+    kw = dict(release_type="Test", where="TestOEMInput.xml")
+    plain = stages.build_layout(layout_cab, platform_cab, parts, tmp_path / "plain.json", **kw)
+    store = str(tmp_path / "facts")
+    first = cabfacts.CabFacts(store)
+    stages.build_layout(layout_cab, platform_cab, parts, tmp_path / "first.json", facts=first, **kw)
+    first.save()
+    again = cabfacts.CabFacts(store)
+    kept = stages.build_layout(layout_cab, platform_cab, parts, tmp_path / "kept.json", facts=again, **kw)
+    assert kept == plain and again.misses == 0 and again.hits >= len({c for v in parts.values() for c in v})
+    assert (tmp_path / "kept.json").read_bytes() == (tmp_path / "plain.json").read_bytes()
+    errors = []
+    for facts in (None, again, again):  # Production refuses the test-signed CABs: the same message
+        with pytest.raises(ConfigError) as e:
+            stages.build_layout(
+                layout_cab,
+                platform_cab,
+                parts,
+                tmp_path / "p.json",
+                release_type="Production",
+                where="x",
+                facts=facts,
+            )
+        errors.append(str(e.value))
+    assert errors[0] == errors[1] == errors[2] and "TEST ONLY" in errors[0]
+
+
 def test_noop_and_one_payload_edit(ws):
     assert scons(ws, "RAW=1", "-q", check=False).returncode == 0
     f = ws / "packages/Services.Heartbeat/Services.Heartbeat.wm.xml"
@@ -338,6 +393,7 @@ def test_noop_and_one_payload_edit(ws):
     }
     # layout.json is re-evaluated from the new CAB but comes out identical: EFIESP, Data, … untouched.
     assert scons(ws, "RAW=1", "-q", check=False).returncode == 0
+    _writer_signatures_are_the_files(ws)  # MainOS and the FFU as the edit wrote them
 
 
 def test_retail_image_with_oem_certificate(ws, tmp_path):

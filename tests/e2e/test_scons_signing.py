@@ -4,7 +4,6 @@ import datetime
 import hashlib
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ffuforge.formats.cab import content_signature
 from ffuforge.signing import verify
 
-from scons_util import built, copy_workspace, scons
+from scons_util import built, copy_workspace, scons, stored_csigs
 
 pytestmark = pytest.mark.e2e
 
@@ -71,30 +70,10 @@ def test_every_package_is_signed_with_the_test_chain(ws):
         assert r.returncode == 0, r.stdout
 
 
-def _stored_csigs(ws) -> dict[str, str]:
-    """path (relative to ws) -> content signature, as SCons stored it."""
-    db = next((ws / "build").glob(".sconsign-py*.dblite"))
-    out = subprocess.run(
-        [str(Path(sys.executable).with_name("sconsign")), "-c", str(db)],
-        cwd=ws,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    csigs, directory = {}, ""
-    for line in out.splitlines():
-        if line.startswith("=== "):
-            directory = line[4:].rstrip(":")
-        elif ": " in line:
-            name, csig = line.split(": ", 1)
-            csigs[f"{directory}/{name}"] = csig.strip()
-    return csigs
-
-
 def test_signatures_scons_stores_are_those_of_the_bytes(ws):
     """CAB signatures come from the writer and payload ones from the package build (no second read):
     both must be what reading the file gives."""
-    csigs = _stored_csigs(ws)
+    csigs = stored_csigs(ws)
     cabs = sorted((ws / "build/arm64/packages").glob("*.cab"))
     from_writer = 0
     for path in cabs:

@@ -11,6 +11,7 @@ import subprocess
 import time
 import tracemalloc
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from asn1crypto import cms
@@ -36,7 +37,7 @@ from test_ptable import (
 
 from ffuforge.cli import ffu as ffu_cli
 from ffuforge.errors import ConfigError, FFUError, FormatError, SigningError
-from ffuforge.formats import catalog, diskimage, ffu, ptable
+from ffuforge.formats import blocksig, catalog, diskimage, ffu, ptable
 from ffuforge.formats.disklayout import DiskLayout, PlacedPartition
 from ffuforge.signing.verify import catalog_signature_problems
 
@@ -450,6 +451,7 @@ def test_descriptor_area_never_ends_on_block_boundary(tmp_path):
     out = tmp_path / "edge.ffu"
     res = ffu.write_ffu(out, layout, {"Data": img})
     assert res.data_blocks == 8172 and res.descriptors == 8172 + 4 + 1
+    assert res.signature == _block_reference(out)
     with ffu.FfuReader(out) as r:
         st_ = r.stores[0]
         assert st_.header["write_descriptor_length"] == 24 + 16 * 8175 + 8
@@ -607,6 +609,7 @@ def test_signed_catalog_verifies_and_tamper_is_named(tmp_path, signer):
     out = tmp_path / "signed.ffu"
     res = ffu.write_ffu(out, layout, {"Data": img}, sign_catalog=sign)
     assert res.catalog_size > 328
+    assert res.signature == _block_reference(out)
     with ffu.FfuReader(out) as r:
         v = r.verify(catalog_check=_signature_check([cert]))
         assert v.ok and v.signed, v.problems
@@ -632,6 +635,7 @@ def test_signed_catalog_growing_across_a_chunk_moves_the_body(tmp_path, signer):
     out = tmp_path / "moved.ffu"
     res = ffu.write_ffu(out, layout, {"Data": img}, sign_catalog=growing)
     assert len(calls) == 2 and res.catalog_size > BS
+    assert res.signature == _block_reference(out)  # the body moved: signed by reading it back
     with ffu.FfuReader(out) as r:
         assert r.image_offset == 2 * BS and r.size == res.size == 2 * BS + 2 * BS + 6 * BS
         v = r.verify(catalog_check=_signature_check([cert]))
@@ -868,13 +872,24 @@ def test_manifest_forms():
     assert parsed[0][1]["DevicePlatformId1"] == "*"
 
 
+def _block_reference(path) -> str:
+    """blocksig's definition, from the file's bytes: an oracle for what the writer computed in passing."""
+    data = Path(path).read_bytes()
+    h = hashlib.sha256(blocksig.TAG)
+    for i in range(0, len(data), 1 << 20):
+        h.update(hashlib.sha256(data[i : i + (1 << 20)]).digest())
+    h.update(len(data).to_bytes(8, "little"))
+    return h.hexdigest()
+
+
 def test_deterministic_and_thread_independent(tmp_path):
     layout = gpt_layout()
     images = images_for(layout, tmp_path)
     a, b = tmp_path / "a.ffu", tmp_path / "b.ffu"
-    ffu.write_ffu(a, layout, images, threads=True)
-    ffu.write_ffu(b, layout, images, threads=False)
+    ra = ffu.write_ffu(a, layout, images, threads=True)
+    rb = ffu.write_ffu(b, layout, images, threads=False)
     assert filecmp.cmp(a, b, shallow=False)
+    assert ra.signature == rb.signature == _block_reference(a) == blocksig.file_signature(a)
     ffu.write_ffu(b, layout, images, this_update=datetime(2021, 5, 5, tzinfo=UTC))
     assert not filecmp.cmp(a, b, shallow=False)  # the catalog time is an input
 

@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from ffuforge.formats import blocksig
 from ffuforge.scons_tool import contentsig
 
 
@@ -26,8 +27,8 @@ def _write(path, size, pieces, dense):
 def test_sparse_and_dense_files_sign_the_same(tmp_path, monkeypatch, seed):
     rng = random.Random(seed)
     block = rng.choice([4096, 8192, 65536])
-    monkeypatch.setattr(contentsig, "BLOCK", block)
-    monkeypatch.setattr(contentsig, "_ZERO", __import__("hashlib").sha256(bytes(block)).digest())
+    monkeypatch.setattr(blocksig, "BLOCK", block)
+    monkeypatch.setattr(blocksig, "ZERO", __import__("hashlib").sha256(bytes(block)).digest())
     size = rng.randrange(1, 64) * 4096 + rng.choice([0, 0, 1, 511, 4095])
     pieces = []
     for _ in range(rng.randrange(0, 6)):
@@ -42,7 +43,7 @@ def test_sparse_and_dense_files_sign_the_same(tmp_path, monkeypatch, seed):
     import hashlib
 
     data = (tmp_path / "dense").read_bytes()
-    h = hashlib.sha256(contentsig._TAG)
+    h = hashlib.sha256(blocksig.TAG)
     for i in range(0, len(data), block):
         h.update(hashlib.sha256(data[i : i + block]).digest())
     h.update(len(data).to_bytes(8, "little"))
@@ -66,3 +67,31 @@ def test_empty_file(tmp_path):
     p.write_bytes(b"")
     assert contentsig.file_signature(p) == contentsig.file_signature(p)
     assert os.path.getsize(p) == 0
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_stream_signer_equals_file_signature(tmp_path, monkeypatch, seed):
+    """A file written front to back from `start` in arbitrary pieces, its header last (as the FFU
+    writer does), signs the same streamed as read back."""
+    rng = random.Random(seed)
+    block = rng.choice([4096, 8192])
+    monkeypatch.setattr(blocksig, "BLOCK", block)
+    monkeypatch.setattr(blocksig, "ZERO", __import__("hashlib").sha256(bytes(block)).digest())
+    start = rng.choice([0, 1, 512, block - 1, block, block + 512, 3 * block])
+    body = rng.randbytes(rng.choice([0, 1, block - 1, block, rng.randrange(1, 9 * block)]))
+    p = tmp_path / "f"
+    signer = blocksig.StreamSigner(start)
+    with open(p, "w+b") as fh:
+        fh.seek(start)
+        o = 0
+        while o < len(body):
+            n = rng.choice([1, 511, block // 2, block, 3 * block + 7])
+            for buf in [body[o : o + n]]:
+                signer.add(blocksig.hash_blocks(signer.take(buf)))
+                fh.write(buf)
+            o += n
+        fh.seek(0)
+        fh.write(rng.randbytes(start))
+        fh.flush()
+        got = signer.finish(fh.fileno())
+    assert got == contentsig.file_signature(p)

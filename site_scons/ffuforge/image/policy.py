@@ -7,6 +7,7 @@ up front and name every offender in one message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -43,11 +44,17 @@ def package_problems(cab_path: Path, release_type: str) -> list[str]:
     return problems
 
 
-def check_release(cabs: list[Path], release_type: str, where: str) -> None:
-    """Raise one ConfigError naming every package that violates the policy for `release_type`."""
+def check_release(
+    cabs: list[Path],
+    release_type: str,
+    where: str,
+    problems_of: Callable[[Path, str], list[str]] | None = None,
+) -> None:
+    """Raise one ConfigError naming every package that violates the policy for `release_type`.
+    `problems_of`: package_problems, or a cached form of it."""
     bad = []
     for path in cabs:
-        problems = package_problems(Path(path), release_type)
+        problems = (problems_of or package_problems)(Path(path), release_type)
         if problems:
             bad.append(f"{Path(path).name} ({', '.join(problems)})")
     if bad:

@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import ConfigError, FormatError
-from ..formats import disklayout, fsimage
+from ..formats import blocksig, disklayout, fsimage
 from ..formats.cab import CabReader
 from ..util.atomic import write_bytes
 from . import install, layout, partition, policy
+from .cabfacts import CabFacts
 
 CONTENT_GRANULARITY = 16 << 20  # content sizes are rounded up to this: small edits keep the layout
 REGISTRY_ALLOWANCE = 8 << 20  # hives and BCD are written after sizing
@@ -38,22 +39,34 @@ def read_layout_files(cab_path: Path) -> dict[str, bytes]:
     return out
 
 
-def content_sizes(cabs: list[Path]) -> tuple[int, int]:
+def content_sizes(cabs: list[Path], facts: CabFacts | None = None) -> tuple[int, int]:
     """Payload bytes and file count a list of packages installs (from their update.mum)."""
     total = files = 0
     for cab_path in cabs:
-        with CabReader(cab_path) as cab:
-            mum = install.read_mum(cab, cab_path)
-            for f in mum.iter(f"{install.ASM}file"):
-                if f.get("sourcePackage") and f.get("size") and f.get("cabpath") != "update.cat":
-                    size = f.get("size")
-                    if not size.isdigit() or len(size) > 15:
-                        raise FormatError(
-                            f"update.mum gives {f.get('name')} the size {size!r}, which is not a byte count",
-                            str(cab_path),
-                        )
-                    total += int(size)
-                    files += 1
+        if facts is None:
+            size, count = _cab_sizes(cab_path)
+        else:
+            size, count = facts.get(cab_path, "sizes", lambda c=cab_path: _cab_sizes(c))
+        total += size
+        files += count
+    return total, files
+
+
+def _cab_sizes(cab_path: Path) -> tuple[int, int]:
+    """One package's payload bytes and file count, from its update.mum."""
+    total = files = 0
+    with CabReader(cab_path) as cab:
+        mum = install.read_mum(cab, cab_path)
+        for f in mum.iter(f"{install.ASM}file"):
+            if f.get("sourcePackage") and f.get("size") and f.get("cabpath") != "update.cat":
+                size = f.get("size")
+                if not size.isdigit() or len(size) > 15:
+                    raise FormatError(
+                        f"update.mum gives {f.get('name')} the size {size!r}, which is not a byte count",
+                        str(cab_path),
+                    )
+                total += int(size)
+                files += 1
     return total, files
 
 
@@ -65,17 +78,28 @@ def build_layout(
     *,
     release_type: str,
     where: str,
+    facts: CabFacts | None = None,
 ) -> disklayout.DiskLayout:
-    """Check the release policy, read the layout from its packages and place every partition."""
+    """Check the release policy, read the layout from its packages and place every partition.
+    `facts`: what was read from each unchanged CAB by an earlier run (cabfacts)."""
     every = sorted({c for cabs in partitions.values() for c in cabs})
-    policy.check_release(every, release_type, where)
-    files = read_layout_files(layout_cab)
+
+    def problems(cab: Path, release: str) -> list[str]:
+        if facts is None or release.lower() != "production":  # nothing read for other types
+            return policy.package_problems(cab, release)
+        return facts.get(cab, "problems:production", lambda: policy.package_problems(cab, release))
+
+    def layout_files(cab: Path) -> dict[str, bytes]:
+        return facts.get(cab, "layout", lambda: read_layout_files(cab)) if facts else read_layout_files(cab)
+
+    policy.check_release(every, release_type, where, problems_of=problems)
+    files = layout_files(layout_cab)
     if "devicelayout.xml" not in files:
         raise ConfigError(
             f"layout package {layout_cab.name} carries no \\Windows\\ImageUpdate\\DeviceLayout.xml", where
         )
     dl = layout.load_device_layout(files["devicelayout.xml"], f"{layout_cab.name}:DeviceLayout.xml")
-    pfiles = files if platform_cab == layout_cab else read_layout_files(platform_cab)
+    pfiles = files if platform_cab == layout_cab else layout_files(platform_cab)
     if "oemdeviceplatform.xml" not in pfiles:
         raise ConfigError(
             f"device platform package {platform_cab.name} carries no OEMDevicePlatform.xml", where
@@ -86,7 +110,7 @@ def build_layout(
     layout.check_partitions(dl, [(name, where, None) for name in partitions])
     content, counts = {}, {}
     for name, cabs in partitions.items():
-        size, count = content_sizes(cabs)
+        size, count = content_sizes(cabs, facts)
         raw = dl.find(name).filesystem is None
         if raw:
             content[name] = size
@@ -120,9 +144,11 @@ def build_partition(
     workdir: Path | None = None,
     cache_dir: Path | None = None,
     jobs: int = 1,
-) -> None:
-    """Install `cabs` into partition `name` and write its image (FAT, NTFS or raw) and manifest.
-    `cache_dir`, `jobs`: see :func:`partition.stage`."""
+) -> str:
+    """Install `cabs` into partition `name` and write its image (FAT, NTFS or raw) and manifest;
+    returns the image's content signature (blocksig.file_signature: mkntfs, libntfs-3g and mtools
+    write it in other processes, so it is read back once here, holes unread, on the action's
+    thread rather than SCons' taskmaster). `cache_dir`, `jobs`: see :func:`partition.stage`."""
     disk = load_layout(layout_json)
     p = disk.partition(name)
     size = disk.size(p)
@@ -181,6 +207,7 @@ def build_partition(
                 f"partition {p.name}: unknown file system {p.filesystem!r}; use NTFS, FAT or FAT32"
             )
         partition.write_manifest(st, out_manifest)
+    return blocksig.file_signature(out_image)
 
 
 def _empty_sparse(out: Path, size: int) -> None:

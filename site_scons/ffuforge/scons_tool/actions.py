@@ -304,7 +304,9 @@ RESOLUTION_BUILDER = builder(_resolution_action, "features.resolve", "Resolve")
 
 @build_errors()
 def _layout_action(target, source, env):
+    from ..image import cabfacts
     from ..image import stages as image
+    from .plancache import cache_file
 
     spec = json.loads(source[0].read())
     top = Path(env.Dir("#").abspath)
@@ -316,6 +318,7 @@ def _layout_action(target, source, env):
         Path(target[0].abspath),
         release_type=spec["release_type"],
         where=spec["oeminput"],
+        facts=cabfacts.cache(cache_file(env, cabfacts.FILENAME)),
     )
     return 0
 
@@ -331,7 +334,7 @@ def _partition_action(target, source, env):
     top = Path(env.Dir("#").abspath)
     out = Path(target[0].abspath)
     # packages extracted by earlier builds are reused: only changed CABs are extracted again
-    image.build_partition(
+    signature = image.build_partition(
         Path(source[0].abspath),
         spec["partition"],
         [top / c for c in spec["cabs"]],
@@ -341,6 +344,7 @@ def _partition_action(target, source, env):
         cache_dir=out.parent / extractcache.DIRNAME / spec["partition"],
         jobs=GetOption("num_jobs") or 1,
     )
+    PRESIGNED[str(out)] = content_signature(str(out), known=signature)
     return 0
 
 
@@ -382,6 +386,7 @@ def _ffu_action(target, source, env):
         ffu_version=spec.get("ffu_version", 1),
         device_path=spec.get("device_path") or None,
     )
+    PRESIGNED[target[0].abspath] = content_signature(target[0].abspath, known=result.signature)
     size = result.size
     print(
         f"{target[0].path}: {size:,} bytes ({size / (1 << 20):.1f} MiB), {result.data_blocks} blocks stored"

@@ -44,10 +44,7 @@ from .state import MERGED_NODES, MERGED_XML, MERGES, OWNERS, PACKAGES, PackageRe
 def planned(env, project_rel: str, spec: dict) -> list[plancache.Planned]:
     """What Package() declares for the project, reused from the last run while its inputs are unchanged."""
     top = env.Dir("#").abspath
-    file = env.get("FFU_PLAN_CACHE", plancache.DEFAULT_FILE)
-    file = env.subst(file) if "$" in file else file
-    if file:  # not a node: the cache is no part of the graph
-        file = os.path.join(top, file[1:].lstrip("/")) if file.startswith("#") else os.path.join(top, file)
+    file = plancache.cache_file(env)  # not a node: the cache is no part of the graph
     return plancache.plans(file, top, project_rel, spec, lambda: plan_at(top, project_rel, spec))
 
 
@@ -213,9 +210,12 @@ def layout_source(env, cab: Path, which: str) -> bytes:
             if name == which:
                 return Path(src).read_bytes()
         raise ConfigError(f"package {rec.name} ({rec.origin}) installs no \\Windows\\ImageUpdate\\{which}")
-    from ..image import stages as image  # not before: its imports cost a no-op build tens of milliseconds
+    from ..image import cabfacts  # not before: its imports cost a no-op build tens of milliseconds
+    from ..image import stages as image
 
-    files = image.read_layout_files(Path(cab))
+    facts = cabfacts.cache(plancache.cache_file(env, cabfacts.FILENAME))
+    read = lambda: image.read_layout_files(Path(cab))  # noqa: E731
+    files = facts.get(Path(cab), "layout", read) if facts else read()
     if which not in files:
         raise ConfigError(f"package {Path(cab).name} carries no \\Windows\\ImageUpdate\\{which}")
     return files[which]

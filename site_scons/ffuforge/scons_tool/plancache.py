@@ -172,6 +172,18 @@ def _generation(entry) -> int:
 _CACHES: dict[str, PlanCache] = {}
 
 
+def cache_file(env, name: str = "") -> str:
+    """The plan cache's absolute path (FFU_PLAN_CACHE), or with `name` a file beside it (the CAB
+    facts of image.cabfacts); '' when the cache is off."""
+    file = env.get("FFU_PLAN_CACHE", DEFAULT_FILE)
+    file = env.subst(file) if "$" in file else file
+    if not file:
+        return ""
+    top = env.Dir("#").abspath
+    file = os.path.join(top, file[1:].lstrip("/")) if file.startswith("#") else os.path.join(top, file)
+    return os.path.join(os.path.dirname(file), name) if name else file
+
+
 def plans(
     file: str, top: str, project_rel: str, spec: dict, plan: Callable[[], list[variant.Variant]]
 ) -> list[Planned]:

@@ -113,6 +113,7 @@ class FfuWriteResult:
     data_blocks: int  # payload blocks holding partition data
     chunks: int
     catalog_size: int
+    signature: str  # blocksig.file_signature of the written file, computed while writing
 
 
 @dataclass

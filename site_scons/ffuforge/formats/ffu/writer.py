@@ -44,6 +44,7 @@ from pathlib import Path
 from ...errors import ConfigError, FormatError, SigningError
 from ...util.atomic import atomic_output
 from .. import catalog, ptable
+from ..blocksig import StreamSigner, hash_blocks
 from ..diskimage import DiskSource
 from ..disklayout import DiskLayout
 from .manifest import build_manifest, check_ascii, store_device_path
@@ -269,10 +270,12 @@ def _hash_chunks(view: memoryview | bytes, chunk: int) -> bytes:
 
 class _ChunkWriter:
     """Sequential output from the image header on; one SHA-256 per chunk, hashed on a worker
-    thread while the main thread writes and reads the next run."""
+    thread while the main thread writes and reads the next run; the file's content signature
+    (blocksig) is computed on the same pass, so nobody reads the FFU again to sign it."""
 
-    def __init__(self, f, chunk: int, total: int, progress: Progress | None, pool):
+    def __init__(self, f, chunk: int, total: int, progress: Progress | None, pool, start: int):
         self.f, self.chunk, self.total, self.progress, self.pool = f, chunk, total, progress, pool
+        self.sig = StreamSigner(start)
         self.buf = bytearray()
         self.digests = bytearray()
         self.pending: collections.deque = collections.deque()
@@ -280,7 +283,9 @@ class _ChunkWriter:
 
     def _drain(self, keep: int = 0) -> None:
         while len(self.pending) > keep:
-            self.digests += self.pending.popleft().result()
+            chunks, blocks = self.pending.popleft()
+            self.digests += chunks.result()
+            self.sig.add(blocks.result())
 
     def meta(self, data: bytes) -> None:
         """Unaligned metadata; hashed as complete chunks accumulate."""
@@ -302,11 +307,15 @@ class _ChunkWriter:
         self._aligned(view)
 
     def _aligned(self, view) -> None:
+        blocks = self.sig.take(view)
         if self.pool is None:
             self.digests += _hash_chunks(view, self.chunk)
+            self.sig.add(hash_blocks(blocks))
             self.f.write(view)
-        else:
-            self.pending.append(self.pool.submit(_hash_chunks, view, self.chunk))
+        else:  # the two hashes on two threads: the content signature adds no time on two CPUs
+            self.pending.append(
+                (self.pool.submit(_hash_chunks, view, self.chunk), self.pool.submit(hash_blocks, blocks))
+            )
             self.f.write(view)
             self._drain(keep=1)
         self.done += len(view)
@@ -429,10 +438,10 @@ def write_ffu(
         cat_size = len(_catalog(bytes(ht_size), this_update, sign_catalog))
         img = align(32 + cat_size + ht_size, chunk)
 
-        pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(1)) if use_threads else None
+        pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(2)) if use_threads else None
         with atomic_output(out_path) as f:
             f.seek(img)
-            w = _ChunkWriter(f, chunk, body, progress, pool)
+            w = _ChunkWriter(f, chunk, body, progress, pool, img)
             w.meta(image_region)
             w.pad()
             for plan in plans:
@@ -446,7 +455,8 @@ def write_ffu(
             assert len(hash_table) == ht_size and w.done == body
             cat = _catalog(hash_table, this_update, sign_catalog)
             new_img = align(32 + len(cat) + ht_size, chunk)
-            if new_img != img:
+            moved = new_img != img
+            if moved:
                 f.flush()
                 _move_body(f, img, new_img, body, out_path.parent)
                 img = new_img
@@ -468,8 +478,12 @@ def write_ffu(
             f.write(bytes(img - 32 - len(cat) - ht_size))  # zero padding (overwrites nothing else)
             f.flush()
             size = img + body
+            # the streamed blocks sit at other offsets once the body moved: read it all (rare)
+            signature = (StreamSigner(size) if moved else w.sig).finish(f.fileno())
     data_blocks = sum(len(p.phase2) + len(p.phase3) for p in plans)
-    return FfuWriteResult(out_path, size, sum(p.count for p in plans), data_blocks, nchunks, len(cat))
+    return FfuWriteResult(
+        out_path, size, sum(p.count for p in plans), data_blocks, nchunks, len(cat), signature
+    )
 
 
 def _move_body(f, old: int, new: int, length: int, scratch_dir: Path) -> None:
