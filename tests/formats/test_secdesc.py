@@ -163,3 +163,53 @@ def test_parser_bounds_offsets():
     for bad in (good[:10], good[:-3], b"\x02" + good[1:], good[:2] + b"\x04\x00" + good[4:]):
         with pytest.raises(FormatError):
             secdesc.binary_to_sddl(bad)
+
+
+# --- samba's NDR parser as the independent reader --------------------------------------------------
+
+_SAMBA = """
+import json, sys
+from samba.dcerpc import security
+from samba.ndr import ndr_unpack
+dom = security.dom_sid("S-1-5-21-1-2-3")
+out = []
+for blob, sddl in json.load(sys.stdin):
+    ours = ndr_unpack(security.descriptor, bytes.fromhex(blob))
+    ref = security.descriptor.from_sddl(sddl, dom)
+    out.append([ours.as_sddl(dom), ref.as_sddl(dom)])
+json.dump(out, sys.stdout)
+"""
+
+_SAMBA_CASES = [
+    secdesc.WRP_FILE_DEFAULT_SDDL,
+    secdesc.WRP_DIR_DEFAULT_SDDL,
+    "O:BAG:SYD:P(A;;FA;;;SY)(A;;FA;;;BA)",  # the sample's private file
+    "O:BAG:SYD:P(A;CI;KA;;;SY)(A;CI;KA;;;BA)",  # the sample's private key
+    "O:SYG:SYD:(A;OICIIO;GA;;;CO)(D;;0x00010000;;;WD)(A;NP;0x120089;;;S-1-15-2-1)",
+]
+
+
+def _samba_rights(sddl: str) -> str:
+    """The same SDDL as samba 4.17 must be told it: it maps FA to 0x1FF where Windows defines 0x1F01FF,
+    and knows no registry rights (KA = KEY_ALL_ACCESS 0xF003F), so those are spelt as numbers."""
+    import re
+
+    hexed = {"FA": "0x1f01ff", "KA": "0xf003f"}
+    return re.sub(r"\(([^;()]*;[^;()]*;)(FA|KA);", lambda m: f"({m.group(1)}{hexed[m.group(2)]};", sddl)
+
+
+def test_samba_reads_our_descriptors_as_their_sddl():
+    import json
+    import shutil
+    import subprocess
+
+    python = shutil.which("python3", path="/usr/bin")
+    probe = python and subprocess.run([python, "-c", "import samba.ndr"], capture_output=True)
+    if not probe or probe.returncode != 0:
+        pytest.skip("samba's Python bindings are not installed (./bootstrap --test installs python3-samba)")
+    cases = [[secdesc.sddl_to_binary(s).hex(), _samba_rights(s)] for s in _SAMBA_CASES]
+    proc = subprocess.run(
+        [python, "-c", _SAMBA], input=json.dumps(cases), capture_output=True, text=True, check=True
+    )
+    for sddl, (ours, ref) in zip(_SAMBA_CASES, json.loads(proc.stdout), strict=True):
+        assert ours == ref, (sddl, ours, ref)
