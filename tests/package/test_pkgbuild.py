@@ -1,6 +1,7 @@
 """Building CBS CABs directly (no SCons): contents, manifests, catalog, determinism, errors."""
 
 import base64
+import copy
 import hashlib
 import re
 import shutil
@@ -57,6 +58,7 @@ def test_cab_contents_and_manifests(tmp_path, compression):
         comp = etree.fromstring(cab.read(comp_name))
         cat = catalog.parse_catalog(cab.read("update.cat"))
         members = {m.name: cab.read(m.name) for m in cab.members if m.name != "update.cat"}
+        cab_cat = cab.read("update.cat")
     # Key-form folder = component manifest name.
     assert all(n.startswith(comp_name[: -len(".manifest")]) for n in names[4:])
     # Component manifest digests are SHA-256 of each payload.
@@ -70,9 +72,29 @@ def test_cab_contents_and_manifests(tmp_path, compression):
         assert base64.b64decode(digest) == hashlib.sha256(src.read_bytes()).digest()
     reg = comp.find(f".//{ASM}registryValue")
     assert reg.get("valueType") == "REG_DWORD" and reg.get("value") == "0x0000002A"
-    files = {f.get("cabpath"): f for f in mum.iter(f"{ASM}file")}
-    assert set(names) <= set(files) | {"update.mum"}
-    assert files["update.cat"].get("name").endswith(r"\Contoso-Test-Pkg.cat")
+    listed = list(mum.iter(f"{ASM}file"))
+    files = {f.get("cabpath"): f for f in listed}
+    assert set(names) <= set(files)
+    # pkggen's customInformation (IUT PkgManifest.GenerateCustomInformation): update.mum lists itself
+    # first, at its size before customInformation, then its catalog named after it, at the size of
+    # the unsigned catalog; the root package's entries have no sourcePackage, manifests and their
+    # files carry the package's name, attributes in pkggen's order.
+    assert [f.get("cabpath") for f in listed[:2]] == ["update.mum", "update.cat"]
+    assert list(listed[0].attrib) == ["name", "size", "staged", "compressed", "sourcePackage", "cabpath"]
+    working = copy.deepcopy(mum)
+    custom = working.find(f"{ASM}package/{ASM}customInformation")
+    custom.getparent().remove(custom)
+    working_bytes = etree.tostring(
+        working, xml_declaration=True, encoding="utf-8", standalone=True, pretty_print=True
+    )
+    assert int(files["update.mum"].get("size")) == len(working_bytes)
+    assert files["update.cat"].get("name") == (
+        r"$(runtime.system32)\catroot\{F750E6C3-38EE-11D1-85E5-00C04FC295EE}\update.cat"
+    )
+    # Unsigned here, so the listed size is the catalog's own (same members, same hash lengths).
+    assert int(files["update.cat"].get("size")) == len(cab_cat)
+    assert files["update.mum"].get("sourcePackage") == files["update.cat"].get("sourcePackage") == ""
+    assert {files[n].get("sourcePackage") for n in names[2:]} == {"Contoso-Test-Pkg"}
     # Every member except the catalog is in the catalog, PE files by their Authenticode hash.
     assert cat.package_name == "Contoso-Test-Pkg"
     for name, data in members.items():
@@ -191,7 +213,11 @@ def test_signed_package_verifies(tmp_path, test_signer):
     with CabReader(out) as cab:
         exe = next(m for m in cab.members if m.name.endswith("tool.exe"))
         signed_pe = cab.read(exe)
-        assert catalog.parse_catalog(cab.read("update.cat")).signed
+        signed_cat = cab.read("update.cat")
+        assert catalog.parse_catalog(signed_cat).signed
+        listed = etree.fromstring(cab.read("update.mum")).find(f".//{ASM}file[@cabpath='update.cat']")
+    # update.mum lists the unsigned catalog's size (pkggen's order): less than the signed one's.
+    assert 0 < int(listed.get("size")) < len(signed_cat)
     assert signed_pe != (tmp_path / "tool.exe").read_bytes()  # the payload itself got signed
     (tmp_path / "x.exe").write_bytes(signed_pe)
     assert verify.verify_pe(tmp_path / "x.exe", trusted_roots=[root]).ok

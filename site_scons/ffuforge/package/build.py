@@ -133,19 +133,26 @@ def _build(v: Variant, out_path: Path, settings: BuildSettings, sources: SourceD
     if v.bcd is not None:
         project.check_bcd(v.bcd.source, v.bcd.display, v.bcd.where)
     layout = cbs.PackageLayout(v, digests, settings.epoch)
-    entries, _ = layout.entries()
-    members = []
-    for e in entries:
-        if e.payload is not None:
-            members.append(hashed[e.payload.device_path.lower()][1])
-        else:
-            members.append(catalog.member_hashes(catalog.CatalogMember(e.cab_path, None, e.data)))
-    cat = catalog.build_catalog_v2(
-        members,
-        package_name=v.name,
-        test_package=v.project.release_type == "Test",
-        this_update=datetime.fromtimestamp(settings.epoch, UTC),
-    )
+
+    def unsigned_catalog(entries: list[cbs.CabEntry]) -> bytes:
+        members = []
+        for e in entries:
+            if e.payload is not None:
+                members.append(hashed[e.payload.device_path.lower()][1])
+            else:
+                members.append(catalog.member_hashes(catalog.CatalogMember(e.cab_path, None, e.data)))
+        return catalog.build_catalog_v2(
+            members,
+            package_name=v.name,
+            test_package=v.project.release_type == "Test",
+            this_update=datetime.fromtimestamp(settings.epoch, UTC),
+        )
+
+    # pkggen's order: catalog the working update.mum unsigned, list that catalog's size in the
+    # final update.mum, then catalog and sign again (cbs.PackageLayout.update_mum).
+    working, _ = layout.entries()
+    entries, _ = layout.entries(catalog_size=len(unsigned_catalog(working)))
+    cat = unsigned_catalog(entries)
     if settings.signer is not None:
         cat = settings.signer.sign_catalog(cat, epoch=settings.epoch)
     cab_members = [

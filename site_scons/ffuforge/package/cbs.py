@@ -86,6 +86,21 @@ def _identity_el(parent, ident: dict[str, str]) -> etree._Element:
     return el
 
 
+def _file_el(ci: etree._Element, name: str, size: int, source: str, cabpath: str) -> etree._Element:
+    """One customInformation ``<file>``, attributes in pkggen's order."""
+    n = str(size)
+    return etree.SubElement(
+        ci,
+        f"{{{ASM_V3}}}file",
+        name=name,
+        size=n,
+        staged=n,
+        compressed=n,
+        sourcePackage=source,
+        cabpath=cabpath,
+    )
+
+
 def _assembly() -> etree._Element:
     root = etree.Element(f"{{{ASM_V3}}}assembly", nsmap={None: ASM_V3})
     root.set("manifestVersion", "1.0")
@@ -108,6 +123,7 @@ class PackageLayout:
         self.driver_idents = {d.inf.name: driver_identity(v, d.inf.name) for d in v.drivers}
         self.driver_keys = {name: key_form(ident) for name, ident in self.driver_idents.items()}
         self._cab_paths: dict[int, str] = {}
+        self._manifests: dict[str, bytes] | None = None
         used: set[str] = set()
         for i, p in enumerate(self.content_payload()):
             folder = self.driver_keys[p.driver] if p.driver else self.component_key
@@ -268,14 +284,37 @@ class PackageLayout:
         return _xml(root)
 
     # -- update.mum -----------------------------------------------------------------------
-    def update_mum(self, manifests: dict[str, bytes], compressed: dict[str, int] | None = None) -> bytes:
+    def update_mum(self, manifests: dict[str, bytes], catalog_size: int | None = None) -> bytes:
+        """update.mum; without `catalog_size`, the working form that has no customInformation yet.
+
+        pkggen writes the mum, catalogs it unsigned, then adds customInformation listing every
+        manifest (update.mum itself first) with its payload, and signs a new catalog. So update.mum's
+        own entry carries the size of the working form, and the catalog entry
+        (``…\\{F750E6C3-…}\\update.cat``, named after update.mum) the size of that unsigned catalog:
+        the signed size cannot be listed inside what it signs. The root package and its catalog have
+        an empty sourcePackage; manifests and their files carry the package's name. Source: IUT
+        ``PkgComposition/PkgManifest.cs`` (``SerializeMum``, ``GenerateAndSignCatalog``,
+        ``GenerateCustomInformation``; the root comes from ``SerializeEmptyMum`` with no source
+        package), via ../shared/spec/fidelity.md §1 #10.
+        """
         v = self.v
         root = _assembly()
         _identity_el(root, {k: val for k, val in identity(v, v.name, False).items()})
         pkg = etree.SubElement(root, f"{{{ASM_V3}}}package", identifier=v.name, releaseType=CBS_RELEASE_TYPE)
         pkg.set("binaryPartition", "true" if v.binary_image is not None else "false")
         pkg.set("targetPartition", v.partition)
-        ci = etree.SubElement(pkg, f"{{{ASM_V3}}}customInformation")
+        upd = etree.SubElement(pkg, f"{{{ASM_V3}}}update", name=self.deployment_ident["name"])
+        _identity_el(etree.SubElement(upd, f"{{{ASM_V3}}}component"), self.deployment_ident)
+        for drv in v.drivers:  # Windows 11 mums: name = 32 hex digits (here from the INF's SHA-256)
+            inf_digest = self.digests[f"$(runtime.inf)\\{drv.inf.name}".lower()].sha256
+            upd = etree.SubElement(pkg, f"{{{ASM_V3}}}update", name=inf_digest.hex()[:32], restart="required")
+            el = etree.SubElement(upd, f"{{{ASM_V3}}}driver", inf=drv.inf.name, ranking="normal")
+            _identity_el(el, self.driver_idents[drv.inf.name])
+        if catalog_size is None:
+            return _xml(root)
+        working_size = len(_xml(root))
+        ci = etree.Element(f"{{{ASM_V3}}}customInformation")
+        pkg.insert(0, ci)
         sub = v.subcomponent + ("Guest" if v.kind == "wow" else "")
         etree.SubElement(
             ci,
@@ -287,40 +326,17 @@ class PackageLayout:
             phoneSubComponent=sub,
             phoneGroupingKey="",
         )
+        _file_el(ci, "update.mum", working_size, "", "update.mum")
+        _file_el(ci, CATROOT + "\\update.cat", catalog_size, "", "update.cat")
         for name, data in manifests.items():
-            size = str(len(data))
-            etree.SubElement(
-                ci,
-                f"{{{ASM_V3}}}file",
-                name=name,
-                cabpath=name,
-                size=size,
-                staged=size,
-                compressed=size,
-                sourcePackage="",
-            )
-        for p in self.content_payload():
-            d = self.digests[p.device_path.lower()]
-            size = str(d.size)
-            el = etree.SubElement(
-                ci,
-                f"{{{ASM_V3}}}file",
-                name=p.device_path,
-                cabpath=self.cab_path(p),
-                size=size,
-                staged=size,
-                compressed=size,
-                sourcePackage=v.name,
-            )
-            el.set("hash", d.sha256.hex().upper())
-            el.set("signInfo", "true")
-        etree.SubElement(
-            ci,
-            f"{{{ASM_V3}}}file",
-            name=CATROOT + "\\" + v.name + ".cat",
-            cabpath="update.cat",
-            sourcePackage=v.name,
-        )
+            _file_el(ci, name, len(data), v.name, name)
+            if name != f"{self.component_key}.manifest":
+                continue
+            for p in self.content_payload():
+                d = self.digests[p.device_path.lower()]
+                el = _file_el(ci, p.device_path, d.size, v.name, self.cab_path(p))
+                el.set("hash", d.sha256.hex().upper())
+                el.set("signInfo", "true")
         if v.fip_features:  # feature identifier package (form uncertain: no Microsoft sample)
             fip = etree.SubElement(ci, f"{{{ASM_V3}}}fipInfo")
             for fid in v.fip_features:
@@ -329,24 +345,21 @@ class PackageLayout:
             etree.SubElement(ci, f"{{{ASM_V3}}}bcdStore", cabpath=self.cab_path(v.bcd))
         if v.binary_image is not None:
             etree.SubElement(ci, f"{{{ASM_V3}}}binaryPartition", cabpath=self.cab_path(v.binary_image))
-        upd = etree.SubElement(pkg, f"{{{ASM_V3}}}update", name=self.deployment_ident["name"])
-        _identity_el(etree.SubElement(upd, f"{{{ASM_V3}}}component"), self.deployment_ident)
-        for drv in v.drivers:  # Windows 11 mums: name = 32 hex digits (here from the INF's SHA-256)
-            inf_digest = self.digests[f"$(runtime.inf)\\{drv.inf.name}".lower()].sha256
-            upd = etree.SubElement(pkg, f"{{{ASM_V3}}}update", name=inf_digest.hex()[:32], restart="required")
-            el = etree.SubElement(upd, f"{{{ASM_V3}}}driver", inf=drv.inf.name, ranking="normal")
-            _identity_el(el, self.driver_idents[drv.inf.name])
         return _xml(root)
 
-    def entries(self) -> tuple[list[CabEntry], dict[str, bytes]]:
-        """CAB members in write order (catalog excluded) and the generated manifests."""
-        manifests = {
-            f"{self.deployment_key}.manifest": self.deployment_manifest(),
-            f"{self.component_key}.manifest": self.component_manifest(),
-        }
-        for drv in self.v.drivers:
-            manifests[f"{self.driver_keys[drv.inf.name]}.manifest"] = self.driver_manifest(drv)
-        mum = self.update_mum(manifests)
+    def entries(self, catalog_size: int | None = None) -> tuple[list[CabEntry], dict[str, bytes]]:
+        """CAB members in write order (catalog excluded) and the generated manifests; update.mum in
+        its working form without `catalog_size` (see :meth:`update_mum`)."""
+        manifests = self._manifests
+        if manifests is None:  # built once: update.mum is written twice (working form, final form)
+            manifests = {
+                f"{self.deployment_key}.manifest": self.deployment_manifest(),
+                f"{self.component_key}.manifest": self.component_manifest(),
+            }
+            for drv in self.v.drivers:
+                manifests[f"{self.driver_keys[drv.inf.name]}.manifest"] = self.driver_manifest(drv)
+            self._manifests = manifests
+        mum = self.update_mum(manifests, catalog_size)
         out = [CabEntry("update.mum", data=mum)]
         out += [CabEntry(name, data=data) for name, data in manifests.items()]
         payload = sorted(((self.cab_path(p), p) for p in self.content_payload()), key=lambda t: t[0].lower())
