@@ -96,13 +96,19 @@ def mum(manifests):
     ).encode()
 
 
-def ms_cab(tmp_path, a=None, b=None, payload=None, name="ms.cab"):
+def ms_cab(tmp_path, a=None, b=None, payload=None, name="ms.cab", compression="mszip"):
+    """The test package; `compression` "lzx" writes it as Microsoft's packaging does by default
+    (FastLZX), through the test-only LZX writer in lzxcab.py."""
     manifests = {f"{KEY_A}.manifest": a or manifest_a(), f"{KEY_B}.manifest": b or manifest_b()}
     members = [CabMember("update.mum", data=mum(sorted(manifests)))]
     members += [CabMember(n, data=d) for n, d in sorted(manifests.items())]
     members += [CabMember(n, data=d) for n, d in sorted((payload or PAYLOAD).items())]
     out = tmp_path / name
-    write_cab(out, members, compression="mszip", timestamp=EPOCH)
+    if compression == "lzx":
+        from lzxcab import write_lzx_cab
+
+        return write_lzx_cab(out, [(m.name, m.data) for m in members], EPOCH)
+    write_cab(out, members, compression=compression, timestamp=EPOCH)
     return out
 
 

@@ -1,6 +1,6 @@
 """End to end with a Microsoft package root: `scons MSPACKAGE=…` resolves the sample's Microsoft
-features through a kit FM to a Microsoft-form CAB (files only in its component manifests), and the
-built MainOS carries them — read back from the NTFS image by ntfs-3g's ntfscat, not by us. A DCM
+features through a kit FM to a Microsoft-form, LZX-compressed CAB (files only in its component
+manifests), and the built MainOS carries them — read back from the NTFS image by ntfs-3g's ntfscat, not by us. A DCM
 manifest in that CAB stops the build with one line naming the CAB and the member."""
 
 import json
@@ -41,7 +41,7 @@ def kit(ws: Path, **cab_args) -> str:
 @pytest.mark.skipif(shutil.which("ntfscat") is None, reason="ntfscat (ntfs-3g) not installed")
 def test_microsoft_form_package_lands_in_mainos(tmp_path):
     ws = copy_workspace(tmp_path / "ws")
-    proc = scons(ws, kit(ws))
+    proc = scons(ws, kit(ws, compression="lzx"))  # LZX: what Microsoft's packaging writes by default
     assert "blocks stored" in proc.stdout
     doc = json.loads((ws / OUT / "partitions/MainOS.json").read_text())
     files = {f["path"]: f for f in doc["files"]}

@@ -19,8 +19,13 @@ from ffuforge.image import install, partition
 from mscab import EPOCH, EXPECTED, KEY_A, KEY_B, NAME, PAYLOAD, PKT, VER, manifest_a, ms_cab, ms_file
 
 
-def test_files_only_in_manifests_install(tmp_path):
-    cab = ms_cab(tmp_path)
+@pytest.mark.parametrize("compression", ["mszip", "lzx"])
+def test_files_only_in_manifests_install(tmp_path, compression):
+    cab = ms_cab(tmp_path, compression=compression)
+    if compression == "lzx":
+        with open(cab, "rb") as fh:
+            fh.seek(36 + 6)
+            assert fh.read(2) == b"\x03\x15"  # typeCompress 0x1503: LZX, 2 MiB window
     st = install.Staging("MainOS", tmp_path / "root")
     info = install.install_package(st, cab)
     assert info.name == NAME and info.token == PKT
@@ -57,9 +62,10 @@ def test_partition_manifest_json_names_the_package(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("cabextract") is None, reason="cabextract not installed")
-def test_installed_bytes_match_cabextract(tmp_path):
+@pytest.mark.parametrize("compression", ["mszip", "lzx"])
+def test_installed_bytes_match_cabextract(tmp_path, compression):
     """Independent reader: the staged files are the members cabextract extracts."""
-    cab = ms_cab(tmp_path)
+    cab = ms_cab(tmp_path, compression=compression)
     out = tmp_path / "x"
     subprocess.run(["cabextract", "-q", "-d", str(out), str(cab)], check=True, capture_output=True)
     st = install.Staging("MainOS", tmp_path / "root")
