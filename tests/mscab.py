@@ -119,3 +119,37 @@ EXPECTED = {
     "Windows\\System32\\de-DE\\mstest.dll.mui": f"{KEY_B}\\mstest.dll.mui",
     "Users\\Public\\IoTTest\\readme.txt": f"{KEY_B}\\readme.txt",
 }
+
+
+def signed_ms_cab(tmp_path, signer, name="ms.cab", uncatalogued=()):
+    """The test package signed as Microsoft ships its packages: an update.cat over every member,
+    signed, and the CAB Authenticode-signed. `uncatalogued`: members left out of the catalog (a
+    package altered after signing)."""
+    from datetime import UTC, datetime
+
+    from ffuforge.formats import catalog
+
+    manifests = {f"{KEY_A}.manifest": manifest_a(), f"{KEY_B}.manifest": manifest_b()}
+    members = [CabMember("update.mum", data=mum(sorted(manifests)))]
+    members += [CabMember(n, data=d) for n, d in sorted(manifests.items())]
+    members += [CabMember(n, data=d) for n, d in sorted(PAYLOAD.items())]
+    hashes = [
+        catalog.member_hashes(catalog.CatalogMember(m.name, None, m.data))
+        for m in members
+        if m.name not in uncatalogued
+    ]
+    cat = catalog.build_catalog_v2(
+        hashes, package_name=NAME, test_package=False, this_update=datetime.fromtimestamp(EPOCH, UTC)
+    )
+    cat = signer.sign_catalog(cat, epoch=EPOCH)
+    members.insert(1, CabMember("update.cat", data=cat))
+    out = tmp_path / name
+    write_cab(
+        out,
+        members,
+        compression="mszip",
+        timestamp=EPOCH,
+        reserve_signature=True,
+        authenticode=lambda digest: signer.cab_signature(digest, epoch=EPOCH),
+    )
+    return out

@@ -3,12 +3,21 @@
 A retail image must not carry test packages, packages signed by a TEST ONLY chain or unsigned
 packages; the add-on kit checks this late and one package at a time, we check all packages
 up front and name every offender in one message.
+
+Trust in Microsoft's packages is the user's to declare (MSPACKAGE_ROOTS): each CAB from the
+Microsoft package root is then verified whole before any image work, as the servicing stack
+does on install: its Authenticode signature and its own update.cat chain to a declared root, and
+every member (manifests and payload alike) is catalogued with its current hash. Kits differ in
+who signed them (retail, flight or test-signed kits), so without declared roots nothing is
+assumed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+
+from cryptography import x509
 
 from ..errors import ConfigError
 from ..formats import catalog
@@ -42,6 +51,34 @@ def package_problems(cab_path: Path, release_type: str) -> list[str]:
     if any("TEST ONLY" in s.upper() for s in signers):
         problems.append("signed by a TEST ONLY certificate")
     return problems
+
+
+def trust_problems(cab_path: Path, roots: list[x509.Certificate]) -> list[str]:
+    """Why `cab_path` does not verify against `roots` (empty: it does)."""
+    return verify.verify_cab(cab_path, trusted_roots=roots).problems
+
+
+def check_trusted(
+    cabs: list[Path],
+    roots: list[Path],
+    where: str,
+    problems_of: Callable[[Path, list[x509.Certificate]], list[str]] | None = None,
+) -> None:
+    """Raise one ConfigError naming every CAB in `cabs` that does not verify against the
+    certificates in the files `roots` (its first problem each)."""
+    certs = verify.load_certificates(roots)
+    bad = []
+    for path in cabs:
+        problems = (problems_of or trust_problems)(Path(path), certs)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            bad.append(f"{Path(path).name}: {problems[0]}{more}")
+    if bad:
+        raise ConfigError(
+            f"{len(bad)} Microsoft package(s) do not verify against MSPACKAGE_ROOTS: {'; '.join(bad)}; "
+            "check the kit's origin (ffuforge verify --root CERT FILE.cab lists every problem)",
+            where,
+        )
 
 
 def check_release(

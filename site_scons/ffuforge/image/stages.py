@@ -7,6 +7,7 @@ rebuild one partition without touching the others.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from datetime import UTC, datetime
@@ -79,10 +80,22 @@ def build_layout(
     release_type: str,
     where: str,
     facts: CabFacts | None = None,
+    trust: tuple[list[Path], list[Path]] | None = None,
 ) -> disklayout.DiskLayout:
     """Check the release policy, read the layout from its packages and place every partition.
-    `facts`: what was read from each unchanged CAB by an earlier run (cabfacts)."""
+    `facts`: what was read from each unchanged CAB by an earlier run (cabfacts). `trust`: root
+    certificate files and the (Microsoft) CABs that must verify against them."""
     every = sorted({c for cabs in partitions.values() for c in cabs})
+    if trust is not None and trust[0]:
+        roots, ms_cabs = trust
+        tag = "trust:" + hashlib.sha256(b"".join(Path(r).read_bytes() for r in roots)).hexdigest()[:32]
+
+        def untrusted(cab: Path, certs: list) -> list[str]:
+            if facts is None:
+                return policy.trust_problems(cab, certs)
+            return facts.get(cab, tag, lambda: policy.trust_problems(cab, certs))
+
+        policy.check_trusted(ms_cabs, roots, where, problems_of=untrusted)
 
     def problems(cab: Path, release: str) -> list[str]:
         if facts is None or release.lower() != "production":  # nothing read for other types

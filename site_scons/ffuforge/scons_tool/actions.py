@@ -312,13 +312,11 @@ def _layout_action(target, source, env):
     top = Path(env.Dir("#").abspath)
     parts = {name: [top / c for c in cabs] for name, cabs in spec["partitions"].items()}
     image.build_layout(
-        top / spec["layout_cab"],
-        top / spec["platform_cab"],
-        parts,
-        Path(target[0].abspath),
+        *(top / spec["layout_cab"], top / spec["platform_cab"], parts, Path(target[0].abspath)),
         release_type=spec["release_type"],
         where=spec["oeminput"],
         facts=cabfacts.cache(cache_file(env, cabfacts.FILENAME)),
+        trust=(t := spec.get("trust")) and ([top / r for r in t["roots"]], [top / c for c in t["cabs"]]),
     )
     return 0
 

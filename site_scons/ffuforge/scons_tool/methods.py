@@ -317,10 +317,24 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
         "layout_cab": layout_cab,
         "platform_cab": platform_cab,
     }
+    roots = []
+    for r in env["FFU_MSPACKAGE_ROOTS"]:  # relative to the top of the tree, like MSPACKAGE
+        node = source_file(env, r if os.path.isabs(r) else "#" + r, "a root certificate")
+        if not os.path.isfile(node.abspath):
+            fail(
+                f"MSPACKAGE_ROOTS: {r}: no such certificate file (paths are relative to the top of the tree)"
+            )
+        roots.append(rel_path(env, node))
+    if roots:  # the Microsoft packages (under MSPACKAGE) must verify against these certificates
+        ms_dir = (top / MSPACKAGE).resolve() if MSPACKAGE else None
+        ms_cabs = [c for c in all_cabs if ms_dir is not None and (top / c).resolve().is_relative_to(ms_dir)]
+        spec["trust"] = {"roots": roots, "cabs": ms_cabs}
     layout_json = LAYOUT_BUILDER(
         env,
         outdir.File("layout.json"),
-        [env.Value(json.dumps(spec, sort_keys=True))] + [env.File("#" + c) for c in all_cabs],
+        [env.Value(json.dumps(spec, sort_keys=True))]
+        + [env.File("#" + c) for c in all_cabs]
+        + [env.File("#" + r) for r in roots],
     )
     images = []
     for name, cabs in partitions.items():

@@ -133,6 +133,13 @@ SETTINGS: tuple[Setting, ...] = (
         arg="MSPACKAGE",
     ),
     Setting(
+        "FFU_MSPACKAGE_ROOTS",
+        [],
+        "root certificates the Microsoft packages must verify against (CAB, catalog, every member)",
+        "list",
+        arg="MSPACKAGE_ROOTS",
+    ),
+    Setting(
         "FFU_CACHE",
         "",
         "shared build cache folder (CABs, FMs, partition images; not FFUs)",
