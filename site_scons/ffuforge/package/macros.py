@@ -268,7 +268,9 @@ def _chain(stack: tuple[str, ...]) -> str:
     return " -> ".join(names) or "no macro"
 
 
-def split_destination(expanded: str, file: str | None, line: int | None) -> tuple[str, str]:
+def split_destination(
+    expanded: str, file: str | None, line: int | None, what: str = "destinationDir"
+) -> tuple[str, str]:
     """Split an expanded destinationDir into (runtime macro id, relative sub path).
 
     The directory must start with a device path macro (or be `.\\`, the package root);
@@ -280,24 +282,24 @@ def split_destination(expanded: str, file: str | None, line: int | None) -> tupl
         macro = canonical_runtime(m.group(1))
         if macro is None:
             raise ConfigError(
-                f"destinationDir {expanded!r} must start with a device path macro such as "
+                f"{what} {expanded!r} must start with a device path macro such as "
                 "$(runtime.system32), not $(" + m.group(1) + ")",
                 file,
                 line,
             )
         rest = m.group(2)
         if rest and not rest.startswith("\\"):
-            raise ConfigError(f"destinationDir {expanded!r}: a '\\' must follow the macro", file, line)
+            raise ConfigError(f"{what} {expanded!r}: a '\\' must follow the macro", file, line)
     elif text in (".", ".\\") or text.startswith(".\\"):
         macro, rest = "runtime.bootDrive", text[1:]
     else:
         raise ConfigError(
-            f"destinationDir {expanded!r} must start with a device path macro such as "
+            f"{what} {expanded!r} must start with a device path macro such as "
             "$(runtime.system32) (absolute or relative host paths are not allowed)",
             file,
             line,
         )
-    return macro, normalize_relative(rest, f"destinationDir {expanded!r}", file, line)
+    return macro, normalize_relative(rest, f"{what} {expanded!r}", file, line)
 
 
 def name_problem(seg: str) -> str | None:
