@@ -845,6 +845,18 @@ def _cr_only(edit: Callable[[str], str] = lambda t: t) -> Callable[[str], str]:
     return lambda text: edit(text).replace("\r\n", "\n").replace("\n", "\r")
 
 
+def _inf_with_file(name: str):
+    """The mini driver, copying `name` (which the host file system allows) instead of d.sys."""
+
+    def setup(ws: Path, pki: dict) -> None:
+        _driver()(ws, pki)
+        (ws / "pkg/d.sys").rename(ws / "pkg" / name)
+        inf = ws / "pkg/d.inf"
+        inf.write_text(inf.read_text().replace("d.sys", name))
+
+    return setup
+
+
 RESERVED_FILE_NAMES = [
     "CON", "prn.txt", "Aux", "NUL", "nul.tar.gz", "nul .txt", "COM1", "com9.log", "LPT1", "lpt9.dat",
     "COM\u00b9", "LPT\u00b3.txt", "com\u00b2.bin", "CONIN$", "conout$.txt",
@@ -917,6 +929,13 @@ CASES += [
          r"mean Source\?", files=_pkg('Source=".\\a.txt" Sorce=".\\a.txt"')),
     Case("pkgxml-reserved-name", "mini", rf"pkg/Q\.pkg\.xml:7: file name 'LPT2\.txt' .*{_RESERVED}",
          files=_pkg('Source=".\\a.txt" Name="LPT2.txt"')),
+    Case(
+        "inf-copies-a-reserved-name",
+        "mini",
+        _W7 + rf"file name 'con\.sys' \(from d\.inf\) .*{_RESERVED}",
+        extra=DRIVER,
+        setup=_inf_with_file("con.sys"),
+    ),
     # bounded expansion
     Case("macro-bomb-40", "mini", _W7 + r"macro \$\(m0\) nests more than 32 macros deep", extra=_bomb(40, "x")),
     Case("macro-bomb-size", "mini", _W7 + r"macro \$\(m0\) \(defined on line 7\) expands to more than 1048576 "

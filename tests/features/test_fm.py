@@ -532,3 +532,14 @@ def test_mutated_fm_only_ffuerror(tmp_path_factory, data):
         assert str(exc).startswith("M_FM.xml")
         return
     fm.parse_fm_bytes(fm.write_fm(f), "again.xml")
+
+
+def test_conditional_feature_takes_only_its_two_attributes(tmp_path):
+    text = fm_xml(
+        '<Features><OEMConditionalFeatures><ConditionalFeature FeatureID="OEM_X" UpdateActoin="NoUpdate"/>'
+        "</OEMConditionalFeatures></Features>"
+    )
+    with pytest.raises(
+        FFUError, match=r"unknown attribute UpdateActoin= on <ConditionalFeature>; did you mean "
+    ):
+        load_text(tmp_path, text, "CondFM.xml")
