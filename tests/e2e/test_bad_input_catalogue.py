@@ -799,6 +799,181 @@ CASES: list[Case] = [
 ]
 
 
+# ------------------------------------------------ names, schemas, expansion, line ends (issue #17)
+
+_W7 = r"pkg/P\.wm\.xml:7: "
+_RESERVED = r"is a reserved Windows device name"
+
+
+def _file_named(name: str) -> str:
+    return f'<files><file source=".\\a.txt" destinationDir="$(runtime.system32)" name="{name}" /></files>'
+
+
+def _file_in(directory: str) -> str:
+    return f'<files><file source=".\\a.txt" destinationDir="$(runtime.system32)\\{directory}\\x" /></files>'
+
+
+def _directory(path: str) -> str:
+    return f'<directories><directory path="$(runtime.programData)\\{path}" /></directories>'
+
+
+def _bomb(levels: int, leaf: str) -> str:
+    """`levels` macros, each `$(next)$(next)`, used once in a file name."""
+    defs = "".join(f'<macro id="m{i}" value="$(m{i + 1})$(m{i + 1})" />' for i in range(levels))
+    return f'<macros>{defs}<macro id="m{levels}" value="{leaf}" /></macros>' + _file_named("$(m0)")
+
+
+PKG_XML = """<?xml version="1.0" encoding="utf-8"?>
+<Package xmlns="urn:Microsoft.WindowsPhone/PackageSchema.v8.00" Owner="Contoso" Component="Legacy"
+    SubComponent="Q" OwnerType="OEM" ReleaseType="Production" Platform="arm64">
+  <Components>
+    <OSComponent>
+      <Files>
+        <File {attrs} />
+      </Files>
+    </OSComponent>
+  </Components>
+</Package>
+"""
+
+
+def _pkg(attrs: str) -> dict[str, object]:
+    return {"pkg/Q.pkg.xml": PKG_XML.format(attrs=attrs)}
+
+
+def _cr_only(edit: Callable[[str], str] = lambda t: t) -> Callable[[str], str]:
+    return lambda text: edit(text).replace("\r\n", "\n").replace("\n", "\r")
+
+
+def _inf_with_file(name: str):
+    """The mini driver, copying `name` (which the host file system allows) instead of d.sys."""
+
+    def setup(ws: Path, pki: dict) -> None:
+        _driver()(ws, pki)
+        (ws / "pkg/d.sys").rename(ws / "pkg" / name)
+        inf = ws / "pkg/d.inf"
+        inf.write_text(inf.read_text().replace("d.sys", name))
+
+    return setup
+
+
+RESERVED_FILE_NAMES = [
+    "CON", "prn.txt", "Aux", "NUL", "nul.tar.gz", "nul .txt", "COM1", "com9.log", "LPT1", "lpt9.dat",
+    "COM\u00b9", "LPT\u00b3.txt", "com\u00b2.bin", "CONIN$", "conout$.txt",
+]  # fmt: skip
+RESERVED_DIRECTORIES = ["CON", "nul.d", "COM1", "Lpt\u00b9", "aux"]
+
+CASES += [
+    *(
+        Case(f"reserved-file-name-{n}", "mini", _W7 + rf"file name '{re.escape(n)}' .*{_RESERVED}",
+             extra=_file_named(n))
+        for n in RESERVED_FILE_NAMES
+    ),
+    *(
+        Case(f"reserved-directory-{n}", "mini", _W7 + rf"destinationDir .*path segment '{re.escape(n)}'.*{_RESERVED}",
+             extra=_file_in(n))
+        for n in RESERVED_DIRECTORIES
+    ),
+    Case("reserved-declared-directory-NUL", "mini", _W7 + rf"directory path .*'NUL'.*{_RESERVED}",
+         extra=_directory("NUL")),
+    Case("reserved-declared-directory-com3", "mini", _W7 + rf"directory path .*'com3\.x'.*{_RESERVED}",
+         extra=_directory("Logs\\com3.x")),
+    Case("reserved-source-name", "mini", _W7 + rf"file name 'aux\.txt' \(of source pkg/aux\.txt\).*{_RESERVED}",
+         extra='<files><file source=".\\aux.txt" /></files>',
+         setup=lambda ws, _: (ws / "pkg/aux.txt").write_text("aux\n")),
+    Case("file-name-trailing-dot", "mini", _W7 + r"file name 'a\.txt\.' .*ends in a dot or a space",
+         extra=_file_named("a.txt.")),
+    Case("file-name-trailing-space", "mini", _W7 + r"file name 'a\.txt ' .*ends in a dot or a space",
+         extra=_file_named("a.txt ")),
+    Case("directory-trailing-dot", "mini", _W7 + r"destinationDir .*'x\.'.*ends in a dot or a space",
+         extra=_file_in("x.")),
+    Case("directory-trailing-space", "mini", _W7 + r"destinationDir .*'x '.*ends in a dot or a space",
+         extra=_file_in("x ")),
+    Case("declared-directory-trailing-dot", "mini", _W7 + r"directory path .*'Logs\.'.*ends in a dot",
+         extra=_directory("Logs.")),
+    *(
+        Case(f"file-name-char-{i}", "mini", _W7 + r"file name .* contains .*which Windows does not allow",
+             extra=_file_named(f"a{c}b"))
+        for i, c in enumerate(["&lt;", "|", "?", "*", "&quot;", "&#9;"])
+    ),
+    Case("directory-char", "mini", _W7 + r"destinationDir .*path segment 'a>b'.*does not allow",
+         extra=_file_in("a&gt;b")),
+    # misspelt attributes and elements, each schema
+    Case("misspelt-destinationDir", "mini", _W7 + r"unknown attribute destinatonDir= on <file>; did you mean "
+         r"destinationDir\?", extra='<files><file source=".\\a.txt" destinatonDir="$(runtime.system32)\\x" /></files>'),
+    Case("misspelt-keyName", "mini", _W7 + r"unknown attribute keyname= on <regKey>; did you mean keyName\?",
+         extra='<regKeys><regKey keyname="$(hklm.software)\\C" /></regKeys>'),
+    Case("misspelt-regValue-type", "mini", _W7 + r"unknown attribute tyep= on <regValue>; did you mean type\?",
+         extra='<regKeys><regKey keyName="$(hklm.software)\\C"><regValue name="x" type="REG_SZ" tyep="REG_SZ" '
+         'value="1" /></regKey></regKeys>'),
+    Case("misspelt-service-start", "mini", _W7 + r"unknown attribute strat= on <service>; did you mean start\?",
+         extra='<service name="s" start="auto" strat="auto" type="win32OwnProcess" />'),
+    Case("misspelt-targetPartition", "mini", r"pkg/P\.wm\.xml:3: unknown attribute targetPartiton= on "
+         r"<onecorePackageInfo>; did you mean targetPartition\?",
+         files={"pkg/P.wm.xml": _sub('targetPartition="MainOS"', 'targetPartiton="MainOS"')}),
+    Case("misspelt-identity-owner", "mini", r"pkg/P\.wm\.xml:2: unknown attribute ownr= on <identity>; did you "
+         r"mean owner\?", files={"pkg/P.wm.xml": _sub('owner="Contoso"', 'owner="Contoso" ownr="x"')}),
+    Case("misspelt-macro-value", "mini", _W7 + r"unknown attribute vaule= on <macro>; did you mean value\?",
+         extra='<macros><macro id="x" vaule="1" /></macros>'),
+    Case("misspelt-bcdStore-source", "mini", _W7 + r"unknown attribute sorce= on <bcdStore>; did you mean source\?",
+         extra='<bcdStore sorce="b.xml" />'),
+    Case("misspelt-element-file", "mini", _W7 + r"<fiel> is not allowed inside <files>.*did you mean <file>\?",
+         extra='<files><fiel source=".\\a.txt" /></files>'),
+    Case("unimplemented-service-attribute", "mini", _W7 + r"attribute startAfterInstall= on <service> is valid "
+         r"but ffuforge does not implement it", extra='<service name="s" start="auto" type="win32OwnProcess" '
+         'startAfterInstall="synchronous" />'),
+    Case("pkgxml-misspelt-DestinationDir", "mini", r"pkg/Q\.pkg\.xml:7: unknown attribute Destinationdir= on "
+         r"<File>; did you mean DestinationDir\? \(names are case-sensitive\)",
+         files=_pkg('Source=".\\a.txt" Destinationdir="$(runtime.system32)"')),
+    Case("pkgxml-misspelt-Source", "mini", r"pkg/Q\.pkg\.xml:7: unknown attribute Sorce= on <File>; did you "
+         r"mean Source\?", files=_pkg('Source=".\\a.txt" Sorce=".\\a.txt"')),
+    Case("pkgxml-reserved-name", "mini", rf"pkg/Q\.pkg\.xml:7: file name 'LPT2\.txt' .*{_RESERVED}",
+         files=_pkg('Source=".\\a.txt" Name="LPT2.txt"')),
+    Case(
+        "inf-copies-a-reserved-name",
+        "mini",
+        _W7 + rf"file name 'con\.sys' \(from d\.inf\) .*{_RESERVED}",
+        extra=DRIVER,
+        setup=_inf_with_file("con.sys"),
+    ),
+    # bounded expansion
+    Case("macro-bomb-40", "mini", _W7 + r"macro \$\(m0\) nests more than 32 macros deep", extra=_bomb(40, "x")),
+    Case("macro-bomb-size", "mini", _W7 + r"macro \$\(m0\) \(defined on line 7\) expands to more than 1048576 "
+         r"characters", extra=_bomb(24, "xxxxxxxx")),
+    Case("macro-recursion", "mini", _W7 + r"macro recursion \$\(a\) -> \$\(b\) -> \$\(a\)",
+         extra='<macros><macro id="a" value="$(b)" /><macro id="b" value="x$(a)" /></macros>' + _file_named("$(a)")),
+    # CR-only line ends: the error names the right line
+    Case("cr-only-wm-xml", "mini", _W7 + r"unknown attribute destinatonDir= on <file>",
+         extra='<files><file source=".\\a.txt" destinatonDir="$(runtime.system32)" /></files>',
+         files={"pkg/P.wm.xml": _cr_only()}),
+    Case("cr-only-pkg-xml", "mini", r"pkg/Q\.pkg\.xml:7: unknown attribute Sorce= on <File>",
+         files={"pkg/Q.pkg.xml": _cr_only()(PKG_XML.format(attrs='Source=".\\a.txt" Sorce="x"'))}),
+    # huge-node tricks: our message, never libxml2's XML_PARSE_HUGE hint
+    Case("huge-attribute", "mini", _W7 + r"an attribute value, CDATA section or processing instruction is longer "
+         r"than 10000000 bytes, past the limit", extra=_file_named("x" * 10_000_001)),
+    Case("huge-text-node", "mini", r"pkg/P\.wm\.xml:\d+: a text node is longer than 10000000 bytes",
+         extra="<files>" + "x" * 10_000_001 + "</files>"),
+    Case("deep-nesting", "mini", r"pkg/P\.wm\.xml:7: elements are nested deeper than 256 levels",
+         extra="<files>" * 300 + "</files>" * 300),
+    # the image-level schemas (the sample)
+    Case("fm-misspelt-attribute", "sample", rf"{OEMFM}:5: unknown attribute Nmae= on <PackageFile>; did you mean "
+         r"Name\?", files={OEMFM: _sub('Name="%OEM_NAME%.Registry.Settings.cab"', 'Nmae="%OEM_NAME%.Registry.Settings.cab"')}),
+    Case("fmfilelist-misspelt-attribute", "sample", rf"{FMLIST}:6: unknown attribute Pth= on <FM>; did you mean "
+         r"Path\?", files={FMLIST: _sub('Path="$(FMDirectory)', 'Pth="$(FMDirectory)')}),
+    Case("oeminput-misspelt-element", "sample", rf"{OEMINPUT}:4: <SCO> is not allowed inside <OEMInput>; did you "
+         r"mean <SOC>\?", files={OEMINPUT: _sub("<SOC>ContosoBoard</SOC>", "<SCO>ContosoBoard</SCO>")}),
+    Case("oeminput-attribute-on-text", "sample", rf"{OEMINPUT}:4: unknown attribute Name= on <SOC>",
+         files={OEMINPUT: _sub("<SOC>", '<SOC Name="x">')}),
+    Case("oeminput-cr-only", "sample", rf"{OEMINPUT}:4: <SCO> is not allowed inside <OEMInput>",
+         files={OEMINPUT: _cr_only(_sub("<SOC>ContosoBoard</SOC>", "<SCO>ContosoBoard</SCO>"))}),
+    Case("layout-attribute", "sample", r"DeviceLayout\.xml:4: unknown attribute Type= on <Partition>",
+         files={LAYOUT: _sub("<Partition>", '<Partition Type="x">')}),
+    Case("platform-misspelt-element", "sample", r"OEMDevicePlatform\.xml:3: unknown element <MinSectorCont> in "
+         r"<OEMDevicePlatform>; did you mean <MinSectorCount>\?",
+         files={PLATFORM: _sub("MinSectorCount>15269888</MinSectorCount", "MinSectorCont>15269888</MinSectorCont")}),
+]  # fmt: skip
+
+
 # ------------------------------------------------------------------------------- fixtures
 
 
@@ -959,7 +1134,7 @@ def _check(proc: subprocess.CompletedProcess, case: Case, ws: Path) -> None:
 
 
 def test_catalogue_is_big_enough():
-    assert len(CASES) >= 40
+    assert len(CASES) >= 125  # 85 before issue #17's names, schemas, bombs and line ends
     assert len({c.id for c in CASES}) == len(CASES)
 
 

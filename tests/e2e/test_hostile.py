@@ -7,9 +7,9 @@ overlong lines, oversized files, cyclic and huge sections (test_inf.py); hive ce
 external entities in package projects (test_project.py).
 
 Here: a vendor CAB installed into a partition (`ffuforge.image.install`) that lies in its update.mum or
-manifests or tries to write outside the staged partition; entity bombs and external entities in
-every other XML reader; partition names that would name files outside build/; inputs that are not
-regular files.
+manifests or tries to write outside the staged partition; entity bombs, external entities, huge-node
+tricks, unknown attributes and CR-only line ends in every other XML reader; partition names that would
+name files outside build/; inputs that are not regular files.
 """
 
 from __future__ import annotations
@@ -393,8 +393,78 @@ def test_huge_xml_is_refused_before_parsing(tmp_path, monkeypatch):
 def test_deeply_nested_xml_is_an_ffuerror(tmp_path):
     f = tmp_path / "deep.xml"
     f.write_text("<a>" * 100_000 + "</a>" * 100_000)
-    with pytest.raises(FFUError):
+    with pytest.raises(FFUError, match="nested deeper than 256 levels"):
         project.load(f)
+
+
+def _inside(doc: str, inner: str) -> str:
+    """`inner` as the first content of the document's root element."""
+    if doc.endswith("/>"):
+        tag = doc.split()[0][1:]
+        return doc[:-2] + ">" + inner + f"</{tag}>"
+    cut = doc.index(">") + 1
+    return doc[:cut] + inner + doc[cut:]
+
+
+HUGE = {  # what libxml2 stops without XML_PARSE_HUGE, and the words we use for it
+    "text-node": ("x" * 10_000_001, "a text node is longer than 10000000 bytes"),
+    "attribute": ('<z a="' + "x" * 10_000_001 + '"/>', "an attribute value, CDATA section"),
+    "cdata": ("<![CDATA[" + "x" * 10_000_001 + "]]>", "an attribute value, CDATA section"),
+    "name": ("<" + "z" * 50_001 + "/>", "an element or attribute name is longer than 50000"),
+    "depth": ("<z>" * 300 + "</z>" * 300, "elements are nested deeper than 256 levels"),
+}
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+@pytest.mark.parametrize("trick", sorted(HUGE))
+def test_huge_node_tricks_get_our_message_in_every_reader(tmp_path, reader, trick):
+    """libxml2's own message suggests XML_PARSE_HUGE, which no user can set: ours names the limit."""
+    doc, load = READERS[reader]
+    inner, words = HUGE[trick]
+    f = tmp_path / "doc.xml"
+    f.write_text(_inside(doc, inner))
+    with pytest.raises(FFUError) as exc:
+        load(f)
+    text = str(exc.value)
+    assert words in text and "XML_PARSE_HUGE" not in text and "\n" not in text, text
+    assert re.match(r"^\S*(doc|x)\.xml:1: ", text), text
+
+
+UNKNOWN_ATTRIBUTE = {  # reader -> (document with one misspelt attribute, expected message)
+    "fm": (FM.replace("<FeatureManifest ", '<FeatureManifest Revison="1" '), "did you mean Revision?"),
+    "fmfilelist": (FMLIST.replace('Product="', 'Prodcut="'), "did you mean Product?"),
+    "oeminput": (OEMINPUT.replace("<SOC>", '<SOC Value="x">'), "unknown attribute Value= on <SOC>"),
+    "devicelayout": (LAYOUT.replace("<SectorSize>", '<SectorSize Bytes="1">'), "unknown attribute Bytes="),
+    "devicelayout-bytes": (
+        LAYOUT.replace("<Partitions/>", '<Partitions Count="1"/>'),
+        "unknown attribute Count=",
+    ),
+    "oemdeviceplatform": (PLATFORM.replace("<MinSectorCount>", '<MinSectorCount Unit="s">'), "Unit="),
+    "package-project": (WM.replace('name="P"', 'name="P" legacyNmae="x"'), "did you mean legacyName?"),
+}
+
+
+@pytest.mark.parametrize("reader", sorted(UNKNOWN_ATTRIBUTE))
+def test_unknown_attributes_in_every_schema(tmp_path, reader):
+    doc, expected = UNKNOWN_ATTRIBUTE[reader]
+    f = tmp_path / "doc.xml"
+    f.write_text(doc)
+    with pytest.raises(FFUError) as exc:
+        READERS[reader][1](f)
+    assert expected in str(exc.value), str(exc.value)
+    assert re.match(r"^\S*(doc|x)\.xml:1: ", str(exc.value)), str(exc.value)
+
+
+@pytest.mark.parametrize("reader", sorted(UNKNOWN_ATTRIBUTE))
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_cr_only_line_ends_give_the_right_line(tmp_path, reader, encoding):
+    """Classic Mac line ends: the mistake on line 3 is reported on line 3, not line 1."""
+    doc, expected = UNKNOWN_ATTRIBUTE[reader]
+    f = tmp_path / "doc.xml"
+    f.write_bytes(f'<?xml version="1.0" encoding="{encoding}"?>\r<!-- one -->\r{doc}'.encode(encoding))
+    with pytest.raises(FFUError) as exc:
+        READERS[reader][1](f)
+    assert expected in str(exc.value) and ":3: " in str(exc.value), str(exc.value)
 
 
 # ------------------------------------------------------------------ names that become paths

@@ -270,7 +270,7 @@ def test_empty_containers(tmp_path):
 
 
 BAD_FMS = [
-    (fm_xml("<Basepackages/>"), "write <BasePackages>"),
+    (fm_xml("<Basepackages/>"), "did you mean <BasePackages>? (names are case-sensitive)"),
     (fm_xml("<Foo/>"), "<Foo> is not allowed inside <FeatureManifest>"),
     (fm_xml(f"<Features><OEM>{pkg('A.cab')}</OEM></Features>"), "needs exactly one <FeatureIDs>"),
     (
@@ -292,8 +292,14 @@ BAD_FMS = [
     (fm_xml(f"<CPUPackages>{pkg('C.cab')}</CPUPackages>"), "needs CPUType="),
     (fm_xml(f"<BasePackages>{pkg('C.cab', CPUType='mips')}</BasePackages>"), "not one of ARM"),
     (fm_xml(f"<BasePackages>{pkg('C.cab', path='x', Language='en-US')}</BasePackages>"), "Language='en-US'"),
-    (fm_xml(f"<BasePackages>{pkg('C.cab', Partiton='EFIESP')}</BasePackages>"), "Partiton= is not allowed"),
-    (fm_xml(f"<BasePackages>{pkg('C.cab', partition='EFIESP')}</BasePackages>"), "write Partition"),
+    (
+        fm_xml(f"<BasePackages>{pkg('C.cab', Partiton='EFIESP')}</BasePackages>"),
+        "unknown attribute Partiton= on <PackageFile>; did you mean Partition?",
+    ),
+    (
+        fm_xml(f"<BasePackages>{pkg('C.cab', partition='EFIESP')}</BasePackages>"),
+        "did you mean Partition? (names are case-sensitive)",
+    ),
     (fm_xml(f"<BasePackages>{pkg('C.cab', FeatureIdentifierPackage='yes')}</BasePackages>"), "true or false"),
     (
         fm_xml(
@@ -400,7 +406,10 @@ def test_fmfilelist(tmp_path):
         ),
         (lambda t: t.replace(' ID="OEMFM"', ""), "needs ID="),
         (lambda t: t.replace("<Resolution>1024x768", "<Resolution>big"), "not WxH"),
-        (lambda t: t.replace("<FMs>", "<FMS>").replace("</FMs>", "</FMS>"), "write <FMs>"),
+        (
+            lambda t: t.replace("<FMs>", "<FMS>").replace("</FMs>", "</FMS>"),
+            "did you mean <FMs>? (names are case-sensitive)",
+        ),
         (lambda t: t.replace("FMCollectionManifest", "FeatureManifest"), "this is a feature manifest (FM)"),
     ],
 )
@@ -523,3 +532,14 @@ def test_mutated_fm_only_ffuerror(tmp_path_factory, data):
         assert str(exc).startswith("M_FM.xml")
         return
     fm.parse_fm_bytes(fm.write_fm(f), "again.xml")
+
+
+def test_conditional_feature_takes_only_its_two_attributes(tmp_path):
+    text = fm_xml(
+        '<Features><OEMConditionalFeatures><ConditionalFeature FeatureID="OEM_X" UpdateActoin="NoUpdate"/>'
+        "</OEMConditionalFeatures></Features>"
+    )
+    with pytest.raises(
+        FFUError, match=r"unknown attribute UpdateActoin= on <ConditionalFeature>; did you mean "
+    ):
+        load_text(tmp_path, text, "CondFM.xml")

@@ -112,7 +112,7 @@ def _drop(tag):
         (lambda t: t.replace("<SOC>Board</SOC>", "<SOC>Board</SOC><SOC>Other</SOC>"), "<SOC> appears twice"),
         (
             lambda t: t.replace("<SOC>Board</SOC>", "<Soc>Board</Soc>"),
-            "element names are case-sensitive: write <SOC>",
+            "did you mean <SOC>? (names are case-sensitive)",
         ),
         (lambda t: t.replace("<SOC>Board</SOC>", "<SOC></SOC>"), "<SOC> is empty"),
         (

@@ -110,7 +110,7 @@ def test_append_needs_a_multi_string(tmp_path):
             _reg(SVCHOST, '<regValue name="x" type="REG_MULTI_SZ" value="a" operationHint="merge"/>'),
             "Pkg",
         )
-    with pytest.raises(ConfigError, match="unknown attribute 'hint' on <regValue>"):
+    with pytest.raises(ConfigError, match="unknown attribute hint= on <regValue>"):
         _cab(tmp_path, _reg(SVCHOST, '<regValue name="x" type="REG_SZ" value="a" hint="x"/>'), "Pkg")
     sz = _cab(tmp_path, _reg(SVCHOST, '<regValue name="netsvcs" type="REG_SZ" value="a"/>'), "Sz")
     _, one, _ = _svchost_packages(tmp_path)

@@ -105,7 +105,7 @@ def test_project_forms_are_read(tmp_path):
         (_defs(("X", FILE_SD), ("X", KEY_SD)), r"Pkg\.wm\.xml:2: security descriptor 'X' is already defined"),
         (
             _defs(("X", FILE_SD)).replace('sddl="', 'colour="red" sddl="'),
-            r"Pkg\.wm\.xml:2: unknown attribute 'colour' on <securityDescriptorDefinition>",
+            r"Pkg\.wm\.xml:2: unknown attribute colour= on <securityDescriptorDefinition>",
         ),
         (
             "<trustInfo><security><bogus/></security></trustInfo>",
@@ -113,7 +113,7 @@ def test_project_forms_are_read(tmp_path):
         ),
         (
             '<directories><directory path="$(runtime.programData)" mode="x"/></directories>',
-            r"Pkg\.wm\.xml:2: unknown attribute 'mode' on <directory>",
+            r"Pkg\.wm\.xml:2: unknown attribute mode= on <directory>; <directory> takes path, securityDescriptor",
         ),
         (
             '<directories><directory path="$(runtime.programData)"/></directories>',

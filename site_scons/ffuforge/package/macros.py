@@ -3,6 +3,17 @@
 Device-side path macros (`$(runtime.system32)`) stay symbolic in CBS manifests and are only
 given values when a partition is written; registry macros expand to `HKEY_…` paths. Lookup is
 case-insensitive because real trees mix `$(runtime.bootdrive)` and `$(HKLM.SYSTEM)`.
+
+Expansion is bounded: macros may nest :data:`MAX_DEPTH` deep, and one value may expand to at most
+:data:`MAX_EXPANDED` characters. Each package macro is expanded once per context and reused, so a
+chain of macros each repeating the next twice costs one expansion per macro until its value passes
+the bound (40 macros each ``$(next)$(next)`` would otherwise be 2^40 copies). pkggen's own bounds
+are not documented; these are far above what any corpus project uses (3 levels, a few hundred
+characters).
+
+Names a path gives a device (destinationDir segments, ``name=``, directory paths) must be valid
+Windows names (:func:`name_problem`), so a mistake is reported at the project line, not as a CAB
+member or on the device.
 """
 
 from __future__ import annotations
@@ -14,6 +25,18 @@ from ..errors import ConfigError
 MACRO_RE = re.compile(r"\$\(([^()$]*)\)")
 _NESTED_RE = re.compile(r"\$\([^()]*\$\(")
 _ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+MAX_DEPTH = 32
+MAX_EXPANDED = 1 << 20
+
+# Names Windows opens as devices, in any case and with any extension ("nul.txt", "Com1.log"): the
+# list of Microsoft's "Naming Files, Paths, and Namespaces", with the superscript digits ¹²³ that
+# RtlIsDosDeviceName_U also takes (Latin-1 code points, as in CPython 3.13's ntpath.isreserved, which
+# also lists CONIN$ and CONOUT$).
+RESERVED_NAMES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{dev}{n}" for dev in ("COM", "LPT") for n in "123456789\u00b9\u00b2\u00b3"]
+)
+_BAD_CHARS = frozenset('<>:"|?*')
 
 # Device paths relative to the target partition's root (values from the kit's pkggen.cfg.xml).
 RUNTIME: dict[str, str] = {
@@ -122,6 +145,8 @@ class Macros:
         self.file = file
         self.variables = {k.lower(): v for k, v in (variables or {}).items()}
         self.local: dict[str, str] = {}
+        self.lines: dict[str, int | None] = {}  # where each package macro is defined
+        self._memo: dict[tuple[str, bool, bool], str] = {}  # (id, device, csi) -> expansion
         for key, value in (local or {}).items():
             self.define(key, value)
 
@@ -134,11 +159,14 @@ class Macros:
         if low in self.local:
             raise ConfigError(f"macro $({key}) is defined twice (ids are case-insensitive)", self.file, line)
         self.local[low] = value
+        self.lines[low] = line
+        self._memo.clear()
 
     def with_variables(self, extra: dict[str, str]) -> Macros:
         clone = Macros(file=self.file)
         clone.variables = {**self.variables, **{k.lower(): v for k, v in extra.items()}}
         clone.local = dict(self.local)
+        clone.lines = dict(self.lines)
         return clone
 
     def expand(
@@ -149,7 +177,7 @@ class Macros:
         manifest, PkgBldr ``Macros_WmToCsi.xml``; the installer gives them values)."""
         if text is None:
             return None
-        return self._expand(text, line, device, (), csi)
+        return self._expand(text, line, device, (), csi, [MAX_EXPANDED])
 
     def leading(self, text: str) -> str:
         """`text` with package macros/variables at its start replaced, to see what it starts with."""
@@ -162,8 +190,12 @@ class Macros:
             text = value + text[m.end() :]
         return text
 
-    def _expand(self, text: str, line, device: bool, stack: tuple[str, ...], csi: bool = False) -> str:
+    def _expand(
+        self, text: str, line, device: bool, stack: tuple[str, ...], csi: bool, budget: list[int]
+    ) -> str:
         if "$(" not in text:
+            if stack:  # what a macro adds; the attribute's own text is bounded by the XML reader
+                self._spend(len(text), budget, stack, line)
             return text
         if _NESTED_RE.search(text):
             raise ConfigError(f"nested macro reference in {text!r} is not supported", self.file, line)
@@ -174,28 +206,71 @@ class Macros:
             if low in stack:
                 chain = " -> ".join(f"$({s})" for s in (*stack, low))
                 raise ConfigError(f"macro recursion {chain}; break the cycle", self.file, line)
-            if low in self.local:
-                return self._expand(self.local[low], line, device, (*stack, low), csi)
-            if low in self.variables:
-                return self._expand(self.variables[low], line, device, (*stack, low), csi)
+            memo = (low, device, csi)
+            if memo in self._memo:
+                value = self._memo[memo]
+                self._spend(len(value), budget, (*stack, low), line)
+                return value
+            value = self.local.get(low, self.variables.get(low))
+            if value is not None:
+                if len(stack) >= MAX_DEPTH:
+                    raise ConfigError(
+                        f"macro $({stack[0]}) nests more than {MAX_DEPTH} macros deep "
+                        f"({_chain((*stack, low))}); flatten <macros>",
+                        self.file,
+                        line,
+                    )
+                value = self._expand(value, line, device, (*stack, low), csi, [MAX_EXPANDED])
+                self._memo[memo] = value
+                self._spend(len(value), budget, (*stack, low), line)
+                return value
             if low in _RUNTIME_LC:
-                return RUNTIME[_RUNTIME_LC[low]] if device else f"$({_RUNTIME_LC[low]})"
-            if low in _TEXT_LC:
-                return _TEXT_LC[low]
-            if low in _REG_LC:
-                return _REG_LC[low]
-            if csi and low.startswith("build."):
-                return f"$({key})"
-            raise ConfigError(
-                f"undefined macro $({key}); define it in <macros> or pass it as a build variable",
-                self.file,
-                line,
-            )
+                value = RUNTIME[_RUNTIME_LC[low]] if device else f"$({_RUNTIME_LC[low]})"
+            elif low in _TEXT_LC:
+                value = _TEXT_LC[low]
+            elif low in _REG_LC:
+                value = _REG_LC[low]
+            elif csi and low.startswith("build."):
+                value = f"$({key})"
+            else:
+                raise ConfigError(
+                    f"undefined macro $({key}); define it in <macros> or pass it as a build variable",
+                    self.file,
+                    line,
+                )
+            self._spend(len(value), budget, (*stack, low), line)
+            return value
 
-        return MACRO_RE.sub(repl, text)
+        out = MACRO_RE.sub(repl, text)
+        if stack:
+            self._spend(len(MACRO_RE.sub("", text)), budget, stack, line)
+        return out
+
+    def _spend(self, n: int, budget: list[int], stack: tuple[str, ...], line) -> None:
+        budget[0] -= n
+        if budget[0] >= 0:
+            return
+        top = stack[0] if stack else None
+        defined = f" (defined on line {self.lines[top]})" if self.lines.get(top) else ""
+        what = f"macro $({top}){defined} expands" if top else "the value expands"
+        raise ConfigError(
+            f"{what} to more than {MAX_EXPANDED} characters "
+            f"({_chain(stack)}); a macro repeats another one: fix <macros> or the build variables",
+            self.file,
+            line,
+        )
 
 
-def split_destination(expanded: str, file: str | None, line: int | None) -> tuple[str, str]:
+def _chain(stack: tuple[str, ...]) -> str:
+    names = [f"$({s})" for s in stack]
+    if len(names) > 6:
+        names = [*names[:3], "…", *names[-2:]]
+    return " -> ".join(names) or "no macro"
+
+
+def split_destination(
+    expanded: str, file: str | None, line: int | None, what: str = "destinationDir"
+) -> tuple[str, str]:
     """Split an expanded destinationDir into (runtime macro id, relative sub path).
 
     The directory must start with a device path macro (or be `.\\`, the package root);
@@ -207,28 +282,55 @@ def split_destination(expanded: str, file: str | None, line: int | None) -> tupl
         macro = canonical_runtime(m.group(1))
         if macro is None:
             raise ConfigError(
-                f"destinationDir {expanded!r} must start with a device path macro such as "
+                f"{what} {expanded!r} must start with a device path macro such as "
                 "$(runtime.system32), not $(" + m.group(1) + ")",
                 file,
                 line,
             )
         rest = m.group(2)
         if rest and not rest.startswith("\\"):
-            raise ConfigError(f"destinationDir {expanded!r}: a '\\' must follow the macro", file, line)
+            raise ConfigError(f"{what} {expanded!r}: a '\\' must follow the macro", file, line)
     elif text in (".", ".\\") or text.startswith(".\\"):
         macro, rest = "runtime.bootDrive", text[1:]
     else:
         raise ConfigError(
-            f"destinationDir {expanded!r} must start with a device path macro such as "
+            f"{what} {expanded!r} must start with a device path macro such as "
             "$(runtime.system32) (absolute or relative host paths are not allowed)",
             file,
             line,
         )
-    return macro, normalize_relative(rest, f"destinationDir {expanded!r}", file, line)
+    return macro, normalize_relative(rest, f"{what} {expanded!r}", file, line)
+
+
+def name_problem(seg: str) -> str | None:
+    """Why `seg` (one path segment) cannot be a Windows file or directory name, or None."""
+    bad = next((c for c in seg if ord(c) < 32 or c in _BAD_CHARS), None)
+    if bad is not None:
+        return f'contains {bad!r}, which Windows does not allow in names (no control characters or <>:"|?*)'
+    if seg[-1:] in (".", " "):
+        return "ends in a dot or a space, which Windows removes from names"
+    if seg.partition(".")[0].rstrip(" ").upper() in RESERVED_NAMES:
+        return (
+            "is a reserved Windows device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9, also with an "
+            "extension and in any case)"
+        )
+    return None
+
+
+def check_file_name(name: str, file: str | None, line: int | None, origin: str = "") -> None:
+    """A device file name (``name=`` or the source's own name): one segment, valid on Windows."""
+    if not name or name in (".", "..") or "\\" in name or "/" in name:
+        raise ConfigError(f"file name {name!r}{origin} is not a valid device file name", file, line)
+    problem = name_problem(name)
+    if problem:
+        raise ConfigError(
+            f"file name {name!r}{origin} is not a valid device file name: it {problem}; rename it", file, line
+        )
 
 
 def normalize_relative(path: str, what: str, file: str | None, line: int | None) -> str:
-    """Normalise a backslash path below a root; refuse anything that escapes it."""
+    """Normalise a backslash path below a root; refuse anything that escapes it or that Windows
+    cannot name."""
     parts: list[str] = []
     for seg in path.replace("/", "\\").split("\\"):
         if seg in ("", "."):
@@ -238,8 +340,9 @@ def normalize_relative(path: str, what: str, file: str | None, line: int | None)
                 raise ConfigError(f"{what} escapes its root directory with '..'", file, line)
             parts.pop()
             continue
-        if ":" in seg or any(ord(c) < 32 for c in seg) or any(c in seg for c in '<>"|?*'):
-            raise ConfigError(f"{what} contains an invalid path segment {seg!r}", file, line)
+        problem = name_problem(seg)
+        if problem:
+            raise ConfigError(f"{what} has the path segment {seg!r}, which {problem}; rename it", file, line)
         parts.append(seg)
     return "\\".join(parts)
 

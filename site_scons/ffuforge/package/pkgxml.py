@@ -3,7 +3,8 @@ model of :mod:`.projectmodel`.
 
 Separate from the wm.xml reader (:mod:`.wmxml`) because the schema spells everything differently
 (components, capitalised attributes, a fixed element order); it borrows only the failure-actions
-parser, whose rules are the same in both.
+parser, whose rules are the same in both. Attributes are checked against
+:data:`.projectmodel.PKG_ATTRS` first, as in the wm.xml reader.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 from ..util import xmlsafe
 from .projectmodel import (
     OWNER_TYPES,
+    PKG_ATTRS,
     PKG_NS,
     PKG_UNIMPLEMENTED,
+    PKG_UNIMPLEMENTED_ATTRS,
     RELEASE_TYPES,
     SERVICE_START,
     SERVICE_TYPE,
@@ -41,6 +44,7 @@ class PkgLoader(Loader):
 
     def load(self, root) -> Project:
         w = self.where(root)
+        self.check_attributes(root, PKG_ATTRS, PKG_UNIMPLEMENTED_ATTRS)
         for attr in ("Owner", "Component", "OwnerType", "ReleaseType"):
             if not root.get(attr):
                 raise w.error(f"<Package> lacks required attribute {attr}")

@@ -65,6 +65,98 @@ PKG_UNIMPLEMENTED = {
     "Interfaces",
 }
 
+# Attributes of each element ffuforge reads (``parent/name`` where a name means two things), from
+# package-project.md §1-§2 (the published XSDs). Every other attribute is an error naming the
+# closest of these: a misspelt ``destinatonDir=`` would otherwise put a file in the wrong folder.
+# The corpus (../shared/corpus, 200 wm.xml and 177 pkg.xml files) needs no attribute beyond these.
+_FILTERED = ("buildFilter",)
+WM_ATTRS: dict[str, tuple[str, ...]] = {
+    "identity": ("owner", "name", "namespace", "legacyName", "buildWow"),
+    "onecorePackageInfo": ("targetPartition", "releaseType", "ownerType", "binaryPartition"),
+    "onecorePackageInfo/binaryPartition": ("imageSource",),
+    "macros": (),
+    "macro": ("id", "value"),
+    "files": (*_FILTERED, "resolution"),
+    "file": ("source", "destinationDir", "name", "securityDescriptor", *_FILTERED),
+    "regKeys": _FILTERED,
+    "regKey": ("keyName", "securityDescriptor", *_FILTERED),
+    "regValue": ("name", "type", "value", "operationHint", *_FILTERED),
+    "directories": (),
+    "directory": ("path", "securityDescriptor"),
+    "drivers": _FILTERED,
+    "driver": ("defaultImportPath", *_FILTERED),
+    "inf": ("source",),
+    "service": (
+        *("name", "start", "type", "errorControl", "imagePath", "displayName", "description"),
+        *("objectName", "group", "dependOnService", "dependOnGroup", "requiredPrivileges", "sidType"),
+        *("failureActionsFlag", *_FILTERED),
+    ),
+    "failureActions": ("resetPeriod", "command", "rebootMessage"),
+    "actions": (),
+    "action": ("type", "delay"),
+    "serviceTrigger": ("action", "type", "subtype"),
+    "triggerData": ("type", "value"),
+    "COM": _FILTERED,
+    "servers": (),
+    "inProcServer": ("path", *_FILTERED),
+    "exeServer": ("path", *_FILTERED),
+    "classes": (),
+    "class": ("id", "threading", "progId", "description"),
+    "bcdStore": ("source", *_FILTERED),
+    # the XSD spells these both ways (Protocol/protocol, LPort/lport): compared case-insensitively
+    "firewallRule": (
+        *("name", "internalName", "action", "active", "binary", "desc", "dir", "group"),
+        *("icmp4", "icmp6", "lport", "rport", "profile", "protocol", "svc"),
+    ),
+    "language": ("culture", *_FILTERED),
+    "trustInfo": (),
+    "trustInfo/security": (),
+    "accessControl": (),
+    "securityDescriptorDefinitions": (),
+    "securityDescriptorDefinition": ("name", "sddl", "operationHint", "description"),
+}
+# Valid in the schema, not built by ffuforge: refused as such rather than ignored.
+WM_UNIMPLEMENTED_ATTRS: dict[str, tuple[str, ...]] = {
+    "service": ("subCategory", "securityDescriptor", "requiredCapabilities", "startAfterInstall"),
+    "language": ("multilingual",),
+}
+_PKG_FILE = ("Source", "DestinationDir", "Name", "Attributes", "EmbeddedSigningCategory")
+_PKG_GROUP = ("Language", "Resolution", "CpuFilter")
+PKG_ATTRS: dict[str, tuple[str, ...]] = {
+    "Package": (
+        *("Owner", "Component", "SubComponent", "OwnerType", "ReleaseType", "Partition"),
+        *("Platform", "BinaryPartition", "Description"),
+    ),
+    "Macros": (),
+    "Macro": ("Id", "Value"),
+    "Components": (),
+    "OSComponent": (),
+    "Files": _PKG_GROUP,
+    "RegKeys": _PKG_GROUP,
+    "File": _PKG_FILE,
+    "RegKey": ("KeyName",),
+    "RegValue": ("Name", "Type", "Value"),
+    "Driver": ("InfSource",),
+    "Reference": ("Source",),
+    "Service": (
+        *("Name", "Start", "Type", "ErrorControl", "DisplayName", "Description", "DependOnService"),
+        "ObjectName",
+    ),
+    "Executable": _PKG_FILE,
+    "FailureActions": ("ResetPeriod", "Command"),
+    "Action": ("Type", "Delay"),
+    "BCDStore": ("Source",),
+    "BinaryPartition": ("ImageSource",),
+    "ComServer": (),
+    "Dll": _PKG_FILE,
+    "Classes": (),
+    "Class": ("Id", "ThreadingModel", "ProgId", "Description"),
+}
+PKG_UNIMPLEMENTED_ATTRS: dict[str, tuple[str, ...]] = {
+    "Package": ("GroupingKey",),
+    "Service": ("SvcHostGroupName", "IsTCB"),
+}
+
 OWNER_TYPES = {
     "oem": "OEM",
     "mobileoperator": "MobileOperator",
@@ -341,7 +433,13 @@ class Loader:
             return self.where(el).error(
                 f"<{name}> is valid {schema} but ffuforge does not implement it yet; remove it or file an issue"
             )
-        return self.where(el).error(f"<{name}> is not allowed inside <{parent}> in the {schema} schema")
+        known = {k.rpartition("/")[2] for k in (WM_ATTRS if schema == "wm.xml" else PKG_ATTRS)}
+        hint = xmlsafe.suggest(name, known | set(unimplemented), "<{}>")
+        return self.where(el).error(f"<{name}> is not allowed inside <{parent}> in the {schema} schema{hint}")
+
+    def check_attributes(self, root, schema: dict, unimplemented: dict, fold=frozenset()) -> None:
+        """Every element's attributes, before any is read (see WM_ATTRS)."""
+        xmlsafe.check_tree(root, schema, self.file, unimplemented=unimplemented, fold=fold)
 
     def check_ns(self, el, ns: str):
         if xmlsafe.namespace(el) != ns:

@@ -76,7 +76,9 @@ def for_variant(v: Variant) -> VariantSecurity:
         for d in p.directories:
             if m is None:
                 m = _Planner(p, v.options, "", None).macros
-            macro, rel = macros.split_destination(m.expand(d.path, d.where.line), d.where.file, d.where.line)
+            macro, rel = macros.split_destination(
+                m.expand(d.path, d.where.line), d.where.file, d.where.line, "directory path"
+            )
             if not rel:
                 raise d.where.error(
                     f"directory {d.path!r} is a root macro's own directory; a package may only "

@@ -220,13 +220,7 @@ class _Planner:
         dest_raw = item.dest_dir if item.dest_dir is not None else "$(runtime.system32)"
         macro, rel = macros.split_destination(m.expand(dest_raw, w.line), w.file, w.line)
         name = m.expand(item.name, w.line) if item.name else src.name
-        if (
-            not name
-            or name in (".", "..")
-            or any(c in name for c in '\\/:*?"<>|')
-            or any(ord(c) < 32 for c in name)
-        ):
-            raise w.error(f"file name {name!r} is not a valid device file name")
+        macros.check_file_name(name, w.file, w.line, "" if item.name else f" (of source {shown})")
         return Payload(src, shown, macro, rel, name, w)
 
     def build(self, kind: str, lang: str | None) -> Variant:
@@ -434,6 +428,8 @@ class _Planner:
     def check(self, v: Variant) -> Variant:
         seen: dict[str, Payload] = {}
         for pl in v.payload:
+            if pl.driver:  # names an INF gives; a project's own were checked by payload()
+                macros.check_file_name(pl.name, pl.where.file, pl.where.line, f" (from {pl.driver})")
             key = pl.device_path.lower()
             if key in seen:
                 first = seen[key]

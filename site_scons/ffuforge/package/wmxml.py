@@ -1,6 +1,9 @@
 """The reader of ``*.wm.xml`` package projects (the published ManifestSchema.v1.00), into the
 shared model of :mod:`.projectmodel`.
 
+Every attribute is checked against :data:`.projectmodel.WM_ATTRS` before anything is read, so an
+unknown or misspelt one is an error with a did-you-mean hint wherever it appears.
+
 One module per schema so each reader's element handlers read top to bottom; :func:`.project.load`
 picks the reader by the document's root element.
 """
@@ -24,8 +27,10 @@ from .projectmodel import (
     TRIGGER_DATA,
     TRIGGER_SUBTYPES,
     TRIGGER_TYPES,
+    WM_ATTRS,
     WM_NS,
     WM_UNIMPLEMENTED,
+    WM_UNIMPLEMENTED_ATTRS,
     BcdItem,
     ComClass,
     ComServer,
@@ -49,7 +54,6 @@ from .projectmodel import (
 __all__ = ["WmLoader"]
 
 _GUID = re.compile(r"^\{?[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\}?$")
-_REGVALUE_ATTRS = ("name", "type", "value", "buildFilter", "operationHint")
 
 
 class WmLoader(Loader):
@@ -63,9 +67,7 @@ class WmLoader(Loader):
                 f"<identity> lacks required attribute(s) {', '.join(missing)} "
                 "(is this an unfilled template?); set owner, name and namespace"
             )
-        for attr in root.attrib:
-            if attr not in ("owner", "name", "namespace", "legacyName", "buildWow") and "}" not in attr:
-                raise w.error(f"unknown attribute {attr!r} on <identity>")
+        self.check_attributes(root, WM_ATTRS, WM_UNIMPLEMENTED_ATTRS, frozenset({"firewallRule"}))
         p = Project(
             self.path,
             "wm",
@@ -121,12 +123,6 @@ class WmLoader(Loader):
             w = self.where(d)
             if xmlsafe.localname(d) != "securityDescriptorDefinition":
                 raise self.unexpected(d, "securityDescriptorDefinitions", WM_UNIMPLEMENTED, "wm.xml")
-            for attr in d.attrib:
-                if attr not in ("name", "sddl", "operationHint", "description") and "}" not in attr:
-                    raise w.error(
-                        f"unknown attribute {attr!r} on <securityDescriptorDefinition>; use name, sddl, "
-                        "operationHint, description"
-                    )
             name, sddl = d.get("name"), d.get("sddl")
             if not name or not sddl:
                 raise w.error('<securityDescriptorDefinition> needs name="..." and sddl="..."')
@@ -147,9 +143,6 @@ class WmLoader(Loader):
             w = self.where(d)
             if xmlsafe.localname(d) != "directory":
                 raise self.unexpected(d, "directories", WM_UNIMPLEMENTED, "wm.xml")
-            for attr in d.attrib:
-                if attr not in ("path", "securityDescriptor") and "}" not in attr:
-                    raise w.error(f"unknown attribute {attr!r} on <directory>; use path, securityDescriptor")
             if not d.get("path"):
                 raise w.error('<directory> needs path="$(runtime.…)\\…"')
             p.directories.append(DirectoryItem(d.get("path"), d.get("securityDescriptor"), w))
@@ -226,11 +219,6 @@ class WmLoader(Loader):
                     raise self.where(v).error(
                         '<regValue name=""> is not allowed; omit name for the default value'
                     )
-                for attr in v.attrib:
-                    if attr not in _REGVALUE_ATTRS and "}" not in attr:
-                        raise self.where(v).error(
-                            f"unknown attribute {attr!r} on <regValue>; use {', '.join(_REGVALUE_ATTRS)}"
-                        )
                 hint = v.get("operationHint")
                 if hint is not None and hint != "append":
                     raise self.where(v).error(
@@ -328,9 +316,6 @@ class WmLoader(Loader):
 
     def trigger(self, el) -> TriggerItem:
         w = self.where(el)
-        for attr in el.attrib:
-            if attr not in ("action", "type", "subtype"):
-                raise w.error(f"unknown attribute {attr!r} on <serviceTrigger>; use action, type, subtype")
         missing = [a for a in ("action", "type", "subtype") if not el.get(a)]
         if missing:
             raise w.error(f"<serviceTrigger> needs {', '.join(missing)}")

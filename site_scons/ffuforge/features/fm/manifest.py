@@ -122,7 +122,7 @@ class ConditionalFeature:
     feature_id: str
     update_action: str | None = None
     line: int | None = None
-    attributes: tuple[tuple[str, str], ...] = ()  # any other attribute, kept for round trips
+    attributes: tuple[tuple[str, str], ...] = ()  # other attributes (none pass the loader), written back
 
 
 @dataclass
@@ -284,6 +284,7 @@ class _FMLoader(XmlLoader):
         )
 
     def conditional(self, el) -> ConditionalFeature:
+        self.check_attrs(el, ("FeatureID", "UpdateAction"))  # the schema's two (features-and-oeminput.md)
         fid = el.get("FeatureID")
         if fid is None or not fid.strip():
             raise self.err(el, "ConditionalFeature needs FeatureID=")
