@@ -390,6 +390,7 @@ def test_noop_and_one_payload_edit(ws):
         str(OUT / "layout.json"),
         str(OUT / "partitions/MainOS.img"),
         str(OUT / "Flash.ffu"),
+        str(OUT / "Flash.spdx.json"),  # the CAB's and the file's new hashes
     }
     # layout.json is re-evaluated from the new CAB but comes out identical: EFIESP, Data, … untouched.
     assert scons(ws, "RAW=1", "-q", check=False).returncode == 0
