@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .actions import _oeminput, build_errors, builder
+from .actions import build_errors, builder
 
 FILENAME = "Flash.spdx.json"
+
+
+def _oeminput(target, source, env) -> str:
+    return json.loads(source[0].read())["oeminput"]
 
 
 @build_errors(where=_oeminput)
