@@ -255,3 +255,17 @@ def test_diff_exit_status_same_and_error(edited, tmp_path):
     (truncated / "partitions" / "MainOS.json").write_text("{")
     bad = _ffuforge("diff", str(before), str(truncated), cwd=ws)
     assert bad.returncode == 2 and "MainOS.json: not JSON" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_diff_without_an_sbom_compares_no_package_hashes(edited, tmp_path):
+    """A folder without Flash.spdx.json (an older build) has no CAB hashes: the package is not
+    reported changed from a hash of today's CABs, the files and the value still are."""
+    ws, before = edited
+    old = shutil.copytree(before, tmp_path / "Test")
+    (old / "Flash.spdx.json").unlink()
+    result = json.loads(_ffuforge("diff", "--json", str(old), str(ws / OUT), cwd=ws).stdout)
+    assert _changed(result, "packages") == {}
+    assert _changed(result, "files") == {SVC_CAT.lower(): ["sha256"], SOFTWARE.lower(): ["sha256"]}
+    assert list(_changed(result, "registry")) == [
+        "hkey_local_machine\\software\\contoso\\samplea\\pollintervalms"
+    ]

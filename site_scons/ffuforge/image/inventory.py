@@ -4,8 +4,8 @@ A build folder (`build/<cpu>/<Product>/<Config>`) is read from what the build wr
 FFU: `partitions/<Name>.json` (packages with version and release type, every installed file with
 size, SHA-256 and owning package, every registry value with its owning package), `layout.json`
 (the partition table the build placed) and `Flash.spdx.json` (each CAB's SHA-256, owner and
-signer; without it the CABs `packages.json` names are hashed where they still exist). When the
-folder holds `Flash.ffu`, its stored blocks are read as for an FFU.
+signer; a folder without it gives no package hashes). When the folder holds `Flash.ffu`, its
+stored blocks are read as for an FFU. A field only one side has is not compared.
 
 An FFU alone gives what its own structures hold, read in place: the store's partition table (GPT
 or MBR, through the FFU's block map), the manifest's platform IDs and sector counts, and per
@@ -110,7 +110,7 @@ def from_build(folder: Path) -> dict[str, Any]:
 
 
 def _package_identities(folder: Path, packages: dict[str, dict]) -> None:
-    """Each package's CAB SHA-256, owner and signer: from the SBOM, else by hashing the CAB."""
+    """Each package's CAB SHA-256, owner and signer, from the folder's SBOM."""
     sbom = folder / SBOM_NAME
     if sbom.is_file():
         from .sbom import package_comment
@@ -124,20 +124,8 @@ def _package_identities(folder: Path, packages: dict[str, dict]) -> None:
             supplier = str(pkg.get("supplier", ""))
             rec["owner"] = supplier.removeprefix("Organization: ") if supplier != "NOASSERTION" else ""
             rec["signer"] = package_comment(pkg).get("signer", "")
-        return
-    # No SBOM (an older build): the CABs packages.json names, where they still are.
-    resolution = folder / "packages.json"
-    top = folder.parents[2] if len(folder.parents) > 3 else folder
-    paths = {}
-    if resolution.is_file():
-        for group in (_json(resolution).get("partitions") or {}).values():
-            for pk in group:
-                paths[Path(pk["path"]).name.lower()] = top / pk["path"]
-    for rec in packages.values():
-        cab = paths.get(rec["cab"].lower(), folder / "packages" / rec["cab"])
-        if cab.is_file():
-            with open(cab, "rb") as fh:
-                rec["sha256"] = hashlib.file_digest(fh, "sha256").hexdigest()
+    # No SBOM (a build folder of an older ffuforge): the CABs' hashes are not known. Hashing the
+    # CABs packages.json names would give the current build's, not this folder's: not compared.
 
 
 def _layout_sections(layout: dict, where: str) -> dict[str, Any]:
@@ -217,7 +205,7 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         left, right = a[section], b[section]
         changed = {}
         for key in sorted(set(left) & set(right)):
-            fields = sorted(set(left[key]) | set(right[key]))
+            fields = sorted(set(left[key]) & set(right[key]))  # a field one side lacks: unknown there
             delta = {
                 f: [left[key].get(f), right[key].get(f)]
                 for f in fields
