@@ -25,7 +25,7 @@ def _outputs(ws: Path) -> dict[str, bytes]:
     files = sorted((ws / "build/arm64/packages").glob("*.cab")) + sorted(
         (ws / OUT / "partitions").glob("*.img")
     )
-    files.append(ws / OUT / "Flash.ffu")
+    files += [ws / OUT / "Flash.ffu", ws / OUT / "Flash.spdx.json"]
     return {str(f.relative_to(ws)): f for f in files}
 
 

@@ -390,6 +390,7 @@ def test_noop_and_one_payload_edit(ws):
         str(OUT / "layout.json"),
         str(OUT / "partitions/MainOS.img"),
         str(OUT / "Flash.ffu"),
+        str(OUT / "Flash.spdx.json"),  # the CAB's and the file's new hashes
     }
     # layout.json is re-evaluated from the new CAB but comes out identical: EFIESP, Data, … untouched.
     assert scons(ws, "RAW=1", "-q", check=False).returncode == 0
@@ -399,12 +400,17 @@ def test_noop_and_one_payload_edit(ws):
 def test_retail_image_with_oem_certificate(ws, tmp_path):
     from test_scons_signing import _oem_cert
 
-    _oem_cert(tmp_path)
+    cert = _oem_cert(tmp_path)
     proc = scons(ws, "CONFIG=Retail", f"SIGN_CERT={tmp_path / 'oem.crt'}", f"SIGN_KEY={tmp_path / 'oem.key'}")
     flash = ws / "build/arm64/SampleA/Retail/Flash.ffu"
     assert flash.exists() and "blocks stored" in proc.stdout
     packages = (ws / "build/arm64/SampleA/Retail/packages.json").read_text()
     assert "Test.Diagnostics" not in packages  # the Test-only ReleasePackages entry stays out
+    # the SBOM names the OEM certificate as every package's signer, and no Test package
+    sbom = json.loads((ws / "build/arm64/SampleA/Retail/Flash.spdx.json").read_text())
+    cabs = [p for p in sbom["packages"] if p["SPDXID"] != "SPDXRef-Image"]
+    assert cabs and all(p["comment"].endswith(f"signer: {cert.subject.rfc4514_string()}") for p in cabs)
+    assert all("release type: Production" in p["comment"] for p in cabs)
 
 
 def test_retail_refuses_test_signed_packages(ws, tmp_path):

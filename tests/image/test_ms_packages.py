@@ -53,6 +53,7 @@ def test_partition_manifest_json_names_the_package(tmp_path):
             "path": path,
             "size": len(PAYLOAD[member]),
             "sha256": hashlib.sha256(PAYLOAD[member]).hexdigest(),
+            "sha1": hashlib.sha1(PAYLOAD[member]).hexdigest(),
             "package": NAME,
         }
     assert doc["packages"] == [{"name": NAME, "cab": "ms.cab", "version": VER, "release": "Production"}]

@@ -22,6 +22,7 @@ COMMANDS = {
     "features": "resolve an OEMInput into the image's package set",
     "layout": "compute and check a device layout (DeviceLayout.xml)",
     "ffu": "inspect, verify or unpack an FFU: info | verify | to-raw",
+    "diff": "compare two images (build folders or FFUs): packages, files, registry, partitions, layout",
     "bcd": "dump a BCD store (a store, an EFIESP image or an FFU) as objects and elements",
     "settings": "list the SCons tool's construction variables and command-line options",
 }

@@ -31,7 +31,7 @@ from ..util import toolsig, workers
 from . import install
 
 DIRNAME = ".ffuforge-extract"  # beside a partition's image: one directory per partition in it
-FORMAT = 1
+FORMAT = 2  # 2: file ops carry the SHA-1 too
 RECORD = "record.json"
 TEMP_PREFIX = ".tmp-"
 _EDGE = 64 << 10

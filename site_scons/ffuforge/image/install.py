@@ -23,7 +23,6 @@ the default user hive).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -63,6 +62,7 @@ class InstalledFile:
     size: int
     sha256: str
     package: str
+    sha1: str  # for the SBOM: SPDX 2.3 requires a SHA-1 of every file
 
 
 @dataclass
@@ -209,7 +209,7 @@ class Parsed:
 
     cab: Path
     info: PackageInfo | None = None
-    # ("file"|"svc", rel, n, size, sha256, label) | ("raw"|"bcd", n, label) | ("reg", member, keys, values)
+    # ("file"|"svc", rel, n, size, sha256, label, sha1) | ("raw"|"bcd", n, label) | ("reg", member, keys, values)
     ops: list = field(default_factory=list)
     error: Exception | None = None
 
@@ -292,11 +292,11 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
                 p.ops.append(("bcd", n, f.get("name")))
                 extract_member(cab, members[cabpath], store / str(n), f, where)
                 continue
-            op = ["file", rel, n, members[cabpath].size, "", f.get("name")]
+            op = ["file", rel, n, members[cabpath].size, "", f.get("name"), ""]
             p.ops.append(op)
             listed.add(rel.lower())
             _host_path(store, rel)
-            op[4] = extract_member(cab, members[cabpath], store / str(n), f, where)
+            op[4], op[6] = extract_member(cab, members[cabpath], store / str(n), f, where)
         for name, member in sorted(members.items()):
             if name.endswith(".manifest") and "\\" not in name:
                 mwhere = f"{where}:{member.name}"
@@ -320,9 +320,9 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
                         f"{suffix}"
                     )
                     n = len(p.ops)
-                    op = ["svc", rel, n, members[member].size, "", members[member].name]
+                    op = ["svc", rel, n, members[member].size, "", members[member].name, ""]
                     p.ops.append(op)
-                    op[4] = extract_member(cab, members[member], store / str(n), None, where)
+                    op[4], op[6] = extract_member(cab, members[member], store / str(n), None, where)
 
 
 def _manifest_files(
@@ -360,12 +360,12 @@ def _manifest_files(
         _host_path(store, rel)
         n = len(p.ops)
         entry = members[mf.member.lower()]
-        op = ["file", rel, n, entry.size, "", mf.device_path]
+        op = ["file", rel, n, entry.size, "", mf.device_path, ""]
         p.ops.append(op)
-        op[4] = extract_member(cab, entry, store / str(n), None, where)
+        op[4], op[6] = extract_member(cab, entry, store / str(n), None, where)
         if mf.digest is not None:
             algo, want = mf.digest
-            got = bytes.fromhex(op[4]) if algo == "sha256" else _file_digest(store / str(n), algo)
+            got = bytes.fromhex(op[4] if algo == "sha256" else op[6])  # components: sha256 or sha1 only
             if got != want:
                 raise FormatError(
                     f"{mf.member}: the content does not match its {algo.upper()} in the manifest "
@@ -373,11 +373,6 @@ def _manifest_files(
                     where,
                     mf.line,
                 )
-
-
-def _file_digest(path: Path, algo: str) -> bytes:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, algo).digest()
 
 
 def replay(st: Staging, parsed: Parsed, store: Path) -> PackageInfo:
@@ -412,7 +407,7 @@ def replay(st: Staging, parsed: Parsed, store: Path) -> PackageInfo:
         elif kind == "sec":
             _apply_security(st, op, info.name, f"{where}:{op[1]}", place)
         else:
-            _, rel, n, size, digest, label = op
+            _, rel, n, size, digest, label, sha1 = op
             key = rel.lower()
             if key in st.files:
                 if kind == "svc":
@@ -427,7 +422,7 @@ def replay(st: Staging, parsed: Parsed, store: Path) -> PackageInfo:
             _claim_path(st, rel, info.name, where)
             if place:
                 place_member(store / str(n), _host_path(st.root, rel), label, where, st.root, st.made)
-            st.files[key] = InstalledFile(rel, size, digest, info.name)
+            st.files[key] = InstalledFile(rel, size, digest, info.name, sha1)
     if parsed.error is not None:
         raise parsed.error
     st.packages.append(info)

@@ -25,9 +25,11 @@ READ_ONLY = 0o444
 
 def extract_member(
     cab: CabReader, member, out: Path, entry: etree._Element | None, where: str, root: Path | None = None
-) -> str:
+) -> tuple[str, str]:
     """Write one member to `out`, never through a symlink or over an existing file, never more bytes
-    than update.mum declares (a decompression bomb stops there), checked against its declared hash."""
+    than update.mum declares (a decompression bomb stops there), checked against its declared hash.
+    Returns its SHA-256 and SHA-1 (hex), taken in the same pass: the SBOM needs both (SPDX 2.3
+    requires a SHA-1 for every file), and reading the staged files again would cost more."""
     size, digest = (entry.get("size"), entry.get("hash")) if entry is not None else (None, None)
     label = entry.get("name") if entry is not None else member.name
     try:
@@ -41,7 +43,7 @@ def extract_member(
             f"{label}: update.mum declares {declared} bytes, the CAB member holds {member.size}", where
         )
     _make_parents(out, label, where, root)
-    h = hashlib.sha256()
+    h, h1 = hashlib.sha256(), hashlib.sha1()
     written = 0
     try:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
@@ -53,6 +55,7 @@ def extract_member(
             if written > member.size:
                 raise FormatError(f"{label}: the CAB member yields more than its {member.size} bytes", where)
             h.update(chunk)
+            h1.update(chunk)
             fh.write(chunk)
         os.fchmod(fh.fileno(), READ_ONLY)  # staged files are links to it: nothing may write through them
     if digest is not None and h.hexdigest().lower() != digest.lower():
@@ -60,7 +63,7 @@ def extract_member(
             f"{label}: the content does not match its SHA-256 in update.mum (corrupt or altered package)",
             where,
         )
-    return h.hexdigest()
+    return h.hexdigest(), h1.hexdigest()
 
 
 def _make_parents(

@@ -224,7 +224,9 @@ def _record(st: install.Staging, rel: str, path: Path, owner: str) -> None:
     import hashlib
 
     data = path.read_bytes()
-    st.files[rel.lower()] = install.InstalledFile(rel, len(data), hashlib.sha256(data).hexdigest(), owner)
+    st.files[rel.lower()] = install.InstalledFile(
+        rel, len(data), hashlib.sha256(data).hexdigest(), owner, hashlib.sha1(data).hexdigest()
+    )
 
 
 def content_bytes(st: install.Staging) -> int:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
-from . import plancache
+from . import plancache, sbom
 from .actions import (
     FFU_BUILDER,
     GENERATED_BUILDER,
@@ -336,7 +336,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
         + [env.File("#" + c) for c in all_cabs]
         + [env.File("#" + r) for r in roots],
     )
-    images = []
+    images, manifests = [], {}
     for name, cabs in partitions.items():
         pspec = {"oeminput": rel, "partition": name, "cabs": cabs, "epoch": epoch}
         nodes = PARTITION_BUILDER(
@@ -345,6 +345,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
             layout_json + [env.Value(json.dumps(pspec, sort_keys=True))] + [env.File("#" + c) for c in cabs],
         )
         images.append(nodes[0])
+        manifests[name] = nodes[1]
         env.Clean(nodes, outdir.Dir(f"partitions/{extractcache.DIRNAME}/{name}"))
     fspec = {
         "oeminput": rel,
@@ -362,6 +363,13 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     env.NoCache(ffu_nodes)  # large and cheap to re-assemble from cached partitions
     for n in images + ffu_nodes:
         n.attributes.ffuforge_blocks = True  # content signature without reading holes: _get_csig
-    env.Requires(ffu_nodes, resolution_node)  # the package report comes with every image
+    sbom_spec = {"partitions": partitions, "product": product, "config": config, "cpu": cpu, "epoch": epoch}
+    sbom_spec |= {
+        "version": env.subst("$FFU_VERSION"),
+        "oem": feature_variables(env)["OEM_NAME"],
+        "oeminput": rel,
+    }
+    sbom_node = sbom.declare(env, outdir, sbom_spec, manifests, all_cabs)
+    env.Requires(ffu_nodes, [resolution_node, sbom_node])  # the package report and SBOM come with every image
     env.Alias(f"image-{product}-{config}".lower(), ffu_nodes)
     return ffu_nodes

@@ -315,6 +315,10 @@ class FfuReader:
                     out[first + b] = src + b * st.block_size
         return out
 
+    def stored_blocks(self, store: int = 0) -> list[int]:
+        """The disk blocks the store writes (after the final phase), ascending."""
+        return sorted(self._final_map(self._store(store)))
+
     def disk_reader(self, store: int = 0) -> Callable[[int, int], bytes]:
         """read(offset, length) of the disk this store produces (unwritten bytes read as zero)."""
         st = self._store(store)

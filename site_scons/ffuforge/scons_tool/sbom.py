@@ -1,0 +1,55 @@
+"""The image's SBOM target (Flash.spdx.json beside Flash.ffu): declared by Image(), written by
+:mod:`ffuforge.image.sbom` from the partition manifests and the CABs.
+
+Its own module (not actions.py/methods.py) so the image glue stays small; the action is signed by
+image.sbom's code like every other action.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .actions import build_errors, builder
+
+FILENAME = "Flash.spdx.json"
+
+
+def _oeminput(target, source, env) -> str:
+    return json.loads(source[0].read())["oeminput"]
+
+
+@build_errors(where=_oeminput)
+def _sbom_action(target, source, env):
+    from ..image import cabfacts, sbom
+    from .plancache import cache_file
+
+    spec = json.loads(source[0].read())
+    top = Path(env.Dir("#").abspath)
+    manifests = {name: Path(s.abspath) for name, s in zip(spec["manifests"], source[1:], strict=False)}
+    sbom.write_sbom(
+        Path(target[0].abspath),
+        {name: [top / c for c in cabs] for name, cabs in spec["partitions"].items()},
+        manifests,
+        product=spec["product"],
+        config=spec["config"],
+        cpu=spec["cpu"],
+        version=spec["version"],
+        oem=spec["oem"],
+        oeminput=spec["oeminput"],
+        epoch=spec["epoch"],
+        facts=cabfacts.cache(cache_file(env, cabfacts.FILENAME)),
+    )
+    return 0
+
+
+SBOM_BUILDER = builder(_sbom_action, "image.sbom", "SBOM")
+
+
+def declare(env, outdir, spec: dict, manifests: dict, cabs: list[str]) -> list:
+    """Flash.spdx.json in `outdir`, from `spec` (partitions -> CABs relative to the top, product,
+    config, cpu, version, oem, oeminput, epoch), the partition manifest nodes by partition name
+    and the CABs (relative to the top)."""
+    value = env.Value(json.dumps({**spec, "manifests": list(manifests)}, sort_keys=True))
+    sources = [value, *manifests.values()] + [env.File("#" + c) for c in cabs]
+    return SBOM_BUILDER(env, outdir.File(FILENAME), sources)
