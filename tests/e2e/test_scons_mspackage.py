@@ -4,7 +4,6 @@ built MainOS carries them — read back from the NTFS image by ntfs-3g's ntfscat
 manifest in that CAB stops the build with one line naming the CAB and the member."""
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from fmkit import fm_xml, pkg
 from mscab import EXPECTED, KEY_B, NAME, PAYLOAD, PKT, VER, ms_cab
+from oracles import needs
 from scons_util import copy_workspace, scons
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +38,7 @@ def kit(ws: Path, **cab_args) -> str:
     return "MSPACKAGE=kit/MSPackages"
 
 
-@pytest.mark.skipif(shutil.which("ntfscat") is None, reason="ntfscat (ntfs-3g) not installed")
+@needs("ntfscat")
 def test_microsoft_form_package_lands_in_mainos(tmp_path):
     ws = copy_workspace(tmp_path / "ws")
     proc = scons(ws, kit(ws))

@@ -15,6 +15,8 @@ from lxml import etree
 from ffuforge.errors import ConfigError, FFUError
 from ffuforge.formats import bcd, hive
 
+from oracles import require_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 NS = "http://schemas.microsoft.com/phone/2011/10/BootConfiguration"
 Q = f"{{{NS}}}"
@@ -161,8 +163,7 @@ def dump(path: Path) -> dict[str, dict[str, tuple[int, bytes]]]:
         res = subprocess.run([tool, "--export", str(path), "\\"], capture_output=True, env=env, check=True)
         tree = parse_reg_export(res.stdout.decode("utf-8"))
     else:
-        if not shutil.which("hivexml"):
-            pytest.skip("neither hivexregedit nor hivexml is installed")
+        require_tool("hivexml")
         tree = _hivexml_dump(path)
     return {k.lower(): v for k, v in tree.items()}
 
@@ -338,9 +339,7 @@ def test_recovery_ramdisk_devices(corpus, tmp_path):
 
 
 def test_hivexsh_navigates_the_store(tmp_path):
-    tool = shutil.which("hivexsh")
-    if tool is None:
-        pytest.skip("hivexsh not installed")
+    tool = require_tool("hivexsh")
     src = tmp_path / "a.xml"
     src.write_text(base_xml("gpt"))
     out = tmp_path / "BCD"
