@@ -37,6 +37,7 @@ PACKAGES = {
     "hivexsh": "libhivex-bin",
     "hivexml": "libhivex-bin",
     "dd": "coreutils",
+    "cmp": "diffutils",
     "setpriv": "util-linux",
     "eatmydata": "eatmydata",
     "mkfs.fat": "dosfstools",

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from ffuforge.formats import blocksig, ffu, hive
 from ffuforge.signing.verify import catalog_signature_problems
 
 from oracles import needs, require_tool
-from scons_util import copy_workspace, scons, stored_csigs
+from scons_util import ROOT, copy_workspace, scons, stored_csigs
 
 pytestmark = pytest.mark.e2e
 OUT = Path("build/arm64/SampleA/Test")
@@ -85,6 +86,61 @@ def test_ffu_is_independent_of_holes(ws, tmp_path):
         finals = range(h["final_index"], st_.descriptor_count)
         zero = [i for i in range(1, st_.descriptor_count) if (0, 0) in st_.locations(i)]
         assert zero and all(i in tables or i in finals for i in zero)
+
+
+@needs("sgdisk", "dd", "cmp")
+def test_raw_disk_assembled_with_sgdisk_and_dd_is_to_raws(ws, tmp_path):
+    """Issue 17: a check of the FFU that shares no code with its writer. The disk is assembled from
+    the partition images and layout.json's numbers with standard tools only (sgdisk writes the GPT,
+    dd places each image) and compared with `ffuforge ffu to-raw` of Flash.ffu: every partition's
+    sectors byte for byte (cmp), the tables as sgdisk reads them (partitions, types, unique GUIDs,
+    names, attributes, disk GUID)."""
+    lay = json.loads((ws / OUT / "layout.json").read_text())["layout"]
+    ss = lay["sector_size"]
+    assembled = tmp_path / "assembled.img"
+    with open(assembled, "wb") as f:
+        f.truncate(lay["total_sectors"] * ss)
+    argv = [require_tool("sgdisk"), "-o", "-a", "1", "-U", lay["disk_id"].strip("{}")]
+    for i, p in enumerate(lay["partitions"], 1):
+        first, count = p["first_sector"], p["sector_count"]
+        argv += ["-n", f"{i}:{first}:{first + count - 1}", "-t", f"{i}:{p['type'].strip('{}')}"]
+        argv += ["-u", f"{i}:{p['id'].strip('{}')}", "-c", f"{i}:{p['name']}"]
+    subprocess.run([*argv, str(assembled)], check=True, capture_output=True)
+    for p in lay["partitions"]:
+        img = ws / OUT / "partitions" / f"{p['name']}.img"
+        assert img.stat().st_size <= p["sector_count"] * ss
+        dd = [require_tool("dd"), f"if={img}", f"of={assembled}", f"bs={ss}", f"seek={p['first_sector']}"]
+        subprocess.run([*dd, "conv=notrunc,sparse", "status=none"], check=True)
+    raw = tmp_path / "ffu.img"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "site_scons")}
+    subprocess.run(
+        [sys.executable, "-m", "ffuforge", "ffu", "to-raw", str(ws / OUT / "Flash.ffu"), str(raw)],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    assert raw.stat().st_size == assembled.stat().st_size
+    for p in lay["partitions"]:
+        off, n = p["first_sector"] * ss, p["sector_count"] * ss
+        cmp = subprocess.run(
+            [require_tool("cmp"), f"--bytes={n}", f"--ignore-initial={off}:{off}", str(raw), str(assembled)],
+            capture_output=True,
+            text=True,
+        )
+        assert cmp.returncode == 0, (p["name"], cmp.stdout, cmp.stderr)
+
+    def tables(disk: Path) -> list[str]:
+        out = subprocess.run(["sgdisk", "-p", str(disk)], capture_output=True, text=True, check=True).stdout
+        lines = [ln for ln in out.splitlines() if not ln.startswith("Disk ") or "identifier" in ln]
+        for i in range(1, len(lay["partitions"]) + 1):
+            lines += subprocess.run(
+                ["sgdisk", "-i", str(i), str(disk)], capture_output=True, text=True, check=True
+            ).stdout.splitlines()
+        return lines
+
+    ours, theirs = tables(raw), tables(assembled)
+    assert ours == theirs
+    assert any("AE420040-13DD-41F2-AE7F-0DC35854C8D7" in ln for ln in ours), ours  # the tables were read
 
 
 def test_partition_tools_accept_the_raw_disk(ws):
