@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import io
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ffuforge.formats import cab, catalog, pe
 from ffuforge.package.build import BuildSettings, build_variant
 
 from helpers import plan, wm
+from oracles import needs
 
 UTC = datetime.UTC
 EPOCH = 1700000000  # 2023-11-14, inside every good test certificate's validity
@@ -26,7 +26,7 @@ START = datetime.datetime(2020, 1, 1, tzinfo=UTC)
 END = datetime.datetime(2049, 12, 31, tzinfo=UTC)
 PEM = serialization.Encoding.PEM
 
-needs_osslsigncode = pytest.mark.skipif(shutil.which("osslsigncode") is None, reason="osslsigncode missing")
+needs_osslsigncode = needs("osslsigncode")
 
 
 def run(*args, **kw) -> subprocess.CompletedProcess:

@@ -147,9 +147,9 @@ def test_file_size_limit_simulates_a_full_disk(reference, clean_ws, limit):
 def _no_dac_override() -> tuple[str, ...]:
     if os.geteuid() != 0:
         return ()
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("setpriv (util-linux) is needed to drop CAP_DAC_OVERRIDE as root")
+    from oracles import require_tool
+
+    setpriv = require_tool("setpriv")  # drops CAP_DAC_OVERRIDE as root
     return (setpriv, "--bounding-set=-dac_override,-dac_read_search")
 
 

@@ -15,6 +15,7 @@ and the plan are printed on failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -295,7 +296,71 @@ def test_sigkill_during_edit_then_revert(reference, ws):
         ) from None
 
 
+def _session(sid: int) -> list[int]:
+    """Live processes of session `sid` (the build runs in its own): scons and all it started."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                text = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            fields = text[text.rindex(")") + 2 :].split()  # state ppid pgrp session
+            if int(fields[3]) == sid and fields[0] != "Z":
+                out.append(int(d))
+    return out
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    ["Package Contoso.Services.Heartbeat.cab", "Partition build/arm64/SampleA/Test/partitions/MainOS.img"],
+    ids=["cab", "partition"],
+)
+def test_sigkill_of_scons_alone_leaves_no_worker(reference, ws, trigger):
+    """Issue 17: SIGKILL of the scons process only (not its group: a lab timeout killing the pid it
+    started). Its -j2 worker processes and the tools they run (mkntfs, the NTFS helper) are gone
+    within 2 s, instead of writing on into the tree the next build owns."""
+    shutil.rmtree(ws / "build")
+    b = Build(ws)
+    assert b.wait_for(_line(trigger)), b.lines
+    time.sleep(0.3)
+    children = [p for p in _session(b.proc.pid) if p != b.proc.pid]
+    assert children, "scons had started workers when it was killed"
+    os.kill(b.proc.pid, signal.SIGKILL)
+    b.proc.wait()
+    left = children
+    end = time.monotonic() + 2
+    while left and time.monotonic() < end:
+        time.sleep(0.05)
+        left = _session(b.proc.pid)
+    for pid in left:  # leave nothing running for the next test
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert left == [], f"outlived scons by 2 s: {[Path(f'/proc/{p}/cmdline').read_bytes() for p in left]}"
+    b.finish()
+    done = _scons(ws, "-j2")  # and the next build is the clean build
+    assert done.returncode == 0, done.stdout + done.stderr
+    _assert_clean_result(ws, reference, f"rebuild after SIGKILL of scons at {trigger}")
+
+
 # ---------------------------------------------------------------------------------- Ctrl-C
+
+
+# The "exit" case: scons' exit lasts a few milliseconds, and a Ctrl-C sent when "done building targets."
+# appears came after scons had exited (3 runs of 3). This exit hook, added to the workspace's SConstruct
+# (atexit: it runs after the interpreter joined the pool's threads), holds scons in its exit long
+# enough, and stamps when it started and ended: the test proves the signal landed in between.
+EXIT_HOOK = """
+import atexit as _atexit, os as _os, time as _time
+if _os.environ.get("FFUFORGE_TEST_EXIT_HOOK"):
+    def _slow_exit(stamp=_os.environ["FFUFORGE_TEST_EXIT_HOOK"]):
+        with open(stamp + ".start", "w") as f:
+            f.write(repr(_time.time()))
+        _time.sleep(3)
+        with open(stamp + ".end", "w") as f:
+            f.write(repr(_time.time()))
+    _atexit.register(_slow_exit)
+"""
 
 
 @pytest.mark.parametrize(
@@ -309,16 +374,33 @@ def test_sigkill_during_edit_then_revert(reference, ws):
     ],
     ids=["sconscript", "cab", "partition", "ffu", "exit"],
 )
-def test_ctrl_c(reference, ws, trigger, delay):
+def test_ctrl_c(reference, ws, trigger, delay, monkeypatch, tmp_path):
     """Ctrl-C (SIGINT to the foreground process group) as a user types it at `scons`: a short message,
     no traceback, no partial or half-written outputs, and the next `scons` finishes the job."""
     shutil.rmtree(ws / "build")
+    at_exit = trigger == "scons: done building targets."
+    stamp = tmp_path / "exit"
+    if at_exit:
+        with open(ws / "SConstruct", "a") as f:
+            f.write(EXIT_HOOK)
+        monkeypatch.setenv("FFUFORGE_TEST_EXIT_HOOK", str(stamp))
     b = Build(ws, quiet=False)
     if trigger:
         assert b.wait_for(_line(trigger)), b.lines
+    if at_exit:
+        deadline = time.monotonic() + 60
+        while not Path(f"{stamp}.start").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert Path(f"{stamp}.start").exists(), "scons never reached its exit hook"
     time.sleep(delay)
     sent = b.signal(signal.SIGINT)
+    sent_at = time.time()
     rc = b.finish()
+    if at_exit:  # the interrupt landed while scons was exiting, or the test fails
+        monkeypatch.delenv("FFUFORGE_TEST_EXIT_HOOK")
+        assert sent, "scons had exited before the signal"
+        assert float(Path(f"{stamp}.end").read_text()) > sent_at, "the signal came after the exit hook"
+        assert rc == 0, (rc, b.stderr)  # the build was complete: an interrupt at exit changes nothing
     err = b.stderr.strip().splitlines()
     assert "Traceback" not in b.stderr, b.stderr
     if rc == -signal.SIGINT:  # seen only after SCons has reported the interrupt itself (while reading the

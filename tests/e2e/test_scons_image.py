@@ -3,8 +3,8 @@
 import json
 import os
 import re
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,8 @@ from ffuforge.errors import ConfigError
 from ffuforge.formats import blocksig, ffu, hive
 from ffuforge.signing.verify import catalog_signature_problems
 
-from scons_util import copy_workspace, scons, stored_csigs
+from oracles import needs, require_tool
+from scons_util import ROOT, copy_workspace, scons, stored_csigs
 
 pytestmark = pytest.mark.e2e
 OUT = Path("build/arm64/SampleA/Test")
@@ -59,7 +60,7 @@ def test_stored_signatures_of_images_and_ffu(ws):
     _writer_signatures_are_the_files(ws)
 
 
-@pytest.mark.skipif(not shutil.which("sgdisk"), reason="sgdisk (gdisk) not installed")
+@needs("sgdisk")
 def test_ffu_is_independent_of_holes(ws, tmp_path):
     """Issue 16: `cp --sparse=always` / `--sparse=never` of the partition images give the same FFU
     bytes (blocks follow the FAT/NTFS allocation, not the holes); the sample's raw BOOTLOADER at
@@ -87,16 +88,70 @@ def test_ffu_is_independent_of_holes(ws, tmp_path):
         assert zero and all(i in tables or i in finals for i in zero)
 
 
+@needs("sgdisk", "dd", "cmp")
+def test_raw_disk_assembled_with_sgdisk_and_dd_is_to_raws(ws, tmp_path):
+    """Issue 17: a check of the FFU that shares no code with its writer. The disk is assembled from
+    the partition images and layout.json's numbers with standard tools only (sgdisk writes the GPT,
+    dd places each image) and compared with `ffuforge ffu to-raw` of Flash.ffu: every partition's
+    sectors byte for byte (cmp), the tables as sgdisk reads them (partitions, types, unique GUIDs,
+    names, attributes, disk GUID)."""
+    lay = json.loads((ws / OUT / "layout.json").read_text())["layout"]
+    ss = lay["sector_size"]
+    assembled = tmp_path / "assembled.img"
+    with open(assembled, "wb") as f:
+        f.truncate(lay["total_sectors"] * ss)
+    argv = [require_tool("sgdisk"), "-o", "-a", "1", "-U", lay["disk_id"].strip("{}")]
+    for i, p in enumerate(lay["partitions"], 1):
+        first, count = p["first_sector"], p["sector_count"]
+        argv += ["-n", f"{i}:{first}:{first + count - 1}", "-t", f"{i}:{p['type'].strip('{}')}"]
+        argv += ["-u", f"{i}:{p['id'].strip('{}')}", "-c", f"{i}:{p['name']}"]
+    subprocess.run([*argv, str(assembled)], check=True, capture_output=True)
+    for p in lay["partitions"]:
+        img = ws / OUT / "partitions" / f"{p['name']}.img"
+        assert img.stat().st_size <= p["sector_count"] * ss
+        dd = [require_tool("dd"), f"if={img}", f"of={assembled}", f"bs={ss}", f"seek={p['first_sector']}"]
+        subprocess.run([*dd, "conv=notrunc,sparse", "status=none"], check=True)
+    raw = tmp_path / "ffu.img"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "site_scons")}
+    subprocess.run(
+        [sys.executable, "-m", "ffuforge", "ffu", "to-raw", str(ws / OUT / "Flash.ffu"), str(raw)],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    assert raw.stat().st_size == assembled.stat().st_size
+    for p in lay["partitions"]:
+        off, n = p["first_sector"] * ss, p["sector_count"] * ss
+        cmp = subprocess.run(
+            [require_tool("cmp"), f"--bytes={n}", f"--ignore-initial={off}:{off}", str(raw), str(assembled)],
+            capture_output=True,
+            text=True,
+        )
+        assert cmp.returncode == 0, (p["name"], cmp.stdout, cmp.stderr)
+
+    def tables(disk: Path) -> list[str]:
+        out = subprocess.run(["sgdisk", "-p", str(disk)], capture_output=True, text=True, check=True).stdout
+        lines = [ln for ln in out.splitlines() if not ln.startswith("Disk ") or "identifier" in ln]
+        for i in range(1, len(lay["partitions"]) + 1):
+            lines += subprocess.run(
+                ["sgdisk", "-i", str(i), str(disk)], capture_output=True, text=True, check=True
+            ).stdout.splitlines()
+        return lines
+
+    ours, theirs = tables(raw), tables(assembled)
+    assert ours == theirs
+    assert any("AE420040-13DD-41F2-AE7F-0DC35854C8D7" in ln for ln in ours), ours  # the tables were read
+
+
 def test_partition_tools_accept_the_raw_disk(ws):
     raw = ws / OUT / "Flash.img"
-    v = subprocess.run(["sgdisk", "-v", str(raw)], capture_output=True, text=True)
+    v = subprocess.run([require_tool("sgdisk"), "-v", str(raw)], capture_output=True, text=True)
     assert "No problems found" in v.stdout, v.stdout
     listing = subprocess.run(["sgdisk", "-p", str(raw)], capture_output=True, text=True).stdout
     for name in ("BOOTLOADER", "EFIESP", "MainOS", "Data"):
         assert name in listing
-    if shutil.which("fdisk"):
-        out = subprocess.run(["fdisk", "-l", str(raw)], capture_output=True, text=True).stdout
-        assert "EFI System" in out and "Microsoft basic data" in out
+    out = subprocess.run([require_tool("fdisk"), "-l", str(raw)], capture_output=True, text=True).stdout
+    assert "EFI System" in out and "Microsoft basic data" in out
 
 
 def _cut(raw: Path, start_sector: int, sectors: int, out: Path) -> Path:
@@ -118,10 +173,7 @@ def _sgdisk_parts(raw: Path) -> dict[str, tuple[int, int]]:
     return parts
 
 
-@pytest.mark.skipif(
-    not (shutil.which("sgdisk") and shutil.which("fsck.fat") and shutil.which("ntfsls")),
-    reason="gdisk, dosfstools and ntfs-3g are installed by .ci/run",
-)
+@needs("sgdisk", "fsck.fat", "ntfsls", "ntfscat", "mcopy", "hivexregedit", "cabextract")
 def test_filesystems_cut_from_the_disk(ws, tmp_path):
     raw = ws / OUT / "Flash.img"
     parts = _sgdisk_parts(raw)
@@ -151,12 +203,10 @@ def test_filesystems_cut_from_the_disk(ws, tmp_path):
     )
     values = hive.read_hive(software).as_dict()
     assert values["Contoso\\SampleA"]["Product"] == (1, "SampleA\0".encode("utf-16-le"))
-    if shutil.which("hivexregedit"):
-        export = subprocess.run(
-            ["hivexregedit", "--export", str(software), "\\"], capture_output=True, text=True
-        )
-        expected = ",".join(f"{b:02x}" for b in "SampleA\0".encode("utf-16-le"))
-        assert f'"Product"=hex(1):{expected}' in export.stdout
+    require_tool("hivexregedit")
+    export = subprocess.run(["hivexregedit", "--export", str(software), "\\"], capture_output=True, text=True)
+    expected = ",".join(f"{b:02x}" for b in "SampleA\0".encode("utf-16-le"))
+    assert f'"Product"=hex(1):{expected}' in export.stdout
     system = tmp_path / "SYSTEM"
     system.write_bytes(
         subprocess.run(
@@ -175,27 +225,27 @@ def test_filesystems_cut_from_the_disk(ws, tmp_path):
         (4, b"\1\0\0\0"),
     )
     assert not any(k.startswith(("ControlSet001\\Enum", "ControlSet001\\Control\\Class\\")) for k in regs)
-    if shutil.which("hivexregedit"):
-        export = subprocess.run(
-            ["hivexregedit", "--export", str(system), "\\ControlSet001\\Services\\contosouart"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        hexed = ",".join(
-            f"{b:02x}" for b in "\\SystemRoot\\System32\\drivers\\contosouart.sys\0".encode("utf-16-le")
-        )
-        for line in (
-            "[\\ControlSet001\\Services\\contosouart]",
-            f'"ImagePath"=hex(2):{hexed}',
-            '"Start"=dword:00000003',
-            '"Type"=dword:00000001',
-            '"ErrorControl"=dword:00000001',
-            "[\\ControlSet001\\Services\\contosouart\\Parameters]",
-            '"BaudRate"=dword:0001c200',
-            "[\\ControlSet001\\Services\\contosouart\\Parameters\\Wdf]",
-        ):
-            assert line in export.splitlines(), (line, export)
+    require_tool("hivexregedit")
+    export = subprocess.run(
+        ["hivexregedit", "--export", str(system), "\\ControlSet001\\Services\\contosouart"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    hexed = ",".join(
+        f"{b:02x}" for b in "\\SystemRoot\\System32\\drivers\\contosouart.sys\0".encode("utf-16-le")
+    )
+    for line in (
+        "[\\ControlSet001\\Services\\contosouart]",
+        f'"ImagePath"=hex(2):{hexed}',
+        '"Start"=dword:00000003',
+        '"Type"=dword:00000001',
+        '"ErrorControl"=dword:00000001',
+        "[\\ControlSet001\\Services\\contosouart\\Parameters]",
+        '"BaudRate"=dword:0001c200',
+        "[\\ControlSet001\\Services\\contosouart\\Parameters\\Wdf]",
+    ):
+        assert line in export.splitlines(), (line, export)
     _registry_rules_on_the_sample(software, system)
     _security_on_the_sample(main, software)
     _driver_store_on_the_sample(ws, main, system)
@@ -217,50 +267,48 @@ def _driver_store_on_the_sample(ws: Path, main: Path, system: Path) -> None:
     assert inf.stdout == (ws / "bsp/ContosoBoard/Packages/ContosoBoard.UART/contosouart.inf").read_bytes()
     published = subprocess.run(["ntfscat", str(main), "/Windows/INF/contosouart.inf"], capture_output=True)
     assert published.stdout == inf.stdout
-    if shutil.which("hivexregedit"):
-        export = subprocess.run(
-            ["hivexregedit", "--export", str(system), "\\DriverDatabase"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()
+    require_tool("hivexregedit")
+    export = subprocess.run(
+        ["hivexregedit", "--export", str(system), "\\DriverDatabase"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
 
-        def hexed(text: str) -> str:
-            return ",".join(f"{b:02x}" for b in (text + "\0").encode("utf-16-le"))
+    def hexed(text: str) -> str:
+        return ",".join(f"{b:02x}" for b in (text + "\0").encode("utf-16-le"))
 
-        pkg = f"[\\DriverDatabase\\DriverPackages\\{folder}]"
-        for line in (
-            "[\\DriverDatabase\\DriverInfFiles\\contosouart.inf]",
-            f'"Active"=hex(1):{hexed(folder)}',
-            pkg,
-            '"SignerScore"=dword:0d000003',
-            f"[\\DriverDatabase\\DriverPackages\\{folder}\\Configurations\\UART_Device.NT]",
-            f'"Service"=hex(1):{hexed("contosouart")}',
-            f"[\\DriverDatabase\\DriverPackages\\{folder}\\Descriptors\\ACPI\\CTSO0002]",
-            "[\\DriverDatabase\\DeviceIds\\ACPI\\CTSO0002]",
-            '"contosouart.inf"=hex(3):01,ff,00,00',
-        ):
-            assert line in export, (line, export)
-        version = export[export.index(pkg) + 1 :]
-        assert any(v.startswith('"Version"=hex(3):ff,ff,05,00,00,00,00,00,78,e9,36,4d') for v in version)
-    if shutil.which("cabextract"):
-        listing = subprocess.run(
-            ["cabextract", "-l", str(ws / "build/arm64/packages/Contoso.ContosoBoard.UART.cab")],
-            capture_output=True,
-            text=True,
-        ).stdout
-        assert re.search(r"arm64_dual_contosouart\.inf_628844477771337a_\S+\.manifest", listing), listing
-    try:
-        from regipy.registry import RegistryHive
-    except ImportError:
-        return
+    pkg = f"[\\DriverDatabase\\DriverPackages\\{folder}]"
+    for line in (
+        "[\\DriverDatabase\\DriverInfFiles\\contosouart.inf]",
+        f'"Active"=hex(1):{hexed(folder)}',
+        pkg,
+        '"SignerScore"=dword:0d000003',
+        f"[\\DriverDatabase\\DriverPackages\\{folder}\\Configurations\\UART_Device.NT]",
+        f'"Service"=hex(1):{hexed("contosouart")}',
+        f"[\\DriverDatabase\\DriverPackages\\{folder}\\Descriptors\\ACPI\\CTSO0002]",
+        "[\\DriverDatabase\\DeviceIds\\ACPI\\CTSO0002]",
+        '"contosouart.inf"=hex(3):01,ff,00,00',
+    ):
+        assert line in export, (line, export)
+    version = export[export.index(pkg) + 1 :]
+    assert any(v.startswith('"Version"=hex(3):ff,ff,05,00,00,00,00,00,78,e9,36,4d') for v in version)
+    require_tool("cabextract")
+    listing = subprocess.run(
+        ["cabextract", "-l", str(ws / "build/arm64/packages/Contoso.ContosoBoard.UART.cab")],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert re.search(r"arm64_dual_contosouart\.inf_628844477771337a_\S+\.manifest", listing), listing
+    from regipy.registry import RegistryHive  # a test extra: always there
+
     key = RegistryHive(str(system)).get_key("\\DriverDatabase\\DriverInfFiles\\contosouart.inf")
     assert {v.name: v.value for v in key.iter_values()}["Active"] == folder
 
 
 def _audited(img: Path, path: str) -> bytes:
     """The descriptor ntfssecaudit -v dumps for `path` from $Secure (its hex lines)."""
-    tool = shutil.which("ntfssecaudit") or "/usr/sbin/ntfssecaudit"
+    tool = require_tool("ntfssecaudit")
     out = subprocess.run([tool, "-v", str(img), path], capture_output=True, text=True, check=True).stdout
     words = [
         w
@@ -285,10 +333,8 @@ def _security_on_the_sample(main: Path, software: Path) -> None:
     key_sd = secdesc.sddl_to_binary("O:BAG:SYD:P(A;CI;KA;;;SY)(A;CI;KA;;;BA)")
     assert keys["Contoso\\Provisioning"].security == key_sd
     assert keys["Contoso\\SampleA"].security == hive.default_security_descriptor()
-    try:
-        from regipy.registry import RegistryHive
-    except ImportError:
-        return
+    from regipy.registry import RegistryHive  # a test extra: always there
+
     info = RegistryHive(str(software)).get_key("\\Contoso\\Provisioning").get_security_key_info()
     assert (info["owner"], info["group"]) == ("S-1-5-32-544", "S-1-5-18")
     assert [(a["sid"], a["flags"]["CONTAINER_INHERIT_ACE"]) for a in info["dacl"]] == [
@@ -323,15 +369,13 @@ def _registry_rules_on_the_sample(software: Path, system: Path) -> None:
     trig = tree[r"ControlSet001\Services\ContosoHeartbeat\TriggerInfo\0"]
     assert trig["Type"] == (4, (2).to_bytes(4, "little")) and trig["Action"] == (4, (1).to_bytes(4, "little"))
     assert trig["GUID"] == (3, bytes.fromhex("def2274fe2140b43a5497cd48cbc8245"))  # FIRST_IP_ADDRESS_ARRIVAL
-    if shutil.which("hivexsh"):
-        out = subprocess.run(
-            ["hivexsh", str(system)], input="cd \\Select\nlsval\n", capture_output=True, text=True, check=True
-        ).stdout
-        assert '"Current"=dword:00000001' in out and '"Failed"=dword:00000000' in out
-    try:
-        from regipy.registry import RegistryHive
-    except ImportError:
-        return
+    require_tool("hivexsh")
+    out = subprocess.run(
+        ["hivexsh", str(system)], input="cd \\Select\nlsval\n", capture_output=True, text=True, check=True
+    ).stdout
+    assert '"Current"=dword:00000001' in out and '"Failed"=dword:00000000' in out
+    from regipy.registry import RegistryHive  # a test extra: always there
+
     reg = RegistryHive(str(software))
     values = {
         v.name: v.value for v in reg.get_key(r"\Microsoft\Windows NT\CurrentVersion\SvcHost").iter_values()
@@ -415,6 +459,8 @@ def test_retail_image_with_oem_certificate(ws, tmp_path):
 
 def test_retail_refuses_test_signed_packages(ws, tmp_path):
     # A Retail image built with the TEST ONLY chain: the release policy names every package.
+    retail = ws / "build/arm64/SampleA/Retail"
+    before = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in retail.rglob("*") if p.is_file()}
     proc = scons(
         ws,
         "CONFIG=Retail",
@@ -427,7 +473,10 @@ def test_retail_refuses_test_signed_packages(ws, tmp_path):
     assert "a Production image refuses" in proc.stderr and "TEST ONLY" in proc.stderr
     assert "Contoso.Registry.Settings.cab" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not list((ws / "build/arm64/SampleA/Retail/partitions").glob("*.img")) or True
+    after = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in retail.rglob("*") if p.is_file()}
+    images = [n for n in before if n.endswith((".img", ".ffu"))]
+    assert images, "the previous test built Retail partitions and an FFU"  # so this check means something
+    assert {n: after.get(n) for n in images} == {n: before[n] for n in images}  # no image work was done
 
 
 def test_product_version_package(ws, tmp_path):
@@ -478,7 +527,7 @@ IMGGEN_IDS = {  # ImgGen's normalised unique partition GUIDs (DD2FFU ImageConsta
 }
 
 
-@pytest.mark.skipif(not shutil.which("sgdisk"), reason="sgdisk (gdisk) not installed")
+@needs("sgdisk")
 def test_partition_ids_are_imggens(ws, tmp_path):
     """`sgdisk -i` on the disk from `ffuforge ffu to-raw` shows ImgGen's fixed IDs; the flash-only
     table stored in the FFU (parsed here by hand, LBA 2 entries) carries the same EFIESP ID."""

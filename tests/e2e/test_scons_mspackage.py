@@ -4,7 +4,6 @@ manifests), and the built MainOS carries them — read back from the NTFS image 
 manifest in that CAB stops the build with one line naming the CAB and the member."""
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from fmkit import fm_xml, pkg
 from mscab import EXPECTED, KEY_A, KEY_B, NAME, PAYLOAD, PKT, VER, ms_cab, signed_ms_cab
+from oracles import needs, require_tool
 from scons_util import copy_workspace, scons
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +42,7 @@ def kit(ws: Path, signer=None, **cab_args) -> str:
     return "MSPACKAGE=kit/MSPackages"
 
 
-@pytest.mark.skipif(shutil.which("ntfscat") is None, reason="ntfscat (ntfs-3g) not installed")
+@needs("ntfscat")
 def test_microsoft_form_package_lands_in_mainos(tmp_path):
     ws = copy_workspace(tmp_path / "ws")
     proc = scons(ws, kit(ws, compression="lzx"))  # LZX: what Microsoft's packaging writes by default
@@ -83,7 +83,7 @@ def test_microsoft_packages_verify_against_declared_roots(tmp_path):
     ws = copy_workspace(tmp_path / "ws")
     signer = testpki.ensure_test_pki(ws / "testcerts")
     ms = kit(ws, signer=signer)
-    if shutil.which("osslsigncode"):  # the fixture is validly signed, for an independent checker
+    if require_tool("osslsigncode"):  # the fixture is validly signed, for an independent checker
         cab = ws / f"kit/MSPackages/Retail/arm64/fre/{NAME}.cab"
         r = subprocess.run(
             ["osslsigncode", "verify", "-in", str(cab), "-CAfile", str(ws / "testcerts/root.crt")],

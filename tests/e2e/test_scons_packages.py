@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from oracles import require_tool
 from scons_util import built, copy_workspace, scons
 
 pytestmark = pytest.mark.e2e
@@ -61,8 +62,7 @@ def _mum_hashes(mum: bytes) -> dict[str, str]:
 
 @pytest.mark.parametrize("tool", ["cabextract", "7z", "gcab"])
 def test_independent_readers_list_and_extract(built_ws, tmp_path, tool):
-    if not shutil.which(tool):
-        pytest.skip(f"{tool} is not installed (.ci/run installs it)")
+    require_tool(tool)
     ws, _ = built_ws
     for cab in sorted(_cabs(ws).glob("*.cab")):
         listing = {

@@ -15,6 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ffuforge.formats.cab import content_signature
 from ffuforge.signing import verify
 
+from oracles import require_tool
 from scons_util import built, copy_workspace, scons, stored_csigs
 
 pytestmark = pytest.mark.e2e
@@ -61,13 +62,13 @@ def test_every_package_is_signed_with_the_test_chain(ws):
     for cab in cabs:
         report = verify.verify_cab(cab, trusted_roots=root)
         assert report.ok, (cab.name, report.problems)
-    if shutil.which("osslsigncode"):
-        r = subprocess.run(
-            ["osslsigncode", "verify", "-in", str(cabs[0]), "-CAfile", str(ws / "testcerts/root.crt")],
-            capture_output=True,
-            text=True,
-        )
-        assert r.returncode == 0, r.stdout
+    require_tool("osslsigncode")
+    r = subprocess.run(
+        ["osslsigncode", "verify", "-in", str(cabs[0]), "-CAfile", str(ws / "testcerts/root.crt")],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stdout
 
 
 def test_signatures_scons_stores_are_those_of_the_bytes(ws):

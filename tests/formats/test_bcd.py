@@ -15,6 +15,8 @@ from lxml import etree
 from ffuforge.errors import ConfigError, FFUError
 from ffuforge.formats import bcd, hive
 
+from oracles import require_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 NS = "http://schemas.microsoft.com/phone/2011/10/BootConfiguration"
 Q = f"{{{NS}}}"
@@ -51,6 +53,16 @@ OBJECTS = {
     "Boot Loader Settings Group": ("{6efb52bf-1766-41db-a6b3-0ee5eff72bd7}", 0x20200003),
     "MMOS": ("{a5935ff2-32ba-4617-bf36-5ac314b3f9bf}", 0x10200003),
 }
+# The unique partition GUIDs Microsoft's imaging gives the main-OS store's partitions. No Microsoft
+# document lists them (learn.microsoft.com's PARTITION_INFORMATION_GPT page gives partition *type*
+# GUIDs only), so the independent sources are: a Microsoft-built retail FFU's partition table as an
+# outside tool lists it (github.com/gus33000/MobilePackageGen, README.md, "Found partitions with
+# recognized file system" for RM1085_1078.0053.10586.13169.12547.035242_retail_prod_signed.ffu:
+# EFIESP 8183040a-…, MMOS 27a47557-…, MainOS a76b8ce2-…), and the constants of Microsoft's
+# ImageStorageServiceManaged.dll (ImageConstants SYSTEM_PARTITION_ID, MAINOS_PARTITION_ID,
+# MMOS_PARTITION_ID and SYSTEM_STORE_GUID / SYSTEM_STORE_SIGNATURE 0xAE420040 for DISK_GUID and
+# DISK_SIG above; decompiled in github.com/Empyreal96/WP_Common_Tools,
+# src/imagestorageservicemanaged/Microsoft.WindowsPhone.Imaging/ImageConstants.cs).
 PARTITIONS = {
     "EFIESP": "{8183040a-8b44-4592-92f7-c6d9ee0560f7}",
     "MainOS": "{a76b8ce2-0187-4c13-8fca-8651c9b0620a}",
@@ -161,8 +173,7 @@ def dump(path: Path) -> dict[str, dict[str, tuple[int, bytes]]]:
         res = subprocess.run([tool, "--export", str(path), "\\"], capture_output=True, env=env, check=True)
         tree = parse_reg_export(res.stdout.decode("utf-8"))
     else:
-        if not shutil.which("hivexml"):
-            pytest.skip("neither hivexregedit nor hivexml is installed")
+        require_tool("hivexml")
         tree = _hivexml_dump(path)
     return {k.lower(): v for k, v in tree.items()}
 
@@ -338,9 +349,7 @@ def test_recovery_ramdisk_devices(corpus, tmp_path):
 
 
 def test_hivexsh_navigates_the_store(tmp_path):
-    tool = shutil.which("hivexsh")
-    if tool is None:
-        pytest.skip("hivexsh not installed")
+    tool = require_tool("hivexsh")
     src = tmp_path / "a.xml"
     src.write_text(base_xml("gpt"))
     out = tmp_path / "BCD"

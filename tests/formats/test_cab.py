@@ -6,7 +6,6 @@ import datetime
 import hashlib
 import os
 import random
-import shutil
 import struct
 import subprocess
 import tracemalloc
@@ -36,12 +35,13 @@ from ffuforge.formats.cab import (
 )
 from ffuforge.formats.cab import writer as cab_writer
 
+from oracles import require_tool
+
 TOOLS = ("cabextract", "7z", "gcab")
 
 
 def need(tool: str) -> None:
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} is not installed")
+    require_tool(tool)
 
 
 def run(*args, cwd=None) -> str:
@@ -348,8 +348,8 @@ def test_zero_length_members_only(tmp_path):
         assert [r.read(m) for m in r.members] == [b"", b""]
         r.extract_all(tmp_path / "x")
     assert tree(tmp_path / "x") == {"a": b"", "b": b""}
-    if shutil.which("cabextract"):
-        run("cabextract", "-t", str(tmp_path / "z.cab"))
+    require_tool("cabextract")
+    run("cabextract", "-t", str(tmp_path / "z.cab"))
 
 
 def test_multifolder_split_points(tmp_path):
@@ -462,8 +462,7 @@ def test_append_signature_and_hash_invariance(payload, tmp_path):
     with pytest.raises(FFUError, match="no signature reserve"):
         append_signature(tmp_path / "u.cab", blob)
     for tool in ("cabextract", "7z"):
-        if not shutil.which(tool):
-            continue
+        require_tool(tool)
         dest = tmp_path / f"x-{tool}"
         dest.mkdir()
         if tool == "cabextract":
@@ -716,9 +715,9 @@ def test_raw_builder_with_reserves_is_valid(tmp_path):
     p.write_bytes(blob)
     with CabReader(p) as r:
         assert r.read("a.txt") == a and r.read("b.txt") == b
-    if shutil.which("cabextract"):
-        run("cabextract", "-q", "-d", str(tmp_path / "x"), str(p))
-        assert tree(tmp_path / "x") == {"a.txt": a, "b.txt": b}
+    require_tool("cabextract")
+    run("cabextract", "-q", "-d", str(tmp_path / "x"), str(p))
+    assert tree(tmp_path / "x") == {"a.txt": a, "b.txt": b}
 
 
 def open_all(p: Path, dest: Path | None = None) -> None:
@@ -873,8 +872,8 @@ def test_quantum_garbage_decodes_deterministically(tmp_path):
         with CabReader(p) as r:
             runs.add(r.read("a"))
     assert runs == {bytes(10)}
-    if shutil.which("cabextract"):
-        assert len(subprocess.run(["cabextract", "-p", str(p)], capture_output=True, check=True).stdout) == 10
+    require_tool("cabextract")
+    assert len(subprocess.run(["cabextract", "-p", str(p)], capture_output=True, check=True).stdout) == 10
 
 
 def test_spanned_cabinets_refused(tmp_path):

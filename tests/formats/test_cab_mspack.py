@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import resource
-import shutil
 import struct
 import subprocess
 import sys
@@ -24,11 +23,13 @@ import pytest
 from ffuforge.errors import FormatError
 from ffuforge.formats.cab import CFDATA, CFFILE, CFFOLDER, CFHEADER, CabReader, cfdata_checksum, mspack
 
+from oracles import needs, require_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 # Cabinets embedded in other data: cabextract searches a file for them, we read files that are cabinets.
 EMBEDDED = {"search_basic.cab": "not a cabinet file", "search_tricky1.cab": "multi-cabinet"}
 MEM_LIMIT = 768 * 1024 * 1024  # address space of the child: Python, lxml, construct and one decoder
-needs_cabextract = pytest.mark.skipif(shutil.which("cabextract") is None, reason="cabextract not installed")
+needs_cabextract = needs("cabextract")
 
 
 def _limit() -> None:
@@ -103,8 +104,7 @@ def test_libmspack_corpus_matches_cabextract(corpus, tmp_path):
 
 def test_mszip_lzx_quantum_against_7z(corpus, tmp_path):
     cab = corpus / "cab-libmspack" / "mszip_lzx_qtm.cab"
-    if shutil.which("7z") is None:
-        pytest.skip("7z (p7zip-full) not installed")
+    require_tool("7z")
     subprocess.run(["7z", "x", "-y", f"-o{tmp_path / 'theirs'}", str(cab)], check=True, capture_output=True)
     with CabReader(cab) as r:
         assert [r.read(m)[:0] == b"" for m in r.members]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import io
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from ffuforge.formats.catalog import (
 )
 from ffuforge.formats.pe import MACHINES, authenticode_digest, make_minimal_pe
 
+from oracles import needs, require_tool
 from test_pe import make_pki  # one throwaway code-signing PKI for the PE and catalog tests
 
 UTC = datetime.UTC
@@ -42,7 +42,7 @@ WHEN = datetime.datetime(2024, 5, 1, 12, 30, 45, tzinfo=UTC)
 PE_DATA = bytes.fromhex("300a030205a0a004a2028000")
 FLAT_DATA = bytes.fromhex("a2028000")
 OSATTR = "2:6.1,2:6.0,2:5.2,2:5.1"
-needs_osslsigncode = pytest.mark.skipif(shutil.which("osslsigncode") is None, reason="osslsigncode missing")
+needs_osslsigncode = needs("osslsigncode")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -370,8 +370,7 @@ def test_v1_hash_labels_and_pe_kind():
 
 @pytest.fixture(scope="module")
 def signed_catalog(package, pki, tmp_path_factory):
-    if shutil.which("osslsigncode") is None:
-        pytest.skip("osslsigncode missing")
+    require_tool("osslsigncode")
     d = tmp_path_factory.mktemp("cat")
     unsigned, signed = d / "update.cat", d / "update.signed.cat"
     unsigned.write_bytes(v2(package["hashes"]))

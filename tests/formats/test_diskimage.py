@@ -1,6 +1,5 @@
 """Raw disk assembly: content at the right offsets, sparse output, data-block iteration."""
 
-import shutil
 import subprocess
 import time
 import tracemalloc
@@ -11,6 +10,8 @@ from test_ptable import BS, MIB, gpt_layout, images_for, mbr_layout, sparse_imag
 from ffuforge.errors import ConfigError, FFUError, FormatError
 from ffuforge.formats import diskimage, ptable
 from ffuforge.formats.disklayout import DiskLayout
+
+from oracles import needs
 
 
 def _expected_blocks(layout, images) -> set[int]:
@@ -97,7 +98,7 @@ def test_bad_images_leave_no_output(tmp_path):
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".disk")]
 
 
-@pytest.mark.skipif(shutil.which("sgdisk") is None, reason="sgdisk not installed")
+@needs("sgdisk")
 def test_big_sparse_disk_fast_small_memory(tmp_path):
     """A 2 GiB disk with a few MB of data: seconds, not minutes, and no disk-sized buffers."""
     base = gpt_layout()

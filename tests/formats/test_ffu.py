@@ -5,7 +5,6 @@ tampering, hostile files, determinism, memory and speed."""
 import filecmp
 import hashlib
 import os
-import shutil
 import struct
 import subprocess
 import time
@@ -40,6 +39,8 @@ from ffuforge.errors import ConfigError, FFUError, FormatError, SigningError
 from ffuforge.formats import blocksig, catalog, diskimage, ffu, ptable
 from ffuforge.formats.disklayout import DiskLayout, PlacedPartition
 from ffuforge.signing.verify import catalog_signature_problems
+
+from oracles import require_tool
 
 WORKED_MANIFEST = (
     "[FullFlash]\r\n"
@@ -217,9 +218,9 @@ def test_gpt_phases_and_roundtrip(tmp_path):
     layout = gpt_layout()
     images = images_for(layout, tmp_path)
     out, got = _roundtrip(tmp_path, layout, images)
-    if shutil.which("sgdisk"):
-        v = subprocess.run(["sgdisk", "-v", str(got)], capture_output=True, text=True)
-        assert "No problems found" in v.stdout, v.stdout
+    require_tool("sgdisk")
+    v = subprocess.run(["sgdisk", "-v", str(got)], capture_output=True, text=True)
+    assert "No problems found" in v.stdout, v.stdout
     with ffu.FfuReader(out) as r:
         st_ = r.stores[0]
         h = st_.header
@@ -267,9 +268,9 @@ def test_mbr_six_partitions_roundtrip(tmp_path):
     layout = mbr_layout()
     images = images_for(layout, tmp_path)
     out, got = _roundtrip(tmp_path, layout, images)
-    if shutil.which("sfdisk"):
-        v = subprocess.run(["sfdisk", "--verify", str(got)], capture_output=True, text=True)
-        assert "No errors detected" in v.stdout, v.stdout
+    require_tool("sfdisk")
+    v = subprocess.run(["sfdisk", "--verify", str(got)], capture_output=True, text=True)
+    assert "No errors detected" in v.stdout, v.stdout
     with ffu.FfuReader(out) as r:
         st_ = r.stores[0]
         assert st_.locations(0) == [(0, 0)]  # MBR: no DISK_END anywhere
@@ -306,12 +307,10 @@ def test_4k_sector_roundtrip(tmp_path):
             [(0, 0)],
             [(2, 0)],
         ]
-    if shutil.which("fdisk"):
-        o = subprocess.run(
-            ["fdisk", "-b", "4096", "-l", str(got)], capture_output=True, text=True, check=True
-        )
-        assert "corrupt" not in (o.stdout + o.stderr).lower()
-        assert all(p.name in o.stdout or str(p.first_sector) in o.stdout for p in layout.partitions)
+    require_tool("fdisk")
+    o = subprocess.run(["fdisk", "-b", "4096", "-l", str(got)], capture_output=True, text=True, check=True)
+    assert "corrupt" not in (o.stdout + o.stderr).lower()
+    assert all(p.name in o.stdout or str(p.first_sector) in o.stdout for p in layout.partitions)
 
 
 def _strict_check(st_) -> None:
@@ -342,9 +341,9 @@ def test_table_blocks_are_staged_chunks_and_never_data(tmp_path):
     layout = gpt_layout(bootloader_at=66, data_to_end=True)
     images = images_for(layout, tmp_path)
     out, got = _roundtrip(tmp_path, layout, images)
-    if shutil.which("sgdisk"):
-        v = subprocess.run(["sgdisk", "-v", str(got)], capture_output=True, text=True)
-        assert "No problems found" in v.stdout, v.stdout
+    require_tool("sgdisk")
+    v = subprocess.run(["sgdisk", "-v", str(got)], capture_output=True, text=True)
+    assert "No problems found" in v.stdout, v.stdout
     boot = images["BOOTFW"].read_bytes()
     data = images["Data"].read_bytes()
     last = layout.total_bytes // BS - 1

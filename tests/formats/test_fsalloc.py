@@ -5,7 +5,6 @@ import filecmp
 import os
 import random
 import re
-import shutil
 import struct
 import subprocess
 
@@ -16,11 +15,17 @@ from ffuforge.errors import FormatError
 from ffuforge.formats import diskimage, ffu, fsalloc
 from ffuforge.formats.disklayout import DiskLayout, PlacedPartition
 
+from oracles import require_tool
+
 TOOLS = ("mkfs.fat", "mcopy", "mshowfat", "fsck.fat", "mkntfs", "ntfscp", "ntfsinfo")
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in TOOLS),
-    reason="needs dosfstools, mtools and ntfs-3g (./bootstrap --test)",
-)
+
+
+@pytest.fixture(autouse=True)
+def _tools():
+    for t in TOOLS:
+        require_tool(t)
+
+
 MB = 1 << 20  # bytes (test_ptable.MIB counts sectors)
 ZERO_FILE = 512 * 1024  # allocated, all zero: `cp --sparse=always` turns it into a hole
 

@@ -3,7 +3,6 @@
 import hashlib
 import os
 import re
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -14,22 +13,19 @@ from ffuforge.errors import ConfigError, FFUError, FormatError, ToolError
 from ffuforge.formats import fat, fstools
 from ffuforge.formats.fsimage import fat_parameters, normalize_ntfs, write_fat, write_ntfs, write_raw
 
+from oracles import require_tool
+
 EPOCH = 1577836800  # 2020-01-01
 MiB = 1 << 20
 
 
 def need(*tools):
     for t in tools:
-        if not (
-            shutil.which(t) or any(os.access(os.path.join(d, t), os.X_OK) for d in ("/usr/sbin", "/sbin"))
-        ):
-            pytest.skip(f"{t} not installed")
+        require_tool(t)
 
 
 def tool(name):
-    return shutil.which(name) or next(
-        os.path.join(d, name) for d in ("/usr/sbin", "/sbin") if os.access(os.path.join(d, name), os.X_OK)
-    )
+    return require_tool(name)
 
 
 def blob(seed: str, size: int) -> bytes:
@@ -384,9 +380,9 @@ def test_ntfs_image_checks_and_reads_back(tmp_path):
     assert boot[0x0D] * 512 == 4096
     fix = subprocess.run([tool("ntfsfix"), "-n", str(img)], capture_output=True, text=True)
     assert fix.returncode == 0 and "was processed successfully" in fix.stdout, fix.stdout + fix.stderr
-    if shutil.which("ntfsresize") or os.access("/usr/sbin/ntfsresize", os.X_OK):
-        chk = subprocess.run([tool("ntfsresize"), "--check", "-f", str(img)], capture_output=True, text=True)
-        assert chk.returncode == 0, chk.stdout + chk.stderr
+    require_tool("ntfsresize")
+    chk = subprocess.run([tool("ntfsresize"), "--check", "-f", str(img)], capture_output=True, text=True)
+    assert chk.returncode == 0, chk.stdout + chk.stderr
     files, dirs = ntfs_files(img)
     assert files == TREE
     assert dirs == expected_dirs()

@@ -3,7 +3,6 @@
 import base64
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,6 +13,8 @@ from lxml import etree
 
 from ffuforge.errors import ConfigError, FFUError, FormatError
 from ffuforge.formats import hive, regvalue
+
+from oracles import require_tool
 
 TS = 1577836800  # 2020-01-01
 FILETIME_2020 = 132223104000000000
@@ -127,10 +128,7 @@ def parse_reg_export(text: str) -> dict[str, dict[str, tuple[int, bytes]]]:
 
 
 def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.skip(f"{tool} not installed")
-    return path
+    return require_tool(tool)
 
 
 def test_hivexregedit_round_trips_every_key_and_value(hive_file):

@@ -17,16 +17,15 @@ from ffuforge.errors import ConfigError, FFUError
 from ffuforge.formats import fstools, ntfswrite, secdesc
 from ffuforge.formats.ntfs import write_ntfs
 
+from oracles import require_tool
+
 EPOCH = 1577836800
 MiB = 1 << 20
 SITE = str(Path(__file__).resolve().parents[2] / "site_scons")
 
 
 def tool(name: str) -> str:
-    for cand in (shutil.which(name), f"/usr/sbin/{name}", f"/sbin/{name}"):
-        if cand and os.access(cand, os.X_OK):
-            return cand
-    pytest.skip(f"{name} is not installed (./bootstrap --test)")
+    return require_tool(name)
 
 
 def tree(root: Path) -> Path:

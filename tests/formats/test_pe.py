@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import io
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -30,9 +29,11 @@ from ffuforge.formats.pe import (
     pe_layout,
 )
 
+from oracles import needs, require_tool
+
 KINDS = ("sys", "dll", "exe")
 MATRIX = [(m, k) for m in MACHINES for k in KINDS]
-needs_osslsigncode = pytest.mark.skipif(shutil.which("osslsigncode") is None, reason="osslsigncode missing")
+needs_osslsigncode = needs("osslsigncode")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -274,8 +275,7 @@ def test_padding_rule_matches_osslsigncode(overlay, pki, tmp_path):
 def test_signify_parses_signed_and_agrees(pki, tmp_path):
     signed_file = pytest.importorskip("signify.authenticode.signed_file")
     x509 = pytest.importorskip("signify.x509")
-    if shutil.which("osslsigncode") is None:
-        pytest.skip("osslsigncode missing")
+    require_tool("osslsigncode")
     root = x509.Certificate.from_pem(pki["root"].read_bytes())
     store = x509.CertificateStore([root], trusted=True)
     for machine in MACHINES:

@@ -6,7 +6,6 @@ tests share."""
 
 import json
 import random
-import shutil
 import struct
 import subprocess
 import uuid
@@ -21,17 +20,16 @@ from ffuforge.errors import ConfigError, FFUError, FormatError
 from ffuforge.formats import diskimage, ptable
 from ffuforge.formats.disklayout import DiskLayout, PlacedPartition
 
+from oracles import needs
+
 MIB = 2048  # 512-byte sectors per MiB
 BASIC = "{ebd0a0a2-b9e5-4433-87c0-68b6b72699c7}"
 ESP = "{c12a7328-f81f-11d2-ba4b-00a0c93ec93b}"
 VENDOR = "{2a3e5f3c-8d6e-4b4c-9f7b-0c1d2e3f4a5b}"  # opaque firmware partition type
 BS = 131072
 
-needs_sgdisk = pytest.mark.skipif(shutil.which("sgdisk") is None, reason="sgdisk (gdisk) not installed")
-needs_fdisk = pytest.mark.skipif(
-    shutil.which("fdisk") is None or shutil.which("sfdisk") is None,
-    reason="fdisk/sfdisk (util-linux) not installed",
-)
+needs_sgdisk = needs("sgdisk")
+needs_fdisk = needs("fdisk", "sfdisk")
 
 
 # ----------------------------------------------------------------------------- shared builders

@@ -5,7 +5,6 @@ hive reader and, independently, by hivexregedit."""
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -21,6 +20,7 @@ from ffuforge.image import partition
 from ffuforge.package.build import build_variant
 
 from helpers import plan, wm
+from oracles import needs
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCH = 1577836800
@@ -126,7 +126,7 @@ def test_microsoft_form_and_xml_meet_in_one_store(tmp_path):
     }
 
 
-@pytest.mark.skipif(shutil.which("hivexregedit") is None, reason="hivexregedit (libhivex-bin) not installed")
+@needs("hivexregedit")
 def test_hivexregedit_reads_the_merged_store(tmp_path):
     ms = ms_package(tmp_path, "MsBcd", LOADER_REGS)
     ours = xml_package(tmp_path, "OemBcd", boolean("Boot UX Progress Animation Disable", "true"))
@@ -216,7 +216,7 @@ def _cli(*args):
     )
 
 
-@pytest.mark.skipif(shutil.which("mcopy") is None, reason="mtools not installed")
+@needs("mcopy")
 def test_dump_cli_on_store_and_fat_image(tmp_path):
     ms = ms_package(tmp_path, "MsBcd", LOADER_REGS)
     st = stage(tmp_path, [ms])

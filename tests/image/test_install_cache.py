@@ -20,6 +20,7 @@ from ffuforge.package.build import build_variant
 from ffuforge.util import workers
 
 from helpers import plan, wm
+from oracles import require_tool
 from scons_util import copy_workspace, scons
 
 EPOCH = 1577836800
@@ -376,8 +377,8 @@ def test_copy_when_hard_links_fail(tmp_path, monkeypatch):
 
 
 def test_skipping_fsync_changes_no_byte(tmp_path, monkeypatch):
-    if not shutil.which("eatmydata") or not os.access("/usr/sbin/mkntfs", os.X_OK):
-        pytest.skip("eatmydata and ntfs-3g are installed by ./bootstrap")
+    require_tool("eatmydata")
+    require_tool("mkntfs")
     tree = tmp_path / "tree"
     for i in range(30):
         p = tree / f"d{i % 4}" / f"f{i}.bin"

@@ -8,7 +8,6 @@ expected tree is computed here from the bytes put in, independently of the insta
 
 import hashlib
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -17,6 +16,7 @@ from ffuforge.errors import ConfigError, FFUError, FormatError
 from ffuforge.image import install, partition
 
 from mscab import EPOCH, EXPECTED, KEY_A, KEY_B, NAME, PAYLOAD, PKT, VER, manifest_a, ms_cab, ms_file
+from oracles import needs
 
 
 @pytest.mark.parametrize("compression", ["mszip", "lzx"])
@@ -62,7 +62,7 @@ def test_partition_manifest_json_names_the_package(tmp_path):
     assert (r["type"], r["data"], r["package"]) == (4, "01000000", NAME)
 
 
-@pytest.mark.skipif(shutil.which("cabextract") is None, reason="cabextract not installed")
+@needs("cabextract")
 @pytest.mark.parametrize("compression", ["mszip", "lzx"])
 def test_installed_bytes_match_cabextract(tmp_path, compression):
     """Independent reader: the staged files are the members cabextract extracts."""

@@ -5,7 +5,6 @@ manifest) → install → hive file, and the hive is read back by our reader and
 by hivex (``hivexregedit --export``) and regipy as independent readers.
 """
 
-import shutil
 import subprocess
 import uuid
 
@@ -17,6 +16,7 @@ from ffuforge.image import install, partition
 from ffuforge.package.build import build_variant
 
 from helpers import plan, wm
+from oracles import require_tool
 
 SVCHOST = "$(hklm.svchost)"
 EPOCH = 1577836800
@@ -135,15 +135,15 @@ def test_semicolon_inside_a_multi_string_item(tmp_path):
     values = hive.read_hive(config / "SOFTWARE").as_dict()["Contoso"]
     assert values["q"] == (7, _multi("a;b", 'say "hi", c'))
     assert values["plain"] == (7, _multi("x", "y"))
-    if shutil.which("hivexregedit"):
-        out = subprocess.run(
-            ["hivexregedit", "--export", str(config / "SOFTWARE"), "\\Contoso"],
-            capture_output=True,
-            text=True,
-        ).stdout
-        assert '"q"=hex(7):' + ",".join(f"{b:02x}" for b in _multi("a;b", 'say "hi", c')) in out.replace(
-            "\\\n  ", ""
-        )
+    require_tool("hivexregedit")
+    out = subprocess.run(
+        ["hivexregedit", "--export", str(config / "SOFTWARE"), "\\Contoso"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert '"q"=hex(7):' + ",".join(f"{b:02x}" for b in _multi("a;b", 'say "hi", c')) in out.replace(
+        "\\\n  ", ""
+    )
 
 
 @pytest.mark.parametrize("value", ["a;;b", "a;b;", ";a", '"a","","b"'])
@@ -175,18 +175,18 @@ def test_select_and_control_set_001(tmp_path):
     assert tree[r"ControlSet001\Services\Foo"]["Start"] == (4, (3).to_bytes(4, "little"))
     assert tree[r"ControlSet001\Control\Foo"]["x"] == (4, (1).to_bytes(4, "little"))
     assert not any(k.lower().startswith("currentcontrolset") for k in tree)
-    if shutil.which("hivexregedit"):
-        out = subprocess.run(
-            ["hivexregedit", "--export", str(config / "SYSTEM"), "\\"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        assert (
-            '[\\Select]\n"Current"=dword:00000001\n"Default"=dword:00000001\n"Failed"=dword:00000000\n"LastKnownGood"=dword:00000001'
-            in out
-        )
-        assert "[\\ControlSet001\\Services\\Foo]" in out and "CurrentControlSet" not in out
+    require_tool("hivexregedit")
+    out = subprocess.run(
+        ["hivexregedit", "--export", str(config / "SYSTEM"), "\\"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert (
+        '[\\Select]\n"Current"=dword:00000001\n"Default"=dword:00000001\n"Failed"=dword:00000000\n"LastKnownGood"=dword:00000001'
+        in out
+    )
+    assert "[\\ControlSet001\\Services\\Foo]" in out and "CurrentControlSet" not in out
     regipy = pytest.importorskip("regipy.registry")
     reg = regipy.RegistryHive(str(config / "SYSTEM"))
     assert {v.name: v.value for v in reg.get_key("\\Select").iter_values()} == {

@@ -7,9 +7,7 @@ Independent readers: regipy reads each key's ``sk`` cell (owner, group, ACEs); n
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -26,6 +24,7 @@ from ffuforge.package import security as package_security
 from ffuforge.package.build import build_variant
 
 from helpers import plan, wm
+from oracles import require_tool
 
 EPOCH = 1577836800
 FILE_SD = "O:BAG:SYD:P(A;;FA;;;SY)(A;;FA;;;BA)"
@@ -277,7 +276,7 @@ def test_sk_cells_are_shared_counted_and_ringed(tmp_path):
     for i, (_, flink, blink, _, _) in enumerate(ring):  # a closed ring both ways
         assert flink == ring[(i + 1) % 3][0] and blink == ring[i - 1][0]
     assert {keys[k].security_cell for k in ("A", "C\\D")} == {ring[[r[4] for r in ring].index(sd1)][0]}
-    if shutil.which("hivexsh"):  # hivex accepts the hive
+    if require_tool("hivexsh"):  # hivex accepts the hive
         res = subprocess.run(["hivexsh", "-d", str(out)], input="ls\n", capture_output=True, text=True)
         assert res.returncode == 0 and "A" in res.stdout, res.stderr
 
@@ -323,10 +322,7 @@ def test_installed_keys_read_back_by_regipy(tmp_path):
 
 
 def _tool(name: str) -> str:
-    for cand in (shutil.which(name), f"/usr/sbin/{name}", f"/sbin/{name}"):
-        if cand and os.access(cand, os.X_OK):
-            return cand
-    pytest.skip(f"{name} is not installed (./bootstrap --test)")
+    return require_tool(name)
 
 
 def audited(img: Path, path: str) -> bytes:

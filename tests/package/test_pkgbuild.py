@@ -4,7 +4,6 @@ import base64
 import copy
 import hashlib
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -16,6 +15,7 @@ from ffuforge.formats.cab import CabReader
 from ffuforge.package.build import BuildSettings, build_variant
 
 from helpers import plan, wm
+from oracles import needs, require_tool
 
 ASM = "{urn:schemas-microsoft-com:asm.v3}"
 
@@ -125,7 +125,7 @@ def test_test_release_type_marks_catalog(tmp_path):
     assert 'phoneRelease="Test"' in mum
 
 
-@pytest.mark.skipif(not shutil.which("cabextract"), reason="cabextract not installed")
+@needs("cabextract")
 def test_cabextract_reads_our_package(tmp_path):
     v, out = _build(tmp_path, _sample(tmp_path))
     listing = subprocess.run(
@@ -221,14 +221,14 @@ def test_signed_package_verifies(tmp_path, test_signer):
     assert signed_pe != (tmp_path / "tool.exe").read_bytes()  # the payload itself got signed
     (tmp_path / "x.exe").write_bytes(signed_pe)
     assert verify.verify_pe(tmp_path / "x.exe", trusted_roots=[root]).ok
-    if shutil.which("osslsigncode"):
-        for target in (out, tmp_path / "x.exe"):
-            r = subprocess.run(
-                ["osslsigncode", "verify", "-in", str(target), "-CAfile", str(pki_dir / "root.crt")],
-                capture_output=True,
-                text=True,
-            )
-            assert r.returncode == 0, r.stdout + r.stderr
+    require_tool("osslsigncode")
+    for target in (out, tmp_path / "x.exe"):
+        r = subprocess.run(
+            ["osslsigncode", "verify", "-in", str(target), "-CAfile", str(pki_dir / "root.crt")],
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
     # Same inputs, key and epoch: byte-identical signed CAB.
     first = out.read_bytes()
     out.unlink()

@@ -1,5 +1,6 @@
 """Content signatures of sparse outputs: they depend on the bytes only, never on where the holes are."""
 
+import hashlib
 import os
 import random
 
@@ -63,10 +64,21 @@ def test_one_byte_changes_the_signature(tmp_path):
 
 
 def test_empty_file(tmp_path):
+    """The definition (blocksig's docstring), spelled out here rather than taken from the code: a
+    SHA-256 over the tag, each block's SHA-256 (none here) and the size as 8 little-endian bytes."""
     p = tmp_path / "e"
     p.write_bytes(b"")
-    assert contentsig.file_signature(p) == contentsig.file_signature(p)
-    assert os.path.getsize(p) == 0
+    tag = b"ffuforge-blocks-sha256-v1\0"
+    assert contentsig.file_signature(p) == hashlib.sha256(tag + bytes(8)).hexdigest()
+    one = tmp_path / "one"
+    one.write_bytes(b"\0")  # one zero byte: not the empty file, though both hold only zeros
+    expected = hashlib.sha256(tag + hashlib.sha256(b"\0").digest() + (1).to_bytes(8, "little")).hexdigest()
+    assert contentsig.file_signature(one) == expected
+    assert contentsig.content_signature(str(p)) == (
+        0,
+        os.stat(p).st_mtime_ns,
+        hashlib.sha256(tag + bytes(8)).hexdigest(),
+    )
 
 
 @pytest.mark.parametrize("seed", range(16))

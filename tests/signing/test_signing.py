@@ -26,6 +26,7 @@ from ffuforge.scons_tool import contentsig
 from ffuforge.signing import testpki, verify
 from ffuforge.signing.signers import CommandSigner, KeySigner, load_key_signer
 
+from oracles import require_tool
 from signing_util import (
     EPOCH,
     issue,
@@ -728,8 +729,7 @@ def test_bad_files_to_sign(signer, unsigned, tmp_path):
 @pytest.fixture(scope="module")
 def ossl_command(pki, chain_pem, tmp_path_factory):
     """A `sign.cmd`-like script: osslsigncode signs the file given as last argument in place."""
-    if shutil.which("osslsigncode") is None:
-        pytest.skip("osslsigncode missing")
+    require_tool("osslsigncode")
     script = tmp_path_factory.mktemp("cmd") / "sign.sh"
     script.write_text(
         "#!/bin/sh\nset -e\n"
@@ -752,7 +752,8 @@ def test_command_signer_matches_key_signer(ossl_command, signer, unsigned, tmp_p
     assert _leftovers(tmp_path) == []
 
 
-def _command_failures(ossl_command) -> dict[str, tuple[CommandSigner, str]]:
+def _command_failures() -> dict[str, tuple[CommandSigner, str]]:
+    """Commands that fail in each way a signing tool can: none of them is osslsigncode."""
     return {
         "false": (CommandSigner("false"), "failed (exit status 1)"),
         "stderr": (
@@ -768,8 +769,8 @@ def _command_failures(ossl_command) -> dict[str, tuple[CommandSigner, str]]:
 
 @pytest.mark.parametrize("case", ["false", "stderr", "unsigned", "missing", "timeout", "truncates"])
 @pytest.mark.parametrize("kind,name", [("cat", "update.cat"), ("cab", "plain.cab"), ("pe", "x86.dll")])
-def test_command_signer_failures(ossl_command, unsigned, tmp_path, case, kind, name):
-    signer, fragment = _command_failures(ossl_command)[case]
+def test_command_signer_failures(unsigned, tmp_path, case, kind, name):
+    signer, fragment = _command_failures()[case]
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(FFUError) as exc:

@@ -4,7 +4,6 @@ too); every kind of tampering fails and names the member or signature that broke
 from __future__ import annotations
 
 import io
-import shutil
 import struct
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from ffuforge.errors import FFUError, FormatError, SigningError
 from ffuforge.formats import cab, catalog, pe
 from ffuforge.signing import testpki, verify
 
+from oracles import require_tool
 from signing_util import (
     EPOCH,
     issue,
@@ -371,8 +371,7 @@ def test_verify_main(package, signed_pe, pki, root, tmp_path, capsys):
 
 def test_verify_accepts_osslsigncode_output(files, pki, root, tmp_path):
     """The verifier is not tied to our signer: a package signed by osslsigncode passes."""
-    if shutil.which("osslsigncode") is None:
-        pytest.skip("osslsigncode missing")
+    require_tool("osslsigncode")
     import subprocess
 
     chain = tmp_path / "chain.pem"

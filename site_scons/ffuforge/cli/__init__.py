@@ -1,7 +1,8 @@
 """`ffuforge` command line: one module per subcommand, each with `main(argv) -> int`.
 
 The dispatcher imports only the subcommand asked for (the package's heavier modules load on use),
-and turns a user mistake (:class:`FFUError`) into one `ffuforge: error: …` line and exit 2.
+and turns a user mistake (:class:`FFUError`) into one `ffuforge: error: …` line and exit 2, an OS
+error (no space, read-only, permission denied) into one such line and exit 1.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `ffuforge ffu info x | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # no space, read-only, permission denied: one line, never a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ffuforge: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
 
 

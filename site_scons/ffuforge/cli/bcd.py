@@ -23,6 +23,7 @@ from ..formats.bcd.dump import describe_store, format_store
 from ..formats.ffu import FfuReader
 from ..formats.hive import parse_hive
 from ..formats.ptable.parse import read_partitions
+from .files import input_file
 
 BCD_IN_FAT = "::/EFI/Microsoft/Boot/BCD"
 FAT_TYPES = {0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E}
@@ -47,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def load_store(path: Path) -> bytes:
     """The store's bytes from whichever of the three inputs `path` is."""
+    input_file(path, "a BCD store, an EFIESP image or an FFU")
     try:
         with open(path, "rb") as f:
             head = f.read(512)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..formats.cab import CabReader
+from .files import input_file, output_dir
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -15,6 +16,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("cab")
     p.add_argument("dest", nargs="?")
     args = p.parse_args(argv)
+    input_file(args.cab, "a CAB file")
+    if args.action == "extract":
+        output_dir(args.dest or ".")
     with CabReader(args.cab) as cab:
         if args.action == "list":
             for m in cab.members:

@@ -18,6 +18,7 @@ from ..features.model import Resolution, Skipped, assume_available, canon_cpu
 from ..features.resolve import resolve
 from ..util import paths
 from ..util.assignments import parse_assignments
+from .files import input_file, input_files
 
 
 def default_variables(cpu: str, oem_name: str, top: Path) -> dict[str, str]:
@@ -114,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
+        input_file(args.oeminput, "an OEMInput XML file")
+        input_files(args.fm, "an FM XML file")
+        input_files(args.fmfilelist, "an FMFileList XML file")
         cpu = canon_cpu(args.cpu)
         top = Path(args.top)
         variables = default_variables(cpu, args.oem_name, top)

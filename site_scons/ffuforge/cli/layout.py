@@ -8,6 +8,7 @@ import sys
 
 from ..errors import FFUError
 from ..image.layout import compute_layout, format_layout, load_device_layout, load_device_platform
+from .files import input_file
 
 _SUFFIX = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30}
 
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     try:
+        input_file(args.layout, "a DeviceLayout XML file")
+        if args.platform:
+            input_file(args.platform, "an OEMDevicePlatform XML file")
         layout = load_device_layout(args.layout, args.layout)
         platform = load_device_platform(args.platform, args.platform) if args.platform else None
         content = dict(_content_arg(c) for c in args.content)

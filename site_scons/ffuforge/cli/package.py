@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..util.assignments import parse_assignments
+from .files import input_file, output_dir
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,6 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--output", "-o", default=".", help="output directory")
     args = p.parse_args(argv)
+    input_file(args.project, "a .wm.xml or .pkg.xml file")
+    output_dir(args.output)
 
     from ..package import build, project, variant
 

@@ -9,10 +9,12 @@ from collections.abc import Iterable, Sequence
 from ..errors import FFUError
 from ..formats import pe
 from ..signing.verify import load_certificates, verify_cab, verify_catalog, verify_pe
+from ..util.paths import open_regular
+from .files import input_files
 
 
 def _kind(path: str) -> str:
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:  # a FIFO or a directory: one line, no hang
         head = f.read(4)
     if head == b"MSCF":
         return "cab"
@@ -60,4 +62,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("files", nargs="+")
     ap.add_argument("--root", action="append", help="trusted root certificate (PEM/DER); repeatable")
     args = ap.parse_args(argv)
+    input_files(args.root, "a certificate file")
     return verify_files(args.files, args.root or None)

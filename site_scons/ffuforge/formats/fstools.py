@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, ToolError
+from ..util import lifetime
 
 _SBIN = ("/usr/sbin", "/sbin")
 _WIN_BAD = set('<>:"/\\|?*')
@@ -65,8 +66,13 @@ def run(
     """Run a tool; `input` is its stdin (else /dev/null). Raises ToolRunError with its last error line."""
     name = name or os.path.basename(argv[1] if os.path.basename(argv[0]) == "eatmydata" else argv[0])
     stdin = None if input is not None else subprocess.DEVNULL
-    try:
-        res = subprocess.run(argv, input=input, stdin=stdin, capture_output=True, env=env, check=False)
+    runnable = os.access(argv[0], os.X_OK) if os.sep in argv[0] else shutil.which(argv[0])
+    if not runnable:  # said here: through the wrapper below it would be sh's exit status 127
+        raise ToolError(f"cannot run {argv[0]}: No such file or directory", str(out))
+    try:  # tied: a tool (the NTFS helper writes for minutes) dies with a SIGKILLed build
+        res = subprocess.run(
+            lifetime.tied(argv), input=input, stdin=stdin, capture_output=True, env=env, check=False
+        )
     except OSError as exc:
         raise ToolError(f"cannot run {argv[0]}: {exc.strerror}", str(out)) from None
     if res.returncode < 0:  # Ctrl-C reaches the whole process group: not the tool's fault, say so

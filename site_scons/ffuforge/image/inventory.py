@@ -160,7 +160,7 @@ def from_ffu(path: Path) -> dict[str, Any]:
         read = r.disk_reader(0)
         style, head, entries = read_partitions(read, disk // ss, ss)
         bs = st.block_size
-        blocks = r.stored_blocks(0)
+        blocks = [b for b, _ in r.stored_blocks(0)]
         parts: dict[str, dict] = {}
         for e in entries:
             if style == "gpt":

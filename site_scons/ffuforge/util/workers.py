@@ -16,16 +16,21 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import os
+import queue
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from . import lifetime
 
 T = TypeVar("T")
 
 _LOCK = threading.Lock()
 _POOL: concurrent.futures.ProcessPoolExecutor | None = None
+_SPAWNER: queue.SimpleQueue | None = None
 
 
 def _pool(jobs: int) -> concurrent.futures.ProcessPoolExecutor:
@@ -33,29 +38,57 @@ def _pool(jobs: int) -> concurrent.futures.ProcessPoolExecutor:
     with _LOCK:
         if _POOL is None:
             _POOL = concurrent.futures.ProcessPoolExecutor(
-                jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+                jobs,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(os.getpid(),),
             )
         return _POOL
 
 
-def _worker_init() -> None:
-    """Ctrl-C reaches the whole process group: SCons stops the build and says so once, workers
-    finish their job instead of dying with a KeyboardInterrupt traceback. A worker whose build was
-    killed exits at once, so none outlives it to rename an output into place under the next build.
-    (Not PR_SET_PDEATHSIG: that fires when the SCons thread that started the worker ends.)"""
-    import os
-    import time
-
+def _worker_init(parent: int) -> None:
+    """First thing in a worker: die with the build (PR_SET_PDEATHSIG, :mod:`.lifetime`), so that
+    none outlives a SIGKILLed scons to rename an output into place under the next build. Its
+    parent thread is the spawner (see `_spawned`), which lives as long as the process. Ctrl-C
+    reaches the whole process group: SCons stops the build and says so once, workers finish their
+    job instead of dying with a KeyboardInterrupt traceback."""
+    lifetime.die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since birth: see _submit
-    parent = os.getppid()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since birth: see _spawner
 
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.1)
-        os._exit(1)
 
-    threading.Thread(target=watch, name="ffuforge-parent-watch", daemon=True).start()
+def _spawner_loop(jobs: queue.SimpleQueue) -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    while True:
+        task, box, done = jobs.get()
+        try:
+            box.append(task())
+        except BaseException as exc:  # handed back to the caller, raised there
+            box.append(exc)
+        done.set()
+
+
+def _spawned(task: Callable[[], T]) -> T:
+    """`task()` (which submits to the pool, and so may start workers) on the one thread that
+    starts every worker. PR_SET_PDEATHSIG fires when the thread that started a process ends, and
+    SCons' job threads end with each build; this one never does. It also keeps Ctrl-C blocked, so
+    workers inherit the mask and a Ctrl-C while they start up (importing, before _worker_init
+    ignores it) stays pending instead of printing a KeyboardInterrupt traceback from each."""
+    global _SPAWNER
+    with _LOCK:
+        if _SPAWNER is None:
+            _SPAWNER = queue.SimpleQueue()
+            threading.Thread(
+                target=_spawner_loop, args=(_SPAWNER,), name="ffuforge-spawner", daemon=True
+            ).start()
+        jobs = _SPAWNER
+    box: list[Any] = []
+    done = threading.Event()
+    jobs.put((task, box, done))
+    done.wait()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
 
 
 def _discard(pool: concurrent.futures.ProcessPoolExecutor) -> None:
@@ -69,15 +102,8 @@ def _discard(pool: concurrent.futures.ProcessPoolExecutor) -> None:
 def _submit(
     pool: concurrent.futures.ProcessPoolExecutor, fn: Callable[..., T], *args
 ) -> concurrent.futures.Future:
-    """pool.submit, with Ctrl-C blocked in this thread meanwhile: the workers it may start inherit
-    the mask, so a Ctrl-C while they start up (importing, before _worker_init ignores it) stays
-    pending instead of printing a KeyboardInterrupt traceback from each. SCons' main thread still
-    takes the signal."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        return pool.submit(fn, *args)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    """pool.submit, on the spawner thread (see `_spawned`)."""
+    return _spawned(lambda: pool.submit(fn, *args))
 
 
 def call(fn: Callable[..., T], *args, jobs: int) -> T:

@@ -315,9 +315,14 @@ class FfuReader:
                     out[first + b] = src + b * st.block_size
         return out
 
-    def stored_blocks(self, store: int = 0) -> list[int]:
-        """The disk blocks the store writes (after the final phase), ascending."""
-        return sorted(self._final_map(self._store(store)))
+    def stored_blocks(self, store: int = 0) -> list[tuple[int, int]]:
+        """(disk block, file offset of its final content), sorted: what replaying the store writes
+        (every stored block, all-zero ones too), each block once, as a device must receive it."""
+        st = self._store(store)
+        if st.compression is not None:
+            raise FormatError("compressed FFU payload is not supported")
+        self._check_locations(st)
+        return sorted(self._final_map(st).items())
 
     def disk_reader(self, store: int = 0) -> Callable[[int, int], bytes]:
         """read(offset, length) of the disk this store produces (unwritten bytes read as zero)."""
