@@ -23,6 +23,8 @@ COMMANDS = {
     "layout": "compute and check a device layout (DeviceLayout.xml)",
     "ffu": "inspect, verify or unpack an FFU: info | verify | to-raw",
     "bcd": "dump a BCD store (a store, an EFIESP image or an FFU) as objects and elements",
+    "sign": "re-sign existing CABs (catalog and CAB) with your certificate, in place",
+    "certs": "create an OEM test or production PKI (like New-IoTOEMCerts): certs new --test|--production DIR",
     "settings": "list the SCons tool's construction variables and command-line options",
 }
 

@@ -24,7 +24,7 @@ from .actions import (
     build_options,
     plan_at,
 )
-from .configure import configured
+from .configure import configured, plain_path
 from .nodes import (
     available,
     fail,
@@ -230,7 +230,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
 
     configured(env)
     RAW = env["FFU_RAW"] if RAW is None else RAW
-    MSPACKAGE = MSPACKAGE or env["FFU_MSPACKAGE"] or None
+    MSPACKAGE = plain_path(MSPACKAGE or env["FFU_MSPACKAGE"]) or None
     PRODUCT = PRODUCT or env["FFU_PRODUCT"] or None
     CONFIG = CONFIG or env["FFU_CONFIG"] or None
 
