@@ -173,3 +173,16 @@ def test_damaged_volume_is_one_line_never_a_traceback(out, tmp_path):
         proc = ff("ls", bad, check=False)
         assert "Traceback" not in proc.stderr, proc.stderr
         assert proc.returncode == 0 or (proc.returncode == 2 and proc.stderr.count("\n") == 1), proc.stderr
+
+
+def test_packages_json_lists_the_generated_packages(out):
+    """Everything the image holds: the feature identifier packages and the product's version package."""
+    import json
+
+    main = json.loads((out / "packages.json").read_text())["partitions"]["MainOS"]
+    names = {p["name"]: p for p in main}
+    version = names["Contoso.SampleA.Registry.Version"]
+    assert version["generated"] and version["path"].endswith("packages/Contoso.SampleA.Registry.Version.cab")
+    assert any(p["fip"] for p in main)
+    installed = {p["name"] for p in json.loads((out / "partitions/MainOS.json").read_text())["packages"]}
+    assert installed <= set(names), installed - set(names)
