@@ -97,7 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "FFU_SIGN_CERT",
         "",
-        "your code-signing certificate (PEM or .pfx; password in $FFU_SIGN_PASSWORD)",
+        "your code-signing certificate (PEM or .pfx; password in $FFU_SIGN_PASSWORD); relative paths "
+        "mean the top of the tree",
         "path",
         arg="SIGN_CERT",
     ),
