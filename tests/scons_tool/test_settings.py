@@ -68,7 +68,9 @@ def test_a_bad_value_is_one_line_naming_it(env, args, message, monkeypatch):
 def test_environment_epoch(monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1000")
     assert _apply()["SOURCE_DATE_EPOCH"] == 1000
-    assert _apply({"SOURCE_DATE_EPOCH": 5})["SOURCE_DATE_EPOCH"] == 5  # the SConstruct's wins
+    # the standard variable a user exports wins over the SConstruct's fixed value; the command line over both
+    assert _apply({"SOURCE_DATE_EPOCH": 5})["SOURCE_DATE_EPOCH"] == 1000
+    assert _apply({"SOURCE_DATE_EPOCH": 5}, {"SOURCE_DATE_EPOCH": "7"})["SOURCE_DATE_EPOCH"] == 7
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
     with pytest.raises(ConfigError, match=r"SOURCE_DATE_EPOCH='yesterday' is not an integer"):
         _apply()

@@ -681,32 +681,47 @@ def test_secrets_never_leak(ca, tmp_path, unsigned):
     out = s.sign_catalog((unsigned / "update.cat").read_bytes(), epoch=EPOCH)
     assert d_bytes[:16] not in out and PASSWORD.encode() not in out
     with pytest.raises(FFUError) as exc:  # signing-time error
-        s.sign_catalog((unsigned / "update.cat").read_bytes(), epoch=0)
+        s.sign_catalog((unsigned / "update.cat").read_bytes(), epoch=-1)
     _assert_no_secret(exc.value, *key_lines[:3], *plain_lines[:3])
 
 
-def test_signing_time_outside_validity(ca, tmp_path, unsigned):
-    """Valid now, but not at the signing time: each operation refuses and leaves no output."""
-    leaf = _good_leaf(ca, start=datetime.datetime(2024, 6, 1, tzinfo=UTC))
+def test_signing_time_outside_validity_is_the_chains_start(ca, tmp_path, unsigned):
+    """A certificate issued after SOURCE_DATE_EPOCH signs at its notBefore: deterministic, so
+    reproducible, and inside the validity, so it verifies. An epoch inside the validity is kept."""
+    start = datetime.datetime(2024, 6, 1, tzinfo=UTC)
+    leaf = _good_leaf(ca, start=start)
     s = load_key_signer(
         write_cert(tmp_path / "l.crt", leaf),
         write_key(tmp_path / "l.key", ca["leaf_key"]),
         chain=[ca["root"]],
     )
+    assert s.signing_epoch(EPOCH) == int(start.timestamp()) > EPOCH
+    assert s.signing_epoch(EPOCH + 20_000_000) == EPOCH + 20_000_000
     out = tmp_path / "out"
     out.mkdir()
-    for call in (
-        lambda: s.sign_catalog((unsigned / "update.cat").read_bytes(), epoch=EPOCH),
-        lambda: s.sign_cab(unsigned / "plain.cab", out / "p.cab", epoch=EPOCH),
-        lambda: s.sign_pe(unsigned / "x86.dll", out / "x.dll", epoch=EPOCH),
-    ):
-        with pytest.raises(
-            FFUError, match="not valid at the signing time .*SOURCE_DATE_EPOCH=1700000000"
-        ) as exc:
-            call()
-        assert exc.value.file == str(tmp_path / "l.crt") and "\n" not in str(exc.value)
-    assert list(out.iterdir()) == []
-    s.sign_cab(unsigned / "plain.cab", out / "p.cab", epoch=EPOCH + 20_000_000)  # inside: fine
+    s.sign_cab(unsigned / "plain.cab", out / "a.cab", epoch=EPOCH)
+    s.sign_cab(unsigned / "plain.cab", out / "b.cab", epoch=EPOCH)
+    assert (out / "a.cab").read_bytes() == (out / "b.cab").read_bytes()
+    roots = verify.load_certificates([ca["root"]])
+    assert verify.cab_signature_problems(out / "a.cab", roots) == []
+    cat = s.sign_catalog((unsigned / "update.cat").read_bytes(), epoch=0)
+    assert verify.catalog_signature_problems(cat, roots) == []
+
+
+@needs_osslsigncode
+def test_signing_time_rule_matches_osslsigncode_at_not_before(ca, tmp_path, unsigned):
+    """Independent oracle: osslsigncode told `-time <notBefore>` writes our bytes exactly."""
+    start = datetime.datetime(2024, 6, 1, tzinfo=UTC)
+    leaf_crt = write_cert(tmp_path / "l.crt", _good_leaf(ca, start=start))
+    leaf_key = write_key(tmp_path / "l.key", ca["leaf_key"])
+    s = load_key_signer(leaf_crt, leaf_key, chain=[ca["root"]])
+    s.sign_cab(unsigned / "plain.cab", tmp_path / "ours.cab", epoch=EPOCH)
+    r = run(
+        "osslsigncode", "sign", "-certs", leaf_crt, "-ac", ca["root"], "-key", leaf_key, "-h", "sha256",
+        "-time", int(start.timestamp()), "-in", unsigned / "plain.cab", "-out", tmp_path / "theirs.cab",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "ours.cab").read_bytes() == (tmp_path / "theirs.cab").read_bytes()
 
 
 def test_bad_files_to_sign(signer, unsigned, tmp_path):

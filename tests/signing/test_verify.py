@@ -358,10 +358,18 @@ def test_verify_main(package, signed_pe, pki, root, tmp_path, capsys):
     cat = tmp_path / "update.cat"
     cat.write_bytes(read_members(package)["update.cat"])
     assert verify_files([package, signed_pe / "s.sys", cat], [pki / "root.crt"]) == 0
-    out = capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().out.splitlines()
+    out = [ln for ln in lines if not ln.startswith(" ")]
     assert out == [f"OK {package}", f"OK {signed_pe / 's.sys'}", f"OK {cat}"]
+    # who signed, the chain, TEST ONLY and the package's release type follow each verdict
+    details = lines[1 : lines.index(f"OK {signed_pe / 's.sys'}")]
+    assert details[0].startswith("  signer: CN=") and "TEST ONLY" in details[0]
+    assert details[1].startswith("    chain: CN=") and details[1].count(" <- ") >= 1
+    assert details[2] == "    test only: yes (TEST ONLY certificate)"
+    assert details[-1].startswith("  release type: ")  # this fixture's update.mum is minimal: unknown
+    assert any(ln.startswith("  catalog signer: CN=") for ln in details)
     assert verify_files([package, bad, tmp_path / "missing.cab"], None) == 1
-    out = capsys.readouterr().out.splitlines()
+    out = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith(" ")]
     assert out[0] == f"OK {package}"
     assert out[1] == f"{bad}: CAB signature: signed digest does not match the file (modified after signing)"
     assert out[2].startswith(f"{tmp_path / 'missing.cab'}: cannot read")

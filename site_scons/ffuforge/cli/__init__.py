@@ -25,6 +25,13 @@ COMMANDS = {
     "ffu": "inspect, verify or unpack an FFU: info | verify | to-raw",
     "diff": "compare two images (build folders or FFUs): packages, files, registry, partitions, layout",
     "bcd": "dump a BCD store (a store, an EFIESP image or an FFU) as objects and elements",
+    "sign": "re-sign existing CABs (catalog and CAB) with your certificate, in place",
+    "certs": "create an OEM test or production PKI (like New-IoTOEMCerts): certs new --test|--production DIR",
+    "ls": "list an image's files with size, SHA-256 and owning package (FFU, raw disk or partition image)",
+    "cat": "write a file of an image to stdout",
+    "reg": "print a registry key of an image, reg-query style",
+    "services": "list an image's services and drivers",
+    "drivers": "list an image's drivers and driver store packages",
     "settings": "list the SCons tool's construction variables and command-line options",
 }
 

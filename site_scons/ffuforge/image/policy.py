@@ -90,13 +90,28 @@ def check_release(
     """Raise one ConfigError naming every package that violates the policy for `release_type`.
     `problems_of`: package_problems, or a cached form of it."""
     bad = []
+    kinds: set[str] = set()
     for path in cabs:
         problems = (problems_of or package_problems)(Path(path), release_type)
         if problems:
             bad.append(f"{Path(path).name} ({', '.join(problems)})")
+            kinds.update(problems)
     if bad:
         raise ConfigError(
-            f"a {release_type} image refuses {len(bad)} package(s): {'; '.join(bad)}; "
-            "sign them with your production certificate or drop them from the image",
+            f"a {release_type} image refuses {len(bad)} package(s): {'; '.join(bad)}; {_fixes(kinds)}",
             where,
         )
+
+
+def _fixes(kinds: set[str]) -> str:
+    """What to do about these kinds of problem: the release type is fixed in the project (or by
+    building the Test configuration), a signature by signing with a production certificate."""
+    fixes = []
+    if "release type Test" in kinds:
+        fixes.append(
+            'the release type is set by the package project: give it releaseType="Production" '
+            "(or build CONFIG=Test, or drop the package from the Retail OEMInput)"
+        )
+    if kinds - {"release type Test"}:
+        fixes.append("sign them with your production certificate (SIGN_CERT=…) or drop them from the image")
+    return "; ".join(fixes)

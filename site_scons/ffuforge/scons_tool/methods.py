@@ -24,7 +24,7 @@ from .actions import (
     build_options,
     plan_at,
 )
-from .configure import configured
+from .configure import configured, plain_path
 from .nodes import (
     available,
     fail,
@@ -230,7 +230,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
 
     configured(env)
     RAW = env["FFU_RAW"] if RAW is None else RAW
-    MSPACKAGE = MSPACKAGE or env["FFU_MSPACKAGE"] or None
+    MSPACKAGE = plain_path(MSPACKAGE or env["FFU_MSPACKAGE"]) or None
     PRODUCT = PRODUCT or env["FFU_PRODUCT"] or None
     CONFIG = CONFIG or env["FFU_CONFIG"] or None
 
@@ -276,6 +276,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
         partitions[dl.find(name).name] = sorted(os.path.relpath(str(top / pk.path), top) for pk in pkgs)
     signer = signer_of(env)
     epoch = env["SOURCE_DATE_EPOCH"]
+    generated: list[tuple[str, str]] = []
     if "MainOS" in partitions:  # the product's version package, like the kit's Registry.Version
         owner = feature_variables(env)["OEM_NAME"]
         name = f"{owner}.{product}.Registry.Version"
@@ -297,12 +298,17 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
         GENERATED_BUILDER(env, pp, [env.Value(json.dumps(pspec, sort_keys=True))])
         PACKAGES[pp.abspath] = PackageRecord(name, "MainOS", "Production", rel)
         partitions["MainOS"] = sorted(partitions["MainOS"] + [rel_path(env, pp)])
+        generated.append((name, rel_path(env, pp)))
     layout_cab = os.path.relpath(str(top / res.device_layout.path), top)
     platform_cab = os.path.relpath(str(top / res.device_platform.path), top)
     all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
-    report = env.Value(
-        json.dumps(relative_paths(res.to_json(), str(top)), sort_keys=True, indent=1, default=str)
-    )
+    doc = relative_paths(res.to_json(), str(top))
+    for pkg_name, cab in generated:  # packages.json lists what the image holds, generated ones too
+        doc["partitions"].setdefault("MainOS", []).append(
+            {"fip": False, "generated": True, "name": pkg_name, "partition": "MainOS", "path": cab,
+             "reasons": ["the product's version package (generated)"], "sources": [rel]}
+        )  # fmt: skip
+    report = env.Value(json.dumps(doc, sort_keys=True, indent=1, default=str))
     resolution_node = RESOLUTION_BUILDER(env, outdir.File("packages.json"), [report])
     # The OEMInput names merged FMs; the image is resolved from them (in memory), so they belong
     # to its graph: an FM edit re-merges that FM even when only the image is asked for.

@@ -80,8 +80,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SOURCE_DATE_EPOCH",
         "",
-        "timestamp of every output in seconds since 1970 (empty: the environment "
-        "variable, else 2020-01-01), a fixed workspace setting so builds are bit-identical",
+        "timestamp of every output in seconds since 1970, a fixed workspace setting so builds are "
+        "bit-identical; the command line wins, then the SOURCE_DATE_EPOCH environment variable, "
+        "then the SConstruct's value (empty: 2020-01-01). Signatures use it too, or the signing "
+        "chain's latest notBefore when it lies outside the chain's validity",
         "int",
         arg="SOURCE_DATE_EPOCH",
     ),
@@ -95,7 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "FFU_SIGN_CERT",
         "",
-        "your code-signing certificate (PEM or .pfx; password in $FFU_SIGN_PASSWORD)",
+        "your code-signing certificate (PEM or .pfx; password in $FFU_SIGN_PASSWORD); relative paths "
+        "mean the top of the tree",
         "path",
         arg="SIGN_CERT",
     ),
@@ -233,8 +236,12 @@ def apply(get: Callable[[str], Any], arguments: Mapping[str, str]) -> dict[str, 
     """Every setting's value: the command line's where given, else the environment's (`get`),
     validated; then the release policy. Raises ConfigError naming the variable."""
     values: dict[str, Any] = {}
+    environ_epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
     for s in SETTINGS:
-        if s.arg and s.arg in arguments:
+        if s.name == "SOURCE_DATE_EPOCH" and s.arg not in arguments and environ_epoch != "":
+            # the standard variable a user exports wins over the SConstruct's fixed value
+            values[s.name] = check(s, from_text(s, environ_epoch), "SOURCE_DATE_EPOCH (environment)")
+        elif s.arg and s.arg in arguments:
             try:
                 values[s.name] = check(s, from_text(s, arguments[s.arg]), s.arg)
             except ConfigError as exc:

@@ -25,7 +25,7 @@ def signer_of(env) -> signing.Signer | None:
         if mode == "none":
             return None
         if mode == "test":
-            directory = env.Dir(env.subst("$FFU_TEST_PKI_DIR")).abspath
+            directory = env.Dir("#").Dir(env.subst("$FFU_TEST_PKI_DIR")).abspath
             key = ("test", directory)
             if key not in CONFIGURED:
                 CONFIGURED[key] = testpki.ensure_test_pki(
@@ -38,9 +38,11 @@ def signer_of(env) -> signing.Signer | None:
                     "FFU_SIGN=key needs FFU_SIGN_CERT (a PEM certificate or a .pfx) and usually "
                     "FFU_SIGN_KEY; a release build needs your own code-signing certificate"
                 )
-            chain = tuple(env.File(c).abspath for c in env.Flatten(env.get("FFU_SIGN_CHAIN", [])))
+            # relative to the top of the tree, whichever SConscript calls Package() first
+            top = env.Dir("#")
+            chain = tuple(top.File(c).abspath for c in env.Flatten(env.get("FFU_SIGN_CHAIN", [])))
             key_file = env.subst("$FFU_SIGN_KEY") or None
-            key = ("key", env.File(cert).abspath, key_file and env.File(key_file).abspath, chain)
+            key = ("key", top.File(cert).abspath, key_file and top.File(key_file).abspath, chain)
             if key not in CONFIGURED:
                 CONFIGURED[key] = signing.load_key_signer(
                     key[1], key[2], chain, password=os.environ.get("FFU_SIGN_PASSWORD")

@@ -7,7 +7,8 @@ comes back before accepting it.
 
 The in-process signatures are what osslsigncode 2.9 writes with `-time`: a
 v1 SignerInfo by issuerAndSerialNumber, SHA-256, RSA PKCS#1 v1.5 (`rsaEncryption`), signed
-attributes contentType, signingTime (= the build epoch), SpcStatementType (individual code
+attributes contentType, signingTime (= the build epoch, or the chain's latest
+notBefore when the epoch is outside its validity: see `KeySigner.signing_epoch`), SpcStatementType (individual code
 signing) and messageDigest, no SpcSpOpusInfo, no timestamp; the certificates are sorted as
 a DER SET. PKCS#1 v1.5 is deterministic, so the same key, input and epoch always give the
 same bytes, and the output can be compared byte for byte with osslsigncode's. The
@@ -152,26 +153,38 @@ class KeySigner(Signer):
 
     # -- validity
 
-    def check_validity(self, epoch: int) -> None:
-        """SigningError unless every certificate is valid both at `epoch` and now."""
+    def signing_epoch(self, epoch: int) -> int:
+        """The signing time for a build at `epoch`: `epoch` itself when every certificate of the
+        chain is valid then, else the latest notBefore of the chain (the moment the chain became
+        valid). Deterministic for one certificate and epoch, so builds stay reproducible, and a
+        certificate issued after the workspace's SOURCE_DATE_EPOCH (2020-01-01) still signs."""
         when = epoch_datetime(epoch)
+        if all(c.not_valid_before_utc <= when <= c.not_valid_after_utc for c in self.certificates):
+            return epoch
+        start = max(c.not_valid_before_utc for c in self.certificates)
+        end = min(c.not_valid_after_utc for c in self.certificates)
+        if start > end:
+            raise SigningError(
+                f"the validity periods of the chain of '{common_name(self.certificates[0])}' do not "
+                f"overlap (latest start {start:%Y-%m-%d}, earliest end {end:%Y-%m-%d}); fix the chain",
+                file=self.origin,
+            )
+        return int(start.timestamp())
+
+    def check_validity(self, epoch: int) -> None:
+        """SigningError unless every certificate is valid now and the chain has a signing time
+        for `epoch` (see :meth:`signing_epoch`)."""
         now = datetime.now(UTC)
         for c in self.certificates:
             start, end = c.not_valid_before_utc, c.not_valid_after_utc
-            if start <= now <= end and start <= when <= end:
-                continue
-            span = f"valid {start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC"
             if not start <= now <= end:
+                span = f"valid {start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC"
                 state = "has expired" if now > end else "is not yet valid"
                 raise SigningError(
                     f"certificate '{common_name(c)}' {state} ({span}, now {now:%Y-%m-%d %H:%M:%S} UTC)",
                     file=self.origin,
                 )
-            raise SigningError(
-                f"certificate '{common_name(c)}' is not valid at the signing time {when:%Y-%m-%d %H:%M:%S} UTC "
-                f"(SOURCE_DATE_EPOCH={epoch}; {span}); choose a signing time inside that period",
-                file=self.origin,
-            )
+        self.signing_epoch(epoch)
 
     # -- CMS
 
@@ -182,7 +195,8 @@ class KeySigner(Signer):
 
     def _authenticode(self, indirect: bytes, epoch: int) -> bytes:
         """PKCS#7 SignedData (ContentInfo) over an SpcIndirectDataContent."""
-        si = self._signer_info(OID_SPC_INDIRECT_DATA, tlv_value(indirect), epoch_datetime(epoch))
+        when = epoch_datetime(self.signing_epoch(epoch))
+        si = self._signer_info(OID_SPC_INDIRECT_DATA, tlv_value(indirect), when)
         signed = der(
             0x30,
             INT1
@@ -198,7 +212,7 @@ class KeySigner(Signer):
     def sign_catalog(self, unsigned_der: bytes, *, epoch: int) -> bytes:
         self.check_validity(epoch)
         content = catalog.signed_content(unsigned_der)
-        si = self._signer_info(catalog.OID_CTL, content, epoch_datetime(epoch))
+        si = self._signer_info(catalog.OID_CTL, content, epoch_datetime(self.signing_epoch(epoch)))
         return catalog.attach_signature_der(
             unsigned_der, signer_infos=[si], certificates=self._cert_ders, digest_algorithm="sha256"
         )

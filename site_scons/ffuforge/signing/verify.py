@@ -333,6 +333,42 @@ def _authenticode_problems(
         return [f"malformed signature: {e}"]
 
 
+def signer_chains(blob: bytes) -> list[list[x509.Certificate]]:
+    """For a PKCS#7 signature (a CAB's or PE's Authenticode blob, or a signed catalog): per
+    signer, its certificate and the issuers the signature includes, leaf first. For display
+    (`ffuforge verify`); an unreadable blob gives []. Whether it verifies is the problems' job."""
+    try:
+        sd = _ContentInfo.load(_strip_padding(blob))["content"]
+        field_ = sd["certificates"]
+        pool_asn1 = (
+            [] if isinstance(field_, asn1.Void) else [c.chosen for c in field_ if c.name == "certificate"]
+        )
+        pool = [x509.load_der_x509_certificate(c.dump()) for c in pool_asn1]
+        chains = []
+        for si in sd["signer_infos"]:
+            sid = si["sid"]
+            if sid.name == "issuer_and_serial_number":
+                want = sid.chosen
+                hits = [
+                    pool[i] for i, c in enumerate(pool_asn1)
+                    if c.issuer == want["issuer"] and c.serial_number == want["serial_number"].native
+                ]  # fmt: skip
+            else:
+                hits = [pool[i] for i, c in enumerate(pool_asn1) if c.key_identifier == sid.chosen.native]
+            if not hits:
+                continue
+            chain = [hits[0]]
+            while len(chain) <= _MAX_CHAIN and not issued_by(chain[-1], chain[-1]):
+                nxt = next((c for c in pool if c not in chain and issued_by(chain[-1], c)), None)
+                if nxt is None:
+                    break
+                chain.append(nxt)
+            chains.append(chain)
+        return chains
+    except _PARSE_ERRORS:
+        return []
+
+
 # ----------------------------------------------------------------------------- signature locations
 
 

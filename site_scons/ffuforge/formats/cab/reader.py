@@ -157,6 +157,11 @@ class CabReader:
         self._index: dict[int, _FolderIndex] = {}
         self._idle: dict[int, _FolderCursor] = {}
 
+    @property
+    def compressions(self) -> tuple[str, ...]:
+        """Each folder's compression by name ("none", "MSZIP", "Quantum", "LZX"), in folder order."""
+        return tuple(COMP_NAMES.get(f.comp & 0xF, f"#{f.comp & 0xF}") for f in self._folders)
+
     # context manager / lifetime
     def __enter__(self) -> CabReader:
         return self
