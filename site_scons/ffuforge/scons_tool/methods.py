@@ -37,6 +37,7 @@ from .nodes import (
 )
 from .signer import signer_of
 from .state import MERGED_NODES, MERGED_XML, MERGES, OWNERS, PACKAGES, PackageRecord
+from .updateos import declare as declare_updateos
 
 # ------------------------------------------------------------------------------ packages
 
@@ -226,7 +227,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     layout, one target per partition (depending on exactly the CABs that land on it) and the FFU.
     Returns [Flash.ffu (, Flash.img)]."""
     from ..features import resolve as features
-    from ..image import extractcache, layout
+    from ..image import extractcache, layout, updateos
 
     configured(env)
     RAW = env["FFU_RAW"] if RAW is None else RAW
@@ -269,10 +270,21 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
             layout_source(env, res.device_layout.path, "devicelayout.xml"),
             f"{res.device_layout.name}:DeviceLayout.xml",
         )
-        layout.check_partitions(dl, [(name, rel, None) for name in res.partitions])
+        # UpdateOS is no disk partition: its packages go into MainOS's UpdateOS.wim (image.updateos)
+        on_disk = {n: pkgs for n, pkgs in res.partitions.items() if not updateos.is_updateos(n)}
+        update_os = {
+            os.path.relpath(str(top / pk.path), top): pk.fip
+            for n in sorted(res.partitions.keys() - on_disk.keys())
+            for pk in res.partitions[n]
+        }
+        layout.check_partitions(dl, [(name, rel, None) for name in on_disk])
+        if update_os and dl.find("MainOS") is None:
+            raise ConfigError(
+                "packages target UpdateOS, whose WIM lives on MainOS, but the layout has no MainOS", rel
+            )
     # Every layout partition gets an image; packages land on theirs (names as the layout spells them).
     partitions = {p.name: [] for p in dl.partitions}
-    for name, pkgs in res.partitions.items():
+    for name, pkgs in on_disk.items():
         partitions[dl.find(name).name] = sorted(os.path.relpath(str(top / pk.path), top) for pk in pkgs)
     signer = signer_of(env)
     epoch = env["SOURCE_DATE_EPOCH"]
@@ -297,6 +309,8 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
         GENERATED_BUILDER(env, pp, [env.Value(json.dumps(pspec, sort_keys=True))])
         PACKAGES[pp.abspath] = PackageRecord(name, "MainOS", "Production", rel)
         partitions["MainOS"] = sorted(partitions["MainOS"] + [rel_path(env, pp)])
+    wim = declare_updateos(env, outdir, rel, update_os, epoch, cpu) if "MainOS" in partitions else None
+    wim_rel = rel_path(env, wim) if wim is not None else None
     layout_cab = os.path.relpath(str(top / res.device_layout.path), top)
     platform_cab = os.path.relpath(str(top / res.device_platform.path), top)
     all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
@@ -316,19 +330,27 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
         "partitions": partitions,
         "layout_cab": layout_cab,
         "platform_cab": platform_cab,
+        "updateos_wim": wim_rel,
     }
     layout_json = LAYOUT_BUILDER(
         env,
         outdir.File("layout.json"),
-        [env.Value(json.dumps(spec, sort_keys=True))] + [env.File("#" + c) for c in all_cabs],
+        [env.Value(json.dumps(spec, sort_keys=True))]
+        + [env.File("#" + c) for c in all_cabs]
+        + [wim] * bool(wim),
     )
     images = []
     for name, cabs in partitions.items():
+        holds_wim = wim is not None and name == "MainOS"
         pspec = {"oeminput": rel, "partition": name, "cabs": cabs, "epoch": epoch}
+        pspec |= {"updateos_wim": wim_rel} if holds_wim else {}
         nodes = PARTITION_BUILDER(
             env,
             [outdir.File(f"partitions/{name}.img"), outdir.File(f"partitions/{name}.json")],
-            layout_json + [env.Value(json.dumps(pspec, sort_keys=True))] + [env.File("#" + c) for c in cabs],
+            layout_json
+            + [env.Value(json.dumps(pspec, sort_keys=True))]
+            + [env.File("#" + c) for c in cabs]
+            + [wim] * holds_wim,
         )
         images.append(nodes[0])
         env.Clean(nodes, outdir.Dir(f"partitions/{extractcache.DIRNAME}/{name}"))
