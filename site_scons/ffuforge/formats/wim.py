@@ -16,8 +16,9 @@ What a capture would take from the host, and how it is kept out:
 * the image's ``CREATIONTIME``/``LASTMODIFICATIONTIME``: wimlib stamps the clock while writing a
   modified image, so the WIM is written once, reopened, given ``timestamp`` and written again (the
   second write copies the compressed resources, it does not compress again);
-* the GUID (random per write in wimlib): taken from the SHA-256 of that reproducible second write,
-  written with an all-zero GUID, so it changes exactly when the content does;
+* the GUID (random per write in wimlib): the SHA-256 of the first write (all-zero GUID) without
+  its XML info, and of the settings the second write applies, so it changes exactly when the
+  content does;
 * owners and modes: not captured (no ``WIMLIB_ADD_FLAG_UNIX_DATA``); names are sorted by wimlib.
 
 A capture from a host folder gives Windows attributes ``NORMAL``/``DIRECTORY`` and no security
@@ -39,6 +40,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from construct import Bytes, BytesInteger, Const, Int8ul, Int16ul, Int32ul, Int64ul, Struct
+
 from ..errors import ConfigError, ToolError
 from ..util.atomic import atomic_path
 
@@ -55,6 +58,27 @@ _INFO_SIZE = 88  # sizeof(struct wimlib_wim_info): guid[16], u32 x4, u16 x2, i32
 _INFO_BOOT_INDEX = 20
 _WIN_BAD = set('<>:"|?*')
 _RESERVED_PROPERTIES = {"CREATIONTIME", "LASTMODIFICATIONTIME", "NAME", "DESCRIPTION", "FLAGS"}
+
+# The header fields read back (wimlib's include/wimlib/header.h; Microsoft's WIM format document).
+_RESHDR = Struct(
+    "size_in_wim" / BytesInteger(7, swapped=True),
+    "flags" / Int8ul,
+    "offset" / Int64ul,
+    "original_size" / Int64ul,
+)
+_HEADER = Struct(
+    "magic" / Const(b"MSWIM\0\0\0"),
+    "header_size" / Int32ul,
+    "version" / Int32ul,
+    "flags" / Int32ul,
+    "chunk_size" / Int32ul,
+    "guid" / Bytes(16),
+    "part_number" / Int16ul,
+    "total_parts" / Int16ul,
+    "image_count" / Int32ul,
+    "blob_table" / _RESHDR,
+    "xml" / _RESHDR,
+)
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -300,13 +324,26 @@ def write_wim(
         finally:
             lib.wimlib_free(wim)
         boot_index = 1 if boot else 0
-        _rewrite(lib, tmp / "1.wim", tmp / "2.wim", bytes(16), boot_index, props)
-        digest = hashlib.sha256()
-        with open(tmp / "2.wim", "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        guid = digest.digest()[:16]
+        guid = _content_guid(tmp / "1.wim", [*props, ("BOOT", str(boot_index))])
         with atomic_path(out) as final:
             os.unlink(final)
-            _rewrite(lib, tmp / "2.wim", final, guid, boot_index, [])
+            _rewrite(lib, tmp / "1.wim", final, guid, boot_index, props)
         return WimResult(out, guid, out.stat().st_size)
+
+
+def _content_guid(path: Path, settings: list[tuple[str, str]]) -> bytes:
+    """SHA-256 of a first write except its XML info (the one part wimlib stamps with the clock),
+    plus what the final write changes: every byte the image's content decides, nothing else."""
+    digest = hashlib.sha256(repr(settings).encode())
+    with open(path, "rb") as fh:
+        header = _HEADER.parse(fh.read(_HEADER.sizeof()))
+        fh.seek(0)
+        xml_start, xml_end = header.xml.offset, header.xml.offset + header.xml.size_in_wim
+        pos = 0
+        while chunk := fh.read(1 << 20):
+            lo, hi = pos, pos + len(chunk)
+            pos = hi
+            for a, b in ((lo, min(hi, xml_start)), (max(lo, xml_end), hi)):
+                if a < b:
+                    digest.update(chunk[a - lo : b - lo])
+    return digest.digest()[:16]
