@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ffuforge.errors import ConfigError
 from ffuforge.image import stages, updateos
 
 from scons_util import copy_workspace, scons
@@ -172,9 +173,25 @@ def test_a_name_updatedll_does_not_allow_is_refused(tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("scons: ***")]
     assert len(errors) == 1, proc.stderr
-    assert "products/SampleA/TestOEMInput.xml: package Contoso.HalExtensions.UpdateOS" in errors[0]
+    # refused while reading the SConstructs, at the FM line that lists it: nothing is built
+    assert errors[0].startswith(
+        "scons: *** bsp/ContosoBoard/Packages/ContosoBoardFM.xml:7: package Contoso.HalExtensions.UpdateOS "
+        "(Contoso.HalExtensions.UpdateOS.cab) targets UpdateOS"
+    ), errors[0]
     assert "SV.PlatExtensions.UpdateOS, OEM.HalExtensions.UpdateOS" in errors[0]
     assert "rename it (legacyName) or target MainOS" in errors[0]
     assert not (ws / OUT / "partitions/UpdateOS.wim").exists()
     assert not (ws / OUT / "Flash.ffu").exists()
-    assert not list((ws / OUT / "partitions").glob(".UpdateOS.wim*"))
+    assert not (ws / "build/arm64/packages").exists()
+
+
+def test_the_wim_action_checks_the_cabs_again(ws):
+    """CABs not made by this build (prebuilt, another tree) are checked from their update.mum."""
+    fip = ws / "build/arm64/packages/Contoso.BASE.CONTOSOB.UpdateOS.cab"
+    ok = ws / "build/arm64/packages/SV.PlatExtensions.UpdateOS.cab"
+    updateos.check_packages([ok, fip], generated=[fip])
+    with pytest.raises(ConfigError, match=r"package Contoso\.BASE\.CONTOSOB\.UpdateOS \(Contoso\.BASE"):
+        updateos.check_packages([ok, fip])
+    assert updateos.refusal("oem.haLextensions.updateos", "x.cab", False) is None  # case-insensitive [inf]
+    assert updateos.refusal("Contoso.X", "x.cab", True) is None  # Microsoft's: any name
+    assert "rename it" in updateos.refusal("Contoso.X", "x.cab", False)

@@ -72,22 +72,31 @@ def _owner_type(cab_path: Path) -> str:
     return (phone.get("phoneOwnerType") or "") if phone is not None else ""
 
 
+def refusal(name: str, cab_name: str, microsoft: bool) -> str | None:
+    """Why UpdateDLL would refuse this UpdateOS package (None: it would not)."""
+    if microsoft or name.lower() in _ALLOWED:
+        return None
+    return (
+        f"package {name} ({cab_name}) targets UpdateOS, which takes non-Microsoft packages only named "
+        f"{', '.join(ALLOWED_OEM_NAMES)}; rename it (legacyName) or target MainOS"
+    )
+
+
+def problem_of(cab: Path) -> str | None:
+    """:func:`refusal` for a built CAB, from its update.mum."""
+    info = install.read_package_info(cab)
+    microsoft = info.token == MICROSOFT_TOKEN or _owner_type(cab).lower() == "microsoft"
+    return refusal(info.name, cab.name, microsoft)
+
+
 def check_packages(cabs: list[Path], generated: list[Path] = ()) -> None:  # type: ignore[assignment]
     """Refuse a non-Microsoft UpdateOS package whose name UpdateDLL does not allow. `generated`:
     feature identifier packages (FeatureMerger's), exempt [inf: BSPs whose FMs list an UpdateOS
     package in a feature build with Microsoft's tools, so UpdateDLL cannot refuse their FIPs]."""
     exempt = {Path(c) for c in generated}
     for cab in cabs:
-        if Path(cab) in exempt:
-            continue
-        info = install.read_package_info(cab)
-        if info.token == MICROSOFT_TOKEN or _owner_type(cab).lower() == "microsoft":
-            continue
-        if info.name.lower() not in _ALLOWED:
-            raise ConfigError(
-                f"package {info.name} ({cab.name}) targets UpdateOS, which takes non-Microsoft packages "
-                f"only named {', '.join(ALLOWED_OEM_NAMES)}; rename it (legacyName) or target MainOS"
-            )
+        if Path(cab) not in exempt and (problem := problem_of(Path(cab))):
+            raise ConfigError(problem)
 
 
 def build_wim(

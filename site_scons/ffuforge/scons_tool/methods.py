@@ -37,6 +37,7 @@ from .nodes import (
 )
 from .signer import signer_of
 from .state import MERGED_NODES, MERGED_XML, MERGES, OWNERS, PACKAGES, PackageRecord
+from .updateos import check_names as check_updateos_names
 from .updateos import declare as declare_updateos
 
 # ------------------------------------------------------------------------------ packages
@@ -108,7 +109,9 @@ def Package(
         }
         value = env.Value(json.dumps(signed, sort_keys=True))
         nodes += PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
-        PACKAGES[target.abspath] = PackageRecord(v.name, v.partition, v.release_type, rel, v.layout_files)
+        PACKAGES[target.abspath] = PackageRecord(
+            v.name, v.partition, v.release_type, rel, v.layout_files, v.content.get("ownerType") or "OEM"
+        )
     return nodes
 
 
@@ -278,6 +281,8 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
             for pk in res.partitions[n]
         }
         layout.check_partitions(dl, [(name, rel, None) for name in on_disk])
+        for n in sorted(res.partitions.keys() - on_disk.keys()):
+            check_updateos_names(res.partitions[n], rel, top)
         if update_os and dl.find("MainOS") is None:
             raise ConfigError(
                 "packages target UpdateOS, whose WIM lives on MainOS, but the layout has no MainOS", rel

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from .actions import build_errors, builder
+from .state import PACKAGES
 
 
 def _where(target, source, env) -> str:
@@ -40,6 +41,33 @@ def _updateos_action(target, source, env):
 
 
 UPDATEOS_BUILDER = builder(_updateos_action, "image.updateos", "UpdateOS")
+
+
+def check_names(packages, oeminput: str, top: Path) -> None:
+    """Refuse, before anything is built, an UpdateOS package UpdateDLL would refuse, at the FM
+    line that lists it: CABs this build makes by their project's ownerType, others by their
+    update.mum (the UpdateOS action checks every CAB again, from its update.mum)."""
+    import os
+
+    from ..errors import ConfigError
+    from ..image import updateos
+
+    for pk in packages:
+        if pk.fip:
+            continue
+        cab = top / pk.path
+        rec = PACKAGES.get(os.path.abspath(str(cab)))
+        if rec is not None:
+            problem = updateos.refusal(rec.name, cab.name, rec.owner_type.lower() == "microsoft")
+        elif cab.is_file():
+            problem = updateos.problem_of(cab)
+        else:
+            continue
+        if problem:
+            file, _, line = (pk.sources[0] if pk.sources else oeminput).rpartition(":")
+            if not line.isdigit():
+                file, line = (pk.sources[0] if pk.sources else oeminput), ""
+            raise ConfigError(problem, file, int(line) if line else None)
 
 
 def declare(env, outdir, oeminput: str, cabs: dict[str, bool], epoch: int, cpu: str):
