@@ -314,7 +314,8 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
         GENERATED_BUILDER(env, pp, [env.Value(json.dumps(pspec, sort_keys=True))])
         PACKAGES[pp.abspath] = PackageRecord(name, "MainOS", "Production", rel)
         partitions["MainOS"] = sorted(partitions["MainOS"] + [rel_path(env, pp)])
-    wim = declare_updateos(env, outdir, rel, update_os, epoch, cpu) if "MainOS" in partitions else None
+    mainos = dl.find("MainOS")  # holds UpdateOS.wim, whatever case the layout spells it in
+    wim = declare_updateos(env, outdir, rel, update_os, epoch, cpu) if mainos is not None else None
     wim_rel = rel_path(env, wim) if wim is not None else None
     layout_cab = os.path.relpath(str(top / res.device_layout.path), top)
     platform_cab = os.path.relpath(str(top / res.device_platform.path), top)
@@ -346,7 +347,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     )
     images = []
     for name, cabs in partitions.items():
-        holds_wim = wim is not None and name == "MainOS"
+        holds_wim = wim is not None and mainos is not None and name == mainos.name
         pspec = {"oeminput": rel, "partition": name, "cabs": cabs, "epoch": epoch}
         pspec |= {"updateos_wim": wim_rel} if holds_wim else {}
         nodes = PARTITION_BUILDER(
