@@ -634,6 +634,21 @@ CASES: list[Case] = [
         },
     ),
     Case(
+        "updateos-package-name-not-allowed",
+        "sample",
+        r"bsp/ContosoBoard/Packages/ContosoBoardFM\.xml:7: package Contoso\.HalExtensions\.UpdateOS "
+        r"\(Contoso\.HalExtensions\.UpdateOS\.cab\) targets UpdateOS, which takes non-Microsoft packages "
+        r"only named SV\.PlatExtensions\.UpdateOS, .*; rename it \(legacyName\) or target MainOS",
+        files={
+            "bsp/ContosoBoard/Packages/SV.PlatExtensions.UpdateOS/SV.PlatExtensions.UpdateOS.wm.xml": _sub(
+                'legacyName="SV.PlatExtensions.UpdateOS"', 'legacyName="Contoso.HalExtensions.UpdateOS"'
+            ),
+            "bsp/ContosoBoard/Packages/ContosoBoardFM.xml": _sub(
+                'Name="SV.PlatExtensions.UpdateOS.cab"', 'Name="Contoso.HalExtensions.UpdateOS.cab"'
+            ),
+        },
+    ),
+    Case(
         "fm-missing-cab",
         "sample",
         rf"{OEMFM}:\d+: .*Contoso\.Nope\.cab",

@@ -30,6 +30,7 @@ EXPECTED = sorted(
         "Contoso.ContosoBoard.DeviceLayout.cab",
         "Contoso.ContosoBoard.GPIO.cab",
         "Contoso.ContosoBoard.UART.cab",
+        "SV.PlatExtensions.UpdateOS.cab",
     ]
 )
 

@@ -416,9 +416,11 @@ def test_incremental_partition_equals_a_clean_build(tmp_path):
     shutil.copy2(readme, clean / "packages/Custom.Files/readme.txt")
     scons(clean, "-j2")
     parts = sorted(
-        p.relative_to(ws) for p in (ws / OUT / "partitions").iterdir() if p.suffix in (".img", ".json")
+        p.relative_to(ws)
+        for p in (ws / OUT / "partitions").iterdir()
+        if p.suffix in (".img", ".json", ".wim")
     )
-    assert len(parts) == 8
+    assert len(parts) == 10  # 4 partitions' .img + .json, UpdateOS.wim + .json
     for rel in parts + [OUT / "Flash.ffu"]:
         assert (ws / rel).read_bytes() == (clean / rel).read_bytes(), rel
     assert scons(ws, "-q", check=False).returncode == 0

@@ -311,7 +311,7 @@ def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
                     rel_files = [[r, s] for d, s in sec_files if (r := _installed_rel(d, where))]
                     rel_dirs = [[device_to_relative(d, where), s] for d, s in sec_dirs if d]
                     p.ops.append(("sec", member.name, rel_files, rel_dirs, [list(k) for k in sec_keys]))
-        if not info.binary_partition and info.partition.lower() in ("mainos",):
+        if not info.binary_partition and info.partition.lower() in ("mainos", "updateos"):
             # The servicing stack's record of the package: its mum and catalog under \Windows\servicing.
             for member, suffix in (("update.mum", ".mum"), ("update.cat", ".cat")):
                 if member in members:

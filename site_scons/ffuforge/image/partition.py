@@ -51,6 +51,8 @@ BCD_PATH = ("EFI", "Microsoft", "Boot", "BCD")
 REGISTRY_OWNER = "<registry>"
 HIVE_ROOT_NAME = "CsiTool-CreateHive-{00000000-0000-0000-0000-000000000000}"
 SELECT = (("Current", 1), ("Default", 1), ("Failed", 0), ("LastKnownGood", 1))
+# trees given a new-image registry; EFIESP is the third hive partition, but its only store is the BCD
+HIVE_PARTITIONS = ("mainos", "updateos")
 
 
 def stage(
@@ -110,7 +112,7 @@ def stage(
         bcd.check_store(store, objects)
         store.write(out)
         owners = {pkg for _, pkg in st.bcd_sources} | {v[4] for v in bcd_values} | {k[1] for k in bcd_keys}
-        _record(st, "\\".join(BCD_PATH), out, ",".join(sorted(owners)))
+        record(st, "\\".join(BCD_PATH), out, ",".join(sorted(owners)))
     return st
 
 
@@ -167,7 +169,7 @@ def _take_bcd_registry(
 
 
 def _write_hives(st: install.Staging, epoch: int) -> None:
-    mainos = st.partition.lower() == "mainos"
+    mainos = st.partition.lower() in HIVE_PARTITIONS
     if not st.values and not st.keys and not mainos:
         return
     builders: dict[str, hive.HiveBuilder] = {}
@@ -199,7 +201,7 @@ def _write_hives(st: install.Staging, epoch: int) -> None:
         owners = sorted({v.package for v in st.values.values()})
         raise ConfigError(
             f"registry values in partition {st.partition} (from {', '.join(owners)}): only MainOS "
-            "carries the registry hives; move them to a MainOS package"
+            "(and UpdateOS) carry registry hives; move them to a MainOS package"
         )
     system = builders.setdefault(
         "SYSTEM", hive.HiveBuilder(HIVE_ROOT_NAME, timestamp=epoch, file_name="SYSTEM")
@@ -217,10 +219,11 @@ def _write_hives(st: install.Staging, epoch: int) -> None:
                 f"package {st.files[rel.lower()].package} installs \\{rel}, which ffuforge writes from "
                 "the packages' registry values; remove that file from the package"
             )
-        _record(st, rel, out, REGISTRY_OWNER)
+        record(st, rel, out, REGISTRY_OWNER)
 
 
-def _record(st: install.Staging, rel: str, path: Path, owner: str) -> None:
+def record(st: install.Staging, rel: str, path: Path, owner: str) -> None:
+    """Enter a file ffuforge wrote into the staged tree in the partition's manifest."""
     import hashlib
 
     data = path.read_bytes()

@@ -17,7 +17,7 @@ from ..errors import ConfigError, FormatError
 from ..formats import blocksig, disklayout, fsimage
 from ..formats.cab import CabReader
 from ..util.atomic import write_bytes
-from . import install, layout, partition, policy
+from . import install, layout, partition, policy, updateos
 from .cabfacts import CabFacts
 
 CONTENT_GRANULARITY = 16 << 20  # content sizes are rounded up to this: small edits keep the layout
@@ -81,10 +81,12 @@ def build_layout(
     where: str,
     facts: CabFacts | None = None,
     trust: tuple[list[Path], list[Path]] | None = None,
+    updateos_wim: Path | None = None,
 ) -> disklayout.DiskLayout:
     """Check the release policy, read the layout from its packages and place every partition.
-    `facts`: what was read from each unchanged CAB by an earlier run (cabfacts). `trust`: root
-    certificate files and the (Microsoft) CABs that must verify against them."""
+    `facts`: what was read from each unchanged CAB by an earlier run (cabfacts); `trust`: root
+    certificate files and the (Microsoft) CABs that must verify against them; `updateos_wim`: the
+    UpdateOS.wim MainOS will hold, counted in its content as ImgGen does."""
     every = sorted({c for cabs in partitions.values() for c in cabs})
     if trust is not None and trust[0]:
         roots, ms_cabs = trust
@@ -128,7 +130,10 @@ def build_layout(
         if raw:
             content[name] = size
         else:
-            size += REGISTRY_ALLOWANCE if name.lower() == "mainos" else 0
+            if name.lower() == "mainos":
+                size += REGISTRY_ALLOWANCE
+                if updateos_wim is not None:
+                    size += updateos.mainos_bytes(updateos_wim, dl.find(name).cluster_size or 4096)
             content[name] = -(-size // CONTENT_GRANULARITY) * CONTENT_GRANULARITY
             counts[name] = count
     disk = layout.compute_layout(dl, dp, content, content_files=counts)
@@ -157,11 +162,13 @@ def build_partition(
     workdir: Path | None = None,
     cache_dir: Path | None = None,
     jobs: int = 1,
+    updateos_wim: Path | None = None,
 ) -> str:
     """Install `cabs` into partition `name` and write its image (FAT, NTFS or raw) and manifest;
     returns the image's content signature (blocksig.file_signature: mkntfs, libntfs-3g and mtools
     write it in other processes, so it is read back once here, holes unread, on the action's
-    thread rather than SCons' taskmaster). `cache_dir`, `jobs`: see :func:`partition.stage`."""
+    thread rather than SCons' taskmaster). `cache_dir`, `jobs`: see :func:`partition.stage`;
+    `updateos_wim`: MainOS's ``PROGRAMS\\UpdateOS\\UpdateOS.wim`` (:mod:`.updateos`)."""
     disk = load_layout(layout_json)
     p = disk.partition(name)
     size = disk.size(p)
@@ -180,6 +187,8 @@ def build_partition(
             cache_dir=cache_dir,
             jobs=jobs,
         )
+        if updateos_wim is not None:
+            updateos.place_in(st, updateos_wim)
         if p.filesystem is None:
             if st.files:
                 raise ConfigError(

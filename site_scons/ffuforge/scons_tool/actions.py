@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from ..package import build as pkgbuild
 from ..package import project, variant
 from ..util import toolsig, workers
 from .contentsig import content_signature
-from .nodes import relative_message
+from .nodes import progress_bar, relative_message
 from .signer import signer_in_process
 from .state import MERGED_XML, PRESIGNED, SIGNER_KEYS, SIGNERS, SOURCE_SIGS
 
@@ -317,6 +316,7 @@ def _layout_action(target, source, env):
         where=spec["oeminput"],
         facts=cabfacts.cache(cache_file(env, cabfacts.FILENAME)),
         trust=(t := spec.get("trust")) and ([top / r for r in t["roots"]], [top / c for c in t["cabs"]]),
+        updateos_wim=top / spec["updateos_wim"] if spec.get("updateos_wim") else None,
     )
     return 0
 
@@ -341,27 +341,10 @@ def _partition_action(target, source, env):
         epoch=spec["epoch"],
         cache_dir=out.parent / extractcache.DIRNAME / spec["partition"],
         jobs=GetOption("num_jobs") or 1,
+        updateos_wim=top / spec["updateos_wim"] if spec.get("updateos_wim") else None,
     )
     PRESIGNED[str(out)] = content_signature(str(out), known=signature)
     return 0
-
-
-def _progress(label: str):
-    if not sys.stdout.isatty():
-        return None
-    state = {"last": -1}
-
-    def report(done: int, total: int) -> None:
-        pct = int(100 * done / total) if total else 100
-        if pct != state["last"]:
-            state["last"] = pct
-            bar = "#" * (pct // 4)
-            sys.stdout.write(f"\r  {label} [{bar:<25}] {pct:3d}%")
-            if pct >= 100:
-                sys.stdout.write("\n")
-            sys.stdout.flush()
-
-    return report
 
 
 @build_errors(where=_oeminput)
@@ -380,7 +363,7 @@ def _ffu_action(target, source, env):
         signer=signer,
         description=spec["description"],
         raw_out=raw,
-        progress=_progress(target[0].name),
+        progress=progress_bar(target[0].name),
         ffu_version=spec.get("ffu_version", 1),
         device_path=spec.get("device_path") or None,
     )

@@ -25,6 +25,7 @@ from .actions import (
     plan_at,
 )
 from .configure import configured, plain_path
+from .mstrust import trust_spec
 from .nodes import (
     available,
     fail,
@@ -37,6 +38,8 @@ from .nodes import (
 )
 from .signer import signer_of
 from .state import MERGED_NODES, MERGED_XML, MERGES, OWNERS, PACKAGES, PackageRecord
+from .updateos import check_names as check_updateos_names
+from .updateos import declare as declare_updateos
 
 # ------------------------------------------------------------------------------ packages
 
@@ -107,7 +110,9 @@ def Package(
         }
         value = env.Value(json.dumps(signed, sort_keys=True))
         nodes += PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
-        PACKAGES[target.abspath] = PackageRecord(v.name, v.partition, v.release_type, rel, v.layout_files)
+        PACKAGES[target.abspath] = PackageRecord(
+            v.name, v.partition, v.release_type, rel, v.layout_files, v.content.get("ownerType") or "OEM"
+        )
     return nodes
 
 
@@ -226,7 +231,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     layout, one target per partition (depending on exactly the CABs that land on it) and the FFU.
     Returns [Flash.ffu (, Flash.img)]."""
     from ..features import resolve as features
-    from ..image import extractcache, layout
+    from ..image import extractcache, layout, updateos
 
     configured(env)
     RAW = env["FFU_RAW"] if RAW is None else RAW
@@ -269,10 +274,23 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
             layout_source(env, res.device_layout.path, "devicelayout.xml"),
             f"{res.device_layout.name}:DeviceLayout.xml",
         )
-        layout.check_partitions(dl, [(name, rel, None) for name in res.partitions])
+        # UpdateOS is no disk partition: its packages go into MainOS's UpdateOS.wim (image.updateos)
+        on_disk = {n: pkgs for n, pkgs in res.partitions.items() if not updateos.is_updateos(n)}
+        update_os = {
+            os.path.relpath(str(top / pk.path), top): pk.fip
+            for n in sorted(res.partitions.keys() - on_disk.keys())
+            for pk in res.partitions[n]
+        }
+        layout.check_partitions(dl, [(name, rel, None) for name in on_disk])
+        for n in sorted(res.partitions.keys() - on_disk.keys()):
+            check_updateos_names(res.partitions[n], rel, top)
+        if update_os and dl.find("MainOS") is None:
+            raise ConfigError(
+                "packages target UpdateOS, whose WIM lives on MainOS, but the layout has no MainOS", rel
+            )
     # Every layout partition gets an image; packages land on theirs (names as the layout spells them).
     partitions = {p.name: [] for p in dl.partitions}
-    for name, pkgs in res.partitions.items():
+    for name, pkgs in on_disk.items():
         partitions[dl.find(name).name] = sorted(os.path.relpath(str(top / pk.path), top) for pk in pkgs)
     signer = signer_of(env)
     epoch = env["SOURCE_DATE_EPOCH"]
@@ -299,6 +317,9 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
         PACKAGES[pp.abspath] = PackageRecord(name, "MainOS", "Production", rel)
         partitions["MainOS"] = sorted(partitions["MainOS"] + [rel_path(env, pp)])
         generated.append((name, rel_path(env, pp)))
+    mainos = dl.find("MainOS")  # holds UpdateOS.wim, whatever case the layout spells it in
+    wim = declare_updateos(env, outdir, rel, update_os, epoch, cpu) if mainos is not None else None
+    wim_rel = rel_path(env, wim) if wim is not None else None
     layout_cab = os.path.relpath(str(top / res.device_layout.path), top)
     platform_cab = os.path.relpath(str(top / res.device_platform.path), top)
     all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
@@ -322,33 +343,31 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
         "partitions": partitions,
         "layout_cab": layout_cab,
         "platform_cab": platform_cab,
+        "updateos_wim": wim_rel,
     }
-    roots = []
-    for r in env["FFU_MSPACKAGE_ROOTS"]:  # relative to the top of the tree, like MSPACKAGE
-        node = source_file(env, r if os.path.isabs(r) else "#" + r, "a root certificate")
-        if not os.path.isfile(node.abspath):
-            fail(
-                f"MSPACKAGE_ROOTS: {r}: no such certificate file (paths are relative to the top of the tree)"
-            )
-        roots.append(rel_path(env, node))
-    if roots:  # the Microsoft packages (under MSPACKAGE) must verify against these certificates
-        ms_dir = (top / MSPACKAGE).resolve() if MSPACKAGE else None
-        ms_cabs = [c for c in all_cabs if ms_dir is not None and (top / c).resolve().is_relative_to(ms_dir)]
-        spec["trust"] = {"roots": roots, "cabs": ms_cabs}
+    trust = trust_spec(env, MSPACKAGE, all_cabs)  # MSPACKAGE_ROOTS: verified in the layout stage
+    if trust is not None:
+        spec["trust"] = trust
     layout_json = LAYOUT_BUILDER(
         env,
         outdir.File("layout.json"),
         [env.Value(json.dumps(spec, sort_keys=True))]
         + [env.File("#" + c) for c in all_cabs]
-        + [env.File("#" + r) for r in roots],
+        + [env.File("#" + r) for r in (trust or {}).get("roots", [])]
+        + [wim] * bool(wim),
     )
     images, manifests = [], {}
     for name, cabs in partitions.items():
+        holds_wim = wim is not None and mainos is not None and name == mainos.name
         pspec = {"oeminput": rel, "partition": name, "cabs": cabs, "epoch": epoch}
+        pspec |= {"updateos_wim": wim_rel} if holds_wim else {}
         nodes = PARTITION_BUILDER(
             env,
             [outdir.File(f"partitions/{name}.img"), outdir.File(f"partitions/{name}.json")],
-            layout_json + [env.Value(json.dumps(pspec, sort_keys=True))] + [env.File("#" + c) for c in cabs],
+            layout_json
+            + [env.Value(json.dumps(pspec, sort_keys=True))]
+            + [env.File("#" + c) for c in cabs]
+            + [wim] * holds_wim,
         )
         images.append(nodes[0])
         manifests[name] = nodes[1]

@@ -22,6 +22,7 @@ class PackageRecord:
     release_type: str
     origin: str  # project file or FMFileList that declares it
     layout_files: tuple[tuple[str, str], ...] = ()  # (devicelayout.xml|oemdeviceplatform.xml, source path)
+    owner_type: str = "OEM"  # the project's ownerType (Microsoft's packages: UpdateOS takes any name)
 
 
 PACKAGES: dict[str, PackageRecord] = {}  # CAB absolute path -> record, for every CAB this build makes
