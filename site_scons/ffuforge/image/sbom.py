@@ -41,6 +41,11 @@ from .cabfacts import CabFacts
 
 NAMESPACE_BASE = "https://ffuforge.invalid/spdx"  # never dereferenced (SPDX 2.3 §6.5); .invalid: RFC 2606
 REGISTRY_OWNER = "<registry>"  # partition.REGISTRY_OWNER: files written from the registry values
+# Files the image build writes itself (owners in angle brackets), contained by the image.
+GENERATED = {
+    REGISTRY_OWNER: "written by ffuforge from the packages' registry values",
+    "<UpdateOS>": "UpdateOS.wim, built by ffuforge from the UpdateOS packages (partitions/UpdateOS.json)",
+}
 COMMENT_KEYS = ("partition", "release type", "architecture", "signer")
 
 
@@ -192,11 +197,7 @@ def build_document(
                     "licenseConcluded": "NOASSERTION",
                     "copyrightText": "NOASSERTION",
                 }
-                | (
-                    {"comment": "written by ffuforge from the packages' registry values"}
-                    if f["package"] == REGISTRY_OWNER
-                    else {}
-                )
+                | ({"comment": GENERATED[f["package"]]} if f["package"] in GENERATED else {})
             )
             owner = by_name.get(f["package"].lower(), "SPDXRef-Image")
             relationships.append((owner, "CONTAINS", spdx_id))

@@ -389,12 +389,9 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     for n in images + ffu_nodes:
         n.attributes.ffuforge_blocks = True  # content signature without reading holes: _get_csig
     sbom_spec = {"partitions": partitions, "product": product, "config": config, "cpu": cpu, "epoch": epoch}
-    sbom_spec |= {
-        "version": env.subst("$FFU_VERSION"),
-        "oem": feature_variables(env)["OEM_NAME"],
-        "oeminput": rel,
-    }
-    sbom_node = sbom.declare(env, outdir, sbom_spec, manifests, all_cabs)
+    sbom_spec |= {"oem": feature_variables(env)["OEM_NAME"], "oeminput": rel}
+    uos = (outdir.File("partitions/UpdateOS.json"), sorted(update_os)) if wim is not None else None
+    sbom_node = sbom.declare(env, outdir, sbom_spec, manifests, all_cabs, updateos=uos)
     env.Requires(ffu_nodes, [resolution_node, sbom_node])  # the package report and SBOM come with every image
     env.Alias(f"image-{product}-{config}".lower(), ffu_nodes)
     return ffu_nodes

@@ -46,10 +46,16 @@ def _sbom_action(target, source, env):
 SBOM_BUILDER = builder(_sbom_action, "image.sbom", "SBOM")
 
 
-def declare(env, outdir, spec: dict, manifests: dict, cabs: list[str]) -> list:
+def declare(env, outdir, spec: dict, manifests: dict, cabs: list[str], updateos=None) -> list:
     """Flash.spdx.json in `outdir`, from `spec` (partitions -> CABs relative to the top, product,
-    config, cpu, version, oem, oeminput, epoch), the partition manifest nodes by partition name
-    and the CABs (relative to the top)."""
+    config, cpu, oem, oeminput, epoch), the partition manifest nodes by partition name and the CABs
+    (relative to the top). `updateos`: (UpdateOS.json node, its CABs): the packages and files of
+    MainOS's UpdateOS.wim, listed as a partition of their own."""
+    spec = {**spec, "version": env.subst("$FFU_VERSION")}
+    if updateos is not None:
+        manifests = {**manifests, "UpdateOS": updateos[0]}
+        spec["partitions"] = {**spec["partitions"], "UpdateOS": updateos[1]}
+        cabs = sorted(set(cabs) | set(updateos[1]))
     value = env.Value(json.dumps({**spec, "manifests": list(manifests)}, sort_keys=True))
     sources = [value, *manifests.values()] + [env.File("#" + c) for c in cabs]
     return SBOM_BUILDER(env, outdir.File(FILENAME), sources)
