@@ -26,7 +26,7 @@ import SCons.Scanner
 
 from ..errors import FFUError
 from ..package import build as pkgbuild
-from ..package import project, variant
+from ..package import project, sources, variant
 from ..util import toolsig, workers
 from .contentsig import content_signature
 from .nodes import relative_message
@@ -139,8 +139,8 @@ def build_options(spec: dict) -> variant.BuildOptions:
 
 
 def plan_at(top: str, project_rel: str, spec: dict) -> list[variant.Variant]:
-    p = project.load(os.path.join(top, project_rel), project_rel)
-    return variant.plan(p, build_options(spec), os.path.dirname(project_rel), Path(top))
+    p, opts = project.load(os.path.join(top, project_rel), project_rel), build_options(spec)
+    return variant.plan(p, opts, os.path.dirname(project_rel), Path(top), sources.of_spec(spec))
 
 
 def package_scan(node, env, path):

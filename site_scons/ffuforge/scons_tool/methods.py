@@ -24,6 +24,7 @@ from .actions import (
     build_options,
     plan_at,
 )
+from .checks import checked, deferred_error, source_policy
 from .configure import configured
 from .nodes import (
     available,
@@ -59,12 +60,15 @@ def Package(
     COMPRESSION=None,
     BUILD_TYPE=None,
     SIGN_PE=None,
+    SOURCE_BASE=None,
 ):
     """Declare the CAB(s) of one package project (base, languages, WOW); returns the CAB nodes.
 
     Each CAB is its own target, signed by the canonical description of its content, so a
     project edit rebuilds exactly the CABs whose content it changes. SIGN_PE overrides
-    FFU_SIGN_PE for this package (Authenticode-sign its PE payloads before cataloguing)."""
+    FFU_SIGN_PE for this package (Authenticode-sign its PE payloads before cataloguing); SOURCE_BASE
+    overrides FFU_PKG_SOURCE_BASE (the folder relative sources are found in). With FFU_CHECK_ALL a
+    project that fails to plan is recorded and reported with every other one (:func:`checked`)."""
     configured(env)
     cpu = (CPU or env.subst("$FFU_CPU")).lower()
     variables = dict(env.get("FFU_VARIABLES", {}))
@@ -77,6 +81,7 @@ def Package(
         "build_type": BUILD_TYPE or env.subst("$FFU_BUILD_TYPE"),
         "compression": COMPRESSION or env.subst("$FFU_COMPRESSION"),
         "epoch": env["SOURCE_DATE_EPOCH"],
+        **source_policy(env, SOURCE_BASE),
     }
     proj = source_file(env, project_file, "a package project (.wm.xml or .pkg.xml)")
     rel = rel_path(env, proj)
@@ -85,8 +90,11 @@ def Package(
         if spec["compression"] not in ("none", "mszip"):
             raise ConfigError(f"COMPRESSION={spec['compression']!r}; use none or mszip")
         build_options(spec)
-    with stop_on_error(rel):
+    variants = None
+    with deferred_error(env, rel):
         variants = planned(env, rel, spec)
+    if variants is None:
+        return []
     signer = signer_of(env)
     job = json.dumps({"project": rel, "spec": spec}, sort_keys=True)
     nodes = []
@@ -139,6 +147,7 @@ def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
     from ..features import merge as features
 
     configured(env)
+    checked()
     cpu = env.subst("$FFU_CPU").lower()
     fl = source_file(env, fmfilelist, "an FMFileList")
     rel = rel_path(env, fl)
@@ -229,6 +238,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     from ..image import extractcache, layout
 
     configured(env)
+    checked()
     RAW = env["FFU_RAW"] if RAW is None else RAW
     MSPACKAGE = MSPACKAGE or env["FFU_MSPACKAGE"] or None
     PRODUCT = PRODUCT or env["FFU_PRODUCT"] or None
