@@ -171,8 +171,9 @@ class Resolver:
         assert found is not None
         return found, bases
 
-    def confine(self, path: Path, shown: str, where) -> None:
-        """Refuse an input that resolves outside the workspace and the declared roots."""
+    def confine(self, path: Path, written: str, where) -> None:
+        """Refuse an input that resolves outside the workspace and the declared roots (`written`:
+        the source as the project gives it, macros expanded)."""
         if self.roots is None:
             return
         real = os.path.realpath(path)
@@ -180,7 +181,7 @@ class Resolver:
             if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
                 return
         raise where.error(
-            f"source {shown} resolves to {real}, outside the workspace and the declared source "
+            f'source "{written}" resolves to {real}, outside the workspace and the declared source '
             "roots; move it into the tree or declare its folder in FFU_SOURCE_ROOTS (SOURCE_ROOTS=)"
         )
 

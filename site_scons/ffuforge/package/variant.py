@@ -223,16 +223,17 @@ class _Planner:
         except ValueError:
             shown = str(path)
         shown = os.path.join(self.display_dir, shown) if not os.path.isabs(shown) else shown
-        self.src.confine(path, shown, where)
+        self.src.confine(path, text, where)
         # a file another target makes is not looked at (the plan then holds before and after it is built)
         found = paths.kind(path) if need and not sources.generated(path) else "f"
         if found != "f":
-            what = "is not a regular file" if found is not None else "does not exist"
-            more = self.src.tried(tried, self.display_dir, self.p.directory) if found is None else ""
-            self.missing.setdefault(
-                (where.file, where.line, str(path)),
-                where.error(f"{need} {shown} {what}{more}; create it or fix the source path"),
+            more = self.src.tried(tried, self.display_dir, self.p.directory)
+            what = (
+                f"{need} {shown} does not exist{more}; create it or fix the source path"
+                if found is None
+                else f"source {shown} is not a regular file (a directory, FIFO or device); use a file"
             )
+            self.missing.setdefault((where.file, where.line, str(path)), where.error(what))
         return path, shown
 
     def payload(self, item: project.FileItem, m: macros.Macros) -> Payload:
