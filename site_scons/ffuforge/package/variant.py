@@ -229,7 +229,7 @@ class _Planner:
         if found != "f":
             more = self.src.tried(tried, self.display_dir, self.p.directory)
             what = (
-                f"{need} {shown} does not exist{more}; create it or fix the source path"
+                f"{need} {os.path.normpath(shown)} does not exist{more}; create it or fix the source path"
                 if found is None
                 else f"source {shown} is not a regular file (a directory, FIFO or device); use a file"
             )
