@@ -381,7 +381,9 @@ class _Planner:
                 src, shown = overrides[key]
             else:
                 rel = "\\".join(x for x in (f.source_subdir, f.source_name) if x)
-                src, shown = self.source_path(rel, w, m, base=import_dir, need=f"{inf_shown}: file")
+                src, shown = self.source_path(
+                    rel, w, m, base=import_dir, need=f"{os.path.normpath(inf_shown)}: file"
+                )
             if not f.run_from_driver_store:  # DIRID 13: the store copy is the one that runs
                 macro, sub = macros.split_destination(f.dest_dir, w.file, w.line)
                 v.payload.append(Payload(src, shown, macro, sub, f.dest_name, w, published))
@@ -478,7 +480,9 @@ def plan(
             raise p.where.error(f'buildWow="true" needs a 64-bit CPU (arm64 or amd64), not {opts.cpu}')
         out.append(planner.build("wow", None))
     if planner.missing:
-        errors = list(planner.missing.values())
+        errors = [
+            e for _, e in sorted(planner.missing.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2]))
+        ]
         raise errors[0] if len(errors) == 1 else sources.Problems(errors)
     return out
 
