@@ -278,3 +278,25 @@ def test_a_source_outside_the_workspace_needs_a_declared_root(tmp_path):
     ]
     proc = scons(ws, "packages", f"SOURCE_ROOTS={drops}")
     assert (ws / "build/arm64/packages/Contoso.Fabrikam.SPI.cab").is_file()
+
+
+def test_a_payload_turned_into_a_host_symlink_after_a_build_is_refused(tmp_path):
+    """The plan cache keeps plans by file state; the package action plans again and confines again,
+    so a payload replaced by a symlink to a host file never reaches a CAB."""
+    ws = _fixture(copy_workspace(tmp_path / "ws"))
+    scons(ws, "packages")
+    cab = ws / "build/arm64/packages/Contoso.Fabrikam.I2C.cab"
+    before = cab.read_bytes()
+    data = ws / BSP / "Data/i2c.dat"
+    data.unlink()
+    data.symlink_to("/etc/passwd")
+    proc = scons(ws, "packages", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    # the stored plan is reused (the file's type and the spelling are unchanged): the action refuses it
+    assert _errors(proc) == [
+        "scons: *** [build/arm64/packages/Contoso.Fabrikam.I2C.cab] "
+        f'{BSP}/Fabrikam.I2C/Fabrikam.I2C.wm.xml:9: source "Data\\i2c.dat" resolves to /etc/passwd, '
+        "outside the workspace and the declared source roots; move it into the tree or declare its folder in "
+        "FFU_SOURCE_ROOTS (SOURCE_ROOTS=)"
+    ]
+    assert not cab.exists() or cab.read_bytes() == before
