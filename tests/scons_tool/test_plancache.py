@@ -155,6 +155,23 @@ def test_a_source_appearing_under_its_own_name_changes_nothing(ws):
     assert not planned and result == first and _dump(result) == _expected(ws, GPIO)
 
 
+def test_a_vcxproj_naming_the_project_replans(ws):
+    """The WDK convention (package.sources): a .vcxproj added beside the project's folder makes its
+    folder the sources' base, so a stored plan must not outlive its appearance."""
+    pkg = ws / "packages"
+    for d in (pkg, pkg / "Custom.Files"):
+        os.utime(d, ns=(time.time_ns() - 10 * plancache.RACY_NS,) * 2)
+    first, planned = _run(ws, FILES)
+    assert planned and not _run(ws, FILES)[1]
+    _edit(
+        pkg / "Package.vcxproj",
+        b'<Project xmlns="http://schemas.microsoft.com/developer/msbuild/2003"><ItemGroup>'
+        b'<PkgGen Include="Custom.Files\\Custom.Files.wm.xml"/></ItemGroup></Project>',
+    )
+    result, planned = _run(ws, FILES)  # sources are now looked for in packages/ first
+    assert planned and _dump(result) == _dump(first) == _expected(ws, FILES)
+
+
 def test_deleted_payload_gives_what_a_fresh_plan_gives(ws):
     _run(ws, FILES)
     (ws / "packages/Custom.Files/settings.json").unlink()

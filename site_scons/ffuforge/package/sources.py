@@ -82,11 +82,19 @@ class PkgGenItem:
     variables: dict[str, str]
 
 
-def find_pkggen_item(project_path: Path) -> PkgGenItem | None:
-    """The `<PkgGen>` item of a `.vcxproj` in the project's folder or the one above naming it."""
+def find_pkggen_item(project_path: Path, top: Path | None = None) -> PkgGenItem | None:
+    """The `<PkgGen>` item of a `.vcxproj` in the project's folder or the one above naming it (not
+    above `top`). The folders' states are recorded, so a `.vcxproj` added later re-plans the
+    project, except the top's own (the build writes there; a `.vcxproj` added at the top is seen
+    when the project is planned again)."""
     target = os.path.normcase(os.path.abspath(project_path)).lower()
-    for folder in (project_path.parent, project_path.parent.parent):
+    folders = [project_path.parent]
+    if top is None or os.path.abspath(project_path.parent) != os.path.abspath(top):
+        folders.append(project_path.parent.parent)
+    for folder in folders:
         try:
+            if top is None or os.path.abspath(folder) != os.path.abspath(top):
+                paths.note_read(folder, os.stat(folder))
             names = sorted(n for n in os.listdir(folder) if n.lower().endswith(".vcxproj"))
         except OSError:
             continue
@@ -134,7 +142,7 @@ class Resolver:
     def __init__(self, project_path: Path, policy: SourcePolicy, top: Path | None):
         self.top = top
         self.policy = policy
-        self.item = find_pkggen_item(project_path)
+        self.item = find_pkggen_item(project_path, top)
         bases: list[Path] = []
         if policy.base:
             base = policy.base
