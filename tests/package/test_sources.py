@@ -191,3 +191,14 @@ def test_the_cli_policy_does_not_confine(tmp_path):
     if not Path("/etc/hostname").is_file():
         pytest.skip("/etc/hostname is absent here")
     assert _plan(wm, tmp_path, sources.UNCONFINED)[0].payload[0].source == Path("/etc/hostname")
+
+
+def test_problems_survive_a_worker_process(tmp_path):
+    """scons -jN plans again in worker processes: the report is pickled back whole."""
+    import pickle
+
+    wm = _wm(tmp_path / "P", "P", '<files><file source=".\\a.bin"/><file source=".\\b.bin"/></files>')
+    with pytest.raises(sources.Problems) as exc:
+        _plan(wm, tmp_path)
+    again = pickle.loads(pickle.dumps(exc.value))
+    assert isinstance(again, ConfigError) and str(again) == str(exc.value) and len(again.errors) == 2

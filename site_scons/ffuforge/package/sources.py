@@ -60,6 +60,9 @@ class Problems(ConfigError):
     def __str__(self) -> str:
         return "\n".join(str(e) for e in self.errors)
 
+    def __reduce__(self):  # raised in a worker process (scons -jN), re-raised in the parent
+        return (Problems, (self.errors,))
+
     def at(self, file: str | None, line: int | None = None) -> FFUError:
         for e in self.errors:
             e.at(file, line)

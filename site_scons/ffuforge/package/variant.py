@@ -345,7 +345,11 @@ class _Planner:
         w = drv.where
         inf_path, inf_shown = self.source_path(drv.inf, w, m, need="driver INF")
         if paths.kind(inf_path) != "f":
-            return  # reported with every other missing input of the project
+            if (w.file, w.line, str(inf_path)) in self.missing:
+                return  # reported with every other missing input of the project
+            raise w.error(
+                f"driver INF {inf_shown} does not exist yet; planning reads it, so it cannot be built"
+            )
         parsed = inf.parse_inf(inf_path, inf_shown)
         imported = inf.import_driver(parsed, self.opts.cpu.lower())
         import_dir = inf_path.parent
