@@ -227,11 +227,11 @@ class _Planner:
         # a file another target makes is not looked at (the plan then holds before and after it is built)
         found = paths.kind(path) if need and not sources.generated(path) else "f"
         if found != "f":
-            more = self.src.tried(tried, self.display_dir, self.p.directory)
+            more, label = self.src.tried(tried, self.display_dir, self.p.directory), need.replace(" file", "")
             what = (
                 f"{need} {os.path.normpath(shown)} does not exist{more}; create it or fix the source path"
                 if found is None
-                else f"source {shown} is not a regular file (a directory, FIFO or device); use a file"
+                else f"{label} {shown} is not a regular file (a directory, FIFO or device)"
             )
             self.missing.setdefault((where.file, where.line, str(path)), where.error(what))
         return path, shown
