@@ -202,3 +202,16 @@ def test_problems_survive_a_worker_process(tmp_path):
         _plan(wm, tmp_path)
     again = pickle.loads(pickle.dumps(exc.value))
     assert isinstance(again, ConfigError) and str(again) == str(exc.value) and len(again.errors) == 2
+
+
+def test_a_package_action_plans_without_reporting_other_cabs_inputs(tmp_path):
+    """The action builds one CAB of the project; another's payload (here the WOW binary) may still
+    be in the making under scons -jN: not reported there (its own payload is read, and checked, by
+    the build). Confinement still holds."""
+    wm = _wm(tmp_path / "P", "P", '<files><file source=".\\a.bin"/></files>')
+    quiet = sources.SourcePolicy(report_missing=False)
+    [v] = _plan(wm, tmp_path, quiet)
+    assert v.payload[0].source == tmp_path / "P/a.bin"
+    wm.write_text(wm.read_text().replace(".\\a.bin", "/etc/passwd"))
+    with pytest.raises(ConfigError, match="outside the workspace"):
+        _plan(wm, tmp_path, quiet)

@@ -36,10 +36,13 @@ MSBUILD_NS = "http://schemas.microsoft.com/developer/msbuild/2003"
 @dataclass(frozen=True)
 class SourcePolicy:
     """`base`: explicit base folder for relative sources (absolute, or relative to the top).
-    `roots`: folders besides the top inputs may resolve into; None: no confinement (the CLI)."""
+    `roots`: folders besides the top inputs may resolve into; None: no confinement (the CLI).
+    `report_missing`: False in a package action, which plans the whole project to build one of its
+    CABs: another CAB's payload (a WOW binary) may not be built yet, and its own are read anyway."""
 
     base: str | None = None
     roots: tuple[str, ...] | None = ()
+    report_missing: bool = True
 
 
 UNCONFINED = SourcePolicy(roots=None)
@@ -47,7 +50,8 @@ UNCONFINED = SourcePolicy(roots=None)
 
 def of_spec(spec: dict) -> SourcePolicy:
     """The policy a Package() spec carries (`source_base`, `source_roots`); confined always."""
-    return SourcePolicy(spec.get("source_base") or None, tuple(spec.get("source_roots", ())))
+    roots = tuple(spec.get("source_roots", ()))
+    return SourcePolicy(spec.get("source_base") or None, roots, spec.get("report_missing", True))
 
 
 class Problems(ConfigError):

@@ -344,12 +344,11 @@ class _Planner:
     def driver(self, v: Variant, drv: project.DriverItem, m: macros.Macros) -> None:
         w = drv.where
         inf_path, inf_shown = self.source_path(drv.inf, w, m, need="driver INF")
-        if paths.kind(inf_path) != "f":
-            if (w.file, w.line, str(inf_path)) in self.missing:
-                return  # reported with every other missing input of the project
-            raise w.error(
-                f"driver INF {inf_shown} does not exist yet; planning reads it, so it cannot be built"
-            )
+        key = (w.file, w.line, str(inf_path))
+        if paths.kind(inf_path) != "f":  # reported with every other missing input, or now
+            if key in self.missing and self.src.policy.report_missing:
+                return
+            raise self.missing.get(key) or w.error(f"driver INF {inf_shown} must exist before the build")
         parsed = inf.parse_inf(inf_path, inf_shown)
         imported = inf.import_driver(parsed, self.opts.cpu.lower())
         import_dir = inf_path.parent
@@ -483,7 +482,7 @@ def plan(
         if opts.cpu.lower() not in WOW_GUEST:
             raise p.where.error(f'buildWow="true" needs a 64-bit CPU (arm64 or amd64), not {opts.cpu}')
         out.append(planner.build("wow", None))
-    if planner.missing:
+    if planner.missing and policy.report_missing:
         errors = [
             e for _, e in sorted(planner.missing.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2]))
         ]

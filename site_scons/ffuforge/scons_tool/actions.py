@@ -193,7 +193,7 @@ def package_work(
     """The package action's work, from plain arguments (it may run in a worker process); returns the
     CAB's content signature, computed there while its bytes are in the page cache, and the SHA-256
     of every payload file the build read."""
-    by_name = {v.cab_name: v for v in plan_at(top, project_rel, spec)}
+    by_name = {v.cab_name: v for v in plan_at(top, project_rel, {**spec, "report_missing": False})}
     v = by_name.get(cab_name)
     if v is None:
         raise FFUError(
