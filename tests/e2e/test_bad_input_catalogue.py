@@ -262,6 +262,48 @@ CASES: list[Case] = [
         r"pkg/P\.wm\.xml:7: source file pkg/missing\.bin does not exist",
         extra='<files><file source=".\\missing.bin" /></files>',
     ),
+    # host files (#17 Deliver 3): every input resolves, after symbolic links, inside the workspace
+    # or a declared SOURCE_ROOTS folder
+    Case(
+        "host-path-absolute",
+        "mini",
+        r'pkg/P\.wm\.xml:7: source "/etc/shadow" resolves to /etc/shadow, outside the workspace',
+        extra='<files><file source="/etc/shadow" name="s.txt" /></files>',
+        absent=("build/**/*.cab",),
+    ),
+    Case(
+        "host-path-dotdot",
+        "mini",
+        r'pkg/P\.wm\.xml:7: source "(\.\.\\){24}etc\\shadow" resolves to /etc/shadow, outside',
+        extra='<files><file source="' + "..\\" * 24 + 'etc\\shadow" name="s.txt" /></files>',
+    ),
+    Case(
+        "host-path-symlink",
+        "mini",
+        r'pkg/P\.wm\.xml:7: source "\.\\link\.txt" resolves to /etc/passwd, outside the workspace',
+        extra='<files><file source=".\\link.txt" /></files>',
+        setup=lambda ws, _: (ws / "pkg/link.txt").symlink_to("/etc/passwd"),
+    ),
+    Case(
+        "host-path-inf",
+        "mini",
+        r'pkg/P\.wm\.xml:7: source "/etc/hostname" resolves to /etc/hostname, outside',
+        extra='<drivers><driver><inf source="/etc/hostname" /></driver></drivers>',
+    ),
+    Case(
+        "host-path-symlinked-folder",
+        "mini",
+        r'pkg/P\.wm\.xml:7: source "\.\\etc\\passwd" resolves to /etc/passwd, outside',
+        extra='<files><file source=".\\etc\\passwd" /></files>',
+        setup=lambda ws, _: (ws / "pkg/etc").symlink_to("/etc"),
+    ),
+    Case(
+        "host-path-undeclared-root",
+        "mini",
+        r'pkg/P\.wm\.xml:7: source "/etc/passwd" resolves to /etc/passwd, outside .*SOURCE_ROOTS',
+        extra='<files><file source="/etc/passwd" /></files>',
+        args=("SOURCE_ROOTS=/usr/share",),
+    ),
     Case(
         "source-is-a-directory",
         "mini",

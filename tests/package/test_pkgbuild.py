@@ -166,9 +166,10 @@ def test_cabextract_reads_our_package(tmp_path):
 def test_build_errors_leave_no_cab(tmp_path, setup, body, fragment):
     setup(tmp_path)
     p = wm(tmp_path, body, filename="x.wm.xml")
-    v = plan(p)[0]
-    out = tmp_path / "out" / v.cab_name
+    out = tmp_path / "out" / "x.cab"
     with pytest.raises(FFUError) as exc:
+        v = plan(p)[0]  # a missing source is found by planning, the rest by the build
+        out = tmp_path / "out" / v.cab_name
         build_variant(v, out)
     assert fragment in str(exc.value)
     assert not out.exists()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ffuforge.errors import FFUError
-from ffuforge.package import project, variant
+from ffuforge.package import project, sources, variant
 from ffuforge.scons_tool import plancache
 from ffuforge.util import paths
 
@@ -35,6 +35,19 @@ SPEC = {
 GPIO = "bsp/ContosoBoard/Packages/ContosoBoard.GPIO/ContosoBoard.GPIO.wm.xml"
 FILES = "packages/Custom.Files/Custom.Files.wm.xml"
 REGISTRY = "packages/Registry.Settings/Registry.Settings.wm.xml"
+
+
+@pytest.fixture(autouse=True)
+def _payloads_are_generated():
+    """The sample's stand-in payloads under build/ are targets of its SConscripts; planned here
+    without SCons, planning is told so as the tool tells it (`scons_tool.checks`)."""
+
+    def check(path) -> bool:
+        return "build" in Path(path).parts
+
+    sources.GENERATED.append(check)
+    yield
+    sources.GENERATED.remove(check)
 
 
 def _fresh(top: Path, rel: str, spec: dict) -> list[variant.Variant]:
@@ -124,8 +137,8 @@ def test_a_source_appearing_under_another_spelling_replans(ws):
         .replace(b'source=".\\settings.json"', b'source=".\\Settings.JSON"'),
     )
     (pkg / "settings.json").rename(pkg / "elsewhere.json")
-    first, planned = _run(ws, FILES)
-    assert planned and "packages/Custom.Files/Settings.JSON" in _dump(first)
+    with pytest.raises(FFUError, match="Settings.JSON does not exist"):
+        _run(ws, FILES)  # a missing source fails planning (never stored)
     (pkg / "elsewhere.json").rename(pkg / "settings.json")  # found case-insensitively now
     result, planned = _run(ws, FILES)
     assert planned and "packages/Custom.Files/settings.json" in _dump(result)
@@ -142,11 +155,29 @@ def test_a_source_appearing_under_its_own_name_changes_nothing(ws):
     assert not planned and result == first and _dump(result) == _expected(ws, GPIO)
 
 
+def test_a_vcxproj_naming_the_project_replans(ws):
+    """The WDK convention (package.sources): a .vcxproj added beside the project's folder makes its
+    folder the sources' base, so a stored plan must not outlive its appearance."""
+    pkg = ws / "packages"
+    for d in (pkg, pkg / "Custom.Files"):
+        os.utime(d, ns=(time.time_ns() - 10 * plancache.RACY_NS,) * 2)
+    first, planned = _run(ws, FILES)
+    assert planned and not _run(ws, FILES)[1]
+    _edit(
+        pkg / "Package.vcxproj",
+        b'<Project xmlns="http://schemas.microsoft.com/developer/msbuild/2003"><ItemGroup>'
+        b'<PkgGen Include="Custom.Files\\Custom.Files.wm.xml"/></ItemGroup></Project>',
+    )
+    result, planned = _run(ws, FILES)  # sources are now looked for in packages/ first
+    assert planned and _dump(result) == _dump(first) == _expected(ws, FILES)
+
+
 def test_deleted_payload_gives_what_a_fresh_plan_gives(ws):
     _run(ws, FILES)
     (ws / "packages/Custom.Files/settings.json").unlink()
-    result, _ = _run(ws, FILES)
-    assert _dump(result) == _expected(ws, FILES)
+    for again in (lambda: _run(ws, FILES), lambda: _expected(ws, FILES)):
+        with pytest.raises(FFUError, match="settings.json does not exist"):
+            again()
 
 
 def test_other_build_options_are_other_entries(ws):

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"{__name__}.{argv[0].replace('-', '_')}")
         return module.main(argv[1:])
     except FFUError as exc:
-        print(f"ffuforge: error: {exc}", file=sys.stderr)
+        for line in str(exc).split("\n"):  # several missing inputs: one line each
+            print(f"ffuforge: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ffuforge: interrupted", file=sys.stderr)

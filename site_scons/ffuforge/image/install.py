@@ -94,6 +94,18 @@ class Staging:
     # package-given descriptors: lower-case path / canonical key → (spelling, SDDL, package)
     security: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     key_security: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    # lower-case directory → the spelling of its last component every file below it gets
+    spellings: dict[str, str] = field(default_factory=dict)
+
+    def spelled(self, rel: str) -> str:
+        """`rel` with its directories spelt as :func:`prime_spellings` chose (Windows merges
+        `system32\\drivers` and `System32\\drivers`; the staged tree must hold one of them)."""
+        parts = rel.split("\\")
+        low = ""
+        for i in range(len(parts) - 1):
+            low = f"{low}\\{parts[i].lower()}" if i else parts[i].lower()
+            parts[i] = self.spellings.get(low, parts[i])
+        return "\\".join(parts)
 
     def manifest(self) -> dict:
         extra = {}
@@ -375,6 +387,36 @@ def _manifest_files(
                 )
 
 
+# Directories the partition writer creates itself: their spelling is fixed.
+FIXED_SPELLINGS = ("Windows", "Windows\\System32", "Windows\\System32\\config", "EFI", "EFI\\Microsoft")
+
+
+def prime_spellings(st: Staging, parsed: list[Parsed]) -> None:
+    """Choose one spelling per directory for the whole partition before any package is placed:
+    the one that sorts first (ordinal: `System32` before `system32`) among every package's paths,
+    so the result does not depend on the order packages are installed in. Files whose names differ
+    only in case stay a conflict (Windows would see one file)."""
+    seen: dict[str, set[str]] = {}
+
+    def note(rel: str, dirs_only: bool) -> None:
+        parts = rel.split("\\")
+        low = ""
+        for i, part in enumerate(parts if not dirs_only else parts[:-1]):
+            low = f"{low}\\{part.lower()}" if i else part.lower()
+            seen.setdefault(low, set()).add(part)
+
+    for p in parsed:
+        for op in p.ops:
+            if op[0] in ("file", "svc"):
+                note(op[1], True)
+            elif op[0] == "sec":
+                for rel, _ in op[3]:
+                    note(rel, False)
+    st.spellings = {low: min(names) for low, names in seen.items()}
+    for fixed in FIXED_SPELLINGS:
+        st.spellings[fixed.lower()] = fixed.rsplit("\\", 1)[-1]
+
+
 def replay(st: Staging, parsed: Parsed, store: Path) -> PackageInfo:
     """Install a parsed package into `st`: the collision checks of a sequential install, in its
     order, then its files hard-linked (or copied) from `store` below st.root. Raises the
@@ -408,6 +450,7 @@ def replay(st: Staging, parsed: Parsed, store: Path) -> PackageInfo:
             _apply_security(st, op, info.name, f"{where}:{op[1]}", place)
         else:
             _, rel, n, size, digest, label, sha1 = op
+            rel = st.spelled(rel)
             key = rel.lower()
             if key in st.files:
                 if kind == "svc":
@@ -512,8 +555,9 @@ def _apply_security(st: Staging, op, package: str, where: str, place: bool) -> N
     for rel, sddl in files:
         f = st.files.get(rel.lower())
         if f is not None and f.package == package:
-            claim(st.security, rel.lower(), rel, sddl, "file")
+            claim(st.security, rel.lower(), f.path, sddl, "file")
     for rel, sddl in dirs:
+        rel = st.spelled(rel + "\\x")[:-2]
         if rel.lower() in st.files:
             raise ConfigError(
                 f"directory \\{rel} of {package} is a file of {st.files[rel.lower()].package}", where

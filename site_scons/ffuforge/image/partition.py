@@ -77,7 +77,9 @@ def stage(
     st = install.Staging(name, workdir / "root")
     st.root.mkdir(parents=True)
     cache = extractcache.ExtractCache(Path(cache_dir) if cache_dir is not None else workdir / "extract", name)
-    for parsed, store in cache.parsed([Path(c) for c in cabs], jobs):
+    records = list(cache.parsed([Path(c) for c in cabs], jobs))
+    install.prime_spellings(st, [parsed for parsed, _ in records])
+    for parsed, store in records:
         install.replay(st, parsed, store)
     cache.evict()
     bcd_values, bcd_keys = _take_bcd_registry(st)

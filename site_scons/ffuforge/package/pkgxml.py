@@ -189,7 +189,13 @@ class PkgLoader(Loader):
         for child in xmlsafe.elements(el):
             tag = xmlsafe.localname(child)
             if tag == "Executable":
+                if svc.executable is not None:
+                    raise self.where(child).error("<Service> has one <Executable> or <ServiceDll>")
                 svc.executable = self.file_item(child, Filters())
+            elif tag == "ServiceDll":
+                if svc.executable is not None:
+                    raise self.where(child).error("<Service> has one <Executable> or <ServiceDll>")
+                self.service_dll(p, svc, el, child)
             elif tag == "FailureActions":
                 svc.failure = self.failure(child)
             elif tag == "Files":
@@ -198,13 +204,40 @@ class PkgLoader(Loader):
                 p.regkeys.extend(self.regkeys(child, Filters()))
             else:
                 raise self.unexpected(child, "Service", PKG_UNIMPLEMENTED, "pkg.xml")
-        if svc.executable is not None:
+        if svc.executable is not None and "imagePath" not in svc.attrs:
             exe = svc.executable
             p.files.append(exe)
             dest = exe.dest_dir or "$(runtime.system32)"
             name = exe.name or exe.source.replace("/", "\\").rsplit("\\", 1)[-1]
             svc.attrs.setdefault("imagePath", f"{dest}\\{name}")
         p.services.append(svc)
+
+    def service_dll(self, p: Project, svc: ServiceItem, el, dll) -> None:
+        """A service hosted by svchost: the DLL is copied like a <File>, named by
+        ``Services\\<name>\\Parameters\\ServiceDll`` (REG_EXPAND_SZ, the value svchost loads), run
+        by ``HostExe`` (default ``$(runtime.defaultSvcHost)``) ``-k <SvcHostGroupName>``, and listed in
+        its svchost group (``$(hklm.svchost)\\<group>``, REG_MULTI_SZ items appended as other packages
+        do). **Inferred**: no pkg.xml with <ServiceDll> and its pkggen output is public; the values
+        are what svchost reads (Windows' service and svchost registry layout), the element's
+        attributes those of the package schema notes (Source, HostExe, plus <File>'s)."""
+        item = self.file_item(dll, Filters())
+        w, group = self.where(dll), el.get("SvcHostGroupName")
+        if not group and not dll.get("HostExe"):
+            raise w.error(
+                "<ServiceDll> needs SvcHostGroupName on its <Service> (the svchost group) or HostExe"
+            )
+        p.files.append(item)
+        name = item.name or item.source.replace("/", "\\").rsplit("\\", 1)[-1]
+        path = f"{item.dest_dir or '$(runtime.system32)'}\\{name}"
+        host = dll.get("HostExe") or "$(runtime.defaultSvcHost)"
+        svc.attrs["imagePath"] = f"{host} -k {group}" if group else host
+        key = f"$(hklm.system)\\ControlSet001\\Services\\{svc.name}\\Parameters"
+        p.regkeys.append(
+            RegKeyItem(key, [RegValueItem("ServiceDll", "REG_EXPAND_SZ", path, Filters(), w)], Filters(), w)
+        )
+        if group:
+            member = RegValueItem(group, "REG_MULTI_SZ", svc.name, Filters(), w, append=True)
+            p.regkeys.append(RegKeyItem("$(hklm.svchost)", [member], Filters(), w))
 
     def failure(self, el) -> FailureActions:
         return WmLoader.failure(self, el, "ResetPeriod", None, "Action", "Type", "Delay")

@@ -59,7 +59,6 @@ PKG_UNIMPLEMENTED = {
     "SettingsGroup",
     "Capabilities",
     "Authorization",
-    "ServiceDll",
     "RequiredCapabilities",
     "Security",
     "Interfaces",

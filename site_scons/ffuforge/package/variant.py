@@ -14,15 +14,12 @@ from pathlib import Path
 from ..errors import ConfigError, FFUError
 from ..formats import regvalue
 from ..util import paths
-from . import buildfilter, driverstore, inf, infinstall, macros, project
+from . import buildfilter, driverstore, firewall, inf, infinstall, macros, project, sources
 from .project import Filters, Project, Where
 
 CPUS = ("x86", "amd64", "arm", "arm64")
 WOW_GUEST = {"arm64": "arm", "amd64": "x86"}
-FIREWALL_KEY = (
-    r"HKEY_LOCAL_MACHINE\SYSTEM\ControlSet001\Services\SharedAccess\Parameters\FirewallPolicy\FirewallRules"
-)
-_PROTOCOLS = {"tcp": "6", "udp": "17", "icmpv4": "1", "icmp": "1", "icmpv6": "58", "any": None}
+FIREWALL_KEY = firewall.FIREWALL_KEY
 _LANG_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
@@ -147,15 +144,25 @@ def _lang_match(spec: str | None, lang: str | None) -> bool:
 
 
 class _Planner:
-    def __init__(self, p: Project, opts: BuildOptions, display_dir: str, top: Path | None):
+    def __init__(
+        self,
+        p: Project,
+        opts: BuildOptions,
+        display_dir: str,
+        top: Path | None,
+        policy: sources.SourcePolicy = sources.UNCONFINED,
+    ):
         self.top = top
         self.p = p
         self.opts = opts
         self.display_dir = display_dir
+        self.src = sources.Resolver(p.path, policy, top)
+        self.missing: dict[tuple, FFUError] = {}  # every missing input, reported together
         variables = {
             "_RELEASEDIR": ".\\",
             "BSPARCH": opts.cpu.lower(),
             "BSPVER": opts.version,
+            **(self.src.item.variables if self.src.item else {}),  # the WDK PkgGen item's /variables
             **dict(opts.variables),
         }
         self.macros = macros.Macros(variables, file=p.where.file)
@@ -197,26 +204,41 @@ class _Planner:
 
     # -- items ----------------------------------------------------------------------------
     def source_path(
-        self, raw: str, where: Where, m: macros.Macros, base: Path | None = None
+        self, raw: str, where: Where, m: macros.Macros, base: Path | None = None, need: str = ""
     ) -> tuple[Path, str]:
+        """The input `raw` names, confined to the workspace and declared roots; `need`: what it is
+        ('source file', 'driver INF'), recorded with the folders tried when it does not exist."""
         text = m.expand(raw, where.line)
         if "$(" in text:
             raise where.error(f"source {raw!r} still contains a device macro after expansion")
+        tried: list[Path] = []
         if text.startswith("#"):  # SCons convention: relative to the top of the workspace
             if self.top is None:
                 raise where.error(f"source {text!r} is relative to the workspace top, which is unknown here")
             path = paths.resolve(self.top, text[1:].lstrip("\\/"))
         else:
-            path = paths.resolve(base or self.p.directory, text)
+            path, tried = self.src.resolve(text, base)
         try:
             shown = os.path.relpath(path, self.p.directory)
         except ValueError:
             shown = str(path)
-        return path, os.path.join(self.display_dir, shown) if not os.path.isabs(shown) else shown
+        shown = os.path.join(self.display_dir, shown) if not os.path.isabs(shown) else shown
+        self.src.confine(path, text, where)
+        # a file another target makes is not looked at (the plan then holds before and after it is built)
+        found = paths.kind(path) if need and not sources.generated(path) else "f"
+        if found != "f":
+            more, label = self.src.tried(tried, self.display_dir, self.p.directory), need.replace(" file", "")
+            what = (
+                f"{need} {os.path.normpath(shown)} does not exist{more}; create it or fix the source path"
+                if found is None
+                else f"{label} {shown} is not a regular file (a directory, FIFO or device)"
+            )
+            self.missing.setdefault((where.file, where.line, str(path)), where.error(what))
+        return path, shown
 
     def payload(self, item: project.FileItem, m: macros.Macros) -> Payload:
         w = item.where
-        src, shown = self.source_path(item.source, w, m)
+        src, shown = self.source_path(item.source, w, m, need="source file")
         dest_raw = item.dest_dir if item.dest_dir is not None else "$(runtime.system32)"
         macro, rel = macros.split_destination(m.expand(dest_raw, w.line), w.file, w.line)
         name = m.expand(item.name, w.line) if item.name else src.name
@@ -285,13 +307,13 @@ class _Planner:
         for rule in p.firewall:
             self.firewall(v, rule, m)
         if p.bcd is not None and self.applies(p.bcd.filters, env, None, p.bcd.where):
-            src, shown = self.source_path(p.bcd.source, p.bcd.where, m)
+            src, shown = self.source_path(p.bcd.source, p.bcd.where, m, need="bcdStore source")
             v.bcd = Payload(
                 src, shown, "runtime.bootDrive", r"EFI\Microsoft\Boot\ffuforge", src.name, p.bcd.where
             )
         if p.binary_image is not None:
             raw, where = p.binary_image
-            src, shown = self.source_path(raw, where, m)
+            src, shown = self.source_path(raw, where, m, need="binaryPartition image")
             v.binary_image = Payload(src, shown, "runtime.bootDrive", "", f"{p.partition}.bin", where)
             if v.payload or v.registry or v.drivers or v.services:
                 raise where.error(
@@ -315,11 +337,12 @@ class _Planner:
 
     def driver(self, v: Variant, drv: project.DriverItem, m: macros.Macros) -> None:
         w = drv.where
-        inf_path, inf_shown = self.source_path(drv.inf, w, m)
-        found = paths.kind(inf_path)
-        if found != "f":
-            what = "is not a regular file" if found is not None else "does not exist"
-            raise w.error(f"driver INF {inf_shown} {what}")
+        inf_path, inf_shown = self.source_path(drv.inf, w, m, need="driver INF")
+        key = (w.file, w.line, str(inf_path))
+        if paths.kind(inf_path) != "f":  # reported with every other missing input, or now
+            if key in self.missing and self.src.policy.report_missing:
+                return
+            raise self.missing.get(key) or w.error(f"driver INF {inf_shown} must exist before the build")
         parsed = inf.parse_inf(inf_path, inf_shown)
         imported = inf.import_driver(parsed, self.opts.cpu.lower())
         import_dir = inf_path.parent
@@ -328,7 +351,7 @@ class _Planner:
         overrides = {}
         for o in drv.overrides:
             oname = m.expand(o.name, o.where.line) if o.name else None
-            src, shown = self.source_path(o.source, o.where, m)
+            src, shown = self.source_path(o.source, o.where, m, need="source file")
             overrides[(oname or src.name).lower()] = (src, shown)
         published = inf_path.name
         cat_src: tuple[Path, str] | None = None
@@ -355,7 +378,9 @@ class _Planner:
                 src, shown = overrides[key]
             else:
                 rel = "\\".join(x for x in (f.source_subdir, f.source_name) if x)
-                src, shown = self.source_path(rel, w, m, base=import_dir)
+                src, shown = self.source_path(
+                    rel, w, m, base=import_dir, need=f"{os.path.normpath(inf_shown)}: file"
+                )
             if not f.run_from_driver_store:  # DIRID 13: the store copy is the one that runs
                 macro, sub = macros.split_destination(f.dest_dir, w.file, w.line)
                 v.payload.append(Payload(src, shown, macro, sub, f.dest_name, w, published))
@@ -387,43 +412,8 @@ class _Planner:
                 v.registry.append(RegValue(k, n, regvalue.decode(kind, text, legacy=False), c.where))
 
     def firewall(self, v: Variant, rule: project.FirewallItem, m: macros.Macros) -> None:
-        a = {k: m.expand(val, rule.where.line, device=True) for k, val in rule.attrs.items()}
-        fields = ["v2.26"]
-        fields.append("Action=" + a.get("action", "Allow"))
-        fields.append("Active=" + a.get("active", "True").upper())
-        fields.append("Dir=" + a.get("dir", "In"))
-        proto = a.get("protocol")
-        if proto:
-            num = _PROTOCOLS.get(proto.lower(), proto)
-            if num is not None and not num.isdigit():
-                raise rule.where.error(
-                    f"firewallRule protocol {proto!r}; use TCP, UDP, ICMPv4, ICMPv6 or a number"
-                )
-            if num:
-                fields.append("Protocol=" + num)
-        for attr, label in (
-            ("profile", "Profile"),
-            ("lport", "LPort"),
-            ("rport", "RPort"),
-            ("binary", "App"),
-            ("svc", "Svc"),
-            ("icmp4", "ICMP4"),
-            ("icmp6", "ICMP6"),
-            ("name", "Name"),
-            ("desc", "Desc"),
-            ("group", "EmbedCtxt"),
-        ):
-            if a.get(attr):
-                fields.append(f"{label}={a[attr]}")
-        value_name = a.get("internalname") or a.get("name")
-        v.registry.append(
-            RegValue(
-                FIREWALL_KEY,
-                value_name,
-                regvalue.decode("REG_SZ", "|".join(fields) + "|", legacy=False),
-                rule.where,
-            )
-        )
+        key, name, data = firewall.rule_value(rule, m)
+        v.registry.append(RegValue(key, name, data, rule.where))
 
     def check(self, v: Variant) -> Variant:
         seen: dict[str, Payload] = {}
@@ -470,12 +460,16 @@ class _Planner:
 
 
 def plan(
-    p: Project, opts: BuildOptions, display_dir: str | None = None, top: Path | None = None
+    p: Project,
+    opts: BuildOptions,
+    display_dir: str | None = None,
+    top: Path | None = None,
+    policy: sources.SourcePolicy = sources.UNCONFINED,
 ) -> list[Variant]:
-    """Every package the project yields for `opts`: base, then languages, then WOW.
-
-    `top` anchors sources written `#path` (the SCons top directory)."""
-    planner = _Planner(p, opts, display_dir if display_dir is not None else str(p.directory), top)
+    """Every package the project yields for `opts`: base, then languages, then WOW; every missing
+    input at once (:class:`sources.Problems`). `top` anchors sources written `#path` (the SCons
+    top directory) and, with `policy.roots`, confines them."""
+    planner = _Planner(p, opts, display_dir if display_dir is not None else str(p.directory), top, policy)
     out = [planner.build("base", None)]
     for lang in sorted({x.lower() for x in opts.languages}):
         if planner.has_language_content(lang):
@@ -484,6 +478,11 @@ def plan(
         if opts.cpu.lower() not in WOW_GUEST:
             raise p.where.error(f'buildWow="true" needs a 64-bit CPU (arm64 or amd64), not {opts.cpu}')
         out.append(planner.build("wow", None))
+    if planner.missing and policy.report_missing:
+        errors = [
+            e for _, e in sorted(planner.missing.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2]))
+        ]
+        raise errors[0] if len(errors) == 1 else sources.Problems(errors)
     return out
 
 

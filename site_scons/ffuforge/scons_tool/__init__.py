@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .actions import PACKAGE_BUILDER, signed_actions
 from .cachedir import SparseCacheDir
+from .checks import checked
 from .configure import configure
 from .contentsig import content_signature
 from .methods import FeatureMerge, Image, Package, feature_variables
@@ -46,6 +47,7 @@ def generate(env):
     env.AddMethod(Package, "Package")
     env.AddMethod(FeatureMerge, "FeatureMerge")
     env.AddMethod(Image, "Image")
+    env.AddMethod(lambda env: checked(), "CheckPackages")
     env.AddMethod(StandInPE, "StandInPE")
     env.AddMethod(StandInBinary, "StandInBinary")
     env.AddMethod(configure, "FFUConfigure")

@@ -25,7 +25,7 @@ import SCons.Scanner
 
 from ..errors import FFUError
 from ..package import build as pkgbuild
-from ..package import project, variant
+from ..package import project, sources, variant
 from ..util import toolsig, workers
 from .contentsig import content_signature
 from .nodes import progress_bar, relative_message
@@ -138,8 +138,8 @@ def build_options(spec: dict) -> variant.BuildOptions:
 
 
 def plan_at(top: str, project_rel: str, spec: dict) -> list[variant.Variant]:
-    p = project.load(os.path.join(top, project_rel), project_rel)
-    return variant.plan(p, build_options(spec), os.path.dirname(project_rel), Path(top))
+    p, opts = project.load(os.path.join(top, project_rel), project_rel), build_options(spec)
+    return variant.plan(p, opts, os.path.dirname(project_rel), Path(top), sources.of_spec(spec))
 
 
 def package_scan(node, env, path):
@@ -192,7 +192,7 @@ def package_work(
     """The package action's work, from plain arguments (it may run in a worker process); returns the
     CAB's content signature, computed there while its bytes are in the page cache, and the SHA-256
     of every payload file the build read."""
-    by_name = {v.cab_name: v for v in plan_at(top, project_rel, spec)}
+    by_name = {v.cab_name: v for v in plan_at(top, project_rel, {**spec, "report_missing": False})}
     v = by_name.get(cab_name)
     if v is None:
         raise FFUError(

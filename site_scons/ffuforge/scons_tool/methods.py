@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
-from . import plancache, sbom
+from . import plancache, sbom, versionpkg
 from .actions import (
     FFU_BUILDER,
     GENERATED_BUILDER,
@@ -24,6 +24,7 @@ from .actions import (
     build_options,
     plan_at,
 )
+from .checks import checked, deferred_error, source_policy
 from .configure import configured, plain_path
 from .mstrust import trust_spec
 from .nodes import (
@@ -62,12 +63,15 @@ def Package(
     COMPRESSION=None,
     BUILD_TYPE=None,
     SIGN_PE=None,
+    SOURCE_BASE=None,
 ):
     """Declare the CAB(s) of one package project (base, languages, WOW); returns the CAB nodes.
 
     Each CAB is its own target, signed by the canonical description of its content, so a
     project edit rebuilds exactly the CABs whose content it changes. SIGN_PE overrides
-    FFU_SIGN_PE for this package (Authenticode-sign its PE payloads before cataloguing)."""
+    FFU_SIGN_PE for this package (Authenticode-sign its PE payloads before cataloguing); SOURCE_BASE
+    overrides FFU_PKG_SOURCE_BASE (the folder relative sources are found in). With FFU_CHECK_ALL a
+    project that fails to plan is recorded and reported with every other one (:func:`checked`)."""
     configured(env)
     cpu = (CPU or env.subst("$FFU_CPU")).lower()
     variables = dict(env.get("FFU_VARIABLES", {}))
@@ -80,6 +84,7 @@ def Package(
         "build_type": BUILD_TYPE or env.subst("$FFU_BUILD_TYPE"),
         "compression": COMPRESSION or env.subst("$FFU_COMPRESSION"),
         "epoch": env["SOURCE_DATE_EPOCH"],
+        **source_policy(env, SOURCE_BASE),
     }
     proj = source_file(env, project_file, "a package project (.wm.xml or .pkg.xml)")
     rel = rel_path(env, proj)
@@ -88,8 +93,11 @@ def Package(
         if spec["compression"] not in ("none", "mszip"):
             raise ConfigError(f"COMPRESSION={spec['compression']!r}; use none or mszip")
         build_options(spec)
-    with stop_on_error(rel):
+    variants = None
+    with deferred_error(env, rel):
         variants = planned(env, rel, spec)
+    if variants is None:
+        return []
     signer = signer_of(env)
     job = json.dumps({"project": rel, "spec": spec}, sort_keys=True)
     nodes = []
@@ -144,6 +152,7 @@ def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
     from ..features import merge as features
 
     configured(env)
+    checked()
     cpu = env.subst("$FFU_CPU").lower()
     fl = source_file(env, fmfilelist, "an FMFileList")
     rel = rel_path(env, fl)
@@ -234,6 +243,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     from ..image import extractcache, layout, updateos
 
     configured(env)
+    checked()
     RAW = env["FFU_RAW"] if RAW is None else RAW
     MSPACKAGE = plain_path(MSPACKAGE or env["FFU_MSPACKAGE"]) or None
     PRODUCT = PRODUCT or env["FFU_PRODUCT"] or None
@@ -297,26 +307,13 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     generated: list[tuple[str, str]] = []
     if "MainOS" in partitions:  # the product's version package, like the kit's Registry.Version
         owner = feature_variables(env)["OEM_NAME"]
-        name = f"{owner}.{product}.Registry.Version"
-        pp = outdir.File(f"packages/{name}.cab")
-        pspec = {
-            "kind": "version",
-            "name": name,
-            "owner": owner,
-            "product": product,
-            "config": config,
-            "oeminput": rel,
-            "cpu": cpu,
-            "version": env.subst("$FFU_VERSION"),
-            "build_type": env.subst("$FFU_BUILD_TYPE"),
-            "epoch": epoch,
-            "compression": env.subst("$FFU_COMPRESSION"),
-            "signer": signer.identity if signer else None,
-        }
-        GENERATED_BUILDER(env, pp, [env.Value(json.dumps(pspec, sort_keys=True))])
-        PACKAGES[pp.abspath] = PackageRecord(name, "MainOS", "Production", rel)
-        partitions["MainOS"] = sorted(partitions["MainOS"] + [rel_path(env, pp)])
-        generated.append((name, rel_path(env, pp)))
+        generated.append(
+            versionpkg.declare(
+                env, outdir, owner=owner, product=product, config=config, oeminput=rel, cpu=cpu, epoch=epoch,
+                signer=signer,
+            )
+        )  # fmt: skip
+        partitions["MainOS"] = sorted(partitions["MainOS"] + [generated[-1][1]])
     mainos = dl.find("MainOS")  # holds UpdateOS.wim, whatever case the layout spells it in
     wim = declare_updateos(env, outdir, rel, update_os, epoch, cpu) if mainos is not None else None
     wim_rel = rel_path(env, wim) if wim is not None else None

@@ -152,6 +152,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "FFU_PLAN_CACHE", "#build/.ffuforge/plans", "package plans kept between runs (empty: off)", "path"
     ),
+    Setting(
+        "FFU_SOURCE_ROOTS",
+        [],
+        "folders outside the workspace that package inputs may come from (';'-separated); an input "
+        "resolving (after symbolic links) anywhere else is refused",
+        "list",
+        arg="SOURCE_ROOTS",
+    ),
+    Setting(
+        "FFU_PKG_SOURCE_BASE",
+        "",
+        "folder relative package sources are found in (empty: the WDK .vcxproj folder whose <PkgGen> "
+        "names the project, then the project's folder); Package(SOURCE_BASE=) per package",
+        "path",
+    ),
+    Setting(
+        "FFU_CHECK_ALL",
+        False,
+        "report the planning errors (missing inputs, …) of every package project, then stop (default: "
+        "stop at the first project)",
+        "bool",
+        arg="CHECK_ALL",
+    ),
     Setting("FFU_VERBOSE", False, "print full action details", "bool", arg="VERBOSE"),
 )
 
