@@ -214,6 +214,25 @@ def test_member_removed_is_fine(package, signer, root, tmp_path):
     cab.write_cab(tmp_path / "u.cab", [cab.CabMember(n, data=d) for n, d in members.items()], timestamp=EPOCH)
     signer.sign_cab(tmp_path / "u.cab", dst, epoch=EPOCH)
     assert _problems(dst, root) == []
+    # but not for the build cache, which takes only the CAB the build wrote, whole
+    assert verify.consistency_problems(dst) == [
+        "update.cat: lists 1 member(s) the cabinet does not hold (removed?)"
+    ]
+    assert verify.consistency_problems(package) == []
+
+
+def test_consistency_accepts_unsigned_and_catches_a_flipped_signature_byte(package, tmp_path):
+    """An unsigned package (SIGN=none) is consistent; a signed one with a byte of its signature
+    block changed is not (the cache must not take it)."""
+    members = read_members(package)
+    unsigned = tmp_path / "u.cab"
+    cab.write_cab(unsigned, [cab.CabMember(n, data=d) for n, d in members.items()], timestamp=EPOCH)
+    assert verify.consistency_problems(unsigned) == []
+    data = bytearray(package.read_bytes())
+    data[-40] ^= 1  # inside the PKCS#7 blob appended at the end
+    bad = tmp_path / "bad.cab"
+    bad.write_bytes(bytes(data))
+    assert verify.consistency_problems(bad)
 
 
 def test_catalog_ctl_changed(package, signer, root, files, tmp_path):

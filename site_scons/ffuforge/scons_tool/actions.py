@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +28,8 @@ from ..package import build as pkgbuild
 from ..package import project, variant
 from ..util import toolsig, workers
 from .contentsig import content_signature
-from .nodes import relative_message
+from .nodes import progress, relative_message
+from .readcheck import check_read
 from .signer import signer_in_process
 from .state import MERGED_XML, PRESIGNED, SIGNER_KEYS, SIGNERS, SOURCE_SIGS
 
@@ -176,6 +176,11 @@ def _package_action(target, source, env):
         SIGNER_KEYS.get(json.loads(signed)["signer"]),
         jobs=GetOption("num_jobs") or 1,
     )
+    try:
+        check_read(target[0], sources)
+    except FFUError:
+        os.unlink(target[0].abspath)  # holds bytes no signature describes
+        raise
     PRESIGNED[target[0].abspath] = presigned
     SOURCE_SIGS.update(sources)
     return 0
@@ -348,24 +353,6 @@ def _partition_action(target, source, env):
     return 0
 
 
-def _progress(label: str):
-    if not sys.stdout.isatty():
-        return None
-    state = {"last": -1}
-
-    def report(done: int, total: int) -> None:
-        pct = int(100 * done / total) if total else 100
-        if pct != state["last"]:
-            state["last"] = pct
-            bar = "#" * (pct // 4)
-            sys.stdout.write(f"\r  {label} [{bar:<25}] {pct:3d}%")
-            if pct >= 100:
-                sys.stdout.write("\n")
-            sys.stdout.flush()
-
-    return report
-
-
 @build_errors(where=_oeminput)
 def _ffu_action(target, source, env):
     from ..image import stages as image
@@ -382,7 +369,7 @@ def _ffu_action(target, source, env):
         signer=signer,
         description=spec["description"],
         raw_out=raw,
-        progress=_progress(target[0].name),
+        progress=progress(target[0].name),
         ffu_version=spec.get("ffu_version", 1),
         device_path=spec.get("device_path") or None,
     )

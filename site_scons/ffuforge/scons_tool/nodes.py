@@ -90,3 +90,22 @@ def relative_paths(data, top: str):
     if isinstance(data, str) and data.startswith(top + os.sep):
         return data[len(top) + 1 :]
     return data
+
+
+def progress(label: str):
+    """A progress bar for a long action on a terminal (None elsewhere: logs stay clean)."""
+    if not sys.stdout.isatty():
+        return None
+    state = {"last": -1}
+
+    def report(done: int, total: int) -> None:
+        pct = int(100 * done / total) if total else 100
+        if pct != state["last"]:
+            state["last"] = pct
+            bar = "#" * (pct // 4)
+            sys.stdout.write(f"\r  {label} [{bar:<25}] {pct:3d}%")
+            if pct >= 100:
+                sys.stdout.write("\n")
+            sys.stdout.flush()
+
+    return report
