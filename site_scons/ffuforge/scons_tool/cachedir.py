@@ -16,6 +16,7 @@ Partition images stay sparse both ways (a plain copy wrote 8 GiB of zeros for th
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 import sys
@@ -54,6 +55,24 @@ class SparseCacheDir(SCons.CacheDir.CacheDir):
             reason = getattr(exc, "strerror", None) or str(exc)
             _warn(f"cache {path} cannot be used ({reason}); building without it")
             self.path = None
+
+    def _readconfig(self, path: str) -> None:
+        """SCons locks the cache's config file to read it, creating a lock file: on a read-only
+        share (developers with --cache-readonly) that failed and the cache went unused. Nobody can
+        be writing the config there, so it is read without the lock."""
+        try:
+            super()._readconfig(path)
+        except (SCons.Errors.SConsEnvironmentError, OSError):
+            config = os.path.join(path, "config")
+            if not os.path.isfile(config):
+                raise
+            try:
+                with open(config, encoding="utf-8") as fh:
+                    self.config = json.load(fh)
+            except ValueError:
+                raise SCons.Errors.SConsEnvironmentError(f"{config}: not a cache configuration") from None
+            if not isinstance(self.config, dict) or not isinstance(self.config.get("prefix_len"), int):
+                raise SCons.Errors.SConsEnvironmentError(f"{config}: not a cache configuration") from None
 
     @classmethod
     def copy_from_cache(cls, env, src, dst) -> str:
