@@ -73,7 +73,7 @@ def reference(tmp_path_factory):
     _ok(proc)
     assert not _warnings(proc), proc.stderr
     sources = copy_workspace(base / "sources")
-    return {"outputs": outputs, "cache": cache, "sources": sources}
+    return {"outputs": outputs, "cache": cache, "sources": sources, "ws": ws}
 
 
 def _fresh(reference, path: Path) -> Path:
@@ -191,6 +191,23 @@ def test_corrupted_output_in_build_is_rebuilt(reference, tmp_path):
     _ok(_scons(ws))
     assert_complete(ws, reference["outputs"], "after damage in build/ (no cache)")
     assert _scons(ws, "-q").returncode == 0
+
+
+def test_ffu_writer_refuses_an_image_of_another_size(reference, tmp_path):
+    """Defence behind the checks above: an image cut short gave an FFU with fewer blocks."""
+    from ffuforge.errors import FormatError
+    from ffuforge.image import stages
+    from ffuforge.util.atomic import sparse_copy
+
+    out = reference["ws"] / OUT
+    images = {}
+    for name in ("BOOTLOADER", "EFIESP", "MainOS", "Data"):
+        images[name] = tmp_path / f"{name}.img"
+        sparse_copy(out / f"partitions/{name}.img", images[name])
+    os.truncate(images["EFIESP"], images["EFIESP"].stat().st_size - 4096)
+    with pytest.raises(FormatError, match=r"EFIESP.img.*partition EFIESP .*truncated or replaced"):
+        stages.build_ffu(out / "layout.json", images, tmp_path / "Flash.ffu", epoch=1577836800)
+    assert not (tmp_path / "Flash.ffu").exists()
 
 
 # ------------------------------------------------------------------------- storing

@@ -441,3 +441,23 @@ def test_error_kinds(tmp_path):
         verify.load_certificates([tmp_path / "bad.crt"])
     with pytest.raises(SigningError, match="cannot read certificate file"):
         verify.load_certificates([tmp_path / "missing.crt"])
+
+
+def test_content_signature_covers_every_byte_of_a_signed_cab(package, tmp_path):
+    """The signature SCons records for a CAB (and the shared cache checks entries with) changes
+    with any byte: the header, every member, and the whole signature block at the end."""
+    data = package.read_bytes()
+    cb_cabinet = struct.unpack_from("<I", data, 8)[0]
+    assert cb_cabinet < len(data)  # the PKCS#7 blob lies after cbCabinet
+    from ffuforge.scons_tool.contentsig import content_signature  # falls back to blocks if not a CAB
+
+    good = content_signature(str(package), cab_file=True)[2]
+    assert good == cab.content_signature(package)
+    tail = range(cb_cabinet, len(data))
+    offsets = sorted({*range(0, 64), *tail[:64], *tail[-64:], *tail[::5], *range(64, cb_cabinet, 61)})
+    copy = tmp_path / "x.cab"
+    for off in offsets:
+        bad = bytearray(data)
+        bad[off] ^= 0x01
+        copy.write_bytes(bytes(bad))
+        assert content_signature(str(copy), cab_file=True)[2] != good, off

@@ -88,7 +88,7 @@ class SparseCacheDir(SCons.CacheDir.CacheDir):
     def retrieve(self, node) -> bool:
         if not self.is_enabled():
             return False
-        if SCons.CacheDir.cache_show or not SCons.Action.execute_actions:
+        if not SCons.Action.execute_actions:  # -n: SCons copies nothing
             return super().retrieve(node)
         with self._lock:
             self.requests += 1
@@ -126,7 +126,9 @@ class SparseCacheDir(SCons.CacheDir.CacheDir):
             PRESIGNED[target] = (st.st_size, st.st_mtime_ns, record.csig)
         with self._lock:
             self.hits += 1
-        if SCons.Action.print_actions:
+        if SCons.CacheDir.cache_show:  # --cache-show: the command that would have built it
+            node.build(presub=0, execute=0)
+        elif SCons.Action.print_actions:
             sys.stdout.write(f"Retrieved `{node.get_internal_path()}' from cache\n")
         return True
 
