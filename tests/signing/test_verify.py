@@ -214,6 +214,25 @@ def test_member_removed_is_fine(package, signer, root, tmp_path):
     cab.write_cab(tmp_path / "u.cab", [cab.CabMember(n, data=d) for n, d in members.items()], timestamp=EPOCH)
     signer.sign_cab(tmp_path / "u.cab", dst, epoch=EPOCH)
     assert _problems(dst, root) == []
+    # but not for the build cache, which takes only the CAB the build wrote, whole
+    assert verify.consistency_problems(dst) == [
+        "update.cat: lists 1 member(s) the cabinet does not hold (removed?)"
+    ]
+    assert verify.consistency_problems(package) == []
+
+
+def test_consistency_accepts_unsigned_and_catches_a_flipped_signature_byte(package, tmp_path):
+    """An unsigned package (SIGN=none) is consistent; a signed one with a byte of its signature
+    block changed is not (the cache must not take it)."""
+    members = read_members(package)
+    unsigned = tmp_path / "u.cab"
+    cab.write_cab(unsigned, [cab.CabMember(n, data=d) for n, d in members.items()], timestamp=EPOCH)
+    assert verify.consistency_problems(unsigned) == []
+    data = bytearray(package.read_bytes())
+    data[-40] ^= 1  # inside the PKCS#7 blob appended at the end
+    bad = tmp_path / "bad.cab"
+    bad.write_bytes(bytes(data))
+    assert verify.consistency_problems(bad)
 
 
 def test_catalog_ctl_changed(package, signer, root, files, tmp_path):
@@ -429,3 +448,23 @@ def test_error_kinds(tmp_path):
         verify.load_certificates([tmp_path / "bad.crt"])
     with pytest.raises(SigningError, match="cannot read certificate file"):
         verify.load_certificates([tmp_path / "missing.crt"])
+
+
+def test_content_signature_covers_every_byte_of_a_signed_cab(package, tmp_path):
+    """The signature SCons records for a CAB (and the shared cache checks entries with) changes
+    with any byte: the header, every member, and the whole signature block at the end."""
+    data = package.read_bytes()
+    cb_cabinet = struct.unpack_from("<I", data, 8)[0]
+    assert cb_cabinet < len(data)  # the PKCS#7 blob lies after cbCabinet
+    from ffuforge.scons_tool.contentsig import content_signature  # falls back to blocks if not a CAB
+
+    good = content_signature(str(package), cab_file=True)[2]
+    assert good == cab.content_signature(package)
+    tail = range(cb_cabinet, len(data))
+    offsets = sorted({*range(0, 64), *tail[:64], *tail[-64:], *tail[::5], *range(64, cb_cabinet, 61)})
+    copy = tmp_path / "x.cab"
+    for off in offsets:
+        bad = bytearray(data)
+        bad[off] ^= 0x01
+        copy.write_bytes(bytes(bad))
+        assert content_signature(str(copy), cab_file=True)[2] != good, off

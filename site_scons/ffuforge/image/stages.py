@@ -258,6 +258,7 @@ def build_ffu(
     from ..formats import diskimage, ffu
 
     disk = load_layout(layout_json)
+    _check_image_sizes(disk, images)
     sign = (lambda der: signer.sign_catalog(der, epoch=epoch)) if signer is not None else None
     common = {
         "os_version": "10.0.17763.0",
@@ -278,6 +279,26 @@ def build_ffu(
     if raw_out is not None:
         diskimage.assemble_raw(disk, images, raw_out)
     return result
+
+
+def _check_image_sizes(disk, images: dict[str, Path]) -> None:
+    """build_partition writes every image exactly as large as its partition; one of another size
+    was cut short or replaced (a truncated copy gave an FFU with fewer blocks, and said nothing)."""
+    for name, path in images.items():
+        try:
+            want = disk.size(disk.partition(name))
+        except KeyError:
+            continue  # the FFU writer names it
+        try:
+            got = path.stat().st_size
+        except OSError as exc:
+            raise FormatError(f"cannot read partition image: {exc.strerror}", str(path)) from None
+        if got != want:
+            raise FormatError(
+                f"partition image has {got} bytes, partition {name} {want} (truncated or replaced); "
+                "delete it and build again",
+                str(path),
+            )
 
 
 __all__ = ["build_layout", "build_partition", "build_ffu", "load_layout", "read_layout_files"]

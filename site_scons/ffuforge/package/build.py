@@ -83,7 +83,15 @@ def _digest(
 def _record_source(
     sources: SourceDigests | None, p: Payload, before: os.stat_result, after: os.stat_result, h
 ) -> None:
-    if sources is not None and (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns):
+    """A file written to while it was read gave bytes that may be no version of it at all: stop
+    (the CAB would hold them under a signature of other bytes)."""
+    if (before.st_size, before.st_mtime_ns, before.st_ino) != (
+        after.st_size,
+        after.st_mtime_ns,
+        after.st_ino,
+    ):
+        raise p.where.error(f"source file {p.display} changed while the build read it; build again")
+    if sources is not None:
         sources[str(p.source)] = (after.st_size, after.st_mtime_ns, h.hexdigest())
 
 

@@ -29,6 +29,8 @@ from ..package import project, sources, variant
 from ..util import toolsig, workers
 from .contentsig import content_signature
 from .nodes import progress_bar, relative_message
+from .plancache import summarize
+from .readcheck import check_read
 from .signer import signer_in_process
 from .state import MERGED_XML, PRESIGNED, SIGNER_KEYS, SIGNERS, SOURCE_SIGS
 
@@ -175,6 +177,11 @@ def _package_action(target, source, env):
         SIGNER_KEYS.get(json.loads(signed)["signer"]),
         jobs=GetOption("num_jobs") or 1,
     )
+    try:
+        check_read(target[0], sources)
+    except FFUError:
+        os.unlink(target[0].abspath)  # holds bytes no signature describes
+        raise
     PRESIGNED[target[0].abspath] = presigned
     SOURCE_SIGS.update(sources)
     return 0
@@ -199,6 +206,11 @@ def package_work(
             f"package {cab_name} is no longer produced by this project; run scons again", project_rel
         )
     signed = json.loads(signed_json)
+    planned = summarize([v], Path(top))[0].content  # the project file edited since scons read it?
+    if json.dumps(planned, sort_keys=True) != json.dumps(signed["content"], sort_keys=True):
+        raise FFUError(
+            "changed while the build ran (not the package scons planned); build again", project_rel
+        )
     signer = signer_in_process(signed["signer"], signer_key) if signed["signer"] else None
     settings = pkgbuild.BuildSettings(
         compression=signed["compression"], epoch=signed["epoch"], signer=signer, sign_pe=signed["signPE"]

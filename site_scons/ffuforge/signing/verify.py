@@ -473,10 +473,15 @@ def _member_hash(reader: cab.CabReader, entry: cab.CabEntry) -> catalog.MemberHa
 
 
 def verify_cab(
-    path: str | os.PathLike, *, trusted_roots: Sequence[x509.Certificate] | None = None
+    path: str | os.PathLike,
+    *,
+    trusted_roots: Sequence[x509.Certificate] | None = None,
+    complete: bool = False,
 ) -> VerifyReport:
     """Check a package CAB: its Authenticode signature, the `update.cat` signature, and that
-    every member other than the catalog is listed in the catalog with its current hash."""
+    every member other than the catalog is listed in the catalog with its current hash. A catalog
+    vouches only for the files present (Windows' view: a member removed is fine); `complete` also
+    requires every catalogued member to be in the cabinet, as for the CAB this build wrote."""
     report = VerifyReport(str(path))
     problems = report.problems
     try:
@@ -500,6 +505,7 @@ def verify_cab(
         if parsed.version != 2:
             problems.append(f"{CATALOG_NAME}: not a SHA-256 (version 2) catalog; members not checked")
             return report
+        held: set[bytes] = set()
         for entry in reader.members:
             if entry is cats[0] or entry.size == 0:  # zero-length files are never catalogued
                 continue
@@ -508,12 +514,28 @@ def verify_cab(
             except FFUError as e:
                 problems.append(f"{entry.name}: cannot read: {e.message}")
                 continue
+            held.add(mh.sha256)
             if not parsed.has_member(mh):
                 problems.append(
                     f"{entry.name}: not listed in {CATALOG_NAME} (its {mh.kind} SHA-256 "
                     f"{mh.sha256.hex()} is not catalogued; modified after cataloguing?)"
                 )
+        # a changed member is named above; the catalog entry of its old bytes is not a second problem
+        catalogued = {
+            d for d, s in parsed.subjects.items() if s.digest_algorithm == "sha256" and d == s.digest
+        }
+        missing = len(catalogued - held) - len(held - catalogued)
+        if complete and missing > 0:
+            problems.append(f"{CATALOG_NAME}: lists {missing} member(s) the cabinet does not hold (removed?)")
     return report
+
+
+def consistency_problems(path: str | os.PathLike) -> list[str]:
+    """What is wrong with a CAB on its own terms, no trust decision: header and CFDATA checksums
+    (every member is read), the CAB's and the catalog's signatures over the bytes they cover, and
+    catalog <-> members both ways. The build cache checks entries with it before taking or storing
+    them; an unsigned CAB (SIGN=none) is consistent, a damaged signed one is not."""
+    return [p for p in verify_cab(path, complete=True).problems if not p.endswith(": not signed")]
 
 
 def verify_pe(
