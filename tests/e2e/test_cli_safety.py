@@ -99,6 +99,13 @@ COMMANDS = {
     "layout": ["layout", "{}"],
     "layout --platform": ["layout", "{layout}", "--platform", "{}"],
     "bcd dump": ["bcd", "dump", "{}"],
+    "ls": ["ls", "{}"],
+    "cat": ["cat", "{}", "Windows/System32/config/SYSTEM"],
+    "reg": ["reg", "{}", "HKLM\\SYSTEM"],
+    "services": ["services", "{}"],
+    "drivers": ["drivers", "{}"],
+    "sign": ["sign", "{}", "--pfx", "{tmp}/none.pfx"],
+    "sign --pfx": ["sign", "{ffu}", "--pfx", "{}"],
 }
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import FormatError
 from ..image import inventory
+from .files import input_file
 
 TITLES = {
     "packages": "packages",
@@ -35,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("b", help="the new image: a build folder or an FFU")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     args = ap.parse_args(argv)
+    for path in (args.a, args.b):  # a build folder, else a file (never a FIFO or a device)
+        if not os.path.isdir(path):
+            input_file(path, "a build folder or an FFU")
     a, b = inventory.load(args.a), inventory.load(args.b)
     if a["kind"] != b["kind"]:
         a, b = (_as_ffu(x) for x in (a, b))

@@ -26,6 +26,7 @@ from ..formats import fstools
 from ..formats.ffu import FfuReader
 from ..formats.ntfsread import NtfsVolume
 from ..formats.ptable.parse import read_partitions
+from .files import input_file
 
 ReadFn = Callable[[int, int], bytes]
 
@@ -170,6 +171,7 @@ def _kind(head: bytes) -> str | None:
 def open_partition(image: str | os.PathLike, name: str | None = None) -> Iterator[Partition]:
     """The partition `name` (default MainOS) of an FFU or a raw disk, or a partition image itself."""
     path = Path(image)
+    input_file(path, "an FFU, a raw disk image or a partition image")  # never blocks on a FIFO
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as e:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from ..errors import ConfigError
 from ..signing import resign
 from ..signing import signers as signing
+from .files import input_files, output_dir
 
 DEFAULT_EPOCH = 1577836800  # 2020-01-01, the build's default (scons_tool.settings.DEFAULT_EPOCH)
 
@@ -62,6 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--epoch", type=int, help="signing time (default: $SOURCE_DATE_EPOCH, else 2020-01-01)")
     ap.add_argument("-o", "--output", help="write the signed CABs to this folder (default: in place)")
     args = ap.parse_args(argv)
+    input_files(args.cabs, "a CAB")  # before any key is loaded; never blocks on a FIFO
+    input_files(
+        [p for p in (args.cert, args.key, args.pfx, *(args.chain or ())) if p], "a certificate or key file"
+    )
+    if args.output:
+        output_dir(args.output)
     signer = signer_from_args(args)
     epoch = _epoch(args.epoch)
     if hasattr(signer, "check_validity"):
