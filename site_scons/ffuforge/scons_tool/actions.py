@@ -29,7 +29,7 @@ from ..package import build as pkgbuild
 from ..package import project, variant
 from ..util import toolsig, workers
 from .contentsig import content_signature
-from .nodes import relative_message
+from .nodes import print_warnings, relative_message
 from .signer import signer_in_process
 from .state import MERGED_XML, PRESIGNED, SIGNER_KEYS, SIGNERS, SOURCE_SIGS
 
@@ -138,9 +138,9 @@ def build_options(spec: dict) -> variant.BuildOptions:
     )
 
 
-def plan_at(top: str, project_rel: str, spec: dict) -> list[variant.Variant]:
+def plan_at(top: str, project_rel: str, spec: dict, driver_files: bool = False) -> list[variant.Variant]:
     p = project.load(os.path.join(top, project_rel), project_rel)
-    return variant.plan(p, build_options(spec), os.path.dirname(project_rel), Path(top))
+    return variant.plan(p, build_options(spec), os.path.dirname(project_rel), Path(top), driver_files)
 
 
 def package_scan(node, env, path):
@@ -165,7 +165,7 @@ def _package_action(target, source, env):
     job = json.loads(env["FFU_PKG_JOB"])
     signed = source[0].read()
     # in a worker process with -jN (N > 1): package builds are Python and would share the GIL
-    presigned, sources = workers.call(
+    presigned, sources, warnings = workers.call(
         package_work,
         env.Dir("#").abspath,
         job["project"],
@@ -178,6 +178,7 @@ def _package_action(target, source, env):
     )
     PRESIGNED[target[0].abspath] = presigned
     SOURCE_SIGS.update(sources)
+    print_warnings(warnings)
     return 0
 
 
@@ -189,11 +190,11 @@ def package_work(
     out_path: str,
     signed_json: str,
     signer_key: tuple | None,
-) -> tuple[tuple[int, int, str], pkgbuild.SourceDigests]:
+) -> tuple[tuple[int, int, str], pkgbuild.SourceDigests, list[str]]:
     """The package action's work, from plain arguments (it may run in a worker process); returns the
-    CAB's content signature, computed there while its bytes are in the page cache, and the SHA-256
-    of every payload file the build read."""
-    by_name = {v.cab_name: v for v in plan_at(top, project_rel, spec)}
+    CAB's content signature, computed there while its bytes are in the page cache, the SHA-256
+    of every payload file the build read and the package's INF warnings."""
+    by_name = {v.cab_name: v for v in plan_at(top, project_rel, spec, driver_files=True)}
     v = by_name.get(cab_name)
     if v is None:
         raise FFUError(
@@ -205,7 +206,7 @@ def package_work(
         compression=signed["compression"], epoch=signed["epoch"], signer=signer, sign_pe=signed["signPE"]
     )
     built = pkgbuild.build_variant(v, out_path, settings)
-    return content_signature(out_path, cab_file=True, known=built.cab_signature), built.sources
+    return content_signature(out_path, cab_file=True, known=built.cab_signature), built.sources, v.warnings
 
 
 PACKAGE_BUILDER = builder(

@@ -107,7 +107,9 @@ def Package(
         }
         value = env.Value(json.dumps(signed, sort_keys=True))
         nodes += PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
-        PACKAGES[target.abspath] = PackageRecord(v.name, v.partition, v.release_type, rel, v.layout_files)
+        PACKAGES[target.abspath] = PackageRecord(
+            v.name, v.partition, v.release_type, rel, v.layout_files, v.warnings
+        )
     return nodes
 
 
@@ -300,6 +302,9 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     layout_cab = os.path.relpath(str(top / res.device_layout.path), top)
     platform_cab = os.path.relpath(str(top / res.device_platform.path), top)
     all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
+    for pk in res.packages():  # INF warnings of the CABs this build makes, with their package
+        rec = PACKAGES.get(os.path.normpath(str(top / pk.path)))
+        pk.warnings = list(rec.warnings) if rec is not None else []
     report = env.Value(
         json.dumps(relative_paths(res.to_json(), str(top)), sort_keys=True, indent=1, default=str)
     )

@@ -90,3 +90,11 @@ def relative_paths(data, top: str):
     if isinstance(data, str) and data.startswith(top + os.sep):
         return data[len(top) + 1 :]
     return data
+
+
+def print_warnings(warnings: list[str]) -> None:
+    """A package's INF warnings (``file:line: warning: …``) on stderr, each once: the package action
+    prints them when it builds the CAB, so a no-op run (or a cache hit) stays quiet."""
+    for line in dict.fromkeys(warnings):
+        sys.stderr.write(relative_message(line) + "\n")
+    sys.stderr.flush()

@@ -22,6 +22,7 @@ class PackageRecord:
     release_type: str
     origin: str  # project file or FMFileList that declares it
     layout_files: tuple[tuple[str, str], ...] = ()  # (devicelayout.xml|oemdeviceplatform.xml, source path)
+    warnings: tuple[str, ...] = ()  # the package's INF warnings ('file:line: warning: …')
 
 
 PACKAGES: dict[str, PackageRecord] = {}  # CAB absolute path -> record, for every CAB this build makes
