@@ -34,10 +34,13 @@ Decisions and inferences (the next step, driver store + DriverDatabase, builds o
 * UMDF (``UmdfService``): the driver's Parameters key
   ``HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\WUDF\\Services\\<svc>`` is created (documented:
   "Introduction to registry keys for drivers"), and ``…\\WUDF`` gets pkggen's fixed SDDL
-  (:data:`WUDF_SDDL`, drivers.md §4.3 [K]). The device-key values Windows writes for ``UmdfService``,
-  ``UmdfServiceOrder``, ``UmdfLibraryVersion`` … are not public (no exported registry of an installed
-  UMDF driver was found, nor a place in DriverDatabase ``Configurations`` for them): nothing is
-  invented, one warning says so.
+  (:data:`WUDF_SDDL`, drivers.md §4.3 [K]). The values Windows writes for ``UmdfService``,
+  ``UmdfServiceOrder``, ``UmdfLibraryVersion`` … live below the device's hardware key in
+  ``Device Parameters\\WUDF`` ("Using the Registry in UMDF 1.x Drivers": drivers cannot open
+  ``\\Device Parameters\\WDF`` or ``\\Device Parameters\\WUDF``), which PnP creates at device install;
+  their names, types and data are not documented, no exported registry of an installed UMDF device
+  was found (learn.microsoft.com, public code and pages searched 2026-12-05) and drivers.md gives
+  no DriverDatabase ``Configurations`` place for them: nothing is invented, one warning says so.
 * ``Include=``/``Needs=`` (:mod:`.infinclude`): needed sections run before the including section's
   own directives [I], each with its own INF's strings and DIRIDs; ``Owners`` stays the published INF.
 * DIRIDs 10/11/12 inside AddReg strings expand to ``C:\\Windows[\\System32[\\drivers]]`` [I].
