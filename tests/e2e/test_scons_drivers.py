@@ -178,3 +178,69 @@ def test_warning_in_packages_json(ws):
     assert pkgs["Contoso.ContosoBoard.GPIO"]["warnings"] == []
     again = scons(ws)
     assert _warnings(again) == [] and built(again) == []
+
+
+UMDF_INF = r"""[Version]
+Signature = "$WINDOWS NT$"
+Class     = System
+ClassGuid = {4d36e97d-e325-11ce-bfc1-08002be10318}
+Provider  = %P%
+DriverVer = 11/01/2026,1.0.0.0
+[DestinationDirs]
+DefaultDestDir = 13
+[SourceDisksNames]
+1 = %P%,,,""
+[SourceDisksFiles]
+ud.dll = 1
+[Manufacturer]
+%P% = M,NTarm64
+[M.NTarm64]
+%P% = Dev, ACPI\CTSO0098
+[Dev.NT]
+CopyFiles = UFiles
+[UFiles]
+ud.dll
+[Dev.NT.Services]
+Include = WUDFRD.inf
+Needs = WUDFRD.NT.Services
+[Dev.NT.Wdf]
+UmdfService = ud, Umdf_Sect
+UmdfServiceOrder = ud
+[Umdf_Sect]
+UmdfLibraryVersion = 2.15.0
+ServiceBinary = %13%\ud.dll
+[Strings]
+P = "Contoso"
+"""
+
+
+def test_needs_lockdown_and_umdf_in_the_image(ws):
+    """The Drv package in the image: the helper's value, PnpLockdownFiles and the WUDF key's
+    descriptor reach MainOS (partitions/MainOS.json records what was installed)."""
+    from ffuforge.package import infinstall
+
+    fm = ws / "bsp/ContosoBoard/Packages/ContosoBoardFM.xml"
+    gpio = '<PackageFile Path="%BSPPKG_DIR%" Name="%OEM_NAME%.ContosoBoard.GPIO.cab" />'
+    fm.write_text(fm.read_text().replace(gpio, gpio + gpio.replace("GPIO", "Drv")))
+    (ws / PKG / "umdf.inf").write_text(UMDF_INF.replace("\n", "\r\n"))
+    (ws / PKG / "ud.dll").write_bytes(b"umdf driver")
+    wm = ws / PKG / "ContosoBoard.Drv.wm.xml"
+    wm.write_text(
+        wm.read_text().replace("</drivers>", '<driver><inf source=".\\umdf.inf" /></driver></drivers>')
+    )
+    proc = scons(ws)
+    umdf = [w for w in _warnings(proc) if "umdf.inf" in w]
+    assert len(umdf) == 1 and "Umdf* values" in umdf[0], proc.stderr  # WUDFRD.NT.Services: silent
+    main = json.loads((ws / "build/arm64/SampleA/Test/partitions/MainOS.json").read_text())
+    values = {(r["key"].lower(), r["name"].lower()): r for r in main["registry"]}
+    helper = values[(r"hkey_local_machine\software\contoso\helper", "from")]
+    assert helper["package"] == "Contoso.ContosoBoard.Drv"
+    assert bytes.fromhex(helper["data"]).decode("utf-16-le") == "the helper's own strings\0"
+    lock = r"hkey_local_machine\software\microsoft\windows\currentversion\setup\pnplockdownfiles"
+    assert bytes.fromhex(
+        values[(lock + r"\%systemroot%/system32/drivers/drv.sys", "class")]["data"]
+    ) == bytes([4, 0, 0, 0])
+    keys = {s["key"]: s["sddl"] for s in main["security"] if "key" in s}
+    assert keys[infinstall.WUDF] == infinstall.WUDF_SDDL
+    again = scons(ws)
+    assert _warnings(again) == [] and built(again) == []
