@@ -166,7 +166,11 @@ def test_needs_sections_run_with_the_included_infs_strings_and_dirids(tmp_path):
 
 
 def test_a_need_in_no_available_inf_is_an_error(tmp_path):
-    path = _write(tmp_path, MAIN.replace("Needs = Helper.Hw", "Needs = Helper.Hww"))
+    main = MAIN.replace("Needs = Helper.Hw", "Needs = Helper.Hww").replace(", ks.inf", "")
+    main = (
+        main.replace(", KS.Registration", "").replace(", WUDFRD.inf", "").replace(", WUDFRD.NT.Services", "")
+    )
+    path = _write(tmp_path, main)  # every included INF is there: a need found nowhere is an error
     with pytest.raises(ConfigError) as info:
         _plan(path)
     assert str(info.value).startswith("main.inf:24: [Dev.NT.HW] Needs [Helper.Hww], which is neither")
@@ -290,3 +294,11 @@ def test_umdf_parameters_key_and_wudf_descriptor_in_the_driver_manifest(tmp_path
     assert [(d.get("name"), d.get("sddl")) for d in defs] == [(name, infinstall.WUDF_SDDL)]
     keys = {k.get("keyName") for k in root.iter(f"{ASM}registryKey")}
     assert f"{infinstall.WUDF}\\Services\\ud" in keys
+
+
+def test_include_of_a_sibling_section_serves_a_need(tmp_path):
+    """Include= written once in DDInstall also serves Needs= in .Services (one appended INF handle)."""
+    main = MAIN.replace("Include = helper.inf, WUDFRD.inf\n", "Include = WUDFRD.inf\n")
+    v = _plan(_write(tmp_path, main))
+    assert any(r.key.lower().endswith("\\services\\helpsvc") for r in v.registry)
+    assert v.drivers[0].on_device == ["ks.inf:KS.Registration", "WUDFRD.inf:WUDFRD.NT.Services"]

@@ -12,8 +12,9 @@ needed section by running it from its own INF (tests/package/test_infinstall_win
 
 Decisions and inferences [I]:
 
-* A needed section is looked up in the including INF first, then in each ``Include`` INF in order
-  (append semantics: the including INF's own sections come first).
+* A needed section is looked up in the including INF first, then in each ``Include`` INF in order,
+  those of its own section before those of the sibling decorations (append semantics: setupapi
+  opens them into one INF handle, whose own sections come first).
 * An included INF is *available* when it lies beside the including INF (case-insensitively, as
   Windows finds it) or when the project ships a payload file of that name. It is read, not shipped
   by this driver: ship it with its own ``<driver>`` package (or a file) if PnP must re-run the
@@ -72,13 +73,14 @@ def resolve_needs(
     warnings: list[str] = []
     opened: dict[str, Inf | None] = {}
     for root in imp.install_sections:
-        for deco in DECORATIONS:
-            sec = inf.section(root + deco)
-            if sec is None:
-                continue
-            includes: list[tuple[str, InfLine]] = [
-                (v.strip(WS), ln) for ln in sec.get_all("Include") for v in ln.values if v.strip(WS)
-            ]
+        sections = [(deco, s) for deco in DECORATIONS if (s := inf.section(root + deco)) is not None]
+        by_deco = {
+            deco: [(v.strip(WS), ln) for ln in sec.get_all("Include") for v in ln.values if v.strip(WS)]
+            for deco, sec in sections
+        }
+        for deco, sec in sections:
+            # this section's Include= first, then its siblings' (setupapi appends to one INF handle)
+            includes = by_deco[deco] + [i for d, inc in by_deco.items() if d != deco for i in inc]
             for name, ln in includes:
                 if name.lower() not in opened:
                     found = available(name, ln)
@@ -114,13 +116,17 @@ def _one(
 ) -> Needed:
     if inf.section(section) is not None:
         return Needed(root, deco, section, ln.line, inf, "")
+    first: dict[str, str] = {}
     for name, _ in includes:
+        first.setdefault(name.lower(), name)
+    names = list(first.values())
+    for name in names:
         other = opened[name.lower()]
         if other is not None and other.section(section) is not None:
             return Needed(root, deco, section, ln.line, other, name)
-    missing = [name for name, _ in includes if opened[name.lower()] is None]
+    missing = [name for name in names if opened[name.lower()] is None]
     if not missing:
-        shown = ", ".join(name for name, _ in includes) or "no Include= in the section"
+        shown = ", ".join(names) or "no Include= in the section"
         raise ConfigError(
             f"[{root}{deco}] Needs [{section}], which is neither in this INF nor in its included "
             f"INFs ({shown}); fix the name or add the Include= INF",
