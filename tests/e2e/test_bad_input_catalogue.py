@@ -515,6 +515,26 @@ CASES: list[Case] = [
         setup=_driver_inf(lambda t: t.replace("NT$ARCH$", "NTamd64")),
     ),
     Case(
+        "inf-needs-a-section-nowhere",
+        "mini",
+        r"pkg/d\.inf:\d+: \[Dev_Inst\.NT\] Needs \[Nowhere\], which is neither in this INF nor in its "
+        r"included INFs \(helper\.inf\)",
+        extra=DRIVER,
+        setup=lambda ws, case: (
+            (ws / "pkg/helper.inf").write_text('[Version]\r\nSignature="$WINDOWS NT$"\r\n'),
+            _driver_inf(_sub("[Dev_Inst.NT]\n", "[Dev_Inst.NT]\nInclude = helper.inf\nNeeds = Nowhere\n"))(
+                ws, case
+            ),
+        ),
+    ),
+    Case(
+        "inf-include-is-a-path",
+        "mini",
+        r"pkg/d\.inf:\d+: Include '\.\.\\\\x\.inf' is not a plain INF file name",
+        extra=DRIVER,
+        setup=_driver_inf(_sub("[Dev_Inst.NT]\n", "[Dev_Inst.NT]\nInclude = ..\\x.inf\nNeeds = X\n")),
+    ),
+    Case(
         "inf-service-binary-outside-dirids",
         "mini",
         r"pkg/d\.inf:\d+: ServiceBinary 'C:\\\\drivers\\\\d\.sys' in \[Dev_Service\] is not below a DIRID",

@@ -618,7 +618,7 @@ def test_unlisted_source_file_warns():
     result = import_driver(inf(_minimal("NTarm", "[Models.NTarm]\nd = Inst")), "arm")
     assert files_of(result) == [("$(runtime.drivers)", "a.sys", "a.sys")]
     assert result.warnings == [
-        "t.inf:12: a.sys is not listed in [SourceDisksFiles]; expecting it beside the INF"
+        "t.inf:12: warning: a.sys is not listed in [SourceDisksFiles]; expecting it beside the INF"
     ]
 
 

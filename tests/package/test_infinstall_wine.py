@@ -6,7 +6,10 @@ runs in a scratch prefix; Wine's setupapi processes ``<DDInstall>`` and then
 ``<DDInstall>.Services`` (passing the ``.Services`` section itself installs nothing), so the
 CopyFiles sources are given as empty stand-ins (without them Wine prompts for the disk).
 The services' keys in the prefix's ``system.reg`` must equal ours; the known differences between
-Wine and Windows are listed once in ``KNOWN`` and applied explicitly.
+Wine and Windows are listed once in ``KNOWN`` and applied explicitly. Wine does not follow
+``Include=``/``Needs=``: an OEM INF needing sections of another OEM INF beside it is checked by
+running those sections from their own INF, which is what Needs means (strings and DIRIDs of the
+INF that holds the section).
 """
 
 from __future__ import annotations
@@ -334,3 +337,119 @@ def test_corpus_infs_match_wine(wine, corpus, tmp_path):
     # INFs with the same result on the same architecture are one Wine run (32 copies, 2 results)
     for i, ((arch, _), members) in enumerate(sorted(by_result.items())):
         assert _check(wine, members[0], arch, tmp_path / str(i)) == 5  # DependOnService: see KNOWN
+
+
+# ------------------------------------------------------------------ Include= / Needs=
+
+INCLUDING_INF = r"""[Version]
+Signature="$WINDOWS NT$"
+Class=System
+ClassGuid={4d36e97d-e325-11ce-bfc1-08002be10318}
+Provider=%P%
+DriverVer=11/01/2026,1.0.0.0
+[DestinationDirs]
+DefaultDestDir = 12
+[SourceDisksNames]
+1 = %P%,,,""
+[SourceDisksFiles]
+main.sys = 1
+[Manufacturer]
+%P%=M,NTamd64
+[M.NTamd64]
+%D%=Dev, ACPI\X1
+[Dev.NT]
+Include = helper.inf
+Needs = Helper.Install
+CopyFiles = Main_Files
+[Main_Files]
+main.sys
+[Dev.NT.Services]
+Include = helper.inf
+Needs = Helper.Install.Services
+AddService = mainsvc, 0x2, Main_Svc
+[Main_Svc]
+DisplayName = %D%
+ServiceType = 1
+StartType = 3
+ErrorControl = 1
+ServiceBinary = %12%\main.sys
+[Strings]
+P="Contoso"
+D="Including device"
+"""
+INCLUDED_INF = r"""[Version]
+Signature="$WINDOWS NT$"
+Class=System
+ClassGuid={4d36e97d-e325-11ce-bfc1-08002be10318}
+Provider=%P%
+[DestinationDirs]
+Helper_Files = 11
+[SourceDisksNames]
+1 = %P%,,,""
+[SourceDisksFiles]
+helpsvc.sys = 1
+[Helper.Install]
+CopyFiles = Helper_Files
+AddReg = Helper_Reg
+[Helper_Files]
+helpsvc.sys
+[Helper_Reg]
+HKLM,Software\ContosoHelper,Where,,"%HS%"
+HKLM,Software\ContosoHelper,Dir,0x00020000,"%11%\helper"
+HKLM,Software\ContosoHelper,Count,0x00010001,3
+[Helper.Install.Services]
+AddService = helpsvc, 0, Help_Svc
+[Help_Svc]
+DisplayName = %HS%
+ServiceType = 1
+StartType = 3
+ErrorControl = 1
+ServiceBinary = %12%\helpsvc.sys
+AddReg = Help_SvcReg
+[Help_SvcReg]
+HKR,Parameters,FromHelper,0x00010001,7
+HKR,Parameters,Text,,"%HS%"
+[Strings]
+P="Contoso helper"
+HS="Helper Service"
+"""
+
+
+def test_needs_of_an_included_oem_inf_match_wine(wine, tmp_path):
+    """Wine's setupapi does not follow Include/Needs, so the needed sections are run from their own
+    INF (``InstallHinfSection Helper.Install … helper.inf`` also runs ``Helper.Install.Services``):
+    the same sections with the included INF's strings and DIRIDs, which is what Needs means."""
+    from ffuforge.package.infinclude import resolve_needs
+
+    staging = tmp_path / "staged"
+    staging.mkdir()
+    for name, text in (("main.inf", INCLUDING_INF), ("helper.inf", INCLUDED_INF)):
+        (staging / name).write_text(text.replace("\n", "\r\n"))
+    for stand_in in ("main.sys", "helpsvc.sys"):
+        (staging / stand_in).write_bytes(b"")
+    parsed = parse_inf(staging / "main.inf", "main.inf")
+    imported = import_driver(parsed, "amd64")
+    needed, warnings = resolve_needs(parsed, imported, lambda n, ln: parse_inf(staging / n, n))
+    assert warnings == [] and [n.section for n in needed] == ["Helper.Install", "Helper.Install.Services"]
+    reg = install_registry(parsed, imported, "main.inf", None, needed)
+    ours: dict[str, dict[str, tuple[int, bytes]]] = {}
+    software: dict[str, tuple[int, bytes]] = {}
+    prefix = SERVICES.lower() + "\\"
+    for v in reg.values:
+        if v.key.lower().startswith(prefix):
+            ours.setdefault(v.key[len(prefix) :].lower(), {})[v.name.lower()] = (v.data.type, v.data.data)
+        else:
+            assert v.key == r"HKEY_LOCAL_MACHINE\Software\ContosoHelper", v.key
+            software[v.name.lower()] = (v.data.type, v.data.data)
+    assert reg.services == ["helpsvc", "mainsvc"]
+    wine(staging / "main.inf", "Dev")
+    wine_reg = wine(staging / "helper.inf", "Helper.Install")
+    assert compare(ours, reg.services, wine_reg) == 12  # 5 + 2 Parameters (helpsvc), 5 (mainsvc)
+    theirs = dict(wine_reg["software\\contosohelper"])
+    # Wine's system directory is spelt C:\windows\system32: DIRID text is compared case-insensitively
+    assert (
+        _text(software.pop("dir")[1]).lower()
+        == _text(theirs.pop("dir")[1]).lower()
+        == r"c:\windows\system32\helper"
+    )
+    assert software == theirs and len(software) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,9 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_type=args.build,
     )
     path = Path(args.project)
-    variants = variant.plan(project.load(path, str(path)), opts, str(path.parent), top=Path.cwd())
+    variants = variant.plan(
+        project.load(path, str(path)), opts, str(path.parent), top=Path.cwd(), driver_files=True
+    )
     out = Path(args.output)
     for v in variants:
+        for line in dict.fromkeys(v.warnings):
+            print(line, file=sys.stderr)
         build.build_variant(v, out / v.cab_name, build.BuildSettings(args.compression, args.epoch))
         print(out / v.cab_name)
     return 0

@@ -80,6 +80,7 @@ class ResolvedPackage:
     line: int | None = None
     fip: bool = False  # a feature identifier package
     sources: list[str] = field(default_factory=list)  # every 'file:line' that listed it
+    warnings: list[str] = field(default_factory=list)  # 'file:line: warning: …' of building it (INFs)
 
     def to_json(self) -> dict:
         return {
@@ -89,6 +90,7 @@ class ResolvedPackage:
             "reasons": list(self.reasons),
             "fip": self.fip,
             "sources": list(self.sources),
+            "warnings": list(self.warnings),
         }
 
 

@@ -8,6 +8,7 @@ function of the variant and payload digests so that the bytes are reproducible.
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass
 
 from lxml import etree
@@ -197,10 +198,17 @@ class PackageLayout:
         etree.SubElement(h, f"{{{DSIG}}}DigestValue").text = base64.b64encode(d.sha256).decode()
         return f
 
-    def _registry(self, root: etree._Element, values: list[RegValue], empty_keys: list[str]) -> None:
+    def _registry(
+        self,
+        root: etree._Element,
+        values: list[RegValue],
+        empty_keys: list[str],
+        named: dict[str, str] | None = None,
+    ) -> None:
+        """``named``: key -> descriptor name for this manifest (else the project's)."""
         if not values and not empty_keys:
             return
-        sec = self.security
+        sec_keys = self.security.keys if named is None else named
         keys = etree.SubElement(root, f"{{{ASM_V3}}}registryKeys")
         by_key: dict[str, etree._Element] = {}
         for name in sorted({r.key for r in values} | set(empty_keys), key=str.lower):
@@ -216,8 +224,8 @@ class PackageLayout:
             if r.append:
                 el.set("operationHint", "append")
         for name, key_el in by_key.items():
-            if name in sec.keys:
-                etree.SubElement(key_el, f"{{{ASM_V3}}}securityDescriptor", name=sec.keys[name])
+            if name in sec_keys:
+                etree.SubElement(key_el, f"{{{ASM_V3}}}securityDescriptor", name=sec_keys[name])
 
     # -- driver manifest ------------------------------------------------------------------
     def driver_manifest(self, drv: Driver) -> bytes:
@@ -237,8 +245,25 @@ class PackageLayout:
             key = f"{driverstore.DATABASE}\\DriverPackages\\{drv.folder}"
             data = RegData(3, driverstore.filetime(self.epoch))
             values.append(RegValue(key, "ImportDate", data, drv.where, driver=inf))
-        self._registry(root, sorted(values, key=lambda r: (r.key.lower(), r.name.lower())), drv.empty_keys)
+        # descriptors a driver install gives keys (UMDF's WUDF key), named by the SHA-1 of the key
+        # name, as PkgBldr names them (drivers.md §1.2)
+        named = {k: hashlib.sha1(k.encode("utf-8")).hexdigest().upper() for k in drv.key_security}
+        self._registry(
+            root, sorted(values, key=lambda r: (r.key.lower(), r.name.lower())), drv.empty_keys, named
+        )
         etree.SubElement(root, f"{{{ASM_V3}}}deployment")
+        if named:
+            defs = root
+            for tag in ("trustInfo", "security", "accessControl", "securityDescriptorDefinitions"):
+                defs = etree.SubElement(defs, f"{{{ASM_V3}}}{tag}")
+            for key, name in sorted(named.items(), key=lambda kv: kv[1]):
+                etree.SubElement(
+                    defs,
+                    f"{{{ASM_V3}}}securityDescriptorDefinition",
+                    name=name,
+                    sddl=drv.key_security[key],
+                    operationHint="replace",
+                )
         return _xml(root)
 
     def _service(self, root, svc) -> None:

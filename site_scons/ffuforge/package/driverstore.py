@@ -32,9 +32,28 @@ Inferred where the sources stop [I]:
 * ``Descriptors`` give ``Description`` as ``%token%`` lower-cased and ``Manufacturer`` as
   ``%Token%`` as written (Microsoft's example); a literal (non-token) text is written as is.
 * ``Configurations\\<section>`` gets ``ConfigFlags`` 0 and ``Service`` (the SPSVCINST_ASSOCSERVICE
-  service); ``ConfigScope``, ``StatusFlags``, ``FileSize``, ``ManifestHash`` and ``Properties``
-  have no known rule and are not written; the device keys' HKR values go to its ``Driver``
+  service, also from a Needs= section); the device keys' HKR values go to its ``Driver``
   (DDInstall, .CoInstallers) and ``Device`` (.HW) sub-keys.
+* ``FileSize`` (REG_QWORD): the sum of the sizes of the files in the store folder (INF, catalog,
+  payload as read from the sources), DrvCtl's reading [O]; written when the package is built (the
+  files may not exist yet when SCons reads the SConscripts).
+* ``SOFTWARE\\…\\Setup\\PnpLockdownFiles\\<destination with "/">`` for every file the INF copies
+  outside the store (drivers.md §4.4 [O][K]): ``Source`` (REG_EXPAND_SZ, the store copy),
+  ``Owners`` (the published INF) and ``Class`` 4 when ``[Version]`` has ``PnpLockdown=1``, else 5
+  (the two values DrvCtl saw; their meaning beyond that is not public). Destinations below
+  ``%SystemRoot%`` are written ``%SystemRoot%/…``, the boot drive ``%SystemDrive%/…`` [I].
+
+Not written, no public rule (drivers.md §3.3, §8): ``ConfigScope`` (7, 0x105, 0xF7F seen, meaning
+unknown), ``StatusFlags`` (0x12 in OEM samples, "many values, no rule"), ``ManifestHash``
+(0xFFFF… in samples, meaning unknown), ``Properties\\{fmtid}\\NNNN`` (optional DEVPROP values; PnP
+recognised devices without them), ``Configurations\\…\\Services\\<svc>`` (the service-install
+AddReg copy: its layout in a pkggen delta was not seen; the values are in the service key itself),
+``OemPath`` (an Inbox import has no OEM source folder), ``PnpResources`` (layout not found).
+
+The folder suffix folds in the payload (:func:`folder_name`): Windows' name hashes the INF and
+its catalog, and the catalog lists every file's hash, so a changed ``.sys`` under a signed INF gets
+a new folder on Windows; pkggen ships drivers whose catalog is the package's ``update.cat``, so we
+hash the files themselves to get the same behaviour (one name never stands for two contents).
 """
 
 from __future__ import annotations
@@ -60,6 +79,7 @@ __all__ = [
     "database",
     "filetime",
     "folder_name",
+    "lockdown_path",
     "read_source",
     "version_bytes",
 ]
@@ -75,10 +95,38 @@ _DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 _EPOCH_1601 = datetime(1601, 1, 1, tzinfo=UTC)
 
 
-def folder_name(inf_name: str, arch: str, inf_bytes: bytes, catalog_bytes: bytes = b"") -> str:
-    """``<inf lower>_<arch>_<16 hex>``: ffuforge's own suffix (see the module docstring)."""
-    digest = hashlib.sha256(inf_bytes + catalog_bytes).digest()[:8].hex()
-    return f"{inf_name.lower()}_{arch}_{digest}"
+LOCKDOWN = r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Setup\PnpLockdownFiles"
+_LOCKDOWN_ROOTS = {
+    "runtime.windows": "%SystemRoot%",
+    "runtime.system32": "%SystemRoot%/System32",
+    "runtime.drivers": "%SystemRoot%/System32/drivers",
+    "runtime.inf": "%SystemRoot%/INF",
+    "runtime.bootdrive": "%SystemDrive%",
+}
+
+
+def folder_name(
+    inf_name: str,
+    arch: str,
+    inf_bytes: bytes,
+    catalog_bytes: bytes = b"",
+    files: list[tuple[str, bytes]] = (),
+) -> str:
+    """``<inf lower>_<arch>_<16 hex>``: ffuforge's own suffix, the first 8 bytes of SHA-256 over the
+    INF's bytes, its catalog's bytes and, per store file (sorted by lower-case store-relative path),
+    that path in UTF-8, a NUL and the file's SHA-256 (see the module docstring)."""
+    h = hashlib.sha256(inf_bytes + catalog_bytes)
+    for rel, digest in sorted(files, key=lambda f: f[0].lower()):
+        h.update(rel.lower().encode() + b"\0" + digest)
+    return f"{inf_name.lower()}_{arch}_{h.digest()[:8].hex()}"
+
+
+def lockdown_path(macro: str, rel: str, name: str) -> str | None:
+    """The PnpLockdownFiles key name of a device file (``%SystemRoot%/System32/drivers/x.sys``)."""
+    base = _LOCKDOWN_ROOTS.get(macro.lower())
+    if base is None:
+        return None
+    return "/".join([base, *[p for p in rel.split("\\") if p], name])
 
 
 def read_source(path: Path, shown: str) -> bytes:
@@ -167,9 +215,13 @@ def database(
     inf_name: str,
     folder: str,
     catalog: str | None,
+    lockdown: list[tuple[str, str, int]] = (),
+    file_size: int | None = None,
 ) -> list[InfValue]:
     """The ``SYSTEM\\DriverDatabase`` values of an Inbox import of ``inf`` into ``folder``
-    (``ImportDate`` excepted: it comes from SOURCE_DATE_EPOCH when the package is built)."""
+    (``ImportDate`` excepted: it comes from SOURCE_DATE_EPOCH when the package is built), and the
+    PnpLockdownFiles entries of ``lockdown`` ((key name, store-relative source, INF line) each);
+    ``file_size``: the store folder's total, when the files were read."""
     inf = stamped(inf, imp.arch)
     values: dict[tuple[str, str], InfValue] = {}
     version = inf.section("Version")
@@ -203,18 +255,21 @@ def database(
     if boot is not None and boot.values and boot.values[0].strip(WS) == "1":
         put(pkg, "BootCritical", _dword(1), boot.line)
 
+    if file_size is not None:
+        put(pkg, "FileSize", RegData(11, file_size.to_bytes(8, "little")), vline)
     for section in configs:
         ckey = f"{pkg}\\Configurations\\{section}"
         put(ckey, "ConfigFlags", _dword(0), vline)
-        services = inf.section(section + ".Services")
-        for ln in services.get_all("AddService") if services is not None else []:
-            flags = ln.values[1].strip(WS) if len(ln.values) > 1 else ""
-            try:
-                assoc = int(flags, 0 if flags.lower().startswith("0x") else 10) & 0x2 if flags else 0
-            except ValueError:
-                assoc = 0  # infinstall has refused a malformed number already
-            if assoc and ln.values[0].strip(WS):
-                put(ckey, "Service", _sz(ln.values[0].strip(WS)), ln.line)
+        if section in reg.assoc:
+            put(ckey, "Service", _sz(reg.assoc[section]), vline)
+    lock = version.get("PnpLockdown") if version is not None else None
+    lock_class = 4 if lock is not None and lock.values and lock.values[0].strip(WS) == "1" else 5
+    for key_name, source, line in lockdown:
+        key = f"{LOCKDOWN}\\{key_name}"
+        store = f"%SystemRoot%\\System32\\{STORE_DIR}\\{folder}\\{source}"
+        put(key, "Source", RegData(2, (store + "\0").encode("utf-16-le")), line)
+        put(key, "Owners", _multi([inf_name]), line)
+        put(key, "Class", _dword(lock_class), line)
     for kind, section, sub, name, data, line in reg.deferred:
         key = f"{pkg}\\Configurations\\{section}\\{kind}" + (f"\\{sub}" if sub else "")
         values[(key.lower(), name.lower())] = InfValue(key, name, data, line)  # later AddReg lines win

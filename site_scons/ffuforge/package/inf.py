@@ -34,6 +34,7 @@ __all__ = [
     "MAX_LINE_CHARS",
     "import_driver",
     "parse_inf",
+    "section_files",
     "parse_inf_bytes",
     "parse_inf_text",
     "stamped",
@@ -72,6 +73,17 @@ def import_driver(inf: Inf, arch: str) -> DriverImport:
         hint = " (x64 is spelled amd64 in INFs)" if arch.lower() in ("x64", "amd64") else ""
         raise ConfigError(f"unknown architecture {arch!r}; use one of {', '.join(ARCHES)}{hint}")
     return _Importer(inf, arch).run()
+
+
+def section_files(inf: Inf, arch: str, sections: list[str]) -> tuple[list[InfFile], list[str]]:
+    """What CopyFiles in ``sections`` of ``inf`` install (sections another INF Needs=), with the
+    DestinationDirs and SourceDisksFiles of ``inf``; and the warnings."""
+    imp = _Importer(inf, arch)
+    for name in sections:
+        sec = imp.find(name)
+        for ln in sec.get_all("CopyFiles") if sec is not None else []:
+            imp.copy_files(name, ln, {n.lower() for n in sections})
+    return sorted(imp.files.values(), key=lambda f: (f.dest_dir.lower(), f.dest_name.lower())), imp.warnings
 
 
 def _expand_arch(text: str, arch: str) -> str:
@@ -150,7 +162,7 @@ class _Importer:
         return ConfigError(message, self.name, line)
 
     def warn(self, message: str, line: int | None = None) -> None:
-        self.warnings.append(str(FFUError(message, self.name, line)))
+        self.warnings.append(str(FFUError(f"warning: {message}", self.name, line)))
 
     # -- main walk
     def run(self) -> DriverImport:

@@ -31,8 +31,18 @@ Decisions and inferences (the next step, driver store + DriverDatabase, builds o
   (Windows' indirect form; for Description [I]); ``Owners`` = the INF's own name (Inbox import).
 * No ``Tag`` (pkggen drops GroupOrderList), no ``Services\\WUDFRd`` (OS-owned, pkggen drops it),
   no ``Enum`` / ``Control\\Class\\{guid}\\NNNN``.
-* UMDF (``UmdfService``): the registry Windows writes for it is not public (drivers.md §4.3);
-  the directive is validated and recorded, nothing is invented.
+* UMDF (``UmdfService``): the driver's Parameters key
+  ``HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\WUDF\\Services\\<svc>`` is created (documented:
+  "Introduction to registry keys for drivers"), and ``…\\WUDF`` gets pkggen's fixed SDDL
+  (:data:`WUDF_SDDL`, drivers.md §4.3 [K]). The values Windows writes for ``UmdfService``,
+  ``UmdfServiceOrder``, ``UmdfLibraryVersion`` … live below the device's hardware key in
+  ``Device Parameters\\WUDF`` ("Using the Registry in UMDF 1.x Drivers": drivers cannot open
+  ``\\Device Parameters\\WDF`` or ``\\Device Parameters\\WUDF``), which PnP creates at device install;
+  their names, types and data are not documented, no exported registry of an installed UMDF device
+  was found (learn.microsoft.com, public code and pages searched 2026-12-05) and drivers.md gives
+  no DriverDatabase ``Configurations`` place for them: nothing is invented, one warning says so.
+* ``Include=``/``Needs=`` (:mod:`.infinclude`): needed sections run before the including section's
+  own directives [I], each with its own INF's strings and DIRIDs; ``Owners`` stays the published INF.
 * DIRIDs 10/11/12 inside AddReg strings expand to ``C:\\Windows[\\System32[\\drivers]]`` [I].
 """
 
@@ -44,12 +54,16 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError, FFUError, FormatError
 from ..formats.regvalue import RegData
 from .inf import stamped
+from .infinclude import Needed
 from .inflex import WS
 from .infmodel import DriverImport, Inf, InfLine, InfSection
 
-__all__ = ["SERVICES", "InfRegistry", "InfValue", "install_registry"]
+__all__ = ["SERVICES", "WUDF", "WUDF_SDDL", "InfRegistry", "InfValue", "install_registry"]
 
 SERVICES = r"HKEY_LOCAL_MACHINE\SYSTEM\ControlSet001\Services"
+WUDF = r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows NT\CurrentVersion\WUDF"
+#: pkggen's fixed descriptor for the WUDF key (drivers.md §4.3 [K])
+WUDF_SDDL = "D:(A;CIOI;KA;;;SY)(A;CIOI;KR;;;LS)(A;CIOI;KR;;;NS)(A;CIOI;KA;;;BA)(A;CIOI;KR;;;BU)"
 _HKLM = "HKEY_LOCAL_MACHINE"
 _ROOTS = {"hklm": _HKLM, "hkcr": _HKLM + r"\SOFTWARE\Classes"}
 _CCS = re.compile(r"^SYSTEM\\CurrentControlSet(?=\\|$)", re.IGNORECASE)
@@ -91,14 +105,21 @@ class InfRegistry:
     deferred: list[tuple[str, str, str, str, RegData, int]] = field(default_factory=list)
     umdf: list[tuple[str, str, int]] = field(default_factory=list)  # (service, section, line)
     warnings: list[str] = field(default_factory=list)
+    assoc: dict[str, str] = field(default_factory=dict)  # install section -> SPSVCINST_ASSOCSERVICE service
+    key_security: dict[str, str] = field(default_factory=dict)  # key -> SDDL the package gives it
 
 
 def install_registry(
-    inf: Inf, imported: DriverImport, inf_name: str, store_folder: str | None = None
+    inf: Inf,
+    imported: DriverImport,
+    inf_name: str,
+    store_folder: str | None = None,
+    needed: list[Needed] | tuple[Needed, ...] = (),
 ) -> InfRegistry:
     """The registry items installing ``inf`` (already walked by import_driver) writes;
-    ``store_folder``: its DriverStore\\FileRepository folder, where DIRID 13 points."""
-    return _Installer(inf, imported, inf_name, store_folder).run()
+    ``store_folder``: its DriverStore\\FileRepository folder, where DIRID 13 points; ``needed``:
+    its Needs= sections (:func:`.infinclude.resolve_needs`)."""
+    return _Installer(inf, imported, inf_name, store_folder, needed).run()
 
 
 def _sz(text: str) -> bytes:
@@ -115,8 +136,18 @@ def _split_multi(data: bytes) -> list[str]:
 
 
 class _Installer:
-    def __init__(self, inf: Inf, imported: DriverImport, inf_name: str, store_folder: str | None = None):
+    def __init__(
+        self,
+        inf: Inf,
+        imported: DriverImport,
+        inf_name: str,
+        store_folder: str | None = None,
+        needed: list[Needed] | tuple[Needed, ...] = (),
+    ):
         self.inf = stamped(inf, imported.arch)
+        self.needed = needed
+        self.owner = inf_name  # Owners: the published INF, also for services of included INFs
+        self.root = ""  # the install section being applied
         self.imp = imported
         self.arch = imported.arch
         self.inf_name = inf_name
@@ -133,7 +164,7 @@ class _Installer:
         return ConfigError(message, self.inf.path, line)
 
     def warn(self, message: str, line: int | None) -> None:
-        self.out.warnings.append(str(FFUError(message, self.inf.path, line)))
+        self.out.warnings.append(str(FFUError(f"warning: {message}", self.inf.path, line)))
 
     def find(self, name: str) -> InfSection | None:
         return self.inf.sections.get(name.lower())
@@ -142,6 +173,8 @@ class _Installer:
     def run(self) -> InfRegistry:
         self.check_header()
         for root in self.imp.install_sections:
+            self.root = root
+            self.apply_needs(root)
             self.registry_section(root, "Driver", root)
             for suffix, kind in ((".HW", "Device"), (".CoInstallers", "Driver")):
                 sec = self.find(root + suffix)
@@ -149,12 +182,7 @@ class _Installer:
                     self.registry_section(root + suffix, kind, root)
             services = self.find(root + ".Services")
             if services is not None:
-                for ln in services.lines:
-                    key = (ln.key or "").lower()
-                    if key == "addservice":
-                        self.add_service(ln)
-                    elif key == "delservice":
-                        self.warn("DelService has nothing to delete in a new image; ignored", ln.line)
+                self.services_section(services)
             wdf = self.find(root + ".Wdf")
             if wdf is not None:
                 self.wdf(root + ".Wdf", wdf)
@@ -165,6 +193,35 @@ class _Installer:
             (k for lk, k in self.keys.items() if lk not in with_values), key=lambda k: k[0].lower()
         )
         return out
+
+    def services_section(self, services: InfSection) -> None:
+        for ln in services.lines:
+            key = (ln.key or "").lower()
+            if key == "addservice":
+                self.add_service(ln)
+            elif key == "delservice":
+                self.warn("DelService has nothing to delete in a new image; ignored", ln.line)
+
+    def apply_needs(self, root: str) -> None:
+        """Needs= sections of ``root`` and its decorations, each run by an installer on its own INF
+        sharing this one's results, as if part of the including section."""
+        for need in self.needed:
+            if need.root != root or need.inf is None:
+                continue
+            sub = self
+            if need.inf_name:
+                sub = _Installer(need.inf, self.imp, need.inf_name, None)
+                sub.dirs, sub.out, sub.values, sub.keys = self.dirs, self.out, self.values, self.keys
+                sub.service_lines, sub.owner, sub.root = self.service_lines, self.owner, root
+            sec = sub.find(need.section)
+            if sec is None:
+                continue
+            if need.decoration == ".Services":
+                sub.services_section(sec)
+            elif need.decoration == ".Wdf":
+                sub.wdf(need.section, sec)
+            else:
+                sub.registry_section(need.section, "Device" if need.decoration == ".HW" else "Driver", root)
 
     def check_header(self) -> None:
         if self.inf.encoding.endswith("-nobom"):
@@ -376,7 +433,9 @@ class _Installer:
             )
         if _BAD_PATH.search(name) or "\\" in name:
             raise self.err(f"service name {name!r} is not a valid registry key name", ln.line)
-        self.flags(ln, 1, "AddService")
+        flags = self.flags(ln, 1, "AddService")
+        if flags & 0x2 and self.root:
+            self.out.assoc.setdefault(self.root, name)
         if name.lower() == "wudfrd":
             self.warn("Services\\WUDFRd belongs to the OS (pkggen drops it); not written", ln.line)
             return
@@ -456,7 +515,7 @@ class _Installer:
             if start != 2:
                 raise self.err(f"DelayedAutoStart in [{inst_name}] needs StartType 2 (auto)", d.line)
             dword("DelayedAutostart", 1, d.line)
-        put("Owners", RegData(7, _multi([self.inf_name])), ln.line)
+        put("Owners", RegData(7, _multi([self.owner])), ln.line)
         self.registry_section(inst_name, "Service", inst_name, hkr=key)
         if len(ln.values) > 3 and ln.values[3].strip(WS):
             self.event_log(name, ln)
@@ -516,8 +575,13 @@ class _Installer:
                     raise self.err(f"[{target}] has no UmdfLibraryVersion; add it", lib.line)
                 self.image_path(target, lib.get("ServiceBinary"), True, lib.line)  # validates the DIRID
                 self.out.umdf.append((svc, target, ln.line))
+                key = f"{WUDF}\\Services\\{svc}"
+                self.keys.setdefault(key.lower(), (key, ln.line))
+                self.keys.setdefault(WUDF.lower(), (WUDF, ln.line))
+                self.out.key_security[WUDF] = WUDF_SDDL
                 self.warn(
-                    f"UMDF service {svc}: Windows' registry layout for it is not public; none written",
+                    f"UMDF service {svc}: its Parameters key WUDF\\Services\\{svc} is written; the "
+                    "device-key Umdf* values Windows writes at device install are not public, none written",
                     ln.line,
                 )
                 continue

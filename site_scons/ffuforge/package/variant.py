@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import ConfigError, FFUError
 from ..formats import regvalue
 from ..util import paths
-from . import buildfilter, driverstore, firewall, inf, infinstall, macros, project, sources
+from . import buildfilter, driverplan, firewall, macros, project, sources
 from .project import Filters, Project, Where
 
 CPUS = ("x86", "amd64", "arm", "arm64")
@@ -89,6 +89,8 @@ class Driver:
     where: Where
     folder: str = ""  # DriverStore\FileRepository folder (driverstore.folder_name)
     empty_keys: list[str] = field(default_factory=list)  # keys the INF creates without values
+    key_security: dict[str, str] = field(default_factory=dict)  # key -> SDDL (UMDF's WUDF key)
+    on_device: list[str] = field(default_factory=list)  # 'inf:section' needs Windows applies on the device
 
 
 @dataclass
@@ -114,6 +116,7 @@ class Variant:
     binary_image: Payload | None = None
     extra_inputs: list[Path] = field(default_factory=list)  # read but not shipped (INF includes)
     fip_features: tuple[str, ...] = ()  # feature identifier package: the feature IDs it identifies
+    warnings: list[str] = field(default_factory=list)  # 'file:line: warning: …' (driver INFs)
 
     @property
     def partition(self) -> str:
@@ -151,8 +154,10 @@ class _Planner:
         display_dir: str,
         top: Path | None,
         policy: sources.SourcePolicy = sources.UNCONFINED,
+        driver_files: bool = False,
     ):
         self.top = top
+        self.driver_files = driver_files
         self.p = p
         self.opts = opts
         self.display_dir = display_dir
@@ -343,8 +348,6 @@ class _Planner:
             if key in self.missing and self.src.policy.report_missing:
                 return
             raise self.missing.get(key) or w.error(f"driver INF {inf_shown} must exist before the build")
-        parsed = inf.parse_inf(inf_path, inf_shown)
-        imported = inf.import_driver(parsed, self.opts.cpu.lower())
         import_dir = inf_path.parent
         if drv.default_import_path:
             import_dir, _ = self.source_path(drv.default_import_path, w, m)
@@ -353,44 +356,24 @@ class _Planner:
             oname = m.expand(o.name, o.where.line) if o.name else None
             src, shown = self.source_path(o.source, o.where, m, need="source file")
             overrides[(oname or src.name).lower()] = (src, shown)
-        published = inf_path.name
-        cat_src: tuple[Path, str] | None = None
-        if imported.catalog_file:
-            src, shown = self.source_path(imported.catalog_file, w, m, base=import_dir)
-            if paths.kind(src) == "f":
-                cat_src = (src, shown)
-        folder = driverstore.folder_name(
-            published,
-            imported.arch,
-            driverstore.read_source(inf_path, inf_shown),
-            driverstore.read_source(*cat_src) if cat_src else b"",
+        own = {pl.name.lower(): (pl.source, pl.display) for pl in v.payload if not pl.driver}
+        c = driverplan.plan_driver(
+            *(inf_path, inf_shown, self.opts.cpu.lower(), import_dir, overrides),
+            lambda rel, base, need: self.source_path(
+                rel, w, m, base=base, need=need and f"{os.path.normpath(inf_shown)}: {need}"
+            ),
+            own,
+            self.driver_files,
         )
-        store = f"{driverstore.STORE_DIR}\\{folder}"
-        v.payload.append(Payload(inf_path, inf_shown, "runtime.inf", "", published, w, published))
-        v.payload.append(Payload(inf_path, inf_shown, "runtime.system32", store, published, w, published))
-        if cat_src is not None:
-            v.payload.append(
-                Payload(*cat_src, "runtime.system32", store, imported.catalog_file, w, published)
-            )
-        for f in imported.files:
-            key = f.source_name.lower()
-            if key in overrides:
-                src, shown = overrides[key]
-            else:
-                rel = "\\".join(x for x in (f.source_subdir, f.source_name) if x)
-                src, shown = self.source_path(
-                    rel, w, m, base=import_dir, need=f"{os.path.normpath(inf_shown)}: file"
-                )
-            if not f.run_from_driver_store:  # DIRID 13: the store copy is the one that runs
-                macro, sub = macros.split_destination(f.dest_dir, w.file, w.line)
-                v.payload.append(Payload(src, shown, macro, sub, f.dest_name, w, published))
-            in_store = "\\".join(x for x in (store, f.source_subdir) if x)
-            v.payload.append(Payload(src, shown, "runtime.system32", in_store, f.source_name, w, published))
-        reg = infinstall.install_registry(parsed, imported, published, folder)
-        catalog = imported.catalog_file if cat_src is not None else None
-        for iv in reg.values + driverstore.database(parsed, imported, reg, published, folder, catalog):
+        published = inf_path.name
+        v.payload += [
+            Payload(src, shown, mac, sub, name, w, published) for src, shown, mac, sub, name in c.payload
+        ]
+        for iv in c.registry:
             v.registry.append(RegValue(iv.key, iv.name, iv.data, Where(inf_shown, iv.line), driver=published))
-        v.drivers.append(Driver(inf_path, inf_shown, w, folder, [key for key, _ in reg.keys]))
+        v.drivers.append(Driver(inf_path, inf_shown, w, c.folder, c.empty_keys, c.key_security, c.on_device))
+        v.extra_inputs += c.inputs
+        v.warnings += c.warnings
 
     def com(self, v: Variant, server: project.ComServer, m: macros.Macros) -> None:
         path = m.expand(server.path, server.where.line, device=True)
@@ -465,11 +448,15 @@ def plan(
     display_dir: str | None = None,
     top: Path | None = None,
     policy: sources.SourcePolicy = sources.UNCONFINED,
+    driver_files: bool = False,
 ) -> list[Variant]:
     """Every package the project yields for `opts`: base, then languages, then WOW; every missing
     input at once (:class:`sources.Problems`). `top` anchors sources written `#path` (the SCons
-    top directory) and, with `policy.roots`, confines them."""
-    planner = _Planner(p, opts, display_dir if display_dir is not None else str(p.directory), top, policy)
+    top directory) and, with `policy.roots`, confines them. `driver_files`: read driver payload
+    files (store folder name, FileSize), which the package build does, SConscript reading not."""
+    planner = _Planner(
+        p, opts, display_dir if display_dir is not None else str(p.directory), top, policy, driver_files
+    )
     out = [planner.build("base", None)]
     for lang in sorted({x.lower() for x in opts.languages}):
         if planner.has_language_content(lang):
@@ -586,7 +573,10 @@ def describe(v: Variant, top: Path) -> dict:
             ]
             for s in v.services
         ],
-        "drivers": [[rel(d.inf), d.folder, d.empty_keys] for d in v.drivers],
+        "drivers": [
+            [rel(d.inf), d.folder, d.empty_keys, sorted(d.key_security.items()), d.on_device]
+            for d in v.drivers
+        ],
         "driverFiles": [i for i, p in enumerate(v.payload) if p.driver],
         "bcd": pl(v.bcd),
         "binaryImage": pl(v.binary_image),

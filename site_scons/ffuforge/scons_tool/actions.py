@@ -28,7 +28,7 @@ from ..package import build as pkgbuild
 from ..package import project, sources, variant
 from ..util import toolsig, workers
 from .contentsig import content_signature
-from .nodes import progress_bar, relative_message
+from .nodes import print_warnings, progress_bar, relative_message
 from .plancache import summarize
 from .readcheck import check_read
 from .signer import signer_in_process
@@ -139,9 +139,9 @@ def build_options(spec: dict) -> variant.BuildOptions:
     )
 
 
-def plan_at(top: str, project_rel: str, spec: dict) -> list[variant.Variant]:
+def plan_at(top: str, project_rel: str, spec: dict, driver_files: bool = False) -> list[variant.Variant]:
     p, opts = project.load(os.path.join(top, project_rel), project_rel), build_options(spec)
-    return variant.plan(p, opts, os.path.dirname(project_rel), Path(top), sources.of_spec(spec))
+    return variant.plan(p, opts, os.path.dirname(project_rel), Path(top), sources.of_spec(spec), driver_files)
 
 
 def package_scan(node, env, path):
@@ -166,7 +166,7 @@ def _package_action(target, source, env):
     job = json.loads(env["FFU_PKG_JOB"])
     signed = source[0].read()
     # in a worker process with -jN (N > 1): package builds are Python and would share the GIL
-    presigned, sources = workers.call(
+    presigned, sources, warnings = workers.call(
         package_work,
         env.Dir("#").abspath,
         job["project"],
@@ -184,6 +184,7 @@ def _package_action(target, source, env):
         raise
     PRESIGNED[target[0].abspath] = presigned
     SOURCE_SIGS.update(sources)
+    print_warnings(warnings)
     return 0
 
 
@@ -195,18 +196,22 @@ def package_work(
     out_path: str,
     signed_json: str,
     signer_key: tuple | None,
-) -> tuple[tuple[int, int, str], pkgbuild.SourceDigests]:
+) -> tuple[tuple[int, int, str], pkgbuild.SourceDigests, list[str]]:
     """The package action's work, from plain arguments (it may run in a worker process); returns the
-    CAB's content signature, computed there while its bytes are in the page cache, and the SHA-256
-    of every payload file the build read."""
-    by_name = {v.cab_name: v for v in plan_at(top, project_rel, {**spec, "report_missing": False})}
+    CAB's content signature, computed there while its bytes are in the page cache, the SHA-256
+    of every payload file the build read and the package's INF warnings."""
+    by_name = {
+        v.cab_name: v for v in plan_at(top, project_rel, {**spec, "report_missing": False}, driver_files=True)
+    }
     v = by_name.get(cab_name)
     if v is None:
         raise FFUError(
             f"package {cab_name} is no longer produced by this project; run scons again", project_rel
         )
     signed = json.loads(signed_json)
-    planned = summarize([v], Path(top))[0].content  # the project file edited since scons read it?
+    if v.drivers:  # SCons signed the plan made without reading driver files (their store folder)
+        v0 = {x.cab_name: x for x in plan_at(top, project_rel, {**spec, "report_missing": False})}[cab_name]
+    planned = summarize([v0 if v.drivers else v], Path(top))[0].content  # project edited since read?
     if json.dumps(planned, sort_keys=True) != json.dumps(signed["content"], sort_keys=True):
         raise FFUError(
             "changed while the build ran (not the package scons planned); build again", project_rel
@@ -216,7 +221,7 @@ def package_work(
         compression=signed["compression"], epoch=signed["epoch"], signer=signer, sign_pe=signed["signPE"]
     )
     built = pkgbuild.build_variant(v, out_path, settings)
-    return content_signature(out_path, cab_file=True, known=built.cab_signature), built.sources
+    return content_signature(out_path, cab_file=True, known=built.cab_signature), built.sources, v.warnings
 
 
 PACKAGE_BUILDER = builder(

@@ -32,11 +32,11 @@ from .nodes import (
     fail,
     partition_of,
     rel_path,
-    relative_paths,
     source_file,
     stop_on_error,
     top_file,
 )
+from .resolution import packages_doc
 from .signer import signer_of
 from .state import MERGED_NODES, MERGED_XML, MERGES, OWNERS, PACKAGES, PackageRecord
 from .updateos import check_names as check_updateos_names
@@ -119,7 +119,13 @@ def Package(
         value = env.Value(json.dumps(signed, sort_keys=True))
         nodes += PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
         PACKAGES[target.abspath] = PackageRecord(
-            v.name, v.partition, v.release_type, rel, v.layout_files, v.content.get("ownerType") or "OEM"
+            v.name,
+            v.partition,
+            v.release_type,
+            rel,
+            v.layout_files,
+            v.content.get("ownerType") or "OEM",
+            v.warnings,
         )
     return nodes
 
@@ -320,12 +326,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     layout_cab = os.path.relpath(str(top / res.device_layout.path), top)
     platform_cab = os.path.relpath(str(top / res.device_platform.path), top)
     all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
-    doc = relative_paths(res.to_json(), str(top))
-    for pkg_name, cab in generated:  # packages.json lists what the image holds, generated ones too
-        doc["partitions"].setdefault("MainOS", []).append(
-            {"fip": False, "generated": True, "name": pkg_name, "partition": "MainOS", "path": cab,
-             "reasons": ["the product's version package (generated)"], "sources": [rel]}
-        )  # fmt: skip
+    doc = packages_doc(res, top, generated, rel)
     report = env.Value(json.dumps(doc, sort_keys=True, indent=1, default=str))
     resolution_node = RESOLUTION_BUILDER(env, outdir.File("packages.json"), [report])
     # The OEMInput names merged FMs; the image is resolved from them (in memory), so they belong

@@ -109,3 +109,11 @@ def progress_bar(label: str):
             sys.stdout.flush()
 
     return report
+
+
+def print_warnings(warnings: list[str]) -> None:
+    """A package's INF warnings (``file:line: warning: …``) on stderr, each once: the package action
+    prints them when it builds the CAB, so a no-op run (or a cache hit) stays quiet."""
+    for line in dict.fromkeys(warnings):
+        sys.stderr.write(relative_message(line) + "\n")
+    sys.stderr.flush()

@@ -43,6 +43,7 @@ class Planned(NamedTuple):
     release_type: str
     content: dict  # variant.describe() (+ "security": package.security's description)
     layout_files: tuple[tuple[str, str], ...]  # (devicelayout.xml|oemdeviceplatform.xml, source)
+    warnings: tuple[str, ...] = ()  # INF warnings, for packages.json (the package action prints them)
 
 
 def summarize(variants: list[variant.Variant], top: Path) -> list[Planned]:
@@ -68,6 +69,7 @@ def summarize(variants: list[variant.Variant], top: Path) -> list[Planned]:
                 v.project.release_type,
                 content,
                 layout_files,
+                tuple(dict.fromkeys(v.warnings)),
             )
         )
     return out

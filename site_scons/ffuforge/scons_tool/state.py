@@ -23,6 +23,7 @@ class PackageRecord:
     origin: str  # project file or FMFileList that declares it
     layout_files: tuple[tuple[str, str], ...] = ()  # (devicelayout.xml|oemdeviceplatform.xml, source path)
     owner_type: str = "OEM"  # the project's ownerType (Microsoft's packages: UpdateOS takes any name)
+    warnings: tuple[str, ...] = ()  # the package's INF warnings ('file:line: warning: …')
 
 
 PACKAGES: dict[str, PackageRecord] = {}  # CAB absolute path -> record, for every CAB this build makes
