@@ -25,6 +25,9 @@ COMMANDS = {
     "diff": "compare two images (build folders or FFUs): packages, files, registry, partitions, layout",
     "bcd": "dump a BCD store (a store, an EFIESP image or an FFU) as objects and elements",
     "settings": "list the SCons tool's construction variables and command-line options",
+    "new": "create a driver, file or registry package, a product, a board or a feature",
+    "feature": "select (add) or drop (remove) a feature in a product's OEMInputs",
+    "convert": "convert a legacy .pkg.xml package project to .wm.xml",
 }
 
 
