@@ -70,8 +70,8 @@ def oeminput(
 def board_fm(board: str, path_var: str = "%BSPPKG_DIR%") -> bytes:
     cab = f"%OEM_NAME%.{board}.DeviceLayout.cab"
     return f"""<?xml version="1.0" encoding="utf-8"?>
-<!-- {escape(board)} board support: drivers (ffuforge new driver X.inf --fm this file), the partition layout
-     and the device platform. -->
+<!-- {escape(board)} board support: drivers ("ffuforge new driver X.inf" with this file as its FM), the
+     partition layout and the device platform. -->
 <FeatureManifest xmlns="{IU_NS}">
   <BasePackages />
   <Features>

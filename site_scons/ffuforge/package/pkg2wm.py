@@ -54,18 +54,16 @@ def _value(v: RegValueItem) -> RegValueItem:
             return replace(v, type=t)  # a build variable: pkggen expands it at build time, keep it
         raise ConfigError(exc.message, v.where.file, v.where.line) from None
     name = data.type_name
-    if name == "REG_MULTI_SZ" and t == "REG_MULTI_SZ":
-        items = regvalue.multi_items(data.data)
-        if not any(";" in i or "," in i for i in items) and not v.value.lstrip().startswith('"'):
-            return replace(v, type=t, value=";".join(items))
     if name not in regvalue.AUTHORED:
         raise ConfigError(
             f"REG_HEX value of type {name} has no wm.xml form; write it as REG_BINARY or a typed value",
             v.where.file,
             v.where.line,
         )
-    if name in ("REG_SZ", "REG_EXPAND_SZ", "REG_MULTI_SZ"):
-        return replace(v, type=name, value=data.manifest_text())
+    if name == "REG_MULTI_SZ":
+        items = regvalue.multi_items(data.data)
+        if items and not any(";" in i or "," in i or i.startswith('"') for i in items):
+            return replace(v, type=name, value=";".join(items))  # pkg.xml's own form
     return replace(v, type=name, value=data.manifest_text())
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from lxml import etree
 
 from ..errors import ConfigError
-from .projectmodel import WM_NS, FileItem, Filters, Project, RegKeyItem
+from .projectmodel import WM_NS, FileItem, Filters, Project, RegKeyItem, Where
 
 _Q = f"{{{WM_NS}}}"
 
@@ -59,8 +59,11 @@ def _language(f: Filters) -> str | None:
     return inner
 
 
-def _container(root, f: Filters):
-    lang = _language(f)
+def _container(root, f: Filters, where: Where):
+    try:
+        lang = _language(f)
+    except ConfigError as exc:
+        raise exc.at(where.file, where.line) from None
     return _el(root, "language", culture=lang) if lang else root
 
 
@@ -122,14 +125,14 @@ def render(p: Project) -> bytes:
         for mid, value, _line in p.macros:
             _el(macros, "macro", id=mid, value=value)
     for f, items in _grouped(p.files, lambda it: it.filters):
-        parent = _container(root, f)
+        parent = _container(root, f, items[0].where)
         _files(parent, items, f)
         if _build_filter(f):
             parent[-1].set("buildFilter", _build_filter(f))
     for f, keys in _grouped(p.regkeys, lambda k: k.filters):
         if f.resolution:
             raise ConfigError("a resolution filter on registry keys has no wm.xml form", p.where.file)
-        parent = _container(root, f)
+        parent = _container(root, f, keys[0].where)
         _regkeys(parent, keys)
         if _build_filter(f):
             parent[-1].set("buildFilter", _build_filter(f))
