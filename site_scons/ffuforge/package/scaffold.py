@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..formats import regvalue
 from ..util import xmlsafe
 from . import inf as infmod
+from . import macros
 from .projectmodel import DriverItem, FileItem, Filters, Project, RegKeyItem, RegValueItem, Where
 from .wmwrite import render
 from .wmxml import WmLoader
@@ -98,6 +99,9 @@ def files(ns: str, name: str, items: list[tuple[str, str, str | None]], display:
     """`items`: (source relative to the project, destinationDir, device name or None)."""
     p = _project(ns, name, display)
     for source, dest, dev_name in items:
+        macros.check_file_name(
+            dev_name or source.rsplit("\\", 1)[-1], display, None, " (a source's own name)"
+        )
         p.files.append(FileItem(source, dest, dev_name, Filters(), p.where))
     data = render(p)
     check(data, display)
@@ -116,6 +120,10 @@ def device_dir(text: str) -> str:
             f"--dest {text!r} is not a device folder; give $(runtime.system32)\\X, $(runtime.bootDrive)\\X or \\X"
         )
     rest = m.group(1).rstrip("\\")
+    for seg in rest.split("\\") if rest else ():
+        problem = macros.name_problem(seg) if seg not in ("", ".", "..") else "is empty, '.' or '..'"
+        if problem:
+            raise ConfigError(f"--dest {text!r}: folder {seg!r} {problem}")
     return "$(runtime.bootDrive)" + (f"\\{rest}" if rest else "")
 
 
