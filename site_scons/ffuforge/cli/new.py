@@ -146,11 +146,16 @@ def select(ws: Workspace, product: str, config: str | None, feature: str, fm: Pa
         ws.edited(oi, edit.oeminput_add_feature(ws.doc(oi), feature), f"OEM feature {feature}")
 
 
+def _path_var(doc: Doc) -> str:
+    """The CAB folder the FM's entries use most (``%PKGBLD_DIR%`` for the OEM's, ``%BSPPKG_DIR%`` for a board's)."""
+    used = Counter(pf.attrs.get("Path", "") for pf in edit.fm_package_files(doc) if pf.attrs.get("Path"))
+    return used.most_common(1)[0][0] if used else "%PKGBLD_DIR%"
+
+
 def place(ws: Workspace, args: argparse.Namespace, ns: str, name: str, fm: Path) -> None:
     """Add the package's CAB to `fm` and select its feature where asked."""
     doc = ws.doc(fm)
-    used = Counter(pf.attrs.get("Path", "") for pf in edit.fm_package_files(doc) if pf.attrs.get("Path"))
-    path_var = used.most_common(1)[0][0] if used else "%PKGBLD_DIR%"
+    path_var = _path_var(doc)
     feature = None if args.base else (args.feature or feature_id(ns, name))
     cab = f"%OEM_NAME%.{ns}.{name}.cab"
     ws.edited(fm, edit.fm_add_package(doc, path_var, cab, feature), f"{cab} ({feature or 'base'})")
@@ -394,7 +399,7 @@ def new_feature(argv: list[str]) -> int:
         cab = f"%OEM_NAME%.{ns}.{name}.cab"
         if not any(p.is_file() for p in (fm.parent / f"{ns}.{name}").glob("*.xml")):
             raise ConfigError(f"--package {pkg}: no project in {ws.rel(fm.parent / f'{ns}.{name}')}")
-        ws.edited(fm, edit.fm_tag_feature(doc, cab, args.id, "%PKGBLD_DIR%"), f"{cab} in {args.id}")
+        ws.edited(fm, edit.fm_tag_feature(doc, cab, args.id, _path_var(doc)), f"{cab} in {args.id}")
     if args.product:
         select(ws, args.product, args.config, args.id, fm)
     return ws.finish()
