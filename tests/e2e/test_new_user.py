@@ -134,3 +134,43 @@ def test_a_new_user_adds_a_driver_files_registry_and_a_product_then_builds(tmp_p
         assert "OEM\\Widget\\welcome.txt" in listing and "Contoso.Files.welcome" in listing
         reg = "\n".join(_ok(ws, "reg", ffu, "HKLM\\SOFTWARE\\Contoso\\NewUser"))
         assert "Mode" in reg and "REG_SZ" in reg and "fast" in reg and "0x2a" in reg
+
+
+def _installed(ws: Path, package: str) -> tuple[list, list]:
+    """What `package` puts in MainOS (files but its servicing record, and registry values)."""
+    main = json.loads((ws / "build/arm64/SampleA/Test/partitions/MainOS.json").read_text())
+    files = [f for f in main["files"] if f["package"] == package and "\\servicing\\" not in f["path"]]
+    return files, [r for r in main["registry"] if r["package"] == package]
+
+
+def test_a_converted_legacy_project_installs_the_same(tmp_path):
+    ws = copy_workspace(tmp_path / "ws")
+    scons(ws)
+    cab = ws / "build/arm64/packages/Contoso.Legacy.Tools.cab"
+    shutil.copy2(cab, tmp_path / "old.cab")
+    before = _installed(ws, "Contoso.Legacy.Tools")
+    assert len(before[0]) == 2 and len(before[1]) == 4
+    out = _ok(ws, "convert", "packages/Legacy.Tools/Legacy.Tools.pkg.xml")
+    assert out == [
+        "created packages/Legacy.Tools/Legacy.Tools.wm.xml: from packages/Legacy.Tools/Legacy.Tools.pkg.xml"
+    ]
+    (ws / "packages/Legacy.Tools/Legacy.Tools.pkg.xml").unlink()
+    scons(ws)
+    assert _installed(ws, "Contoso.Legacy.Tools") == before  # same paths, bytes, value types and data
+    if shutil.which("cabextract"):  # independently: the CABs differ only in the kit's macro spelling
+        trees = []
+        for name, path in (("old", tmp_path / "old.cab"), ("new", cab)):
+            subprocess.run(
+                ["cabextract", "-q", "-d", str(tmp_path / name), str(path)], check=True, capture_output=True
+            )
+            root = tmp_path / name
+            trees.append({str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()})
+        old, new = trees
+        assert old.keys() == new.keys()
+        manifests = [k for k in old if k.endswith(".manifest")]
+        assert any(old[k] != new[k] for k in manifests)
+        assert all(old[k].replace(b"$(runtime.root)", b"$(runtime.bootDrive)") == new[k] for k in manifests)
+        payload = [k for k in old if k.endswith("tools.cmd")]
+        assert payload and all(old[k] == new[k] for k in payload)
+        # update.mum names the manifest's size and the file's device path; update.cat its hashes
+        assert old["update.mum"].replace(b"$(runtime.root)", b"$(runtime.bootDrive)") != old["update.mum"]
