@@ -268,3 +268,18 @@ def test_a_second_module_registers_a_noun(monkeypatch, capsys):
     assert main(["new", "thing", "--x"]) == 0 and seen == [["--x"]]
     assert main(["new", "--help"]) == 0
     assert "thing" in capsys.readouterr().out
+
+
+def test_a_driver_whose_files_are_built_elsewhere_takes_an_import_path(ws, capsys, driver_src):
+    (driver_src / "probe.sys").unlink()
+    rc, out, err = run(
+        capsys, "new", "driver", str(driver_src / "probe.inf"), "--import-path", "$(BLDDIR)\\drivers"
+    )
+    assert rc == 0, err
+    assert [line.split(":")[0] for line in out] == [
+        "created packages/Drivers.probe/probe.inf",
+        "created packages/Drivers.probe/Drivers.probe.wm.xml",
+        "updated packages/OEMFM.xml",
+    ]
+    p = project.load(ws / "packages/Drivers.probe/Drivers.probe.wm.xml")
+    assert [(d.inf, d.default_import_path) for d in p.drivers] == [(".\\probe.inf", "$(BLDDIR)\\drivers")]
