@@ -42,4 +42,7 @@ def summary(p: project.Project) -> dict:
         "registry": regs,
         "drivers": {_base(d.inf) for d in p.drivers},
         "bcd": _base(p.bcd.source) if p.bcd else None,
+        "services": {
+            (s.name.lower(), tuple(sorted((k, v.lower()) for k, v in s.attrs.items()))) for s in p.services
+        },
     }

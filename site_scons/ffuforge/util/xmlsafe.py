@@ -51,25 +51,28 @@ _LONE_CR = re.compile(rb"\r(?!\n)")
 _UTF16 = ((b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 
 
-def _parser() -> etree.XMLParser:
+def _parser(keep_comments: bool = False) -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
         dtd_validation=False,
         huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
+        remove_comments=not keep_comments,
+        remove_pis=not keep_comments,
     )
 
 
-def parse_bytes(data: bytes, name: str) -> etree._Element:
-    """Parse XML bytes into a root element, or raise FFUError naming file and line."""
+def parse_bytes(data: bytes, name: str, keep_comments: bool = False) -> etree._Element:
+    """Parse XML bytes into a root element, or raise FFUError naming file and line.
+
+    `keep_comments` keeps comments and processing instructions (and, as always, whitespace), for
+    editors that write the document back (:mod:`ffuforge.features.edit`)."""
     if len(data) > MAX_XML_BYTES:
         raise FFUError(f"XML file is larger than {MAX_XML_BYTES} bytes; refusing to parse", name)
     data = _lone_cr_to_lf(data)
     try:
-        root = etree.fromstring(data, _parser(), base_url=None)
+        root = etree.fromstring(data, _parser(keep_comments), base_url=None)
     except etree.XMLSyntaxError as exc:
         line = exc.lineno or None
         msg = exc.msg or str(exc)
@@ -175,7 +178,7 @@ def check_tree(
             )
 
 
-def parse_file(path: str | Path, display: str | None = None) -> etree._Element:
+def parse_file(path: str | Path, display: str | None = None, keep_comments: bool = False) -> etree._Element:
     """Read and parse an XML file; `display` is the name used in error messages."""
     name = display or str(path)
     try:
@@ -183,7 +186,7 @@ def parse_file(path: str | Path, display: str | None = None) -> etree._Element:
             data = fh.read(MAX_XML_BYTES + 1)
     except OSError as exc:
         raise FFUError(f"cannot read file: {exc.strerror}", name) from None
-    return parse_bytes(data, name)
+    return parse_bytes(data, name, keep_comments)
 
 
 def localname(el: etree._Element) -> str:
