@@ -139,9 +139,10 @@ PKG_ATTRS: dict[str, tuple[str, ...]] = {
     "Reference": ("Source",),
     "Service": (
         *("Name", "Start", "Type", "ErrorControl", "DisplayName", "Description", "DependOnService"),
-        "ObjectName",
+        *("ObjectName", "SvcHostGroupName"),
     ),
     "Executable": _PKG_FILE,
+    "ServiceDll": (*_PKG_FILE, "HostExe"),
     "FailureActions": ("ResetPeriod", "Command"),
     "Action": ("Type", "Delay"),
     "BCDStore": ("Source",),
@@ -153,7 +154,7 @@ PKG_ATTRS: dict[str, tuple[str, ...]] = {
 }
 PKG_UNIMPLEMENTED_ATTRS: dict[str, tuple[str, ...]] = {
     "Package": ("GroupingKey",),
-    "Service": ("SvcHostGroupName", "IsTCB"),
+    "Service": ("IsTCB",),
 }
 
 OWNER_TYPES = {
