@@ -1,20 +1,14 @@
-"""A test-only writer of LZX-compressed cabinets, so that Microsoft-form packages in the compression
-Microsoft's packaging defaults to (FastLZX) can be fed to the installer.
+"""A test-only writer of LZX-compressed cabinets: ffuforge writes no LZX (it never needs to) and
+no Debian tool compresses LZX, but LZX has an *uncompressed* block type, and a stream of such
+blocks is valid LZX that every decoder must accept. Used for a large LZX folder (bounded memory)
+and for Microsoft-form packages in the compression Microsoft's packaging defaults to (FastLZX);
+the tests that use it check the result with cabextract.
 
-ffuforge writes no LZX (it never needs to), and no Debian tool compresses LZX. LZX has an
-*uncompressed* block type, though, and a stream of such blocks is valid LZX that every decoder must
-accept. This writes one uncompressed block per 32 KiB frame, one frame per CFDATA, with plain
-`struct` (no ffuforge code), so the tests that use it check our reader against `cabextract`.
-
-Facts (the LZX stream as the CAB format carries it; libmspack ``lzxd.c`` reads it this way):
-- the bit stream is 16-bit little-endian words, bits taken most significant first;
-- the stream starts with one bit: Intel E8 translation (0 here: none);
-- a block starts with 3 bits of type (3 = uncompressed) and 24 bits of length (16 then 8);
-- an uncompressed block then pads to the next 16-bit boundary (1 to 16 bits, never 0), stores
-  R0, R1, R2 as three little-endian 32-bit values, the raw bytes, and one pad byte if the length
-  is odd;
-- each CFDATA decompresses to 32768 bytes (the last to what is left).
-CFFOLDER.typeCompress = 3 | window_bits << 8 (0x1503 for a 2 MiB window).
+Facts ([MS-PATCH] 2.2 / 2.3.3; libmspack ``lzxd.c`` reads it this way): the bit stream is 16-bit
+little-endian words, bits taken most significant first; one leading bit for Intel E8 translation;
+a block is 3 bits of type (3 = uncompressed) and 24 bits of length, then 1-16 bits of padding to a
+word, R0 R1 R2 as little-endian 32-bit values, the raw bytes and a pad byte when the length is odd;
+each CFDATA decompresses to 32768 bytes (the last to what is left). typeCompress = 3 | window << 8.
 """
 
 from __future__ import annotations
@@ -22,18 +16,18 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-FRAME = 32768
-WINDOW_BITS = 21
+from ffuforge.formats.cab import CFDATA, CFFILE, CFFOLDER, CFHEADER, cfdata_checksum
 
 
 class _Bits:
+    """LZX bit writer: 16-bit little-endian words, bits from the most significant down."""
+
     def __init__(self) -> None:
         self.out = bytearray()
-        self.acc = 0
-        self.n = 0
+        self.acc = self.n = 0
 
-    def put(self, value: int, count: int) -> None:
-        for i in range(count - 1, -1, -1):
+    def put(self, value: int, bits: int) -> None:
+        for i in range(bits - 1, -1, -1):
             self.acc = (self.acc << 1) | ((value >> i) & 1)
             self.n += 1
             if self.n == 16:
@@ -41,55 +35,70 @@ class _Bits:
                 self.acc = self.n = 0
 
     def align(self) -> None:
-        """Pad to the next word: 1-16 bits, as the decoder skips (a full word when aligned)."""
+        """LZX uncompressed blocks: 1..16 padding bits (a whole word when already aligned)."""
         self.put(0, 16 - self.n)
 
 
-def lzx_frame(data: bytes, first: bool) -> bytes:
-    """One CFDATA payload: an uncompressed LZX block holding `data` (at most one frame)."""
-    assert 0 < len(data) <= FRAME
+def lzx_stored(data: bytes, block: int = 1 << 20) -> bytes:
+    """An LZX stream (no E8 translation) of uncompressed blocks: [MS-PATCH] 2.2 / 2.3.3."""
     bits = _Bits()
-    if first:
-        bits.put(0, 1)  # no E8 translation
-    bits.put(3, 3)  # uncompressed block
-    bits.put(len(data) >> 8, 16)
-    bits.put(len(data) & 0xFF, 8)
-    bits.align()
-    raw = bytes(bits.out) + struct.pack("<III", 1, 1, 1) + data
-    return raw + (b"\0" if len(data) & 1 else b"")
+    bits.put(0, 1)  # E8 translation off
+    for start in range(0, len(data), block):
+        chunk = data[start : start + block]
+        bits.put(3, 3)  # block type: uncompressed
+        bits.put(len(chunk), 24)
+        bits.align()
+        bits.out += struct.pack("<III", 1, 1, 1)  # R0 R1 R2
+        bits.out += chunk
+        if len(chunk) & 1:
+            bits.out += b"\0"
+    return bytes(bits.out)
 
 
-def write_lzx_cab(out: Path, members: list[tuple[str, bytes]], timestamp: int = 0) -> Path:
-    """A one-folder cabinet of `members` (name with backslashes, bytes), LZX-compressed."""
-    stream = b"".join(data for _, data in members)
-    frames = [stream[i : i + FRAME] for i in range(0, len(stream), FRAME)] or [b""]
-    blocks = []
-    for i, chunk in enumerate(frames):
-        payload = lzx_frame(chunk, i == 0) if chunk else b""
-        blocks.append(struct.pack("<IHH", 0, len(payload), len(chunk)) + payload)  # checksum 0: unset
-    files = b""
-    offset = 0
-    date, time_ = _dos_datetime(timestamp)
-    for name, data in members:
-        files += struct.pack("<IIHHHH", len(data), offset, 0, date, time_, 0x20) + name.encode() + b"\0"
-        offset += len(data)
-    header_size = 36
-    folder_size = 8
-    first_file = header_size + folder_size
-    data_start = first_file + len(files)
-    total = data_start + sum(len(b) for b in blocks)
-    header = struct.pack(
-        "<4sIIIIIBBHHHHH", b"MSCF", 0, total, 0, first_file, 0, 3, 1, 1, len(members), 0, 0, 0
+def lzx_cab(path: Path, members: list[tuple[str, bytes]], window: int = 21, csum: bool = True) -> None:
+    """One LZX folder; the stream cut into CFDATA blocks of 32768 uncompressed bytes each.
+
+    Uncompressed blocks cost 12 bytes of R0..R2 and a header per block, so the n-th CFDATA block
+    carries the stream bytes up to the n-th frame end: frame k's bytes end at a known offset."""
+    data = b"".join(d for _n, d in members)
+    stream = lzx_stored(data)
+    frames = -(-len(data) // 32768)
+    # stored data maps 1:1 after each block header; place CFDATA cuts at the input offset of each
+    # frame end (any cut works for libmspack, which concatenates CFDATA input; keep them near 32 KiB)
+    cuts = [min(len(stream), round(len(stream) * (k + 1) / frames)) for k in range(frames)]
+    cuts[-1] = len(stream)
+    blocks, prev = [], 0
+    for k, cut in enumerate(cuts):
+        ab = stream[prev:cut]
+        cu = min(32768, len(data) - k * 32768)
+        sum_ = cfdata_checksum(ab, len(ab), cu) if csum else 0  # 0: "no checksum", never checked
+        blocks.append(CFDATA.build(dict(csum=sum_, cbData=len(ab), cbUncomp=cu)) + ab)
+        prev = cut
+    table, off = b"", 0
+    for name, d in members:
+        table += CFFILE.build(
+            dict(
+                cbFile=len(d),
+                uoffFolderStart=off,
+                iFolder=0,
+                date=0x5021,
+                time=0,
+                attribs=0x20,
+                szName=name.encode(),
+            )
+        )
+        off += len(d)
+    coff_files = 36 + 8
+    data_start = coff_files + len(table)
+    body = b"".join(blocks)
+    head = CFHEADER.build(
+        dict(
+            reserved1=0, cbCabinet=data_start + len(body), reserved2=0, coffFiles=coff_files, reserved3=0,
+            versionMinor=3, versionMajor=1, cFolders=1, cFiles=len(members), flags=0, setID=0, iCabinet=0,
+            reserve=None, prev=None, next=None,
+        )
+    )  # fmt: skip
+    folder = CFFOLDER.build(
+        dict(coffCabStart=data_start, cCFData=len(blocks), typeCompress=3 | (window << 8))
     )
-    folder = struct.pack("<IHH", data_start, len(blocks), 3 | WINDOW_BITS << 8)
-    out.write_bytes(header + folder + files + b"".join(blocks))
-    return out
-
-
-def _dos_datetime(epoch: int) -> tuple[int, int]:
-    import time
-
-    t = time.gmtime(max(epoch, 315532800))
-    return ((t.tm_year - 1980) << 9) | (t.tm_mon << 5) | t.tm_mday, (t.tm_hour << 11) | (t.tm_min << 5) | (
-        t.tm_sec // 2
-    )
+    path.write_bytes(head + folder + table + body)

@@ -105,9 +105,10 @@ def ms_cab(tmp_path, a=None, b=None, payload=None, name="ms.cab", compression="m
     members += [CabMember(n, data=d) for n, d in sorted((payload or PAYLOAD).items())]
     out = tmp_path / name
     if compression == "lzx":
-        from lzxcab import write_lzx_cab
+        from lzxcab import lzx_cab
 
-        return write_lzx_cab(out, [(m.name, m.data) for m in members], EPOCH)
+        lzx_cab(out, [(m.name, m.data) for m in members])
+        return out
     write_cab(out, members, compression=compression, timestamp=EPOCH)
     return out
 
