@@ -24,6 +24,7 @@ COMMANDS = {
     "ffu": "inspect, verify or unpack an FFU: info | verify | to-raw",
     "bcd": "dump a BCD store (a store, an EFIESP image or an FFU) as objects and elements",
     "settings": "list the SCons tool's construction variables and command-line options",
+    "new": "scaffold a package project: new app X.appx …",
 }
 
 

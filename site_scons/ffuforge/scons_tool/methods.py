@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
-from . import plancache
+from . import plancache, provisioning
 from .actions import (
     FFU_BUILDER,
     GENERATED_BUILDER,
@@ -87,6 +87,7 @@ def Package(
         build_options(spec)
     with stop_on_error(rel):
         variants = planned(env, rel, spec)
+    provisioning.declare(env, rel, [i for v in variants for i in v.content["inputs"]])
     signer = signer_of(env)
     job = json.dumps({"project": rel, "spec": spec}, sort_keys=True)
     nodes = []
@@ -300,9 +301,14 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     layout_cab = os.path.relpath(str(top / res.device_layout.path), top)
     platform_cab = os.path.relpath(str(top / res.device_platform.path), top)
     all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
-    report = env.Value(
-        json.dumps(relative_paths(res.to_json(), str(top)), sort_keys=True, indent=1, default=str)
-    )
+    origins = {
+        PACKAGES[p].name: PACKAGES[p].origin
+        for cabs in partitions.values()
+        for c in cabs
+        if (p := os.path.normpath(str(top / c))) in PACKAGES
+    }
+    resolved = {**res.to_json(), "provisioning": provisioning.report(origins)}
+    report = env.Value(json.dumps(relative_paths(resolved, str(top)), sort_keys=True, indent=1, default=str))
     resolution_node = RESOLUTION_BUILDER(env, outdir.File("packages.json"), [report])
     # The OEMInput names merged FMs; the image is resolved from them (in memory), so they belong
     # to its graph: an FM edit re-merges that FM even when only the image is asked for.

@@ -69,3 +69,44 @@ def StandInBinary(env, target, size, seed=None):
     """Deterministic pseudo-random bytes standing in for firmware images."""
     spec = json.dumps({"size": int(size), "seed": seed or str(target)}, sort_keys=True)
     return STANDIN_BLOB(env, target, env.Value(spec))
+
+
+@build_errors(where=lambda target, source, env: target[0].path)
+def _test_appx_action(target, source, env):
+    from ..formats import pe
+    from ..package import appx
+
+    spec = json.loads(source[0].read())
+    exe = pe.make_minimal_pe(
+        None, machine=spec["machine"], kind="exe", payload=spec["name"].encode(), timestamp=spec["timestamp"]
+    )
+    appx.make_test_appx(
+        target[0].abspath,
+        name=spec["name"],
+        publisher=spec["publisher"],
+        version=spec["version"],
+        arch=spec["arch"],
+        payload={"app.exe": exe, "logo.png": appx.TEST_LOGO},
+        timestamp=spec["timestamp"],
+    )
+    return 0
+
+
+TEST_APPX = builder(_test_appx_action, "package.appx", "TestAppx")
+
+
+def TestAppx(env, target, name, publisher, version="1.0.0.0", arch=None):
+    """A small valid, unsigned app package (an executable stand-in and a logo) for samples and tests."""
+    configured(env)
+    cpu = env.subst("$FFU_CPU")
+    arch = arch or {"amd64": "x64"}.get(cpu, cpu)
+    machine = {"x64": "amd64", "neutral": cpu}.get(arch, arch)
+    spec = {
+        "name": name,
+        "publisher": publisher,
+        "version": version,
+        "arch": arch,
+        "machine": machine,
+        "timestamp": env["SOURCE_DATE_EPOCH"],
+    }
+    return TEST_APPX(env, target, env.Value(json.dumps(spec, sort_keys=True)))
