@@ -116,9 +116,9 @@ class Customizations:
             return None
         names = ", ".join(f"{p} (line {ln})" for p, ln in items)
         return ConfigError(
-            f"setting not supported: {names}; its compiled form is not public: remove it, install apps "
-            "through the AppInstall route (ffuforge new app), or use a .ppkg built by Windows "
-            "Configuration Designer as the package's file",
+            f"setting not supported: {names}; ffuforge cannot compile {'it' if len(items) == 1 else 'them'} "
+            "(the compiled form is not public): remove, install apps through the AppInstall route "
+            "(ffuforge new app), or use a .ppkg built by Windows Configuration Designer as the package's file",
             self.file,
             items[0][1],
         )
