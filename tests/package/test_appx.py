@@ -171,3 +171,89 @@ def test_bad_app_packages(tmp_path):
     _zip(bomb, {"AppxManifest.xml": '<!DOCTYPE x [<!ENTITY a "a">]><Package/>'})
     with pytest.raises(Exception, match="DOCTYPE"):
         appx.read_app(bomb)
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def _signer():
+    from ffuforge.signing.signers import load_key_signer
+
+    certs = ROOT / "testcerts"
+    return load_key_signer(certs / "leaf.crt", certs / "leaf.key", [certs / "intermediate.crt"])
+
+
+def _signed(tmp_path, name="Signed.appx"):
+    path = tmp_path / name
+    info = appx.make_test_appx(
+        path,
+        name="Contoso.Signed",
+        publisher=PUBLISHER,
+        version="1.0.0.0",
+        arch="arm64",
+        payload={"app.exe": b"MZ" * 5000, "logo.png": appx.TEST_LOGO},
+        timestamp=1577836800,
+        signer=_signer(),
+    )
+    return path, info
+
+
+def test_signed_appx_layout(tmp_path):
+    path, info = _signed(tmp_path)
+    assert info.signed
+    with zipfile.ZipFile(path) as zf:
+        last = zf.infolist()[-1]
+        assert last.filename == "AppxSignature.p7x" and last.compress_type == zipfile.ZIP_DEFLATED
+        p7x = zf.read(last)
+        assert p7x[:4] == b"PKCX"
+        assert b"/AppxSignature.p7x" in zf.read("[Content_Types].xml")
+    from asn1crypto import cms
+
+    content = cms.ContentInfo.load(p7x[4:])
+    signed = content["content"]
+    assert signed["encap_content_info"]["content_type"].dotted == "1.3.6.1.4.1.311.2.1.4"
+    # the digest names the content types and block map as the signed package holds them
+    with zipfile.ZipFile(path) as zf:
+        for tag, member in ((b"AXCT", "[Content_Types].xml"), (b"AXBM", "AppxBlockMap.xml")):
+            assert tag + hashlib.sha256(zf.read(member)).digest() in p7x
+    assert b"APPXAXPC" in p7x
+    assert _signed(tmp_path, "again.appx")[0].read_bytes() == path.read_bytes()  # reproducible
+
+
+@pytest.mark.skipif(not shutil.which("osslsigncode"), reason="osslsigncode not installed")
+def test_signed_appx_verifies_with_osslsigncode(tmp_path):
+    path, _ = _signed(tmp_path)
+    root = str(ROOT / "testcerts/root.crt")
+    ok = subprocess.run(
+        ["osslsigncode", "verify", "-in", str(path), "-CAfile", root], capture_output=True, text=True
+    )
+    assert ok.returncode == 0 and "Succeeded" in ok.stdout, ok.stdout + ok.stderr
+    tampered = tmp_path / "tampered.appx"
+    data = bytearray(path.read_bytes())
+    data[data.find(b"MZMZ") + 1] ^= 1
+    tampered.write_bytes(bytes(data))
+    bad = subprocess.run(
+        ["osslsigncode", "verify", "-in", str(tampered), "-CAfile", root], capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "MISMATCH" in bad.stdout
+
+
+def test_command_signer_cannot_sign_an_appx(tmp_path):
+    from ffuforge.errors import SigningError
+    from ffuforge.signing.signers import CommandSigner
+
+    with pytest.raises(SigningError, match="cannot sign app packages"):
+        appx.make_test_appx(
+            tmp_path / "x.appx",
+            name="A",
+            publisher="CN=A",
+            version="1.0.0.0",
+            arch="arm",
+            payload={},
+            timestamp=1577836800,
+            signer=CommandSigner("true"),
+        )
+    assert not (tmp_path / "x.appx").exists()
+    path, _ = _signed(tmp_path)
+    with pytest.raises(ConfigError, match="signed already"):
+        appx.sign_appx(path.read_bytes(), _signer(), 1577836800)

@@ -17,9 +17,17 @@ Writing (`make_test_appx`): the files, ``AppxManifest.xml``, ``AppxBlockMap.xml`
 64 KiB blocks as base64 SHA-256, `LfhSize` = 30 + name length, stored members so a block has no
 `Size`) and ``[Content_Types].xml``, per Microsoft's block map schema
 (learn.microsoft.com/uwp/schemas/blockmapschema/app-package-block-map). Fixed member dates
-(the ZIP's DOS time of `timestamp`) and a fixed order make it reproducible. It is NOT signed:
-``AppxSignature.p7x`` (a PKCS#7 over the APPX digests AXPC/AXCD/AXCT/AXBM) is not written, so
-a device installs it only in developer mode; see the README.
+(the ZIP's DOS time of `timestamp`) and a fixed order make it reproducible.
+
+Signing (`sign_appx`): ``AppxSignature.p7x`` is ``PKCX`` + a PKCS#7 SignedData over an
+SpcIndirectDataContent whose data is SPC_SIPINFO (1.3.6.1.4.1.311.2.1.30: version 0x01010000, the
+APPX SIP GUID, five zeros) and whose "digest" is ``APPX`` followed by ``AXPC`` + SHA-256 of the
+local file records, ``AXCD`` + SHA-256 of the central directory and end record as they are before
+the signature is added, ``AXCT`` + SHA-256 of [Content_Types].xml and ``AXBM`` + SHA-256 of
+AppxBlockMap.xml (facebookarchive/fb-util-for-appx Sources/APPX.cpp, Sign.cpp,
+PrivateHeaders/APPX/Sign.h); the member is DEFLATEd and last. osslsigncode verifies it
+(tests/package/test_appx.py); no CodeIntegrity.cat, so no AXCI. Windows also wants the manifest's
+Publisher to be the signing certificate's subject.
 """
 
 from __future__ import annotations
@@ -31,9 +39,13 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, FormatError
 from ..util import xmlsafe
+
+if TYPE_CHECKING:
+    from ..signing.signers import Signer
 
 CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 MAX_MANIFEST = 4 << 20
@@ -61,6 +73,9 @@ def _png_1x1() -> bytes:
 
 
 TEST_LOGO = _png_1x1()
+SIGNATURE = "AppxSignature.p7x"
+OID_SPC_SIPINFO = "1.3.6.1.4.1.311.2.1.30"
+APPX_SIP_GUID = bytes.fromhex("4BDFC50A07CEE24DB76E23C839A09FD1")
 _BLOCKMAP_NS = "http://schemas.microsoft.com/appx/2010/blockmap"
 _MANIFEST_NS = "http://schemas.microsoft.com/appx/manifest/foundation/windows10"
 
@@ -92,6 +107,7 @@ class AppInfo:
     app_ids: tuple[str, ...] = ()
     bundle: bool = False
     architectures: tuple[str, ...] = field(default_factory=tuple)
+    signed: bool = False  # carries AppxSignature.p7x
 
     @property
     def family_name(self) -> str:
@@ -136,6 +152,7 @@ def read_app(path: str | Path, display: str | None = None) -> AppInfo:
         with zipfile.ZipFile(path) as zf:
             name = "AppxMetadata/AppxBundleManifest.xml" if bundle else "AppxManifest.xml"
             data = _member(zf, name, display)
+            signed = any(i.filename == SIGNATURE for i in zf.infolist())
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise FormatError(
             f"cannot read the app package as a ZIP ({exc}); is it an app package?", display
@@ -163,7 +180,9 @@ def read_app(path: str | Path, display: str | None = None) -> AppInfo:
         if isinstance(el.tag, str) and xmlsafe.localname(el) == "Application" and el.get("Id")
     )
     arch = ident["ProcessorArchitecture"] or "neutral"
-    return AppInfo(str(path), ident["Name"], ident["Publisher"], ident["Version"], arch, apps, False, (arch,))
+    return AppInfo(
+        str(path), ident["Name"], ident["Publisher"], ident["Version"], arch, apps, False, (arch,), signed
+    )
 
 
 # ------------------------------------------------------------------------------ test package
@@ -210,7 +229,7 @@ def block_map(files: list[tuple[str, bytes]]) -> bytes:
     return "\r\n".join(lines).encode()
 
 
-def content_types(names: list[str]) -> bytes:
+def content_types(names: list[str], signed: bool = False) -> bytes:
     types = {
         "xml": "application/vnd.ms-appx.manifest+xml",
         "exe": "application/x-msdownload",
@@ -226,7 +245,12 @@ def content_types(names: list[str]) -> bytes:
         f"{body}"
         '<Override PartName="/AppxManifest.xml" ContentType="application/vnd.ms-appx.manifest+xml"/>'
         '<Override PartName="/AppxBlockMap.xml" ContentType="application/vnd.ms-appx.blockmap+xml"/>'
-        "</Types>"
+        + (
+            '<Override PartName="/AppxSignature.p7x" ContentType="application/vnd.ms-appx.signature"/>'
+            if signed
+            else ""
+        )
+        + "</Types>"
     ).encode()
 
 
@@ -239,15 +263,19 @@ def make_test_appx(
     arch: str,
     payload: dict[str, bytes],
     timestamp: int,
+    signer: Signer | None = None,
 ) -> AppInfo:
-    """Write a small valid (unsigned) app package, byte-identical for the same inputs."""
+    """Write a small valid app package (signed by `signer` when given), byte-identical for the same inputs."""
     from ..util.atomic import atomic_output
 
     if arch not in ARCHITECTURES:
         raise ConfigError(f"app architecture {arch!r} is not one of {', '.join(ARCHITECTURES)}")
     files = sorted(payload.items()) + [("AppxManifest.xml", manifest_xml(name, publisher, version, arch))]
     names = [n for n, _ in files]
-    members = files + [("AppxBlockMap.xml", block_map(files)), ("[Content_Types].xml", content_types(names))]
+    members = files + [
+        ("AppxBlockMap.xml", block_map(files)),
+        ("[Content_Types].xml", content_types(names, signer is not None)),
+    ]
     stamp = time.gmtime(max(timestamp, 315532800))[:6]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
@@ -256,6 +284,54 @@ def make_test_appx(
             info.create_system = 0
             info.external_attr = 0
             zf.writestr(info, data)
+    data = buf.getvalue()
+    if signer is not None:
+        data = sign_appx(data, signer, timestamp, display=str(out_path))
     with atomic_output(out_path) as fh:
-        fh.write(buf.getvalue())
+        fh.write(data)
     return read_app(out_path)
+
+
+def appx_digest(data: bytes, display: str) -> bytes:
+    """The APPX "digest" of an unsigned package: its local records, directory, content types and block map."""
+    eocd = data.rfind(b"PK\x05\x06", max(0, len(data) - 65557))
+    if eocd < 0 or len(data) < eocd + 22:
+        raise FormatError("no ZIP end record; is it an app package?", display)
+    cd_off = int.from_bytes(data[eocd + 16 : eocd + 20], "little")
+    if cd_off > eocd:
+        raise FormatError("the ZIP's directory offset is outside the file", display)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        if any(i.filename == SIGNATURE for i in zf.infolist()):
+            raise ConfigError("the package is signed already", display)
+        parts = {}
+        for member in ("[Content_Types].xml", "AppxBlockMap.xml"):
+            content = _member(zf, member, display)
+            if content is None:
+                raise FormatError(f"the package has no {member}; it cannot be signed", display)
+            parts[member] = hashlib.sha256(content).digest()
+    return b"".join(
+        [
+            b"APPX",
+            b"AXPC" + hashlib.sha256(data[:cd_off]).digest(),
+            b"AXCD" + hashlib.sha256(data[cd_off:]).digest(),
+            b"AXCT" + parts["[Content_Types].xml"],
+            b"AXBM" + parts["AppxBlockMap.xml"],
+        ]
+    )
+
+
+def sign_appx(data: bytes, signer: Signer, timestamp: int, display: str = "app package") -> bytes:
+    """`data` (an unsigned package) with AppxSignature.p7x added as its last member."""
+    from ..signing.der import der, indirect_data, oid
+
+    sip = der(0x30, der(0x02, bytes.fromhex("01010000")) + der(0x04, APPX_SIP_GUID) + b"\x02\x01\x00" * 5)
+    indirect = indirect_data(der(0x30, oid(OID_SPC_SIPINFO) + sip), appx_digest(data, display))
+    blob = signer.authenticode_blob(indirect, epoch=timestamp)
+    buf = io.BytesIO(data)
+    with zipfile.ZipFile(buf, "a") as zf:
+        info = zipfile.ZipInfo(SIGNATURE, date_time=time.gmtime(max(timestamp, 315532800))[:6])
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.create_system = 0
+        info.external_attr = 0
+        zf.writestr(info, b"PKCX" + blob)
+    return buf.getvalue()
