@@ -101,6 +101,13 @@ def test_files_where_the_device_looks(ws, tmp_path):
         info.family_name == "Contoso.HelloApp_" + appx.publisher_id(PUBLISHER)
         and info.architecture == "arm64"
     )
+    assert info.signed  # by the build's (test) signer, whose subject is the manifest's Publisher
+    if shutil.which("osslsigncode"):
+        root = str(ws / "testcerts/root.crt")
+        proc = subprocess.run(
+            ["osslsigncode", "verify", "-in", str(app), "-CAfile", root], capture_output=True, text=True
+        )
+        assert proc.returncode == 0 and "Succeeded" in proc.stdout, proc.stdout + proc.stderr
     script = subprocess.run(
         ["ntfscat", str(img), "/AppInstall/HelloAppProv/AppInstall.cmd"], capture_output=True, check=True
     ).stdout.decode()
