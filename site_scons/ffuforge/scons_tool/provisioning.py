@@ -94,12 +94,23 @@ def _claim(target, cust_rel: str) -> None:
         fail(f"{cust_rel}: {target.path} is also built from {prior}; keep one")
 
 
+def _inputs(env, c: customizations.Customizations, script_routed: bool) -> list:
+    """The files the settings name, as nodes: each must exist or be built by the graph."""
+    nodes = []
+    for path, line in compiler.input_files(c, script_routed):
+        node = env.File(str(path))
+        if not node.exists() and not node.has_builder():
+            raise ConfigError(f"{path.name} is not there; put it beside customizations.xml", c.file, line)
+        nodes.append(node)
+    return nodes
+
+
 def declare_ppkg(env, cust_rel: str, target, script_routed: bool) -> dict:
     c = customizations.load(env.File("#" + cust_rel).abspath, cust_rel)
     err = c.unsupported_error([] if script_routed else c.by_route("script"))
     if err:
         raise err
-    inputs = [env.File(str(p)) for p, _line in compiler.input_files(c, False)]
+    inputs = _inputs(env, c, False)
     spec = {
         "customizations": cust_rel,
         "script_routed": script_routed,
@@ -130,21 +141,24 @@ def declare_appinstall(env, cust_rel: str, folder, wanted: set[str], project_rel
         produced.discard(approute.OEMCUSTOMIZATION)
     missing = sorted(produced - wanted)
     extra = sorted(wanted - produced)
-    if missing or extra:
-        what = (
-            f"does not install {', '.join(missing)}"
-            if missing
-            else f"names {', '.join(extra)}, which {cust_rel} does not"
-        )
+    if missing:
         raise ConfigError(
-            f"the project {what} in {folder.name}; list exactly the AppInstall route's files", project_rel
+            f"the project does not install {', '.join(missing)} from {folder.name}; "
+            "list exactly the AppInstall route's files",
+            project_rel,
+        )
+    if extra:
+        raise ConfigError(
+            f"the project names {', '.join(extra)} in {folder.name}, which {cust_rel} does not make; "
+            "list exactly the AppInstall route's files",
+            project_rel,
         )
     spec = {"customizations": cust_rel, "script": route.settings}
     targets = [folder.File(n) for n in sorted(produced)]
     for t in targets:
         _claim(t, cust_rel)
     sources = [env.Value(json.dumps(spec, sort_keys=True)), env.File("#" + cust_rel)]
-    sources += [env.File(str(p)) for p in sorted(route.files.values())]
+    sources += _inputs(env, c, True)
     APPINSTALL_BUILDER(env, targets, sources)
     return spec
 
