@@ -145,10 +145,21 @@ def test_bundle_identity(tmp_path):
         '<Package Type="application" Architecture="x64" FileName="b.appx" Version="2.0.0.0"/>'
         '<Package Type="resource" FileName="r.appx" Version="2.0.0.0"/></Packages></Bundle>'
     )
+    inner = tmp_path / "a.appx"
+    appx.make_test_appx(
+        inner,
+        name="Contoso.Big",
+        publisher="CN=Contoso",
+        version="2.0.0.0",
+        arch="arm",
+        payload={},
+        timestamp=0,
+    )
     path = tmp_path / "Big.appxbundle"
-    _zip(path, {"AppxMetadata/AppxBundleManifest.xml": manifest})
+    _zip(path, {"AppxMetadata/AppxBundleManifest.xml": manifest, "a.appx": inner.read_bytes()})
     info = appx.read_app(path)
     assert info.bundle and info.architectures == ("arm", "x64")
+    assert info.app_ids == ("App",) and info.aumid == info.family_name + "!App"  # from a.appx inside
     assert info.family_name == "Contoso.Big_" + appx.publisher_id("CN=Contoso")
 
 

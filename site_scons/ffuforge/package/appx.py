@@ -141,6 +141,31 @@ def _identity(root, display: str) -> dict[str, str]:
     raise ConfigError("the manifest has no <Identity>; the package is damaged", display)
 
 
+def _app_ids(root) -> tuple[str, ...]:
+    return tuple(
+        el.get("Id", "")
+        for el in root.iter()
+        if isinstance(el.tag, str) and xmlsafe.localname(el) == "Application" and el.get("Id")
+    )
+
+
+def _bundle_app_ids(path: str | Path, names: list[str], display: str) -> tuple[str, ...]:
+    """The application IDs of a bundle's first application package (all of them declare the same)."""
+    for name in names:
+        try:
+            with (
+                zipfile.ZipFile(path) as zf,
+                zf.open(name) as inner_file,
+                zipfile.ZipFile(inner_file) as inner,
+            ):
+                data = _member(inner, "AppxManifest.xml", f"{display}:{name}")
+        except (KeyError, zipfile.BadZipFile, OSError, ValueError):
+            continue
+        if data is not None:
+            return _app_ids(xmlsafe.parse_bytes(data, f"{display}:{name}:AppxManifest.xml"))
+    return ()
+
+
 def read_app(path: str | Path, display: str | None = None) -> AppInfo:
     """Identity and application IDs of an .appx/.msix or .appxbundle/.msixbundle."""
     display = display or str(path)
@@ -162,23 +187,27 @@ def read_app(path: str | Path, display: str | None = None) -> AppInfo:
     root = xmlsafe.parse_bytes(data, f"{display}:{name}")
     ident = _identity(root, f"{display}:{name}")
     if bundle:
-        archs = sorted(
-            {
-                el.get("Architecture", "neutral")
-                for el in root.iter()
-                if isinstance(el.tag, str)
-                and xmlsafe.localname(el) == "Package"
-                and el.get("Type") == "application"
-            }
-        )
+        packages = [
+            el
+            for el in root.iter()
+            if isinstance(el.tag, str)
+            and xmlsafe.localname(el) == "Package"
+            and el.get("Type") == "application"
+        ]
+        archs = sorted({el.get("Architecture", "neutral") for el in packages})
+        app_ids = _bundle_app_ids(path, [el.get("FileName", "") for el in packages], display)
         return AppInfo(
-            str(path), ident["Name"], ident["Publisher"], ident["Version"], "neutral", (), True, tuple(archs)
+            str(path),
+            ident["Name"],
+            ident["Publisher"],
+            ident["Version"],
+            "neutral",
+            app_ids,
+            True,
+            tuple(archs),
+            signed,
         )
-    apps = tuple(
-        el.get("Id", "")
-        for el in root.iter()
-        if isinstance(el.tag, str) and xmlsafe.localname(el) == "Application" and el.get("Id")
-    )
+    apps = _app_ids(root)
     arch = ident["ProcessorArchitecture"] or "neutral"
     return AppInfo(
         str(path), ident["Name"], ident["Publisher"], ident["Version"], arch, apps, False, (arch,), signed
