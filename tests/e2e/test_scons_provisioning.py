@@ -174,3 +174,44 @@ def test_explicit_provisioning_package_of_a_kit_product(corpus, tmp_path):
     proc = scons(w, "prov")
     assert "Provisioning SampleAProv.ppkg (route: ppkg; compiled: Accounts/ComputerAccount)" in proc.stdout
     assert (w / "build/ppkgs/SampleAProv.ppkg").read_bytes()[:8] == b"MSWIM\0\0\0"
+
+
+PREBUILT_WM = """<?xml version="1.0" encoding="utf-8"?>
+<identity xmlns="urn:Microsoft.CompPlat/ManifestSchema.v1.00" name="Prov" namespace="Vendor" owner="$(OEMNAME)" legacyName="$(OEMNAME).Vendor.Prov">
+  <onecorePackageInfo targetPartition="MainOS" releaseType="Production" ownerType="OEM" />
+  <files>
+    <file source="$(BLDDIR)\\ppkgs\\Vendor.ppkg" destinationDir="$(runtime.windows)\\Provisioning\\Packages" />
+  </files>
+</identity>
+"""
+
+
+def test_a_ppkg_made_elsewhere_is_used_as_it_is(tmp_path):
+    """No customizations.xml beside the project: its .ppkg (e.g. exported by Windows Configuration
+    Designer) goes in unchanged; one that is not a WIM is refused in one line."""
+    from ffuforge.formats import wim
+
+    w = copy_workspace(tmp_path / "w")
+    (w / "packages/Vendor.Prov").mkdir()
+    (w / "packages/Vendor.Prov/Vendor.Prov.wm.xml").write_text(PREBUILT_WM)
+    made = w / "build/arm64/payload/ppkgs/Vendor.ppkg"
+    wim.write_wim(
+        made,
+        [wim.WimEntry("Multivariant/Multivariant.xml", b"<x/>")],
+        image_name="V",
+        timestamp=0,
+        compression="xpress",
+    )
+    scons(w, "build/arm64/packages/Contoso.Vendor.Prov.cab")
+    from ffuforge.formats.cab import reader
+
+    with reader.CabReader(w / "build/arm64/packages/Contoso.Vendor.Prov.cab") as cab:
+        names = [m.name for m in cab.members]
+    assert any(n.lower().endswith("vendor.ppkg") for n in names), names
+    made.write_bytes(b"PK\x03\x04 not a WIM")
+    proc = scons(w, "build/arm64/packages/Contoso.Vendor.Prov.cab", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "scons: *** build/arm64/payload/ppkgs/Vendor.ppkg: not a provisioning package (a .ppkg is a WIM "
+        "image, starting with MSWIM); rebuild it"
+    )

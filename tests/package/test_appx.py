@@ -24,6 +24,9 @@ VECTORS = [
     ("CN=Skype Software Sarl, O=Microsoft Corporation, L=Luxembourg, S=Luxembourg, C=LU", "kzf8qxf38zg5c"),
     ("CN=C357A519-CEE3-4675-9EF4-44DE1D99A5D6", "amge560j0aq9g"),
     ("Publisher Software", "zj75k085cmj1a"),
+    # Store publishers (GUID subjects) from a public PublisherId test table
+    ("CN=07AACB4D-E1D7-4606-AF0F-77713A7C52F6", "a2xxwqz7shah6"),
+    ("CN=2180B9A4-DDFD-4BFD-8D7E-EADC9C394EF5", "54ggd3ev8bvz6"),
 ]
 PUBLISHER = "CN=Contoso Test Code Signing (TEST ONLY), O=Contoso"
 

@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from ..package.provisioning import approute, compiler, customizations
 from .actions import build_errors, builder
 from .configure import configured
 from .nodes import fail, rel_path, stop_on_error
 
+if TYPE_CHECKING:
+    from ..package.provisioning.customizations import Customizations
+
+# The library is imported where it is used: a no-op build of a workspace without provisioning
+# packages does not load it.
 ROUTES: dict[str, dict] = {}  # project rel path -> what its provisioning inputs are and which route they took
 _DECLARED: dict[str, str] = {}  # target abspath -> customizations.xml rel (one source per target)
 
@@ -40,7 +44,7 @@ def _summary(spec: dict) -> str:
 
 @build_errors()
 def _ppkg_action(target, source, env):
-    from ..package.provisioning import ppkg
+    from ..package.provisioning import compiler, customizations, ppkg
 
     spec = json.loads(source[0].read())
     top = env.Dir("#").abspath
@@ -52,7 +56,9 @@ def _ppkg_action(target, source, env):
 
 @build_errors()
 def _appinstall_action(target, source, env):
+    from ..package.provisioning import approute, customizations
     from ..util.atomic import write_bytes
+    from ..util.paths import open_regular
 
     spec = json.loads(source[0].read())
     top = env.Dir("#").abspath
@@ -63,9 +69,14 @@ def _appinstall_action(target, source, env):
         if name in route.scripts:
             write_bytes(t.abspath, route.scripts[name])
         else:
-            tmp = t.abspath + ".partial"
-            shutil.copyfile(route.files[name], tmp)
-            os.replace(tmp, t.abspath)
+            try:
+                with os.fdopen(open_regular(route.files[name]), "rb") as fh:
+                    data = fh.read()
+            except OSError as exc:
+                raise ConfigError(
+                    f"{name}: {exc.strerror}; put the file beside customizations.xml", c.file
+                ) from None
+            write_bytes(t.abspath, data)
     return 0
 
 
@@ -94,8 +105,10 @@ def _claim(target, cust_rel: str) -> None:
         fail(f"{cust_rel}: {target.path} is also built from {prior}; keep one")
 
 
-def _inputs(env, c: customizations.Customizations, script_routed: bool) -> list:
+def _inputs(env, c: Customizations, script_routed: bool) -> list:
     """The files the settings name, as nodes: each must exist or be built by the graph."""
+    from ..package.provisioning import compiler
+
     nodes = []
     for path, line in compiler.input_files(c, script_routed):
         node = env.File(str(path))
@@ -106,6 +119,8 @@ def _inputs(env, c: customizations.Customizations, script_routed: bool) -> list:
 
 
 def declare_ppkg(env, cust_rel: str, target, script_routed: bool) -> dict:
+    from ..package.provisioning import customizations
+
     c = customizations.load(env.File("#" + cust_rel).abspath, cust_rel)
     err = c.unsupported_error([] if script_routed else c.by_route("script"))
     if err:
@@ -126,6 +141,8 @@ def declare_ppkg(env, cust_rel: str, target, script_routed: bool) -> dict:
 
 
 def declare_appinstall(env, cust_rel: str, folder, wanted: set[str], project_rel: str) -> dict:
+    from ..package.provisioning import approute, customizations
+
     c = customizations.load(env.File("#" + cust_rel).abspath, cust_rel)
     err = c.unsupported_error()
     if err:
@@ -184,7 +201,13 @@ def declare(env, project_rel: str, inputs: list[str]) -> None:
     record: dict = {"customizations": None, "ppkgs": {}}
     for name, g in sorted(groups.items()):
         if not env.File("#" + str(cust)).exists():
-            if g["ppkg"]:
+            if g["ppkg"]:  # one made elsewhere (Windows Configuration Designer), used as it is
+                node = env.File("#" + g["ppkg"])
+                if node.exists() and not node.has_builder():
+                    from ..package.provisioning.ppkg import check_ppkg
+
+                    with stop_on_error(project_rel):
+                        check_ppkg(node.abspath, g["ppkg"])
                 record["ppkgs"][g["ppkg"]] = {"route": "prebuilt"}
             continue
         record["customizations"] = str(cust)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ from pathlib import Path
 from lxml import etree
 
 from ...errors import ConfigError
+from ...util import paths
 from .customizations import Customizations, Setting
 
 BOM = b"\xef\xbb\xbf"
@@ -53,6 +55,12 @@ PROV = "Multivariant/0/Prov"
 ICD_VERSION = "10.0.17134.1"
 TARGET_SKUS = "WindowsCommon,Athens"
 ELEMENT_COMMAND_FILE, ELEMENT_DEPENDENCY = 2, 3  # PackageStack Enums/ElementType.cs
+
+
+def read_input(path: Path) -> bytes:
+    """A file a setting names: a regular file only (a FIFO would hang the build)."""
+    with os.fdopen(paths.open_regular(path), "rb") as fh:
+        return fh.read()
 
 
 def settings_group(path: str) -> str:
@@ -143,7 +151,7 @@ class _Builder:
     def asset(self, element: int, label: str, file: Path, line: int, item: str) -> str:
         """Add `file` as a data asset of `element`; returns its key (``<folder>\\<name>``)."""
         try:
-            data = file.read_bytes()
+            data = read_input(file)
         except OSError as exc:
             raise ConfigError(
                 f"{label} {file.name}: {exc.strerror}; put the file beside customizations.xml",

@@ -20,15 +20,17 @@ Multivariant ``<Targets>``/``<Variant>`` sections are refused (only target 0 is 
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lxml import etree
 
 from ...errors import ConfigError
-from ...util import xmlsafe
+from ...util import paths, xmlsafe
 
 PKGCONFIG_NS = "urn:schemas-Microsoft-com:Windows-ICD-Package-Config.v1.0"
 SETTINGS_NS = "urn:schemas-microsoft-com:windows-provisioning"
@@ -109,9 +111,9 @@ class Customizations:
     def by_route(self, route: str) -> list[Setting]:
         return [s for s in self.settings if s.route == route]
 
-    def unsupported_error(self, also: list[Setting] = ()) -> ConfigError | None:  # type: ignore[assignment]
+    def unsupported_error(self, also: Sequence[Setting] = ()) -> ConfigError | None:
         """One line naming every setting that cannot be realised (None when there is none)."""
-        items = sorted(self.unsupported + [(s.path, s.line) for s in also], key=lambda i: i[1])
+        items = sorted([*self.unsupported, *((s.path, s.line) for s in also)], key=lambda i: i[1])
         if not items:
             return None
         names = ", ".join(f"{p} (line {ln})" for p, ln in items)
@@ -307,7 +309,8 @@ def _check(c: Customizations) -> None:
 def load(path: str | Path, display: str | None = None) -> Customizations:
     p = Path(path)
     try:
-        data = p.read_bytes()
+        with os.fdopen(paths.open_regular(p), "rb") as fh:
+            data = fh.read(xmlsafe.MAX_XML_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read customizations.xml: {exc.strerror}", display or str(p)) from None
     return parse(data, display or str(p), p.parent)
