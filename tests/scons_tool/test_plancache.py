@@ -295,7 +295,7 @@ def _values(ws: Path, out: Path) -> dict:
 def built_ws(tmp_path_factory):
     ws = copy_workspace(tmp_path_factory.mktemp("pc") / "ws")
     proc = scons(ws, "packages", env=STATS)
-    assert _stats(proc) == (0, 12)
+    assert _stats(proc) == (0, 14)
     return ws
 
 
@@ -303,7 +303,7 @@ def built_ws(tmp_path_factory):
 def test_scons_noop_reuses_every_plan(built_ws):
     ws = built_ws
     proc = scons(ws, "packages", "-q", check=False, env=STATS)
-    assert proc.returncode == 0 and _stats(proc) == (12, 0)
+    assert proc.returncode == 0 and _stats(proc) == (14, 0)
 
 
 @pytest.mark.e2e
@@ -319,7 +319,7 @@ def test_scons_same_values_and_cabs_with_and_without_cache(built_ws, tmp_path):
     for cab in cabs.glob("*.cab"):
         cab.unlink()
     proc = scons(ws, "packages", env=STATS)  # every CAB again, declared from stored plans
-    assert _stats(proc) == (12, 0) and len(built(proc)) == len(before)
+    assert _stats(proc) == (14, 0) and len(built(proc)) == len(before)
     assert {p.name: p.read_bytes() for p in cabs.glob("*.cab")} == before
 
 
@@ -371,9 +371,9 @@ def test_scons_corrupt_cache_file_is_rebuilt(built_ws):
     ws = built_ws
     _cache_file(ws).write_bytes(b"\x00not a plan cache")
     proc = scons(ws, "packages", "-q", check=False, env=STATS)
-    assert proc.returncode == 0 and _stats(proc) == (0, 12)
+    assert proc.returncode == 0 and _stats(proc) == (0, 14)
     proc = scons(ws, "packages", "-q", check=False, env=STATS)
-    assert proc.returncode == 0 and _stats(proc) == (12, 0)
+    assert proc.returncode == 0 and _stats(proc) == (14, 0)
 
 
 @pytest.mark.e2e
