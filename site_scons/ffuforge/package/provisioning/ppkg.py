@@ -2,9 +2,11 @@
 package metadata as image properties (../shared/spec/provisioning.md §1.1-1.2: `file`/TrID reports
 of Microsoft samples, PackageStack, sia-tolf; `wimlib-imagex info` and `7z l` read it).
 
-The small XML files are written before the data assets (the staging order wimlib keeps): the
-MasterDatastore names ``RunTime.xml``, and libmagic (file 5.44) calls a WIM a "Windows
-provisioning package" when that string is in its first 64 KiB.
+libmagic (file 5.44) calls a WIM a "Windows provisioning package" when the bytes ``RunTime.xml``
+are in its first 64 KiB (measured here); they are there as the MasterDatastore's text, which is too
+small to compress and so stored as it is. wimlib writes file data in path order, the blobs it
+could not compress after the others: large incompressible data assets (an appx) therefore come
+before the MasterDatastore, and `file` then says only "WIM image". Windows does not use libmagic.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ WIM_MAGIC = b"MSWIM\0\0\0"
 
 
 def _order(name: str) -> tuple[int, str]:
+    """XML first, then the data assets: the order staged (wimlib's own order decides the file's)."""
     return (1 if name.startswith("DataAsset/") and not name.endswith(".xml") else 0, name)
 
 
