@@ -143,6 +143,36 @@ def _sub(old: str, new: str, count: int = 1) -> Callable[[str], str]:
     return edit
 
 
+_BLDDIR = {"env": {"FFU_VARIABLES": {"OEMNAME": "Contoso", "BLDDIR": "#build/bld"}}}
+_PPKG_PROJECT = _sub(
+    '".\\a.txt" destinationDir="$(runtime.system32)"',
+    '"$(BLDDIR)\\ppkgs\\P.ppkg" destinationDir="$(runtime.windows)\\Provisioning\\Packages"',
+)
+_APPINSTALL_PROJECT = _sub(
+    '<file source=".\\a.txt" destinationDir="$(runtime.system32)" />',
+    '<file source="$(BLDDIR)\\ppkgs\\P.appinstall\\AppInstall.cmd" destinationDir="$(runtime.systemDrive)\\AppInstall\\P" />'
+    '<file source="$(BLDDIR)\\ppkgs\\P.appinstall\\nope.txt" destinationDir="$(runtime.systemDrive)\\AppInstall\\P" />',
+)
+# line 13 is the first setting line
+_NFC = "<Policies><Connectivity><AllowNFC>1</AllowNFC></Connectivity></Policies>"
+_TRUST = "<Policies><ApplicationManagement><AllowAllTrustedApps>Yes</AllowAllTrustedApps></ApplicationManagement></Policies>"
+_COMMAND = (
+    "<ProvisioningCommands><PrimaryContext><Command><CommandConfig Name='r'><CommandFile>run.cmd</CommandFile>"
+    "<CommandLine>cmd /c run.cmd</CommandLine></CommandConfig></Command></PrimaryContext></ProvisioningCommands>"
+)
+
+
+def _customizations(settings: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<WindowsCustomizations>\n'
+        '<PackageConfig xmlns="urn:schemas-Microsoft-com:Windows-ICD-Package-Config.v1.0">\n'
+        "<ID>{6d25ff81-23ed-4d35-968f-3fc2408ceac7}</ID>\n<Name>P</Name>\n<Version>1.0.0.0</Version>\n"
+        "<OwnerType>OEM</OwnerType>\n<Rank>0</Rank>\n</PackageConfig>\n"
+        '<Settings xmlns="urn:schemas-microsoft-com:windows-provisioning">\n<Customizations>\n<Common>\n'
+        f"{settings}\n</Common>\n</Customizations>\n</Settings>\n</WindowsCustomizations>\n"
+    )
+
+
 def _fifo(ws: Path, _) -> None:
     os.mkfifo(ws / "pkg/a.txt.fifo")
     (ws / "pkg/a.txt").unlink()
@@ -856,6 +886,55 @@ CASES: list[Case] = [
         absent=("build/arm64/packages/Contoso.Custom.BCD.cab",),
     ),
     # ------------------------------------------------------------------------------------ the CLI
+    # ------------------------------------------- provisioning packages and the AppInstall route (issue 20)
+    Case(
+        "ppkg-setting-not-supported",
+        "mini",
+        r"pkg/customizations\.xml:13: setting not supported: Policies/Connectivity/AllowNFC \(line 13\)",
+        files={"pkg/P.wm.xml": _PPKG_PROJECT, "pkg/customizations.xml": _customizations(_NFC)},
+        case=_BLDDIR,
+        absent=("build/**/*.ppkg",),
+    ),
+    Case(
+        "ppkg-malformed-customizations",
+        "mini",
+        r"pkg/customizations\.xml:14: malformed XML",
+        files={"pkg/P.wm.xml": _PPKG_PROJECT, "pkg/customizations.xml": _customizations("<Accounts>")},
+        case=_BLDDIR,
+    ),
+    Case(
+        "ppkg-unknown-package-config-element",
+        "mini",
+        r"pkg/customizations\.xml:9: unknown element <Colour> in <PackageConfig>",
+        files={
+            "pkg/P.wm.xml": _PPKG_PROJECT,
+            "pkg/customizations.xml": _customizations("").replace(
+                "<Rank>0</Rank>", "<Rank>0</Rank>\n<Colour/>"
+            ),
+        },
+        case=_BLDDIR,
+    ),
+    Case(
+        "ppkg-command-file-missing",
+        "mini",
+        r"pkg/customizations\.xml:13: run\.cmd is not there; put it beside customizations\.xml",
+        files={"pkg/P.wm.xml": _PPKG_PROJECT, "pkg/customizations.xml": _customizations(_COMMAND)},
+        case=_BLDDIR,
+        absent=("build/**/*.ppkg",),
+    ),
+    Case(
+        "appinstall-file-the-route-does-not-make",
+        "mini",
+        r"pkg/P\.wm\.xml: the project names nope\.txt in P\.appinstall, which pkg/customizations\.xml does not",
+        files={"pkg/P.wm.xml": _APPINSTALL_PROJECT, "pkg/customizations.xml": _customizations(_TRUST)},
+        case=_BLDDIR,
+    ),
+    Case(
+        "cli-new-app-not-an-app",
+        "cli",
+        r"^ffuforge: error: pkg/a\.txt: not an app package name",
+        cli=("new", "app", "pkg/a.txt"),
+    ),
     Case(
         "cli-package-malformed",
         "cli",

@@ -322,7 +322,7 @@ def _values(ws: Path, out: Path) -> dict:
     return json.loads(out.read_text())
 
 
-SAMPLE_PROJECTS = 13  # the sample workspace's package projects (packages/ and bsp/)
+SAMPLE_PROJECTS = 15  # the sample workspace's package projects (packages/ and bsp/)
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ COMMANDS = {
     "services": "list an image's services and drivers",
     "drivers": "list an image's drivers and driver store packages",
     "settings": "list the SCons tool's construction variables and command-line options",
-    "new": "create a driver, file or registry package, a product, a board or a feature",
+    "new": "create a driver, file or registry package, a product, a board, a feature or an app",
     "feature": "select (add) or drop (remove) a feature in a product's OEMInputs",
     "convert": "convert a legacy .pkg.xml package project to .wm.xml",
 }

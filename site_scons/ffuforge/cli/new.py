@@ -51,6 +51,7 @@ def noun(name: str, help_text: str):
 
 def _load_extensions() -> None:
     """Modules that register more nouns with :func:`noun` (one ``from . import x`` line each)."""
+    from . import new_app  # noqa: F401  (ffuforge new app)
 
 
 class Workspace:

@@ -51,6 +51,7 @@ FILETIME_EPOCH_OFFSET = 11644473600  # seconds from 1601-01-01 to 1970-01-01
 
 _ALL_IMAGES = -1
 _ADD_FLAG_NTFS = 0x1
+_ADD_FLAG_RPFIX = 0x100  # the header's RP_FIX flag, as Windows' own captures (and .ppkg files) carry it
 _ADD_FLAG_NORPFIX = 0x200  # no symlinks reach a capture; keep the header's RP_FIX flag off
 _CHANGE_GUID, _CHANGE_BOOT_INDEX = 0x2, 0x4
 _WRITE_FLAG_RETAIN_GUID = 0x800
@@ -263,11 +264,13 @@ def write_wim(
     boot: bool = False,
     ntfs: bool = False,
     threads: int = 0,
+    rpfix: bool = False,
 ) -> WimResult:
     """Write a one-image WIM of `source` (a folder, entries, or with ``ntfs=True`` an NTFS volume
     file) to `out_path`, atomically. `image_properties`: extra elements of the image's XML info
     (wimlib's property paths, e.g. ``WINDOWS/EDITIONID``); `flags`: the image's ``FLAGS``;
-    `boot`: make image 1 the boot image. The same inputs give the same bytes."""
+    `boot`: make image 1 the boot image; `rpfix`: set the header's reparse-point-fixup flag (no
+    reparse points are captured either way). The same inputs give the same bytes."""
     if compression not in COMPRESSION:
         raise ConfigError(f"WIM compression {compression!r} is not one of {', '.join(COMPRESSION)}")
     if not image_name or any(ord(c) < 32 for c in image_name):
@@ -303,7 +306,7 @@ def write_wim(
             lib, lib.wimlib_create_new_wim(COMPRESSION[compression], ctypes.byref(wim)), "create a WIM", out
         )
         try:
-            add_flags = _ADD_FLAG_NORPFIX | (_ADD_FLAG_NTFS if ntfs else 0)
+            add_flags = (_ADD_FLAG_RPFIX if rpfix else _ADD_FLAG_NORPFIX) | (_ADD_FLAG_NTFS if ntfs else 0)
             rc = lib.wimlib_add_image(wim, os.fsencode(capture), image_name.encode(), None, add_flags)
             _check(lib, rc, "capture the image", capture if ntfs else out)
             if image_description:

@@ -16,8 +16,9 @@ from .configure import configure
 from .contentsig import content_signature
 from .methods import FeatureMerge, Image, Package, feature_variables
 from .overrides import install as _install_overrides
+from .provisioning import ProvisioningPackage
 from .settings import SETTINGS, defaults
-from .standin import StandInBinary, StandInPE
+from .standin import StandInBinary, StandInPE, TestAppx
 from .state import MERGES, PACKAGES, PackageRecord
 
 __all__ = [
@@ -50,6 +51,8 @@ def generate(env):
     env.AddMethod(lambda env: checked(), "CheckPackages")
     env.AddMethod(StandInPE, "StandInPE")
     env.AddMethod(StandInBinary, "StandInBinary")
+    env.AddMethod(ProvisioningPackage, "ProvisioningPackage")
+    env.AddMethod(TestAppx, "TestAppx")
     env.AddMethod(configure, "FFUConfigure")
     env["BUILDERS"]["FFUPackageCab"] = PACKAGE_BUILDER
 

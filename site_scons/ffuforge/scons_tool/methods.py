@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
-from . import plancache, sbom, versionpkg
+from . import plancache, provisioning, sbom, versionpkg
 from .actions import (
     FFU_BUILDER,
     GENERATED_BUILDER,
@@ -98,6 +98,7 @@ def Package(
         variants = planned(env, rel, spec)
     if variants is None:
         return []
+    provisioning.declare(env, rel, [i for v in variants for i in v.content["inputs"]])
     signer = signer_of(env)
     job = json.dumps({"project": rel, "spec": spec}, sort_keys=True)
     nodes = []
@@ -326,7 +327,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     layout_cab = os.path.relpath(str(top / res.device_layout.path), top)
     platform_cab = os.path.relpath(str(top / res.device_platform.path), top)
     all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
-    doc = packages_doc(res, top, generated, rel)
+    doc = packages_doc(res, top, generated, rel, partitions)
     report = env.Value(json.dumps(doc, sort_keys=True, indent=1, default=str))
     resolution_node = RESOLUTION_BUILDER(env, outdir.File("packages.json"), [report])
     # The OEMInput names merged FMs; the image is resolved from them (in memory), so they belong

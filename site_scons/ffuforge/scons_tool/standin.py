@@ -10,6 +10,8 @@ import json
 
 from .actions import build_errors, builder
 from .configure import configured
+from .signer import signer_in_process, signer_of
+from .state import SIGNER_KEYS
 
 
 @build_errors(where=lambda target, source, env: target[0].path)
@@ -69,3 +71,49 @@ def StandInBinary(env, target, size, seed=None):
     """Deterministic pseudo-random bytes standing in for firmware images."""
     spec = json.dumps({"size": int(size), "seed": seed or str(target)}, sort_keys=True)
     return STANDIN_BLOB(env, target, env.Value(spec))
+
+
+@build_errors(where=lambda target, source, env: target[0].path)
+def _test_appx_action(target, source, env):
+    from ..formats import pe
+    from ..package import appx
+
+    spec = json.loads(source[0].read())
+    signer = signer_in_process(spec["signer"], SIGNER_KEYS.get(spec["signer"])) if spec["signer"] else None
+    exe = pe.make_minimal_pe(
+        None, machine=spec["machine"], kind="exe", payload=spec["name"].encode(), timestamp=spec["timestamp"]
+    )
+    appx.make_test_appx(
+        target[0].abspath,
+        name=spec["name"],
+        publisher=spec["publisher"],
+        version=spec["version"],
+        arch=spec["arch"],
+        payload={"app.exe": exe, "logo.png": appx.TEST_LOGO},
+        timestamp=spec["timestamp"],
+        signer=signer,
+    )
+    return 0
+
+
+TEST_APPX = builder(_test_appx_action, "package.appx", "TestAppx")
+
+
+def TestAppx(env, target, name, publisher, version="1.0.0.0", arch=None, SIGN=True):
+    """A small valid app package (an executable stand-in and a logo) for samples and tests, signed
+    by the build's signer (its certificate's subject should be `publisher`) unless SIGN=False."""
+    configured(env)
+    signer = signer_of(env) if SIGN else None
+    cpu = env.subst("$FFU_CPU")
+    arch = arch or {"amd64": "x64"}.get(cpu, cpu)
+    machine = {"x64": "amd64", "neutral": cpu}.get(arch, arch)
+    spec = {
+        "name": name,
+        "publisher": publisher,
+        "version": version,
+        "arch": arch,
+        "machine": machine,
+        "timestamp": env["SOURCE_DATE_EPOCH"],
+        "signer": signer.identity if signer else None,  # by identity: no key material in the graph
+    }
+    return TEST_APPX(env, target, env.Value(json.dumps(spec, sort_keys=True)))

@@ -130,6 +130,13 @@ class Signer:
         without temporary files."""
         raise NotImplementedError
 
+    def authenticode_blob(self, indirect: bytes, *, epoch: int) -> bytes:
+        """PKCS#7 SignedData (DER ContentInfo) over an SpcIndirectDataContent the caller built
+        (an app package's: its SIP info and APPX digests)."""
+        raise SigningError(
+            f"{type(self).__name__} cannot sign app packages; sign with a certificate and key (SIGN_CERT=)"
+        )
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.identity!r})"
 
@@ -208,6 +215,10 @@ class KeySigner(Signer):
         return der(0x30, oid(OID_SIGNED_DATA) + der(0xA0, signed))
 
     # -- operations
+
+    def authenticode_blob(self, indirect: bytes, *, epoch: int) -> bytes:
+        self.check_validity(epoch)
+        return self._authenticode(indirect, epoch)
 
     def sign_catalog(self, unsigned_der: bytes, *, epoch: int) -> bytes:
         self.check_validity(epoch)

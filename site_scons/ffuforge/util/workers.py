@@ -43,7 +43,18 @@ def _pool(jobs: int) -> concurrent.futures.ProcessPoolExecutor:
                 initializer=_worker_init,
                 initargs=(os.getpid(),),
             )
+            # runs before concurrent.futures' own exit hook (registered earlier, called later)
+            threading._register_atexit(_ignore_interrupts_at_exit)  # type: ignore[attr-defined]
         return _POOL
+
+
+def _ignore_interrupts_at_exit() -> None:
+    """At interpreter exit concurrent.futures tells the workers to stop and multiprocessing joins
+    them; a Ctrl-C between the two (the user's, as the build ends) left the join waiting forever
+    for a worker that was never told. The process is ending: from here on Ctrl-C is ignored
+    (the idle workers stop at once)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _worker_init(parent: int) -> None:
