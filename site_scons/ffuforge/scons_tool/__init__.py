@@ -14,7 +14,9 @@ from .cachedir import SparseCacheDir
 from .configure import configure
 from .contentsig import content_signature
 from .methods import FeatureMerge, Image, Package, feature_variables
+from .outputs import clean_caches
 from .overrides import install as _install_overrides
+from .products import for_config
 from .settings import SETTINGS, defaults
 from .standin import StandInBinary, StandInPE
 from .state import MERGES, PACKAGES, PackageRecord
@@ -24,10 +26,12 @@ __all__ = [
     "PACKAGES",
     "SETTINGS",
     "PackageRecord",
+    "clean_caches",
     "configure",
     "content_signature",
     "exists",
     "feature_variables",
+    "for_config",
     "generate",
     "signed_actions",
 ]

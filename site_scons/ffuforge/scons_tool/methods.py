@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
-from . import plancache, sbom
+from . import plancache, products, sbom
 from .actions import (
     FFU_BUILDER,
     GENERATED_BUILDER,
@@ -28,15 +28,17 @@ from .configure import configured
 from .nodes import (
     available,
     fail,
+    layout_source,
     partition_of,
     rel_path,
     relative_paths,
     source_file,
+    spec_value,
     stop_on_error,
     top_file,
 )
 from .signer import signer_of
-from .state import MERGED_NODES, MERGED_XML, MERGES, OWNERS, PACKAGES, PackageRecord
+from .state import MERGED_NODES, MERGED_XML, MERGES, OWNERS, PACKAGES, PRODUCT_CABS, PackageRecord
 
 # ------------------------------------------------------------------------------ packages
 
@@ -46,6 +48,27 @@ def planned(env, project_rel: str, spec: dict) -> list[plancache.Planned]:
     top = env.Dir("#").abspath
     file = plancache.cache_file(env)  # not a node: the cache is no part of the graph
     return plancache.plans(file, top, project_rel, spec, lambda: plan_at(top, project_rel, spec))
+
+
+def _declare_cab(env, target, v: plancache.Planned, rel: str, spec: dict, signer, sign_pe) -> list:
+    """One CAB target, signed by its resolved content (see Package)."""
+    owner = OWNERS.setdefault(target.abspath, rel)
+    if owner != rel:
+        fail(f"{rel}: package {v.cab_name} is also built from {owner}; give one of them another name")
+    # Variables reach the signature through the resolved content, not wholesale: a product
+    # variable that a package does not use does not rebuild it.
+    # The signer enters by identity (certificate fingerprints or command), never key material.
+    signed = {
+        "content": v.content,
+        "compression": spec["compression"],
+        "epoch": spec["epoch"],
+        "signer": signer.identity if signer else None,
+        "signPE": bool(env.get("FFU_SIGN_PE") if sign_pe is None else sign_pe) and signer is not None,
+    }
+    value = spec_value(env, target, json.dumps(signed, sort_keys=True), origin=rel)
+    job = json.dumps({"project": rel, "spec": spec}, sort_keys=True)
+    PACKAGES[target.abspath] = PackageRecord(v.name, v.partition, v.release_type, rel, v.layout_files)
+    return PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
 
 
 def Package(
@@ -85,29 +108,25 @@ def Package(
         if spec["compression"] not in ("none", "mszip"):
             raise ConfigError(f"COMPRESSION={spec['compression']!r}; use none or mszip")
         build_options(spec)
+    per_product = products.product_specs(env, spec, proj.abspath)
     with stop_on_error(rel):
-        variants = planned(env, rel, spec)
+        if per_product is None:
+            shared, own = planned(env, rel, spec), {}
+        else:
+            shared, own = products.split({p: planned(env, rel, s) for p, s in per_product.items()})
+            spec = next(iter(per_product.values()))  # the shared CABs are built as the first product's
     signer = signer_of(env)
-    job = json.dumps({"project": rel, "spec": spec}, sort_keys=True)
     nodes = []
-    for v in variants:
-        target = outdir.File(v.cab_name)
-        owner = OWNERS.setdefault(target.abspath, rel)
-        if owner != rel:
-            fail(f"{rel}: package {v.cab_name} is also built from {owner}; give one of them another name")
-        # Variables reach the signature through the resolved content, not wholesale: a product
-        # variable that a package does not use does not rebuild it.
-        # The signer enters by identity (certificate fingerprints or command), never key material.
-        signed = {
-            "content": v.content,
-            "compression": spec["compression"],
-            "epoch": spec["epoch"],
-            "signer": signer.identity if signer else None,
-            "signPE": bool(env.get("FFU_SIGN_PE") if SIGN_PE is None else SIGN_PE) and signer is not None,
-        }
-        value = env.Value(json.dumps(signed, sort_keys=True))
-        nodes += PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
-        PACKAGES[target.abspath] = PackageRecord(v.name, v.partition, v.release_type, rel, v.layout_files)
+    for v in shared:
+        nodes += _declare_cab(env, outdir.File(v.cab_name), v, rel, spec, signer, SIGN_PE)
+    for cab_name, found in own.items():
+        shared_path = outdir.File(cab_name).abspath  # as the FMs name it; Image() takes the product's
+        if OWNERS.setdefault(shared_path, rel) != rel:
+            fail(f"{rel}: package {cab_name} is also built from {OWNERS[shared_path]}; give one another name")
+        for product, v in found.items():
+            target = outdir.Dir(product).File(cab_name)
+            nodes += _declare_cab(env, target, v, rel, per_product[product], signer, SIGN_PE)
+            PRODUCT_CABS.setdefault(shared_path, {})[product] = target.abspath
     return nodes
 
 
@@ -193,32 +212,12 @@ def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
             "epoch": env["SOURCE_DATE_EPOCH"],
             "signer": signer.identity if signer else None,
         }
-        nodes += GENERATED_BUILDER(env, target, [env.Value(json.dumps(spec, sort_keys=True))])
+        nodes += GENERATED_BUILDER(env, target, [spec_value(env, target, json.dumps(spec, sort_keys=True))])
         PACKAGES[target.abspath] = PackageRecord(fip.name, fip.partition, fip.release_type, rel)
     return nodes
 
 
 # ------------------------------------------------------------------------------ images
-
-
-def layout_source(env, cab: Path, which: str) -> bytes:
-    """DeviceLayout.xml / OEMDevicePlatform.xml at SConscript time: from the project's source
-    file for a CAB this build makes, else from the (vendor) CAB itself."""
-    rec = PACKAGES.get(os.path.abspath(str(cab)))
-    if rec is not None:
-        for name, src in rec.layout_files:
-            if name == which:
-                return Path(src).read_bytes()
-        raise ConfigError(f"package {rec.name} ({rec.origin}) installs no \\Windows\\ImageUpdate\\{which}")
-    from ..image import cabfacts  # not before: its imports cost a no-op build tens of milliseconds
-    from ..image import stages as image
-
-    facts = cabfacts.cache(plancache.cache_file(env, cabfacts.FILENAME))
-    read = lambda: image.read_layout_files(Path(cab))  # noqa: E731
-    files = facts.get(Path(cab), "layout", read) if facts else read()
-    if which not in files:
-        raise ConfigError(f"package {Path(cab).name} carries no \\Windows\\ImageUpdate\\{which}")
-    return files[which]
 
 
 def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPACKAGE=None):
@@ -266,14 +265,17 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
             )
         release_type = oi_model.release_type.value
         dl = layout.load_device_layout(
-            layout_source(env, res.device_layout.path, "devicelayout.xml"),
+            layout_source(
+                env, products.cab_for(str(top / res.device_layout.path), product), "devicelayout.xml"
+            ),
             f"{res.device_layout.name}:DeviceLayout.xml",
         )
         layout.check_partitions(dl, [(name, rel, None) for name in res.partitions])
     # Every layout partition gets an image; packages land on theirs (names as the layout spells them).
     partitions = {p.name: [] for p in dl.partitions}
+    own = lambda path: os.path.relpath(products.cab_for(str(top / path), product), top)  # noqa: E731
     for name, pkgs in res.partitions.items():
-        partitions[dl.find(name).name] = sorted(os.path.relpath(str(top / pk.path), top) for pk in pkgs)
+        partitions[dl.find(name).name] = products.install_order(env, [own(pk.path) for pk in pkgs])
     signer = signer_of(env)
     epoch = env["SOURCE_DATE_EPOCH"]
     if "MainOS" in partitions:  # the product's version package, like the kit's Registry.Version
@@ -294,14 +296,22 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
             "compression": env.subst("$FFU_COMPRESSION"),
             "signer": signer.identity if signer else None,
         }
-        GENERATED_BUILDER(env, pp, [env.Value(json.dumps(pspec, sort_keys=True))])
+        GENERATED_BUILDER(env, pp, [spec_value(env, pp, json.dumps(pspec, sort_keys=True))])
         PACKAGES[pp.abspath] = PackageRecord(name, "MainOS", "Production", rel)
-        partitions["MainOS"] = sorted(partitions["MainOS"] + [rel_path(env, pp)])
-    layout_cab = os.path.relpath(str(top / res.device_layout.path), top)
-    platform_cab = os.path.relpath(str(top / res.device_platform.path), top)
+        partitions["MainOS"] = products.install_order(env, partitions["MainOS"] + [rel_path(env, pp)])
+    layout_cab, platform_cab = own(res.device_layout.path), own(res.device_platform.path)
     all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
-    report = env.Value(
-        json.dumps(relative_paths(res.to_json(), str(top)), sort_keys=True, indent=1, default=str)
+    report = spec_value(
+        env,
+        outdir.File("packages.json"),
+        json.dumps(
+            products.relocate(
+                relative_paths(res.to_json(), str(top)), products.product_mapping(env, product)
+            ),
+            sort_keys=True,
+            indent=1,
+            default=str,
+        ),
     )
     resolution_node = RESOLUTION_BUILDER(env, outdir.File("packages.json"), [report])
     # The OEMInput names merged FMs; the image is resolved from them (in memory), so they belong
@@ -332,7 +342,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     layout_json = LAYOUT_BUILDER(
         env,
         outdir.File("layout.json"),
-        [env.Value(json.dumps(spec, sort_keys=True))]
+        [spec_value(env, outdir.File("layout.json"), json.dumps(spec, sort_keys=True))]
         + [env.File("#" + c) for c in all_cabs]
         + [env.File("#" + r) for r in roots],
     )
@@ -342,7 +352,9 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
         nodes = PARTITION_BUILDER(
             env,
             [outdir.File(f"partitions/{name}.img"), outdir.File(f"partitions/{name}.json")],
-            layout_json + [env.Value(json.dumps(pspec, sort_keys=True))] + [env.File("#" + c) for c in cabs],
+            layout_json
+            + [spec_value(env, outdir.File(f"partitions/{name}.img"), json.dumps(pspec, sort_keys=True))]
+            + [env.File("#" + c) for c in cabs],
         )
         images.append(nodes[0])
         manifests[name] = nodes[1]
@@ -358,7 +370,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     }
     targets = [outdir.File("Flash.ffu")] + ([outdir.File("Flash.img")] if RAW else [])
     ffu_nodes = FFU_BUILDER(
-        env, targets, layout_json + [env.Value(json.dumps(fspec, sort_keys=True))] + images
+        env, targets, layout_json + [spec_value(env, targets[0], json.dumps(fspec, sort_keys=True))] + images
     )
     env.NoCache(ffu_nodes)  # large and cheap to re-assemble from cached partitions
     for n in images + ffu_nodes:

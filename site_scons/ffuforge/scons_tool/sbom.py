@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from .actions import build_errors, builder
+from .nodes import spec_value
 
 FILENAME = "Flash.spdx.json"
 
@@ -50,6 +51,8 @@ def declare(env, outdir, spec: dict, manifests: dict, cabs: list[str]) -> list:
     """Flash.spdx.json in `outdir`, from `spec` (partitions -> CABs relative to the top, product,
     config, cpu, version, oem, oeminput, epoch), the partition manifest nodes by partition name
     and the CABs (relative to the top)."""
-    value = env.Value(json.dumps({**spec, "manifests": list(manifests)}, sort_keys=True))
+    value = spec_value(
+        env, outdir.File(FILENAME), json.dumps({**spec, "manifests": list(manifests)}, sort_keys=True)
+    )
     sources = [value, *manifests.values()] + [env.File("#" + c) for c in cabs]
     return SBOM_BUILDER(env, outdir.File(FILENAME), sources)

@@ -10,6 +10,7 @@ import json
 
 from .actions import build_errors, builder
 from .configure import configured
+from .nodes import spec_value
 
 
 @build_errors(where=lambda target, source, env: target[0].path)
@@ -62,10 +63,25 @@ def StandInPE(env, target, machine=None, kind="sys", payload=""):
         },
         sort_keys=True,
     )
-    return STANDIN_PE(env, target, env.Value(spec))
+    return _declare(STANDIN_PE, env, target, spec)
 
 
 def StandInBinary(env, target, size, seed=None):
     """Deterministic pseudo-random bytes standing in for firmware images."""
     spec = json.dumps({"size": int(size), "seed": seed or str(target)}, sort_keys=True)
-    return STANDIN_BLOB(env, target, env.Value(spec))
+    return _declare(STANDIN_BLOB, env, target, spec)
+
+
+_DECLARED: dict[str, tuple[str, list]] = {}  # target path -> (spec, nodes)
+
+
+def _declare(build, env, target, spec: str) -> list:
+    """Once per target: an SConstruct that reads a package SConscript for two configurations
+    declares its stand-ins twice, which SCons would warn about (two environments, one target)."""
+    path = env.File(target).abspath
+    known = _DECLARED.get(path)
+    if known is not None and known[0] == spec:
+        return known[1]
+    nodes = build(env, target, spec_value(env, env.File(target), spec))
+    _DECLARED[path] = (spec, nodes)
+    return nodes
