@@ -87,7 +87,8 @@ def Package(
 
     Each CAB is its own target, signed by the canonical description of its content, so a
     project edit rebuilds exactly the CABs whose content it changes. SIGN_PE overrides
-    FFU_SIGN_PE for this package (Authenticode-sign its PE payloads before cataloguing)."""
+    FFU_SIGN_PE for this package (Authenticode-sign its PE payloads before cataloguing). With
+    FFU_PRODUCTS, a CAB whose content differs between products is built once per product."""
     configured(env)
     cpu = (CPU or env.subst("$FFU_CPU")).lower()
     variables = dict(env.get("FFU_VARIABLES", {}))
@@ -223,6 +224,7 @@ def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
 def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPACKAGE=None):
     """Declare an image: the package set from the OEMInput and the merged FMs of this build, the
     layout, one target per partition (depending on exactly the CABs that land on it) and the FFU.
+    Where an FM names a CAB built per product (products.py), the image takes its product's copy.
     Returns [Flash.ffu (, Flash.img)]."""
     from ..features import resolve as features
     from ..image import extractcache, layout

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 
+from ..util import paths
 from . import settings
 from .configure import configured
 from .nodes import fail, rel_path
@@ -37,9 +38,11 @@ def uses_product(path: str) -> bool:
     are local to the file; INFs and payloads are not expanded), so one without `$(PROD)` is planned
     once, not once per product."""
     try:
-        data = open(path, "rb").read()
+        fd = paths.open_regular(path)  # never blocks: a FIFO in place of a project is planning's error
     except OSError:
         return True  # planning reports it
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read()
     return any(r.search(data) for r in _USES_PROD)
 
 
