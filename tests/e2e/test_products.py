@@ -198,6 +198,10 @@ def test_all_in_a_fresh_clone_then_clean(tmp_path):
     written = _files(ws) - before
     assert any(f.startswith("build/.ffuforge/") for f in written)
     assert any("/.ffuforge-extract/" in f for f in written)
+    # what a signed build wrote (simulated: a real one needs an OEM certificate) goes too, signer or not
+    for rel in ("build/arm64/SampleA/Retail/Flash.ffu", "build/arm64/retail-signed/packages/X.cab"):
+        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ws / rel).write_bytes(b"old")
     scons(ws, "-c", "CACHE=cache")
     left = _files(ws) - before
     # what remains: SCons' own database (it records the clean) and the CacheDir, kept on purpose
