@@ -57,7 +57,7 @@ def _oem_cert(directory, password: bytes | None = None):
 
 def test_every_package_is_signed_with_the_test_chain(ws):
     root = verify.load_certificates([ws / "testcerts/root.crt"])
-    cabs = sorted((ws / "build/arm64/packages").glob("*.cab"))
+    cabs = sorted((ws / "build/arm64/packages").rglob("*.cab"))  # with packages/<Product>/ ($(PROD))
     assert len(cabs) > 15  # 15 packages and the feature identifier packages
     for cab in cabs:
         report = verify.verify_cab(cab, trusted_roots=root)
@@ -75,7 +75,7 @@ def test_signatures_scons_stores_are_those_of_the_bytes(ws):
     """CAB signatures come from the writer and payload ones from the package build (no second read):
     both must be what reading the file gives."""
     csigs = stored_csigs(ws)
-    cabs = sorted((ws / "build/arm64/packages").glob("*.cab"))
+    cabs = sorted((ws / "build/arm64/packages").rglob("*.cab"))  # with packages/<Product>/ ($(PROD))
     from_writer = 0
     for path in cabs:
         stored = csigs[str(path.relative_to(ws))]
@@ -109,7 +109,7 @@ def test_retail_with_user_certificate_and_identity_in_signature(ws, tmp_path):
         f"SIGN_KEY={tmp_path / 'oem.key'}",
     )
     proc = scons(ws, *args, env=env)
-    assert len(built(proc)) == 15
+    assert len(built(proc)) == 16  # 15 packages, Registry.Settings once per product (SampleA, SampleB)
     out = ws / "build/arm64/retail-signed/packages"
     roots = verify.load_certificates([tmp_path / "oem.crt"])
     assert all(verify.verify_cab(c, trusted_roots=roots).ok for c in out.glob("*.cab"))
@@ -124,7 +124,7 @@ def test_retail_with_user_certificate_and_identity_in_signature(ws, tmp_path):
         assert b"PRIVATE KEY" not in data and b"s3cret-pass" not in data
     # A new certificate (new identity) rebuilds every retail package.
     _oem_cert(tmp_path, password=b"s3cret-pass")
-    assert len(built(scons(ws, *args, env=env))) == 15
+    assert len(built(scons(ws, *args, env=env))) == 16
 
 
 def test_pe_payload_signing_is_switchable_per_package(tmp_path):
