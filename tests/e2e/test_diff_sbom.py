@@ -90,7 +90,11 @@ def test_sbom_lists_every_package_and_file(edited):
             p = pkgs.pop(pk["name"])
             cab = next(
                 c
-                for c in (ws / "build/arm64/packages" / pk["cab"], ws / OUT / "packages" / pk["cab"])
+                for c in (
+                    ws / "build/arm64/packages" / pk["cab"],
+                    ws / "build/arm64/packages/SampleA" / pk["cab"],  # a $(PROD) package: the product's copy
+                    ws / OUT / "packages" / pk["cab"],
+                )
                 if c.exists()
             )
             assert p["checksums"] == [

@@ -34,11 +34,11 @@ def kit(ws: Path, signer=None, **cab_args) -> str:
     path = r"$(mspackageroot)\Retail\$(cputype)\$(buildtype)"
     body = f"<Features><Microsoft>{pkg(f'{NAME}.cab', path, MS_FEATURES)}</Microsoft></Features>"
     (fms / "MsFM.xml").write_text(fm_xml(body))
-    oi = ws / "products/SampleA/TestOEMInput.xml"
-    text = oi.read_text()
-    if "MsFM.xml" not in text:
-        extra = "    <AdditionalFM>%AKROOT%\\FMFiles\\arm64\\MsFM.xml</AdditionalFM>\n  </AdditionalFMs>"
-        oi.write_text(text.replace("  </AdditionalFMs>", extra, 1))
+    for oi in ws.glob("products/*/*OEMInput.xml"):  # every product is declared: each names the kit's FM
+        text = oi.read_text()
+        if "MsFM.xml" not in text:
+            extra = "    <AdditionalFM>%AKROOT%\\FMFiles\\arm64\\MsFM.xml</AdditionalFM>\n  </AdditionalFMs>"
+            oi.write_text(text.replace("  </AdditionalFMs>", extra, 1))
     return "MSPACKAGE=kit/MSPackages"
 
 

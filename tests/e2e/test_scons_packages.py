@@ -21,7 +21,6 @@ EXPECTED = sorted(
         "Contoso.Custom.Files.Resources_Lang_de-de.cab",
         "Contoso.Custom.Files.Resources_Lang_en-us.cab",
         "Contoso.Legacy.Tools.cab",
-        "Contoso.Registry.Settings.cab",
         "Contoso.Services.Heartbeat.cab",
         "Contoso.Test.Diagnostics.cab",
         "Contoso.Wow.Sample.cab",
@@ -33,6 +32,11 @@ EXPECTED = sorted(
         "SV.PlatExtensions.UpdateOS.cab",
     ]
 )
+
+
+# Uses $(PROD): one CAB per product of the workspace (SampleA, SampleB), in packages/<product>/.
+PER_PRODUCT = "Contoso.Registry.Settings.cab"
+EVERY_BUILD = sorted(EXPECTED + [PER_PRODUCT] * 2)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +52,12 @@ def _cabs(ws: Path) -> Path:
 
 def test_full_build_produces_every_cab(built_ws):
     ws, proc = built_ws
-    assert built(proc) == EXPECTED
+    assert built(proc) == EVERY_BUILD
     assert sorted(p.name for p in _cabs(ws).iterdir() if p.suffix == ".cab") == EXPECTED
+    assert sorted(p.relative_to(_cabs(ws)).as_posix() for p in _cabs(ws).glob("*/*.cab")) == [
+        f"SampleA/{PER_PRODUCT}",
+        f"SampleB/{PER_PRODUCT}",
+    ]
     assert "Traceback" not in proc.stderr
 
 
@@ -139,14 +147,21 @@ def test_comment_only_project_edit_rebuilds_nothing(built_ws):
 
 def test_product_variable_rebuilds_only_packages_using_it(built_ws):
     ws, _ = built_ws
-    assert built(scons(ws, "packages", "PRODUCT=SampleB")) == ["Contoso.Registry.Settings.cab"]
-    assert built(scons(ws, "packages", "PRODUCT=SampleA")) == ["Contoso.Registry.Settings.cab"]
+    # every product's copy is in the graph: switching products rebuilds nothing
+    assert built(scons(ws, "packages", "PRODUCT=SampleB")) == []
+    assert scons(ws, "packages", "-q", "PRODUCT=SampleA", check=False).returncode == 0
+    # and an edit to the package rebuilds each product's copy, nothing else
+    p = ws / "packages/Registry.Settings/Registry.Settings.wm.xml"
+    p.write_text(p.read_text().replace('value="Contoso sample device"', 'value="Contoso device"'))
+    assert built(scons(ws, "packages", "PRODUCT=SampleB")) == [PER_PRODUCT] * 2
+    a, b = (_cabs(ws) / product / PER_PRODUCT for product in ("SampleA", "SampleB"))
+    assert a.read_bytes() != b.read_bytes()  # each carries its own $(PROD)
 
 
 def test_version_change_rebuilds_every_package(built_ws):
     ws, _ = built_ws
-    assert built(scons(ws, "packages", "VERSION=10.0.2.0")) == EXPECTED
-    assert built(scons(ws, "packages")) == EXPECTED
+    assert built(scons(ws, "packages", "VERSION=10.0.2.0")) == EVERY_BUILD
+    assert built(scons(ws, "packages")) == EVERY_BUILD
 
 
 MINI_SCONSTRUCT = """

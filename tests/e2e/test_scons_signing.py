@@ -59,8 +59,8 @@ def _oem_cert(directory, password: bytes | None = None):
 
 def test_every_package_is_signed_with_the_test_chain(ws):
     root = verify.load_certificates([ws / "testcerts/root.crt"])
-    cabs = sorted((ws / "build/arm64/packages").glob("*.cab"))
-    assert len(cabs) > 16  # 16 packages and the feature identifier packages
+    cabs = sorted((ws / "build/arm64/packages").rglob("*.cab"))  # with packages/<Product>/ ($(PROD))
+    assert len(cabs) > 17  # 17 packages and the feature identifier packages
     for cab in cabs:
         report = verify.verify_cab(cab, trusted_roots=root)
         assert report.ok, (cab.name, report.problems)
@@ -77,7 +77,7 @@ def test_signatures_scons_stores_are_those_of_the_bytes(ws):
     """CAB signatures come from the writer and payload ones from the package build (no second read):
     both must be what reading the file gives."""
     csigs = stored_csigs(ws)
-    cabs = sorted((ws / "build/arm64/packages").glob("*.cab"))
+    cabs = sorted((ws / "build/arm64/packages").rglob("*.cab"))  # with packages/<Product>/ ($(PROD))
     from_writer = 0
     for path in cabs:
         stored = csigs[str(path.relative_to(ws))]
@@ -111,7 +111,7 @@ def test_retail_with_user_certificate_and_identity_in_signature(ws, tmp_path):
         f"SIGN_KEY={tmp_path / 'oem.key'}",
     )
     proc = scons(ws, *args, env=env)
-    assert len(built(proc)) == 16  # the sample's 16 packages
+    assert len(built(proc)) == 17  # the sample's 16 packages, Registry.Settings once per product (A, B)
     out = ws / "build/arm64/retail-signed/packages"
     roots = verify.load_certificates([tmp_path / "oem.crt"])
     assert all(verify.verify_cab(c, trusted_roots=roots).ok for c in out.glob("*.cab"))

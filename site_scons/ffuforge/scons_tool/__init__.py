@@ -15,7 +15,9 @@ from .checks import checked
 from .configure import configure
 from .contentsig import content_signature
 from .methods import FeatureMerge, Image, Package, feature_variables
+from .outputs import clean_caches
 from .overrides import install as _install_overrides
+from .products import for_config
 from .provisioning import ProvisioningPackage
 from .settings import SETTINGS, defaults
 from .standin import StandInBinary, StandInPE, TestAppx
@@ -26,10 +28,12 @@ __all__ = [
     "PACKAGES",
     "SETTINGS",
     "PackageRecord",
+    "clean_caches",
     "configure",
     "content_signature",
     "exists",
     "feature_variables",
+    "for_config",
     "generate",
     "signed_actions",
 ]

@@ -13,8 +13,6 @@ import errno
 import functools
 import json
 import os
-import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,8 +25,10 @@ from ..errors import FFUError
 from ..package import build as pkgbuild
 from ..package import project, sources, variant
 from ..util import toolsig, workers
+from . import outputs
 from .contentsig import content_signature
 from .nodes import print_warnings, progress_bar, relative_message
+from .outputs import remove_leftovers
 from .plancache import summarize
 from .readcheck import check_read
 from .signer import signer_in_process
@@ -46,8 +46,9 @@ class SignedFunctionAction(SCons.Action.FunctionAction):
     the closure of `module` (the library code the action runs) plus the source of the glue module
     that defines the action (its own imports are glue, already covered by `module` where it matters)."""
 
-    def __init__(self, func, module: str, **kw):
+    def __init__(self, func, module: str, failed=None, **kw):
         super().__init__(func, kw)
+        self.failed = failed  # outputs.py: what the image folder loses when this stage fails
         self.module = module
         self.glue = func.__module__.partition(".")[2]  # e.g. scons_tool.actions
         SIGNED_ACTIONS.append(self)
@@ -59,7 +60,14 @@ class SignedFunctionAction(SCons.Action.FunctionAction):
     def execute(self, target, source, env, executor=None):
         for t in target:
             remove_leftovers(t.get_abspath())
-        result = super().execute(target, source, env, executor)
+        try:
+            result = super().execute(target, source, env, executor)
+        except BaseException:  # Ctrl-C, SIGTERM: the stage did not finish either
+            if self.failed:
+                self.failed(target)
+            raise
+        if result and self.failed:
+            self.failed(target)
         exc = (getattr(result, "exc_info", None) or (None, None))[1]
         if isinstance(exc, OSError) and exc.errno in DISK_FULL:
             result.errstr = f"{exc.strerror}: {DISK_FULL[exc.errno]}"
@@ -94,32 +102,12 @@ def build_errors(where: Callable | None = None):
     return wrap
 
 
-def builder(func, module: str, label: str, **kw) -> SCons.Builder.Builder:
-    """A Builder running `func`, signed by `module`'s code, shown as `<label> <target>`."""
+def builder(func, module: str, label: str, failed=None, **kw) -> SCons.Builder.Builder:
+    """A Builder running `func`, signed by `module`'s code, shown as `<label> <target>`; `failed`
+    gets the targets when the action failed or was interrupted."""
     show = kw.pop("strfunction", None) or (lambda target, source, env: f"{label} {target[0].path}")
-    return SCons.Builder.Builder(action=SignedFunctionAction(func, module, strfunction=show), **kw)
-
-
-def remove_leftovers(path: str) -> None:
-    """Temp files and scratch directories a killed build left beside `path` (`.<name>.….partial`,
-    `.<name>.stage-…`): every writer names its scratch after its target, and only this action
-    writes that target, so they are removed before it runs again."""
-    directory, name = os.path.split(path)
-    pattern = re.compile(rf"\.+{re.escape(name)}\.")
-    try:
-        entries = os.listdir(directory)
-    except OSError:
-        return
-    for entry in entries:
-        if pattern.match(entry):
-            full = os.path.join(directory, entry)
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(full)
-                except OSError:
-                    pass
+    action = SignedFunctionAction(func, module, failed, strfunction=show)
+    return SCons.Builder.Builder(action=action, **kw)
 
 
 def _oeminput(target, source, env) -> str:
@@ -393,6 +381,6 @@ def _ffu_action(target, source, env):
     return 0
 
 
-LAYOUT_BUILDER = builder(_layout_action, "image.stages", "Layout")
-PARTITION_BUILDER = builder(_partition_action, "image.stages", "Partition")
+LAYOUT_BUILDER = builder(_layout_action, "image.stages", "Layout", outputs.layout_failed)
+PARTITION_BUILDER = builder(_partition_action, "image.stages", "Partition", outputs.partition_failed)
 FFU_BUILDER = builder(_ffu_action, "image.stages", "FFU")

@@ -12,33 +12,35 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
-from . import plancache, provisioning, sbom, versionpkg
+from . import plancache, products, provisioning, sbom, versionpkg
 from .actions import (
     FFU_BUILDER,
     GENERATED_BUILDER,
     LAYOUT_BUILDER,
     MERGED_FM_BUILDER,
-    PACKAGE_BUILDER,
     PARTITION_BUILDER,
     RESOLUTION_BUILDER,
     build_options,
     plan_at,
 )
+from .cabs import declare_cab
 from .checks import checked, deferred_error, source_policy
 from .configure import configured, plain_path
 from .mstrust import trust_spec
 from .nodes import (
     available,
     fail,
+    layout_source,
     partition_of,
     rel_path,
     source_file,
+    spec_value,
     stop_on_error,
     top_file,
 )
 from .resolution import packages_doc
 from .signer import signer_of
-from .state import MERGED_NODES, MERGED_XML, MERGES, OWNERS, PACKAGES, PackageRecord
+from .state import MERGED_NODES, MERGED_XML, MERGES, OWNERS, PACKAGES, PRODUCT_CABS, PackageRecord
 from .updateos import check_names as check_updateos_names
 from .updateos import declare as declare_updateos
 
@@ -71,7 +73,8 @@ def Package(
     project edit rebuilds exactly the CABs whose content it changes. SIGN_PE overrides
     FFU_SIGN_PE for this package (Authenticode-sign its PE payloads before cataloguing); SOURCE_BASE
     overrides FFU_PKG_SOURCE_BASE (the folder relative sources are found in). With FFU_CHECK_ALL a
-    project that fails to plan is recorded and reported with every other one (:func:`checked`)."""
+    project that fails to plan is recorded and reported with every other one (:func:`checked`). With
+    FFU_PRODUCTS, a CAB whose content differs between products is built once per product."""
     configured(env)
     cpu = (CPU or env.subst("$FFU_CPU")).lower()
     variables = dict(env.get("FFU_VARIABLES", {}))
@@ -93,41 +96,32 @@ def Package(
         if spec["compression"] not in ("none", "mszip"):
             raise ConfigError(f"COMPRESSION={spec['compression']!r}; use none or mszip")
         build_options(spec)
-    variants = None
+    per_product = products.product_specs(env, spec, proj.abspath)
+    shared = None
     with deferred_error(env, rel):
-        variants = planned(env, rel, spec)
-    if variants is None:
+        if per_product is None:
+            shared, own = planned(env, rel, spec), {}
+        else:
+            shared, own = products.split({p: planned(env, rel, s) for p, s in per_product.items()})
+            spec = next(iter(per_product.values()))  # the shared CABs are built as the first product's
+    if shared is None:
         return []
-    provisioning.declare(env, rel, [i for v in variants for i in v.content["inputs"]])
+    inputs = [i for v in shared for i in v.content["inputs"]]
+    provisioning.declare(
+        env, rel, inputs + [i for f in own.values() for v in f.values() for i in v.content["inputs"]]
+    )
     signer = signer_of(env)
-    job = json.dumps({"project": rel, "spec": spec}, sort_keys=True)
     nodes = []
-    for v in variants:
-        target = outdir.File(v.cab_name)
-        owner = OWNERS.setdefault(target.abspath, rel)
-        if owner != rel:
-            fail(f"{rel}: package {v.cab_name} is also built from {owner}; give one of them another name")
-        # Variables reach the signature through the resolved content, not wholesale: a product
-        # variable that a package does not use does not rebuild it.
-        # The signer enters by identity (certificate fingerprints or command), never key material.
-        signed = {
-            "content": v.content,
-            "compression": spec["compression"],
-            "epoch": spec["epoch"],
-            "signer": signer.identity if signer else None,
-            "signPE": bool(env.get("FFU_SIGN_PE") if SIGN_PE is None else SIGN_PE) and signer is not None,
-        }
-        value = env.Value(json.dumps(signed, sort_keys=True))
-        nodes += PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
-        PACKAGES[target.abspath] = PackageRecord(
-            v.name,
-            v.partition,
-            v.release_type,
-            rel,
-            v.layout_files,
-            v.content.get("ownerType") or "OEM",
-            v.warnings,
-        )
+    for v in shared:
+        nodes += declare_cab(env, outdir.File(v.cab_name), v, rel, spec, signer, SIGN_PE)
+    for cab_name, found in own.items():
+        shared_path = outdir.File(cab_name).abspath  # as the FMs name it; Image() takes the product's
+        if OWNERS.setdefault(shared_path, rel) != rel:
+            fail(f"{rel}: package {cab_name} is also built from {OWNERS[shared_path]}; give one another name")
+        for product, v in found.items():
+            target = outdir.Dir(product).File(cab_name)
+            nodes += declare_cab(env, target, v, rel, per_product[product], signer, SIGN_PE)
+            PRODUCT_CABS.setdefault(shared_path, {})[product] = target.abspath
     return nodes
 
 
@@ -214,7 +208,7 @@ def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
             "epoch": env["SOURCE_DATE_EPOCH"],
             "signer": signer.identity if signer else None,
         }
-        nodes += GENERATED_BUILDER(env, target, [env.Value(json.dumps(spec, sort_keys=True))])
+        nodes += GENERATED_BUILDER(env, target, [spec_value(env, target, json.dumps(spec, sort_keys=True))])
         PACKAGES[target.abspath] = PackageRecord(fip.name, fip.partition, fip.release_type, rel)
     return nodes
 
@@ -222,29 +216,10 @@ def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
 # ------------------------------------------------------------------------------ images
 
 
-def layout_source(env, cab: Path, which: str) -> bytes:
-    """DeviceLayout.xml / OEMDevicePlatform.xml at SConscript time: from the project's source
-    file for a CAB this build makes, else from the (vendor) CAB itself."""
-    rec = PACKAGES.get(os.path.abspath(str(cab)))
-    if rec is not None:
-        for name, src in rec.layout_files:
-            if name == which:
-                return Path(src).read_bytes()
-        raise ConfigError(f"package {rec.name} ({rec.origin}) installs no \\Windows\\ImageUpdate\\{which}")
-    from ..image import cabfacts  # not before: its imports cost a no-op build tens of milliseconds
-    from ..image import stages as image
-
-    facts = cabfacts.cache(plancache.cache_file(env, cabfacts.FILENAME))
-    read = lambda: image.read_layout_files(Path(cab))  # noqa: E731
-    files = facts.get(Path(cab), "layout", read) if facts else read()
-    if which not in files:
-        raise ConfigError(f"package {Path(cab).name} carries no \\Windows\\ImageUpdate\\{which}")
-    return files[which]
-
-
 def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPACKAGE=None):
     """Declare an image: the package set from the OEMInput and the merged FMs of this build, the
     layout, one target per partition (depending on exactly the CABs that land on it) and the FFU.
+    Where an FM names a CAB built per product (products.py), the image takes its product's copy.
     Returns [Flash.ffu (, Flash.img)]."""
     from ..features import resolve as features
     from ..image import extractcache, layout, updateos
@@ -288,7 +263,9 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
             )
         release_type = oi_model.release_type.value
         dl = layout.load_device_layout(
-            layout_source(env, res.device_layout.path, "devicelayout.xml"),
+            layout_source(
+                env, products.cab_for(str(top / res.device_layout.path), product), "devicelayout.xml"
+            ),
             f"{res.device_layout.name}:DeviceLayout.xml",
         )
         # UpdateOS is no disk partition: its packages go into MainOS's UpdateOS.wim (image.updateos)
@@ -307,8 +284,9 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
             )
     # Every layout partition gets an image; packages land on theirs (names as the layout spells them).
     partitions = {p.name: [] for p in dl.partitions}
+    own = lambda path: os.path.relpath(products.cab_for(str(top / path), product), top)  # noqa: E731
     for name, pkgs in on_disk.items():
-        partitions[dl.find(name).name] = sorted(os.path.relpath(str(top / pk.path), top) for pk in pkgs)
+        partitions[dl.find(name).name] = products.install_order(env, [own(pk.path) for pk in pkgs])
     signer = signer_of(env)
     epoch = env["SOURCE_DATE_EPOCH"]
     generated: list[tuple[str, str]] = []
@@ -320,15 +298,18 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
                 signer=signer,
             )
         )  # fmt: skip
-        partitions["MainOS"] = sorted(partitions["MainOS"] + [generated[-1][1]])
+        partitions["MainOS"] = products.install_order(env, partitions["MainOS"] + [generated[-1][1]])
     mainos = dl.find("MainOS")  # holds UpdateOS.wim, whatever case the layout spells it in
     wim = declare_updateos(env, outdir, rel, update_os, epoch, cpu) if mainos is not None else None
     wim_rel = rel_path(env, wim) if wim is not None else None
-    layout_cab = os.path.relpath(str(top / res.device_layout.path), top)
-    platform_cab = os.path.relpath(str(top / res.device_platform.path), top)
+    layout_cab, platform_cab = own(res.device_layout.path), own(res.device_platform.path)
     all_cabs = sorted({c for cabs in partitions.values() for c in cabs} | {layout_cab, platform_cab})
-    doc = packages_doc(res, top, generated, rel, partitions)
-    report = env.Value(json.dumps(doc, sort_keys=True, indent=1, default=str))
+    doc = products.relocate(
+        packages_doc(res, top, generated, rel, partitions), products.product_mapping(env, product)
+    )
+    report = spec_value(
+        env, outdir.File("packages.json"), json.dumps(doc, sort_keys=True, indent=1, default=str)
+    )
     resolution_node = RESOLUTION_BUILDER(env, outdir.File("packages.json"), [report])
     # The OEMInput names merged FMs; the image is resolved from them (in memory), so they belong
     # to its graph: an FM edit re-merges that FM even when only the image is asked for.
@@ -350,7 +331,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     layout_json = LAYOUT_BUILDER(
         env,
         outdir.File("layout.json"),
-        [env.Value(json.dumps(spec, sort_keys=True))]
+        [spec_value(env, outdir.File("layout.json"), json.dumps(spec, sort_keys=True))]
         + [env.File("#" + c) for c in all_cabs]
         + [env.File("#" + r) for r in (trust or {}).get("roots", [])]
         + [wim] * bool(wim),
@@ -364,7 +345,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
             env,
             [outdir.File(f"partitions/{name}.img"), outdir.File(f"partitions/{name}.json")],
             layout_json
-            + [env.Value(json.dumps(pspec, sort_keys=True))]
+            + [spec_value(env, outdir.File(f"partitions/{name}.img"), json.dumps(pspec, sort_keys=True))]
             + [env.File("#" + c) for c in cabs]
             + [wim] * holds_wim,
         )
@@ -382,7 +363,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     }
     targets = [outdir.File("Flash.ffu")] + ([outdir.File("Flash.img")] if RAW else [])
     ffu_nodes = FFU_BUILDER(
-        env, targets, layout_json + [env.Value(json.dumps(fspec, sort_keys=True))] + images
+        env, targets, layout_json + [spec_value(env, targets[0], json.dumps(fspec, sort_keys=True))] + images
     )
     env.NoCache(ffu_nodes)  # large and cheap to re-assemble from cached partitions
     for n in images + ffu_nodes:

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import NoReturn
 
 import SCons.Node.FS
+import SCons.Node.Python
 
-from ..errors import FFUError
-from .state import PACKAGES
+from ..errors import ConfigError, FFUError
+from . import plancache
+from .state import PACKAGES, PRODUCT_CABS
 
 
 def source_file(env, path, what: str):
@@ -66,12 +68,15 @@ def top_file(env, path):
 
 def available(path) -> bool:
     p = os.path.abspath(str(path))
-    return p in PACKAGES or os.path.isfile(p)
+    return p in PACKAGES or p in PRODUCT_CABS or os.path.isfile(p)
 
 
 def partition_of(path) -> str | None:
-    """Target partition of a CAB: from the graph for CABs this build makes, else its update.mum."""
-    rec = PACKAGES.get(os.path.abspath(str(path)))
+    """Target partition of a CAB: from the graph for CABs this build makes (a CAB built per product:
+    from its copies), else its update.mum."""
+    p = os.path.abspath(str(path))
+    copies = PRODUCT_CABS.get(p)
+    rec = PACKAGES.get(next(iter(copies.values())) if copies else p)
     if rec is not None:
         return rec.partition
     if os.path.isfile(str(path)):
@@ -117,3 +122,45 @@ def print_warnings(warnings: list[str]) -> None:
     for line in dict.fromkeys(warnings):
         sys.stderr.write(relative_message(line) + "\n")
     sys.stderr.flush()
+
+
+def layout_source(env, cab: Path, which: str) -> bytes:
+    """DeviceLayout.xml / OEMDevicePlatform.xml at SConscript time: from the project's source
+    file for a CAB this build makes, else from the (vendor) CAB itself."""
+    rec = PACKAGES.get(os.path.abspath(str(cab)))
+    if rec is not None:
+        for name, src in rec.layout_files:
+            if name == which:
+                return Path(src).read_bytes()
+        raise ConfigError(f"package {rec.name} ({rec.origin}) installs no \\Windows\\ImageUpdate\\{which}")
+    from ..image import cabfacts  # not before: its imports cost a no-op build tens of milliseconds
+    from ..image import stages as image
+
+    facts = cabfacts.cache(plancache.cache_file(env, cabfacts.FILENAME))
+    read = lambda: image.read_layout_files(Path(cab))  # noqa: E731
+    files = facts.get(Path(cab), "layout", read) if facts else read()
+    if which not in files:
+        raise ConfigError(f"package {Path(cab).name} carries no \\Windows\\ImageUpdate\\{which}")
+    return files[which]
+
+
+class SpecValue(SCons.Node.Python.Value):
+    """A Value carrying a target's JSON spec, named by a short stable label ("spec of <target>") in
+    `--debug=explain` and the .sconsign instead of by the JSON itself (kilobytes per CAB): its content
+    signature is still the whole JSON, so what rebuilds is unchanged."""
+
+    def __str__(self) -> str:
+        return self.name
+
+    def str_for_display(self) -> str:
+        return self.name
+
+
+def spec_value(env, target, text: str, origin: str = ""):
+    """The spec Value of `target` (a node), labelled with the file it comes from when there is one:
+    SCons reads the label back from the .sconsign through ValueWithMemo(label), which finds this
+    node, so explain compares the old and new specs under one stable name."""
+    label = f"spec of {rel_path(env, target)}" + (f" (from {origin})" if origin else "")
+    node = SpecValue(text, name=label)
+    SCons.Node.Python._memo_lookup_map[hash((label, None))] = node
+    return node

@@ -174,16 +174,25 @@ def _generation(entry) -> int:
 _CACHES: dict[str, PlanCache] = {}
 
 
-def cache_file(env, name: str = "") -> str:
+def cache_file(env, name: str = "", cleaning: bool = True) -> str:
     """The plan cache's absolute path (FFU_PLAN_CACHE), or with `name` a file beside it (the CAB
-    facts of image.cabfacts); '' when the cache is off."""
+    facts of image.cabfacts); '' when the cache is off, and while `scons -c` removes it (unless
+    `cleaning` is False: where it is)."""
     file = env.get("FFU_PLAN_CACHE", DEFAULT_FILE)
     file = env.subst(file) if "$" in file else file
-    if not file:
+    if not file or (cleaning and _cleaning()):
         return ""
     top = env.Dir("#").abspath
     file = os.path.join(top, file[1:].lstrip("/")) if file.startswith("#") else os.path.join(top, file)
     return os.path.join(os.path.dirname(file), name) if name else file
+
+
+def _cleaning() -> bool:
+    try:
+        from SCons.Script import GetOption
+    except ImportError:  # pragma: no cover - outside scons
+        return False
+    return bool(GetOption("clean"))
 
 
 def plans(

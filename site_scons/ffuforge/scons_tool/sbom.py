@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from .actions import build_errors, builder
+from .nodes import spec_value
 
 FILENAME = "Flash.spdx.json"
 
@@ -56,6 +57,8 @@ def declare(env, outdir, spec: dict, manifests: dict, cabs: list[str], updateos=
         manifests = {**manifests, "UpdateOS": updateos[0]}
         spec["partitions"] = {**spec["partitions"], "UpdateOS": updateos[1]}
         cabs = sorted(set(cabs) | set(updateos[1]))
-    value = env.Value(json.dumps({**spec, "manifests": list(manifests)}, sort_keys=True))
+    value = spec_value(
+        env, outdir.File(FILENAME), json.dumps({**spec, "manifests": list(manifests)}, sort_keys=True)
+    )
     sources = [value, *manifests.values()] + [env.File("#" + c) for c in cabs]
     return SBOM_BUILDER(env, outdir.File(FILENAME), sources)

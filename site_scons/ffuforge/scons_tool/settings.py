@@ -50,6 +50,13 @@ SETTINGS: tuple[Setting, ...] = (
         arg="PRODUCT",
     ),
     Setting(
+        "FFU_PRODUCTS",
+        [],
+        "every product the SConstruct declares images for: a package whose content depends on the "
+        "product (PROD) is built once per product, in ${FFU_PKG_DIR}/<product>",
+        "list",
+    ),
+    Setting(
         "FFU_CONFIG",
         "",
         "image configuration: Image()'s default CONFIG; Retail needs your own signing certificate",

@@ -10,6 +10,7 @@ import json
 
 from .actions import build_errors, builder
 from .configure import configured
+from .nodes import spec_value
 from .signer import signer_in_process, signer_of
 from .state import SIGNER_KEYS
 
@@ -64,13 +65,29 @@ def StandInPE(env, target, machine=None, kind="sys", payload=""):
         },
         sort_keys=True,
     )
-    return STANDIN_PE(env, target, env.Value(spec))
+    return _declare(STANDIN_PE, env, target, spec)
 
 
 def StandInBinary(env, target, size, seed=None):
     """Deterministic pseudo-random bytes standing in for firmware images."""
     spec = json.dumps({"size": int(size), "seed": seed or str(target)}, sort_keys=True)
-    return STANDIN_BLOB(env, target, env.Value(spec))
+    return _declare(STANDIN_BLOB, env, target, spec)
+
+
+_DECLARED: dict[str, tuple[str, list]] = {}  # target path -> (spec, nodes)
+
+
+def _declare(build, env, target, spec: str, same=None) -> list:
+    """Once per target: an SConstruct that reads a package SConscript for two configurations
+    declares its stand-ins twice, which SCons would warn about (two environments, one target).
+    `same(old, new)`: whether two specs make one target (default: equal)."""
+    path = env.File(target).abspath
+    known = _DECLARED.get(path)
+    if known is not None and (same or str.__eq__)(known[0], spec):
+        return known[1]
+    nodes = build(env, target, spec_value(env, env.File(target), spec))
+    _DECLARED[path] = (spec, nodes)
+    return nodes
 
 
 @build_errors(where=lambda target, source, env: target[0].path)
@@ -99,9 +116,15 @@ def _test_appx_action(target, source, env):
 TEST_APPX = builder(_test_appx_action, "package.appx", "TestAppx")
 
 
+def _unsigned(spec: str) -> dict:
+    return {k: v for k, v in json.loads(spec).items() if k != "signer"}
+
+
 def TestAppx(env, target, name, publisher, version="1.0.0.0", arch=None, SIGN=True):
     """A small valid app package (an executable stand-in and a logo) for samples and tests, signed
-    by the build's signer (its certificate's subject should be `publisher`) unless SIGN=False."""
+    by the build's signer (its certificate's subject should be `publisher`) unless SIGN=False. One
+    target, declared once: when the package SConscript is read for a second configuration (Test and
+    Retail in one graph), the app keeps the first configuration's signature."""
     configured(env)
     signer = signer_of(env) if SIGN else None
     cpu = env.subst("$FFU_CPU")
@@ -116,4 +139,5 @@ def TestAppx(env, target, name, publisher, version="1.0.0.0", arch=None, SIGN=Tr
         "timestamp": env["SOURCE_DATE_EPOCH"],
         "signer": signer.identity if signer else None,  # by identity: no key material in the graph
     }
-    return TEST_APPX(env, target, env.Value(json.dumps(spec, sort_keys=True)))
+    text = json.dumps(spec, sort_keys=True)
+    return _declare(TEST_APPX, env, target, text, same=lambda a, b: _unsigned(a) == _unsigned(b))

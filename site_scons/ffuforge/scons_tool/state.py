@@ -27,6 +27,8 @@ class PackageRecord:
 
 
 PACKAGES: dict[str, PackageRecord] = {}  # CAB absolute path -> record, for every CAB this build makes
+# A CAB whose content depends on the product: its shared path (as FMs name it) -> product -> own copy
+PRODUCT_CABS: dict[str, dict[str, str]] = {}
 
 
 # FeatureMerger

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from .actions import GENERATED_BUILDER
-from .nodes import rel_path
+from .nodes import rel_path, spec_value
 from .state import PACKAGES, PackageRecord
 
 
@@ -28,6 +28,6 @@ def declare(env, outdir, *, owner: str, product: str, config: str, oeminput: str
         "compression": env.subst("$FFU_COMPRESSION"),
         "signer": signer.identity if signer else None,
     }
-    GENERATED_BUILDER(env, pp, [env.Value(json.dumps(pspec, sort_keys=True))])
+    GENERATED_BUILDER(env, pp, [spec_value(env, pp, json.dumps(pspec, sort_keys=True))])
     PACKAGES[pp.abspath] = PackageRecord(name, "MainOS", "Production", oeminput)
     return name, rel_path(env, pp)

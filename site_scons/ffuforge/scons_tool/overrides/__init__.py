@@ -6,7 +6,7 @@ from another environment's generate() does not wrap the replacement again).
 
 from __future__ import annotations
 
-from . import csig, exitsignal, mtime, uptodate
+from . import csig, exitsignal, explain, mtime, uptodate
 
 
 def install() -> None:
@@ -14,3 +14,4 @@ def install() -> None:
     mtime.install()  # sub-second modification times
     csig.install()  # block / writer-computed content signatures
     exitsignal.install()  # no traceback for Ctrl-C while scons exits
+    explain.install()  # --debug=explain asks the deciders as the build does
