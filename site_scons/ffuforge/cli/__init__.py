@@ -32,6 +32,7 @@ COMMANDS = {
     "reg": "print a registry key of an image, reg-query style",
     "services": "list an image's services and drivers",
     "drivers": "list an image's drivers and driver store packages",
+    "bsp": "bsp build ROOT --board NAME: a BSP tree as shipped to a board image (writes a workspace)",
     "settings": "list the SCons tool's construction variables and command-line options",
 }
 
