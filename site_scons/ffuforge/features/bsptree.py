@@ -40,22 +40,26 @@ class Tree:
     projects: list[Path] = field(default_factory=list)
     oeminputs: list[Path] = field(default_factory=list)
 
-    def boards(self) -> dict[str, Path]:
-        """{folded board name: board folder}."""
-        return {fold(board_dir(p).name): board_dir(p) for p in self.fmfilelists}
+    def board_dirs(self) -> list[Path]:
+        return sorted({board_dir(p) for p in self.fmfilelists})
 
     def board(self, name: str) -> Path:
-        found = self.boards().get(fold(name))
-        if found is None:
-            known = ", ".join(sorted(d.name for d in self.boards().values())) or "none"
+        found = [d for d in self.board_dirs() if fold(d.name) == fold(name)]
+        if len(found) > 1:
+            where = ", ".join(str(d.relative_to(self.root)) for d in found)
+            raise ConfigError(
+                f"{self.root}: board {name} is in {where}; give the folder that holds one as the root"
+            )
+        if not found:
+            known = ", ".join(sorted({d.name for d in self.board_dirs()})) or "none"
             raise ConfigError(f"{self.root}: no board {name} (boards with an *FMFileList.xml here: {known})")
-        return found
+        return found[0]
 
     def lists_of(self, board: Path) -> list[Path]:
         return [p for p in self.fmfilelists if board_dir(p) == board]
 
     def other_boards(self, board: Path) -> list[Path]:
-        return [d for d in self.boards().values() if d != board]
+        return [d for d in self.board_dirs() if d != board]
 
     def oeminput(self, board: Path, config: str) -> Path:
         """`<config>OEMInput.xml` below the board (else the one name starting with the config)."""
