@@ -133,6 +133,14 @@ def test_unknown_board_and_foreign_workspace(built, tmp_path):
     )
     assert proc.returncode == 2 and "was not written by ffuforge bsp build" in proc.stderr
     assert (tmp_path / "SConstruct").read_text() == "# mine\n"
+    os.mkfifo(tmp_path / "fifo")  # a FIFO as the tree or the workspace: one line, nothing written
+    for args in (("fifo",), ("VendorBSP", "--out", "fifo")):
+        root = str(tmp_path / args[0]) if args[0] == "fifo" else str(tmp / args[0])
+        proc = ffuforge(tmp_path, "bsp", "build", root, *args[1:], "--board", "BoardA", check=False)
+        assert (
+            proc.returncode == 2 and proc.stderr.count("\n") == 1 and "is a FIFO (named pipe)" in proc.stderr
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SConstruct", "fifo"]
 
 
 def test_everything_missing_in_one_run(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..features import bsptree
 from ..util.atomic import write_bytes
+from .files import input_file, kind, output_dir
 
 MARK = "# Written by `ffuforge bsp build`"
 
@@ -45,9 +47,16 @@ Default(env.BSP("bsp", board={board!r}, OEMINPUT={oeminput!r}, EXCLUDE={exclude!
 
 
 def workspace(args) -> Path:
+    try:
+        mode = os.stat(args.root).st_mode
+    except OSError as e:
+        raise ConfigError(f"cannot read folder: {e.strerror}; give the BSP tree's root", args.root) from None
+    if not stat.S_ISDIR(mode):
+        raise ConfigError(f"is {kind(mode)}, not a folder; give the BSP tree's root", args.root)
+    if args.oeminput:
+        input_file(args.oeminput, "an OEMInput XML file")
+    output_dir(args.out or ".")
     root = Path(args.root).resolve()
-    if not root.is_dir():
-        raise ConfigError(f"{args.root}: no such folder; give the BSP tree's root")
     tree = bsptree.scan(root)
     board = tree.board(args.board)
     cpu = args.cpu or tree.cpu(board)
