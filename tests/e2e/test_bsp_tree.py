@@ -204,3 +204,29 @@ def test_fm_directory_as_input_fm_dir(tmp_path):
         tmp_path, "bsp", "build", "VendorBSP", "--board", "BoardA", "--out", "ws", "--fm-dir", "VendorBSP/FMs"
     )
     assert (tmp_path / "ws/build/arm64/BoardA/Test/Flash.ffu").is_file()
+
+
+def test_oem_prefixed_feature_is_one_warning_naming_the_fm_line(tmp_path):
+    """#18 item 8: `<OEM><Feature>OEM_VENDOR_SPI` becomes OEM_OEM_VENDOR_SPI; with a Microsoft FM
+    skipped (no MSPACKAGE) the build goes on, and says so in one warning naming the FM line."""
+    root = make_bsp(tmp_path / "VendorBSP")
+    oi = root / "BoardA/OEMInputSamples/TestOEMInput.xml"
+    oi.write_text(
+        oi.read_text()
+        .replace(
+            "  </AdditionalFMs>",
+            "    <AdditionalFM>%AKROOT%\\FMFiles\\arm64\\IoTUAPNonProductionPartnerShareFM.xml</AdditionalFM>\n"
+            "  </AdditionalFMs>",
+        )
+        .replace("<Feature>VENDOR_SPI</Feature>", "<Feature>OEM_VENDOR_SPI</Feature>")
+    )
+    proc = ffuforge(tmp_path, "bsp", "build", "VendorBSP", "--board", "BoardA", "--out", "ws")
+    [warning] = [line for line in proc.stderr.splitlines() if "OEM_OEM_" in line]
+    assert warning == (
+        "scons: warning: bsp/BoardA/OEMInputSamples/TestOEMInput.xml:27: OEM feature OEM_VENDOR_SPI becomes "
+        "OEM_OEM_VENDOR_SPI (the OEMInput side always adds OEM_), which no loaded FM defines; FM feature "
+        "OEM_VENDOR_SPI is at bsp/BoardA/Packages/BoardAFM.xml:14; write <Feature>VENDOR_SPI</Feature>"
+    )
+    assert not (
+        tmp_path / "ws/build/arm64/packages/Contoso.Vendor.SPI.cab"
+    ).exists()  # skipped, as ImageApp would
