@@ -230,3 +230,23 @@ def test_oem_prefixed_feature_is_one_warning_naming_the_fm_line(tmp_path):
     assert not (
         tmp_path / "ws/build/arm64/packages/Contoso.Vendor.SPI.cab"
     ).exists()  # skipped, as ImageApp would
+
+
+def test_a_project_that_cannot_be_named_is_a_warning(tmp_path):
+    """A template in the tree (an identity macro no build defines) does not stop a board that does
+    not need it: one warning line, and the image builds."""
+    root = make_bsp(tmp_path / "VendorBSP")
+    (root / "Templates").mkdir()
+    (root / "Templates/Template.wm.xml").write_text(
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        '<identity xmlns="urn:Microsoft.CompPlat/ManifestSchema.v1.00" owner="$(OEMNAME)" namespace="X"\n'
+        '    name="$(COMPONENT)">\n'
+        '  <onecorePackageInfo targetPartition="MainOS" releaseType="Production" ownerType="OEM" />\n'
+        "</identity>\n"
+    )
+    proc = ffuforge(tmp_path, "bsp", "build", "VendorBSP", "--board", "BoardB", "--out", "ws")
+    [warning] = [line for line in proc.stderr.splitlines() if "Template.wm.xml" in line]
+    assert warning.startswith("scons: warning: bsp/Templates/Template.wm.xml:3: ") and warning.endswith(
+        "; left out of board BoardB"
+    )
+    assert (tmp_path / "ws/build/arm64/BoardB/Test/Flash.ffu").is_file()

@@ -14,20 +14,31 @@ folders, WDK package projects), and without editing or copying anything in the t
   Alternative projects of one CAB (#18 item 7) resolve to the one inside the board's folder; two left
   are one line naming both and EXCLUDE=.
 
-Everything missing is reported in one run (CHECK_ALL is on inside BSP()): every project's missing
-inputs and every CAB the FMs name that no project builds and no file provides.
+Everything missing is reported in one run (CHECK_ALL is on inside BSP()): every chosen project's
+missing inputs and every CAB the FMs name that no project builds and no file provides. A project
+that cannot even be named (a template, a macro only another build defines) is one warning line and
+left out: if the board needs its CAB, the missing-CAB line says so.
+
+The conventions are read from the IoT add-on kit's BSP folders (corpus) and public vendor BSPs; no
+Microsoft tool defines a "BSP tree" (the kit's scripts hard-code `BSP/<Board>/Packages`).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from ..errors import FFUError
 from ..features import bsptree
 from ..features.bsptree import covers, fold, inside
 from . import checks
 from .checks import fm_dirs
 from .configure import configured
-from .nodes import fail, rel_path, stop_on_error
+from .nodes import fail, rel_path, relative_message, stop_on_error
+
+
+def warn(text: str) -> None:
+    sys.stderr.write(f"scons: warning: {relative_message(text)}\n")
 
 
 def referenced(env, lists: list[Path], given_fm_dir) -> dict[str, tuple[str, str, Path]]:
@@ -82,10 +93,13 @@ def choose(env, root: Path, board_dir: Path, others: list[Path], projects: list[
         if any(inside(proj, o) and not inside(proj, board_dir) for o in others):
             continue  # another board's own project
         rel = rel_path(env, str(proj))
-        name = None
-        with checks.deferred_error(env, rel):
+        try:
             name = variant.package_name(projmod.load(proj, rel), opts, top)
-        if name is not None and any(covers(fold(name), stem) for stem in wanted):
+        except FFUError as exc:  # a template or another CPU's project must not stop this board
+            exc.at(rel)
+            warn(f"{exc}; left out of board {board_dir.name}")
+            continue
+        if any(covers(fold(name), stem) for stem in wanted):
             by_base.setdefault(fold(name), []).append((proj, name))
     chosen: dict[Path, str] = {}
     for _, alts in sorted(by_base.items()):
