@@ -146,11 +146,8 @@ def feature_variables(env) -> dict[str, str]:
 def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None, FM_DIR=None):
     """FeatureMerger for one FMFileList: merged FMs and the feature identifier packages (CABs).
 
-    FM_DIR (else FFU_FM_DIR): $(FMDirectory), as FeatureMerger's /InputFMDir; a folder or a list,
-    searched before the FMFileList's own folder.
-    Returns the merged FM and FIP nodes. The merge itself runs now (it is cheap and the resolver needs
-    it to know every image's packages); the targets only write what it computed, so an FMFileList
-    or FM edit re-merges exactly the FMs whose inputs changed."""
+    $(FMDirectory) is FM_DIR (else FFU_FM_DIR). Returns the merged FM and FIP nodes; the merge runs now
+    (the resolver needs it), the targets write what it computed: an FM edit re-merges only that FM."""
     from ..features import merge as features
 
     configured(env)
