@@ -106,6 +106,7 @@ COMMANDS = {
     "drivers": ["drivers", "{}"],
     "sign": ["sign", "{}", "--pfx", "{tmp}/none.pfx"],
     "sign --pfx": ["sign", "{ffu}", "--pfx", "{}"],
+    "bsp build --oeminput": ["bsp", "build", "{tmp}", "--board", "B", "--oeminput", "{}", "--no-build"],
 }
 
 

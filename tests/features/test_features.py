@@ -327,6 +327,22 @@ def test_skipped_microsoft_bsp_fm(ws):
     assert res.device_layout is None and names(res) == ["Contoso.Base"]
 
 
+def test_oem_prefixed_feature_is_flagged_when_skipped(ws):
+    """#18 item 8: `<OEM><Feature>OEM_CustomCmd` becomes OEM_OEM_CustomCmd; with a skipped Microsoft
+    FM it is not an error (it might be Microsoft's) but one warning naming the FM line of OEM_CustomCmd."""
+    ws.write("fms/BoardFM.xml", features_fm())
+    res = ws.resolve(
+        oeminput_xml(
+            fms=("fms/BoardFM.xml", r"%AKROOT%\FMFiles\arm\RPi2FM.xml"), oem=("OEM_CustomCmd", "Gone")
+        )
+    )
+    [flag] = [w for w in res.warnings if "OEM_OEM_" in w]
+    assert "OEM feature OEM_CustomCmd becomes OEM_OEM_CustomCmd" in flag
+    assert "FM feature OEM_CustomCmd is at " in flag and "BoardFM.xml:" in flag
+    assert flag.endswith("write <Feature>CustomCmd</Feature>")
+    assert {s.name for s in res.skipped if s.kind == "feature"} == {"OEM_OEM_CustomCmd", "OEM_Gone"}
+
+
 # ------------------------------------------------------------------- packages and paths
 
 

@@ -32,6 +32,7 @@ COMMANDS = {
     "reg": "print a registry key of an image, reg-query style",
     "services": "list an image's services and drivers",
     "drivers": "list an image's drivers and driver store packages",
+    "bsp": "bsp build ROOT --board NAME: a BSP tree as shipped to a board image (writes a workspace)",
     "settings": "list the SCons tool's construction variables and command-line options",
     "new": "create a driver, file or registry package, a product, a board, a feature or an app",
     "feature": "select (add) or drop (remove) a feature in a product's OEMInputs",

@@ -13,7 +13,7 @@ from ..errors import FFUError
 from ..features import fm as fmmod
 from ..features import oeminput as oimod
 from ..features.fm import FeatureManifest, Variables, expand
-from ..features.merge import MergeSettings, merge
+from ..features.merge import MergeSettings, fm_search_path, merge
 from ..features.model import Resolution, Skipped, assume_available, canon_cpu
 from ..features.resolve import resolve
 from ..util import paths
@@ -105,7 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="merge this FMFileList in memory into %%BLD_DIR%%/MergedFMs (default: every "
         "*FMFileList.xml under --top, outside build/)",
     )
-    ap.add_argument("--fm-dir", action="append", default=[], help="$(FMDirectory) search path entry")
+    ap.add_argument(
+        "--fm-dir",
+        action="append",
+        default=[],
+        help="$(FMDirectory), as FeatureMerger's /InputFMDir (repeatable; searched before the FMFileList's folder)",
+    )
     ap.add_argument("--top", default=".", help="workspace top; relative paths start here")
     ap.add_argument("--version", default="10.0.0.0", help="version of generated FIPs")
     ap.add_argument("--check-cabs", action="store_true", help="fail when a selected CAB does not exist")
@@ -134,10 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not expand(i.value, vars_)[1]
         )
         if bld is not None and (args.fmfilelist or needed):
-            fm_dirs = tuple(Path(d) for d in args.fm_dir)
             for lst in lists:
                 fl = fmmod.load_fmfilelist(lst, str(lst))
-                dirs = (lst.parent, *fm_dirs)
                 settings = MergeSettings(
                     cpu=cpu,
                     out_pkg_dir=paths.resolve(top, vars_["PKGBLD_DIR"])
@@ -146,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     version=args.version,
                     variables=variables,
                     owner_name=args.oem_name,
-                    fm_dirs=dirs,
+                    fm_dirs=fm_search_path(lst, args.fm_dir),
                     ms_root=Path(args.ms_root) if args.ms_root else None,
                     top=top,
                 )

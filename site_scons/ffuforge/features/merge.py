@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -157,6 +157,19 @@ def _fip_groups(p: PackageFile) -> list[tuple[str, str | None]]:
     if s in table and sel:
         return [(table[s](sel), sel)]
     return []  # keyboard / speech / boot language packages: no FIP (Microsoft internal)
+
+
+def fm_search_path(fmfilelist: str | Path, fm_dirs: Sequence[str | Path] = ()) -> tuple[Path, ...]:
+    """$(FMDirectory) for one FMFileList: the given folders (FeatureMerger's /InputFMDir), in order,
+    then the FMFileList's own folder (where BSP kits keep their FMs). Shared by `ffuforge features
+    --fm-dir` and `env.FeatureMerge(FM_DIR=)` so both find the same FM."""
+    own = Path(fmfilelist).parent
+    out: list[Path] = []
+    for d in (*fm_dirs, own):
+        p = Path(d)
+        if p not in out:
+            out.append(p)
+    return tuple(out)
 
 
 def _locate_fm(fl: FMFileList, entry: FMEntry, settings: MergeSettings) -> Path:

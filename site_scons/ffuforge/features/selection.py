@@ -159,6 +159,8 @@ class FeatureSelector:
             iid = input_implicit_id("OEM", item.value)
             hit = defined.get(fold(iid))
             if hit is None:
+                if item.value.upper().startswith("OEM_"):
+                    self.warnings.append(self.double_prefix(item, iid))
                 if fms_skipped:
                     self.skipped.append(
                         Skipped(
@@ -207,6 +209,25 @@ class FeatureSelector:
             selected[fold(iid)] = hit[0]
             self.active[fold(iid)] = hit[0]
         return selected
+
+    def double_prefix(self, item, iid: str) -> str:
+        """`<OEM><Feature>OEM_X` becomes OEM_OEM_X (the OEMInput side always adds OEM_): one line
+        naming the OEMInput line and the FM line that defines OEM_X, when one does."""
+        where = ""
+        hit = self.defined.get(fold(item.value))
+        if hit is not None:
+            line = next(
+                (p.line for p in hit[1].packages if fold(item.value) in map(fold, p.implicit_ids())), None
+            )
+            where = f"; FM feature {hit[0]} is at {hit[1].file}" + (f":{line}" if line else "")
+        return str(
+            FFUError(
+                f"OEM feature {item.value} becomes {iid} (the OEMInput side always adds OEM_), which no "
+                f"loaded FM defines{where}; write <Feature>{item.value[4:]}</Feature>",
+                self.oi.file,
+                item.line,
+            )
+        )
 
     def unknown_message(self, owner: str, value: str, iid: str, fms: list[FeatureManifest]) -> str:
         tag = "OEM" if owner == "OEM" else "Microsoft"

@@ -473,6 +473,11 @@ def plan(
     return out
 
 
+def package_name(p: Project, opts: BuildOptions, top: Path | None = None) -> str:
+    """The base CAB's name as :func:`plan` gives it, content unplanned (for scons_tool.bsp)."""
+    return _Planner(p, opts, str(p.directory), top).identity()[0]
+
+
 def generated_variant(
     name: str,
     partition: str,

@@ -10,6 +10,7 @@ targets with the library's parsers; `actions` runs the library when a target is 
 from __future__ import annotations
 
 from .actions import PACKAGE_BUILDER, signed_actions
+from .bsp import BSP
 from .cachedir import SparseCacheDir
 from .checks import checked
 from .configure import configure
@@ -52,6 +53,7 @@ def generate(env):
     env.AddMethod(Package, "Package")
     env.AddMethod(FeatureMerge, "FeatureMerge")
     env.AddMethod(Image, "Image")
+    env.AddMethod(BSP, "BSP")
     env.AddMethod(lambda env: checked(), "CheckPackages")
     env.AddMethod(StandInPE, "StandInPE")
     env.AddMethod(StandInBinary, "StandInBinary")

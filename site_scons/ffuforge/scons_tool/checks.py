@@ -57,6 +57,33 @@ def source_policy(env, base=None) -> dict:
     }
 
 
+def fm_dirs(env, given=None) -> list[str]:
+    """FeatureMerge()'s $(FMDirectory) folders: FM_DIR= (a folder or a list), else FFU_FM_DIR;
+    `#path` is relative to the top."""
+    value = given if given is not None else env.get("FFU_FM_DIR", [])
+    items = [value] if isinstance(value, str) or not isinstance(value, (list, tuple)) else value
+    return [env.Dir(env.subst(str(d))).abspath for d in items if str(d)]
+
+
+SHOWN = 8  # Microsoft features named in the skipped summary before "and N more"
+
+
+def announce(res, where: str) -> None:
+    """What resolving an image noticed, in the build output: each warning (e.g. an `OEM_OEM_…`
+    feature) one `scons: warning:` line, and one line counting the Microsoft features an OEM-only
+    image (no MSPACKAGE) skips, naming the first few (packages.json lists them all with lines)."""
+    for text in dict.fromkeys(res.warnings):
+        sys.stderr.write(f"scons: warning: {relative_message(text)}\n")
+    names = [s.name for s in res.skipped if s.kind == "feature" and s.name.upper().startswith("MS_")]
+    names = list(dict.fromkeys(names))
+    if names:
+        shown = ", ".join(names[:SHOWN]) + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
+        sys.stdout.write(
+            f"{where}: {len(names)} Microsoft feature{'s' * (len(names) != 1)} skipped without MSPACKAGE "
+            f"(an OEM-only image): {shown}\n"
+        )
+
+
 class _Deferred:
     def __init__(self, env, where: str):
         self.env, self.where = env, where

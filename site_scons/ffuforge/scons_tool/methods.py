@@ -24,7 +24,7 @@ from .actions import (
     plan_at,
 )
 from .cabs import declare_cab
-from .checks import checked, deferred_error, source_policy
+from .checks import announce, checked, deferred_error, fm_dirs, source_policy
 from .configure import configured, plain_path
 from .mstrust import trust_spec
 from .nodes import (
@@ -144,12 +144,11 @@ def feature_variables(env) -> dict[str, str]:
     return values
 
 
-def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
+def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None, FM_DIR=None):
     """FeatureMerger for one FMFileList: merged FMs and the feature identifier packages (CABs).
 
-    Returns the merged FM and FIP nodes. The merge itself runs now (it is cheap and the resolver needs
-    it to know every image's packages); the targets only write what it computed, so an FMFileList
-    or FM edit re-merges exactly the FMs whose inputs changed."""
+    $(FMDirectory) is FM_DIR (else FFU_FM_DIR). Returns the merged FM and FIP nodes; the merge runs now
+    (the resolver needs it), the targets write what it computed: an FM edit re-merges only that FM."""
     from ..features import merge as features
 
     configured(env)
@@ -169,6 +168,7 @@ def FeatureMerge(env, fmfilelist, OUTDIR=None, VERSION=None):
             variables=feature_variables(env),
             top=Path(env.Dir("#").abspath),
             build_type=env.subst("$FFU_BUILD_TYPE"),
+            fm_dirs=features.fm_search_path(fl.abspath, fm_dirs(env, FM_DIR)),
         )
         result = features.merge(
             fl.abspath,
@@ -255,6 +255,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
             available=available,
             partition_of=partition_of,
         )
+        announce(res, rel)
         if res.device_layout is None or res.device_platform is None:
             raise ConfigError(
                 "the image has no device layout / device platform package (check SOC and Device "

@@ -131,6 +131,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("FFU_PKG_DIR", "${FFU_BLD_DIR}/packages", "where CABs are written", "path"),
     Setting("FFU_MERGED_FM_DIR", "${FFU_BLD_DIR}/MergedFMs", "where merged FMs are written", "path"),
+    Setting(
+        "FFU_FM_DIR",
+        [],
+        "$(FMDirectory) of FMFileLists, as FeatureMerger's /InputFMDir (searched before the "
+        "FMFileList's folder); FeatureMerge(FM_DIR=) per list",
+        "list",
+    ),
     Setting("FFU_FEATURE_VARIABLES", {}, "extra FM/OEMInput placeholders (%NAME%)", "dict"),
     Setting("FFU_FORMAT_VERSION", 1, "FFU format version (2: multi-store)", "int", allowed=(1, 2), arg="FFU"),
     Setting("FFU_DEVICE_PATH", "", "FFU v2 store device path (empty: the eMMC user area)"),
