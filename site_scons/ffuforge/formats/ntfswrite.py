@@ -89,6 +89,9 @@ def write(job: dict, volume: str) -> None:
     buf = bytearray(_CHUNK)
     cbuf = (ctypes.c_char * _CHUNK).from_buffer(buf)
     root = lib.ntfs_inode_open(vol, _FILE_ROOT)
+    blob = sds[job["root"]]
+    if lib.ntfs_set_ntfs_acl(scx, root, blob, len(blob), 0):
+        raise _why("cannot set the security descriptor of", "the root directory")
     stack: list[tuple[str, int]] = [("", root)]
     # On an error the process exits without unmounting: the caller discards the volume file.
     for rel, source, is_dir, sd, attrib in job["entries"]:
