@@ -4,7 +4,8 @@ reproducible by :func:`normalize_ntfs`.
 ``mkntfs -T`` seeds its "random" values from a zero clock, so the bare volume is fixed; the
 helper :mod:`.ntfswrite` (its own process, under eatmydata) then creates every entry in sorted
 order with Windows' security descriptors (:mod:`.secdesc`: the WRP defaults, or one given per
-path) and attributes, and libntfs-3g stamps the MFT-change time of every record it touches with
+path with what it inherits from its directory; the root's from Windows' own volumes, see
+:data:`.secdesc.OS_ROOT_SDDL`) and attributes, and libntfs-3g stamps the MFT-change time of every record it touches with
 the wall clock. Afterwards every time in the MFT and in the ``$I30`` index entries is rewritten
 to the build epoch (and the volume serial replaced, otherwise equal for all volumes), re-applying
 NTFS update-sequence fix-ups. Measured design: ``../shared/spec/ntfs-libntfs3g.md`` (issue 14).

@@ -3,7 +3,8 @@
 Runs as a script in its own process, under eatmydata (``ntfs_umount`` fsyncs the volume), so that
 a fault in the C library cannot take the build down; it reads on stdin the job that
 :mod:`ffuforge.formats.ntfs` prepared: the descriptors, and every entry in creation order (parents
-before children, siblings sorted) with its source file, attributes and descriptor.
+before children, siblings sorted) with its source file, attributes and descriptor, and the
+root directory's descriptor.
 
 The calls are those of wimlib's ``src/ntfs-3g_apply.c`` (v1.14.5): ``ntfs_create``,
 ``ntfs_attr_truncate_solid`` + ``ntfs_attr_pwrite``, ``ntfs_set_ntfs_acl`` (stores each distinct
