@@ -457,7 +457,9 @@ def inherit(parent: bytes, child: bytes, is_dir: bool) -> bytes:
     """`child` as Windows stores it when created below `parent`: its own ACEs, then the inheritable
     ACEs of `parent` marked INHERITED_ACE, with SE_DACL/SACL_AUTO_INHERITED set (what
     CreatePrivateObjectSecurityEx with SEF_DACL/SACL_AUTO_INHERIT gives). A protected ACL (``P``)
-    takes nothing; one with nothing to inherit is returned unchanged, byte for byte."""
+    takes nothing; one with nothing to inherit is returned unchanged, byte for byte. ACEs the
+    child itself marks inherited (``ID``, e.g. SDDL copied from Get-Acl) are replaced by the ones
+    computed here."""
     control = child[2] | child[3] << 8 if len(child) >= 4 else 0
     if control & SE_DACL_PROTECTED and control & SE_SACL_PROTECTED:
         return child
