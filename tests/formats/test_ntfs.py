@@ -258,3 +258,19 @@ def test_unprotected_descriptor_inherits_from_its_directory(image):
     text = secdesc.binary_to_sddl(got)
     # the WRP directory's file-inheritable ACEs: CREATOR OWNER GA becomes the owner's full access
     assert text.startswith("O:BAG:SYD:AI(A;;FA;;;BA)(A;ID;FA;;;BA)(A;ID;FA;;;SY)"), text
+
+
+def test_an_empty_volume_gets_its_root_descriptor(tmp_path):
+    tool("mkntfs")
+    (tmp_path / "empty").mkdir()
+    img = write_ntfs(
+        tmp_path / "empty",
+        tmp_path / "Data.img",
+        size_bytes=16 * MiB,
+        label="Data",
+        timestamp=EPOCH,
+        root_sddl=secdesc.DATA_ROOT_SDDL,
+    )
+    assert stored_descriptor(img, "/") == secdesc.sddl_to_binary(secdesc.DATA_ROOT_SDDL)
+    audit = subprocess.run([tool("ntfssecaudit"), "-a", str(img)], capture_output=True, text=True)
+    assert "**" not in audit.stdout and "0 errors in $SDS-2" in audit.stdout, audit.stdout

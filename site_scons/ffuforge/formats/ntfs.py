@@ -118,18 +118,18 @@ def write_ntfs(
             out,
             env,
         )
-        if entries:
-            argv = [*fstools.no_fsync(), sys.executable, "-I", "-S", ntfswrite.__file__, "-", str(tmp)]
-            try:
-                fstools.run(argv, out, env, "libntfs-3g", input=job)
-            except fstools.ToolRunError as exc:
-                if "no space left" in exc.stderr.lower():
-                    raise ConfigError(
-                        f"content does not fit in the {size_bytes}-byte NTFS partition ({exc.message}); "
-                        "make the partition larger or the content smaller",
-                        str(out),
-                    ) from None
-                raise
+        # always, also for an empty tree: the root's descriptor is written by the helper
+        argv = [*fstools.no_fsync(), sys.executable, "-I", "-S", ntfswrite.__file__, "-", str(tmp)]
+        try:
+            fstools.run(argv, out, env, "libntfs-3g", input=job)
+        except fstools.ToolRunError as exc:
+            if "no space left" in exc.stderr.lower():
+                raise ConfigError(
+                    f"content does not fit in the {size_bytes}-byte NTFS partition ({exc.message}); "
+                    "make the partition larger or the content smaller",
+                    str(out),
+                ) from None
+            raise
         normalize_ntfs(tmp, timestamp, serial=serial)
     return out
 
