@@ -329,6 +329,10 @@ def _security_on_the_sample(main: Path, software: Path) -> None:
     assert _audited(main, "/ProgramData/Contoso/settings.json") == private
     assert _audited(main, "/Windows/System32/oemcustomization.cmd") == secdesc.wrp_default(False)
     assert _audited(main, "/ProgramData/Contoso") == secdesc.wrp_default(True)
+    assert _audited(main, "/") == secdesc.sddl_to_binary(secdesc.OS_ROOT_SDDL)  # C:\ as Windows has it
+    audit = subprocess.run([require_tool("ntfssecaudit"), "-a", str(main)], capture_output=True, text=True)
+    assert "**" not in audit.stdout and "Command failed" not in audit.stdout + audit.stderr, audit.stdout
+    assert "0 errors in $SDS-2" in audit.stdout and "No errors were found" in audit.stdout, audit.stdout
     keys = dict(hive.read_hive(software).walk())
     key_sd = secdesc.sddl_to_binary("O:BAG:SYD:P(A;CI;KA;;;SY)(A;CI;KA;;;BA)")
     assert keys["Contoso\\Provisioning"].security == key_sd

@@ -84,6 +84,7 @@ def image(tmp_path_factory):
         security={
             "Windows/System32/config/SYSTEM": "O:SYG:SYD:P(A;;FA;;;SY)(A;;FA;;;BA)",
             "program files\\empty": "O:BAG:SYD:PAI(A;OICI;FA;;;BA)(A;OICI;FA;;;SY)",
+            "Data/ünïcødé €.txt": "O:BAG:SYD:(A;;FA;;;BA)",  # not protected: inherits from Data
         },
     )
     return src, img
@@ -94,7 +95,10 @@ def test_readers_accept_the_volume_and_see_the_tree(image, tmp_path):
     fix = subprocess.run([tool("ntfsfix"), "-n", str(img)], capture_output=True, text=True)
     assert fix.returncode == 0 and "processed successfully" in fix.stdout, fix.stdout + fix.stderr
     audit = subprocess.run([tool("ntfssecaudit"), "-a", str(img)], capture_output=True, text=True)
-    assert "No errors were found" in audit.stdout + audit.stderr and "0 errors in $SDH" in audit.stdout
+    text = audit.stdout + audit.stderr
+    assert "No errors were found" in text and "Command failed" not in text and "**" not in text, text
+    for part in ("$SDS-1", "$SDS-2", "$SII", "$SDH"):
+        assert f"0 errors in {part}" in text, text
     cat = subprocess.run(
         [tool("ntfscat"), str(img), "/Windows/System32/kernel.dll"], capture_output=True, check=True
     )
@@ -239,3 +243,34 @@ def _is_helper(pid: str, session: int) -> bool:
         return b"ntfswrite.py" in cmd and os.getsid(int(pid)) == session
     except OSError:
         return False
+
+
+def test_root_gets_windows_os_root_descriptor(image):
+    _, img = image
+    assert stored_descriptor(img, "/") == secdesc.sddl_to_binary(secdesc.OS_ROOT_SDDL)
+
+
+def test_unprotected_descriptor_inherits_from_its_directory(image):
+    _, img = image
+    got = stored_descriptor(img, "/Data/ünïcødé €.txt")
+    own = secdesc.sddl_to_binary("O:BAG:SYD:(A;;FA;;;BA)")
+    assert got == secdesc.inherit(secdesc.wrp_default(True), own, False) != own
+    text = secdesc.binary_to_sddl(got)
+    # the WRP directory's file-inheritable ACEs: CREATOR OWNER GA becomes the owner's full access
+    assert text.startswith("O:BAG:SYD:AI(A;;FA;;;BA)(A;ID;FA;;;BA)(A;ID;FA;;;SY)"), text
+
+
+def test_an_empty_volume_gets_its_root_descriptor(tmp_path):
+    tool("mkntfs")
+    (tmp_path / "empty").mkdir()
+    img = write_ntfs(
+        tmp_path / "empty",
+        tmp_path / "Data.img",
+        size_bytes=16 * MiB,
+        label="Data",
+        timestamp=EPOCH,
+        root_sddl=secdesc.DATA_ROOT_SDDL,
+    )
+    assert stored_descriptor(img, "/") == secdesc.sddl_to_binary(secdesc.DATA_ROOT_SDDL)
+    audit = subprocess.run([tool("ntfssecaudit"), "-a", str(img)], capture_output=True, text=True)
+    assert "**" not in audit.stdout and "0 errors in $SDS-2" in audit.stdout, audit.stdout

@@ -215,3 +215,46 @@ def test_samba_reads_our_descriptors_as_their_sddl():
     )
     for sddl, (ours, ref) in zip(_SAMBA_CASES, json.loads(proc.stdout), strict=True):
         assert ours == ref, (sddl, ours, ref)
+
+
+# What Windows 10/11 stores on a file and a directory created below the root of a freshly
+# formatted (non-system) NTFS volume, as tabulated from real systems in public PowerShell tooling
+# that restores default ACLs (owner = the creating user): the auto-inheritance test vectors.
+_USER = "S-1-5-21-1111-2222-3333-1001"
+_FILE_BELOW_ROOT = (
+    f"O:{_USER}G:{_USER}D:AI(A;ID;0x1301bf;;;AU)(A;ID;FA;;;SY)(A;ID;FA;;;BA)(A;ID;0x1200a9;;;BU)"
+)
+_DIR_BELOW_ROOT = (
+    f"O:{_USER}G:{_USER}D:AI(A;ID;0x1301bf;;;AU)(A;OICIIOID;SDGXGWGR;;;AU)(A;ID;FA;;;SY)"
+    "(A;OICIIOID;GA;;;SY)(A;ID;FA;;;BA)(A;OICIIOID;GA;;;BA)(A;ID;0x1200a9;;;BU)(A;OICIIOID;GXGR;;;BU)"
+)
+
+
+@pytest.mark.parametrize("is_dir, expected", [(False, _FILE_BELOW_ROOT), (True, _DIR_BELOW_ROOT)])
+def test_inheritance_as_windows_computes_it(is_dir, expected):
+    root = secdesc.sddl_to_binary(secdesc.DATA_ROOT_SDDL)
+    child = secdesc.sddl_to_binary(f"O:{_USER}G:{_USER}D:")
+    assert secdesc.inherit(root, child, is_dir) == secdesc.sddl_to_binary(expected)
+
+
+def test_inheritance_keeps_own_aces_first_and_replaces_creator_owner():
+    parent = secdesc.sddl_to_binary("O:SYG:SYD:(A;OICIIO;GA;;;CO)(A;OI;FR;;;BU)(A;CINP;FA;;;SY)")
+    child = secdesc.sddl_to_binary("O:BAG:SYD:(A;;FA;;;BA)")
+    got = secdesc.binary_to_sddl(secdesc.inherit(parent, child, True))
+    # CO: effective ACE for the owner (BA) + inherit-only copy; OI only: inherit-only; CI|NP: effective only
+    assert got == "O:BAG:SYD:AI(A;;FA;;;BA)(A;ID;FA;;;BA)(A;OICIIOID;GA;;;CO)(A;OIIOID;FR;;;BU)(A;ID;FA;;;SY)"
+    got = secdesc.binary_to_sddl(secdesc.inherit(parent, child, False))
+    assert got == "O:BAG:SYD:AI(A;;FA;;;BA)(A;ID;FA;;;BA)(A;ID;FR;;;BU)"
+
+
+def test_protected_descriptors_inherit_nothing():
+    root = secdesc.sddl_to_binary(secdesc.OS_ROOT_SDDL)
+    assert secdesc.inherit(root, secdesc.wrp_default(True), True) == secdesc.wrp_default(True)
+    nothing = secdesc.sddl_to_binary("O:BAG:SYD:(A;;FA;;;BA)")
+    assert secdesc.inherit(nothing, nothing, False) == nothing  # nothing inheritable: same bytes
+
+
+def test_volume_roots_and_label_rights():
+    root = secdesc.binary_to_sddl(secdesc.sddl_to_binary(secdesc.OS_ROOT_SDDL))
+    assert root.startswith(f"O:{secdesc.TRUSTED_INSTALLER}G:{secdesc.TRUSTED_INSTALLER}D:PAI(A;;0x4;;;AU)")
+    assert root.endswith("S:(ML;OINPIO;0x1;;;HI)")  # NW = SYSTEM_MANDATORY_LABEL_NO_WRITE_UP

@@ -81,3 +81,24 @@ def test_removed_cabs_are_dropped_on_save(tmp_path):
     b.unlink()
     facts.save()
     assert set(cabfacts.CabFacts(store).entries) == {str(a)}
+
+
+def test_a_cab_this_build_wrote_is_kept_at_once(tmp_path):
+    """Within the racy window, a CAB is kept when its writer recorded exactly the size and mtime it
+    has now (the state SCons records with the writer's content signature); any other state is not."""
+    facts = cabfacts.CabFacts(str(tmp_path / "facts"))
+    ours, other = tmp_path / "ours.cab", tmp_path / "other.cab"
+    ours.write_bytes(b"built")
+    other.write_bytes(b"built")
+    st = os.stat(ours)
+    facts.written = {
+        str(ours): (st.st_size, st.st_mtime_ns, "sig"),
+        str(other): (5, st.st_mtime_ns - 1, "sig"),
+    }
+    facts.get(ours, "sizes", lambda: (5, 1))
+    facts.get(other, "sizes", lambda: (5, 1))
+    assert str(ours) in facts.entries and str(other) not in facts.entries
+    ours.write_bytes(b"rewritten in place")  # no longer what the writer left: read again, not kept anew
+    reads = []
+    facts.get(ours, "sizes", lambda: reads.append(1) or (18, 1))
+    assert reads == [1] and facts.entries[str(ours)][0][0] == 5

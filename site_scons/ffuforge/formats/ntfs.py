@@ -4,7 +4,8 @@ reproducible by :func:`normalize_ntfs`.
 ``mkntfs -T`` seeds its "random" values from a zero clock, so the bare volume is fixed; the
 helper :mod:`.ntfswrite` (its own process, under eatmydata) then creates every entry in sorted
 order with Windows' security descriptors (:mod:`.secdesc`: the WRP defaults, or one given per
-path) and attributes, and libntfs-3g stamps the MFT-change time of every record it touches with
+path with what it inherits from its directory; the root's from Windows' own volumes, see
+:data:`.secdesc.OS_ROOT_SDDL`) and attributes, and libntfs-3g stamps the MFT-change time of every record it touches with
 the wall clock. Afterwards every time in the MFT and in the ``$I30`` index entries is rewritten
 to the build epoch (and the volume serial replaced, otherwise equal for all volumes), re-applying
 NTFS update-sequence fix-ups. Measured design: ``../shared/spec/ntfs-libntfs3g.md`` (issue 14).
@@ -48,12 +49,15 @@ def write_ntfs(
     hidden_sectors: int = 0,
     serial: int | None = None,
     security: Mapping[str, str] | None = None,
+    root_sddl: str = secdesc.OS_ROOT_SDDL,
 ) -> Path:
     """Write an NTFS image of `staged_dir` (mkntfs, then libntfs-3g writes the tree into the volume file).
 
     Every file and directory gets the WRP default descriptor (:func:`.secdesc.wrp_default`) unless
     `security` maps its path (``/``-separated, relative to the volume root, compared without case)
-    to SDDL. The volume root keeps what mkntfs gives it (HIDDEN|SYSTEM, mkntfs' descriptor)."""
+    to SDDL; a descriptor whose DACL or SACL is not protected also gets the inheritable ACEs of
+    its parent (:func:`.secdesc.inherit`). The root gets `root_sddl` (default: ``C:\\`` of
+    Windows, :data:`.secdesc.OS_ROOT_SDDL`) and keeps HIDDEN|SYSTEM."""
     mkntfs = fstools.find_tool("mkntfs", "ntfs-3g")
     out = Path(out_path)
     if cluster_size < sector_size or cluster_size & (cluster_size - 1) or cluster_size > 2 * 1024 * 1024:
@@ -70,7 +74,7 @@ def write_ntfs(
                 f"file name is longer than {MAX_NAME_UNITS} UTF-16 units, the NTFS limit; shorten it",
                 str(e.path),
             )
-    job = _job(entries, security or {}, out)
+    job = _job(entries, security or {}, out, root_sddl)
     # Lower bound of what the tree needs (data clusters + 1 KiB MFT record each + mkntfs metadata ≈ 0.5 %);
     # the real check is libntfs-3g running out of space, reported below.
     need = sum(fstools.ceil_div(e.size, cluster_size) * cluster_size for e in entries if e.size > 512)
@@ -114,24 +118,25 @@ def write_ntfs(
             out,
             env,
         )
-        if entries:
-            argv = [*fstools.no_fsync(), sys.executable, "-I", "-S", ntfswrite.__file__, "-", str(tmp)]
-            try:
-                fstools.run(argv, out, env, "libntfs-3g", input=job)
-            except fstools.ToolRunError as exc:
-                if "no space left" in exc.stderr.lower():
-                    raise ConfigError(
-                        f"content does not fit in the {size_bytes}-byte NTFS partition ({exc.message}); "
-                        "make the partition larger or the content smaller",
-                        str(out),
-                    ) from None
-                raise
+        # always, also for an empty tree: the root's descriptor is written by the helper
+        argv = [*fstools.no_fsync(), sys.executable, "-I", "-S", ntfswrite.__file__, "-", str(tmp)]
+        try:
+            fstools.run(argv, out, env, "libntfs-3g", input=job)
+        except fstools.ToolRunError as exc:
+            if "no space left" in exc.stderr.lower():
+                raise ConfigError(
+                    f"content does not fit in the {size_bytes}-byte NTFS partition ({exc.message}); "
+                    "make the partition larger or the content smaller",
+                    str(out),
+                ) from None
+            raise
         normalize_ntfs(tmp, timestamp, serial=serial)
     return out
 
 
-def _job(entries: list[fstools.Entry], security: Mapping[str, str], out: Path) -> bytes:
-    """The helper's input: distinct descriptors (binary, hex) and every entry in creation order."""
+def _job(entries: list[fstools.Entry], security: Mapping[str, str], out: Path, root_sddl: str) -> bytes:
+    """The helper's input: distinct descriptors (binary, hex), the root's, and every entry in
+    creation order, each descriptor with what it inherits from its parent's as Windows stores it."""
     blobs: dict[bytes, int] = {}
 
     def index(blob: bytes) -> int:
@@ -145,23 +150,37 @@ def _job(entries: list[fstools.Entry], security: Mapping[str, str], out: Path) -
         except FormatError as exc:
             raise ConfigError(f"security descriptor for {path}: {exc.message}", str(out)) from None
     defaults = {True: secdesc.wrp_default(True), False: secdesc.wrp_default(False)}
+    try:
+        root = secdesc.sddl_to_binary(root_sddl)
+    except FormatError as exc:
+        raise ConfigError(f"security descriptor for the volume root: {exc.message}", str(out)) from None
+    final: dict[tuple[str, ...], bytes] = {(): root}  # what each directory ended up with
+    inherited: dict[tuple[bytes, bytes, bool], bytes] = {}
     rows = []
     for e in entries:
         rel = "/".join(e.rel)
-        blob = given.pop(rel.casefold(), None) or defaults[e.is_dir]
+        own = given.pop(rel.casefold(), None) or defaults[e.is_dir]
+        step = (final[tuple(e.rel[:-1])], own, e.is_dir)
+        blob = inherited.get(step)
+        if blob is None:
+            blob = inherited[step] = secdesc.inherit(*step)
+        if e.is_dir:
+            final[tuple(e.rel)] = blob
         attrib = 0 if e.is_dir else FILE_ATTRIBUTE_ARCHIVE
         rows.append([rel, None if e.is_dir else str(e.path), e.is_dir, index(blob), attrib])
     if given:
         raise ConfigError(
             f"security descriptor given for {sorted(given)[0]!r}, which is not in the partition", str(out)
         )
-    return json.dumps({"descriptors": [b.hex() for b in blobs], "entries": rows}).encode()
+    root_index = index(root)
+    return json.dumps({"descriptors": [b.hex() for b in blobs], "root": root_index, "entries": rows}).encode()
 
 
 # NTFS on-disk constants
 _AT_STANDARD_INFORMATION, _AT_ATTRIBUTE_LIST, _AT_FILE_NAME, _AT_DATA = 0x10, 0x20, 0x30, 0x80
 _AT_INDEX_ROOT, _AT_INDEX_ALLOCATION, _AT_END = 0x90, 0xA0, 0xFFFFFFFF
 _FILE_ATTR_I30_INDEX_PRESENT = 0x10000000
+_FILE_SECURE = 9  # MFT record of $Secure
 
 
 def _unfixup(buf: bytearray, sector: int, what: str) -> None:
@@ -296,6 +315,7 @@ def normalize_ntfs(image: str | Path, timestamp: int, *, serial: int | None = No
         if mft_runs is None:
             raise FormatError("NTFS $MFT has no data attribute", str(image))
         mft = _Extents(fh, cluster, mft_runs)
+        sds: tuple[_Extents, int, int] | None = None
         indexes: dict[int, list[tuple[int, list, int]]] = {}
         mirror_runs, mirror_size = None, 0
         for n in range(mft_size // rec_size):
@@ -327,6 +347,8 @@ def normalize_ntfs(image: str | Path, timestamp: int, *, serial: int | None = No
                     runs = _runlist(rec, off + struct.unpack_from("<H", rec, off + 0x20)[0])
                     size = struct.unpack_from("<q", rec, off + 0x30)[0] if lowest == 0 else -1
                     indexes.setdefault(base, []).append((lowest, runs, size))
+                elif n == _FILE_SECURE and atype == _AT_DATA and nonres and name == "$SDS":
+                    sds = _pad_sds(rec, off, cluster)
                 elif n == 1 and atype == _AT_DATA and nonres and not name:
                     mirror_runs = _runlist(rec, off + struct.unpack_from("<H", rec, off + 0x20)[0])
                     mirror_size = struct.unpack_from("<q", rec, off + 0x30)[0]
@@ -347,6 +369,10 @@ def normalize_ntfs(image: str | Path, timestamp: int, *, serial: int | None = No
                 blk[used:] = bytes(len(blk) - used)  # entries moved by node splits leave stale copies
                 _fixup(blk, bps)
                 alloc.write(b * idx_size, blk)
+        if sds is not None:
+            extents, start, end = sds
+            extents.fh = fh
+            extents.write(start, bytes(end - start))
         if mirror_runs:  # $MFTMirr mirrors the first records byte for byte
             _Extents(fh, cluster, mirror_runs).write(0, mft.read(0, mirror_size))
         if serial is not None:
@@ -358,6 +384,28 @@ def normalize_ntfs(image: str | Path, timestamp: int, *, serial: int | None = No
             if backup[3:11] == b"NTFS    ":
                 fh.seek(total_sectors * bps)
                 fh.write(boot)
+
+
+def _pad_sds(rec: bytearray, off: int, cluster: int) -> tuple[_Extents, int, int] | None:
+    """Give ``$Secure:$SDS`` a zeroed entry header after its last (mirror) entry.
+
+    libntfs-3g ends the stream exactly at the end of the last mirror copy. Readers walk ``$SDS``
+    entry to entry, reading each next 16-byte-aligned header ahead; at that end they find no
+    header, and ntfssecaudit -a (1.5.0, ``audit_sds``: the read-ahead comes back short and the
+    header is taken from stale buffer bytes) then reports "$SDS-2: Security attribute is too
+    long". A zero header is what ends a run of entries everywhere else in the stream (the gap
+    before each 256 KiB block), so the data size is extended by one aligned header of zeros
+    inside the clusters already allocated (returned: where to write the zeros). Whether Windows
+    ends its own ``$SDS`` so is not known here; Windows and ntfs-3g find entries through
+    ``$SII``/``$SDH``, which are unchanged."""
+    size, init = struct.unpack_from("<qq", rec, off + 0x30)
+    alloc = struct.unpack_from("<q", rec, off + 0x28)[0]
+    want = ((size + 15) & ~15) + 32  # the aligned end, then a 20-byte header (rounded to 16)
+    if size != init or want > alloc:
+        return None  # no room without allocating: leave the stream as libntfs-3g wrote it
+    struct.pack_into("<qq", rec, off + 0x30, want, want)
+    runs = _runlist(rec, off + struct.unpack_from("<H", rec, off + 0x20)[0])
+    return _Extents(None, cluster, runs), size, want
 
 
 def _size_field(v: int, cluster: int) -> int:

@@ -3,7 +3,8 @@
 Runs as a script in its own process, under eatmydata (``ntfs_umount`` fsyncs the volume), so that
 a fault in the C library cannot take the build down; it reads on stdin the job that
 :mod:`ffuforge.formats.ntfs` prepared: the descriptors, and every entry in creation order (parents
-before children, siblings sorted) with its source file, attributes and descriptor.
+before children, siblings sorted) with its source file, attributes and descriptor, and the
+root directory's descriptor.
 
 The calls are those of wimlib's ``src/ntfs-3g_apply.c`` (v1.14.5): ``ntfs_create``,
 ``ntfs_attr_truncate_solid`` + ``ntfs_attr_pwrite``, ``ntfs_set_ntfs_acl`` (stores each distinct
@@ -89,6 +90,9 @@ def write(job: dict, volume: str) -> None:
     buf = bytearray(_CHUNK)
     cbuf = (ctypes.c_char * _CHUNK).from_buffer(buf)
     root = lib.ntfs_inode_open(vol, _FILE_ROOT)
+    blob = sds[job["root"]]
+    if lib.ntfs_set_ntfs_acl(scx, root, blob, len(blob), 0):
+        raise _why("cannot set the security descriptor of", "the root directory")
     stack: list[tuple[str, int]] = [("", root)]
     # On an error the process exits without unmounting: the caller discards the volume file.
     for rel, source, is_dir, sd, attrib in job["entries"]:

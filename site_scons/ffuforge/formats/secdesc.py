@@ -141,6 +141,9 @@ RIGHTS_BITS = {
     "DT": 0x00000040,
     "LO": 0x00000080,
     "CR": 0x00000100,
+    "NW": 0x00000001,  # mandatory label ACEs: SYSTEM_MANDATORY_LABEL_NO_WRITE_UP, NO_READ_UP, NO_EXECUTE_UP
+    "NR": 0x00000002,
+    "NX": 0x00000004,
 }
 _MASK_NAMES = {"FA": 0x001F01FF, "FR": 0x00120089, "FW": 0x00120116, "FX": 0x001200A0, "KA": 0x000F003F}
 
@@ -348,3 +351,143 @@ def binary_to_sddl(data: bytes) -> str:
 def wrp_default(is_dir: bool) -> bytes:
     """The binary descriptor Windows gives a component file or directory."""
     return sddl_to_binary(WRP_DIR_DEFAULT_SDDL if is_dir else WRP_FILE_DEFAULT_SDDL)
+
+
+# --------------------------------------------------------------------------- volume roots
+
+# C:\ of Windows 10/11: TrustedInstaller-owned, protected, Authenticated Users may add folders (LC)
+# and get Modify on what they create below (inherit-only), High integrity label no-write-up for
+# files created directly in the root. The DACL as probed on Windows 11 and quoted in public code
+# (the same ACEs, in another order, in Microsoft's All-In-One Code Framework CppCheckSD sample output
+# for ``c:\``, which also shows the label); icacls C:\ prints the same rights.
+OS_ROOT_SDDL = (
+    f"O:{TRUSTED_INSTALLER}G:{TRUSTED_INSTALLER}D:PAI(A;;LC;;;AU)(A;OICIIO;SDGXGWGR;;;AU)"
+    "(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)S:(ML;OINPIO;NW;;;HI)"
+)
+# X:\ of an NTFS volume Windows 10/11 formats that is not the system drive (Get-Acl of a freshly
+# formatted data volume, as tabulated in public PowerShell tooling that restores default ACLs).
+DATA_ROOT_SDDL = (
+    "O:SYG:SYD:AI(A;OICIIO;SDGXGWGR;;;AU)(A;;0x1301bf;;;AU)(A;;FA;;;SY)(A;OICIIO;GA;;;SY)"
+    "(A;OICIIO;GA;;;BA)(A;;FA;;;BA)(A;;0x1200a9;;;BU)(A;OICIIO;GXGR;;;BU)"
+)
+
+
+# ----------------------------------------------------------------------------- inheritance
+
+_OI, _CI, _NP, _IO, _ID = 0x01, 0x02, 0x04, 0x08, 0x10
+_GENERIC_FILE = {
+    0x80000000: 0x00120089,
+    0x40000000: 0x00120116,
+    0x20000000: 0x001200A0,
+    0x10000000: 0x001F01FF,
+}
+_CREATOR_OWNER, _CREATOR_GROUP = sid_to_binary("CO"), sid_to_binary("CG")
+Ace = tuple[int, int, int, bytes]  # type, flags, mask, SID
+
+
+def _parts(data: bytes) -> tuple[int, bytes, bytes, list[Ace] | None, list[Ace] | None]:
+    """(control, owner, group, SACL ACEs, DACL ACEs) of a self-relative descriptor (None: no ACL)."""
+    binary_to_sddl(data)  # validates every offset and ACE
+    hdr = SD_HEADER.parse(data[: SD_HEADER.sizeof()])
+
+    def sid_at(off: int) -> bytes:
+        return data[off : off + 8 + 4 * data[off + 1]] if off else b""
+
+    def aces_at(off: int, present: int) -> list[Ace] | None:
+        if not hdr.control & present or not off:
+            return None
+        out, pos = [], off + 8
+        for _ in range(ACL_HEADER.parse(data[off : off + 8]).ace_count):
+            h = ACE_HEADER.parse(data[pos : pos + 4])
+            out.append(
+                (h.type, h.flags, Int32ul.parse(data[pos + 4 : pos + 8]), bytes(data[pos + 8 : pos + h.size]))
+            )
+            pos += h.size
+        return out
+
+    return (
+        hdr.control,
+        sid_at(hdr.owner),
+        sid_at(hdr.group),
+        aces_at(hdr.sacl, SE_SACL_PRESENT),
+        aces_at(hdr.dacl, SE_DACL_PRESENT),
+    )
+
+
+def _acl_bytes(aces: list[Ace]) -> bytes:
+    body = b"".join(
+        ACE_HEADER.build({"type": t, "flags": f, "size": 8 + len(s)}) + Int32ul.build(m) + s
+        for t, f, m, s in aces
+    )
+    return (
+        ACL_HEADER.build({"revision": 2, "sbz1": 0, "size": 8 + len(body), "ace_count": len(aces), "sbz2": 0})
+        + body
+    )
+
+
+def _inherited(parent: list[Ace], is_dir: bool, owner: bytes, group: bytes) -> list[Ace]:
+    """The ACEs a new child receives from its parent's ACL, marked INHERITED_ACE ([MS-DTYP] 2.5.3.4):
+    files take OI ACEs as effective ACEs; directories take CI ACEs, split into an effective ACE
+    (generic rights mapped, CREATOR OWNER/GROUP replaced) and an inherit-only copy when either
+    needs changing, and keep OI-only ACEs as inherit-only; NP stops propagation below the child."""
+    out: list[Ace] = []
+    for kind, flags, mask, sid in parent:
+        mapped = mask & 0x0FFFFFFF
+        for bit, rights in _GENERIC_FILE.items():
+            if mask & bit:
+                mapped |= rights
+        real = owner if sid == _CREATOR_OWNER and owner else group if sid == _CREATOR_GROUP and group else sid
+        effective = (kind, _ID, mapped, real)
+        if not is_dir:
+            if flags & _OI:
+                out.append(effective)
+        elif flags & _CI:
+            if flags & _NP:
+                out.append(effective)
+            elif mapped != mask or real != sid:
+                out += [effective, (kind, (flags & (_OI | _CI)) | _IO | _ID, mask, sid)]
+            else:
+                out.append((kind, (flags & (_OI | _CI)) | _ID, mask, sid))
+        elif flags & _OI and not flags & _NP:
+            out.append((kind, _OI | _IO | _ID, mask, sid))
+    return out
+
+
+def inherit(parent: bytes, child: bytes, is_dir: bool) -> bytes:
+    """`child` as Windows stores it when created below `parent`: its own ACEs, then the inheritable
+    ACEs of `parent` marked INHERITED_ACE, with SE_DACL/SACL_AUTO_INHERITED set (what
+    CreatePrivateObjectSecurityEx with SEF_DACL/SACL_AUTO_INHERIT gives). A protected ACL (``P``)
+    takes nothing; one with nothing to inherit is returned unchanged, byte for byte. ACEs the
+    child itself marks inherited (``ID``, e.g. SDDL copied from Get-Acl) are replaced by the ones
+    computed here."""
+    control = child[2] | child[3] << 8 if len(child) >= 4 else 0
+    if control & SE_DACL_PROTECTED and control & SE_SACL_PROTECTED:
+        return child
+    p_control, _, _, p_sacl, p_dacl = _parts(parent)
+    c_control, owner, group, sacl, dacl = _parts(child)
+    changed = False
+    acls: dict[str, list[Ace] | None] = {"sacl": sacl, "dacl": dacl}
+    for name, theirs, protected, auto in (
+        ("sacl", p_sacl, SE_SACL_PROTECTED, SE_SACL_AUTO_INHERITED),
+        ("dacl", p_dacl, SE_DACL_PROTECTED, SE_DACL_AUTO_INHERITED),
+    ):
+        if c_control & protected:
+            continue
+        got = _inherited(theirs or [], is_dir, owner, group)
+        if got:
+            acls[name] = [a for a in acls[name] or [] if not a[1] & _ID] + got
+            c_control |= auto | (SE_SACL_PRESENT if name == "sacl" else SE_DACL_PRESENT)
+            changed = True
+    if not changed:
+        return child
+    off = SD_HEADER.sizeof()
+    offsets, body = {}, b""
+    for name, blob in (
+        ("sacl", None if acls["sacl"] is None else _acl_bytes(acls["sacl"])),
+        ("dacl", None if acls["dacl"] is None else _acl_bytes(acls["dacl"])),
+        ("owner", owner),
+        ("group", group),
+    ):
+        offsets[name] = off + len(body) if blob else 0
+        body += blob or b""
+    return SD_HEADER.build({"sbz1": 0, "control": c_control, **offsets}) + body

@@ -5,8 +5,10 @@ payload sizes of every partition (each CAB's update.mum) and the layout files. A
 was 0.4 s of CAB reading on every edit, for one changed CAB. Each CAB's facts are kept by its
 path and (size, mtime_ns, inode), as the plan cache keys the files it read: CABs are written
 by rename, so a rebuilt CAB is a new inode and misses. Facts of a CAB written within the last
-seconds are not kept (a same-size rewrite in one timestamp tick would go unseen), errors never
-are. One file beside the plan cache (``build/.ffuforge/cabfacts``), loaded once per process,
+seconds are not kept (a same-size rewrite in one timestamp tick would go unseen) unless this
+build wrote it: its writer recorded the (size, mtime_ns) it left, with the content signature
+SCons records for it, so the facts are kept on the same terms as SCons' own decision about that
+CAB (`written`). Errors are never kept. One file beside the plan cache (``build/.ffuforge/cabfacts``), loaded once per process,
 replaced (temp + rename) at exit when something changed, dropped when ffuforge's code changes
 (toolsig); a missing, unreadable or foreign file only costs one slower run.
 """
@@ -19,7 +21,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +36,7 @@ T = TypeVar("T")
 class CabFacts:
     def __init__(self, file: str) -> None:
         self.file = file
+        self.written: Mapping[str, tuple] = {}  # path -> (size, mtime_ns, …) of CABs this build wrote
         self.code = (
             f"{toolsig.fingerprint('image.cabfacts')} {sys.implementation.cache_tag} {marshal.version}"
         )
@@ -64,7 +67,8 @@ class CabFacts:
             return entry[1][what]
         self.misses += 1
         value = compute()
-        if st.st_mtime_ns < time.time_ns() - RACY_NS:
+        ours = tuple(self.written.get(path, ())[:2]) == state[:2]
+        if ours or st.st_mtime_ns < time.time_ns() - RACY_NS:
             with self.lock:
                 facts = dict(entry[1]) if entry is not None and tuple(entry[0]) == state else {}
                 facts[what] = value
@@ -89,8 +93,9 @@ class CabFacts:
 _CACHES: dict[str, CabFacts] = {}
 
 
-def cache(file: str) -> CabFacts | None:
-    """The process's cache kept in `file` (absolute; '' = none), saved at exit."""
+def cache(file: str, written: Mapping[str, tuple] | None = None) -> CabFacts | None:
+    """The process's cache kept in `file` (absolute; '' = none), saved at exit. `written`: the
+    CABs this build wrote, path -> (size, mtime_ns, …) as their writer left them."""
     if not file:
         return None
     found = _CACHES.get(file)
@@ -98,6 +103,8 @@ def cache(file: str) -> CabFacts | None:
         if not _CACHES:
             atexit.register(_save_all, os.getpid())
         found = _CACHES[file] = CabFacts(file)
+    if written is not None:
+        found.written = written
     return found
 
 

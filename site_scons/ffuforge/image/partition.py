@@ -27,7 +27,16 @@ Hives as Windows has them:
   container-inherit). That default is *not* Windows' skeleton: keys Windows creates carry
   TrustedInstaller-owned WRP descriptors (``WRP_REGKEY_DEFAULT_SDDL`` in its manifests) and
   inherited ACEs; subkeys of a key given a descriptor do not inherit its ACEs here (no
-  inheritance is computed offline).
+  inheritance is computed for keys; files and directories get it, :func:`..formats.secdesc.inherit`).
+  What public evidence shows (issue 14 step n): manifests name ``WRP_REGKEY_DEFAULT_SDDL`` on
+  selected keys only (a CLSID key, not its ``InprocServer32`` subkey), and Microsoft's pkg.xml
+  converter (PkgBldr ``PkgToWm/RegKey.AddTrustIfNeeded``) adds it to keys under
+  ``HKCR\\Interface``, ``$(hkcr.classes)`` and ``HKLM\\Software\\Classes`` only, so a key without
+  one is not TrustedInstaller-owned by rule: it inherits its parent's container-inheritable ACEs,
+  with an owner that depends on the installing process (not public). The default above is
+  therefore kept, not replaced by a guess. No public source shows a ``Services\\<name>\\Security``
+  value written for a service that does not declare one (SCM then uses its built-in default), so
+  none is written.
 * Other hives are written only when a package puts values in them. Microsoft's OS packages are
   expected to supply the rest of a bootable registry: ``SYSTEM\\ControlSet001\\Control`` (Session
   Manager, hive list, group order), the inbox ``Services``, ``SOFTWARE\\Microsoft\\Windows NT``,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import ConfigError, FormatError
-from ..formats import blocksig, disklayout, fsimage
+from ..formats import blocksig, disklayout, fsimage, secdesc
 from ..formats.cab import CabReader
 from ..util.atomic import write_bytes
 from . import install, layout, partition, policy, updateos
@@ -223,6 +223,8 @@ def build_partition(
                 sector_size=disk.sector_size,
                 hidden_sectors=p.first_sector,
                 security={rel.replace("\\", "/"): sddl for rel, sddl, _ in st.security.values()},
+                # MainOS is C:\\ (Windows' OS root); other volumes get what Windows' format gives
+                root_sddl=secdesc.OS_ROOT_SDDL if p.name.lower() == "mainos" else secdesc.DATA_ROOT_SDDL,
             )
         else:
             raise ConfigError(

@@ -319,7 +319,7 @@ def _layout_action(target, source, env):
         *(top / spec["layout_cab"], top / spec["platform_cab"], parts, Path(target[0].abspath)),
         release_type=spec["release_type"],
         where=spec["oeminput"],
-        facts=cabfacts.cache(cache_file(env, cabfacts.FILENAME)),
+        facts=cabfacts.cache(cache_file(env, cabfacts.FILENAME), written=PRESIGNED),
         trust=(t := spec.get("trust")) and ([top / r for r in t["roots"]], [top / c for c in t["cabs"]]),
         updateos_wim=top / spec["updateos_wim"] if spec.get("updateos_wim") else None,
     )
@@ -373,6 +373,8 @@ def _ffu_action(target, source, env):
         device_path=spec.get("device_path") or None,
     )
     PRESIGNED[target[0].abspath] = content_signature(target[0].abspath, known=result.signature)
+    if raw:  # signed here, holes unread, while its blocks are in the page cache: not on SCons' thread
+        PRESIGNED[str(raw)] = content_signature(str(raw))
     size = result.size
     print(
         f"{target[0].path}: {size:,} bytes ({size / (1 << 20):.1f} MiB), {result.data_blocks} blocks stored"
