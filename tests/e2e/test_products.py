@@ -181,7 +181,13 @@ def test_failed_layout_stage_leaves_no_previous_image(ws):
         for p in out.rglob("*")
         if p.is_file() and ".ffuforge-extract" not in p.parts
     )
-    assert left == ["packages.json", "packages/Contoso.SampleA.Registry.Version.cab"]
+    # the package report, the version package and UpdateOS.wim (+ its manifest) are not image outputs
+    assert left == [
+        "packages.json",
+        "packages/Contoso.SampleA.Registry.Version.cab",
+        "partitions/UpdateOS.json",
+        "partitions/UpdateOS.wim",
+    ]
     _edit(ws, PLATFORM, "<MinSectorCount>65536</MinSectorCount>", "<MinSectorCount>15269888</MinSectorCount>")
     scons(ws)
     assert _sha(out / "Flash.ffu") == good

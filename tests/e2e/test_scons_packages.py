@@ -15,12 +15,14 @@ pytestmark = pytest.mark.e2e
 
 EXPECTED = sorted(
     [
+        "Contoso.Appx.HelloApp.cab",
         "Contoso.COM.Sample.cab",
         "Contoso.Custom.BCD.cab",
         "Contoso.Custom.Files.cab",
         "Contoso.Custom.Files.Resources_Lang_de-de.cab",
         "Contoso.Custom.Files.Resources_Lang_en-us.cab",
         "Contoso.Legacy.Tools.cab",
+        "Contoso.Provisioning.Auto.cab",
         "Contoso.Services.Heartbeat.cab",
         "Contoso.Test.Diagnostics.cab",
         "Contoso.Wow.Sample.cab",

@@ -60,7 +60,7 @@ def _oem_cert(directory, password: bytes | None = None):
 def test_every_package_is_signed_with_the_test_chain(ws):
     root = verify.load_certificates([ws / "testcerts/root.crt"])
     cabs = sorted((ws / "build/arm64/packages").rglob("*.cab"))  # with packages/<Product>/ ($(PROD))
-    assert len(cabs) > 17  # 17 packages and the feature identifier packages
+    assert len(cabs) > 19  # 19 package CABs and the feature identifier packages
     for cab in cabs:
         report = verify.verify_cab(cab, trusted_roots=root)
         assert report.ok, (cab.name, report.problems)
@@ -111,7 +111,7 @@ def test_retail_with_user_certificate_and_identity_in_signature(ws, tmp_path):
         f"SIGN_KEY={tmp_path / 'oem.key'}",
     )
     proc = scons(ws, *args, env=env)
-    assert len(built(proc)) == 17  # the sample's 16 packages, Registry.Settings once per product (A, B)
+    assert len(built(proc)) == 19  # the sample's 18 packages, Registry.Settings once per product (A, B)
     out = ws / "build/arm64/retail-signed/packages"
     roots = verify.load_certificates([tmp_path / "oem.crt"])
     assert all(verify.verify_cab(c, trusted_roots=roots).ok for c in out.glob("*.cab"))
@@ -126,7 +126,7 @@ def test_retail_with_user_certificate_and_identity_in_signature(ws, tmp_path):
         assert b"PRIVATE KEY" not in data and b"s3cret-pass" not in data
     # A new certificate (new identity) rebuilds every retail package.
     _oem_cert(tmp_path, password=b"s3cret-pass")
-    assert len(built(scons(ws, *args, env=env))) == 16
+    assert len(built(scons(ws, *args, env=env))) == 19
 
 
 def test_pe_payload_signing_is_switchable_per_package(tmp_path):

@@ -134,10 +134,27 @@ def declare_ppkg(env, cust_rel: str, target, script_routed: bool) -> dict:
         "script": [s.path for s in c.by_route("script")] if script_routed else [],
     }
     _claim(target, cust_rel)
-    PPKG_BUILDER(
-        env, target, [env.Value(json.dumps(spec, sort_keys=True)), env.File("#" + cust_rel)] + inputs
-    )
+    if _first(target, spec):
+        PPKG_BUILDER(
+            env, target, [env.Value(json.dumps(spec, sort_keys=True)), env.File("#" + cust_rel)] + inputs
+        )
     return spec
+
+
+_SPECS: dict[str, str] = {}  # target path -> its spec, declared once
+
+
+def _first(target, spec: dict) -> bool:
+    """Whether `target` is declared here for the first time: a package SConscript read for a second
+    configuration (Test and Retail in one graph) names the same outputs with the same spec, which
+    SCons would warn about (two environments, one target)."""
+    text = json.dumps(spec, sort_keys=True)
+    known = _SPECS.setdefault(target.abspath, text)
+    if known != text:
+        raise ConfigError(
+            f"{target.path} is declared twice with different settings; give each its own target"
+        )
+    return known is text
 
 
 def declare_appinstall(env, cust_rel: str, folder, wanted: set[str], project_rel: str) -> dict:
@@ -176,7 +193,8 @@ def declare_appinstall(env, cust_rel: str, folder, wanted: set[str], project_rel
         _claim(t, cust_rel)
     sources = [env.Value(json.dumps(spec, sort_keys=True)), env.File("#" + cust_rel)]
     sources += _inputs(env, c, True)
-    APPINSTALL_BUILDER(env, targets, sources)
+    if _first(targets[0], spec):
+        APPINSTALL_BUILDER(env, targets, sources)
     return spec
 
 

@@ -134,12 +134,14 @@ def ensure_test_pki(directory: str | os.PathLike, oem_name: str = "Contoso") -> 
     if not oem_name or any(c in oem_name for c in "\0\r\n"):
         raise ConfigError(f"invalid OEM name {oem_name!r} for the test certificates")
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with _locked(directory):
-            if not (directory / _MARKER).is_file():
-                for name, data in _generate(oem_name).items():
-                    _write(directory / name, data, 0o600 if name.endswith(".key") else 0o644)
-                _write(directory / _MARKER, _README.format(oem=oem_name).encode(), 0o644)
+        # the marker is written last: with it the chain is complete, and no lock file is made
+        if not (directory / _MARKER).is_file():
+            directory.mkdir(parents=True, exist_ok=True)
+            with _locked(directory):
+                if not (directory / _MARKER).is_file():
+                    for name, data in _generate(oem_name).items():
+                        _write(directory / name, data, 0o600 if name.endswith(".key") else 0o644)
+                    _write(directory / _MARKER, _README.format(oem=oem_name).encode(), 0o644)
     except OSError as e:
         raise SigningError(f"cannot create the test PKI: {e.strerror or e}", file=str(directory)) from None
     return load_key_signer(
