@@ -38,13 +38,14 @@ from ..errors import FormatError
 from ..signing import verify
 from . import install
 from .cabfacts import CabFacts
+from .partition import REGISTRY_OWNER
+from .updateos import OWNER as UPDATEOS_OWNER
 
 NAMESPACE_BASE = "https://ffuforge.invalid/spdx"  # never dereferenced (SPDX 2.3 §6.5); .invalid: RFC 2606
-REGISTRY_OWNER = "<registry>"  # partition.REGISTRY_OWNER: files written from the registry values
 # Files the image build writes itself (owners in angle brackets), contained by the image.
 GENERATED = {
     REGISTRY_OWNER: "written by ffuforge from the packages' registry values",
-    "<UpdateOS>": "UpdateOS.wim, built by ffuforge from the UpdateOS packages (partitions/UpdateOS.json)",
+    UPDATEOS_OWNER: "UpdateOS.wim, built by ffuforge from the UpdateOS packages (partitions/UpdateOS.json)",
 }
 COMMENT_KEYS = ("partition", "release type", "architecture", "signer")
 

@@ -43,6 +43,7 @@ from ..util.atomic import write_bytes
 from . import install, partition
 
 NAME = "UpdateOS"
+OWNER = f"<{NAME}>"  # the owner partition manifests give UpdateOS.wim (the image build writes it)
 WIM_PATH = ("PROGRAMS", "UpdateOS", "UpdateOS.wim")  # IUT ToolsCommon/DevicePaths.cs
 MICROSOFT_TOKEN = "31bf3856ad364e35"
 ALLOWED_OEM_NAMES = (  # DD2 updatedll.dll, next to Rule_ValidateUpdateOSPackages
@@ -165,4 +166,4 @@ def place_in(st: install.Staging, wim_path: Path) -> None:
         import shutil
 
         shutil.copyfile(wim_path, out)
-    partition.record(st, rel, out, f"<{NAME}>")
+    partition.record(st, rel, out, OWNER)
