@@ -208,6 +208,7 @@ def test_all_in_a_fresh_clone_then_clean(tmp_path):
     for rel in ("build/arm64/SampleA/Retail/Flash.ffu", "build/arm64/retail-signed/packages/X.cab"):
         (ws / rel).parent.mkdir(parents=True, exist_ok=True)
         (ws / rel).write_bytes(b"old")
+    (ws / A / ".Flash.ffu.old-1-0").write_bytes(b"old")  # a killed build's replaced FFU (util.atomic)
     scons(ws, "-c", "CACHE=cache")
     left = _files(ws) - before
     # what remains: SCons' own database (it records the clean) and the CacheDir, kept on purpose

@@ -12,6 +12,7 @@ import pytest
 from ffuforge.errors import ConfigError
 from ffuforge.formats import blocksig, ffu, hive
 from ffuforge.signing.verify import catalog_signature_problems
+from ffuforge.util import atomic
 
 from oracles import needs, require_tool
 from scons_util import ROOT, copy_workspace, scons, stored_csigs
@@ -431,6 +432,9 @@ def test_noop_and_one_payload_edit(ws):
     assert _steps(scons(ws, "RAW=1")) == []
     readme = ws / "packages/Custom.Files/readme.txt"
     readme.write_text(readme.read_text() + "edited\n")
+    # what a build killed before freeing its replaced outputs leaves (util.atomic): the next one removes it
+    for stale in (OUT / ".Flash.ffu.old-1-0", OUT / "partitions/.MainOS.img.old-1-3"):
+        (ws / stale).write_bytes(b"old")
     proc = scons(ws, "RAW=1", "--debug=explain")
     rebuilt = set(re.findall(r"^scons: rebuilding `([^']+)'", proc.stdout, re.M))
     assert rebuilt == {
@@ -440,9 +444,14 @@ def test_noop_and_one_payload_edit(ws):
         str(OUT / "Flash.ffu"),
         str(OUT / "Flash.spdx.json"),  # the CAB's and the file's new hashes
     }
+    # the old big outputs (Precious: SCons left them) were freed in the background, none left behind
+    assert [p for p in (ws / "build").rglob(".*") if atomic.OLD_NAME.match(p.name)] == []
     # layout.json is re-evaluated from the new CAB but comes out identical: EFIESP, Data, … untouched.
     assert scons(ws, "RAW=1", "-q", check=False).returncode == 0
     _writer_signatures_are_the_files(ws)  # MainOS and the FFU as the edit wrote them
+    (ws / OUT / "partitions/.EFIESP.img.old-1-0").write_bytes(b"old")
+    assert _steps(scons(ws, "RAW=1")) == []  # a no-op build sweeps them too
+    assert not (ws / OUT / "partitions/.EFIESP.img.old-1-0").exists()
 
 
 def test_retail_image_with_oem_certificate(ws, tmp_path):

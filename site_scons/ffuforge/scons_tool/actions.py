@@ -28,7 +28,6 @@ from ..util import toolsig, workers
 from . import outputs
 from .contentsig import content_signature
 from .nodes import print_warnings, progress_bar, relative_message
-from .outputs import remove_leftovers
 from .plancache import summarize
 from .readcheck import check_read
 from .signer import signer_in_process
@@ -59,7 +58,7 @@ class SignedFunctionAction(SCons.Action.FunctionAction):
 
     def execute(self, target, source, env, executor=None):
         for t in target:
-            remove_leftovers(t.get_abspath())
+            outputs.prepare(t)
         try:
             result = super().execute(target, source, env, executor)
         except BaseException:  # Ctrl-C, SIGTERM: the stage did not finish either

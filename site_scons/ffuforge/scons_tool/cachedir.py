@@ -27,6 +27,7 @@ import SCons.Action
 import SCons.CacheDir
 import SCons.Errors
 
+from ..util import atomic
 from ..util.atomic import sparse_copy
 from . import cachecheck
 from .nodes import relative_message
@@ -117,7 +118,7 @@ class SparseCacheDir(SCons.CacheDir.CacheDir):
             _warn(f"cache entry {entry} for {node.get_internal_path()} {found}; not used, building it")
             return False
         os.chmod(tmp, stat.S_IMODE(os.stat(tmp).st_mode) | stat.S_IWRITE)
-        os.replace(tmp, target)
+        atomic.replace(tmp, target)  # an old Precious image is freed in the background
         with contextlib.suppress(OSError):
             os.utime(entry)
         assert record is not None

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
-from . import plancache, products, provisioning, sbom, versionpkg
+from . import bigoutputs, plancache, products, provisioning, sbom, versionpkg
 from .actions import (
     FFU_BUILDER,
     GENERATED_BUILDER,
@@ -367,6 +367,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
         env, targets, layout_json + [spec_value(env, targets[0], json.dumps(fspec, sort_keys=True))] + images
     )
     env.NoCache(ffu_nodes)  # large and cheap to re-assemble from cached partitions
+    bigoutputs.declare(env, images + ffu_nodes)  # old ones freed off the critical path
     for n in images + ffu_nodes:
         n.attributes.ffuforge_blocks = True  # content signature without reading holes: _get_csig
     sbom_spec = {"partitions": partitions, "product": product, "config": config, "cpu": cpu, "epoch": epoch}

@@ -6,8 +6,9 @@ its action writes that target, so the scratch is removed before the action runs 
 An image folder must never mix outputs of two builds: when the layout or a partition stage fails
 (or is interrupted: Ctrl-C, SIGTERM), the Flash.ffu, raw disk and SBOM of the previous build are
 removed, and a failed layout also removes the partition images and manifests it would have decided
-(SCons removes a target itself before its action runs, so a failed partition's own files and the
-failed layout.json are gone already). So after a failure `build/<cpu>/<Product>/<Config>/` holds
+(SCons removes a target itself before its action runs, and `prepare` retires the Precious big
+ones (bigoutputs.py), so a failed partition's own files and the failed layout.json are gone
+already). So after a failure `build/<cpu>/<Product>/<Config>/` holds
 only outputs of the new build (packages.json, what was rewritten), and the next good build writes
 the rest again; the extraction cache stays, so that costs little. A build killed with SIGKILL runs
 no cleanup: what it did not rewrite stays until the next build replaces it.
@@ -19,7 +20,18 @@ import os
 import re
 import shutil
 
+from ..util import atomic
+
 IMAGE_OUTPUTS = ("Flash.ffu", "Flash.img", "Flash.spdx.json")
+
+
+def prepare(node) -> None:
+    """Before a target's action runs: the scratch a killed build left beside it, and for a big
+    output declared by bigoutputs.py the previous file, which SCons left (Precious)."""
+    path = node.get_abspath()
+    remove_leftovers(path)
+    if getattr(node.attributes, "ffuforge_retire", False):
+        atomic.retire(path)
 
 
 def remove_leftovers(path: str) -> None:
@@ -40,10 +52,7 @@ def remove_leftovers(path: str) -> None:
 
 
 def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+    atomic.retire(path)  # a big file is freed in the background when the build defers removals
 
 
 def drop_image_outputs(image_dir: str) -> None:

@@ -1,10 +1,26 @@
-"""Atomic output files: a build that dies mid-write never leaves a valid-looking output."""
+"""Atomic output files: a build that dies mid-write never leaves a valid-looking output.
+
+Replaced big outputs are removed off the caller's path (:func:`defer_removals`): freeing a
+file's extents is synchronous (ext4 frees a 1.4 GiB partition image in ~0.3 s inside unlink() or
+the rename() that drops its last link), and a build's critical path should not wait for it. The
+old file is first given a second name `.<name>.old-<pid>-<n>` beside it (a hard link, so the
+output's own name never goes missing: the rename replaces it), and a background thread unlinks
+that name; the process joins the thread at exit. A process killed meanwhile leaves only
+`.old-*` files, which :func:`sweep_old` (the build tool, on its next run and on `scons -c`)
+removes.
+"""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import itertools
 import os
+import queue
+import re
+import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -30,7 +46,7 @@ def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
         os.fchmod(fd, _CREATE_MODE)
         with os.fdopen(fd, "wb") as fh:
             yield fh
-        os.replace(tmp, path)
+        replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -54,11 +70,125 @@ def atomic_path(path: str | Path, mode: int | None = None) -> Iterator[Path]:
         if mode is not None:
             os.chmod(tmp, mode)
         yield Path(tmp)
-        os.replace(tmp, path)
+        replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+# ------------------------------------------------------------ deferred removal of old outputs
+
+DEFER_MIN_BYTES = 1 << 20  # allocated bytes from which replacing a file defers freeing the old one
+OLD_NAME = re.compile(r"^\..+\.old-(\d+)-\d+$")  # .<name>.old-<pid>-<n>
+
+
+class _Remover:
+    """One background thread per process unlinking queued paths; joined at exit."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self.counter = itertools.count()
+        self.thread = threading.Thread(target=self._run, name="ffuforge-remove-old", daemon=True)
+        self.thread.start()
+        atexit.register(self.join)
+
+    def _run(self) -> None:
+        while (path := self.queue.get()) is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def join(self) -> None:
+        if os.getpid() != self.pid or not self.thread.is_alive():
+            return
+        self.queue.put(None)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C at exit: the next build sweeps them
+            self.thread.join()
+
+
+_REMOVER: _Remover | None = None
+_REMOVER_LOCK = threading.Lock()
+
+
+def defer_removals() -> None:
+    """From now on, in this process only (a forked worker exits without atexit), replaced and
+    retired files are freed by a background thread joined at exit."""
+    global _REMOVER
+    with _REMOVER_LOCK:
+        if _REMOVER is None or _REMOVER.pid != os.getpid():
+            _REMOVER = _Remover()
+
+
+def _remover() -> _Remover | None:
+    r = _REMOVER
+    return r if r is not None and r.pid == os.getpid() else None
+
+
+def _old_name(path: str, remover: _Remover) -> str:
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.old-{remover.pid}-{next(remover.counter)}")
+
+
+def replace(tmp: str | Path, path: str | Path) -> None:
+    """os.replace(tmp, path); with deferred removals on, a big file it replaces is kept under an
+    `.old-*` name until the background thread unlinks it (the rename then only drops a link)."""
+    remover, old = _remover(), None
+    if remover is not None:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISREG(st.st_mode) and st.st_blocks * 512 >= DEFER_MIN_BYTES:
+            old = _old_name(os.fspath(path), remover)
+            try:
+                os.link(path, old)
+            except OSError:  # no hard links here (or a race): replace as usual
+                old = None
+    try:
+        os.replace(tmp, path)
+    finally:
+        if old is not None:
+            remover.queue.put(old)  # type: ignore[union-attr]
+
+
+def retire(path: str | Path) -> None:
+    """Remove `path` (before its writer runs again, as SCons would): with deferred removals on, a
+    regular file is renamed to an `.old-*` name and freed in the background."""
+    remover = _remover()
+    if remover is not None:
+        old = _old_name(os.fspath(path), remover)
+        try:
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                os.rename(path, old)
+                remover.queue.put(old)
+                return
+        except FileNotFoundError:
+            return
+        except OSError:
+            pass
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def sweep_old(directory: str | Path) -> None:
+    """Remove the `.old-*` files other processes left in `directory` (killed before their
+    background removal ran): in the background when deferred removals are on."""
+    remover = _remover()
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        m = OLD_NAME.match(entry)
+        if m is None or (remover is not None and int(m.group(1)) == remover.pid):
+            continue
+        full = os.path.join(directory, entry)
+        if remover is not None:
+            remover.queue.put(full)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(full)
 
 
 def sparse_copy(src: str | Path, dst: str | Path) -> None:
