@@ -877,6 +877,35 @@ def test_cab_signed_while_written_equals_signed_after(signer, tmp_path, compress
     assert sorted(p.name for p in tmp_path.iterdir()) == ["after.cab", "during.cab"]
 
 
+def test_cab_sha256_computed_while_written(signer, tmp_path):
+    """CabInfo.sha256 (the SBOM's checksum of a CAB) is the file's SHA-256 (sha256sum: the oracle)
+    whenever write_cab gives it: unsigned uncompressed always, signed uncompressed when the
+    signature has the size predicted (an RSA signer's last one); otherwise None, never wrong."""
+    members = [
+        cab.CabMember("update.mum", data=b"<assembly/>" * 50),
+        cab.CabMember("a", data=os.urandom(90_000)),
+    ]
+
+    def sha256sum(path: Path) -> str:
+        return subprocess.run(["sha256sum", path], capture_output=True, text=True, check=True).stdout.split()[
+            0
+        ]
+
+    plain = cab.write_cab(tmp_path / "plain.cab", members, max_blocks_per_folder=4)
+    assert plain.sha256 == sha256sum(tmp_path / "plain.cab") and plain.signature_size is None
+    sign = lambda digest: signer.cab_signature(digest, epoch=EPOCH)  # noqa: E731
+    kw = dict(reserve_signature=True, authenticode=sign)
+    first = cab.write_cab(tmp_path / "a.cab", members, **kw)
+    assert first.sha256 is None and first.signature_size  # nothing predicted
+    hit = cab.write_cab(tmp_path / "b.cab", members[:1], signature_size_hint=first.signature_size, **kw)
+    assert hit.sha256 == sha256sum(tmp_path / "b.cab")
+    miss = cab.write_cab(tmp_path / "c.cab", members, signature_size_hint=first.signature_size + 8, **kw)
+    assert miss.sha256 is None
+    assert (tmp_path / "c.cab").read_bytes() == (tmp_path / "a.cab").read_bytes()  # the hint changes no byte
+    packed = cab.write_cab(tmp_path / "d.cab", members, compression="mszip", signature_size_hint=8, **kw)
+    assert packed.sha256 is None
+
+
 def test_cab_signer_failure_leaves_nothing(tmp_path):
     def fail(digest: bytes) -> bytes:
         raise FFUError("the signer refused", "key.pem")

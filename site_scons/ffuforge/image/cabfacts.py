@@ -8,7 +8,8 @@ by rename, so a rebuilt CAB is a new inode and misses. Facts of a CAB written wi
 seconds are not kept (a same-size rewrite in one timestamp tick would go unseen) unless this
 build wrote it: its writer recorded the (size, mtime_ns) it left, with the content signature
 SCons records for it, so the facts are kept on the same terms as SCons' own decision about that
-CAB (`written`). Errors are never kept. One file beside the plan cache (``build/.ffuforge/cabfacts``), loaded once per process,
+CAB (`written`); what the writer itself knew of a CAB is put in as it is written (:meth:`put`:
+the SBOM's identity of each package). Errors are never kept. One file beside the plan cache (``build/.ffuforge/cabfacts``), loaded once per process,
 replaced (temp + rename) at exit when something changed, dropped when ffuforge's code changes
 (toolsig); a missing, unreadable or foreign file only costs one slower run.
 """
@@ -75,6 +76,25 @@ class CabFacts:
                 self.entries[path] = (state, facts)
                 self.dirty = True
         return value
+
+    def put(self, cab: str | Path, what: str, value: Any, written: tuple) -> None:
+        """Keep `value` (under `what`) for a CAB this build just wrote, as its writer knew it
+        (the SBOM identity: package action), while the file is still the (size, mtime_ns)
+        `written` the writer left; a CAB changed since is left to :meth:`get`."""
+        path = os.path.abspath(cab)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        state = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if state[:2] != tuple(written[:2]):
+            return
+        with self.lock:
+            entry = self.entries.get(path)
+            facts = dict(entry[1]) if entry is not None and tuple(entry[0]) == state else {}
+            facts[what] = value
+            self.entries[path] = (state, facts)
+            self.dirty = True
 
     def save(self) -> None:
         if not self.dirty:

@@ -146,7 +146,11 @@ def read_mum(cab: CabReader, cab_path: Path) -> etree._Element:
 
 
 def _package_info(cab: CabReader, cab_path: Path) -> PackageInfo:
-    mum = read_mum(cab, cab_path)
+    return package_info_of(read_mum(cab, cab_path), cab_path)
+
+
+def package_info_of(mum: etree._Element, cab_path: Path) -> PackageInfo:
+    """:func:`read_package_info` from the parsed update.mum of the CAB at `cab_path`."""
     ident = mum.find(f"{ASM}assemblyIdentity")
     pkg = mum.find(f"{ASM}package")
     if ident is None or pkg is None:

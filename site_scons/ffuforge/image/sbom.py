@@ -26,6 +26,7 @@ the same image give the same bytes and different images different namespaces.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -36,6 +37,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import FormatError
 from ..signing import verify
+from ..util import toolsig, xmlsafe
 from . import install
 from .cabfacts import CabFacts
 from .partition import REGISTRY_OWNER
@@ -52,7 +54,7 @@ COMMENT_KEYS = ("partition", "release type", "architecture", "signer")
 
 @dataclass(frozen=True)
 class CabIdentity:
-    """What the SBOM says of one CAB (kept in the CAB facts under "sbom")."""
+    """What the SBOM says of one CAB (kept in the CAB facts under :func:`facts_key`)."""
 
     name: str
     version: str
@@ -64,29 +66,42 @@ class CabIdentity:
     sha256: str
 
 
+@functools.cache
+def facts_key() -> str:
+    """Name of a CAB's identity in the CAB facts: this module's code fingerprint is part of it,
+    so identities kept by an older ffuforge are not taken for what this one would find."""
+    return "sbom:" + toolsig.fingerprint("image.sbom")
+
+
 def cab_identity(cab: Path) -> CabIdentity:
     """Identity, owner, signer and SHA-256 of one CAB: one read of update.mum, one of the file,
     the Authenticode signature's signer certificate (not checked against a root here)."""
-    info = install.read_package_info(cab)
     from ..formats.cab import CabReader
 
     with CabReader(cab) as reader:
         mum = install.read_mum(reader, cab)
-    phone = mum.find(f"{install.ASM}package/{install.ASM}customInformation/{install.ASM}phoneInformation")
-    owner = (phone.get("phoneOwner") if phone is not None else None) or ""
     signers: list[str] = []
     verify.cab_signature_problems(cab, None, signers)
     with open(cab, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    return _identity(mum, cab, signers[0] if signers else "", digest)
+
+
+def written_identity(mum: bytes, cab: Path, signer: str, sha256: str) -> CabIdentity:
+    """:func:`cab_identity` of a CAB from what its writer had: the update.mum it stored, the
+    subject of the certificate it was signed with ("" unsigned; as the signature names it,
+    RFC 4514) and the file's SHA-256. The package action records it in the CAB facts, so the
+    SBOM reads no CAB this build wrote (a full build's SBOM read 1.1 GiB and checked 336
+    signatures again: 2.7 s of the bench's 300 packages)."""
+    return _identity(xmlsafe.parse_bytes(mum, f"{cab}:update.mum"), cab, signer, sha256)
+
+
+def _identity(mum, cab: Path, signer: str, sha256: str) -> CabIdentity:
+    info = install.package_info_of(mum, cab)
+    phone = mum.find(f"{install.ASM}package/{install.ASM}customInformation/{install.ASM}phoneInformation")
+    owner = (phone.get("phoneOwner") if phone is not None else None) or ""
     return CabIdentity(
-        info.name,
-        info.version,
-        info.arch,
-        info.partition,
-        info.release_type,
-        owner,
-        signers[0] if signers else "",
-        digest,
+        info.name, info.version, info.arch, info.partition, info.release_type, owner, signer, sha256
     )
 
 
@@ -140,7 +155,7 @@ def build_document(
     def identity(cab: Path) -> CabIdentity:
         if facts is None:
             return cab_identity(cab)
-        return CabIdentity(**facts.get(cab, "sbom", lambda: asdict(cab_identity(cab))))
+        return CabIdentity(**facts.get(cab, facts_key(), lambda: asdict(cab_identity(cab))))
 
     ids = _Ids()
     packages, relationships, files = [], [], []
@@ -276,4 +291,11 @@ class _Ids:
         return base
 
 
-__all__ = ["CabIdentity", "build_document", "cab_identity", "package_comment", "write_sbom"]
+__all__ = [
+    "CabIdentity",
+    "build_document",
+    "cab_identity",
+    "package_comment",
+    "write_sbom",
+    "written_identity",
+]

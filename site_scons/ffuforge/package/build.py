@@ -119,6 +119,8 @@ class Built(NamedTuple):
 
     sources: SourceDigests  # SHA-256 of every payload file as read
     cab_signature: str | None  # cab.content_signature() of the CAB, when its writer computed it
+    sha256: str | None = None  # SHA-256 of the CAB file, when its writer computed it (the SBOM's)
+    mum: bytes = b""  # the update.mum it holds (the SBOM's identity of the package)
 
 
 def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = BuildSettings()) -> Built:
@@ -126,11 +128,19 @@ def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = Bu
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     sources: SourceDigests = {}
-    info = _build(v, out_path, settings, sources)
-    return Built(sources, info.content_signature)
+    mum: list[bytes] = []
+    info = _build(v, out_path, settings, sources, mum)
+    return Built(sources, info.content_signature, info.sha256, mum[0])
 
 
-def _build(v: Variant, out_path: Path, settings: BuildSettings, sources: SourceDigests) -> cab.CabInfo:
+# Padded CAB signature size of each signer's last CAB in this process: an RSA signer's is the
+# same every time, so write_cab knows the final header in advance and hashes the file as written.
+_SIGNATURE_SIZES: dict[str, int] = {}
+
+
+def _build(
+    v: Variant, out_path: Path, settings: BuildSettings, sources: SourceDigests, mum: list[bytes]
+) -> cab.CabInfo:
     pe_signer = settings.signer if settings.sign_pe else None
     layout_payload = [*v.payload, *(p for p in (v.bcd, v.binary_image) if p is not None)]
     hashed = {
@@ -163,6 +173,7 @@ def _build(v: Variant, out_path: Path, settings: BuildSettings, sources: SourceD
     cat = unsigned_catalog(entries)
     if settings.signer is not None:
         cat = settings.signer.sign_catalog(cat, epoch=settings.epoch)
+    mum.append(entries[0].data)
     cab_members = [
         cab.CabMember(entries[0].cab_path, data=entries[0].data),
         cab.CabMember("update.cat", data=cat),
@@ -183,14 +194,18 @@ def _build(v: Variant, out_path: Path, settings: BuildSettings, sources: SourceD
     # renamed into place; external tools (osslsigncode and friends) get the plain CAB to sign.
     signer, epoch = settings.signer, settings.epoch
     if isinstance(signer, signing.KeySigner):
-        return cab.write_cab(
+        info = cab.write_cab(
             out_path,
             cab_members,
             compression=settings.compression,
             timestamp=epoch,
             reserve_signature=True,
             authenticode=lambda digest: signer.cab_signature(digest, epoch=epoch),
+            signature_size_hint=_SIGNATURE_SIZES.get(signer.identity),
         )
+        if info.signature_size is not None:
+            _SIGNATURE_SIZES[signer.identity] = info.signature_size
+        return info
     return cab.write_cab(
         out_path,
         cab_members,

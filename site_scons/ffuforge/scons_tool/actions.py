@@ -150,10 +150,12 @@ def package_scan(node, env, path):
 def _package_action(target, source, env):
     from SCons.Script import GetOption
 
+    from .sbom import record_written  # sbom.py builds on this module
+
     job = json.loads(env["FFU_PKG_JOB"])
     signed = source[0].read()
     # in a worker process with -jN (N > 1): package builds are Python and would share the GIL
-    presigned, sources, warnings = workers.call(
+    presigned, sources, warnings, identity = workers.call(
         package_work,
         env.Dir("#").abspath,
         job["project"],
@@ -170,6 +172,7 @@ def _package_action(target, source, env):
         os.unlink(target[0].abspath)  # holds bytes no signature describes
         raise
     PRESIGNED[target[0].abspath] = presigned
+    record_written(env, target[0].abspath, presigned, identity)  # the SBOM action reads it there
     SOURCE_SIGS.update(sources)
     print_warnings(warnings)
     return 0
@@ -183,10 +186,13 @@ def package_work(
     out_path: str,
     signed_json: str,
     signer_key: tuple | None,
-) -> tuple[tuple[int, int, str], pkgbuild.SourceDigests, list[str]]:
+) -> tuple[tuple[int, int, str], pkgbuild.SourceDigests, list[str], dict | None]:
     """The package action's work, from plain arguments (it may run in a worker process); returns the
     CAB's content signature, computed there while its bytes are in the page cache, the SHA-256
-    of every payload file the build read and the package's INF warnings."""
+    of every payload file the build read, the package's INF warnings and the SBOM's identity of
+    the CAB (scons_tool.sbom.written_identity)."""
+    from .sbom import written_identity
+
     by_name = {
         v.cab_name: v for v in plan_at(top, project_rel, {**spec, "report_missing": False}, driver_files=True)
     }
@@ -208,7 +214,13 @@ def package_work(
         compression=signed["compression"], epoch=signed["epoch"], signer=signer, sign_pe=signed["signPE"]
     )
     built = pkgbuild.build_variant(v, out_path, settings)
-    return content_signature(out_path, cab_file=True, known=built.cab_signature), built.sources, v.warnings
+    identity = written_identity(out_path, built, signer)
+    return (
+        content_signature(out_path, cab_file=True, known=built.cab_signature),
+        built.sources,
+        v.warnings,
+        identity,
+    )
 
 
 PACKAGE_BUILDER = builder(

@@ -296,6 +296,8 @@ class CabInfo:
     # content_signature() of the file as written, when it was computed in passing (uncompressed, or
     # signed here; nothing run on the file afterwards); else None
     content_signature: str | None = None
+    sha256: str | None = None  # SHA-256 of the whole file, when computed in passing (write_cab)
+    signature_size: int | None = None  # padded size of the signature write_cab appended
 
 
 # --- output files -----------------------------------------------------------------------------

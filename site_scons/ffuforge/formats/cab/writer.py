@@ -190,6 +190,7 @@ def write_cab(
     mszip_history: bool = False,
     finish: Callable[[Path], None] | None = None,
     authenticode: Callable[[bytes], bytes] | None = None,
+    signature_size_hint: int | None = None,
 ) -> CabInfo:
     """Write ``members`` (in the given order) to a deterministic single-cabinet CAB, atomically.
 
@@ -202,6 +203,11 @@ def write_cab(
     ``authenticode(digest) -> PKCS#7 blob`` signs the CAB as it is written (needs
     ``reserve_signature``): the signed-layout digest of an uncompressed CAB is computed while its
     bytes are written, since its header is known in advance, so the file is not read back.
+    ``signature_size_hint``: the padded size the signature is expected to have (the last one of
+    the same signer: the PKCS#7 blob of an RSA signer has a fixed size); the final header is then
+    known in advance too, and the file's own SHA-256 is computed as it is written
+    (:attr:`CabInfo.sha256`, for the SBOM), else only when the prediction held. Unsigned
+    uncompressed CABs always get it.
     """
     out = Path(out_path)
     if compression not in ("none", "mszip"):
@@ -278,7 +284,7 @@ def write_cab(
         return header + b"".join(folder_entries)
 
     type_compress = COMP_NONE if compression == "none" else COMP_MSZIP
-    hasher = None
+    hasher = whole = None  # whole: the file's own SHA-256, when its header is known in advance
     if compression == "none":  # the whole layout is known before any data is written
         planned_entries, start = [], data_start
         for fi, (_first, _end, size) in enumerate(folders):
@@ -290,13 +296,20 @@ def write_cab(
         if authenticode is not None:
             hasher = hashlib.sha256(signed_layout_header(head))
             hasher.update(head[header_size:])
+            if signature_size_hint is not None and finish is None:  # the header as it will be
+                offsets = total.to_bytes(4, "little") + signature_size_hint.to_bytes(4, "little")
+                whole = hashlib.sha256(head[:SIG_OFFSET_POS] + offsets + head[SIG_OFFSET_POS + 8 :])
         elif not reserve_signature:  # the file's own SHA-256, for content_signature()
             hasher = hashlib.sha256(head)
+            if finish is None:
+                whole = hasher
         if hasher is not None:
             hasher.update(file_table)
+        if whole is not None and whole is not hasher:
+            whole.update(file_table)
     else:
         head = bytes(coff_files)
-    content_sig = None
+    content_sig = sha256 = signature_size = None
     tmp = temp_name(out)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
@@ -332,6 +345,9 @@ def write_cab(
                     if hasher is not None:
                         hasher.update(cfdata)
                         hasher.update(ab)
+                    if whole is not None and whole is not hasher:
+                        whole.update(cfdata)
+                        whole.update(ab)
                     pos += CFDATA_SIZE + cb
                     count += 1
                     if pos > MAX_CABINET_SIZE:
@@ -362,6 +378,10 @@ def write_cab(
                 f.write(offsets)
                 f.seek(pos)
                 f.write(padded)
+                signature_size = len(padded)
+                if whole is not None and len(padded) == signature_size_hint:
+                    whole.update(padded)
+                    sha256 = whole.hexdigest()
                 if finish is None:  # the header as it now is on disk; its first 60 bytes are ours
                     final = header_of(pos, folder_entries)
                     final = final[:SIG_OFFSET_POS] + offsets + final[SIG_OFFSET_POS + 8 :]
@@ -371,6 +391,7 @@ def write_cab(
                     content_sig = h.hexdigest()
             elif hasher is not None and finish is None:
                 content_sig = plain_content_signature(hasher.digest(), pos)
+                sha256 = hasher.hexdigest()
         if finish is not None:
             finish(tmp)
         os.replace(tmp, out)
@@ -385,4 +406,6 @@ def write_cab(
         cb_cabinet=pos,
         members=tuple(CabEntry(p.name, p.size, p.folder, p.offset, date, tm, p.attribs) for p in planned),
         content_signature=content_sig,
+        sha256=sha256,
+        signature_size=signature_size,
     )
