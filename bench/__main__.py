@@ -14,6 +14,7 @@ See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shlex
 import subprocess
@@ -160,7 +161,11 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     ap.add_argument("--note", default="", help="a remark recorded with the results (e.g. 'before the fix')")
-    ap.add_argument("--workdir", default=None, help="where to put the temporary workspace (default: $TMPDIR)")
+    ap.add_argument(
+        "--workdir",
+        default=None,
+        help="where to put the temporary workspace (created if missing; default: $TMPDIR)",
+    )
     sub = ap.add_subparsers(dest="what", required=True)
     sc = sub.add_parser(
         "scale", help="the whole pipeline up to Flash.ffu: -j1/-j2, no-op, one edit, FFU, memory"
@@ -204,6 +209,11 @@ def main(argv=None) -> int:
     s.add_argument("--mib", type=int, default=128, help="total payload in MiB")
     s.add_argument("--repeat", type=int, default=3, help="builds per mode (alternating; best is kept)")
     args = ap.parse_args(argv)
+    if args.workdir:  # every benchmark makes its temporary workspace in it: create it as asked
+        try:
+            os.makedirs(args.workdir, exist_ok=True)
+        except OSError as exc:
+            ap.error(f"--workdir {args.workdir}: {exc.strerror}")
     start = measure.load()
     if args.what == "scale":
         from bench.scale import bench_scale
