@@ -42,6 +42,7 @@ SIGNERS: dict[str, Signer] = {}  # identity -> signer, for every signer this run
 CONFIGURED: dict[tuple, Signer] = {}  # how it was configured -> signer (loaded once)
 SIGNER_KEYS: dict[str, tuple] = {}  # identity -> key of CONFIGURED (how a worker process loads it)
 
+DECLARED: dict[str, tuple[str, list]] = {}  # target path -> (spec, nodes): targets declared once per graph
 OWNERS: dict[str, str] = {}  # CAB absolute path -> the project that declares it (two may not)
 
 # Content signatures computed by actions, so SCons' taskmaster thread does not read files again.
