@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import SCons.Action
 import SCons.Builder
@@ -22,7 +23,6 @@ import SCons.Errors
 import SCons.Scanner
 
 from ..errors import FFUError
-from ..package import build as pkgbuild
 from ..package import project, sources, variant
 from ..util import toolsig, workers
 from . import outputs
@@ -33,6 +33,9 @@ from .plancache import summarize
 from .readcheck import check_read
 from .signer import signer_in_process
 from .state import MERGED_XML, PRESIGNED, SIGNER_KEYS, SIGNERS, SOURCE_SIGS
+
+if TYPE_CHECKING:
+    from ..package import build as pkgbuild
 
 DISK_FULL = {
     errno.ENOSPC: "free space on the disk that holds the build directory and build again",
@@ -188,6 +191,8 @@ def package_work(
     """The package action's work, from plain arguments (it may run in a worker process); returns the
     CAB's content signature, computed there while its bytes are in the page cache, the SHA-256
     of every payload file the build read and the package's INF warnings."""
+    from ..package import build as pkgbuild  # not at import: a no-op build never builds a CAB
+
     by_name = {
         v.cab_name: v for v in plan_at(top, project_rel, {**spec, "report_missing": False}, driver_files=True)
     }
@@ -257,6 +262,8 @@ def generated_variant(spec: dict) -> variant.Variant:
 
 @build_errors()
 def _generated_action(target, source, env):
+    from ..package import build as pkgbuild
+
     spec = json.loads(source[0].read())
     signer = SIGNERS[spec["signer"]] if spec["signer"] else None
     pkgbuild.build_variant(

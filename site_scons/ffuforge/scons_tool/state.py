@@ -8,9 +8,11 @@ here for the resolver and the actions of the same run. Nothing here outlives the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..package.build import SourceDigests
-from ..signing.signers import Signer
+if TYPE_CHECKING:  # not at run time: a no-op build never needs the package builder or crypto
+    from ..package.build import SourceDigests
+    from ..signing.signers import Signer
 
 
 @dataclass(frozen=True)
