@@ -32,7 +32,7 @@ from .outputs import remove_leftovers
 from .plancache import summarize
 from .readcheck import check_read
 from .signer import signer_in_process
-from .state import MERGED_XML, PRESIGNED, SIGNER_KEYS, SIGNERS, SOURCE_SIGS
+from .state import MERGED_XML, PRESIGNED, SIGNER_KEYS, SOURCE_SIGS
 
 if TYPE_CHECKING:
     from ..package import build as pkgbuild
@@ -265,7 +265,7 @@ def _generated_action(target, source, env):
     from ..package import build as pkgbuild
 
     spec = json.loads(source[0].read())
-    signer = SIGNERS[spec["signer"]] if spec["signer"] else None
+    signer = signer_in_process(spec["signer"], SIGNER_KEYS.get(spec["signer"])) if spec["signer"] else None
     pkgbuild.build_variant(
         generated_variant(spec),
         target[0].abspath,
@@ -365,7 +365,7 @@ def _ffu_action(target, source, env):
 
     spec = json.loads(source[1].read())
     images = {name: Path(s.abspath) for name, s in zip(spec["partitions"], source[2:], strict=True)}
-    signer = SIGNERS[spec["signer"]] if spec["signer"] else None
+    signer = signer_in_process(spec["signer"], SIGNER_KEYS.get(spec["signer"])) if spec["signer"] else None
     raw = Path(target[1].abspath) if len(target) > 1 else None
     result = image.build_ffu(
         Path(source[0].abspath),
