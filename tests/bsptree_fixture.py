@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ffuforge.features import templates
+
 BOARDS = ("BoardA", "BoardB")
 
 VCXPROJ = """<?xml version="1.0" encoding="utf-8"?>
@@ -86,40 +88,7 @@ LAYOUT_WM = """<?xml version="1.0" encoding="utf-8"?>
 </identity>
 """
 
-DEVICE_LAYOUT = """<?xml version="1.0" encoding="utf-8"?>
-<DeviceLayout xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate">
-  <Partitions>
-    <Partition>
-      <Name>EFIESP</Name>
-      <Type>{c12a7328-f81f-11d2-ba4b-00a0c93ec93b}</Type>
-      <FileSystem>FAT</FileSystem>
-      <TotalSectors>65536</TotalSectors>
-      <Bootable>true</Bootable>
-      <RequiredToFlash>true</RequiredToFlash>
-    </Partition>
-    <Partition>
-      <Name>MainOS</Name>
-      <Type>{ebd0a0a2-b9e5-4433-87c0-68b6b72699c7}</Type>
-      <FileSystem>NTFS</FileSystem>
-      <MinFreeSectors>262144</MinFreeSectors>
-      <ByteAlignment>0x800000</ByteAlignment>
-      <ClusterSize>0x1000</ClusterSize>
-    </Partition>
-    <Partition>
-      <Name>Data</Name>
-      <Type>{ebd0a0a2-b9e5-4433-87c0-68b6b72699c7}</Type>
-      <FileSystem>NTFS</FileSystem>
-      <UseAllSpace>true</UseAllSpace>
-      <ByteAlignment>0x800000</ByteAlignment>
-      <ClusterSize>0x4000</ClusterSize>
-    </Partition>
-  </Partitions>
-  <SectorSize>512</SectorSize>
-  <ChunkSize>128</ChunkSize>
-  <DefaultPartitionByteAlignment>0x200000</DefaultPartitionByteAlignment>
-  <VersionTag>IoTUAP</VersionTag>
-</DeviceLayout>
-"""
+DEVICE_LAYOUT = templates.device_layout(min_free_sectors=262144).decode()  # the kit's shape, smaller
 
 PLATFORM = """<?xml version="1.0" encoding="utf-8"?>
 <OEMDevicePlatform xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate">

@@ -267,18 +267,66 @@ def test_sk_cells_are_shared_counted_and_ringed(tmp_path):
     h = hive.read_hive(out)
     keys = dict(h.walk())
     default = hive.default_security_descriptor()
-    want = {"": default, "A": sd1, "A\\B": default, "C": default, "C\\D": sd1, "E": sd2}
+    below = secdesc.sddl_to_binary("O:BAG:SYD:AI(A;CIID;KA;;;SY)(A;CIID;KR;;;BU)")  # A\\B inherits from A
+    want = {"": default, "A": sd1, "A\\B": below, "C": default, "C\\D": sd1, "E": sd2}
     assert {k: key.security for k, key in keys.items()} == want
     data = out.read_bytes()
     ring = _sk_ring(data, keys[""].security_cell)
-    assert len(ring) == 3  # three distinct descriptors, one cell each
-    assert {r[4]: r[3] for r in ring} == {default: 3, sd1: 2, sd2: 1}  # reference counts
+    assert len(ring) == 4  # four distinct descriptors, one cell each
+    assert {r[4]: r[3] for r in ring} == {default: 2, sd1: 2, below: 1, sd2: 1}  # reference counts
     for i, (_, flink, blink, _, _) in enumerate(ring):  # a closed ring both ways
-        assert flink == ring[(i + 1) % 3][0] and blink == ring[i - 1][0]
+        assert flink == ring[(i + 1) % 4][0] and blink == ring[i - 1][0]
     assert {keys[k].security_cell for k in ("A", "C\\D")} == {ring[[r[4] for r in ring].index(sd1)][0]}
     if require_tool("hivexsh"):  # hivex accepts the hive
         res = subprocess.run(["hivexsh", "-d", str(out)], input="ls\n", capture_output=True, text=True)
         assert res.returncode == 0 and "A" in res.stdout, res.stderr
+
+
+@pytest.mark.parametrize(
+    ("given", "own", "want_child", "want_grandchild"),
+    [
+        # a protected DACL passes its CI ACEs on, marked inherited, to every level below
+        (
+            KEY_SD,
+            None,
+            "O:BAG:SYD:AI(A;CIID;KA;;;SY)(A;CIID;KR;;;BU)",
+            "O:BAG:SYD:AI(A;CIID;KA;;;SY)(A;CIID;KR;;;BU)",
+        ),
+        # NP: one level only; an ACE without CI is not inherited by keys
+        (
+            "O:SYG:SYD:P(A;CINP;KA;;;SY)(A;CI;KR;;;BU)(A;;KA;;;BA)",
+            None,
+            "O:BAG:SYD:AI(A;ID;KA;;;SY)(A;CIID;KR;;;BU)",
+            "O:BAG:SYD:AI(A;CIID;KR;;;BU)",
+        ),
+        # the child's own, not protected: its ACEs first, then what it inherits
+        (KEY_SD, "O:BAG:SYD:(A;;KA;;;LS)", "O:BAG:SYD:AI(A;;KA;;;LS)(A;CIID;KA;;;SY)(A;CIID;KR;;;BU)", None),
+        # the child's own, protected: kept byte for byte
+        (KEY_SD, KEY_SD2, KEY_SD2, None),
+        # nothing inheritable: the child keeps the hive's default
+        ("O:BAG:SYD:P(A;;KA;;;SY)", None, "default", "default"),
+    ],
+)
+def test_keys_below_a_given_descriptor_inherit_as_the_registry_does(given, own, want_child, want_grandchild):
+    b = hive.HiveBuilder("ROOT", timestamp=EPOCH)
+    b.ensure_key("A\\B\\C")
+    b.ensure_key("Other\\X")
+    b.set_key_security("A", secdesc.sddl_to_binary(given))
+    if own is not None:
+        b.set_key_security("A\\B", secdesc.sddl_to_binary(own))
+    keys = dict(hive.parse_hive(b.to_bytes("H")).walk())
+    default = hive.default_security_descriptor()
+
+    def got(k: str) -> str:
+        return "default" if keys[k].security == default else secdesc.binary_to_sddl(keys[k].security)
+
+    def norm(want: str) -> str:  # our SDDL spelling of `want`
+        return want if want == "default" else secdesc.binary_to_sddl(secdesc.sddl_to_binary(want))
+
+    assert got("A\\B") == norm(want_child)
+    if want_grandchild is not None:
+        assert got("A\\B\\C") == norm(want_grandchild)
+    assert keys["Other\\X"].security == default and keys[""].security == default  # untouched elsewhere
 
 
 def test_a_hive_without_descriptors_keeps_its_bytes(tmp_path):
@@ -372,3 +420,43 @@ def test_a_key_pointing_elsewhere_for_its_security_is_refused():
     data[pos : pos + 4] = root_cell.to_bytes(4, "little")  # the key node itself
     with pytest.raises(FormatError, match="not an sk cell"):
         hive.parse_hive(bytes(data))
+
+
+def test_inherited_key_aces_read_back_by_regipy(tmp_path):
+    """An independent reader finds the subkey's own sk cell: the parent's SIDs, container-inherit (regipy
+    does not decode INHERITED_ACE; samba checks that below)."""
+    regipy = pytest.importorskip("regipy.registry")
+    b = hive.HiveBuilder("ROOT", timestamp=EPOCH)
+    b.set_value("A\\B", "v", 4, b"\1\0\0\0")
+    b.set_key_security("A", secdesc.sddl_to_binary(KEY_SD))
+    b.write(tmp_path / "H")
+    info = regipy.RegistryHive(str(tmp_path / "H")).get_key("\\A\\B").get_security_key_info()
+    assert (info["owner"], info["group"]) == ("S-1-5-32-544", "S-1-5-18")
+    assert _aces(info) == [("S-1-5-18", "ACCESS_ALLOWED", True), ("S-1-5-32-545", "ACCESS_ALLOWED", True)]
+
+
+def test_inherited_key_descriptor_read_by_samba(tmp_path):
+    """samba's NDR parser reads the subkey's sk cell bytes as the inherited SDDL (ID flags, AI)."""
+    import json
+    import shutil
+
+    from oracles import unavailable
+
+    python = shutil.which("python3", path="/usr/bin")
+    probe = python and subprocess.run([python, "-c", "import samba.ndr"], capture_output=True)
+    if not probe or probe.returncode != 0:
+        unavailable("samba's Python bindings are not installed (./bootstrap --test installs python3-samba)")
+    b = hive.HiveBuilder("ROOT", timestamp=EPOCH)
+    b.ensure_key("A\\B")
+    b.set_key_security("A", secdesc.sddl_to_binary("O:SYG:SYD:P(A;CI;0xf003f;;;SY)(A;CINP;0x20019;;;BU)"))
+    blob = dict(hive.parse_hive(b.to_bytes("H")).walk())["A\\B"].security
+    script = (
+        "import sys; from samba.dcerpc import security; from samba.ndr import ndr_unpack; "
+        "print(ndr_unpack(security.descriptor, bytes.fromhex(sys.stdin.read())).as_sddl())"
+    )
+    proc = subprocess.run(
+        [python, "-c", script], input=blob.hex(), capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.strip() == "O:BAG:SYD:AI(A;CIID;RPWPCCDCLCRCWOWDSDSW;;;SY)(A;ID;RPCCRCSW;;;BU)", (
+        json.dumps(proc.stdout)
+    )  # samba spells KEY_ALL_ACCESS and KEY_READ as directory-service letters: 0xf003f, 0x20019

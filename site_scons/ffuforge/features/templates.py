@@ -108,8 +108,9 @@ def fmfilelist(fm_id: str, fm_file: str) -> bytes:
 """.encode()
 
 
-def device_layout() -> bytes:
-    """GPT for an 8 GB eMMC: EFIESP (32 MiB FAT), MainOS (NTFS, 512 MiB free), Data (the rest)."""
+def device_layout(min_free_sectors: int = 1048576) -> bytes:
+    """GPT for an 8 GB eMMC: EFIESP (32 MiB FAT), MainOS (NTFS, `min_free_sectors` free: 512 MiB by
+    default), Data (the rest). Also the layout of the test and benchmark BSP trees."""
     return f"""<?xml version="1.0" encoding="utf-8"?>
 <DeviceLayout xmlns="{IU_NS}">
   <Partitions>
@@ -125,7 +126,7 @@ def device_layout() -> bytes:
       <Name>MainOS</Name>
       <Type>{{ebd0a0a2-b9e5-4433-87c0-68b6b72699c7}}</Type>
       <FileSystem>NTFS</FileSystem>
-      <MinFreeSectors>1048576</MinFreeSectors>
+      <MinFreeSectors>{min_free_sectors}</MinFreeSectors>
       <ByteAlignment>0x800000</ByteAlignment>
       <ClusterSize>0x1000</ClusterSize>
     </Partition>

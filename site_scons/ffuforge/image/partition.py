@@ -26,8 +26,9 @@ Hives as Windows has them:
   writer's default (owner Administrators, SYSTEM and Administrators full, Users read, all
   container-inherit). That default is *not* Windows' skeleton: keys Windows creates carry
   TrustedInstaller-owned WRP descriptors (``WRP_REGKEY_DEFAULT_SDDL`` in its manifests) and
-  inherited ACEs; subkeys of a key given a descriptor do not inherit its ACEs here (no
-  inheritance is computed for keys; files and directories get it, :func:`..formats.secdesc.inherit`).
+  inherited ACEs. Keys below a key given a descriptor get its container-inheritable ACEs, marked
+  inherited, as the registry gives a key created below its parent (documented; see
+  ``HiveBuilder._descriptors``); the default is not propagated.
   What public evidence shows (issue 14 step n): manifests name ``WRP_REGKEY_DEFAULT_SDDL`` on
   selected keys only (a CLSID key, not its ``InprocServer32`` subkey), and Microsoft's pkg.xml
   converter (PkgBldr ``PkgToWm/RegKey.AddTrustIfNeeded``) adds it to keys under

@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import SCons.Action
 import SCons.Builder
@@ -22,7 +23,6 @@ import SCons.Errors
 import SCons.Scanner
 
 from ..errors import FFUError
-from ..package import build as pkgbuild
 from ..package import project, sources, variant
 from ..util import toolsig, workers
 from . import outputs
@@ -31,7 +31,10 @@ from .nodes import print_warnings, progress_bar, relative_message
 from .plancache import summarize
 from .readcheck import check_read
 from .signer import signer_in_process
-from .state import MERGED_XML, PRESIGNED, SIGNER_KEYS, SIGNERS, SOURCE_SIGS
+from .state import MERGED_XML, PRESIGNED, SIGNER_KEYS, SOURCE_SIGS
+
+if TYPE_CHECKING:
+    from ..package import build as pkgbuild
 
 DISK_FULL = {
     errno.ENOSPC: "free space on the disk that holds the build directory and build again",
@@ -191,6 +194,7 @@ def package_work(
     CAB's content signature, computed there while its bytes are in the page cache, the SHA-256
     of every payload file the build read, the package's INF warnings and the SBOM's identity of
     the CAB (scons_tool.sbom.written_identity)."""
+    from ..package import build as pkgbuild  # not at import: a no-op build never builds a CAB
     from .sbom import written_identity
 
     by_name = {
@@ -268,8 +272,10 @@ def generated_variant(spec: dict) -> variant.Variant:
 
 @build_errors()
 def _generated_action(target, source, env):
+    from ..package import build as pkgbuild
+
     spec = json.loads(source[0].read())
-    signer = SIGNERS[spec["signer"]] if spec["signer"] else None
+    signer = signer_in_process(spec["signer"], SIGNER_KEYS.get(spec["signer"])) if spec["signer"] else None
     pkgbuild.build_variant(
         generated_variant(spec),
         target[0].abspath,
@@ -369,7 +375,7 @@ def _ffu_action(target, source, env):
 
     spec = json.loads(source[1].read())
     images = {name: Path(s.abspath) for name, s in zip(spec["partitions"], source[2:], strict=True)}
-    signer = SIGNERS[spec["signer"]] if spec["signer"] else None
+    signer = signer_in_process(spec["signer"], SIGNER_KEYS.get(spec["signer"])) if spec["signer"] else None
     raw = Path(target[1].abspath) if len(target) > 1 else None
     result = image.build_ffu(
         Path(source[0].abspath),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -18,7 +18,7 @@ import SCons.Node.Python
 
 from ..errors import ConfigError, FFUError
 from . import plancache
-from .state import PACKAGES, PRODUCT_CABS
+from .state import DECLARED, PACKAGES, PRODUCT_CABS
 
 
 def source_file(env, path, what: str):
@@ -164,3 +164,21 @@ def spec_value(env, target, text: str, origin: str = ""):
     node = SpecValue(text, name=label)
     SCons.Node.Python._memo_lookup_map[hash((label, None))] = node
     return node
+
+
+def declare_once(
+    env, target, spec: str, make: Callable[[], list], same: Callable[[str, str], bool] | None = None
+):
+    """Declare `target` (a node) once per graph: a package SConscript read for a second configuration
+    (Test and Retail in one graph) names the same outputs again, which SCons would warn about (two
+    environments, one target). The same spec (`same(old, new)`, default: equal) returns the first
+    declaration's nodes; another spec is one line: two settings cannot make one file."""
+    path = target.abspath
+    known = DECLARED.get(path)
+    if known is not None:
+        if (same or str.__eq__)(known[0], spec):
+            return known[1]
+        fail(f"{rel_path(env, target)}: declared twice with different settings; give each its own target")
+    nodes = make()
+    DECLARED[path] = (spec, nodes)
+    return nodes

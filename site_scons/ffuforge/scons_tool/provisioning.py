@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError
 from .actions import build_errors, builder
 from .configure import configured
-from .nodes import fail, rel_path, stop_on_error
+from .nodes import declare_once, fail, rel_path, stop_on_error
 
 if TYPE_CHECKING:
     from ..package.provisioning.customizations import Customizations
@@ -134,27 +134,14 @@ def declare_ppkg(env, cust_rel: str, target, script_routed: bool) -> dict:
         "script": [s.path for s in c.by_route("script")] if script_routed else [],
     }
     _claim(target, cust_rel)
-    if _first(target, spec):
-        PPKG_BUILDER(
-            env, target, [env.Value(json.dumps(spec, sort_keys=True)), env.File("#" + cust_rel)] + inputs
-        )
-    return spec
-
-
-_SPECS: dict[str, str] = {}  # target path -> its spec, declared once
-
-
-def _first(target, spec: dict) -> bool:
-    """Whether `target` is declared here for the first time: a package SConscript read for a second
-    configuration (Test and Retail in one graph) names the same outputs with the same spec, which
-    SCons would warn about (two environments, one target)."""
     text = json.dumps(spec, sort_keys=True)
-    known = _SPECS.setdefault(target.abspath, text)
-    if known != text:
-        raise ConfigError(
-            f"{target.path} is declared twice with different settings; give each its own target"
-        )
-    return known is text
+    declare_once(
+        env,
+        target,
+        text,
+        lambda: PPKG_BUILDER(env, target, [env.Value(text), env.File("#" + cust_rel)] + inputs),
+    )
+    return spec
 
 
 def declare_appinstall(env, cust_rel: str, folder, wanted: set[str], project_rel: str) -> dict:
@@ -193,8 +180,9 @@ def declare_appinstall(env, cust_rel: str, folder, wanted: set[str], project_rel
         _claim(t, cust_rel)
     sources = [env.Value(json.dumps(spec, sort_keys=True)), env.File("#" + cust_rel)]
     sources += _inputs(env, c, True)
-    if _first(targets[0], spec):
-        APPINSTALL_BUILDER(env, targets, sources)
+    declare_once(
+        env, targets[0], json.dumps(spec, sort_keys=True), lambda: APPINSTALL_BUILDER(env, targets, sources)
+    )
     return spec
 
 

@@ -15,9 +15,12 @@ update.mum and update.cat.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from ..errors import FFUError
-from ..package.build import SourceDigests
+
+if TYPE_CHECKING:
+    from ..package.build import SourceDigests
 
 
 def check_read(target, read: SourceDigests) -> None:

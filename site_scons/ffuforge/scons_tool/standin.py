@@ -10,7 +10,7 @@ import json
 
 from .actions import build_errors, builder
 from .configure import configured
-from .nodes import spec_value
+from .nodes import declare_once, spec_value
 from .signer import signer_in_process, signer_of
 from .state import SIGNER_KEYS
 
@@ -74,20 +74,10 @@ def StandInBinary(env, target, size, seed=None):
     return _declare(STANDIN_BLOB, env, target, spec)
 
 
-_DECLARED: dict[str, tuple[str, list]] = {}  # target path -> (spec, nodes)
-
-
 def _declare(build, env, target, spec: str, same=None) -> list:
-    """Once per target: an SConstruct that reads a package SConscript for two configurations
-    declares its stand-ins twice, which SCons would warn about (two environments, one target).
-    `same(old, new)`: whether two specs make one target (default: equal)."""
-    path = env.File(target).abspath
-    known = _DECLARED.get(path)
-    if known is not None and (same or str.__eq__)(known[0], spec):
-        return known[1]
-    nodes = build(env, target, spec_value(env, env.File(target), spec))
-    _DECLARED[path] = (spec, nodes)
-    return nodes
+    """Once per target (:func:`.nodes.declare_once`); `same(old, new)`: whether two specs make one target."""
+    node = env.File(target)
+    return declare_once(env, node, spec, lambda: build(env, target, spec_value(env, node, spec)), same)
 
 
 @build_errors(where=lambda target, source, env: target[0].path)

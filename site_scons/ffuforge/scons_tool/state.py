@@ -8,9 +8,11 @@ here for the resolver and the actions of the same run. Nothing here outlives the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..package.build import SourceDigests
-from ..signing.signers import Signer
+if TYPE_CHECKING:  # not at run time: a no-op build never needs the package builder or crypto
+    from ..package.build import SourceDigests
+    from ..signing.signers import Signer
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ SIGNERS: dict[str, Signer] = {}  # identity -> signer, for every signer this run
 CONFIGURED: dict[tuple, Signer] = {}  # how it was configured -> signer (loaded once)
 SIGNER_KEYS: dict[str, tuple] = {}  # identity -> key of CONFIGURED (how a worker process loads it)
 
+DECLARED: dict[str, tuple[str, list]] = {}  # target path -> (spec, nodes): targets declared once per graph
 OWNERS: dict[str, str] = {}  # CAB absolute path -> the project that declares it (two may not)
 
 # Content signatures computed by actions, so SCons' taskmaster thread does not read files again.

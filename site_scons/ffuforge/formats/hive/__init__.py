@@ -25,7 +25,8 @@ Layout rules (all observable in the output, all chosen for determinism):
   (:meth:`HiveBuilder.set_key_security`) points to an ``sk`` cell shared by every key with the
   same bytes, placed after the first such key (depth first); all ``sk`` cells form one
   flink/blink ring in that order, each with the count of keys referring to it, as REGF's
-  ``CM_KEY_SECURITY`` list requires. Subkeys do not inherit a given descriptor's ACEs.
+  ``CM_KEY_SECURITY`` list requires. Keys below a key given a descriptor inherit its
+  container-inheritable ACEs as the registry gives them to a new key (``HiveBuilder._descriptors``).
 
 ``hive_for_key`` maps a full ``HKEY_...`` path to one of the offline hive files.
 

@@ -14,6 +14,7 @@ from typing import cast
 
 from ...errors import ConfigError
 from ...util.atomic import atomic_output
+from .. import secdesc
 from ..regvalue import TYPE_NAMES
 from .structs import (
     BASE_BLOCK,
@@ -192,10 +193,49 @@ class HiveBuilder:
 
     # -- serialising ----------------------------------------------------------------------
 
+    def _descriptors(self) -> dict[int, bytes]:
+        """The descriptor of every key at or below a key given one (by ``id``; the others keep the
+        hive's default): as the registry gives a key created below its parent, "the ACLs in a
+        default security descriptor for a key are inherited from its direct parent key"
+        (Microsoft Learn, *Registry Key Security and Access Rights*; merging rules: *Security
+        Descriptors for New Objects*, *ACE Inheritance*). So a key with no descriptor of its own
+        gets its parent's container-inheritable ACEs, marked inherited, with the default's owner
+        and group (the creating process's, not public for Windows' servicing stack); a given
+        descriptor whose DACL or SACL is not protected gets them after its own ACEs, as files do
+        (:func:`..secdesc.inherit`). A parent that passes nothing on leaves the child the default.
+        Inheritance starts at given descriptors only: the default itself is ffuforge's choice, not
+        Windows' skeleton, and is not propagated into given ones."""
+        out: dict[int, bytes] = {}
+        bare = secdesc.sddl_to_binary("O:BAG:SY")  # the default's owner and group, no ACLs
+        memo: dict[tuple[bytes, bytes], bytes] = {}
+
+        def derive(parent: bytes, own: bytes) -> bytes:
+            got = memo.get((parent, own))
+            if got is None:
+                got = memo[parent, own] = secdesc.inherit(parent, own, True)
+            return got
+
+        stack: list[tuple[_Key, bytes | None]] = [(self.root, None)]
+        while stack:
+            key, parent = stack.pop()
+            if key.security is not None:
+                mine: bytes | None = key.security if parent is None else derive(parent, key.security)
+            elif parent is not None:
+                mine = derive(parent, bare)
+                if mine == bare:  # nothing inheritable: the default, and nothing below inherits
+                    mine = None
+            else:
+                mine = None
+            if mine is not None:
+                out[id(key)] = mine
+            stack.extend((child, mine) for child in key.children.values())
+        return out
+
     def _cells(self) -> tuple[list[_Cell], _Cell]:
         cells: list[_Cell] = []
         ft = self.filetime
         sd = self.security_descriptor
+        given = self._descriptors()
 
         def add(payload_len: int, render: Callable[[], bytes]) -> _Cell:
             c = _Cell(payload_len, render)
@@ -234,7 +274,7 @@ class HiveBuilder:
             return cell
 
         def emit(key: _Key, parent: _Cell | None) -> tuple[_Cell, list[tuple[_Key, _Cell]], list[_Cell]]:
-            descriptor = sd if key.security is None else key.security
+            descriptor = given.get(id(key), sd)
             refs[descriptor] = refs.get(descriptor, 0) + 1
             sk_holder: list[_Cell] = []
             name_bytes, compressed = encode_name(key.name)
