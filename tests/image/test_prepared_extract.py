@@ -232,3 +232,24 @@ def test_prepare_never_fails_the_package(tmp_path, monkeypatch):
     assert not _prepared(a).exists()
     with pytest.raises(FFUError):
         _stage([tmp_path / "missing.cab"], tmp_path / "w", tmp_path / "cache")
+
+
+@pytest.mark.parametrize("how", ["folder writable by others", "entry of another user"])
+def test_entry_others_could_change_is_not_trusted(tmp_path, counting, how):
+    """Entries sit beside the CABs, which may be in a shared folder: one that another user could
+    have planted or changed is ignored (the partition extracts the CAB), and prepare makes none
+    in such a folder."""
+    a = _files(tmp_path, "A")
+    assert extractcache.prepare(a)
+    entry = _prepared(a)
+    if how == "folder writable by others":
+        os.chmod(entry.parent, 0o777)
+    elif os.geteuid() == 0:
+        os.chown(entry, 65534, 65534)
+    else:
+        pytest.skip("needs root to give the entry to another user")
+    counting.clear()
+    _stage([a], tmp_path / "w", tmp_path / "cache")
+    assert counting == [a.name] and _sources(tmp_path / "cache") == ["extracted"]
+    if how == "folder writable by others":
+        assert extractcache.prepare(a) is False

@@ -109,7 +109,9 @@ def prepare(cab: Path) -> bool:
     final = prepared_entry(cab)
     root = final.parent
     try:
-        root.mkdir(exist_ok=True)
+        root.mkdir(mode=0o755, exist_ok=True)
+        if not _private(root):  # not ours to trust later (see _private): make nothing
+            return False
         for entry in os.listdir(root):  # a killed build's unfinished entry of this CAB
             if entry.startswith(f"{TEMP_PREFIX}{final.name}-"):
                 shutil.rmtree(root / entry, ignore_errors=True)
@@ -121,6 +123,17 @@ def prepare(cab: Path) -> bool:
     except OSError:
         return False
     return parsed.error is None
+
+
+def _private(folder: Path) -> bool:
+    """A folder only this user can change. Prepared entries sit beside CABs, which may be in a
+    folder others can write (a shared MSPACKAGE tree): an entry planted there for a CAB that passed
+    the trust checks must not be installed in its place. :func:`prepare` makes its folders so."""
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def _remove(entry: Path) -> None:
@@ -205,7 +218,7 @@ class ExtractCache:
         check a partition-bound extraction makes: a package of another partition gives exactly
         that extraction's result (its identity, no ops, the error)."""
         entry = prepared_entry(cab)
-        if not os.path.isdir(entry):
+        if not (_private(entry.parent) and _private(entry)):
             return None
         key = cab_key(cab, ANY_PARTITION)
         parsed = _check(entry, key, cab) if key else None
