@@ -49,14 +49,14 @@ def snapshot(ws: Path) -> tuple[dict[str, str], list[str]]:
     build = ws / "build"
     for dirpath, dirnames, filenames in os.walk(build):
         d = Path(dirpath)
-        if (
-            d.parent.name == EXTRACT_CACHE
-        ):  # kept extracted packages: not outputs; only unfinished entries count
+        if d.parent.name == EXTRACT_CACHE or (
+            d.name == EXTRACT_CACHE and d.parent.name != "partitions"
+        ):  # kept extracted packages (a partition's, or those beside the CABs): only unfinished entries count
             temps += [f"{(d / n).relative_to(ws)}/" for n in sorted(dirnames) if n.startswith(TEMP_PREFIX)]
             dirnames.clear()
             continue
         for name in sorted(dirnames):
-            if name == EXTRACT_CACHE and d.name == "partitions":
+            if name == EXTRACT_CACHE:
                 continue
             if d == build and name == ".ffuforge":  # ffuforge.scons_tool.plancache, kept between builds
                 continue

@@ -1251,9 +1251,7 @@ def _leftovers(ws: Path) -> list[str]:
                 continue
             if str(rel) in ("build/.ffuforge", "build/.ffuforge/plans", "build/.ffuforge/cabfacts"):  # caches
                 continue
-            if (
-                name == ".ffuforge-extract" and Path(dirpath).name == "partitions"
-            ):  # ffuforge.image.extractcache;
+            if name == ".ffuforge-extract":  # ffuforge.image.extractcache (a partition's, or beside CABs);
                 continue  # its .tmp-* entries count
             if name.startswith(".") or name.endswith(".partial") or ".partial" in name:
                 found.append(str(rel))

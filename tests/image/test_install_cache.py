@@ -60,7 +60,7 @@ def _stage(cabs, work: Path, cache: Path | None, jobs: int = 1, name: str = "Mai
 
 
 def _entries(cache: Path) -> list[str]:
-    return sorted(os.listdir(cache)) if cache.exists() else []
+    return sorted(e for e in os.listdir(cache) if e != extractcache.SOURCES) if cache.exists() else []
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -405,13 +405,21 @@ def test_incremental_partition_equals_a_clean_build(tmp_path):
     ws = copy_workspace(tmp_path / "incr")
     scons(ws, "-j1")
     cache = ws / OUT / "partitions" / extractcache.DIRNAME / "MainOS"
-    before = set(_entries(cache))
+    prepared = ws / "build/arm64/packages" / extractcache.DIRNAME
+
+    def keys() -> dict[str, str]:  # the package actions' entries (extractcache.prepare), by CAB
+        return {e.name: json.loads((e / extractcache.RECORD).read_bytes())["key"] for e in prepared.iterdir()}
+
+    before = keys()
     readme = ws / "packages/Custom.Files/readme.txt"
     readme.write_text(readme.read_text() + "edited\n")
     scons(ws, "-j1")
-    after = set(_entries(cache))
-    assert len(before - after) == 1 and len(after - before) == 1  # one entry replaced, the rest reused
-    assert all(not e.startswith(extractcache.TEMP_PREFIX) for e in after)
+    after = keys()
+    changed = sorted(n for n in after if before.get(n) != after[n])
+    assert changed == ["Contoso.Custom.Files.cab"] and set(before) == set(after)  # one replaced
+    used = json.loads((cache / extractcache.SOURCES).read_bytes())["cabs"]
+    assert len(used) > 20 and {how for _, how in used} == {"package"}  # the partition extracted none
+    assert all(not e.startswith(extractcache.TEMP_PREFIX) for e in [*after, *_entries(cache)])
     clean = copy_workspace(tmp_path / "clean")
     shutil.copy2(readme, clean / "packages/Custom.Files/readme.txt")
     scons(clean, "-j2")
@@ -425,7 +433,7 @@ def test_incremental_partition_equals_a_clean_build(tmp_path):
         assert (ws / rel).read_bytes() == (clean / rel).read_bytes(), rel
     assert scons(ws, "-q", check=False).returncode == 0
     proc = scons(ws, "-c", check=False)
-    assert proc.returncode == 0 and not cache.exists(), proc.stdout
+    assert proc.returncode == 0 and not cache.exists() and not prepared.exists(), proc.stdout
 
 
 if __name__ == "__main__":

@@ -13,10 +13,30 @@ record and the size and mtime of each member are checked, so an entry cut short 
 build, or touched since, is extracted again. Entries the latest build of the partition did not
 use are removed. With -jN the misses are extracted in worker processes; results are replayed in
 package order, so the output and the errors are those of a sequential install.
+
+**Prepared entries.** A CAB this build writes is extracted by the package action that wrote it
+(:func:`prepare`, in the package phase, which runs in parallel with -jN), into
+``<CAB's folder>/.ffuforge-extract/<CAB name>``, so that the partition action, serial and after
+every package, finds it ready and only links and replays. The partition is not known there (a CAB
+in ``build/<cpu>/packages/`` serves several products and partitions), so the entry is made without
+the partition check and keyed without the partition; the check is made where the entry is used
+and gives the error a partition-bound extraction gives (:func:`install.partition_error`; the parse
+result does not otherwise depend on the partition). The key is taken after the CAB's final rename
+(a rename changes ctime), so a CAB written again by anything else, or fetched from CacheDir (a new
+inode), misses and is extracted by the partition as before. One entry per CAB file: writing the
+CAB again replaces it, ``scons -c`` removes the folder. The partition's own entries are looked up
+first; a prepared entry is used in place (not copied), so it is never evicted by a partition.
+What each partition build took from where is written to its cache's ``sources.json``.
+
+Extracting the written CAB (rather than building the entry from what the package builder has in
+hand) is deliberate: the entry is then by construction what a partition-side extraction gives
+(same code, same checks of every member against update.mum and the manifests), and its cost is
+paid on the package phase's parallel workers while the CAB is still in the page cache.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,18 +48,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..util import toolsig, workers
+from ..util.atomic import write_bytes
 from . import install
 
 DIRNAME = ".ffuforge-extract"  # beside a partition's image: one directory per partition in it
 FORMAT = 2  # 2: file ops carry the SHA-1 too
 RECORD = "record.json"
+SOURCES = "sources.json"  # in a partition's cache: where the latest build took each package from
 TEMP_PREFIX = ".tmp-"
 _EDGE = 64 << 10
+ANY_PARTITION = "\0any"  # a prepared entry's key: made before the partition is known
 
 
 def cab_key(cab: Path, partition: str) -> str | None:
     """A digest that changes whenever the CAB's bytes may have changed; None for what is not a
-    readable regular file (never cached: installing it reports the problem)."""
+    readable regular file (never cached: installing it reports the problem). `partition`
+    ANY_PARTITION keys a prepared entry (no partition check made)."""
     try:
         fd = os.open(cab, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -62,8 +86,67 @@ def cab_key(cab: Path, partition: str) -> str | None:
         os.close(fd)
 
 
+def _safe_name(cab: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", cab.name)[:100]
+
+
 def _entry_name(cab: Path, key: str) -> str:
-    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', cab.name)[:100]}.{key[:32]}"
+    return f"{_safe_name(cab)}.{key[:32]}"
+
+
+def prepared_entry(cab: Path) -> Path:
+    """Where :func:`prepare` keeps the extracted CAB: beside it, one entry per CAB file."""
+    return cab.parent / DIRNAME / _safe_name(cab)
+
+
+def prepare(cab: Path) -> bool:
+    """Extract a CAB just written by this build into its prepared entry (the package action calls
+    this after the CAB's final rename); True when an entry was made. The CAB's previous entry
+    goes first, whatever follows. A package that does not install (its error is the partition's
+    to report, in order) and a file system error (the entry is an optimisation: the partition
+    extracts what has no entry) make none."""
+    cab = Path(cab)
+    final = prepared_entry(cab)
+    root = final.parent
+    try:
+        root.mkdir(mode=0o755, exist_ok=True)
+        if not _private(root):  # not ours to trust later (see _private): make nothing
+            return False
+        for entry in os.listdir(root):  # a killed build's unfinished entry of this CAB
+            if entry.startswith(f"{TEMP_PREFIX}{final.name}-"):
+                shutil.rmtree(root / entry, ignore_errors=True)
+        _remove(final)
+        key = cab_key(cab, ANY_PARTITION)
+        if key is None:
+            return False
+        parsed, _ = _fill(str(cab), None, str(root), final.name, key)
+    except OSError:
+        return False
+    return parsed.error is None
+
+
+def _private(folder: Path) -> bool:
+    """A folder only this user can change. Prepared entries sit beside CABs, which may be in a
+    folder others can write (a shared MSPACKAGE tree): an entry planted there for a CAB that passed
+    the trust checks must not be installed in its place. :func:`prepare` makes its folders so."""
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def _remove(entry: Path) -> None:
+    """Remove an entry: renamed aside first (a temp name, which nothing trusts), so that an
+    interrupted removal never leaves a part of it under its name."""
+    if not os.path.lexists(entry):
+        return
+    aside = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{entry.name}-", dir=entry.parent)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(entry, os.path.join(aside, "old"))
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 class ExtractCache:
@@ -73,6 +156,7 @@ class ExtractCache:
         self.root = Path(root)
         self.partition = partition
         self._used: set[str] = set()
+        self._sources: list[list[str]] = []  # (CAB, "kept" | "package" | "extracted"), in order
 
     def parsed(self, cabs: list[Path], jobs: int = 1) -> Iterator[tuple[install.Parsed, Path]]:
         """(parse result, directory of its members) for each CAB, in order. Misses are extracted
@@ -81,23 +165,30 @@ class ExtractCache:
         for entry in os.listdir(self.root):  # a killed build's unfinished entries
             if entry.startswith(TEMP_PREFIX):
                 shutil.rmtree(self.root / entry, ignore_errors=True)
-        plan: list[tuple[Path, str | None, install.Parsed | None]] = []
-        misses: dict[str | None, tuple] = {}
+        misses: dict[str | int, tuple] = {}
+        plan: list[tuple[Path, str | int, install.Parsed | None, Path | None]] = []
         for i, cab in enumerate(cabs):
             key = cab_key(cab, self.partition)
             name = _entry_name(cab, key) if key else None
-            hit = self._load(name, key, cab) if name and name not in misses else None
+            hit, store, how = None, None, "extracted"
+            if name is None or name not in misses:  # (a CAB listed twice is extracted once)
+                if name and (hit := self._load(name, key, cab)) is not None:
+                    store, how = self.root / name, "kept"
+                elif (prepared := self._prepared(cab)) is not None:
+                    (hit, store), how = prepared, "package"
             if hit is None:
                 misses[name or i] = (str(cab), self.partition, str(self.root), name, key)
-            plan.append((cab, name or i, hit))
+            plan.append((cab, name or i, hit, store))
+            self._sources.append([str(cab), how])
         results = workers.imap(_fill, list(misses.values()), jobs=jobs)
         done: dict = {}
         order = iter(misses)
         try:
-            for cab, name, hit in plan:
-                if hit is not None:
-                    self._used.add(name)
-                    yield hit, self.root / name
+            for cab, name, hit, store in plan:
+                if hit is not None and store is not None:
+                    if store.parent == self.root:
+                        self._used.add(store.name)
+                    yield hit, store
                     continue
                 while name not in done:
                     done[next(order)] = next(results)
@@ -111,36 +202,62 @@ class ExtractCache:
             results.close()
 
     def evict(self) -> None:
-        """Remove every entry not used since this object was made (call after a successful build)."""
+        """Remove every entry not used since this object was made (call after a successful build),
+        and record where each package came from (SOURCES: the CAB, then "kept" for an entry of
+        this cache, "package" for the entry its package action prepared, "extracted" here)."""
         for entry in os.listdir(self.root):
-            if entry not in self._used:
+            if entry not in self._used and entry != SOURCES:
                 shutil.rmtree(self.root / entry, ignore_errors=True)
+        write_bytes(
+            self.root / SOURCES,
+            json.dumps({"format": FORMAT, "partition": self.partition, "cabs": self._sources}).encode(),
+        )
+
+    def _prepared(self, cab: Path) -> tuple[install.Parsed, Path] | None:
+        """The entry :func:`prepare` made for `cab` (when its key still matches), with the partition
+        check a partition-bound extraction makes: a package of another partition gives exactly
+        that extraction's result (its identity, no ops, the error)."""
+        entry = prepared_entry(cab)
+        if not (_private(entry.parent) and _private(entry)):
+            return None
+        key = cab_key(cab, ANY_PARTITION)
+        parsed = _check(entry, key, cab) if key else None
+        if parsed is None or parsed.info is None:
+            return None
+        if (exc := install.partition_error(parsed.info, self.partition, str(cab))) is not None:
+            return install.Parsed(cab, parsed.info, [], exc), entry
+        return parsed, entry
 
     def _load(self, name: str, key: str, cab: Path) -> install.Parsed | None:
         entry = self.root / name
-        try:
-            rec = json.loads((entry / RECORD).read_bytes())
-            if rec["format"] != FORMAT or rec["key"] != key:
-                raise ValueError("another key")
-            for n, (size, mtime_ns) in rec["store"].items():
-                st = os.lstat(entry / n)
-                if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_mtime_ns != mtime_ns:
-                    raise ValueError(f"member {n} changed")
-            return _from_json(rec, cab)
-        except FileNotFoundError:
-            if entry.exists():
-                shutil.rmtree(entry, ignore_errors=True)
-            return None
-        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        parsed = _check(entry, key, cab)
+        if parsed is None and entry.exists():
             shutil.rmtree(entry, ignore_errors=True)
-            return None
+        return parsed
+
+
+def _check(entry: Path, key: str, cab: Path) -> install.Parsed | None:
+    """The parse result an entry holds for `cab` when its record is complete, of this key, and
+    every member is as it was written; else None."""
+    try:
+        rec = json.loads((entry / RECORD).read_bytes())
+        if rec["format"] != FORMAT or rec["key"] != key:
+            raise ValueError("another key")
+        for n, (size, mtime_ns) in rec["store"].items():
+            st = os.lstat(entry / n)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_mtime_ns != mtime_ns:
+                raise ValueError(f"member {n} changed")
+        return _from_json(rec, cab)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None
 
 
 def _fill(
-    cab: str, partition: str, root: str, name: str | None, key: str | None
+    cab: str, partition: str | None, root: str, name: str | None, key: str | None
 ) -> tuple[install.Parsed, str]:
-    """Extract one CAB into a new entry `name` of `root` (None: a scratch directory, not kept).
-    A module-level function of plain arguments: it may run in a worker process."""
+    """Extract one CAB into a new entry `name` of `root` (None: a scratch directory, not kept);
+    `partition` None: no partition check (a prepared entry). A module-level function of plain
+    arguments: it may run in a worker process."""
     tmp = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{name or 'scratch'}-", dir=root)
     try:
         parsed = install.parse_package(Path(cab), partition, Path(tmp))
@@ -160,7 +277,7 @@ def _fill(
         try:
             os.rename(tmp, final)
         except OSError:  # a stale entry of that name: replace it
-            shutil.rmtree(final, ignore_errors=True)
+            _remove(Path(final))
             os.rename(tmp, final)
         return parsed, final
     except BaseException:

@@ -238,9 +238,11 @@ def install_package(st: Staging, cab_path: Path) -> PackageInfo:
     return replay(st, parse_package(Path(cab_path), st.partition, store), store)
 
 
-def parse_package(cab_path: Path, partition: str, store: Path) -> Parsed:
+def parse_package(cab_path: Path, partition: str | None, store: Path) -> Parsed:
     """Read a CAB for `partition`: its identity, registry values and files, members extracted to
-    `store` (an existing, empty directory). A bad package is recorded, not raised."""
+    `store` (an existing, empty directory). A bad package is recorded, not raised. `partition`
+    None skips the partition check (the result does not otherwise depend on it): for a package
+    read before its partition is known, checked where it is used (:func:`partition_error`)."""
     parsed = Parsed(cab_path)
     try:
         _parse(parsed, cab_path, partition, store)
@@ -249,14 +251,19 @@ def parse_package(cab_path: Path, partition: str, store: Path) -> Parsed:
     return parsed
 
 
-def _parse(p: Parsed, cab_path: Path, partition: str, store: Path) -> None:
+def partition_error(info: PackageInfo, partition: str, where: str) -> ConfigError | None:
+    """The error of installing a package into a partition it does not target, else None."""
+    if info.partition.lower() == partition.lower():
+        return None
+    return ConfigError(f"package {info.name} targets partition {info.partition}, not {partition}", where)
+
+
+def _parse(p: Parsed, cab_path: Path, partition: str | None, store: Path) -> None:
     where = str(cab_path)
     with CabReader(cab_path) as cab:
         info = p.info = _package_info(cab, cab_path)
-        if info.partition.lower() != partition.lower():
-            raise ConfigError(
-                f"package {info.name} targets partition {info.partition}, not {partition}", where
-            )
+        if partition is not None and (exc := partition_error(info, partition, where)) is not None:
+            raise exc
         members = {m.name.lower(): m for m in cab.members}
         if len(members) != len(cab.members):
             dup = sorted(
@@ -427,10 +434,8 @@ def replay(st: Staging, parsed: Parsed, store: Path) -> PackageInfo:
     package's recorded error where installing it would have."""
     info, where = parsed.info, str(parsed.cab)
     place = parsed.error is None  # a failing package only reports, in order
-    if info is not None and info.partition.lower() != st.partition.lower():
-        raise ConfigError(
-            f"package {info.name} targets partition {info.partition}, not {st.partition}", where
-        )
+    if info is not None and (exc := partition_error(info, st.partition, where)) is not None:
+        raise exc
     for op in parsed.ops:
         kind = op[0]
         if kind == "raw":

@@ -29,6 +29,7 @@ from . import outputs
 from .contentsig import content_signature
 from .nodes import print_warnings, progress_bar, relative_message
 from .plancache import summarize
+from .prepared import clean_emitter, prepare_cab
 from .readcheck import check_read
 from .signer import signer_in_process
 from .state import MERGED_XML, PRESIGNED, SIGNER_KEYS, SOURCE_SIGS
@@ -218,13 +219,10 @@ def package_work(
         compression=signed["compression"], epoch=signed["epoch"], signer=signer, sign_pe=signed["signPE"]
     )
     built = pkgbuild.build_variant(v, out_path, settings)
+    signature = content_signature(out_path, cab_file=True, known=built.cab_signature)
     identity = written_identity(out_path, built, signer)
-    return (
-        content_signature(out_path, cab_file=True, known=built.cab_signature),
-        built.sources,
-        v.warnings,
-        identity,
-    )
+    prepare_cab(out_path)  # here, in parallel, not in the serial partition action
+    return signature, built.sources, v.warnings, identity
 
 
 PACKAGE_BUILDER = builder(
@@ -233,6 +231,7 @@ PACKAGE_BUILDER = builder(
     "Package",
     strfunction=lambda target, source, env: None if env.get("FFU_VERBOSE") else f"Package {target[0].name}",
     target_scanner=SCons.Scanner.Scanner(package_scan, name="ffuforge-package"),
+    emitter=clean_emitter,
 )
 
 
@@ -281,6 +280,7 @@ def _generated_action(target, source, env):
         target[0].abspath,
         pkgbuild.BuildSettings(compression=spec["compression"], epoch=spec["epoch"], signer=signer),
     )
+    prepare_cab(target[0].abspath)
     return 0
 
 
@@ -289,6 +289,7 @@ GENERATED_BUILDER = builder(
     "package.build",
     "Package",
     strfunction=lambda target, source, env: f"Package {target[0].name} (generated)",
+    emitter=clean_emitter,
 )
 
 
