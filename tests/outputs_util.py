@@ -69,7 +69,7 @@ def snapshot(ws: Path) -> tuple[dict[str, str], list[str]]:
                 d == build
                 and name.startswith(".sconsign")
                 or d.name == ".ffuforge"
-                and name in ("plans", "cabfacts")
+                and name in ("plans", "cabfacts", "signers")
             ):
                 continue
             if name.startswith(".") or name.endswith(".partial"):

@@ -1249,7 +1249,10 @@ def _leftovers(ws: Path) -> list[str]:
             rel = Path(dirpath, name).relative_to(ws)
             if name.startswith(".sconsign") and Path(dirpath) == build:
                 continue
-            if str(rel) in ("build/.ffuforge", "build/.ffuforge/plans", "build/.ffuforge/cabfacts"):  # caches
+            if str(rel) in (
+                "build/.ffuforge",
+                *(f"build/.ffuforge/{n}" for n in ("plans", "cabfacts", "signers")),
+            ):  # caches
                 continue
             if name == ".ffuforge-extract":  # ffuforge.image.extractcache (a partition's, or beside CABs);
                 continue  # its .tmp-* entries count

@@ -13,19 +13,11 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from . import bigoutputs, plancache, products, provisioning, sbom, versionpkg
-from .actions import (
-    FFU_BUILDER,
-    GENERATED_BUILDER,
-    LAYOUT_BUILDER,
-    MERGED_FM_BUILDER,
-    PARTITION_BUILDER,
-    RESOLUTION_BUILDER,
-    build_options,
-    plan_at,
-)
+from .actions import GENERATED_BUILDER, MERGED_FM_BUILDER, RESOLUTION_BUILDER, build_options, plan_at
 from .cabs import declare_cab
 from .checks import announce, checked, deferred_error, fm_dirs, source_policy
 from .configure import configured, plain_path
+from .imageactions import FFU_BUILDER, LAYOUT_BUILDER, PARTITION_BUILDER
 from .mstrust import trust_spec
 from .nodes import (
     available,
