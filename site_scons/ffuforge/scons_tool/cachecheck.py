@@ -10,7 +10,9 @@ kind:
 * a CAB: :func:`..formats.cab.content_signature` covers every byte, the signature block included,
   and :func:`..signing.verify.consistency_problems` reads it whole (header and CFDATA checksums,
   the CAB's and the catalog's signatures, catalog <-> members);
-* a partition image: its size and the block signatures (:mod:`..formats.blocksig`), holes unread;
+* a partition image: its size and the chunk signature (:mod:`..formats.blocksig`), holes unread,
+  recomputed from the entry's bytes: the same function the partition action's read-back pass and
+  (for FFUs) the FFU writer's hash table give, so a stored record and a check always agree;
 * a merged FM: its bytes against the ones this run computed from the FMs;
 * anything else (a partition's .json): size and content signature.
 """
@@ -48,7 +50,8 @@ def kind_of(node) -> str:
 
 
 def signature(path: str, kind: str) -> str:
-    """The content signature a record holds: a CAB's own (every byte), else the block signature."""
+    """The content signature a record holds: a CAB's own (every byte), else the chunk signature
+    (blocksig.file_signature, v2: every 128 KiB chunk's SHA-256, holes unread)."""
     if kind == "cab":
         sig = cab_signature(path)
         if sig is not None:
