@@ -24,7 +24,7 @@ class ChunkWriter:
     """Sequential output from the image header on, and the SHA-256 of every chunk in order (the
     hash table). Chunks read into Python are hashed on a worker thread while the main thread
     writes and reads the next run; chunks whose digests the partition's sidecar gives are copied
-    file to file by the kernel (:func:`_copy_range`) and never hashed or read into Python."""
+    file to file by the kernel (:class:`Copier`) and never hashed or read into Python."""
 
     def __init__(self, f, chunk: int, total: int, progress: Progress | None, pool):
         self.f, self.chunk, self.total, self.progress, self.pool = f, chunk, total, progress, pool

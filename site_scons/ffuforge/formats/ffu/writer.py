@@ -1,5 +1,7 @@
 """The FFU writer: plans each store's descriptors, streams the payload while hashing every
-chunk on a worker thread, then fills in the catalog, hash table and security header.
+chunk on a worker thread (or taking its digest from the partition image's sidecar and copying it
+file to file: :mod:`.payload`), then fills in the catalog, hash table and security header. The
+file's content signature (:mod:`..blocksig`) comes from the hash table: no second hash.
 
 Separate from the reader: writing needs the disk sources and partition-table builders,
 reading only the file.
