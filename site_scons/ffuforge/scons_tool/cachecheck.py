@@ -88,6 +88,8 @@ def problem(path: str, kind: str, expected: Record | None, target: str) -> str |
             if signed.signature != expected.csig:
                 return "does not match its content signature (damaged)"
             _CHECKED[path] = signed
+        elif kind == "fm" and target in MERGED_XML:
+            pass  # compared byte for byte below: also takes entries whose record holds a v1 signature
         elif signature(path, kind) != expected.csig:
             return "does not match its content signature (damaged)"
     if kind == "fm" and target in MERGED_XML:
