@@ -23,7 +23,9 @@ A sidecar is used only for the exact image it describes: it records the image's 
 mtime and ctime (st_ctime cannot be set by a program: any rewrite, rename, chmod or copy changes
 one of them) and its content signature, which must equal :func:`signature_from_digests` of the
 digests it holds. Anything else (missing, damaged, another chunk size, another file) reads as
-None, and the caller hashes the bytes as if there were no sidecar.
+None, and the caller hashes the bytes as if there were no sidecar. The binding guards against
+accidents (copies, edits, rebuilds, cache hits), not against someone who resets the clock or edits
+the block device to forge one: the build tree is trusted, as it is for every other output.
 """
 
 from __future__ import annotations
