@@ -161,6 +161,26 @@ def test_damaged_entry_is_a_miss_and_is_replaced(reference, tmp_path, kind, how)
     assert_complete(other, reference["outputs"], "second checkout")
 
 
+def test_merged_fm_entries_of_the_v1_signature_are_taken(reference, tmp_path):
+    """Merged-FM entries keep their cache names across the chunk-signature change (their action
+    does not use it), so records written before it hold another signature: the entry is compared
+    byte for byte with the FM this build merges instead, so it is taken without a warning."""
+    cache = tmp_path / "cache"
+    copy_tree(reference["cache"], cache)
+    fms = [e for e, (k, _) in _records(cache).items() if k == "fm"]
+    assert fms
+    for entry in fms:
+        rec = Path(str(entry) + RECORD)
+        tag, kind, size, _ = rec.read_text().split()
+        rec.write_text(f"{tag} {kind} {size} {'ab' * 32}\n")  # what a v1 record holds: another hash
+    ws = _fresh(reference, tmp_path / "ws")
+    proc = _scons(ws, f"CACHE={cache}")
+    _ok(proc)
+    assert not _warnings(proc), proc.stderr
+    assert not re.findall(r"^FeatureMerge ", proc.stdout, re.M), proc.stdout
+    assert_complete(ws, reference["outputs"], "v1 FM records")
+
+
 def test_entry_without_its_record_is_not_trusted(reference, tmp_path):
     """An entry SCons itself (or an older ffuforge) stored: nothing says what its bytes should be."""
     cache = tmp_path / "cache"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ffuforge.formats import blocksig
+
 from scons_util import copy_workspace, scons
 
 pytestmark = pytest.mark.e2e
@@ -47,6 +49,12 @@ def test_second_checkout_retrieves_everything_from_the_cache(tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         assert _same(a[name], b[name]), name
+    # The check of each image entry read every chunk: its digests are kept for the FFU writer,
+    # bound to the retrieved file (issue 14), and they are the image's.
+    for name in ("EFIESP", "MainOS", "Data"):
+        img = second / OUT / "partitions" / f"{name}.img"
+        with open(img, "rb") as fh:
+            assert blocksig.read_sidecar(img, fh.fileno()) == blocksig.sign_file(img).digests, name
     # Partition images come out of the cache sparse, not as gigabytes of zeros.
     data = second / OUT / "partitions/Data.img"
     assert os.stat(data).st_blocks * 512 < os.stat(data).st_size // 20

@@ -603,3 +603,29 @@ def test_bcd_dump_of_the_ffu(ws):
         ).stdout
     )
     assert img == store
+
+
+def test_ffu_action_takes_the_partition_chunk_digests(ws):
+    """The partition action leaves each image's chunk digests beside it (issue 14); the FFU action
+    uses them. Proof: self-consistent but fake digests bound to MainOS.img end up in the rebuilt
+    FFU's hash table (verify names the chunks); once they are true again the FFU is the same bytes."""
+    parts, flash = ws / OUT / "partitions", ws / OUT / "Flash.ffu"
+    for name in ("EFIESP", "MainOS", "Data"):  # BOOTLOADER starts at sector 66: hashed as read
+        img = parts / f"{name}.img"
+        with open(img, "rb") as fh:
+            assert blocksig.read_sidecar(img, fh.fileno()) == blocksig.sign_file(img).digests, name
+    before = flash.read_bytes()
+    main = parts / "MainOS.img"
+    real = blocksig.sign_file(main)
+    fake = bytes(b ^ 0x5A for b in real.digests)
+    signed = blocksig.Signed(blocksig.signature_from_digests(fake, real.size), real.size, fake, real.binding)
+    assert blocksig.write_sidecar(main, signed)
+    flash.unlink()
+    scons(ws, "RAW=1")
+    result = ffu.FfuReader(flash).verify()
+    assert not result.ok and any("hash" in p.lower() for p in result.problems), result.problems
+    assert blocksig.write_sidecar(main, blocksig.sign_file(main))
+    flash.unlink()
+    scons(ws, "RAW=1")
+    assert flash.read_bytes() == before
+    _writer_signatures_are_the_files(ws)

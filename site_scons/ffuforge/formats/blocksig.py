@@ -1,61 +1,139 @@
-"""Block content signatures of large, mostly empty files (partition images, FFUs), holes unread.
+"""Chunk content signatures of large, mostly empty files (partition images, FFUs), holes unread,
+and the chunk digests a partition image leaves beside itself for the FFU writer.
 
 SCons signs every target it builds by hashing all of its bytes. A partition image is gigabytes
 of holes (an 8 GiB Data volume holds a few MiB of NTFS metadata), so that hash alone cost more
-than building the whole image. This signature is a SHA-256 over the SHA-256 of every 1 MiB
-block: a block the file system reports as a hole is known to be zeros, so its digest is a
-constant and it is never read. It depends only on the bytes (a hole and written zeros sign the
-same), so it is as good a content signature as the full hash, for decisions and caches alike.
+than building the whole image. This signature (v2) is a SHA-256 over the tag, the SHA-256 of
+every 128 KiB chunk (the last one as long as it is) and the size as 8 little-endian bytes: a
+chunk the file system reports as a hole is known to be zeros, so its digest is a constant and it
+is never read. It depends only on the bytes (a hole and written zeros sign the same), so it is
+as good a content signature as the full hash, for decisions and caches alike.
 
-:class:`StreamSigner` computes the same signature while a writer streams a file front to back
-(the FFU writer), so the file is never read again to be signed.
+Why 128 KiB (v1 used 1 MiB blocks): it is the FFU's chunk (``ffu.structs.BLOCK_SIZE``), so
+
+* the partition action's one read-back pass (:func:`sign_file`) yields the SHA-256 of every FFU
+  chunk of a partition that starts on a chunk boundary; :func:`write_sidecar` keeps them in
+  ``<image>.chunks``, and the FFU writer takes them (:func:`read_sidecar`) instead of hashing the
+  payload again;
+* an FFU's own signature is :func:`signature_from_digests` of its header chunks' digests and its
+  hash table, which already holds the SHA-256 of every later chunk: the writer signs the file
+  without a second hash, and :func:`file_signature` recomputes the same value from the file alone.
+
+A sidecar is used only for the exact image it describes: it records the image's size, inode,
+mtime and ctime (st_ctime cannot be set by a program: any rewrite, rename, chmod or copy changes
+one of them) and its content signature, which must equal :func:`signature_from_digests` of the
+digests it holds. Anything else (missing, damaged, another chunk size, another file) reads as
+None, and the caller hashes the bytes as if there were no sidecar. The binding guards against
+accidents (copies, edits, rebuilds, cache hits), not against someone who resets the clock or edits
+the block device to forge one: the build tree is trusted, as it is for every other output.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
+from array import array
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+from construct import Bytes, Const, Int32ul, Int64sl, Int64ul, Struct
+
+from ..util.atomic import write_bytes
+
 Buffer = bytes | bytearray | memoryview
-BLOCK = 1 << 20
-ZERO = hashlib.sha256(bytes(BLOCK)).digest()
-TAG = b"ffuforge-blocks-sha256-v1\0"
+CHUNK = 128 << 10  # = ffu.structs.BLOCK_SIZE (an FFU's chunk); not imported: ffu imports this module
+ZERO = hashlib.sha256(bytes(CHUNK)).digest()
+TAG = b"ffuforge-chunks-sha256-v2\0"
+READ_CHUNKS = 8  # chunks per read: 1 MiB preads
+SIDECAR_SUFFIX = ".chunks"
+
+SIDECAR = Struct(
+    "magic" / Const(b"ffuforge-chunks\0"),
+    "chunk" / Int32ul,
+    "reserved" / Const(0, Int32ul),
+    "size" / Int64ul,
+    "ino" / Int64ul,
+    "mtime_ns" / Int64sl,
+    "ctime_ns" / Int64sl,
+    "signature" / Bytes(32),
+    "count" / Int64ul,  # chunks listed below (ascending index, then digest); the others are ZERO
+)
+SIDECAR_HEAD = SIDECAR.sizeof()
+
+
+@dataclass(frozen=True)
+class Signed:
+    """What one read-back pass learnt about a file: its signature and every chunk's digest."""
+
+    signature: str
+    size: int
+    digests: bytes  # 32 bytes per chunk, ZERO for holes
+    binding: tuple[int, int, int, int] | None  # (size, ino, mtime_ns, ctime_ns); None: changed while read
+
+
+def binding(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What ties a sidecar to one file: (size, inode, mtime_ns, ctime_ns)."""
+    return st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns
+
+
+def signature_from_digests(digests: Buffer, size: int) -> str:
+    """The v2 signature of a `size`-byte file whose chunks have these SHA-256 digests, in order."""
+    h = hashlib.sha256(TAG)
+    h.update(digests)
+    h.update(size.to_bytes(8, "little"))
+    return h.hexdigest()
+
+
+def chunk_digests(data: Buffer, chunk: int | None = None) -> bytes:
+    """The SHA-256 of each `chunk` bytes of `data` (the last piece as long as it is), concatenated."""
+    chunk = chunk or CHUNK
+    view, sha = memoryview(data).cast("B"), hashlib.sha256
+    return b"".join([sha(view[o : o + chunk]).digest() for o in range(0, len(view), chunk)])
 
 
 def file_signature(path: str | os.PathLike, threads: int | None = None) -> str:
-    """Hex digest of `path`'s content, reading only the blocks that hold data. Blocks are hashed
-    on `threads` threads (default: one per CPU, at most 4; hashlib and preadv release the GIL):
-    the signature of a just-written partition image or FFU is on the build's critical path."""
-    block, zero = BLOCK, ZERO  # read once: tests use smaller blocks
+    """Hex digest of `path`'s content, reading only the chunks that hold data."""
+    return sign_file(path, threads).signature
+
+
+def sign_file(path: str | os.PathLike, threads: int | None = None) -> Signed:
+    """:func:`file_signature` with every chunk's digest. Chunks are hashed on `threads` threads
+    (default: one per CPU, at most 4; hashlib and preadv release the GIL): the signature of a
+    just-written partition image is on the build's critical path."""
+    chunk, zero = CHUNK, ZERO  # read once: tests use smaller chunks
     with open(Path(path), "rb", buffering=0) as fh:
         fd = fh.fileno()
-        size = os.fstat(fd).st_size
-        order = _block_order(fd, size, block)
-        wanted = [b for b in order if b >= 0]
+        before = os.fstat(fd)
+        size = before.st_size
+        runs = list(_runs(fd, size, chunk))
+        reads = [(first, n) for first, n, data in runs if data]
         local = threading.local()
 
-        def hashed(index: int) -> bytes:
+        def hashed(job: tuple[int, int]) -> bytes:
+            first, n = job
             view = getattr(local, "view", None)
             if view is None:
-                view = local.view = memoryview(bytearray(block))
-            return hashlib.sha256(
-                _pread(fd, view, index * block, min(block, size - index * block), path)
-            ).digest()
+                view = local.view = memoryview(bytearray(chunk * READ_CHUNKS))
+            offset = first * chunk
+            got = _pread(fd, view, offset, min(n * chunk, size - offset), path)
+            return chunk_digests(got, chunk)
 
-        workers = min(threads or os.cpu_count() or 1, 4, len(wanted) // 8 or 1)
+        workers = min(threads or os.cpu_count() or 1, 4, len(reads) // 8 or 1)
         if workers > 1:
             with ThreadPoolExecutor(workers, thread_name_prefix="contentsig") as pool:
-                digests = iter(list(pool.map(hashed, wanted, chunksize=16)))
+                done = iter(list(pool.map(hashed, reads, chunksize=16)))
         else:
-            digests = map(hashed, wanted)
-        h = hashlib.sha256(TAG)
-        for b in order:
-            h.update(next(digests) if b >= 0 else zero * -b)
-    h.update(size.to_bytes(8, "little"))
-    return h.hexdigest()
+            done = map(hashed, reads)
+        digests = bytearray()
+        for _, n, data in runs:
+            digests += next(done) if data else zero * n
+        after = os.fstat(fd)
+    bound = binding(before) if binding(before) == binding(after) else None
+    return Signed(signature_from_digests(digests, size), size, bytes(digests), bound)
 
 
 def _pread(fd: int, view: memoryview, offset: int, n: int, path: object) -> memoryview:
@@ -68,83 +146,114 @@ def _pread(fd: int, view: memoryview, offset: int, n: int, path: object) -> memo
     return view[:n]
 
 
-def _block_order(fd: int, size: int, block: int) -> list[int]:
-    """The file's blocks in order: a block index to read and hash, or -n for a run of n blocks
-    the file system reports as holes (zeros, never read). A partial last block is always read."""
+def _runs(fd: int, size: int, chunk: int) -> Iterator[tuple[int, int, bool]]:
+    """(first chunk, count, holds data) covering the file in order: data runs of at most
+    READ_CHUNKS chunks to read and hash, and runs of chunks the file system reports as holes
+    (zeros, never read). A partial last chunk is always read, never assumed."""
     from .diskimage import data_extents  # not at import: a no-op build never needs it
 
-    order: list[int] = []
-    nblocks = -(-size // block)
-    last_full = size // block  # blocks before this index are whole
-    done = 0  # blocks already placed in order
+    nchunks = -(-size // chunk)
+    whole = size // chunk  # chunks before this index are whole
+    done = 0  # chunks already covered
     for start, end in data_extents(fd, size):
-        first, stop = start // block, -(-end // block)
-        first = max(first, done)
-        if first > done:  # a run of blocks without data: zeros
-            order.append(done - first)
-        order.extend(range(first, stop))
+        first, stop = max(start // chunk, done), -(-end // chunk)
+        if first > done:
+            yield done, first - done, False
+        for c in range(first, stop, READ_CHUNKS):
+            yield c, min(READ_CHUNKS, stop - c), True
         done = max(done, stop)
-    if done < nblocks:
-        if min(nblocks, last_full) > done:
-            order.append(done - min(nblocks, last_full))
-        if last_full < nblocks and done <= last_full:
-            order.append(last_full)  # a partial last block is hashed as it is, never assumed
-    return order
+    if done < whole:
+        yield done, whole - done, False
+        done = whole
+    if done < nchunks:
+        yield done, nchunks - done, True  # the partial last chunk
 
 
-def hash_blocks(blocks: list[Buffer]) -> bytes:
-    """The SHA-256 of each buffer, concatenated (run on a writer's hashing thread)."""
-    sha = hashlib.sha256
-    return b"".join([sha(b).digest() for b in blocks])
+# ------------------------------------------------------------------------------ sidecar
 
 
-class StreamSigner:
-    """:func:`file_signature` of a file written front to back from offset `start` to its end.
+def sidecar_path(image: str | os.PathLike) -> Path:
+    return Path(f"{os.fspath(image)}{SIDECAR_SUFFIX}")
 
-    `take` gets the stream's bytes in order and returns the whole blocks they complete (hash them
-    with :func:`hash_blocks`, anywhere, and pass the digests to `add` in order); the bytes before
-    `start` (a header written last) are read back by `finish`, at most the blocks they touch."""
 
-    def __init__(self, start: int) -> None:
-        self.first = -(-start // BLOCK)  # first block that lies wholly in the stream
-        self.pos = start
-        self.carry = bytearray()
-        self.digests = bytearray()
+def write_sidecar(image: str | os.PathLike, signed: Signed) -> bool:
+    """Keep `signed`'s chunk digests beside `image` (atomically) for the FFU writer; a stale
+    sidecar is removed instead when the image changed while it was signed. True when written."""
+    path = sidecar_path(image)
+    if signed.binding is None or signed.size != signed.binding[0]:
+        path.unlink(missing_ok=True)
+        return False
+    count = len(signed.digests) // 32
+    index, listed = array("Q"), bytearray()
+    for i in range(count):
+        d = signed.digests[32 * i : 32 * i + 32]
+        if d != ZERO:
+            index.append(i)
+            listed += d
+    if sys.byteorder != "little":  # pragma: no cover
+        index.byteswap()
+    size, ino, mtime_ns, ctime_ns = signed.binding
+    head = SIDECAR.build(
+        dict(
+            chunk=CHUNK,
+            size=size,
+            ino=ino,
+            mtime_ns=mtime_ns,
+            ctime_ns=ctime_ns,
+            signature=bytes.fromhex(signed.signature),
+            count=len(index),
+        )
+    )
+    write_bytes(path, head + index.tobytes() + bytes(listed))
+    return True
 
-    def take(self, data: Buffer) -> list[Buffer]:
-        view = memoryview(data).cast("B")
-        skip = max(0, min(len(view), self.first * BLOCK - self.pos))  # in a header block: read back
-        self.pos += len(view)
-        view = view[skip:]
-        out: list[Buffer] = []
-        if self.carry:
-            need = BLOCK - len(self.carry)
-            self.carry += view[:need]
-            view = view[need:]
-            if len(self.carry) < BLOCK:
-                return out
-            out.append(bytes(self.carry))
-            self.carry.clear()
-        whole = len(view) // BLOCK * BLOCK
-        out.extend(view[o : o + BLOCK] for o in range(0, whole, BLOCK))
-        self.carry += view[whole:]
-        return out
 
-    def add(self, digests: bytes) -> None:
-        self.digests += digests
+def read_sidecar(image: str | os.PathLike, fd: int) -> bytes | None:
+    """The digests of every chunk of the image open as `fd` (32 bytes each), from its sidecar, or
+    None when there is no sidecar that describes exactly this file (see the module docstring)."""
+    try:
+        st = os.fstat(fd)
+        with open(sidecar_path(image), "rb") as fh:
+            raw = fh.read(SIDECAR_HEAD + 40 * (-(-st.st_size // CHUNK)) + 1)
+    except OSError:
+        return None
+    if len(raw) < SIDECAR_HEAD or not raw.startswith(b"ffuforge-chunks\0"):
+        return None
+    try:
+        head = SIDECAR.parse(raw[:SIDECAR_HEAD])
+    except Exception:  # construct's errors: a damaged header is no sidecar
+        return None
+    if head.chunk != CHUNK or (head.size, head.ino, head.mtime_ns, head.ctime_ns) != binding(st):
+        return None
+    nchunks, count = -(-head.size // CHUNK), head.count
+    if count > nchunks or len(raw) != SIDECAR_HEAD + 40 * count:
+        return None
+    index = array("Q")
+    index.frombytes(raw[SIDECAR_HEAD : SIDECAR_HEAD + 8 * count])
+    if sys.byteorder != "little":  # pragma: no cover
+        index.byteswap()
+    if any(b <= a for a, b in zip(index, index[1:], strict=False)) or (count and index[-1] >= nchunks):
+        return None
+    digests = bytearray(ZERO * nchunks)
+    listed = raw[SIDECAR_HEAD + 8 * count :]
+    for k, i in enumerate(index):
+        digests[32 * i : 32 * i + 32] = listed[32 * k : 32 * k + 32]
+    if signature_from_digests(digests, head.size) != head.signature.hex():
+        return None
+    return bytes(digests)
 
-    def finish(self, fd: int) -> str:
-        """The signature, once every byte from `start` on went through `take` and the header
-        is written to `fd`."""
-        size = os.fstat(fd).st_size
-        if size != self.pos:
-            raise OSError(f"signed {self.pos} bytes of a {size}-byte file")
-        h = hashlib.sha256(TAG)
-        view = memoryview(bytearray(BLOCK))
-        for b in range(min(self.first, -(-size // BLOCK))):
-            h.update(hashlib.sha256(_pread(fd, view, b * BLOCK, min(BLOCK, size - b * BLOCK), fd)).digest())
-        h.update(self.digests)
-        if self.carry:
-            h.update(hashlib.sha256(self.carry).digest())
-        h.update(size.to_bytes(8, "little"))
-        return h.hexdigest()
+
+__all__ = [
+    "CHUNK",
+    "TAG",
+    "ZERO",
+    "Signed",
+    "binding",
+    "chunk_digests",
+    "file_signature",
+    "read_sidecar",
+    "sidecar_path",
+    "sign_file",
+    "signature_from_digests",
+    "write_sidecar",
+]

@@ -167,8 +167,11 @@ def build_partition(
     """Install `cabs` into partition `name` and write its image (FAT, NTFS or raw) and manifest;
     returns the image's content signature (blocksig.file_signature: mkntfs, libntfs-3g and mtools
     write it in other processes, so it is read back once here, holes unread, on the action's
-    thread rather than SCons' taskmaster). `cache_dir`, `jobs`: see :func:`partition.stage`;
+    thread rather than SCons' taskmaster). That pass also leaves every 128 KiB chunk's SHA-256
+    in ``<image>.chunks`` (blocksig.write_sidecar), which the FFU writer uses for its hash table.
+    `cache_dir`, `jobs`: see :func:`partition.stage`;
     `updateos_wim`: MainOS's ``PROGRAMS\\UpdateOS\\UpdateOS.wim`` (:mod:`.updateos`)."""
+    blocksig.sidecar_path(out_image).unlink(missing_ok=True)  # describes the image being replaced
     disk = load_layout(layout_json)
     p = disk.partition(name)
     size = disk.size(p)
@@ -231,7 +234,9 @@ def build_partition(
                 f"partition {p.name}: unknown file system {p.filesystem!r}; use NTFS, FAT or FAT32"
             )
         partition.write_manifest(st, out_manifest)
-    return blocksig.file_signature(out_image)
+    signed = blocksig.sign_file(out_image)
+    blocksig.write_sidecar(out_image, signed)  # the FFU takes these digests instead of hashing again
+    return signed.signature
 
 
 def _empty_sparse(out: Path, size: int) -> None:

@@ -10,13 +10,16 @@ kind:
 * a CAB: :func:`..formats.cab.content_signature` covers every byte, the signature block included,
   and :func:`..signing.verify.consistency_problems` reads it whole (header and CFDATA checksums,
   the CAB's and the catalog's signatures, catalog <-> members);
-* a partition image: its size and the block signatures (:mod:`..formats.blocksig`), holes unread;
+* a partition image: its size and the chunk signature (:mod:`..formats.blocksig`), holes unread,
+  recomputed from the entry's bytes: the same function the partition action's read-back pass and
+  (for FFUs) the FFU writer's hash table give, so a stored record and a check always agree;
 * a merged FM: its bytes against the ones this run computed from the FMs;
 * anything else (a partition's .json): size and content signature.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import NamedTuple
 
@@ -27,6 +30,7 @@ from .state import MERGED_XML, PRESIGNED
 
 RECORD_SUFFIX = ".ffuforge"
 _TAG = "ffuforge-cache-entry-v1"
+_CHECKED: dict[str, blocksig.Signed] = {}  # a retrieved image's copy -> its chunk digests, until renamed
 
 
 class Record(NamedTuple):
@@ -48,7 +52,8 @@ def kind_of(node) -> str:
 
 
 def signature(path: str, kind: str) -> str:
-    """The content signature a record holds: a CAB's own (every byte), else the block signature."""
+    """The content signature a record holds: a CAB's own (every byte), else the chunk signature
+    (blocksig.file_signature, v2: every 128 KiB chunk's SHA-256, holes unread)."""
     if kind == "cab":
         sig = cab_signature(path)
         if sig is not None:
@@ -78,7 +83,14 @@ def problem(path: str, kind: str, expected: Record | None, target: str) -> str |
             return f"is recorded as a {expected.kind} entry, not a {kind}"
         if size != expected.size:
             return f"has {size} bytes, its record says {expected.size} (truncated or damaged)"
-        if signature(path, kind) != expected.csig:
+        if kind == "image":  # the check's read also gives the FFU writer its chunk digests
+            signed = blocksig.sign_file(path)
+            if signed.signature != expected.csig:
+                return "does not match its content signature (damaged)"
+            _CHECKED[path] = signed
+        elif kind == "fm" and target in MERGED_XML:
+            pass  # compared byte for byte below: also takes entries whose record holds a v1 signature
+        elif signature(path, kind) != expected.csig:
             return "does not match its content signature (damaged)"
     if kind == "fm" and target in MERGED_XML:
         with open(path, "rb") as fh:
@@ -102,3 +114,20 @@ def output_record(node) -> tuple[Record | None, str | None]:
     )
     found = problem(path, kind, None, path)
     return (None, found) if found else (Record(kind, st.st_size, csig), None)
+
+
+def keep_digests(checked: str, target: str) -> None:
+    """Once a checked image entry's copy `checked` is renamed onto `target`, leave the chunk
+    digests its check read beside it (blocksig sidecar), so the FFU writer need not hash it again.
+    The rename (and chmod) changed its ctime: bound to it anew only while the size, inode and
+    mtime are still those the check read."""
+    signed = _CHECKED.pop(checked, None)
+    if signed is None or signed.binding is None:
+        blocksig.sidecar_path(target).unlink(missing_ok=True)
+        return
+    now = blocksig.binding(os.stat(target))
+    if now[:3] != signed.binding[:3]:
+        blocksig.sidecar_path(target).unlink(missing_ok=True)
+        return
+    with contextlib.suppress(OSError):  # a full disk: the FFU hashes the image itself
+        blocksig.write_sidecar(target, blocksig.Signed(signed.signature, signed.size, signed.digests, now))

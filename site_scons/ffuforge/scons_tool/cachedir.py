@@ -119,6 +119,8 @@ class SparseCacheDir(SCons.CacheDir.CacheDir):
             return False
         os.chmod(tmp, stat.S_IMODE(os.stat(tmp).st_mode) | stat.S_IWRITE)
         atomic.replace(tmp, target)  # an old Precious image is freed in the background
+        if kind == "image":
+            cachecheck.keep_digests(tmp, target)  # for the FFU writer: the check read every chunk
         with contextlib.suppress(OSError):
             os.utime(entry)
         assert record is not None

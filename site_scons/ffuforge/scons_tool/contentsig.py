@@ -1,7 +1,10 @@
 """Content signatures SCons records for the files ffuforge writes.
 
-Partition images and FFUs are signed block by block, holes unread (:mod:`..formats.blocksig`);
-their writers return that signature, so SCons takes it instead of reading the file again.
+Partition images and FFUs are signed chunk by chunk, holes unread (:mod:`..formats.blocksig`);
+their writers return that signature, so SCons takes it instead of reading the file again: the
+partition action from its one read-back pass, the FFU writer from the FFU's hash table (its
+header chunks hashed in memory). :func:`file_signature` recomputes the same value from the file
+alone, for a file no action signed in this run and for the cache check.
 """
 
 from __future__ import annotations

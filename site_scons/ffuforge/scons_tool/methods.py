@@ -214,6 +214,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
     Where an FM names a CAB built per product (products.py), the image takes its product's copy.
     Returns [Flash.ffu (, Flash.img)]."""
     from ..features import resolve as features
+    from ..formats.blocksig import SIDECAR_SUFFIX
     from ..image import extractcache, layout, updateos
 
     configured(env)
@@ -345,6 +346,7 @@ def Image(env, oeminput, PRODUCT=None, CONFIG=None, OUTDIR=None, RAW=None, MSPAC
         images.append(nodes[0])
         manifests[name] = nodes[1]
         env.Clean(nodes, outdir.Dir(f"partitions/{extractcache.DIRNAME}/{name}"))
+        env.Clean(nodes, outdir.File(f"partitions/{name}.img{SIDECAR_SUFFIX}"))  # chunk digests for the FFU
     fspec = {
         "oeminput": rel,
         "partitions": list(partitions),

@@ -62,7 +62,8 @@ def drop_image_outputs(image_dir: str) -> None:
 
 
 def drop_partitions(image_dir: str) -> None:
-    """Partition images and manifests of the previous build (a layout that failed decided none).
+    """Partition images, their chunk digests (blocksig sidecars) and manifests of the previous
+    build (a layout that failed decided none).
     UpdateOS.wim and its manifest stay: they do not depend on the layout (a target of their own)."""
     part_dir = os.path.join(image_dir, "partitions")
     try:
@@ -70,7 +71,7 @@ def drop_partitions(image_dir: str) -> None:
     except OSError:
         return
     for entry in entries:
-        if entry.endswith((".img", ".json")) and not entry.lower().startswith("updateos."):
+        if entry.endswith((".img", ".json", ".img.chunks")) and not entry.lower().startswith("updateos."):
             _unlink(os.path.join(part_dir, entry))
 
 

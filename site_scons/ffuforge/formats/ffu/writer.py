@@ -1,5 +1,7 @@
 """The FFU writer: plans each store's descriptors, streams the payload while hashing every
-chunk on a worker thread, then fills in the catalog, hash table and security header.
+chunk on a worker thread (or taking its digest from the partition image's sidecar and copying it
+file to file: :mod:`.payload`), then fills in the catalog, hash table and security header. The
+file's content signature (:mod:`..blocksig`) comes from the hash table: no second hash.
 
 Separate from the reader: writing needs the disk sources and partition-table builders,
 reading only the file.
@@ -28,7 +30,6 @@ Blocks shared with a partition table (spec/updateos-chunk0.md B2-B4; IUT
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import contextlib
 import hashlib
@@ -43,11 +44,11 @@ from pathlib import Path
 
 from ...errors import ConfigError, FormatError, SigningError
 from ...util.atomic import atomic_output
-from .. import catalog, ptable
-from ..blocksig import StreamSigner, hash_blocks
+from .. import blocksig, catalog, ptable
 from ..diskimage import DiskSource
 from ..disklayout import DiskLayout
 from .manifest import build_manifest, check_ascii, store_device_path
+from .payload import ChunkWriter, copy_range, known_images, segments
 from .structs import (
     ALG_SHA256,
     BLOCK_SIZE,
@@ -71,6 +72,8 @@ from .structs import (
     Progress,
     align,
 )
+
+assert BLOCK_SIZE == blocksig.CHUNK  # an FFU's signature is built from its hash table
 
 
 @dataclass
@@ -263,74 +266,10 @@ def _store_header(plan: _StorePlan, version: int, nstores: int) -> bytes:
     return head
 
 
-def _hash_chunks(view: memoryview | bytes, chunk: int) -> bytes:
-    sha = hashlib.sha256
-    return b"".join([sha(view[o : o + chunk]).digest() for o in range(0, len(view), chunk)])
-
-
-class _ChunkWriter:
-    """Sequential output from the image header on; one SHA-256 per chunk, hashed on a worker
-    thread while the main thread writes and reads the next run; the file's content signature
-    (blocksig) is computed on the same pass, so nobody reads the FFU again to sign it."""
-
-    def __init__(self, f, chunk: int, total: int, progress: Progress | None, pool, start: int):
-        self.f, self.chunk, self.total, self.progress, self.pool = f, chunk, total, progress, pool
-        self.sig = StreamSigner(start)
-        self.buf = bytearray()
-        self.digests = bytearray()
-        self.pending: collections.deque = collections.deque()
-        self.done = 0
-
-    def _drain(self, keep: int = 0) -> None:
-        while len(self.pending) > keep:
-            chunks, blocks = self.pending.popleft()
-            self.digests += chunks.result()
-            self.sig.add(blocks.result())
-
-    def meta(self, data: bytes) -> None:
-        """Unaligned metadata; hashed as complete chunks accumulate."""
-        self.buf += data
-        if len(self.buf) >= self.chunk:
-            n = len(self.buf) // self.chunk * self.chunk
-            self._aligned(bytes(self.buf[:n]))
-            del self.buf[:n]
-
-    def pad(self) -> None:
-        if self.buf:
-            self.buf += bytes(-len(self.buf) % self.chunk)
-            self._aligned(bytes(self.buf))
-            self.buf.clear()
-
-    def blocks(self, view: memoryview | bytes) -> None:
-        """Whole chunks. `view` must stay unchanged until the next call returns."""
-        assert not self.buf and len(view) % self.chunk == 0
-        self._aligned(view)
-
-    def _aligned(self, view) -> None:
-        blocks = self.sig.take(view)
-        if self.pool is None:
-            self.digests += _hash_chunks(view, self.chunk)
-            self.sig.add(hash_blocks(blocks))
-            self.f.write(view)
-        else:  # the two hashes on two threads: the content signature adds no time on two CPUs
-            self.pending.append(
-                (self.pool.submit(_hash_chunks, view, self.chunk), self.pool.submit(hash_blocks, blocks))
-            )
-            self.f.write(view)
-            self._drain(keep=1)
-        self.done += len(view)
-        if self.progress:
-            self.progress(self.done, self.total)
-
-    def finish(self) -> bytes:
-        self.pad()
-        self._drain()
-        return bytes(self.digests)
-
-
-def _stream_store_payload(plan: _StorePlan, w: _ChunkWriter) -> None:
+def _stream_store_payload(plan: _StorePlan, w: ChunkWriter) -> None:
     bs = plan.bs
     zero = bytes(bs)
+    known = known_images(plan.src, bs)
 
     def table_block(b: int, tables: ptable.PartitionTables) -> bytes:
         """ImgGen's table block: the whole chunk of the staged disk, table sectors overlaid."""
@@ -339,17 +278,27 @@ def _stream_store_payload(plan: _StorePlan, w: _ChunkWriter) -> None:
         tables.overlay(view, b * bs)
         return view.tobytes()
 
+    def data(blocks: array) -> None:
+        for k, run in segments(blocks, known, bs):
+            if k is None:
+                for _, _, view in plan.src.iter_runs(run, bs):
+                    w.blocks(view)
+            else:
+                i = run[0] - k.first
+                w.copied(k.fd, run[0] * bs - k.offset, len(run) * bs, k.digests[32 * i : 32 * (i + len(run))])
+
     w.blocks(zero)  # initial wipe
-    for _, _, view in plan.src.iter_runs(plan.phase2, bs):
-        w.blocks(view)
+    data(plan.phase2)
     for b in plan.flash_blocks:
         w.blocks(table_block(b, plan.flash_tables))
-    for _, _, view in plan.src.iter_runs(plan.phase3, bs):
-        w.blocks(view)
+    data(plan.phase3)
     for _ in range(plan.pad):
         w.blocks(zero)
     for b, _, _ in plan.final_locations:
         w.blocks(table_block(b, plan.final_tables))
+    for k in known:  # the digests describe the file as it was when its sidecar was checked
+        if blocksig.binding(os.fstat(k.fd)) != k.binding:
+            raise FormatError("partition image changed while the FFU was written; build again", k.path)
 
 
 def _catalog(hash_table: bytes, this_update: datetime, sign: Callable[[bytes], bytes] | None) -> bytes:
@@ -441,7 +390,7 @@ def write_ffu(
         pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(2)) if use_threads else None
         with atomic_output(out_path) as f:
             f.seek(img)
-            w = _ChunkWriter(f, chunk, body, progress, pool, img)
+            w = ChunkWriter(f, chunk, body, progress, pool)
             w.meta(image_region)
             w.pad()
             for plan in plans:
@@ -455,13 +404,11 @@ def write_ffu(
             assert len(hash_table) == ht_size and w.done == body
             cat = _catalog(hash_table, this_update, sign_catalog)
             new_img = align(32 + len(cat) + ht_size, chunk)
-            moved = new_img != img
-            if moved:
+            if new_img != img:
                 f.flush()
                 _move_body(f, img, new_img, body, out_path.parent)
                 img = new_img
-            f.seek(0)
-            f.write(
+            head = (
                 SECURITY_HEADER.build(
                     dict(
                         cbSize=32,
@@ -472,14 +419,18 @@ def write_ffu(
                         hash_table_size=ht_size,
                     )
                 )
+                + cat
+                + hash_table
             )
-            f.write(cat)
-            f.write(hash_table)
-            f.write(bytes(img - 32 - len(cat) - ht_size))  # zero padding (overwrites nothing else)
+            head += bytes(img - len(head))  # zero padding up to the body
+            f.seek(0)
+            f.write(head)
             f.flush()
             size = img + body
-            # the streamed blocks sit at other offsets once the body moved: read it all (rare)
-            signature = (StreamSigner(size) if moved else w.sig).finish(f.fileno())
+            # the hash table holds every later chunk's digest: the file is signed without reading it
+            signature = blocksig.signature_from_digests(
+                blocksig.chunk_digests(head, chunk) + hash_table, size
+            )
     data_blocks = sum(len(p.phase2) + len(p.phase3) for p in plans)
     return FfuWriteResult(
         out_path, size, sum(p.count for p in plans), data_blocks, nchunks, len(cat), signature
@@ -491,16 +442,6 @@ def _move_body(f, old: int, new: int, length: int, scratch_dir: Path) -> None:
     shrank across a chunk boundary). The caller then rewrites everything before `new`."""
     fd = f.fileno()
     with tempfile.TemporaryFile(dir=scratch_dir) as tmp:
-        _copy(fd, tmp.fileno(), old, 0, length)
-        _copy(tmp.fileno(), fd, 0, new, length)
+        copy_range(fd, tmp.fileno(), old, 0, length)
+        copy_range(tmp.fileno(), fd, 0, new, length)
     os.ftruncate(fd, new + length)
-
-
-def _copy(src: int, dst: int, so: int, do: int, n: int) -> None:
-    buf = memoryview(bytearray(8 << 20))
-    while n > 0:
-        got = os.preadv(src, [buf[: min(n, len(buf))]], so)
-        if got <= 0:
-            raise FormatError("FFU body shorter than written")
-        os.pwrite(dst, buf[:got], do)
-        so, do, n = so + got, do + got, n - got
