@@ -155,3 +155,47 @@ def test_a_killed_process_leaves_only_old_files_the_next_run_removes(tmp_path):
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(tmp_path)) == [".keep.old-x", "Flash.ffu"]
     atomic.sweep_old(tmp_path)  # without deferral: at once
+
+
+def test_a_scratch_tree_is_removed_in_the_background_or_at_once(tmp_path, monkeypatch):
+    r = _run(
+        """
+        import os
+        atomic.defer_removals()
+        with atomic.scratch_dir(".MainOS.img.stage-", ".") as tmp:
+            os.makedirs(os.path.join(tmp, "stage", "Windows"))
+            for i in range(50):
+                path = os.path.join(tmp, "stage", "Windows", str(i))
+                open(path, "w").close()
+                os.chmod(path, 0o444)  # staged files are read-only links
+        print(sorted(os.listdir(".")))  # the tree is already gone from its name
+        """,
+        tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert not any(n.startswith(".MainOS.img.stage-") for n in eval(r.stdout))  # noqa: S307 - our own print
+    assert os.listdir(tmp_path) == []  # and removed by the time the process exited
+    monkeypatch.setattr(atomic, "_REMOVER", None)  # no deferral in this process: removed at once
+    with atomic.scratch_dir(".x.stage-", tmp_path) as tmp:
+        (tmp_path / os.path.basename(tmp) / "f").write_bytes(b"1")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_killed_process_s_scratch_tree_is_swept(tmp_path, monkeypatch):
+    r = _run(
+        """
+        import os, signal
+        atomic._Remover._run = lambda self: None  # killed before its background removal ran
+        atomic.defer_removals()
+        with atomic.scratch_dir(".MainOS.img.stage-", ".") as tmp:
+            os.makedirs(os.path.join(tmp, "stage"))
+            open(os.path.join(tmp, "stage", "f"), "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+        tmp_path,
+    )
+    assert r.returncode == -signal.SIGKILL
+    assert len(_olds(tmp_path)) == 1
+    monkeypatch.setattr(atomic, "_REMOVER", None)
+    atomic.sweep_old(tmp_path)
+    assert os.listdir(tmp_path) == []

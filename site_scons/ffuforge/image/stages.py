@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import ConfigError, FormatError
 from ..formats import blocksig, disklayout, fsimage, secdesc
 from ..formats.cab import CabReader
-from ..util.atomic import write_bytes
+from ..util.atomic import scratch_dir, write_bytes
 from . import install, layout, partition, policy, updateos
 from .cabfacts import CabFacts
 
@@ -175,9 +174,8 @@ def build_partition(
     disk = load_layout(layout_json)
     p = disk.partition(name)
     size = disk.size(p)
-    with tempfile.TemporaryDirectory(
-        prefix=f".{out_image.name}.stage-", dir=workdir or out_image.parent
-    ) as tmp:
+    # the staged tree (thousands of links) is removed off the critical path when the build allows
+    with scratch_dir(f".{out_image.name}.stage-", workdir or out_image.parent) as tmp:
         ids = {q.name: q.id for q in disk.partitions if q.id}
         st = partition.stage(
             p.name,

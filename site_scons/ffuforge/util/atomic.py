@@ -18,6 +18,7 @@ import itertools
 import os
 import queue
 import re
+import shutil
 import stat
 import tempfile
 import threading
@@ -96,8 +97,7 @@ class _Remover:
 
     def _run(self) -> None:
         while (path := self.queue.get()) is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            _remove(path)
 
     def join(self) -> None:
         if os.getpid() != self.pid or not self.thread.is_alive():
@@ -171,6 +171,44 @@ def retire(path: str | Path) -> None:
         os.unlink(path)
 
 
+def _remove(path: str) -> None:
+    """Unlink a file, or remove a directory tree (a discarded scratch tree)."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def discard_tree(path: str | Path) -> None:
+    """Remove a scratch directory tree: with deferred removals on, renamed to an `.old-*` name and
+    removed by the background thread (a partition's staged tree is thousands of links, and
+    removing them was on the build's critical path); otherwise at once."""
+    remover = _remover()
+    if remover is not None:
+        old = _old_name(os.fspath(path), remover)
+        try:
+            os.rename(path, old)
+        except OSError:
+            pass
+        else:
+            remover.queue.put(old)
+            return
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str, directory: str | Path) -> Iterator[str]:
+    """A temporary directory in `directory`, discarded after the block (:func:`discard_tree`)."""
+    path = tempfile.mkdtemp(prefix=prefix, dir=directory)
+    try:
+        yield path
+    finally:
+        discard_tree(path)
+
+
 def sweep_old(directory: str | Path) -> None:
     """Remove the `.old-*` files other processes left in `directory` (killed before their
     background removal ran): in the background when deferred removals are on."""
@@ -187,8 +225,7 @@ def sweep_old(directory: str | Path) -> None:
         if remover is not None:
             remover.queue.put(full)
         else:
-            with contextlib.suppress(OSError):
-                os.unlink(full)
+            _remove(full)
 
 
 def sparse_copy(src: str | Path, dst: str | Path) -> None:
