@@ -132,7 +132,9 @@ class Built(NamedTuple):
     cab_signature: str | None  # cab.content_signature() of the CAB, when its writer computed it
     sha256: str | None = None  # SHA-256 of the CAB file, when its writer computed it (the SBOM's)
     mum: bytes = b""  # the update.mum it holds (the SBOM's identity of the package)
-    members: tuple[Written, ...] = ()  # what it holds, in CAB order (the package action's entry)
+    # what it holds, in CAB order (the package action's entry); also after a signing command,
+    # which may add a signature only (CommandSigner checks the CAB digest is unchanged)
+    members: tuple[Written, ...] = ()
 
 
 def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = BuildSettings()) -> Built:
