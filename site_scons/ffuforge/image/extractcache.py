@@ -32,7 +32,7 @@ What each partition build took from where is written to its cache's ``sources.js
 (generated or signed) or the source file it copied, and that file's SHA-256. Its entry is made by
 the same parsing code (:func:`install.parse_package`) over :class:`WrittenCab`, a reader with
 CabReader's interface over those members, so no folder is inflated and no block checksummed
-(at 1 GiB, 362 CABs: 0.43× the CPU of extracting MSZIP CABs, 0.72× for stored ones; what is left
+(at 1 GiB, 362 CABs: 0.43–0.49× the CPU of extracting MSZIP CABs, 0.63–0.72× for stored ones; what is left
 is hashing, writing the store and parsing). The result is the same by construction:
 the member table is the CAB's own (read from the file, and equal to the one the build wrote),
 the parsing and every check are shared, and a source file read again is checked against the
