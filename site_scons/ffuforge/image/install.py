@@ -238,14 +238,16 @@ def install_package(st: Staging, cab_path: Path) -> PackageInfo:
     return replay(st, parse_package(Path(cab_path), st.partition, store), store)
 
 
-def parse_package(cab_path: Path, partition: str | None, store: Path) -> Parsed:
+def parse_package(cab_path: Path, partition: str | None, store: Path, reader=None) -> Parsed:
     """Read a CAB for `partition`: its identity, registry values and files, members extracted to
     `store` (an existing, empty directory). A bad package is recorded, not raised. `partition`
     None skips the partition check (the result does not otherwise depend on it): for a package
-    read before its partition is known, checked where it is used (:func:`partition_error`)."""
+    read before its partition is known, checked where it is used (:func:`partition_error`).
+    `reader`: read the members through it instead of a CabReader over `cab_path` (CabReader's
+    `members`, `read`, `iter_chunks`; :class:`.extractcache.WrittenCab`, the members a build wrote)."""
     parsed = Parsed(cab_path)
     try:
-        _parse(parsed, cab_path, partition, store)
+        _parse(parsed, cab_path, partition, store, reader)
     except (FFUError, OSError) as exc:
         parsed.error = exc
     return parsed
@@ -258,9 +260,9 @@ def partition_error(info: PackageInfo, partition: str, where: str) -> ConfigErro
     return ConfigError(f"package {info.name} targets partition {info.partition}, not {partition}", where)
 
 
-def _parse(p: Parsed, cab_path: Path, partition: str | None, store: Path) -> None:
+def _parse(p: Parsed, cab_path: Path, partition: str | None, store: Path, reader=None) -> None:
     where = str(cab_path)
-    with CabReader(cab_path) as cab:
+    with reader if reader is not None else CabReader(cab_path) as cab:
         info = p.info = _package_info(cab, cab_path)
         if partition is not None and (exc := partition_error(info, partition, where)) is not None:
             raise exc

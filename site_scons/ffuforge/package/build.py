@@ -114,6 +114,17 @@ def _pe_digest(
     return cbs.FileDigest(len(data), sha256), member, signed
 
 
+class Written(NamedTuple):
+    """One member of a written CAB as the build had it: its file entry, its bytes (generated or
+    signed) or the source file it was copied from, and for a source file the SHA-256 the build
+    took of it (the digest update.mum and the catalog declare)."""
+
+    entry: cab.CabEntry
+    data: bytes | None
+    source: str | None
+    sha256: bytes | None
+
+
 class Built(NamedTuple):
     """What the build tool can take from a package build instead of reading files again."""
 
@@ -121,6 +132,9 @@ class Built(NamedTuple):
     cab_signature: str | None  # cab.content_signature() of the CAB, when its writer computed it
     sha256: str | None = None  # SHA-256 of the CAB file, when its writer computed it (the SBOM's)
     mum: bytes = b""  # the update.mum it holds (the SBOM's identity of the package)
+    # what it holds, in CAB order (the package action's entry); also after a signing command,
+    # which may add a signature only (CommandSigner checks the CAB digest is unchanged)
+    members: tuple[Written, ...] = ()
 
 
 def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = BuildSettings()) -> Built:
@@ -129,8 +143,9 @@ def build_variant(v: Variant, out_path: str | Path, settings: BuildSettings = Bu
     out_path.parent.mkdir(parents=True, exist_ok=True)
     sources: SourceDigests = {}
     mum: list[bytes] = []
-    info = _build(v, out_path, settings, sources, mum)
-    return Built(sources, info.content_signature, info.sha256, mum[0])
+    written: list[Written] = []
+    info = _build(v, out_path, settings, sources, mum, written)
+    return Built(sources, info.content_signature, info.sha256, mum[0], tuple(written))
 
 
 # Padded CAB signature size of each signer's last CAB in this process: an RSA signer's is the
@@ -139,7 +154,12 @@ _SIGNATURE_SIZES: dict[str, int] = {}
 
 
 def _build(
-    v: Variant, out_path: Path, settings: BuildSettings, sources: SourceDigests, mum: list[bytes]
+    v: Variant,
+    out_path: Path,
+    settings: BuildSettings,
+    sources: SourceDigests,
+    mum: list[bytes],
+    written: list[Written],
 ) -> cab.CabInfo:
     pe_signer = settings.signer if settings.sign_pe else None
     layout_payload = [*v.payload, *(p for p in (v.bcd, v.binary_image) if p is not None)]
@@ -178,14 +198,26 @@ def _build(
         cab.CabMember(entries[0].cab_path, data=entries[0].data),
         cab.CabMember("update.cat", data=cat),
     ]
+    declared: list[bytes | None] = [None, None]  # the SHA-256 of each source member
     for e in entries[1:]:
         if e.payload is not None:
-            signed_pe = hashed[e.payload.device_path.lower()][2]
+            digest, _, signed_pe = hashed[e.payload.device_path.lower()]
             cab_members.append(
                 cab.CabMember(e.cab_path, source=None if signed_pe else e.payload.source, data=signed_pe)
             )
+            declared.append(None if signed_pe else digest.sha256)
         else:
             cab_members.append(cab.CabMember(e.cab_path, data=e.data))
+            declared.append(None)
+    info = _write(out_path, settings, cab_members)
+    written.extend(
+        Written(entry, m.data, None if m.source is None else os.fspath(m.source), sha)
+        for entry, m, sha in zip(info.members, cab_members, declared, strict=True)
+    )
+    return info
+
+
+def _write(out_path: Path, settings: BuildSettings, cab_members: list[cab.CabMember]) -> cab.CabInfo:
     if settings.signer is None:
         return cab.write_cab(
             out_path, cab_members, compression=settings.compression, timestamp=settings.epoch

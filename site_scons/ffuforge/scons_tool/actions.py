@@ -217,7 +217,7 @@ def package_work(
     built = pkgbuild.build_variant(v, out_path, settings)
     signature = content_signature(out_path, cab_file=True, known=built.cab_signature)
     identity = written_identity(out_path, built, signer)
-    prepare_cab(out_path)  # here, in parallel, not in the serial partition action
+    prepare_cab(out_path, built.members)  # here, in parallel, not in the serial partition action
     return signature, built.sources, v.warnings, identity
 
 
@@ -271,12 +271,12 @@ def _generated_action(target, source, env):
 
     spec = json.loads(source[0].read())
     signer = signer_in_process(spec["signer"], SIGNER_KEYS.get(spec["signer"])) if spec["signer"] else None
-    pkgbuild.build_variant(
+    built = pkgbuild.build_variant(
         generated_variant(spec),
         target[0].abspath,
         pkgbuild.BuildSettings(compression=spec["compression"], epoch=spec["epoch"], signer=signer),
     )
-    prepare_cab(target[0].abspath)
+    prepare_cab(target[0].abspath, built.members)
     return 0
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def prepare_cab(cab: str) -> None:
+def prepare_cab(cab: str, written=None) -> None:
     """Extract the CAB just written under `cab` (after its final rename: the entry's key holds its
-    ctime). Never fails the package: without an entry the partition extracts the CAB itself."""
+    ctime); `written`: the members the build wrote into it (``Built.members``), read instead of the
+    CAB (no inflation, no checksums). Never fails the package: without an entry the partition
+    extracts the CAB itself."""
     from ..image import extractcache
 
-    extractcache.prepare(Path(cab))
+    extractcache.prepare(Path(cab), written)
 
 
 def clean_emitter(target, source, env):
