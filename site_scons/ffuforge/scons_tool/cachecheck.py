@@ -24,8 +24,6 @@ import os
 from typing import NamedTuple
 
 from ..formats import blocksig
-from ..formats.cab import content_signature as cab_signature
-from ..signing import verify
 from .state import MERGED_XML, PRESIGNED
 
 RECORD_SUFFIX = ".ffuforge"
@@ -55,6 +53,8 @@ def signature(path: str, kind: str) -> str:
     """The content signature a record holds: a CAB's own (every byte), else the chunk signature
     (blocksig.file_signature, v2: every 128 KiB chunk's SHA-256, holes unread)."""
     if kind == "cab":
+        from ..formats.cab import content_signature as cab_signature  # CABs only: not at import
+
         sig = cab_signature(path)
         if sig is not None:
             return sig
@@ -97,6 +97,8 @@ def problem(path: str, kind: str, expected: Record | None, target: str) -> str |
             if fh.read(len(MERGED_XML[target]) + 1) != MERGED_XML[target]:
                 return "is not the merged FM this build computes"
     if kind == "cab":
+        from ..signing import verify  # a cache retrieval only: not at import
+
         found = verify.consistency_problems(path)
         if found:
             return f"is not a consistent package ({found[0]})"
