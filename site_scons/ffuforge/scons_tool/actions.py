@@ -136,11 +136,13 @@ def package_scan(node, env, path):
     """Every file the CAB is made from: payload, INFs and what they pull in, BCD XML, raw image.
     Nodes are looked up from the top directory, not through env.File (which substitutes
     construction variables in each name: a tenth of a no-op build at 300 packages)."""
-    content = json.loads(node.sources[0].read())["content"]
+    inputs = getattr(node.attributes, "ffuforge_inputs", None)
+    if inputs is None:
+        inputs = json.loads(node.sources[0].read())["content"]["inputs"]
     nodes = []
     top_node = env.Dir("#")
     top = top_node.abspath
-    for rel in content["inputs"]:
+    for rel in inputs:
         full = rel if os.path.isabs(rel) else os.path.join(top, rel)
         try:
             mode = os.stat(full).st_mode

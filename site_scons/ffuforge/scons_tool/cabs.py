@@ -31,4 +31,6 @@ def declare_cab(env, target, v, rel: str, spec: dict, signer, sign_pe) -> list:
     PACKAGES[target.abspath] = PackageRecord(
         v.name, v.partition, v.release_type, rel, v.layout_files, owner_type, v.warnings
     )
-    return PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
+    nodes = PACKAGE_BUILDER(env, target, [value], FFU_PKG_JOB=job)
+    target.attributes.ffuforge_inputs = v.content["inputs"]  # for the scanner: no JSON to parse again
+    return nodes
