@@ -323,8 +323,13 @@ def test_sigkill_of_scons_alone_leaves_no_worker(reference, ws, trigger):
     shutil.rmtree(ws / "build")
     b = Build(ws)
     assert b.wait_for(_line(trigger)), b.lines
-    time.sleep(0.3)
-    children = [p for p in _session(b.proc.pid) if p != b.proc.pid]
+    # the stage's worker processes or tools (the CABs' -j2 workers; mkntfs and the NTFS helper, the
+    # partition's packages being extracted already by their package actions): kill while one runs
+    children: list[int] = []
+    end = time.monotonic() + 10
+    while not children and b.proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.01)
+        children = [p for p in _session(b.proc.pid) if p != b.proc.pid]
     assert children, "scons had started workers when it was killed"
     os.kill(b.proc.pid, signal.SIGKILL)
     b.proc.wait()
