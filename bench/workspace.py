@@ -188,41 +188,6 @@ ffu = env.Command("bare/Flash.ffu", lay + parts + pad, touch)
 Default(ffu)
 """
 
-DEVICE_LAYOUT = """<?xml version="1.0" encoding="utf-8"?>
-<DeviceLayout xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate">
-  <Partitions>
-    <Partition>
-      <Name>EFIESP</Name>
-      <Type>{{c12a7328-f81f-11d2-ba4b-00a0c93ec93b}}</Type>
-      <FileSystem>FAT</FileSystem>
-      <TotalSectors>65536</TotalSectors>
-      <Bootable>true</Bootable>
-      <RequiredToFlash>true</RequiredToFlash>
-    </Partition>
-    <Partition>
-      <Name>MainOS</Name>
-      <Type>{{ebd0a0a2-b9e5-4433-87c0-68b6b72699c7}}</Type>
-      <FileSystem>NTFS</FileSystem>
-      <MinFreeSectors>{min_free}</MinFreeSectors>
-      <ByteAlignment>0x800000</ByteAlignment>
-      <ClusterSize>0x1000</ClusterSize>
-    </Partition>
-    <Partition>
-      <Name>Data</Name>
-      <Type>{{ebd0a0a2-b9e5-4433-87c0-68b6b72699c7}}</Type>
-      <FileSystem>NTFS</FileSystem>
-      <UseAllSpace>true</UseAllSpace>
-      <ByteAlignment>0x800000</ByteAlignment>
-      <ClusterSize>0x4000</ClusterSize>
-    </Partition>
-  </Partitions>
-  <SectorSize>512</SectorSize>
-  <ChunkSize>128</ChunkSize>
-  <DefaultPartitionByteAlignment>0x200000</DefaultPartitionByteAlignment>
-  <VersionTag>IoTUAP</VersionTag>
-</DeviceLayout>
-"""
-
 DEVICE_PLATFORM = """<?xml version="1.0" encoding="utf-8"?>
 <OEMDevicePlatform xmlns="http://schemas.microsoft.com/embedded/2004/10/ImageUpdate">
   <MinSectorCount>{sectors}</MinSectorCount>
@@ -504,9 +469,10 @@ def generate_image(
         disk_bytes = max(8 << 30, -(-(2 * total_bytes + (2 << 30)) // (1 << 30)) * (1 << 30))
     board = dest / "bsp" / "BenchBoard"
     (board / "DeviceLayout").mkdir()
-    (board / "DeviceLayout" / "DeviceLayout.xml").write_text(
-        DEVICE_LAYOUT.format(min_free=(256 * mib) // 512)
-    )
+    sys.path.insert(0, str(ROOT / "site_scons"))
+    from ffuforge.features import templates  # noqa: PLC0415 - the sample's layout, from the library
+
+    (board / "DeviceLayout" / "DeviceLayout.xml").write_bytes(templates.device_layout((256 * mib) // 512))
     (board / "DeviceLayout" / "OEMDevicePlatform.xml").write_text(
         DEVICE_PLATFORM.format(sectors=disk_bytes // 512)
     )

@@ -42,12 +42,14 @@ DRIVER_WM = """<?xml version="1.0" encoding="utf-8"?>
 </identity>
 """
 
+VENDOR = {"provider": "Vendor", "tag": "VEND"}  # INF's provider and hardware-ID prefix
+
 INF = """; {stem} (ffuforge test fixture)
 [Version]
 Signature   = "$WINDOWS NT$"
 Class       = System
 ClassGuid   = {{4d36e97d-e325-11ce-bfc1-08002be10318}}
-Provider    = Vendor
+Provider    = {provider}
 DriverVer   = 11/01/2026,10.0.0.0
 
 [DestinationDirs]
@@ -62,10 +64,10 @@ Extra_Copy     = {extra}
 {stem}.bin = 1,,
 
 [Manufacturer]
-Vendor = Standard,NT$ARCH$
+{provider} = Standard,NT$ARCH$
 
 [Standard.NT$ARCH$]
-Dev = Dev_Inst, ACPI\\VEND{hwid}
+Dev = Dev_Inst, ACPI\\{tag}{hwid}
 
 [Dev_Inst.NT]
 CopyFiles = Driver_Copy, Extra_Copy
@@ -195,7 +197,10 @@ def make_bsp(root: Path) -> Path:
             pkg / f"Vendor.{name}/Vendor.{name}.wm.xml",
             DRIVER_WM.format(name=name, inf=f"Drivers\\{stem}.inf", data=data),
         )
-        _write(pkg / f"Drivers/{stem}.inf", INF.format(stem=stem, drivers=drivers, extra=extra, hwid=hwid))
+        _write(
+            pkg / f"Drivers/{stem}.inf",
+            INF.format(stem=stem, drivers=drivers, extra=extra, hwid=hwid, **VENDOR),
+        )
         _write(pkg / f"Drivers/{stem}.sys", f"{stem} driver bytes\n")
         _write(pkg / f"Drivers/{stem}.bin", f"{stem} extra bytes\n")
         _write(pkg / f"Data/{name.lower()}.dat", f"{name} settings\n")
@@ -216,7 +221,7 @@ def make_bsp(root: Path) -> Path:
     # board B's own variant of the shared I2C package: same CAB name, its own settings file
     alt = root / "BoardB/Packages/Vendor.I2C.BoardB"
     _write(alt / "Vendor.I2C.wm.xml", DRIVER_WM.format(name="I2C", inf="vi2c.inf", data="i2c-b.dat"))
-    _write(alt / "vi2c.inf", INF.format(stem="vi2c", drivers="12", extra="11,Vendor", hwid="0001"))
+    _write(alt / "vi2c.inf", INF.format(stem="vi2c", drivers="12", extra="11,Vendor", hwid="0001", **VENDOR))
     _write(alt / "vi2c.sys", "vi2c board B driver bytes\n")
     _write(alt / "vi2c.bin", "vi2c board B extra bytes\n")
     _write(alt / "i2c-b.dat", "I2C settings for board B\n")

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from bsptree_fixture import INF
+
 from scons_util import copy_workspace, scons
 
 pytestmark = pytest.mark.e2e
@@ -55,41 +57,6 @@ WM = """<?xml version="1.0" encoding="utf-8"?>
 </identity>
 """
 
-INF = """; {name} (ffuforge test fixture)
-[Version]
-Signature   = "$WINDOWS NT$"
-Class       = System
-ClassGuid   = {{4d36e97d-e325-11ce-bfc1-08002be10318}}
-Provider    = Fabrikam
-DriverVer   = 11/01/2026,10.0.0.0
-
-[DestinationDirs]
-DefaultDestDir = {drivers}
-Extra_Copy     = {extra}
-
-[SourceDisksNames]
-1 = Disk,,,""
-
-[SourceDisksFiles]
-{name}.sys = 1,,
-{name}.bin = 1,,
-
-[Manufacturer]
-Fabrikam = Standard,NT$ARCH$
-
-[Standard.NT$ARCH$]
-Dev = Dev_Inst, ACPI\\FABR{hwid}
-
-[Dev_Inst.NT]
-CopyFiles = Driver_Copy, Extra_Copy
-
-[Driver_Copy]
-{name}.sys
-
-[Extra_Copy]
-{name}.bin
-"""
-
 PKG = """<?xml version="1.0" encoding="utf-8"?>
 <Package xmlns="urn:Microsoft.WindowsPhone/PackageSchema.v8.00" Owner="$(OEMNAME)" Component="Fabrikam"
     SubComponent="Svc" OwnerType="SiliconVendor" ReleaseType="Production" Platform="$(BSPARCH)">
@@ -119,7 +86,9 @@ def _fixture(ws: Path) -> Path:
         (pkg / f"Fabrikam.{name}/Fabrikam.{name}.wm.xml").write_text(
             WM.format(name=name, inf=inf, data=data, folder=folder)
         )
-        (pkg / "Drivers" / inf).write_text(INF.format(name=stem, drivers=drivers, extra=extra, hwid=hwid))
+        (pkg / "Drivers" / inf).write_text(
+            INF.format(stem=stem, drivers=drivers, extra=extra, hwid=hwid, provider="Fabrikam", tag="FABR")
+        )
         (pkg / "Drivers" / f"{stem}.sys").write_bytes(f"{stem} driver bytes\n".encode())
         (pkg / "Drivers" / f"{stem}.bin").write_bytes(f"{stem} extra bytes\n".encode())
         (pkg / "Data" / data.replace("$(SPIDATA)", "spi.dat")).write_text(f"{name} settings\n")

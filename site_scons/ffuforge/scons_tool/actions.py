@@ -134,11 +134,9 @@ def plan_at(top: str, project_rel: str, spec: dict, driver_files: bool = False) 
 
 def package_scan(node, env, path):
     """Every file the CAB is made from: payload, INFs and what they pull in, BCD XML, raw image.
-    Nodes are looked up from the top directory, not through env.File (which substitutes
-    construction variables in each name: a tenth of a no-op build at 300 packages)."""
-    inputs = getattr(node.attributes, "ffuforge_inputs", None)
-    if inputs is None:
-        inputs = json.loads(node.sources[0].read())["content"]["inputs"]
+    Nodes are looked up from the top directory, not through env.File, which would substitute
+    construction variables in every payload name (a '$' in a file name is not a variable)."""
+    inputs = node.attributes.ffuforge_inputs  # set where the CAB is declared (cabs.declare_cab)
     nodes = []
     top_node = env.Dir("#")
     top = top_node.abspath

@@ -26,7 +26,7 @@ def _configured(env, key: tuple, files: tuple[str, ...], load) -> None:
     if key in CONFIGURED:
         return
     cache = plancache.cache_file(env, signerfacts.FILENAME)
-    signer = signerfacts.lazy(cache, key, files, lambda: load())
+    signer = signerfacts.lazy(cache, key, files, load)
     if signer is None:
         signer = load()
         signerfacts.remember(cache, key, files, signer)

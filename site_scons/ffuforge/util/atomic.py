@@ -152,23 +152,31 @@ def replace(tmp: str | Path, path: str | Path) -> None:
             remover.queue.put(old)  # type: ignore[union-attr]
 
 
+def _set_aside(path: str | Path, is_kind) -> bool:
+    """With deferred removals on: rename `path` (if `is_kind(st_mode)`) to an `.old-*` name and queue
+    it for the background thread; whether it was. A missing path counts as done."""
+    remover = _remover()
+    if remover is None:
+        return False
+    old = _old_name(os.fspath(path), remover)
+    try:
+        if not is_kind(os.lstat(path).st_mode):
+            return False
+        os.rename(path, old)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    remover.queue.put(old)
+    return True
+
+
 def retire(path: str | Path) -> None:
     """Remove `path` (before its writer runs again, as SCons would): with deferred removals on, a
     regular file is renamed to an `.old-*` name and freed in the background."""
-    remover = _remover()
-    if remover is not None:
-        old = _old_name(os.fspath(path), remover)
-        try:
-            if stat.S_ISREG(os.lstat(path).st_mode):
-                os.rename(path, old)
-                remover.queue.put(old)
-                return
-        except FileNotFoundError:
-            return
-        except OSError:
-            pass
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    if not _set_aside(path, stat.S_ISREG):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def _remove(path: str) -> None:
@@ -186,17 +194,8 @@ def discard_tree(path: str | Path) -> None:
     """Remove a scratch directory tree: with deferred removals on, renamed to an `.old-*` name and
     removed by the background thread (a partition's staged tree is thousands of links, and
     removing them was on the build's critical path); otherwise at once."""
-    remover = _remover()
-    if remover is not None:
-        old = _old_name(os.fspath(path), remover)
-        try:
-            os.rename(path, old)
-        except OSError:
-            pass
-        else:
-            remover.queue.put(old)
-            return
-    shutil.rmtree(path, ignore_errors=True)
+    if not _set_aside(path, stat.S_ISDIR):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
